@@ -1,0 +1,119 @@
+"""The ingest job on a real local SparkSession."""
+
+import json
+
+import pytest
+
+from extraction.ingest import DONE_MARKER, IngestConfig, IngestError, run_ingest
+from extraction.synth import SynthConfig, write_month
+
+
+@pytest.fixture(scope="module")
+def dumps(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dumps")
+    stats = write_month(str(folder), SynthConfig(comments=20_000, seed=11, p_malformed_line=0.001, p_invalid_utf8_line=0.001))
+    write_month(str(folder), SynthConfig(month="2015-02", comments=5_000, seed=12))
+    return folder, stats
+
+
+def ingest(spark, inputs, output, **kw):
+    return run_ingest(IngestConfig(inputs=[str(i) for i in inputs], output=str(output), **kw), spark)
+
+
+def sorted_rows(spark, path):
+    return sorted(tuple(r) for r in spark.read.parquet(str(path)).collect())
+
+
+def test_ingest_accounts_for_every_line(spark, dumps, tmp_path):
+    folder, stats = dumps
+    report = ingest(spark, [folder / "RC_2015-01.zst", folder / "RS_2015-01.zst"], tmp_path / "out")
+    t = report["totals"]
+    assert t["lines"] == stats.comments + stats.submissions
+    assert t["rejects"] == stats.malformed_lines + stats.invalid_utf8_lines > 0
+    assert t["rejects_by_reason"] == {"invalid_utf8": stats.invalid_utf8_lines, "malformed_json": stats.malformed_lines}
+    assert t["comments_rows"] + t["submissions_rows"] + t["rejects"] == t["lines"]
+
+    comments = spark.read.parquet(str(tmp_path / "out" / "comments"))
+    assert comments.count() == t["comments_rows"] == stats.comments - t["rejects"]
+    assert spark.read.parquet(str(tmp_path / "out" / "submissions")).count() == stats.submissions
+    assert comments.columns == ["id", "link_id", "parent_id", "parent_kind", "subreddit", "author",
+                                "body", "score", "created_utc", "month"]
+    assert dict(comments.dtypes)["created_utc"] == "bigint"
+    assert {r.month for r in comments.select("month").distinct().collect()} == {"2015-01"}
+    assert comments.filter("id like 't1_%' or link_id like 't3_%' or parent_id like 't_\\_%'").count() == 0
+
+    rejects = spark.read.parquet(str(tmp_path / "out" / "rejects"))
+    assert rejects.count() == t["rejects"]
+    first = rejects.orderBy("line_number").first()
+    assert first.source_file == "RC_2015-01.zst" and first.line_number > 0 and first.raw_length >= len(first.raw)
+    saved = json.loads((tmp_path / "out" / "ingest_report.json").read_text())
+    assert saved["totals"] == t
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith("_staging")]
+
+
+def test_rerun_is_a_no_op_and_force_gives_the_same_rows(spark, dumps, tmp_path):
+    folder, _ = dumps
+    inputs = [folder / "RC_2015-02.zst", folder / "RS_2015-02.zst"]
+    out = tmp_path / "out"
+    ingest(spark, inputs, out)
+    before = sorted_rows(spark, out / "comments")
+    marker = (out / DONE_MARKER).read_text()
+    mtime = (out / "comments").stat().st_mtime_ns
+    ingest(spark, inputs, out)
+    assert (out / "comments").stat().st_mtime_ns == mtime and (out / DONE_MARKER).read_text() == marker
+    ingest(spark, inputs, out, force=True)
+    assert sorted_rows(spark, out / "comments") == before
+
+
+def test_interrupted_run_is_restarted_cleanly(spark, dumps, tmp_path):
+    folder, _ = dumps
+    out = tmp_path / "out"
+    stale = out / "_staging-deadbeef" / "comments"
+    stale.mkdir(parents=True)
+    (stale / "part-0.parquet").write_bytes(b"half written")
+    report = ingest(spark, [folder / "RC_2015-02.zst"], out)
+    assert report["totals"]["comments_rows"] == 5_000
+    assert not (out / "_staging-deadbeef").exists() and (out / DONE_MARKER).exists()
+
+
+def test_truncated_file_fails_with_its_name_or_is_recorded(spark, dumps, tmp_path):
+    folder, _ = dumps
+    broken = tmp_path / "in" / "RC_2015-03.zst"
+    broken.parent.mkdir()
+    data = (folder / "RC_2015-02.zst").read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    good = folder / "RC_2015-01.zst"
+    with pytest.raises(IngestError, match=r"RC_2015-03\.zst.*truncated"):
+        ingest(spark, [broken, good], tmp_path / "out")
+    assert not (tmp_path / "out" / DONE_MARKER).exists()
+
+    report = ingest(spark, [broken, good], tmp_path / "out", on_corrupt_file="record")
+    by_name = {f["path"].rsplit("/", 1)[-1]: f for f in report["files"]}
+    assert by_name["RC_2015-03.zst"]["status"] == "failed"
+    assert "truncated" in by_name["RC_2015-03.zst"]["error"]
+    assert by_name["RC_2015-01.zst"]["status"] == "ok"
+    assert report["totals"]["failed_files"] == 1
+    partial = by_name["RC_2015-03.zst"]
+    assert 0 < partial["lines"] < 5_000 and partial["lines"] == partial["rows"] + partial["rejects"]
+
+
+def test_globs_and_clear_input_errors(spark, dumps, tmp_path):
+    folder, _ = dumps
+    report = ingest(spark, [folder / "R?_2015-02.zst"], tmp_path / "out")
+    assert report["totals"]["files"] == 2
+    with pytest.raises(FileNotFoundError, match="matches no file"):
+        ingest(spark, [folder / "RC_1999-*.zst"], tmp_path / "out2")
+    odd = tmp_path / "comments.zst"
+    odd.write_bytes((folder / "RC_2015-02.zst").read_bytes())
+    with pytest.raises(IngestError, match="RC_YYYY-MM"):
+        ingest(spark, [odd], tmp_path / "out3")
+
+
+def test_real_dump(spark, real_dump, tmp_path):
+    report = ingest(spark, [real_dump], tmp_path / "out")
+    t = report["totals"]
+    assert t["lines"] == 1075
+    assert t["comments_rows"] + t["rejects"] == 1075
+    comments = spark.read.parquet(str(tmp_path / "out" / "comments"))
+    assert comments.count() == t["comments_rows"]
+    assert comments.filter("id = 'c13'").first().link_id == "17863"
