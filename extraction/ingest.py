@@ -28,7 +28,6 @@ import json
 import re
 import sys
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
@@ -275,20 +274,14 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
     if unknown:
         raise IngestError(f"cannot tell comments from submissions for {unknown[:3]}: name files RC_YYYY-MM.zst or RS_YYYY-MM.zst")
     output = cfg.output
-    marker = storage.join(output, DONE_MARKER)
     print_ = lambda msg: print(f"[ingest] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    fp = fingerprint(cfg, files)
-    if not cfg.force and storage.exists(marker) and storage.read_json(marker).get("fingerprint") == fp:
+    staged = storage.StagedOutput(output, DONE_MARKER, fingerprint(cfg, files))
+    if not cfg.force and staged.is_complete():
         print_(f"{output} is complete for these inputs and settings; nothing to do (force=true runs again)")
         return storage.read_json(storage.join(output, REPORT_FILE))
 
     spark = spark or build_spark(cfg.spark)
-    storage.remove(marker)
-    for stale in storage.list_dir(output):
-        if stale.startswith("_staging-"):
-            storage.remove(storage.join(output, stale))
-    run_id = uuid.uuid4().hex[:12]
-    staging = storage.join(output, f"_staging-{run_id}")
+    staging = staged.begin()
     settings = _TaskSettings(staging, cfg.read_size_bytes, cfg.max_window_bytes, cfg.on_corrupt_file,
                              cfg.progress_interval_s, cfg.max_records_per_file)
     started = time.time()
@@ -307,13 +300,7 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
     _check_counts(staging, report)
     storage.write_json_atomic(storage.join(staging, REPORT_FILE), report)
 
-    for name in ("comments", "submissions", "rejects", REPORT_FILE):
-        if storage.exists(storage.join(staging, name)):
-            storage.replace_dir(storage.join(staging, name), storage.join(output, name))
-        else:
-            storage.remove(storage.join(output, name))
-    storage.remove(staging)
-    storage.write_json_atomic(marker, {"fingerprint": fp, "files": files, "finished_utc": int(time.time())})
+    staged.commit(["comments", "submissions", "rejects", REPORT_FILE], files=files, finished_utc=int(time.time()))
     print(format_report(report, output))
     return report
 

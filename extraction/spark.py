@@ -42,7 +42,12 @@ def build_spark(cfg: SparkConfig):
     builder = SparkSession.builder.appName(cfg.app_name)
     if cfg.master:
         builder = builder.master(cfg.master)
-    for key, value in {**DEFAULT_CONF, **cfg.conf}.items():
+    defaults = dict(DEFAULT_CONF)
+    if cfg.master and cfg.master.startswith("local"):
+        # In local mode the driver JVM runs every task; 1g (Spark's default) is too little for
+        # the extract job's joins. Applies only when this call starts the JVM.
+        defaults["spark.driver.memory"] = "4g"
+    for key, value in {**defaults, **cfg.conf}.items():
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.log_level)

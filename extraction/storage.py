@@ -138,3 +138,42 @@ def replace_dir(src: str, dst: str) -> None:
         os.replace(src_path, dst_path)
     else:
         fs.mv(src_path, dst_path, recursive=True)
+
+
+class StagedOutput:
+    """A job's output folder, filled through a staging folder and committed by renames.
+
+    ``begin`` removes the completion marker and stale staging folders and returns a fresh
+    staging folder; ``commit`` moves the named entries into place, removes staging, and writes
+    the marker (with the fingerprint of inputs and settings) last. ``is_complete`` tells a re-run
+    whether there is nothing to do.
+    """
+
+    def __init__(self, output: str, marker_name: str, fingerprint: str):
+        self.output = output
+        self.marker = join(output, marker_name)
+        self.fingerprint = fingerprint
+        self.staging: str | None = None
+
+    def is_complete(self) -> bool:
+        return exists(self.marker) and read_json(self.marker).get("fingerprint") == self.fingerprint
+
+    def begin(self) -> str:
+        remove(self.marker)
+        for stale in list_dir(self.output):
+            if stale.startswith("_staging-"):
+                remove(join(self.output, stale))
+        self.staging = join(self.output, f"_staging-{uuid.uuid4().hex[:12]}")
+        fs, path = filesystem(self.staging)
+        fs.makedirs(path, exist_ok=True)
+        return self.staging
+
+    def commit(self, names: list[str], **marker_fields: Any) -> None:
+        assert self.staging is not None, "begin() first"
+        for name in names:
+            if exists(join(self.staging, name)):
+                replace_dir(join(self.staging, name), join(self.output, name))
+            else:
+                remove(join(self.output, name))
+        remove(self.staging)
+        write_json_atomic(self.marker, {"fingerprint": self.fingerprint, **marker_fields})

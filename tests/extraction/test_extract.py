@@ -1,0 +1,93 @@
+"""The extract job end to end on a real local Spark: generated dump, then the real month."""
+
+import json
+
+import pytest
+
+from extraction.chains import ChainsConfig, SplitConfig
+from extraction.extract import DONE_MARKER, ExtractConfig, ExtractError, run_extract
+from extraction.filters import FiltersConfig
+from extraction.ingest import IngestConfig, run_ingest
+from extraction.synth import SynthConfig, write_month
+
+
+@pytest.fixture(scope="module")
+def ingested(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("extract")
+    write_month(str(root / "dumps"), SynthConfig(comments=15_000, seed=31, megathreads=1, megathread_comments=3000,
+                                                 deep_chains=1, deep_chain_depth=500))
+    run_ingest(IngestConfig(inputs=[str(root / "dumps" / "*.zst")], output=str(root / "ingest")), spark)
+    return root
+
+
+def rows(spark, path):
+    return sorted(tuple(map(str, r)) for r in spark.read.parquet(str(path)).collect())
+
+
+@pytest.mark.slow
+def test_extract_end_to_end(spark, ingested, tmp_path):
+    cfg = ExtractConfig(input=str(ingested / "ingest"), output=str(tmp_path / "x"),
+                        filters=FiltersConfig(bland_min_count=20),
+                        split=SplitConfig(valid_fraction=0.1, test_fraction=0.1))
+    report = run_extract(cfg, spark)
+    out = tmp_path / "x"
+    sessions = spark.read.parquet(str(out / "sessions"))
+    rejects = spark.read.parquet(str(out / "rejects"))
+    s = report["sessions"]
+    assert sessions.count() == s["kept"] > 0 and rejects.count() == s["candidates"] - s["kept"]
+    assert {r.split for r in sessions.select("split").distinct().collect()} == {"train", "valid", "test"}
+    assert report["threads_in_two_splits"] == 0
+    assert sessions.groupBy("link_id").agg({"split": "count"}).count() > 0
+    assert min(r.num_turns for r in sessions.select("num_turns").collect()) >= 2
+    assert max(r.num_turns for r in sessions.select("num_turns").collect()) <= 5
+    reasons = {r.drop_reason for r in rejects.select("drop_reason").distinct().collect()}
+    assert {"min_turns", "url", "bland"} <= reasons
+    funnel = {r["rule"]: r for r in report["rules"]}
+    assert sum(r["out"] for r in report["rules"]) == s["candidates"] - s["kept"]
+    assert funnel["bland"]["out"] > 0
+    c = report["comments"]
+    ingested_comments = json.loads((ingested / "ingest" / "ingest_report.json").read_text())["totals"]["comments_rows"]
+    assert c["comments"] == ingested_comments
+    assert (c["used_in_sessions"] + sum(c["cut_by_turn_rule"].values()) + sum(c["only_in_rejected_sessions"].values())
+            + c["not_in_any_session"]) == ingested_comments
+    assert c["cut_by_turn_rule"]["deleted"] > 0 and c["cut_by_turn_rule"]["bots"] > 0
+    assert (out / "extract_report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Every comment accounted for" in (out / "extract_report.html").read_text()
+
+    # Re-running does nothing; forcing it writes the same rows.
+    before = rows(spark, out / "sessions")
+    marker = (out / DONE_MARKER).read_text()
+    run_extract(cfg, spark)
+    assert (out / DONE_MARKER).read_text() == marker
+    cfg.force = True
+    run_extract(cfg, spark)
+    assert rows(spark, out / "sessions") == before
+
+
+@pytest.mark.slow
+def test_comments_only_replies_mode_with_titles_off(spark, ingested, tmp_path):
+    cfg = ExtractConfig(input=str(ingested / "ingest"), output=str(tmp_path / "y"), use_submissions=False,
+                        chains=ChainsConfig(mode="replies", include_title=True),
+                        filters=FiltersConfig(bland=False, duplicate_response=False))
+    report = run_extract(cfg, spark)
+    sessions = spark.read.parquet(str(tmp_path / "y" / "sessions"))
+    assert sessions.filter("has_title").count() == 0  # no submissions, so no titles
+    assert report["sessions"]["kept"] > 0
+    assert {r["rule"]: r["out"] for r in report["rules"]}["nsfw"] >= 0
+
+
+def test_missing_input_is_a_clear_error(spark, tmp_path):
+    with pytest.raises(ExtractError, match="run the ingest job first"):
+        run_extract(ExtractConfig(input=str(tmp_path / "nothing"), output=str(tmp_path / "z")), spark)
+
+
+@pytest.mark.slow
+def test_real_dump(spark, real_dump, tmp_path):
+    ingest = run_ingest(IngestConfig(inputs=[str(real_dump)], output=str(tmp_path / "i")), spark)
+    report = run_extract(ExtractConfig(input=str(tmp_path / "i"), output=str(tmp_path / "x"),
+                                       filters=FiltersConfig(bland_min_count=5)), spark)
+    c = report["comments"]
+    assert c["comments"] == ingest["totals"]["comments_rows"] == 1075 - ingest["totals"]["rejects"]
+    assert report["sessions"]["candidates"] > 0
+    assert (c["used_in_sessions"] + sum(c["cut_by_turn_rule"].values()) + sum(c["only_in_rejected_sessions"].values())
+            + c["not_in_any_session"]) == c["comments"]
