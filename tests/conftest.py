@@ -52,3 +52,40 @@ def real_dump() -> Path:
     if not path.exists():
         pytest.skip("../shared/data/RC_2005-12.zst is absent (a user's clone has no shared folder)")
     return path
+
+
+@pytest.fixture(scope="session")
+def extracted(spark, tmp_path_factory):
+    """A small generated month taken through ingest and extract once per test run."""
+    from extraction.chains import SplitConfig
+    from extraction.extract import ExtractConfig, run_extract
+    from extraction.filters import FiltersConfig
+    from extraction.ingest import IngestConfig, run_ingest
+    from extraction.synth import SynthConfig, write_month
+
+    root = tmp_path_factory.mktemp("pipeline")
+    write_month(str(root / "dumps"), SynthConfig(comments=12_000, seed=41))
+    run_ingest(IngestConfig(inputs=[str(root / "dumps" / "*.zst")], output=str(root / "ingest")), spark)
+    run_extract(ExtractConfig(input=str(root / "ingest"), output=str(root / "extract"),
+                              filters=FiltersConfig(bland_min_count=20),
+                              split=SplitConfig(valid_fraction=0.1, test_fraction=0.05)), spark)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(extracted):
+    """A byte-level BPE tokenizer trained on the train split of ``extracted``."""
+    from extraction.tokenizer import train_tokenizer
+
+    return train_tokenizer(str(extracted / "extract" / "sessions"), str(extracted / "tokenizer"), vocab_size=600)
+
+
+@pytest.fixture(scope="session")
+def shards_dir(spark, extracted, tokenizer_dir):
+    """Token shards of ``extracted``, made by the tokenize job with the trained tokenizer."""
+    from extraction.tokenize import TokenizeConfig, run_tokenize
+
+    out = extracted / "shards"
+    run_tokenize(TokenizeConfig(input=str(extracted / "extract"), output=str(out), tokenizer=tokenizer_dir,
+                                max_session_tokens=256, tokens_per_shard=100_000), spark)
+    return out

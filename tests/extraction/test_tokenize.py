@@ -1,0 +1,76 @@
+"""Tokenizer training and the tokenize job (Spark) producing shards from a generated dump."""
+
+import json
+
+import pytest
+
+from extraction.tokenize import TokenizeConfig, TokenizeError, run_tokenize
+from extraction.tokenizer import TokenizerNotFound, resolve_tokenizer
+from pretrain.shards import ShardSet
+
+
+def test_trained_tokenizer_loads_with_transformers(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    assert tok.eos_token == "<|endoftext|>" and len(tok) == 600
+    text = "Thanks for the answer, it helped a lot! 😂 — déjà vu"
+    assert tok.decode(tok(text)["input_ids"]) == text  # byte level: lossless
+
+
+def test_hub_name_without_hub_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(TokenizerNotFound, match="Point tokenizer= at a local copy"):
+        resolve_tokenizer("gpt2")
+
+
+@pytest.mark.slow
+def test_tokenize_job_writes_reusable_deterministic_shards(spark, extracted, tokenizer_dir, tmp_path):
+    cfg = TokenizeConfig(input=str(extracted / "extract"), output=str(tmp_path / "a"), tokenizer=tokenizer_dir,
+                         max_session_tokens=4096, tokens_per_shard=20_000, sessions_per_task=1500)
+    manifest = run_tokenize(cfg, spark)
+    assert manifest["vocab_size"] == 600 and manifest["dtype"] == "uint16"
+    assert manifest["tokenizer"]["sha256"] and manifest["source_dumps"] and manifest["extraction_config"]
+    assert manifest["code_version"].startswith("0.1.0")
+    sessions = spark.read.parquet(str(extracted / "extract" / "sessions"))
+
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(f"{tokenizer_dir}/tokenizer.json")
+    for split in ("train", "valid", "test"):
+        expected = sorted(tuple(r.turns) for r in sessions.filter(f"split = '{split}'").select("turns").collect())
+        shards = ShardSet(str(tmp_path / "a"), split, verify_checksums=True)
+        assert manifest["splits"][split]["written"] == len(shards) == len(expected)
+        decoded = sorted(tuple(tok.decode(t.tolist()) for t in shards.turns(i)) for i in range(len(shards)))
+        assert decoded == expected  # document i is exactly the turns of a session, joined by EOS
+        for i in range(min(len(shards), 50)):
+            doc, mask = shards.document(i), shards.loss_mask(i)
+            first_eos = int((doc == manifest["eos_id"]).argmax())
+            assert not mask[: first_eos + 1].any() and mask[first_eos + 1 :].all()
+    assert len(ShardSet(str(tmp_path / "a"), "train").shards) > 1
+
+    # Same input and config: byte-identical shards and manifest entries.
+    again = run_tokenize(TokenizeConfig(**{**cfg.__dict__, "output": str(tmp_path / "b")}), spark)
+    assert again["shards"] == manifest["shards"]
+    for entry in manifest["shards"]:
+        for info in entry["files"].values():
+            assert (tmp_path / "a" / "shards" / info["path"]).read_bytes() == (tmp_path / "b" / "shards" / info["path"]).read_bytes()
+    assert json.loads((tmp_path / "a" / "manifest.json").read_text())["shards"] == manifest["shards"]
+
+
+@pytest.mark.slow
+def test_too_long_sessions_are_counted(spark, extracted, tokenizer_dir, tmp_path):
+    keep = run_tokenize(TokenizeConfig(input=str(extracted / "extract"), output=str(tmp_path / "k"), tokenizer=tokenizer_dir,
+                                       max_session_tokens=40, splits=["valid"]), spark)
+    drop = run_tokenize(TokenizeConfig(input=str(extracted / "extract"), output=str(tmp_path / "d"), tokenizer=tokenizer_dir,
+                                       max_session_tokens=40, too_long="drop", splits=["valid"]), spark)
+    k, d = keep["splits"]["valid"], drop["splits"]["valid"]
+    assert k["sessions"] == d["sessions"] and d["too_long"] > k["too_long"] and k["written"] > d["written"]
+    assert max(len(ShardSet(str(tmp_path / "k"), "valid").document(i)) for i in range(k["written"])) <= 40
+
+
+def test_clear_errors(spark, tmp_path, tokenizer_dir):
+    with pytest.raises(TokenizeError, match="run the extract job first"):
+        run_tokenize(TokenizeConfig(input=str(tmp_path / "none"), output=str(tmp_path / "o"), tokenizer=tokenizer_dir), spark)
+    with pytest.raises(TokenizeError, match="local or shared"):
+        TokenizeConfig(output="s3://bucket/shards").validate()

@@ -1,0 +1,122 @@
+"""The shard format on its own: numpy only, tiny files in tmp_path."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from pretrain.shards import (
+    ShardError, ShardSet, ShardWriter, encode_session, export_megatron, fit_turns, inspect, new_manifest,
+    read_megatron, token_dtype, write_manifest,
+)
+
+EOS = 0
+SESSIONS = [[[5, 6, 7], [8, 9]], [[10], [11, 12], [13]], [[14, 15], [16, 17, 18, 19]], [[20], [21]]]
+
+
+def build(tmp_path, vocab=100, tokens_per_shard=9, with_mask=True, sessions=SESSIONS):
+    folder = tmp_path / "set"
+    writer = ShardWriter(str(folder / "shards"), "train-00000", "train", vocab, tokens_per_shard, with_mask)
+    for turns in sessions:
+        tokens, mask = encode_session(turns, EOS)
+        writer.add(tokens, mask)
+    entries = writer.close()
+    write_manifest(str(folder), new_manifest(tokenizer={"name": "toy", "sha256": "x"}, vocab_size=vocab, eos_id=EOS,
+                                             shards=entries))
+    return folder
+
+
+def test_round_trip_documents_turns_and_mask(tmp_path):
+    folder = build(tmp_path)
+    shards = ShardSet(str(folder), "train", verify_checksums=True)
+    assert len(shards.shards) > 1  # rolled at tokens_per_shard
+    assert len(shards) == len(SESSIONS)
+    for i, turns in enumerate(SESSIONS):
+        assert shards.document(i).tolist() == [t for turn in turns for t in turn + [EOS]]
+        assert [t.tolist() for t in shards.turns(i)] == turns
+        mask = shards.loss_mask(i).tolist()
+        first = len(turns[0]) + 1
+        assert mask == [0] * first + [1] * (len(mask) - first)  # exactly the non-first turns
+    assert shards.num_tokens == sum(len(t) + 1 for s in SESSIONS for t in s)
+
+
+def test_packed_windows_cross_shard_boundaries(tmp_path):
+    shards = ShardSet(str(build(tmp_path)), "train")
+    stream = shards.stream()
+    flat = np.concatenate([shards.document(i) for i in range(len(shards))])
+    seq = 4
+    assert stream.num_windows(seq) == (len(flat) - 1) // seq
+    for k in range(stream.num_windows(seq)):
+        tokens, mask = stream.window(k, seq)
+        assert tokens.tolist() == flat[k * seq : k * seq + seq + 1].tolist() and len(mask) == seq + 1
+
+
+def test_padded_session(tmp_path):
+    shards = ShardSet(str(build(tmp_path)), "train")
+    ids, attention, loss = shards.padded_session(1, 8, pad_id=99)
+    assert ids.tolist() == [10, 0, 11, 12, 0, 13, 0, 99]
+    assert attention.tolist() == [1] * 7 + [0]
+    assert loss.tolist() == [0, 0, 1, 1, 1, 1, 1, 0]
+
+
+def test_uint32_when_the_vocabulary_needs_it(tmp_path):
+    assert token_dtype(50257) == np.dtype("<u2") and token_dtype(65536) == np.dtype("<u2")
+    assert token_dtype(65537) == np.dtype("<u4")
+    big = [[[70000, 5], [65536]]]
+    shards = ShardSet(str(build(tmp_path, vocab=80000, sessions=big)))
+    assert shards.dtype == np.dtype("<u4") and shards.document(0).tolist() == [70000, 5, EOS, 65536, EOS]
+
+
+def test_bad_input_is_refused(tmp_path):
+    writer = ShardWriter(str(tmp_path / "w"), "x", "train", 100, 1000)
+    with pytest.raises(ValueError, match="empty"):
+        writer.add(np.array([], dtype=np.int64), np.array([], dtype=np.uint8))
+    with pytest.raises(ValueError, match="out of range"):
+        writer.add(np.array([5, 100]), np.array([0, 1], dtype=np.uint8))
+
+
+def test_corruption_and_mismatches_are_caught(tmp_path):
+    folder = build(tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    tokens = folder / "shards" / manifest["shards"][0]["files"]["tokens"]["path"]
+    data = bytearray(tokens.read_bytes())
+    data[0] ^= 0xFF
+    tokens.write_bytes(bytes(data))
+    ShardSet(str(folder))  # sizes still match: only the checksum can tell
+    with pytest.raises(ShardError, match="sha256"):
+        ShardSet(str(folder), verify_checksums=True)
+    tokens.write_bytes(bytes(data[:-2]))
+    with pytest.raises(ShardError, match="bytes"):
+        ShardSet(str(folder))
+    os.remove(tokens)
+    with pytest.raises(ShardError, match="missing shard file"):
+        ShardSet(str(folder))
+    manifest["dtype"] = "uint32"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ShardError, match="dtype"):
+        ShardSet(str(folder))
+    with pytest.raises(ShardError, match="no manifest.json"):
+        ShardSet(str(tmp_path / "nowhere"))
+
+
+def test_too_long_rule():
+    turns = [[1] * 5, [2] * 5, [3] * 5]  # 18 tokens with EOS
+    assert fit_turns(turns, 18, "keep_last", 2) == turns
+    assert fit_turns(turns, 12, "keep_last", 2) == turns[1:]
+    assert fit_turns(turns, 7, "keep_last", 2) is None  # one turn left, fewer than min_turns
+    assert fit_turns(turns, 12, "drop", 2) is None
+
+
+def test_megatron_export_round_trip(tmp_path):
+    shards = ShardSet(str(build(tmp_path)), "train")
+    export_megatron(shards, str(tmp_path / "neox"))
+    sequences = read_megatron(str(tmp_path / "neox"))
+    assert [s.tolist() for s in sequences] == [shards.document(i).tolist() for i in range(len(shards))]
+    idx = (tmp_path / "neox.idx").read_bytes()
+    assert idx[:9] == b"MMIDIDX\x00\x00" and idx[17] == 8  # version 1, then dtype code 8 = uint16
+
+
+def test_inspect(tmp_path):
+    text = inspect(str(build(tmp_path)), show=2)
+    assert "[train]" in text and "4 documents" in text and "doc 1" in text

@@ -1,0 +1,193 @@
+"""The DeepSpeed trainer: real launchers, 2 CPU processes over gloo, real shards."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env() -> dict:
+    return {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def run(cmd: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=REPO, env=env(), capture_output=True, text=True, timeout=timeout)
+    return result
+
+
+def torchrun(overrides: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}",
+                "-m", "pretrain.train", *overrides])
+
+
+def base(shards, out, *extra) -> list[str]:
+    return [f"data.shards={shards}", f"trainer.out_dir={out}", "trainer=ci", "data.seq_len=64", *extra]
+
+
+def losses(out) -> dict[int, float]:
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        return {r["step"]: r["loss"] for r in map(json.loads, f) if r["kind"] == "train"}
+
+
+def check(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [2, 3])
+def test_two_processes_loss_falls(shards_dir, tmp_path, stage):
+    out = tmp_path / f"zero{stage}"
+    result = torchrun(base(shards_dir, out, f"deepspeed=zero{stage}", "trainer.max_steps=30", "optimizer.lr=3e-3",
+                           "trainer.checkpoint_interval=30"))
+    check(result)
+    assert "world 2" in result.stdout and f"ZeRO {stage}" in result.stdout
+    loss = losses(out)
+    assert len(loss) == 30
+    first, last = sum(loss[s] for s in (1, 2, 3)) / 3, sum(loss[s] for s in (28, 29, 30)) / 3
+    assert last < first - 0.5, loss
+    records = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    valid = [r for r in records if r["kind"] == "valid"]
+    assert valid and valid[-1]["valid_perplexity"] > 1
+    assert any(r["kind"] == "samples" and r["samples"] for r in records)
+    assert {"lr", "grad_norm"} <= set(records[0]) and any("tokens_per_s" in r for r in records)
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert os.listdir(out / "tensorboard")
+    ckpt = out / "checkpoints"
+    assert (ckpt / "latest").read_text() == "step_0000030"
+    step = ckpt / "step_0000030"
+    assert {"trainer_state.json", "config.yaml", "shard_manifest.json", "rng_rank00000.pt", "rng_rank00001.pt"} <= set(os.listdir(step))
+    assert json.loads((step / "trainer_state.json").read_text())["samples_consumed"] == 30 * 4 * 2 * 2
+
+    # Export from this ZeRO stage, reload with from_pretrained, generate.
+    exported = tmp_path / f"hf{stage}"
+    check(run([sys.executable, "-m", "pretrain.export", str(ckpt), str(exported)]))
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel.from_pretrained(exported)
+    tok = AutoTokenizer.from_pretrained(exported)
+    ids = tok("what do you think of it", return_tensors="pt")
+    generated = model.generate(**ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.eos_token_id)
+    assert generated.shape[1] > ids["input_ids"].shape[1]
+    # The exported weights are the trained ones: its loss on a valid window matches training's scale.
+    import torch
+
+    from pretrain.data import SampleSource
+    from pretrain.shards import ShardSet
+
+    source = SampleSource(ShardSet(str(shards_dir), "valid"), "packed", 64, True)
+    x, y, _ = source.sample(0)
+    with torch.no_grad():
+        logits = model(torch.tensor([x])).logits[0]
+    mask = torch.tensor(y) != -100
+    value = torch.nn.functional.cross_entropy(logits[mask], torch.tensor(y)[mask]).item()
+    assert value < loss[1]
+
+
+@pytest.mark.slow
+def test_resume_gives_the_same_losses_bitwise(shards_dir, tmp_path):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    common = ["deepspeed=zero2", "model.dropout=0.1", "trainer.checkpoint_interval=6"]
+    check(torchrun(base(shards_dir, straight, *common, "trainer.max_steps=12")))
+    check(torchrun(base(shards_dir, stopped, *common, "trainer.max_steps=6")))
+    check(torchrun(base(shards_dir, stopped, *common, "trainer.max_steps=12", "model.init=resume")))
+    a, b = losses(straight), losses(stopped)
+    assert [a[s] for s in range(7, 13)] == [b[s] for s in range(7, 13)]  # exact equality
+
+
+@pytest.mark.slow
+def test_two_nodes_over_loopback(shards_dir, tmp_path):
+    port = free_port()
+    out = tmp_path / "nodes"
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={rank}",
+                          "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "pretrain.train",
+                          *base(shards_dir, out, "deepspeed=zero3", "trainer.max_steps=4", "trainer.eval_interval=4")],
+                         cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for rank in (0, 1)
+    ]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    assert "world 2" in outputs[0] and len(losses(out)) == 4
+
+
+@pytest.mark.slow
+def test_deepspeed_launcher_and_hydra_overrides(shards_dir, tmp_path):
+    out = tmp_path / "ds"
+    result = run(["deepspeed", "--num_gpus", "2", f"--master_port={free_port()}", "--module", "pretrain.train",
+                  *base(shards_dir, out, "deepspeed=zero1", "trainer.max_steps=4", "data=padded", "data.seq_len=64",
+                        f"data.shards={shards_dir}")])
+    check(result)
+    assert "world 2" in result.stdout + result.stderr and len(losses(out)) == 4
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["trainer.global_batch_size=7"], "batch arithmetic"),
+        (["data.seq_len=4096"], "exceeds model.n_positions"),
+        (["model.init=resume", "trainer.resume_from=/nonexistent"], "no checkpoint found"),
+        (["deepspeed.precision=bf16"], "needs a GPU"),
+    ],
+)
+def test_bad_configs_fail_before_any_step(shards_dir, tmp_path, overrides, message):
+    result = run([sys.executable, "-m", "pretrain.train", *base(shards_dir, tmp_path / "bad"), *overrides])
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-3000:]
+    assert not (tmp_path / "bad" / "metrics.jsonl").exists()
+
+
+def test_missing_shards_and_checkpoint_from_another_model(shards_dir, tmp_path):
+    result = run([sys.executable, "-m", "pretrain.train", *base(tmp_path / "none", tmp_path / "o")])
+    assert result.returncode == 2 and "no manifest.json" in result.stderr
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_checkpoint_of_another_model(shards_dir, tmp_path):
+    out = tmp_path / "m"
+    check(run([sys.executable, "-m", "pretrain.train", *base(shards_dir, out, "trainer.max_steps=2", "deepspeed=zero0")]))
+    result = run([sys.executable, "-m", "pretrain.train",
+                  *base(shards_dir, out, "trainer.max_steps=4", "model.init=resume", "model.n_layer=3")])
+    assert result.returncode == 2 and "another model" in result.stderr
+
+
+def test_chat_reads_turns_from_stdin(shards_dir, tmp_path):
+    """An exported model answers in the terminal loop; the history is joined by EOS."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from pretrain.chat import reply
+
+    tok = AutoTokenizer.from_pretrained(json.loads((shards_dir / "manifest.json").read_text())["tokenizer"]["path"])
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_layer=1, n_head=2, n_embd=32, n_positions=64,
+                                       eos_token_id=tok.eos_token_id))
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    assert isinstance(reply(model, tok, ["hello there", "hi", "how are you"], max_new_tokens=4), str)
+    result = subprocess.run([sys.executable, "-m", "pretrain.chat", str(tmp_path / "m"), "--max-new-tokens", "4"],
+                            input="hello there\nhow are you\n\n", capture_output=True, text=True, env=env(), cwd=REPO,
+                            timeout=300)
+    assert result.returncode == 0 and result.stdout.count("bot> ") == 2
+
+
+@pytest.mark.gpu
+def test_bf16_on_gpu_logs_mfu(shards_dir, tmp_path):
+    env_gpu = {k: v for k, v in env().items() if k != "DS_ACCELERATOR"}
+    out = tmp_path / "gpu"
+    result = subprocess.run([sys.executable, "-m", "pretrain.train", *base(shards_dir, out, "deepspeed.precision=bf16",
+                                                                            "trainer.max_steps=10")],
+                            cwd=REPO, env=env_gpu, capture_output=True, text=True, timeout=600)
+    check(result)
+    records = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert any("mfu" in r for r in records) and "bf16" in result.stdout
