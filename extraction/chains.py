@@ -82,6 +82,15 @@ class SplitConfig:
 # ---------------------------------------------------------------------------------------------
 # Spark stages
 
+
+def dedupe_by_id(df):
+    """One row per ``id``; where an id repeats (overlapping dumps, re-crawls), the row that is
+    smallest in column order is kept, so the choice is the same on every run."""
+    from pyspark.sql import functions as F
+
+    others = [c for c in df.columns if c != "id"]
+    return df.groupBy("id").agg(F.min(F.struct(*others)).alias("_row")).select("id", *[F.col(f"_row.{c}").alias(c) for c in others]).select(*df.columns)
+
 _TURN = "struct(id, author, body AS text, score, created_utc)"
 
 
@@ -159,7 +168,8 @@ def build_sessions(comments, submissions, cfg: ChainsConfig):
             F.col("id").alias("s_id"), F.col("title").alias("s_title"), F.col("selftext").alias("s_selftext"),
             F.col("over_18").alias("over_18"), F.col("created_utc").alias("s_created"), F.col("author").alias("s_author"),
             F.col("score").alias("s_score"),
-        ).dropDuplicates(["s_id"])
+        )
+        subs = dedupe_by_id(subs.withColumnRenamed("s_id", "id")).withColumnRenamed("id", "s_id")
         chain = chain.join(subs, chain.link_id == subs.s_id, "left")
         title_text = F.col("s_title")
         if cfg.include_selftext:

@@ -14,7 +14,7 @@ stages of ``extraction.chains`` and writes, under ``output``:
   rule, per split, per subreddit, length histograms, and where every ingested comment went.
 
 Every ingested comment is accounted for in the report: used in a kept session, or counted under
-one reason (the turn rule that cut it, the first rule that dropped every session it was in, or
+one reason (a repeated id: one row per id is kept, deterministically; the turn rule that cut it, the first rule that dropped every session it was in, or
 ``not_in_any_session``: above the last ``max_turns`` of every chain, or under a cut leaf only).
 """
 
@@ -28,7 +28,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from extraction import storage
-from extraction.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, extract_sessions, mark_turns
+from extraction.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, dedupe_by_id, extract_sessions, mark_turns
 from extraction.filters import TURN_RULES, FiltersConfig, Rules, resolve_list_path
 from extraction.spark import SparkConfig
 
@@ -101,13 +101,14 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
 
 @contextlib.contextmanager
 def _join_settings(spark):
-    """Broadcast joins only where sizes measured at run time say so.
+    """Shuffle joins only, with adaptive execution splitting skewed partitions.
 
     Spark's static size estimates of projections of cached data came out far too small and
-    broadcast the comments table (driver out of memory); adaptive execution measures the
-    shuffled sizes, so its decisions are safe.
+    broadcast the comments table (driver out of memory); even the adaptive, measured broadcasts
+    ran a long-lived 4 GiB driver out of memory when deserialised as hash tables after many
+    jobs. Sort-merge joins cost a little more on small inputs and keep memory bounded.
     """
-    settings = {"spark.sql.autoBroadcastJoinThreshold": "-1", "spark.sql.adaptive.autoBroadcastJoinThreshold": "10MB",
+    settings = {"spark.sql.autoBroadcastJoinThreshold": "-1", "spark.sql.adaptive.autoBroadcastJoinThreshold": "-1",
                 "spark.sql.adaptive.enabled": "true", "spark.sql.adaptive.skewJoin.enabled": "true"}
     previous = {key: spark.conf.get(key, None) for key in settings}
     for key, value in settings.items():
@@ -129,7 +130,8 @@ def _run(cfg: ExtractConfig, spark, staged, print_) -> dict:
     staging = staged.begin()
     started = time.time()
 
-    comments = spark.read.parquet(storage.hadoop_uri(storage.join(cfg.input, "comments")))
+    ingested = spark.read.parquet(storage.hadoop_uri(storage.join(cfg.input, "comments")))
+    comments = dedupe_by_id(ingested)
     submissions_path = storage.join(cfg.input, "submissions")
     submissions = None
     if cfg.use_submissions and storage.exists(submissions_path):
@@ -154,7 +156,7 @@ def _run(cfg: ExtractConfig, spark, staged, print_) -> dict:
          .repartitionByRange(files, "session_id").sortWithinPartitions("session_id")
          .write.mode("overwrite").parquet(storage.hadoop_uri(storage.join(staging, "rejects"))))
         spark.sparkContext.setJobDescription("extract: report")
-        report = build_report(marked, sessions, cfg)
+        report = build_report(marked, sessions, cfg, ingested.count())
     finally:
         sessions.unpersist()
         marked.unpersist()
@@ -184,7 +186,7 @@ def _histogram(df, column: str, edges: list[int]) -> dict:
     return {label: counts.get(i, 0) for i, label in enumerate(labels)}
 
 
-def build_report(marked, sessions, cfg: ExtractConfig) -> dict:
+def build_report(marked, sessions, cfg: ExtractConfig, ingested_comments: int) -> dict:
     """Counts per rule, split and subreddit, length histograms, and the comment accounting."""
     from pyspark.sql import functions as F
 
@@ -213,7 +215,7 @@ def build_report(marked, sessions, cfg: ExtractConfig) -> dict:
 
     # Where every ingested comment went.
     turn_reasons = {r["cut_reason"]: r["n"] for r in marked.groupBy("cut_reason").agg(F.count(F.lit(1)).alias("n")).collect()}
-    comments_total = sum(turn_reasons.values())
+    unique_comments = sum(turn_reasons.values())
     used = kept.select(F.explode("turn_ids").alias("id")).distinct()
     rank = F.create_map(*[x for i, r in enumerate(ALL_SESSION_REASONS) for x in (F.lit(r), F.lit(i))])
     dropped = (
@@ -230,15 +232,16 @@ def build_report(marked, sessions, cfg: ExtractConfig) -> dict:
     used_count = valid.join(used, "id", "left_semi").count()
     unused_count = unused.count()
     accounting = {
-        "comments": comments_total,
+        "comments": ingested_comments,
+        "duplicate_ids": ingested_comments - unique_comments,
         "used_in_sessions": used_count,
         "cut_by_turn_rule": {r: turn_reasons.get(r, 0) for r in TURN_RULES},
         "only_in_rejected_sessions": in_rejected,
         "not_in_any_session": unused_count - sum(in_rejected.values()),
     }
-    accounted = used_count + sum(accounting["cut_by_turn_rule"].values()) + unused_count
-    if accounted != comments_total:
-        raise ExtractError(f"comment accounting does not add up: {accounted} != {comments_total}")
+    accounted = accounting["duplicate_ids"] + used_count + sum(accounting["cut_by_turn_rule"].values()) + unused_count
+    if accounted != ingested_comments:
+        raise ExtractError(f"comment accounting does not add up: {accounted} != {ingested_comments}")
     return {
         "sessions": {"candidates": total, "kept": total - sum(v for k, v in by_reason.items() if k), "per_split": per_split},
         "rules": funnel,
@@ -259,7 +262,7 @@ def format_report(report: dict, output: str) -> str:
     lines.append(f"sessions: {s['candidates']:,} candidates -> {s['kept']:,} kept "
                  + ", ".join(f"{k} {s['per_split'].get(k, 0):,}" for k in SPLITS))
     c = report["comments"]
-    lines.append(f"comments: {c['comments']:,} = {c['used_in_sessions']:,} used + cut {c['cut_by_turn_rule']} + "
+    lines.append(f"comments: {c['comments']:,} = {c['duplicate_ids']:,} duplicate ids + {c['used_in_sessions']:,} used + cut {c['cut_by_turn_rule']} + "
                  f"only in rejected sessions {sum(c['only_in_rejected_sessions'].values()):,} + "
                  f"in no session {c['not_in_any_session']:,}")
     lines.append(f"{report['seconds']:.1f} s; sessions in {output}/sessions, rejects in {output}/rejects, "
@@ -275,11 +278,13 @@ def register_configs() -> None:
 
 def main() -> None:
     import hydra
+
+    from extraction import CONF_DIR
     from omegaconf import OmegaConf
 
     register_configs()
 
-    @hydra.main(version_base=None, config_path="../conf", config_name="extract")
+    @hydra.main(version_base=None, config_path=CONF_DIR, config_name="extract")
     def _main(cfg) -> None:
         config: ExtractConfig = OmegaConf.to_object(cfg)
         try:

@@ -20,7 +20,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+from extraction import CONF_DIR
 
 TURN_RULES = ("deleted", "bots", "quotes")
 SESSION_RULES = (

@@ -383,11 +383,13 @@ def register_configs() -> None:
 
 def main() -> None:
     import hydra
+
+    from extraction import CONF_DIR
     from omegaconf import OmegaConf
 
     register_configs()
 
-    @hydra.main(version_base=None, config_path="../conf", config_name="ingest")
+    @hydra.main(version_base=None, config_path=CONF_DIR, config_name="ingest")
     def _main(cfg) -> None:
         config: IngestConfig = OmegaConf.to_object(cfg)
         try:

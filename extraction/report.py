@@ -59,7 +59,8 @@ def _table(rows: list[list], header: list[str]) -> str:
 
 def _html(report: dict, png: bytes) -> str:
     c = report["comments"]
-    accounting = [["used in kept sessions", c["used_in_sessions"]]]
+    accounting = [["repeated comment id (one row per id kept)", c.get("duplicate_ids", 0)],
+                  ["used in kept sessions", c["used_in_sessions"]]]
     accounting += [[f"cut by turn rule: {k}", v] for k, v in c["cut_by_turn_rule"].items()]
     accounting += [[f"only in sessions dropped by: {k}", v] for k, v in c["only_in_rejected_sessions"].items()]
     accounting += [["in no session (beyond max_turns of every chain)", c["not_in_any_session"]], ["total", c["comments"]]]

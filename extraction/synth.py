@@ -180,8 +180,10 @@ class _Generator:
         year, month = (int(x) for x in cfg.month.split("-"))
         self.month_start = calendar.timegm((year, month, 1, 0, 0, 0))
         self.month_seconds = calendar.monthrange(year, month)[1] * 86400
-        self.next_comment = 36**4  # ids look like real ones ("c13" ... "xyz12")
-        self.next_submission = 36**3
+        # Ids grow with time as on Reddit, so months never share an id ("c13" ... "xyz12").
+        months_since_2005 = (year - 2005) * 12 + month
+        self.next_comment = 36**4 + months_since_2005 * 50_000_000
+        self.next_submission = 36**3 + months_since_2005 * 5_000_000
         self.subreddits = [f"sub{_base36(i)}" for i in range(cfg.subreddits)]
         self.subreddits[:6] = ["AskReddit", "funny", "pics", "counting", "worldnews", "gaming"]
         self.sub_cum = []
@@ -391,14 +393,16 @@ def write_month(out_dir: str, cfg: SynthConfig, progress: bool = False) -> Synth
         rc = dump_compressor(cfg.zstd_level, cfg.zstd_window_log).stream_writer(rc_file, closefd=False)
         rs = dump_compressor(cfg.zstd_level, cfg.zstd_window_log).stream_writer(rs_file, closefd=False)
         buffer: list[bytes] = []
+        written = [0]
 
         def write_comment(record: dict) -> None:
             buffer.append(gen.encode(record))
+            written[0] += 1
             if len(buffer) >= 4096:
                 rc.write(b"".join(buffer))
                 buffer.clear()
-                if progress and gen.next_comment % (1 << 18) < 4096:
-                    done = gen.next_comment - 36**4
+                if progress and written[0] % (1 << 18) < 4096:
+                    done = written[0]
                     rate = done / max(1e-9, time.time() - started)
                     print(f"[synth] {done:,}/{cfg.comments:,} comments ({rate:,.0f}/s)", file=sys.stderr)
 

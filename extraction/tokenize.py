@@ -254,13 +254,15 @@ def register_configs() -> None:
 
 def main() -> None:
     import hydra
+
+    from extraction import CONF_DIR
     from omegaconf import OmegaConf
 
     from extraction.tokenizer import TokenizerNotFound
 
     register_configs()
 
-    @hydra.main(version_base=None, config_path="../conf", config_name="tokenize")
+    @hydra.main(version_base=None, config_path=CONF_DIR, config_name="tokenize")
     def _main(cfg) -> None:
         config: TokenizeConfig = OmegaConf.to_object(cfg)
         try:

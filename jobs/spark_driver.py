@@ -7,7 +7,11 @@ session spark-submit configured is used as it is.
 """
 
 import importlib
+import os
 import sys
+
+# The driver runs from the checkout, whose conf/ Hydra reads; executors import the shipped wheel.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 JOBS = {"ingest": "extraction.ingest", "extract": "extraction.extract", "tokenize": "extraction.tokenize"}
 

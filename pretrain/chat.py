@@ -23,7 +23,8 @@ def reply(model, tokenizer, history: list[str], max_new_tokens: int = 40, sample
     inputs = torch.tensor([ids])
     with torch.no_grad():
         out = model.generate(inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=max_new_tokens,
-                             do_sample=sample, top_p=0.9 if sample else None, eos_token_id=eos, pad_token_id=eos)
+                             do_sample=sample, top_p=0.9 if sample else None, no_repeat_ngram_size=3,
+                             eos_token_id=eos, pad_token_id=eos)
     return tokenizer.decode(out[0, inputs.shape[1]:], skip_special_tokens=True).strip()
 
 

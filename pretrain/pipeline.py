@@ -151,11 +151,13 @@ def register_configs() -> None:
 
 def main() -> None:
     import hydra
+
+    from extraction import CONF_DIR
     from omegaconf import OmegaConf
 
     register_configs()
 
-    @hydra.main(version_base=None, config_path="../conf", config_name="pipeline")
+    @hydra.main(version_base=None, config_path=CONF_DIR, config_name="pipeline")
     def _main(cfg) -> None:
         run_pipeline(OmegaConf.to_object(cfg))
 

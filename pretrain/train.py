@@ -266,7 +266,8 @@ def evaluate(engine, source, cfg: TrainConfig, rank: int, world: int, device) ->
 
 
 def sample_replies(engine, cfg: TrainConfig, tokenizer_dir: str | None, eos_id: int, device) -> list[dict]:
-    """Greedy replies to the configured prompts (every rank runs generate, as ZeRO-3 needs)."""
+    """Greedy replies (no repeated trigrams) to the configured prompts; every rank runs generate,
+    as ZeRO-3 needs."""
     import torch
 
     if tokenizer_dir is None:
@@ -280,7 +281,7 @@ def sample_replies(engine, cfg: TrainConfig, tokenizer_dir: str | None, eos_id: 
         ids = torch.tensor([tok.encode(prompt) + [eos_id]], device=device)
         with torch.no_grad():
             generated = engine.module.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=cfg.trainer.sample_max_new_tokens,
-                                               do_sample=False, eos_token_id=eos_id, pad_token_id=eos_id,
+                                               do_sample=False, no_repeat_ngram_size=3, eos_token_id=eos_id, pad_token_id=eos_id,
                                                synced_gpus=cfg.deepspeed.zero_stage == 3)
         out.append({"prompt": prompt, "reply": tok.decode(generated[0, ids.shape[1]:], skip_special_tokens=True)})
     engine.train()
@@ -433,13 +434,15 @@ def train(cfg: TrainConfig) -> dict:
 def main() -> None:
     _strip_launcher_args()
     import hydra
+
+    from extraction import CONF_DIR
     from omegaconf import OmegaConf
 
     from pretrain.config import register_configs
 
     register_configs()
 
-    @hydra.main(version_base=None, config_path="../conf", config_name="train")
+    @hydra.main(version_base=None, config_path=CONF_DIR, config_name="train")
     def _main(cfg) -> None:
         config: TrainConfig = OmegaConf.to_object(cfg)
         from pretrain.shards import ShardError

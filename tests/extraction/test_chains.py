@@ -104,6 +104,14 @@ def test_spark_chains_match_the_python_reference(spark, tmp_path):
         assert got == {r.session_id: (r.turn_ids, r.chain_end, r.drop_reason) for r in ref}
 
 
+def test_dedupe_by_id_keeps_one_row_per_id_deterministically(spark):
+    from extraction.chains import dedupe_by_id
+
+    df = spark.createDataFrame([("a", "x", 2), ("a", "w", 9), ("b", "z", 1), ("a", "x", 1)], "id string, body string, score int")
+    assert sorted(map(tuple, dedupe_by_id(df).collect())) == [("a", "w", 9), ("b", "z", 1)]
+    assert dedupe_by_id(df).columns == ["id", "body", "score"]
+
+
 def test_duplicates_keep_the_smallest_session_id(spark):
     df = spark.createDataFrame(
         [("s3", ["hi there", "same answer"]), ("s1", ["hi there", "same answer"]), ("s2", ["other", "same answer"]),

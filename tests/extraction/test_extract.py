@@ -48,6 +48,7 @@ def test_extract_end_to_end(spark, ingested, tmp_path):
     c = report["comments"]
     ingested_comments = json.loads((ingested / "ingest" / "ingest_report.json").read_text())["totals"]["comments_rows"]
     assert c["comments"] == ingested_comments
+    assert c["duplicate_ids"] == 0
     assert (c["used_in_sessions"] + sum(c["cut_by_turn_rule"].values()) + sum(c["only_in_rejected_sessions"].values())
             + c["not_in_any_session"]) == ingested_comments
     assert c["cut_by_turn_rule"]["deleted"] > 0 and c["cut_by_turn_rule"]["bots"] > 0
@@ -89,5 +90,23 @@ def test_real_dump(spark, real_dump, tmp_path):
     c = report["comments"]
     assert c["comments"] == ingest["totals"]["comments_rows"] == 1075 - ingest["totals"]["rejects"]
     assert report["sessions"]["candidates"] > 0
-    assert (c["used_in_sessions"] + sum(c["cut_by_turn_rule"].values()) + sum(c["only_in_rejected_sessions"].values())
-            + c["not_in_any_session"]) == c["comments"]
+    assert (c["duplicate_ids"] + c["used_in_sessions"] + sum(c["cut_by_turn_rule"].values())
+            + sum(c["only_in_rejected_sessions"].values()) + c["not_in_any_session"]) == c["comments"]
+
+
+@pytest.mark.slow
+def test_repeated_comment_ids_are_counted_and_kept_once(spark, ingested, tmp_path):
+    """The same month ingested twice (overlapping dumps): every id once, the repeats counted."""
+    import shutil
+
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    shutil.copy(ingested / "dumps" / "RC_2015-01.zst", dumps / "RC_2015-01.zst")
+    shutil.copy(ingested / "dumps" / "RC_2015-01.zst", dumps / "RC_2015-01-recrawl.zst")
+    run_ingest(IngestConfig(inputs=[str(dumps / "*.zst")], output=str(tmp_path / "i")), spark)
+    twice = run_extract(ExtractConfig(input=str(tmp_path / "i"), output=str(tmp_path / "x"), use_submissions=False,
+                                      filters=FiltersConfig(bland=False)), spark)
+    once = run_extract(ExtractConfig(input=str(ingested / "ingest"), output=str(tmp_path / "y"), use_submissions=False,
+                                     filters=FiltersConfig(bland=False)), spark)
+    assert twice["comments"]["duplicate_ids"] == once["comments"]["comments"] == twice["comments"]["comments"] // 2
+    assert rows(spark, tmp_path / "x" / "sessions") == rows(spark, tmp_path / "y" / "sessions")

@@ -1,0 +1,418 @@
+"""Normalising raw Pushshift records into the ingest tables' stable schema.
+
+Plain Python and pyarrow, no Spark. One raw NDJSON line becomes a row of the comments or
+submissions table, or a reject with a reason; the ingest job wraps ``parse_block`` for Spark.
+
+Schema (documented in README, "Ingest tables"):
+
+comments
+    id (string, base36 without ``t1_``), link_id (string, without ``t3_``), parent_id (string,
+    without prefix), parent_kind (``"comment"`` or ``"submission"``), subreddit (string),
+    author (string, null when missing), body (string), score (int64, null when missing),
+    created_utc (int64 seconds), month (``YYYY-MM`` of created_utc, the partition column)
+submissions
+    id, subreddit, author, title, selftext (null when missing), over_18 (bool, null when
+    missing), num_comments (int64), score (int64), created_utc (int64), month
+rejects
+    source_file, line_number (1-based), reason, detail, raw (the line's first bytes, binary),
+    raw_length (bytes)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from operator import attrgetter
+
+import msgspec
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+COMMENT_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("link_id", pa.string()),
+        ("parent_id", pa.string()),
+        ("parent_kind", pa.string()),
+        ("subreddit", pa.string()),
+        ("author", pa.string()),
+        ("body", pa.string()),
+        ("score", pa.int64()),
+        ("created_utc", pa.int64()),
+        ("month", pa.string()),
+    ]
+)
+
+SUBMISSION_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("subreddit", pa.string()),
+        ("author", pa.string()),
+        ("title", pa.string()),
+        ("selftext", pa.string()),
+        ("over_18", pa.bool_()),
+        ("num_comments", pa.int64()),
+        ("score", pa.int64()),
+        ("created_utc", pa.int64()),
+        ("month", pa.string()),
+    ]
+)
+
+REJECT_SCHEMA = pa.schema(
+    [
+        ("source_file", pa.string()),
+        ("line_number", pa.int64()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+        ("raw", pa.binary()),
+        ("raw_length", pa.int64()),
+    ]
+)
+
+REJECT_RAW_BYTES = 4096
+"""How much of a rejected line is kept in the rejects table."""
+
+# Reasons a line is set aside. Every read line is a row or exactly one of these.
+EMPTY_LINE = "empty_line"
+INVALID_UTF8 = "invalid_utf8"
+MALFORMED_JSON = "malformed_json"
+NOT_AN_OBJECT = "not_an_object"
+MISSING_FIELD = "missing_field"
+BAD_VALUE = "bad_value"
+REJECT_REASONS = (EMPTY_LINE, INVALID_UTF8, MALFORMED_JSON, NOT_AN_OBJECT, MISSING_FIELD, BAD_VALUE)
+
+
+class RecordError(ValueError):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+MAX_CREATED_UTC = 4_102_444_800
+"""2100-01-01: a created_utc outside [0, this) is a bad value, not a date."""
+
+
+def _month(created_utc: int) -> str:
+    if not 0 <= created_utc < MAX_CREATED_UTC:
+        raise RecordError(BAD_VALUE, f"created_utc={created_utc} out of range")
+    tm = time.gmtime(created_utc)
+    return f"{tm.tm_year:04d}-{tm.tm_mon:02d}"
+
+
+def _int(record: dict, name: str, required: bool) -> int | None:
+    value = record.get(name)
+    if value is None:
+        if required:
+            raise RecordError(MISSING_FIELD, name)
+        return None
+    if type(value) is int:
+        return value
+    if isinstance(value, str):  # created_utc is a string in some years
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                return int(float(value))
+            except ValueError:
+                pass
+    elif isinstance(value, float):
+        return int(value)
+    raise RecordError(BAD_VALUE, f"{name}={value!r:.60}")
+
+
+def _str(record: dict, name: str, required: bool) -> str | None:
+    value = record.get(name)
+    if isinstance(value, str):
+        return value
+    if value is None and not required:
+        return None
+    if value is None:
+        raise RecordError(MISSING_FIELD, name)
+    raise RecordError(BAD_VALUE, f"{name}={value!r:.60}")
+
+
+def _strip_prefix(value: str, prefix: str) -> str:
+    return value[3:] if value.startswith(prefix) else value
+
+
+def comment_row(record: dict) -> tuple:
+    """A raw comment dict as a tuple in COMMENT_SCHEMA order; raises RecordError."""
+    cid = _strip_prefix(_str(record, "id", True), "t1_")
+    parent = _str(record, "parent_id", True)
+    if parent.startswith("t1_"):
+        parent_kind = "comment"
+    elif parent.startswith("t3_"):
+        parent_kind = "submission"
+    else:
+        raise RecordError(BAD_VALUE, f"parent_id={parent!r:.60}")
+    link = _str(record, "link_id", False)
+    if link is None:
+        if parent_kind != "submission":
+            raise RecordError(MISSING_FIELD, "link_id")
+        link = parent
+    created = _int(record, "created_utc", True)
+    return (
+        cid,
+        _strip_prefix(link, "t3_"),
+        parent[3:],
+        parent_kind,
+        _str(record, "subreddit", False),
+        _str(record, "author", False),
+        _str(record, "body", True),
+        _int(record, "score", False),
+        created,
+        _month(created),
+    )
+
+
+def submission_row(record: dict) -> tuple:
+    """A raw submission dict as a tuple in SUBMISSION_SCHEMA order; raises RecordError."""
+    created = _int(record, "created_utc", True)
+    over_18 = record.get("over_18")
+    if over_18 is not None and not isinstance(over_18, bool):
+        raise RecordError(BAD_VALUE, f"over_18={over_18!r:.60}")
+    return (
+        _strip_prefix(_str(record, "id", True), "t3_"),
+        _str(record, "subreddit", False),
+        _str(record, "author", False),
+        _str(record, "title", True),
+        _str(record, "selftext", False),
+        over_18,
+        _int(record, "num_comments", False),
+        _int(record, "score", False),
+        created,
+        _month(created),
+    )
+
+
+ROW_BUILDERS: dict[str, tuple[Callable[[dict], tuple], pa.Schema]] = {
+    "RC": (comment_row, COMMENT_SCHEMA),
+    "RS": (submission_row, SUBMISSION_SCHEMA),
+}
+
+
+@dataclass
+class BlockResult:
+    rows: pa.RecordBatch
+    rejects: list[tuple] = field(default_factory=list)  # REJECT_SCHEMA order
+
+
+def _reject(source: str, line_number: int, reason: str, detail: str, raw: bytes) -> tuple:
+    return (source, line_number, reason, detail, raw[:REJECT_RAW_BYTES], len(raw))
+
+
+def parse_block_per_line(kind: str, source: str, first_line_number: int, lines: list[bytes]) -> BlockResult:
+    """Reference parser: orjson and the row builders, one line at a time.
+
+    Gives every line its exact outcome; ``parse_block`` uses it for the lines (or blocks) that
+    the vectorised path cannot take. ``len(lines) == rows + rejects`` always holds.
+    """
+    build, schema = ROW_BUILDERS[kind]
+    rows = []
+    rejects = []
+    loads = orjson.loads
+    for offset, line in enumerate(lines):
+        try:
+            record = loads(line)
+            if type(record) is not dict:
+                raise RecordError(NOT_AN_OBJECT, type(record).__name__)
+            rows.append(build(record))
+        except RecordError as err:
+            rejects.append(_reject(source, first_line_number + offset, err.reason, err.detail, line))
+        except orjson.JSONDecodeError as err:
+            reason, detail = _classify_undecodable(line, err)
+            rejects.append(_reject(source, first_line_number + offset, reason, detail, line))
+    columns = list(zip(*rows)) if rows else [[] for _ in schema]
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array(col, type=f.type) for col, f in zip(columns, schema)], schema=schema
+    )
+    return BlockResult(batch, rejects)
+
+
+def _classify_undecodable(line: bytes, err: Exception) -> tuple[str, str]:
+    if not line.strip():
+        return EMPTY_LINE, ""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as uerr:
+        return INVALID_UTF8, str(uerr)[:200]
+    return MALFORMED_JSON, str(err)[:200]
+
+
+def rejects_batch(rejects: list[tuple]) -> pa.RecordBatch:
+    columns = list(zip(*rejects)) if rejects else [[] for _ in REJECT_SCHEMA]
+    return pa.RecordBatch.from_arrays(
+        [pa.array(col, type=f.type) for col, f in zip(columns, REJECT_SCHEMA)], schema=REJECT_SCHEMA
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast path. msgspec decodes a whole slice of lines (as one JSON array) into typed structs that
+# keep only the fields we need, and pyarrow.compute normalises the columns. About 4x faster than
+# orjson plus per-row Python (see BENCHMARKS.md). The per-line reference above still decides
+# every line the fast path cannot: a slice that fails to decode is taken line by line, and each
+# line that fails alone, or lacks a required field, or has an odd value, goes to the reference.
+
+_LINES_PER_SLICE = 256
+"""Lines decoded as one JSON array; a damaged line sends only its slice line by line."""
+
+
+class _CommentFields(msgspec.Struct):
+    id: str | None = None
+    link_id: str | None = None
+    parent_id: str | None = None
+    subreddit: str | None = None
+    author: str | None = None
+    body: str | None = None
+    score: int | str | None = None
+    created_utc: int | str | None = None
+
+
+class _SubmissionFields(msgspec.Struct):
+    id: str | None = None
+    subreddit: str | None = None
+    author: str | None = None
+    title: str | None = None
+    selftext: str | None = None
+    over_18: bool | None = None
+    num_comments: int | str | None = None
+    score: int | str | None = None
+    created_utc: int | str | None = None
+
+
+_FIELDS = {"RC": _CommentFields, "RS": _SubmissionFields}
+_SLICE_DECODERS = {kind: msgspec.json.Decoder(list[t]) for kind, t in _FIELDS.items()}
+_LINE_DECODERS = {kind: msgspec.json.Decoder(t) for kind, t in _FIELDS.items()}
+_REQUIRED = {"RC": ("id", "parent_id", "body", "created_utc"), "RS": ("id", "title", "created_utc")}
+_INT_FIELDS = ("score", "num_comments", "created_utc")
+_UNSET = object()
+
+
+def _as_int(value):
+    """The reference's integer reading (see ``_int``); _UNSET where it would reject the value."""
+    if value is None or type(value) is int:
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return int(float(value))
+        except ValueError:
+            return _UNSET
+
+
+def _columns(kind: str, records: list) -> tuple[pa.Table, list[bool]]:
+    """Arrow columns of the decoded fields, and per row whether the reference must decide it."""
+    names = list(_FIELDS[kind].__struct_fields__)
+    undecided = [False] * len(records)
+    arrays = []
+    for name in names:
+        values = list(map(attrgetter(name), records))
+        if name in _INT_FIELDS:
+            if any(type(v) is str for v in values):
+                values = [v if type(v) is int else _as_int(v) for v in values]
+                for i, v in enumerate(values):
+                    if v is _UNSET:
+                        undecided[i], values[i] = True, None
+            arrays.append(pa.array(values, pa.int64()))
+        else:
+            arrays.append(pa.array(values, pa.bool_() if name == "over_18" else pa.string()))
+    return pa.Table.from_arrays(arrays, names=names), undecided
+
+
+def _months(created_utc: pa.ChunkedArray) -> pa.Array:
+    """``YYYY-MM`` of each timestamp; formats each distinct month once (strftime per row is slow)."""
+    stamps = pc.cast(created_utc, pa.timestamp("s"))
+    keys = pc.add(pc.multiply(pc.year(stamps), 100), pc.month(stamps))
+    distinct = pc.unique(keys)
+    labels = pa.array([None if k is None else f"{k // 100:04d}-{k % 100:02d}" for k in distinct.to_pylist()], pa.string())
+    return pc.take(labels, pc.index_in(keys, value_set=distinct))
+
+
+def _strip(column: pa.ChunkedArray, prefix: str) -> pa.ChunkedArray:
+    return pc.if_else(pc.starts_with(column, prefix), pc.utf8_slice_codeunits(column, 3), column)
+
+
+def _normalise(kind: str, table: pa.Table, undecided: list[bool]) -> tuple[pa.Table, pa.Array]:
+    """Table in the output schema, and a mask of rows the fast path must not decide."""
+    odd = pa.array(undecided, pa.bool_())
+    for name in _REQUIRED[kind]:
+        odd = pc.or_(odd, pc.is_null(table[name]))
+    created = table["created_utc"]
+    in_range = pc.and_(pc.greater_equal(created, 0), pc.less(created, MAX_CREATED_UTC))
+    odd = pc.or_(odd, pc.invert(pc.fill_null(in_range, False)))
+    month = _months(pc.if_else(in_range, created, 0))
+    if kind == "RS":
+        columns = [_strip(table["id"], "t3_")] + [table[n] for n in SUBMISSION_SCHEMA.names[1:-1]] + [month]
+        return pa.Table.from_arrays(columns, schema=SUBMISSION_SCHEMA), odd
+    parent = table["parent_id"]
+    is_comment_parent = pc.starts_with(parent, "t1_")
+    is_submission_parent = pc.starts_with(parent, "t3_")
+    link = pc.coalesce(table["link_id"], pc.if_else(is_submission_parent, parent, pa.scalar(None, pa.string())))
+    odd = pc.or_(odd, pc.or_(pc.invert(pc.or_(is_comment_parent, is_submission_parent)), pc.is_null(link)))
+    columns = [
+        _strip(table["id"], "t1_"),
+        _strip(link, "t3_"),
+        pc.utf8_slice_codeunits(parent, 3),
+        pc.if_else(is_comment_parent, "comment", "submission"),
+        table["subreddit"], table["author"], table["body"], table["score"], table["created_utc"], month,
+    ]
+    return pa.Table.from_arrays(columns, schema=COMMENT_SCHEMA), pc.fill_null(odd, True)
+
+
+def _decode(kind: str, lines: list[bytes]) -> tuple[list, list[int]]:
+    """Decoded structs and the index of the line each came from; lines that fail are left out."""
+    decode_slice, decode_line = _SLICE_DECODERS[kind].decode, _LINE_DECODERS[kind].decode
+    records: list = []
+    positions: list[int] = []
+    for start in range(0, len(lines), _LINES_PER_SLICE):
+        piece = lines[start : start + _LINES_PER_SLICE]
+        try:
+            decoded = decode_slice(b"[" + b",".join(piece) + b"]")
+            if len(decoded) == len(piece):  # else a line held two values ("{...},{...}")
+                records.extend(decoded)
+                positions.extend(range(start, start + len(piece)))
+                continue
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            pass
+        for i, line in enumerate(piece, start):
+            try:
+                records.append(decode_line(line))
+                positions.append(i)
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                pass
+    return records, positions
+
+
+def parse_block(kind: str, source: str, first_line_number: int, lines: list[bytes]) -> BlockResult:
+    """Parses raw lines of an RC or RS file into a record batch of rows and a list of rejects.
+
+    Rows and rejects are exactly those of ``parse_block_per_line``; rows may come in another
+    order. ``len(lines) == rows + rejects`` always holds.
+    """
+    schema = ROW_BUILDERS[kind][1]
+    records, positions = _decode(kind, lines)
+    tables, rejects = [], []
+    decided = [False] * len(lines)
+    if records:
+        table, undecided = _columns(kind, records)
+        normalised, odd = _normalise(kind, table, undecided)
+        tables.append(normalised.filter(pc.invert(odd)))
+        for j, is_odd in enumerate(odd.to_pylist()):
+            if not is_odd:
+                decided[positions[j]] = True
+    for i, done in enumerate(decided):
+        if not done:
+            one = parse_block_per_line(kind, source, first_line_number + i, [lines[i]])
+            if one.rows.num_rows:
+                tables.append(pa.Table.from_batches([one.rows]))
+            rejects.extend(one.rejects)
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return BlockResult(pa.RecordBatch.from_pylist([], schema=schema), rejects)
+    rows = pa.concat_tables(tables).combine_chunks().to_batches()[0]
+    return BlockResult(rows, rejects)

@@ -1,0 +1,446 @@
+"""Synthetic Pushshift dumps for tests, the demo and benchmarks.
+
+Writes ``RC_YYYY-MM.zst`` and ``RS_YYYY-MM.zst`` the way Pushshift does (one zstd frame, long
+distance matching, window up to 2 GiB) with realistic thread shapes (many tiny threads, a few
+megathreads, r/counting-style chains thousands deep) and the quirks of the real dumps listed in
+``shared/DATA.md``: ``created_utc`` as int or string, missing fields, ``[deleted]``/``[removed]``,
+bots, URLs, markup, quotes, non-English text, multi-byte UTF-8, orphans, NSFW submissions, and a
+few malformed or non-UTF-8 lines.
+
+Streaming with bounded memory: only the threads being written are held (their comment ids), so
+tens of millions of comments cost no more memory than the largest thread. Deterministic per seed:
+the same config writes the same bytes.
+
+CLI::
+
+    python -m extraction.synth --out data/synth --month 2015-01 --comments 1000000 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import calendar
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import orjson
+
+from extraction.dumps import dump_compressor
+
+_COMMON = (
+    "the be to of and a in that have i it for not on with he as you do at this but his by from "
+    "they we say her she or an will my one all would there their what so up out if about who get "
+    "which go me when make can like time no just him know take people into year your good some "
+    "could them see other than then now look only come its over think also back after use two how "
+    "our work first well way even new want because any these give day most us is are was were "
+    "been has had did does"
+).split()
+_CONTENT = (
+    "really thing game movie phone reddit post comment article point agree disagree question "
+    "answer problem idea city country music song band book read watch play team season player "
+    "money job company school friend family dog cat food coffee beer pizza car house home world "
+    "government law vote news story picture video internet computer code program software linux "
+    "windows apple google science space earth water sun night morning weekend today yesterday "
+    "tomorrow week month better worse best great awesome terrible funny weird interesting "
+    "important true false right wrong sure maybe probably actually pretty still never always "
+    "often sometimes everyone someone nobody something nothing everything why where here there "
+    "love hate need feel try call ask tell find keep let seem help show hear run move live "
+    "believe hold bring happen write provide sit stand lose pay meet include continue set learn "
+    "change lead understand speak follow stop create spend grow open walk win offer remember "
+    "consider appear buy wait serve die send expect build stay fall cut reach kill remain "
+    "suggest raise pass sell require report decide pull"
+).split()
+_NON_ENGLISH = [
+    "Das ist wirklich eine gute Idee, danke schön für die Erklärung.",
+    "Je ne suis pas d'accord avec ça, mais c'est intéressant.",
+    "これは本当に面白いですね。ありがとうございます！",
+    "Это очень интересная статья, спасибо за ссылку.",
+    "Eso es lo que pienso también, señor. ¿Por qué no?",
+    "这个问题很有意思，我也想知道答案。",
+    "Αυτό είναι πολύ ενδιαφέρον.",
+]
+_EMOJI = ["😂", "👍", "🔥", "🙃", "❤️", "🤔", "🎉", "👀"]
+_BOTS = ["AutoModerator", "RemindMeBot", "WikiTextBot", "converter-bot", "tweet_poster_bot"]
+
+
+@dataclass
+class SynthConfig:
+    """What a synthetic month looks like. Probabilities are per comment unless stated."""
+
+    month: str = "2015-01"
+    """Month the dumps are named after (``RC_<month>.zst``); timestamps fall inside it."""
+    comments: int = 100_000
+    """Total comments written to the RC file."""
+    seed: int = 0
+    mean_thread_comments: float = 12.0
+    """Mean size of an ordinary thread (heavy-tailed: most are tiny)."""
+    megathreads: int = 0
+    """Number of megathreads of ``megathread_comments`` each (taken from ``comments``)."""
+    megathread_comments: int = 100_000
+    deep_chains: int = 0
+    """Number of r/counting-style threads: one chain, each comment replying to the previous."""
+    deep_chain_depth: int = 2_000
+    subreddits: int = 300
+    active_threads: int = 48
+    """Threads written concurrently, interleaved in time as in a real dump."""
+    p_string_created_utc: float = 0.25
+    p_missing_score: float = 0.02
+    p_deleted_body: float = 0.03
+    p_removed_body: float = 0.02
+    p_deleted_author: float = 0.04
+    p_bot: float = 0.02
+    p_url: float = 0.03
+    p_markup: float = 0.04
+    p_quote: float = 0.02
+    p_shouting: float = 0.01
+    p_non_english: float = 0.03
+    p_emoji: float = 0.04
+    p_orphan: float = 0.003
+    p_malformed_line: float = 0.0002
+    p_invalid_utf8_line: float = 0.0001
+    p_missing_submission: float = 0.02
+    """Per thread: no RS record (deleted submission); its comments still point at it."""
+    p_nsfw_submission: float = 0.04
+    zstd_level: int = 3
+    zstd_window_log: int = 31
+    """2**31 = 2 GiB, as Pushshift's ``--long=31``."""
+    write_submissions: bool = True
+
+
+@dataclass
+class SynthStats:
+    comments: int = 0
+    submissions: int = 0
+    threads: int = 0
+    malformed_lines: int = 0
+    invalid_utf8_lines: int = 0
+    orphans: int = 0
+    max_thread_comments: int = 0
+    paths: list[str] = field(default_factory=list)
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = []
+    while True:
+        number, rem = divmod(number, 36)
+        out.append(digits[rem])
+        if number == 0:
+            return "".join(reversed(out))
+
+
+class _Text:
+    """Zipf-like sentences over a small vocabulary: frequent words really are frequent."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.words = _COMMON + _CONTENT
+        weights = [1.0 / (rank + 1) ** 1.05 for rank in range(len(self.words))]
+        total = 0.0
+        self.cum = []
+        for w in weights:
+            total += w
+            self.cum.append(total)
+
+    def sentence(self, low: int = 3, high: int = 22) -> str:
+        n = self.rng.randint(low, high)
+        words = self.rng.choices(self.words, cum_weights=self.cum, k=n)
+        words[0] = words[0].capitalize()
+        return " ".join(words) + self.rng.choice(".....!?")
+
+    def body(self) -> str:
+        r = self.rng.random()
+        if r < 0.08:
+            return self.rng.choice(["lol", "This.", "Thanks!", "Same here", "What?", "Agreed.", "Yes", "no"])
+        return " ".join(self.sentence() for _ in range(1 if r < 0.6 else self.rng.randint(2, 4)))
+
+
+class _Thread:
+    __slots__ = ("link_id", "subreddit", "planned", "written", "ids", "shape", "count_from")
+
+    def __init__(self, link_id: str, subreddit: str, planned: int, shape: str):
+        self.link_id = link_id
+        self.subreddit = subreddit
+        self.planned = planned
+        self.written = 0
+        self.ids: list[str] = []
+        self.shape = shape  # "normal", "mega" or "chain"
+        self.count_from = 0
+
+
+class _Generator:
+    def __init__(self, cfg: SynthConfig):
+        self.cfg = cfg
+        self.rng = random.Random(cfg.seed)
+        self.text = _Text(self.rng)
+        year, month = (int(x) for x in cfg.month.split("-"))
+        self.month_start = calendar.timegm((year, month, 1, 0, 0, 0))
+        self.month_seconds = calendar.monthrange(year, month)[1] * 86400
+        # Ids grow with time as on Reddit, so months never share an id ("c13" ... "xyz12").
+        months_since_2005 = (year - 2005) * 12 + month
+        self.next_comment = 36**4 + months_since_2005 * 50_000_000
+        self.next_submission = 36**3 + months_since_2005 * 5_000_000
+        self.subreddits = [f"sub{_base36(i)}" for i in range(cfg.subreddits)]
+        self.subreddits[:6] = ["AskReddit", "funny", "pics", "counting", "worldnews", "gaming"]
+        self.sub_cum = []
+        total = 0.0
+        for i in range(cfg.subreddits):
+            total += 1.0 / (i + 1)
+            self.sub_cum.append(total)
+        self.stats = SynthStats()
+
+    def timestamp(self, done: int) -> int:
+        return self.month_start + int(self.month_seconds * done / max(1, self.cfg.comments))
+
+    def created(self, ts: int):
+        return str(ts) if self.rng.random() < self.cfg.p_string_created_utc else ts
+
+    def new_thread(self, shape: str, planned: int, done: int) -> tuple[_Thread, dict | None]:
+        cfg, rng = self.cfg, self.rng
+        sid = _base36(self.next_submission)
+        self.next_submission += 1
+        subreddit = "counting" if shape == "chain" else rng.choices(self.subreddits, cum_weights=self.sub_cum)[0]
+        thread = _Thread(sid, subreddit, planned, shape)
+        self.stats.threads += 1
+        self.stats.max_thread_comments = max(self.stats.max_thread_comments, planned)
+        if rng.random() < cfg.p_missing_submission:
+            return thread, None
+        ts = self.timestamp(done)
+        title = "Counting thread" if shape == "chain" else self.text.sentence(4, 14).rstrip(".!?")
+        submission = {
+            "id": sid,
+            "name": f"t3_{sid}",
+            "title": title,
+            "selftext": self.text.body() if rng.random() < 0.3 else "",
+            "subreddit": subreddit,
+            "author": rng.choice(["[deleted]", f"user{rng.randrange(10**6)}"]) if rng.random() < 0.05 else f"user{rng.randrange(10**6)}",
+            "over_18": rng.random() < cfg.p_nsfw_submission,
+            "num_comments": planned,
+            "score": rng.randint(1, 5000),
+            "created_utc": self.created(ts),
+            "is_self": True,
+        }
+        if rng.random() < 0.1:
+            del submission["selftext"]
+        if rng.random() < 0.3:
+            submission["retrieved_on"] = ts + 86400 * 30
+        return thread, submission
+
+    def body(self, thread: _Thread) -> tuple[str, str]:
+        """Returns (author, body) with the configured quirks."""
+        cfg, rng = self.cfg, self.rng
+        author = f"user{rng.randrange(2 * 10**5)}"
+        if thread.shape == "chain":
+            return author, str(thread.count_from + thread.written + 1)
+        r = rng.random()
+        if r < cfg.p_deleted_body:
+            return "[deleted]", "[deleted]"
+        r -= cfg.p_deleted_body
+        if r < cfg.p_removed_body:
+            return "[deleted]", "[removed]"
+        r -= cfg.p_removed_body
+        if r < cfg.p_bot:
+            bot = rng.choice(_BOTS)
+            return bot, f"I am a bot. {self.text.sentence()} [Info](https://www.reddit.com/r/{bot}/wiki)"
+        body = self.text.body()
+        if rng.random() < cfg.p_url:
+            body += rng.choice([" http://imgur.com/a/", " https://en.wikipedia.org/wiki/", " www.example.com/"]) + _base36(rng.randrange(10**8))
+        if rng.random() < cfg.p_markup:
+            body = rng.choice([f"**{body}**", f"[{body}](http://example.com)", f"{body} ^(edit: typo)", f"*{body}*"])
+        if rng.random() < cfg.p_quote:
+            body = rng.choice(["&gt; ", "> "]) + self.text.sentence() + "\n\n" + body
+        if rng.random() < cfg.p_shouting:
+            body = "WHAT " + body.upper()
+        if rng.random() < cfg.p_non_english:
+            body = rng.choice(_NON_ENGLISH)
+        if rng.random() < cfg.p_emoji:
+            body += " " + rng.choice(_EMOJI)
+        if rng.random() < cfg.p_deleted_author:
+            author = "[deleted]"
+        return author, body
+
+    def comment(self, thread: _Thread, done: int) -> dict:
+        cfg, rng = self.cfg, self.rng
+        cid = _base36(self.next_comment)
+        self.next_comment += 1
+        if thread.shape == "chain":
+            parent = f"t1_{thread.ids[-1]}" if thread.ids else f"t3_{thread.link_id}"
+        elif not thread.ids or rng.random() < (0.02 if thread.shape == "mega" else 0.25):
+            parent = f"t3_{thread.link_id}"
+        else:
+            # Mostly answer recent comments, which grows chains as real threads do.
+            k = len(thread.ids)
+            index = k - 1 - min(k - 1, int(rng.expovariate(1 / 3.0)))
+            if rng.random() < 0.15:
+                index = rng.randrange(k)
+            parent = f"t1_{thread.ids[index]}"
+        if thread.shape != "chain" and rng.random() < cfg.p_orphan:
+            parent = f"t1_{_base36(36**7 + rng.randrange(10**9))}"  # never written
+            self.stats.orphans += 1
+        author, body = self.body(thread)
+        ts = self.timestamp(done)
+        record = {
+            "author": author,
+            "body": body,
+            "created_utc": self.created(ts),
+            "id": cid,
+            "link_id": f"t3_{thread.link_id}",
+            "parent_id": parent,
+            "score": rng.randint(-5, 60) if rng.random() < 0.9 else rng.randint(-100, 5000),
+            "subreddit": thread.subreddit,
+            "edited": False if rng.random() < 0.9 else ts + rng.randint(60, 86400),
+            "controversiality": 0,
+            "gilded": 0,
+        }
+        if rng.random() < cfg.p_missing_score:
+            del record["score"]
+        if rng.random() < 0.5:
+            record["retrieved_on"] = ts + 86400 * 30
+        else:
+            record["retrieved_utc"] = ts + 86400 * 30
+            record["_meta"] = {"retrieval_method": "synthetic"}
+        thread.ids.append(cid)
+        thread.written += 1
+        return record
+
+    def thread_plan(self) -> list[tuple[str, int]]:
+        """Sizes of the special threads, started at spread-out points of the month."""
+        cfg = self.cfg
+        plan = [("mega", cfg.megathread_comments)] * cfg.megathreads
+        plan += [("chain", cfg.deep_chain_depth)] * cfg.deep_chains
+        if sum(n for _, n in plan) > cfg.comments:
+            raise ValueError(
+                f"megathreads and deep chains need {sum(n for _, n in plan)} comments, "
+                f"more than comments={cfg.comments}"
+            )
+        return plan
+
+    def normal_size(self) -> int:
+        # Pareto with shape 1.2, as thread sizes on Reddit: the median thread has a few comments,
+        # a few have thousands. Scale so the untruncated mean is mean_thread_comments.
+        alpha = 1.2
+        scale = self.cfg.mean_thread_comments * (alpha - 1) / alpha
+        return max(1, min(5000, int(self.rng.paretovariate(alpha) * scale)))
+
+    def encode(self, record: dict) -> bytes:
+        line = orjson.dumps(record)
+        rng, cfg = self.rng, self.cfg
+        r = rng.random()
+        if r < cfg.p_malformed_line:
+            self.stats.malformed_lines += 1
+            return line[: max(1, len(line) // 2)] + b"\n"
+        if r < cfg.p_malformed_line + cfg.p_invalid_utf8_line:
+            self.stats.invalid_utf8_lines += 1
+            return line.replace(b'"body":"', b'"body":"\xff\xfe', 1) + b"\n"
+        return line + b"\n"
+
+    def run(self, write_comment, write_submission) -> SynthStats:
+        cfg, rng = self.cfg, self.rng
+        specials = self.thread_plan()
+        # Start special threads at evenly spread points so they interleave with ordinary ones.
+        starts = sorted(
+            (int(cfg.comments * (i + 0.5) / (len(specials) + 1) * 0.5), shape, n)
+            for i, (shape, n) in enumerate(specials)
+        )
+        special_budget = sum(n for _, n in specials)
+        ordinary_budget = cfg.comments - special_budget
+        active: list[_Thread] = []
+        done = 0
+        while done < cfg.comments:
+            while starts and starts[0][0] <= done:
+                _, shape, n = starts.pop(0)
+                thread, sub = self.new_thread(shape, n, done)
+                thread.count_from = rng.randrange(10**6) if shape == "chain" else 0
+                active.append(thread)
+                if sub is not None:
+                    write_submission(sub)
+            while ordinary_budget > 0 and sum(t.shape == "normal" for t in active) < cfg.active_threads:
+                n = min(self.normal_size(), ordinary_budget)
+                ordinary_budget -= n
+                thread, sub = self.new_thread("normal", n, done)
+                active.append(thread)
+                if sub is not None:
+                    write_submission(sub)
+            if not active:  # only special threads left, not started yet
+                _, shape, n = starts.pop(0)
+                starts.insert(0, (done, shape, n))
+                continue
+            thread = rng.choice(active)
+            write_comment(self.comment(thread, done))
+            done += 1
+            if thread.written >= thread.planned:
+                active.remove(thread)
+        self.stats.comments = done
+        return self.stats
+
+
+def write_month(out_dir: str, cfg: SynthConfig, progress: bool = False) -> SynthStats:
+    """Writes ``RC_<month>.zst`` (and ``RS_<month>.zst``) into ``out_dir``; returns what it wrote.
+
+    Files appear atomically (written under a temporary name, then renamed).
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    gen = _Generator(cfg)
+    rc_path = os.path.join(out_dir, f"RC_{cfg.month}.zst")
+    rs_path = os.path.join(out_dir, f"RS_{cfg.month}.zst")
+    tmp_rc, tmp_rs = rc_path + ".tmp", rs_path + ".tmp"
+    started = time.time()
+    with open(tmp_rc, "wb") as rc_file, open(tmp_rs, "wb") as rs_file:
+        rc = dump_compressor(cfg.zstd_level, cfg.zstd_window_log).stream_writer(rc_file, closefd=False)
+        rs = dump_compressor(cfg.zstd_level, cfg.zstd_window_log).stream_writer(rs_file, closefd=False)
+        buffer: list[bytes] = []
+        written = [0]
+
+        def write_comment(record: dict) -> None:
+            buffer.append(gen.encode(record))
+            written[0] += 1
+            if len(buffer) >= 4096:
+                rc.write(b"".join(buffer))
+                buffer.clear()
+                if progress and written[0] % (1 << 18) < 4096:
+                    done = written[0]
+                    rate = done / max(1e-9, time.time() - started)
+                    print(f"[synth] {done:,}/{cfg.comments:,} comments ({rate:,.0f}/s)", file=sys.stderr)
+
+        def write_submission(record: dict) -> None:
+            gen.stats.submissions += 1
+            rs.write(orjson.dumps(record) + b"\n")
+
+        stats = gen.run(write_comment, write_submission)
+        rc.write(b"".join(buffer))
+        rc.close()
+        rs.close()
+    os.replace(tmp_rc, rc_path)
+    stats.paths.append(rc_path)
+    if cfg.write_submissions:
+        os.replace(tmp_rs, rs_path)
+        stats.paths.append(rs_path)
+    else:
+        os.remove(tmp_rs)
+        stats.submissions = 0
+    return stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="output folder")
+    defaults = SynthConfig()
+    for name, value in asdict(defaults).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=value)
+        else:
+            parser.add_argument(flag, type=type(value), default=value)
+    args = vars(parser.parse_args(argv))
+    out = args.pop("out")
+    stats = write_month(out, SynthConfig(**args), progress=True)
+    print(json.dumps(asdict(stats), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

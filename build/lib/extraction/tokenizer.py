@@ -1,0 +1,110 @@
+"""GPT-2 style byte-level BPE tokenizers: train one on the train split, or resolve one by name/path.
+
+    python -m extraction.tokenizer --sessions out/extract/sessions --out out/tokenizer --vocab-size 8000
+
+The saved folder loads with ``transformers.AutoTokenizer.from_pretrained(folder)`` (GPT2TokenizerFast)
+and with ``tokenizers.Tokenizer.from_file(folder/tokenizer.json)``; the tokenize job and the
+trainer both accept it. ``<|endoftext|>`` is the EOS (and BOS/UNK, as in GPT-2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import os
+import sys
+from typing import Iterator
+
+EOS_TOKEN = "<|endoftext|>"
+
+
+class TokenizerNotFound(RuntimeError):
+    pass
+
+
+def resolve_tokenizer(name_or_path: str) -> tuple[str, dict]:
+    """(tokenizer.json text, description) for a local folder/file or a model hub name.
+
+    Without a hub (or with HF_HUB_OFFLINE=1), a name that is not a local path gives a clear
+    error saying how to point at a local tokenizer instead.
+    """
+    candidates = [name_or_path, os.path.join(name_or_path, "tokenizer.json")]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            with open(candidate, encoding="utf-8") as f:
+                text = f.read()
+            return text, {"name": name_or_path, "path": os.path.abspath(os.path.dirname(candidate)),
+                          "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    if os.path.sep in name_or_path and not os.path.exists(name_or_path) and name_or_path.startswith((".", "/")):
+        raise TokenizerNotFound(f"tokenizer path {name_or_path!r} does not exist")
+    try:
+        from huggingface_hub import hf_hub_download
+
+        path = hf_hub_download(repo_id=name_or_path, filename="tokenizer.json")
+    except Exception as err:  # offline, unknown repo, no tokenizer.json: all mean "not here"
+        raise TokenizerNotFound(
+            f"cannot load tokenizer {name_or_path!r}: it is not a local folder with tokenizer.json and the model "
+            f"hub did not provide it ({type(err).__name__}). Point tokenizer= at a local copy (a folder saved "
+            f"by save_pretrained, or a tokenizer.json), or train one on your sessions: "
+            f"python -m extraction.tokenizer --sessions <extract output>/sessions --out <folder>"
+        ) from None
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    return text, {"name": name_or_path, "path": os.path.dirname(path), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def iter_turns(sessions_dir: str, split: str = "train", max_sessions: int | None = None) -> Iterator[str]:
+    """Turn texts of one split, in file order (sorted paths), as written by the extract job."""
+    import pyarrow.parquet as pq
+
+    files = sorted(glob.glob(os.path.join(sessions_dir, f"split={split}", "*.parquet")))
+    if not files:
+        raise FileNotFoundError(f"no {split} sessions under {sessions_dir} (run the extract job first)")
+    seen = 0
+    for path in files:
+        for batch in pq.ParquetFile(path).iter_batches(columns=["turns"], batch_size=4096):
+            for turns in batch.column("turns").to_pylist():
+                yield from turns
+                seen += 1
+                if max_sessions is not None and seen >= max_sessions:
+                    return
+
+
+def train_tokenizer(sessions_dir: str, out_dir: str, vocab_size: int = 8000, min_frequency: int = 2,
+                    max_sessions: int | None = 2_000_000, split: str = "train") -> str:
+    """Trains a byte-level BPE (GPT-2's scheme) on a split's turns and saves it in HF format."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2TokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(iter_turns(sessions_dir, split, max_sessions), vocab_size=vocab_size,
+                            min_frequency=min_frequency, special_tokens=[EOS_TOKEN], show_progress=False)
+    hf = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=EOS_TOKEN, eos_token=EOS_TOKEN,
+                           unk_token=EOS_TOKEN, model_max_length=1024)
+    tmp = out_dir.rstrip("/") + ".tmp"
+    hf.save_pretrained(tmp)
+    if os.path.exists(out_dir):
+        import shutil
+
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train a byte-level BPE tokenizer on extracted sessions.")
+    parser.add_argument("--sessions", required=True, help="the extract job's sessions/ folder")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--vocab-size", type=int, default=8000)
+    parser.add_argument("--min-frequency", type=int, default=2)
+    parser.add_argument("--max-sessions", type=int, default=2_000_000)
+    parser.add_argument("--split", default="train")
+    args = parser.parse_args(argv)
+    path = train_tokenizer(args.sessions, args.out, args.vocab_size, args.min_frequency, args.max_sessions, args.split)
+    print(f"tokenizer saved to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Typed training configuration (registered with Hydra's ConfigStore; conf/ only picks values),
+and the DeepSpeed config derived from it.
+
+The batch arithmetic lives in one place, ``BatchSizes``: micro batch per GPU x gradient
+accumulation x world size = global batch, checked against ``trainer.global_batch_size`` when set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot train; raised before any step runs."""
+
+
+@dataclass
+class ModelConfig:
+    """A GPT-2 (transformers GPT2LMHeadModel) and where its weights come from."""
+
+    name: str = "tiny"
+    init: str = "scratch"
+    """``scratch`` (GPT2Config below, vocab and EOS from the shard manifest), ``pretrained`` (a Hugging
+    Face GPT-2/DialoGPT checkpoint: local path or hub name in ``pretrained``), or ``resume`` (our
+    checkpoint: ``trainer.resume_from``, or the latest one in the run's folder)."""
+    pretrained: str | None = None
+    n_layer: int = 2
+    n_head: int = 2
+    n_embd: int = 64
+    n_positions: int = 128
+    dropout: float = 0.0
+    """Applied to embeddings, attention and residuals (GPT-2 used 0.1)."""
+    activation_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, about a third more compute."""
+
+
+@dataclass
+class DataConfig:
+    """Token shards (pretrain.shards) and how samples are cut from them."""
+
+    shards: str = "out/shards"
+    mode: str = "packed"
+    """``packed``: fixed windows of ``seq_len`` across document boundaries (nanoGPT). ``padded``: one
+    session per sample, right-padded to ``seq_len`` (DialoGPT)."""
+    seq_len: int = 128
+    use_loss_mask: bool = True
+    """No loss on the first turn of each session (DialoGPT)."""
+    train_split: str = "train"
+    valid_split: str = "valid"
+    verify_checksums: bool = False
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adamw"
+    lr: float = 3e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+
+
+@dataclass
+class SchedulerConfig:
+    name: str = "cosine"
+    """``cosine`` or ``linear`` decay after linear warmup, or ``noam`` (DialoGPT: warmup then 1/sqrt(step))."""
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.1
+    """cosine/linear: the learning rate decays to lr x this at max_steps."""
+
+
+@dataclass
+class DeepSpeedConfig:
+    zero_stage: int = 2
+    offload_optimizer: bool = False
+    """ZeRO-Offload: optimizer state and step on the CPU (stage >= 1; uses DeepSpeedCPUAdam)."""
+    offload_params: bool = False
+    """ZeRO-Infinity style parameter offload to the CPU (stage 3 only)."""
+    precision: str = "auto"
+    """``fp32``, ``bf16``, ``fp16``, or ``auto`` (bf16 on a GPU that has it, else fp32)."""
+    gradient_clipping: float = 1.0
+    dist_backend: str = "auto"
+    """``auto``: nccl on GPUs, gloo on CPUs."""
+
+
+@dataclass
+class TrainerConfig:
+    out_dir: str = "out/train"
+    micro_batch_size_per_gpu: int = 4
+    gradient_accumulation_steps: int = 1
+    global_batch_size: int | None = None
+    """Optional check: must equal micro batch x accumulation x world size."""
+    max_steps: int = 100
+    seed: int = 1234
+    log_interval: int = 10
+    eval_interval: int = 50
+    eval_batches: int = 10
+    sample_interval: int = 0
+    """Steps between sample replies (0: only at the end)."""
+    sample_prompts: list[str] = field(default_factory=lambda: ["What do you think of the new phone?", "Any good books?"])
+    sample_max_new_tokens: int = 24
+    checkpoint_interval: int = 50
+    keep_last: int = 2
+    resume_from: str | None = None
+    tensorboard: bool = True
+    peak_flops_per_gpu: float = 989e12
+    """For MFU: dense bf16 peak of one GPU (H100 SXM: 989 TFLOP/s)."""
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "default"
+    notes: str = ""
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+
+    def validate(self) -> None:
+        m, d, ds, t = self.model, self.data, self.deepspeed, self.trainer
+        if m.init not in ("scratch", "pretrained", "resume"):
+            raise ConfigError(f"model.init must be scratch, pretrained or resume, not {m.init!r}")
+        if m.init == "pretrained" and not m.pretrained:
+            raise ConfigError("model.init=pretrained needs model.pretrained (a local path or hub name)")
+        if m.n_embd % m.n_head:
+            raise ConfigError(f"model.n_embd ({m.n_embd}) must be divisible by model.n_head ({m.n_head})")
+        if d.mode not in ("packed", "padded"):
+            raise ConfigError(f"data.mode must be packed or padded, not {d.mode!r}")
+        if d.seq_len > m.n_positions:
+            raise ConfigError(f"data.seq_len ({d.seq_len}) exceeds model.n_positions ({m.n_positions})")
+        if ds.zero_stage not in (0, 1, 2, 3):
+            raise ConfigError(f"deepspeed.zero_stage must be 0-3, not {ds.zero_stage}")
+        if ds.offload_params and ds.zero_stage != 3:
+            raise ConfigError("deepspeed.offload_params needs zero_stage 3")
+        if ds.offload_optimizer and ds.zero_stage == 0:
+            raise ConfigError("deepspeed.offload_optimizer needs zero_stage >= 1")
+        if ds.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"deepspeed.precision must be auto, fp32, bf16 or fp16, not {ds.precision!r}")
+        if self.scheduler.name not in ("cosine", "linear", "noam"):
+            raise ConfigError(f"scheduler.name must be cosine, linear or noam, not {self.scheduler.name!r}")
+        if t.micro_batch_size_per_gpu < 1 or t.gradient_accumulation_steps < 1 or t.max_steps < 1:
+            raise ConfigError("micro_batch_size_per_gpu, gradient_accumulation_steps and max_steps must be >= 1")
+
+
+@dataclass(frozen=True)
+class BatchSizes:
+    micro_batch_size_per_gpu: int
+    gradient_accumulation_steps: int
+    world_size: int
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.micro_batch_size_per_gpu * self.gradient_accumulation_steps * self.world_size
+
+    @classmethod
+    def derive(cls, trainer: TrainerConfig, world_size: int) -> "BatchSizes":
+        sizes = cls(trainer.micro_batch_size_per_gpu, trainer.gradient_accumulation_steps, world_size)
+        if trainer.global_batch_size is not None and trainer.global_batch_size != sizes.global_batch_size:
+            raise ConfigError(
+                f"batch arithmetic: micro_batch_size_per_gpu {sizes.micro_batch_size_per_gpu} x "
+                f"gradient_accumulation_steps {sizes.gradient_accumulation_steps} x world size {world_size} = "
+                f"{sizes.global_batch_size}, not trainer.global_batch_size {trainer.global_batch_size}"
+            )
+        return sizes
+
+
+def resolve_precision(cfg: DeepSpeedConfig, on_gpu: bool, bf16_supported: bool) -> str:
+    if cfg.precision == "auto":
+        return "bf16" if on_gpu and bf16_supported else "fp32"
+    if cfg.precision in ("bf16", "fp16") and not on_gpu:
+        raise ConfigError(f"deepspeed.precision={cfg.precision} needs a GPU; use fp32 (or auto) on CPUs")
+    return cfg.precision
+
+
+def deepspeed_config(cfg: TrainConfig, batch: BatchSizes, precision: str) -> dict:
+    """The DeepSpeed JSON, derived from the typed config (never hand-edited)."""
+    ds = cfg.deepspeed
+    zero: dict = {"stage": ds.zero_stage}
+    if ds.zero_stage >= 1:
+        zero.update({"contiguous_gradients": True, "overlap_comm": False, "reduce_scatter": True})
+    if ds.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    if ds.offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+    return {
+        "train_batch_size": batch.global_batch_size,
+        "train_micro_batch_size_per_gpu": batch.micro_batch_size_per_gpu,
+        "gradient_accumulation_steps": batch.gradient_accumulation_steps,
+        "gradient_clipping": ds.gradient_clipping,
+        "zero_optimization": zero,
+        "bf16": {"enabled": precision == "bf16"},
+        "fp16": {"enabled": precision == "fp16", "initial_scale_power": 16},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+        "zero_allow_untested_optimizer": True,
+    }
+
+
+def register_configs() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    for group, node in (("model", ModelConfig), ("data", DataConfig), ("optimizer", OptimizerConfig),
+                        ("scheduler", SchedulerConfig), ("deepspeed", DeepSpeedConfig), ("trainer", TrainerConfig),
+                        ("experiment", ExperimentConfig)):
+        cs.store(group=group, name=f"{group}_schema", node=node)

@@ -1,0 +1,95 @@
+"""Export a checkpoint (any ZeRO stage) to Hugging Face format, and chat with an exported model.
+
+    python -m pretrain.export out/train/checkpoints out/model            # the latest checkpoint
+    python -m pretrain.export out/train/checkpoints/step_0000100 out/model
+    python -m pretrain.chat out/model
+
+The fp32 weights are consolidated from DeepSpeed's files (``zero_to_fp32`` for ZeRO 1-3, the
+module state for ZeRO 0), loaded into GPT2LMHeadModel, and saved with ``save_pretrained`` next
+to the tokenizer the shards were made with. ``from_pretrained`` and ``generate`` work on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def _resolve(checkpoint: str) -> tuple[str, str]:
+    """(checkpoint root, tag) for a root folder (uses `latest`) or a step folder."""
+    checkpoint = checkpoint.rstrip("/")
+    latest = os.path.join(checkpoint, "latest")
+    if os.path.exists(latest):
+        with open(latest) as f:
+            return checkpoint, f.read().strip()
+    root, tag = os.path.split(checkpoint)
+    if not os.path.exists(os.path.join(checkpoint, "trainer_state.json")):
+        raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint (no trainer_state.json)")
+    return root, tag
+
+
+def export(checkpoint: str, out_dir: str) -> str:
+    import torch
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    root, tag = _resolve(checkpoint)
+    folder = os.path.join(root, tag)
+    cfg = OmegaConf.load(os.path.join(folder, "config.yaml"))
+    with open(os.path.join(folder, "shard_manifest.json")) as f:
+        manifest = json.load(f)
+    zero_files = [f for f in os.listdir(folder) if "optim_states" in f and f.startswith(("zero_", "bf16_zero_"))]
+    if cfg.deepspeed.zero_stage >= 1 and zero_files:
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        state = get_fp32_state_dict_from_zero_checkpoint(root, tag=tag)
+    else:
+        files = [f for f in os.listdir(folder) if f.endswith("model_states.pt")]
+        state = torch.load(os.path.join(folder, sorted(files)[0]), map_location="cpu", weights_only=False)["module"]
+    state = {k.removeprefix("module."): v.float() for k, v in state.items()}
+    if cfg.model.init == "pretrained" and cfg.model.pretrained:
+        config = GPT2Config.from_pretrained(cfg.model.pretrained)
+    else:
+        m = cfg.model
+        config = GPT2Config(vocab_size=manifest["vocab_size"], n_positions=m.n_positions, n_embd=m.n_embd,
+                            n_layer=m.n_layer, n_head=m.n_head, bos_token_id=manifest["eos_id"],
+                            eos_token_id=manifest["eos_id"])
+    model = GPT2LMHeadModel(config)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k != "lm_head.weight" and not k.endswith(".attn.bias") and not k.endswith("masked_bias")]
+    if missing or unexpected:
+        raise RuntimeError(f"checkpoint and model disagree: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.tie_weights()
+    tmp = out_dir.rstrip("/") + ".tmp"
+    model.save_pretrained(tmp)
+    tokenizer_path = manifest["tokenizer"].get("path")
+    if tokenizer_path and os.path.exists(os.path.join(tokenizer_path, "tokenizer_config.json")):
+        AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(tmp)
+    with open(os.path.join(tmp, "reddit_pretrain.json"), "w") as f:
+        json.dump({"checkpoint": folder, "tokenizer": manifest["tokenizer"], "eos_id": manifest["eos_id"]}, f, indent=2)
+    if os.path.exists(out_dir):
+        import shutil
+
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Export a checkpoint to Hugging Face format.")
+    parser.add_argument("checkpoint", help="checkpoints folder (its latest) or one step_* folder")
+    parser.add_argument("out")
+    args = parser.parse_args(argv)
+    try:
+        print(f"exported to {export(args.checkpoint, args.out)}; chat: python -m pretrain.chat {args.out}")
+    except (FileNotFoundError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

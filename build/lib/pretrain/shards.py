@@ -1,0 +1,448 @@
+"""The token shard format: writer, memory-mapped reader, manifest, and Megatron/NeoX export.
+
+This module owns the format and imports only numpy (and the standard library), so the trainer
+reads shards without Spark and Spark tasks write them without torch.
+
+A shard set is a folder::
+
+    manifest.json                      written last, atomically; describes everything below
+    shards/<split>-<task>-<seq>.tokens flat little-endian token ids (uint16 if the vocabulary fits, else uint32)
+    shards/<split>-<task>-<seq>.index  little-endian uint64 document boundaries: 0, end of doc 0, ..., total
+    shards/<split>-<task>-<seq>.mask   optional uint8 per token: 1 where the token is a training target
+
+A document is one dialogue session: ``turn_1 EOS turn_2 EOS ... turn_n EOS`` (DialoGPT's format,
+each session closed by EOS so packed documents stay separated). The loss mask is 0 on the first
+turn and its EOS (DialoGPT puts no loss on the first turn) and 1 on every later turn and its EOS.
+
+The manifest holds the format version, the tokenizer (name and sha256 of its files), vocab size,
+EOS id, dtype, and per shard its files, sizes, sha256s, token and document counts and split, plus
+the source dumps, the extraction config and the code version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import sys
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SHARDS_DIR = "shards"
+
+
+class ShardError(RuntimeError):
+    """A shard set that cannot be read as described (missing, resized, corrupted, mismatched)."""
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 when every id fits (vocab <= 65536), else uint32."""
+    if vocab_size <= 0:
+        raise ValueError(f"vocab_size must be positive, not {vocab_size}")
+    if vocab_size <= 2**16:
+        return np.dtype("<u2")
+    if vocab_size <= 2**32:
+        return np.dtype("<u4")
+    raise ValueError(f"vocab_size {vocab_size} does not fit in 32 bits")
+
+
+def encode_session(turn_ids: list[list[int]], eos_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens of one document (turns joined and closed by EOS) and its loss mask (0 on turn 1)."""
+    lengths = [len(t) + 1 for t in turn_ids]
+    tokens = np.empty(sum(lengths), dtype=np.int64)
+    mask = np.ones(sum(lengths), dtype=np.uint8)
+    position = 0
+    for i, ids in enumerate(turn_ids):
+        tokens[position : position + len(ids)] = ids
+        tokens[position + len(ids)] = eos_id
+        if i == 0:
+            mask[: len(ids) + 1] = 0
+        position += len(ids) + 1
+    return tokens, mask
+
+
+def fit_turns(turn_ids: list[list[int]], max_tokens: int, rule: str, min_turns: int) -> list[list[int]] | None:
+    """Applies the too-long rule to a tokenised session; None when it must be skipped.
+
+    ``keep_last``: drop turns from the start until the document (with its EOS tokens) fits and
+    keep it if at least ``min_turns`` turns remain. ``drop``: skip any session that does not fit.
+    """
+    total = sum(len(t) + 1 for t in turn_ids)
+    if total <= max_tokens:
+        return turn_ids
+    if rule == "drop":
+        return None
+    start = 0
+    while start < len(turn_ids) and total > max_tokens:
+        total -= len(turn_ids[start]) + 1
+        start += 1
+    kept = turn_ids[start:]
+    return kept if len(kept) >= min_turns else None
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ShardWriter:
+    """Writes documents into shards of about ``tokens_per_shard`` tokens in a local folder.
+
+    Each shard's files are written under temporary names and renamed into place when the shard
+    is full or the writer closes; ``close`` returns the manifest entries of the shards written.
+    """
+
+    def __init__(self, folder: str, prefix: str, split: str, vocab_size: int, tokens_per_shard: int,
+                 with_mask: bool = True):
+        self.folder = folder
+        self.prefix = prefix
+        self.split = split
+        self.vocab_size = vocab_size
+        self.dtype = token_dtype(vocab_size)
+        self.tokens_per_shard = tokens_per_shard
+        self.with_mask = with_mask
+        self.entries: list[dict] = []
+        self._sequence = 0
+        self._open = False
+        os.makedirs(folder, exist_ok=True)
+
+    def _start(self) -> None:
+        name = f"{self.prefix}-{self._sequence:04d}"
+        self._name = name
+        self._files = {"tokens": f"{name}.tokens", "index": f"{name}.index"}
+        if self.with_mask:
+            self._files["mask"] = f"{name}.mask"
+        self._handles = {k: open(os.path.join(self.folder, v + ".tmp"), "wb") for k, v in self._files.items()}
+        self._boundaries = [0]
+        self._tokens = 0
+        self._open = True
+
+    def add(self, tokens: np.ndarray, mask: np.ndarray | None = None) -> None:
+        if len(tokens) == 0:
+            raise ValueError("an empty document cannot be written")
+        if tokens.min() < 0 or tokens.max() >= self.vocab_size:
+            raise ValueError(f"token id out of range for vocab_size {self.vocab_size}")
+        if not self._open:
+            self._start()
+        self._handles["tokens"].write(tokens.astype(self.dtype).tobytes())
+        if self.with_mask:
+            if mask is None or len(mask) != len(tokens):
+                raise ValueError("a loss mask of the document's length is required")
+            self._handles["mask"].write(mask.astype(np.uint8).tobytes())
+        self._tokens += len(tokens)
+        self._boundaries.append(self._tokens)
+        if self._tokens >= self.tokens_per_shard:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._handles["index"].write(np.asarray(self._boundaries, dtype="<u8").tobytes())
+        for handle in self._handles.values():
+            handle.close()
+        entry = {"name": self._name, "split": self.split, "num_tokens": self._tokens,
+                 "num_documents": len(self._boundaries) - 1, "files": {}}
+        for kind, file in self._files.items():
+            path = os.path.join(self.folder, file)
+            os.replace(path + ".tmp", path)
+            entry["files"][kind] = {"path": file, "bytes": os.path.getsize(path), "sha256": _sha256(path)}
+        self.entries.append(entry)
+        self._sequence += 1
+        self._open = False
+
+    def close(self) -> list[dict]:
+        if self._open:
+            self._finish()
+        return self.entries
+
+
+def write_manifest(folder: str, manifest: dict) -> None:
+    """Writes manifest.json atomically (temporary name, then rename)."""
+    path = os.path.join(folder, MANIFEST)
+    with open(path + ".tmp", "w") as f:
+        json.dump(manifest, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+
+
+def new_manifest(*, tokenizer: dict, vocab_size: int, eos_id: int, shards: list[dict], **extra) -> dict:
+    """A manifest dict with the fields every reader checks."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "tokenizer": tokenizer,
+        "vocab_size": vocab_size,
+        "eos_id": eos_id,
+        "dtype": token_dtype(vocab_size).name,
+        "byte_order": "little",
+        "shards_dir": SHARDS_DIR,
+        "shards": sorted(shards, key=lambda s: (s["split"], s["name"])),
+        **extra,
+    }
+
+
+@dataclass
+class _Shard:
+    name: str
+    tokens: np.ndarray
+    boundaries: np.ndarray
+    mask: np.ndarray | None
+
+
+class ShardSet:
+    """Memory-mapped documents of one split (or all), in manifest order.
+
+    Checks at open: format version, dtype, that every file exists with the recorded size and
+    (``verify_checksums=True``) sha256. Any mismatch raises ShardError naming the file.
+    """
+
+    def __init__(self, folder: str, split: str | None = None, verify_checksums: bool = False):
+        self.folder = folder
+        path = os.path.join(folder, MANIFEST)
+        if not os.path.exists(path):
+            raise ShardError(f"{folder}: no {MANIFEST} (not a shard set, or its writing did not finish)")
+        with open(path) as f:
+            self.manifest = json.load(f)
+        m = self.manifest
+        if m.get("format_version") != FORMAT_VERSION:
+            raise ShardError(f"{path}: format_version {m.get('format_version')} is not {FORMAT_VERSION}")
+        self.vocab_size = int(m["vocab_size"])
+        self.eos_id = int(m["eos_id"])
+        self.dtype = token_dtype(self.vocab_size)
+        if m["dtype"] != self.dtype.name:
+            raise ShardError(f"{path}: dtype {m['dtype']} does not match vocab_size {self.vocab_size}")
+        entries = [s for s in m["shards"] if split is None or s["split"] == split]
+        if not entries:
+            raise ShardError(f"{folder}: no shards for split {split!r}")
+        self.shards = [self._open(entry, verify_checksums) for entry in entries]
+        counts = np.array([len(s.boundaries) - 1 for s in self.shards], dtype=np.int64)
+        self._doc_offsets = np.concatenate([[0], np.cumsum(counts)])
+        self.num_documents = int(self._doc_offsets[-1])
+        self.num_tokens = int(sum(len(s.tokens) for s in self.shards))
+        self.has_mask = all(s.mask is not None for s in self.shards)
+
+    def _open(self, entry: dict, verify: bool) -> _Shard:
+        arrays = {}
+        for kind, info in entry["files"].items():
+            path = os.path.join(self.folder, self.manifest.get("shards_dir", SHARDS_DIR), info["path"])
+            if not os.path.exists(path):
+                raise ShardError(f"missing shard file {path}")
+            size = os.path.getsize(path)
+            if size != info["bytes"]:
+                raise ShardError(f"{path} has {size} bytes, the manifest says {info['bytes']}")
+            if verify and _sha256(path) != info["sha256"]:
+                raise ShardError(f"{path} does not match its sha256 in the manifest (corrupted?)")
+            dtype = {"tokens": self.dtype, "index": np.dtype("<u8"), "mask": np.dtype("u1")}[kind]
+            arrays[kind] = np.memmap(path, dtype=dtype, mode="r") if size else np.zeros(0, dtype=dtype)
+        boundaries = arrays["index"]
+        if len(boundaries) != entry["num_documents"] + 1 or int(boundaries[-1]) != len(arrays["tokens"]) \
+                or len(arrays["tokens"]) != entry["num_tokens"]:
+            raise ShardError(f"shard {entry['name']}: index, tokens and manifest counts disagree")
+        return _Shard(entry["name"], arrays["tokens"], boundaries, arrays.get("mask"))
+
+    def __len__(self) -> int:
+        return self.num_documents
+
+    def _locate(self, index: int) -> tuple[_Shard, int, int]:
+        if not 0 <= index < self.num_documents:
+            raise IndexError(f"document {index} out of range [0, {self.num_documents})")
+        shard_number = int(np.searchsorted(self._doc_offsets, index, side="right") - 1)
+        shard = self.shards[shard_number]
+        local = index - int(self._doc_offsets[shard_number])
+        return shard, int(shard.boundaries[local]), int(shard.boundaries[local + 1])
+
+    def document(self, index: int) -> np.ndarray:
+        """Token ids of document ``index`` (a read-only view into the memory map)."""
+        shard, start, end = self._locate(index)
+        return shard.tokens[start:end]
+
+    def loss_mask(self, index: int) -> np.ndarray:
+        shard, start, end = self._locate(index)
+        if shard.mask is None:
+            raise ShardError(f"shard {shard.name} has no loss mask")
+        return shard.mask[start:end]
+
+    def turns(self, index: int) -> list[np.ndarray]:
+        """The document split back into its turns (EOS removed)."""
+        doc = np.asarray(self.document(index))
+        cuts = np.flatnonzero(doc == self.eos_id)
+        return [doc[a + 1 if i else 0 : b] for i, (a, b) in enumerate(zip(np.concatenate([[-1], cuts[:-1]]), cuts))]
+
+    def stream(self) -> "TokenStream":
+        return TokenStream([s.tokens for s in self.shards], [s.mask for s in self.shards] if self.has_mask else None)
+
+    def padded_session(self, index: int, max_tokens: int, pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One session right-padded to ``max_tokens`` (longer ones keep their last tokens).
+
+        Returns input ids, attention mask and loss mask (0 on padding and on the first turn).
+        """
+        doc = np.asarray(self.document(index), dtype=np.int64)[-max_tokens:]
+        loss = np.asarray(self.loss_mask(index), dtype=np.int64)[-max_tokens:] if self.has_mask else np.ones_like(doc)
+        ids = np.full(max_tokens, pad_id, dtype=np.int64)
+        attention = np.zeros(max_tokens, dtype=np.int64)
+        loss_mask = np.zeros(max_tokens, dtype=np.int64)
+        ids[: len(doc)], attention[: len(doc)], loss_mask[: len(doc)] = doc, 1, loss
+        return ids, attention, loss_mask
+
+
+class TokenStream:
+    """All tokens of a shard set as one virtual array; windows are sliced across shard ends.
+
+    ``window(k, seq_len)`` returns tokens ``[k*seq_len, k*seq_len + seq_len + 1)``: inputs and
+    (shifted) targets of a packed nanoGPT-style window, documents separated by their EOS.
+    """
+
+    def __init__(self, token_arrays: list[np.ndarray], mask_arrays: list[np.ndarray] | None):
+        self.arrays = token_arrays
+        self.masks = mask_arrays
+        self.offsets = np.concatenate([[0], np.cumsum([len(a) for a in token_arrays])]).astype(np.int64)
+        self.num_tokens = int(self.offsets[-1])
+
+    def num_windows(self, seq_len: int) -> int:
+        return max(0, (self.num_tokens - 1) // seq_len)
+
+    def _slice(self, arrays, start: int, end: int) -> np.ndarray:
+        out = []
+        shard = int(np.searchsorted(self.offsets, start, side="right") - 1)
+        while start < end:
+            local = start - int(self.offsets[shard])
+            take = min(end - start, len(arrays[shard]) - local)
+            out.append(np.asarray(arrays[shard][local : local + take]))
+            start += take
+            shard += 1
+        return np.concatenate(out) if len(out) > 1 else out[0]
+
+    def window(self, k: int, seq_len: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(tokens of length seq_len + 1, loss mask of the same length or None)."""
+        if not 0 <= k < self.num_windows(seq_len):
+            raise IndexError(f"window {k} out of range [0, {self.num_windows(seq_len)})")
+        start, end = k * seq_len, k * seq_len + seq_len + 1
+        tokens = self._slice(self.arrays, start, end).astype(np.int64)
+        mask = self._slice(self.masks, start, end).astype(np.int64) if self.masks is not None else None
+        return tokens, mask
+
+
+# ---------------------------------------------------------------------------------------------
+# Megatron-LM / GPT-NeoX indexed dataset (.bin + .idx, "MMIDIDX" version 1)
+
+_MMIDIDX = b"MMIDIDX\x00\x00"
+_MEGATRON_DTYPES = {np.dtype("u1"): 1, np.dtype("i1"): 2, np.dtype("<i2"): 3, np.dtype("<i4"): 4,
+                    np.dtype("<i8"): 5, np.dtype("<f8"): 6, np.dtype("<f4"): 7, np.dtype("<u2"): 8}
+
+
+def export_megatron(shard_set: ShardSet, prefix: str) -> tuple[str, str]:
+    """Writes ``prefix.bin`` and ``prefix.idx``: one sequence and one document per session.
+
+    Megatron has no uint32 code, so vocabularies over 65536 are written as int32.
+    """
+    dtype = shard_set.dtype if shard_set.dtype == np.dtype("<u2") else np.dtype("<i4")
+    sizes = []
+    with open(prefix + ".bin.tmp", "wb") as out:
+        for shard in shard_set.shards:
+            out.write(np.asarray(shard.tokens, dtype=dtype).tobytes())
+            sizes.append(np.diff(np.asarray(shard.boundaries, dtype=np.int64)))
+    sizes_arr = np.concatenate(sizes).astype("<i4")
+    pointers = np.concatenate([[0], np.cumsum(sizes_arr[:-1], dtype=np.int64)]).astype("<i8") * dtype.itemsize
+    doc_idx = np.arange(len(sizes_arr) + 1, dtype="<i8")
+    with open(prefix + ".idx.tmp", "wb") as out:
+        out.write(_MMIDIDX)
+        out.write(struct.pack("<Q", 1))
+        out.write(struct.pack("<B", _MEGATRON_DTYPES[dtype]))
+        out.write(struct.pack("<Q", len(sizes_arr)))
+        out.write(struct.pack("<Q", len(doc_idx)))
+        out.write(sizes_arr.tobytes())
+        out.write(pointers.tobytes())
+        out.write(doc_idx.tobytes())
+    os.replace(prefix + ".bin.tmp", prefix + ".bin")
+    os.replace(prefix + ".idx.tmp", prefix + ".idx")
+    return prefix + ".bin", prefix + ".idx"
+
+
+def read_megatron(prefix: str) -> list[np.ndarray]:
+    """Sequences of a Megatron/NeoX ``.bin``/``.idx`` pair (for checks and imports)."""
+    with open(prefix + ".idx", "rb") as f:
+        if f.read(9) != _MMIDIDX:
+            raise ShardError(f"{prefix}.idx is not a Megatron indexed dataset index")
+        (version,) = struct.unpack("<Q", f.read(8))
+        (code,) = struct.unpack("<B", f.read(1))
+        (count,) = struct.unpack("<Q", f.read(8))
+        (doc_count,) = struct.unpack("<Q", f.read(8))
+        sizes = np.frombuffer(f.read(4 * count), dtype="<i4")
+        pointers = np.frombuffer(f.read(8 * count), dtype="<i8")
+        np.frombuffer(f.read(8 * doc_count), dtype="<i8")
+    if version != 1:
+        raise ShardError(f"{prefix}.idx: version {version} is not 1")
+    dtype = {v: k for k, v in _MEGATRON_DTYPES.items()}[code]
+    data = np.memmap(prefix + ".bin", dtype=dtype, mode="r")
+    return [data[p // dtype.itemsize : p // dtype.itemsize + s] for p, s in zip(pointers, sizes)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: inspect and export
+
+
+def _load_decoder(manifest: dict, folder: str):
+    path = manifest["tokenizer"].get("path")
+    for candidate in (path, os.path.join(folder, "tokenizer")):
+        if candidate and os.path.exists(os.path.join(candidate, "tokenizer.json")):
+            from tokenizers import Tokenizer
+
+            return Tokenizer.from_file(os.path.join(candidate, "tokenizer.json"))
+    return None
+
+
+def inspect(folder: str, show: int = 3, verify: bool = False) -> str:
+    """Counts per split, a document length histogram, and a few decoded documents."""
+    lines = []
+    manifest = ShardSet(folder, verify_checksums=verify).manifest
+    decoder = _load_decoder(manifest, folder)
+    lines.append(f"{folder}: format {manifest['format_version']}, tokenizer {manifest['tokenizer'].get('name')}, "
+                 f"vocab {manifest['vocab_size']}, eos {manifest['eos_id']}, dtype {manifest['dtype']}")
+    for split in sorted({s["split"] for s in manifest["shards"]}):
+        shard_set = ShardSet(folder, split)
+        lengths = np.concatenate([np.diff(np.asarray(s.boundaries, dtype=np.int64)) for s in shard_set.shards])
+        lines.append(f"[{split}] {len(shard_set.shards)} shards, {shard_set.num_documents:,} documents, "
+                     f"{shard_set.num_tokens:,} tokens, mean {lengths.mean():.1f} tokens/document, max {lengths.max()}")
+        edges = [0, 16, 32, 64, 128, 256, 512, 1024, 2048]
+        hist, _ = np.histogram(lengths, bins=edges + [max(edges[-1] + 1, int(lengths.max()) + 1)])
+        for lo, hi, n in zip(edges, edges[1:] + ["inf"], hist):
+            lines.append(f"    {lo:>5}-{hi:<5} {n:>9,} {'#' * int(40 * n / max(1, hist.max()))}")
+        for i in range(min(show, shard_set.num_documents)):
+            turns = shard_set.turns(i)
+            text = " <EOS> ".join(decoder.decode(t.tolist()) for t in turns) if decoder else str(turns)
+            lines.append(f"    doc {i}: {text[:300]}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pretrain.shards", description="Inspect or export token shards.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_inspect = sub.add_parser("inspect", help="counts, length histogram, decoded documents")
+    p_inspect.add_argument("folder")
+    p_inspect.add_argument("--show", type=int, default=3)
+    p_inspect.add_argument("--verify", action="store_true", help="check every file's sha256")
+    p_export = sub.add_parser("export-megatron", help="write <prefix>.bin/.idx for Megatron-LM / GPT-NeoX")
+    p_export.add_argument("folder")
+    p_export.add_argument("prefix")
+    p_export.add_argument("--split", default="train")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "inspect":
+            print(inspect(args.folder, args.show, args.verify))
+        else:
+            print(" ".join(export_megatron(ShardSet(args.folder, args.split), args.prefix)))
+    except ShardError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,460 @@
+"""DeepSpeed ZeRO training of GPT-2 on token shards. ``train(cfg)`` is the importable entry point.
+
+    python -m pretrain.train data.shards=out/shards model=tiny deepspeed=zero2         # one process
+    torchrun --nproc_per_node 8 -m pretrain.train model=gpt2-124m deepspeed=zero2      # one node
+    deepspeed --hostfile hosts -m pretrain.train ...  |  jobs/train_slurm.sbatch       # many nodes
+
+Hydra overrides work under every launcher: the DeepSpeed launcher's ``--local_rank`` argument is
+taken off the command line (into LOCAL_RANK) before Hydra reads it.
+
+Each step: ``gradient_accumulation_steps`` micro batches per rank (pretrain.data), loss is the
+mean token cross-entropy over targets (the first turn masked out, as in DialoGPT), DeepSpeed does
+the ZeRO partitioning, clipping, optimizer and scheduler step. Logged: loss, learning rate,
+gradient norm, tokens/s and, on GPUs, MFU = 6 N + 12 L H Q T flops per token (the PaLM/nanoGPT
+formula, N = non-embedding... here all parameters) x tokens/s / (world size x peak flops).
+
+Checkpoints (``<out_dir>/checkpoints/step_XXXXXXX``) hold DeepSpeed's model and optimizer states
+plus ``trainer_state.json`` (step, samples consumed, metrics), the resolved config, the shard
+manifest, and every rank's RNG state; ``latest`` is rewritten atomically after all of that, so
+a checkpoint counts only once complete. Resuming gives the same losses as not stopping (bitwise
+on CPU in fp32).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+from pretrain.config import BatchSizes, ConfigError, TrainConfig, deepspeed_config, resolve_precision
+
+
+# ---------------------------------------------------------------------------------------------
+# Distributed set-up
+
+
+def _strip_launcher_args() -> None:
+    """The DeepSpeed launcher appends --local_rank=N; Hydra would reject it."""
+    argv = []
+    skip = False
+    for i, arg in enumerate(sys.argv):
+        if skip:
+            skip = False
+            continue
+        if arg.startswith("--local_rank=") or arg.startswith("--local-rank="):
+            os.environ["LOCAL_RANK"] = arg.split("=", 1)[1]
+        elif arg in ("--local_rank", "--local-rank") and i + 1 < len(sys.argv):
+            os.environ["LOCAL_RANK"] = sys.argv[i + 1]
+            skip = True
+        else:
+            argv.append(arg)
+    sys.argv = argv
+
+
+def _init_distributed(backend: str):
+    import deepspeed
+    import torch
+
+    if "RANK" not in os.environ:  # one plain process
+        os.environ.update({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"})
+        os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
+    on_gpu = torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR", "cuda") != "cpu"
+    if backend == "auto":
+        backend = "nccl" if on_gpu else "gloo"
+    if on_gpu:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    deepspeed.init_distributed(dist_backend=backend)
+    return on_gpu
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+
+
+def _check_tokenizer_matches(manifest: dict, tokenizer_dir: str) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    eos = tok.convert_tokens_to_ids(manifest["tokenizer"].get("eos_token", "<|endoftext|>"))
+    if len(tok) != manifest["vocab_size"] or eos != manifest["eos_id"]:
+        raise ConfigError(
+            f"tokenizer of {tokenizer_dir} (vocab {len(tok)}, eos {eos}) does not match the shards "
+            f"(vocab {manifest['vocab_size']}, eos {manifest['eos_id']}, tokenizer {manifest['tokenizer'].get('name')})"
+        )
+
+
+def build_model(cfg: TrainConfig, manifest: dict):
+    """A GPT2LMHeadModel: new from the config, or loaded (pretrained), checked against the shards."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    m = cfg.model
+    if m.init == "pretrained":
+        model = GPT2LMHeadModel.from_pretrained(m.pretrained)
+        if os.path.isdir(m.pretrained) and os.path.exists(os.path.join(m.pretrained, "tokenizer_config.json")):
+            _check_tokenizer_matches(manifest, m.pretrained)
+    else:
+        model = GPT2LMHeadModel(GPT2Config(
+            vocab_size=manifest["vocab_size"], n_positions=m.n_positions, n_embd=m.n_embd, n_layer=m.n_layer,
+            n_head=m.n_head, resid_pdrop=m.dropout, embd_pdrop=m.dropout, attn_pdrop=m.dropout,
+            bos_token_id=manifest["eos_id"], eos_token_id=manifest["eos_id"],
+        ))
+    if model.config.vocab_size < manifest["vocab_size"]:
+        raise ConfigError(f"model vocab {model.config.vocab_size} is smaller than the shards' {manifest['vocab_size']}")
+    if model.config.eos_token_id not in (None, manifest["eos_id"]):
+        raise ConfigError(f"model eos_token_id {model.config.eos_token_id} is not the shards' EOS {manifest['eos_id']}")
+    if cfg.data.seq_len > model.config.n_positions:
+        raise ConfigError(f"data.seq_len {cfg.data.seq_len} exceeds the model's n_positions {model.config.n_positions}")
+    if m.activation_checkpointing:
+        model.gradient_checkpointing_enable()
+    return model
+
+
+def lr_lambda(cfg: TrainConfig):
+    s, total = cfg.scheduler, cfg.trainer.max_steps
+
+    def factor(step: int) -> float:
+        if s.name == "noam":
+            warm = max(1, s.warmup_steps)
+            return min((step + 1) / warm, math.sqrt(warm / (step + 1)))
+        if step < s.warmup_steps:
+            return (step + 1) / s.warmup_steps
+        progress = min(1.0, (step - s.warmup_steps) / max(1, total - s.warmup_steps))
+        shape = 0.5 * (1 + math.cos(math.pi * progress)) if s.name == "cosine" else 1 - progress
+        return s.min_lr_ratio + (1 - s.min_lr_ratio) * shape
+
+    return factor
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def checkpoint_root(cfg: TrainConfig) -> str:
+    return os.path.join(cfg.trainer.out_dir, "checkpoints")
+
+
+def latest_checkpoint(root: str) -> str | None:
+    path = os.path.join(root, "latest")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        tag = f.read().strip()
+    return os.path.join(root, tag) if tag else None
+
+
+def _save_checkpoint(engine, cfg: TrainConfig, manifest: dict, state: dict, rank: int) -> str:
+    import torch
+    import torch.distributed as dist
+
+    root = checkpoint_root(cfg)
+    tag = f"step_{state['step']:07d}"
+    engine.save_checkpoint(root, tag=tag, save_latest=False)
+    folder = os.path.join(root, tag)
+    rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    torch.save(rng, os.path.join(folder, f"rng_rank{rank:05d}.pt"))
+    if rank == 0:
+        from omegaconf import OmegaConf
+
+        with open(os.path.join(folder, "trainer_state.json"), "w") as f:
+            json.dump(state, f, indent=2)
+        with open(os.path.join(folder, "config.yaml"), "w") as f:
+            f.write(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+        with open(os.path.join(folder, "shard_manifest.json"), "w") as f:
+            json.dump(manifest, f, indent=2)
+    dist.barrier()
+    if rank == 0:  # commit: only now does `latest` point here
+        with open(os.path.join(root, "latest.tmp"), "w") as f:
+            f.write(tag)
+        os.replace(os.path.join(root, "latest.tmp"), os.path.join(root, "latest"))
+        tags = sorted(t for t in os.listdir(root) if t.startswith("step_"))
+        for old in tags[: max(0, len(tags) - cfg.trainer.keep_last)]:
+            shutil.rmtree(os.path.join(root, old), ignore_errors=True)
+    dist.barrier()
+    return folder
+
+
+def _check_resumable(cfg: TrainConfig, folder: str, manifest: dict) -> dict:
+    """The checkpoint's config must describe the same model and data; returns its trainer state."""
+    from omegaconf import OmegaConf
+
+    saved = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(os.path.join(folder, "config.yaml"))))
+    for section in ("n_layer", "n_head", "n_embd", "n_positions"):
+        if getattr(saved.model, section) != getattr(cfg.model, section):
+            raise ConfigError(f"checkpoint {folder} is for another model: {section} {getattr(saved.model, section)} "
+                              f"!= {getattr(cfg.model, section)}")
+    for section in ("mode", "seq_len", "use_loss_mask"):
+        if getattr(saved.data, section) != getattr(cfg.data, section):
+            raise ConfigError(f"checkpoint {folder} used data.{section}={getattr(saved.data, section)}, "
+                              f"not {getattr(cfg.data, section)}")
+    with open(os.path.join(folder, "shard_manifest.json")) as f:
+        saved_manifest = json.load(f)
+    if saved_manifest["tokenizer"].get("sha256") != manifest["tokenizer"].get("sha256") or \
+            saved_manifest["vocab_size"] != manifest["vocab_size"]:
+        raise ConfigError(f"checkpoint {folder} was trained on shards of another tokenizer")
+    with open(os.path.join(folder, "trainer_state.json")) as f:
+        return json.load(f)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+class _Logger:
+    def __init__(self, cfg: TrainConfig, rank: int):
+        self.rank = rank
+        self.path = os.path.join(cfg.trainer.out_dir, "metrics.jsonl")
+        self.tb = None
+        if rank == 0:
+            os.makedirs(cfg.trainer.out_dir, exist_ok=True)
+            if cfg.trainer.tensorboard:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+
+                    self.tb = SummaryWriter(os.path.join(cfg.trainer.out_dir, "tensorboard"))
+                except ImportError:
+                    self.tb = None
+
+    def log(self, record: dict) -> None:
+        if self.rank != 0:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for key, value in record.items():
+                if key not in ("step", "kind") and isinstance(value, (int, float)) and value is not None:
+                    self.tb.add_scalar(f"{record['kind']}/{key}", value, record["step"])
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _loss(engine, batch, device):
+    import torch
+    import torch.nn.functional as F
+
+    ids = torch.from_numpy(batch.input_ids).to(device)
+    targets = torch.from_numpy(batch.targets).to(device)
+    attention = torch.from_numpy(batch.attention_mask).to(device) if batch.attention_mask is not None else None
+    logits = engine(input_ids=ids, attention_mask=attention).logits
+    count = (targets != -100).sum()
+    loss_sum = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1), ignore_index=-100,
+                               reduction="sum")
+    return loss_sum, count
+
+
+def evaluate(engine, source, cfg: TrainConfig, rank: int, world: int, device) -> dict:
+    import torch
+    import torch.distributed as dist
+
+    from pretrain.data import eval_batches
+
+    engine.eval()
+    totals = torch.zeros(2, dtype=torch.float64, device=device)
+    with torch.no_grad():
+        for batch in eval_batches(source, rank, world, cfg.trainer.micro_batch_size_per_gpu, cfg.trainer.eval_batches):
+            loss_sum, count = _loss(engine, batch, device)
+            totals += torch.stack([loss_sum.double(), count.double()])
+    dist.all_reduce(totals)
+    engine.train()
+    loss = (totals[0] / totals[1].clamp(min=1)).item()
+    return {"valid_loss": loss, "valid_perplexity": math.exp(min(loss, 50)), "valid_tokens": int(totals[1].item())}
+
+
+def sample_replies(engine, cfg: TrainConfig, tokenizer_dir: str | None, eos_id: int, device) -> list[dict]:
+    """Greedy replies (no repeated trigrams) to the configured prompts; every rank runs generate,
+    as ZeRO-3 needs."""
+    import torch
+
+    if tokenizer_dir is None:
+        return []
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    out = []
+    engine.eval()
+    for prompt in cfg.trainer.sample_prompts:
+        ids = torch.tensor([tok.encode(prompt) + [eos_id]], device=device)
+        with torch.no_grad():
+            generated = engine.module.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=cfg.trainer.sample_max_new_tokens,
+                                               do_sample=False, no_repeat_ngram_size=3, eos_token_id=eos_id, pad_token_id=eos_id,
+                                               synced_gpus=cfg.deepspeed.zero_stage == 3)
+        out.append({"prompt": prompt, "reply": tok.decode(generated[0, ids.shape[1]:], skip_special_tokens=True)})
+    engine.train()
+    return out
+
+
+def _tokenizer_dir(manifest: dict, shards: str) -> str | None:
+    path = manifest["tokenizer"].get("path")
+    for candidate in (path, os.path.join(shards, "tokenizer")):
+        if candidate and os.path.exists(os.path.join(candidate, "tokenizer_config.json")):
+            return candidate
+    return None
+
+
+def _num_parameters(model) -> int:
+    """Parameter count, also under ZeRO-3 where each rank holds only a partition."""
+    return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
+
+
+def _flops_per_token(model, seq_len: int) -> float:
+    c = model.config
+    n = _num_parameters(model)
+    return 6 * n + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * seq_len
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Trains; returns the final metrics. Every check that can fail runs before the first step."""
+    import deepspeed
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+
+    from pretrain.data import OrderedSampler, SampleSource, micro_batch
+    from pretrain.shards import ShardSet
+
+    cfg.validate()
+    train_set = ShardSet(cfg.data.shards, cfg.data.train_split, verify_checksums=cfg.data.verify_checksums)
+    valid_set = ShardSet(cfg.data.shards, cfg.data.valid_split, verify_checksums=cfg.data.verify_checksums)
+    manifest = train_set.manifest
+    on_gpu = _init_distributed(cfg.deepspeed.dist_backend)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    batch = BatchSizes.derive(cfg.trainer, world)
+    precision = resolve_precision(cfg.deepspeed, on_gpu, on_gpu and torch.cuda.is_bf16_supported())
+    ds_config = deepspeed_config(cfg, batch, precision)
+
+    resume_folder = None
+    state = {"step": 0, "samples_consumed": 0}
+    if cfg.model.init == "resume":
+        resume_folder = cfg.trainer.resume_from or latest_checkpoint(checkpoint_root(cfg))
+        if resume_folder is None or not os.path.isdir(resume_folder):
+            raise ConfigError(f"model.init=resume: no checkpoint found ({resume_folder or checkpoint_root(cfg)})")
+        state = _check_resumable(cfg, resume_folder, manifest)
+
+    torch.manual_seed(cfg.trainer.seed + rank)
+    np.random.seed(cfg.trainer.seed + rank)
+    model = build_model(cfg, manifest)
+    train_source = SampleSource(train_set, cfg.data.mode, cfg.data.seq_len, cfg.data.use_loss_mask)
+    valid_source = SampleSource(valid_set, cfg.data.mode, cfg.data.seq_len, cfg.data.use_loss_mask)
+    sampler = OrderedSampler(train_source.num_samples, cfg.trainer.seed)
+
+    o = cfg.optimizer
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.deepspeed.offload_optimizer:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        optimizer = DeepSpeedCPUAdam(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, adamw_mode=True)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+    device = engine.device
+    if resume_folder is not None:
+        root, tag = os.path.split(resume_folder.rstrip("/"))
+        engine.load_checkpoint(root, tag=tag)
+        rng = torch.load(os.path.join(resume_folder, f"rng_rank{rank:05d}.pt"), weights_only=False)
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    logger = _Logger(cfg, rank)
+    tokenizer_dir = _tokenizer_dir(manifest, cfg.data.shards)
+    flops_per_token = _flops_per_token(engine.module, cfg.data.seq_len)
+    tokens_per_step = batch.global_batch_size * cfg.data.seq_len
+    if rank == 0:
+        print(f"[train] world {world}, {precision}, ZeRO {cfg.deepspeed.zero_stage}, global batch {batch.global_batch_size} "
+              f"({batch.micro_batch_size_per_gpu} x {batch.gradient_accumulation_steps} x {world}), "
+              f"{_num_parameters(engine.module):,} parameters, "
+              f"{train_source.num_samples:,} train samples, from step {state['step']}", flush=True)
+    step, consumed = state["step"], state["samples_consumed"]
+    last = {}
+    window_start, window_tokens = time.time(), 0
+    engine.train()
+    while step < cfg.trainer.max_steps:
+        losses = []
+        for micro_step in range(batch.gradient_accumulation_steps):
+            b = micro_batch(train_source, sampler, consumed, micro_step, rank, world, batch.micro_batch_size_per_gpu)
+            loss_sum, count = _loss(engine, b, device)
+            loss = loss_sum / count.clamp(min=1)
+            engine.backward(loss)
+            engine.step()
+            losses.append(loss.detach())
+        consumed += batch.global_batch_size
+        step += 1
+        window_tokens += tokens_per_step
+        mean_loss = torch.stack(losses).mean()
+        dist.all_reduce(mean_loss)
+        last = {"kind": "train", "step": step, "loss": mean_loss.item() / world, "lr": scheduler.get_last_lr()[0],
+                "grad_norm": float(engine.get_global_grad_norm() or 0.0)}
+        if step % cfg.trainer.log_interval == 0 or step == cfg.trainer.max_steps:
+            elapsed = time.time() - window_start
+            last["tokens_per_s"] = window_tokens / max(elapsed, 1e-9)
+            if on_gpu:
+                last["mfu"] = flops_per_token * last["tokens_per_s"] / (world * cfg.trainer.peak_flops_per_gpu)
+            window_start, window_tokens = time.time(), 0
+            if rank == 0:
+                extra = f", MFU {last['mfu']:.1%}" if "mfu" in last else ""
+                print(f"[train] step {step}/{cfg.trainer.max_steps} loss {last['loss']:.4f} lr {last['lr']:.2e} "
+                      f"grad norm {last['grad_norm']:.3f} {last['tokens_per_s']:,.0f} tokens/s{extra}", flush=True)
+        logger.log(last)
+        if step % cfg.trainer.eval_interval == 0 or step == cfg.trainer.max_steps:
+            metrics = {"kind": "valid", "step": step, **evaluate(engine, valid_source, cfg, rank, world, device)}
+            logger.log(metrics)
+            last.update(metrics)
+            if rank == 0:
+                print(f"[train] step {step} valid loss {metrics['valid_loss']:.4f} perplexity {metrics['valid_perplexity']:.2f}", flush=True)
+        if (cfg.trainer.sample_interval and step % cfg.trainer.sample_interval == 0) or step == cfg.trainer.max_steps:
+            samples = sample_replies(engine, cfg, tokenizer_dir, manifest["eos_id"], device)
+            logger.log({"kind": "samples", "step": step, "samples": samples})
+            if rank == 0:
+                for s in samples:
+                    print(f"[train] sample: {s['prompt']!r} -> {s['reply']!r}", flush=True)
+        if step % cfg.trainer.checkpoint_interval == 0 or step == cfg.trainer.max_steps:
+            state = {"step": step, "samples_consumed": consumed, "metrics": {k: v for k, v in last.items() if k != "kind"}}
+            folder = _save_checkpoint(engine, cfg, manifest, state, rank)
+            if rank == 0:
+                print(f"[train] checkpoint {folder}", flush=True)
+    logger.close()
+    if rank == 0:
+        from pretrain.curves import plot_curves
+
+        plot_curves(os.path.join(cfg.trainer.out_dir, "metrics.jsonl"), os.path.join(cfg.trainer.out_dir, "curves.png"))
+        print(f"[train] done: metrics {cfg.trainer.out_dir}/metrics.jsonl, curves {cfg.trainer.out_dir}/curves.png, "
+              f"checkpoints {checkpoint_root(cfg)}; export: python -m pretrain.export {checkpoint_root(cfg)} <out>", flush=True)
+    dist.barrier()
+    return last
+
+
+def main() -> None:
+    _strip_launcher_args()
+    import hydra
+
+    from extraction import CONF_DIR
+    from omegaconf import OmegaConf
+
+    from pretrain.config import register_configs
+
+    register_configs()
+
+    @hydra.main(version_base=None, config_path=CONF_DIR, config_name="train")
+    def _main(cfg) -> None:
+        config: TrainConfig = OmegaConf.to_object(cfg)
+        from pretrain.shards import ShardError
+
+        try:
+            train(config)
+        except (ConfigError, ShardError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    _main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Generates the configuration reference in README.md from the config dataclasses.
+
+    python jobs/config_reference.py          # rewrite the section between the markers in README.md
+    python jobs/config_reference.py --check  # exit 1 if README.md is out of date (the tests run this)
+
+Field documentation is the string literal written under each field in the source.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import sys
+import typing
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+BEGIN, END = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
+
+
+def _field_docs(cls) -> dict[str, str]:
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body
+    docs = {}
+    for node, following in zip(body, body[1:] + [None]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(following, ast.Expr) and isinstance(getattr(following, "value", None), ast.Constant) \
+                    and isinstance(following.value.value, str):
+                docs[node.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def _default(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        return repr(f.default)
+    if f.default_factory is not dataclasses.MISSING:
+        value = f.default_factory()
+        return "(group)" if dataclasses.is_dataclass(value) else repr(value)
+    return ""
+
+
+def _rows(cls, prefix: str = "") -> list[str]:
+    docs = _field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            rows += _rows(kind, f"{prefix}{f.name}.")
+            continue
+        name = getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
+        text = docs.get(f.name, "").replace("|", "\\|")
+        rows.append(f"| `{prefix}{f.name}` | {name} | `{_default(f)}` | {text} |")
+    return rows
+
+
+def reference() -> str:
+    from extraction.extract import ExtractConfig
+    from extraction.ingest import IngestConfig
+    from extraction.tokenize import TokenizeConfig
+    from pretrain.config import TrainConfig
+    from pretrain.pipeline import PipelineConfig
+
+    parts = []
+    for title, cls, conf in (("Ingest", IngestConfig, "conf/ingest.yaml"), ("Extract", ExtractConfig, "conf/extract.yaml"),
+                             ("Tokenize", TokenizeConfig, "conf/tokenize.yaml"), ("Train", TrainConfig, "conf/train.yaml"),
+                             ("Pipeline", PipelineConfig, "conf/pipeline.yaml")):
+        parts.append(f"#### {title} (`{conf}`, `{cls.__module__}.{cls.__name__}`)\n")
+        parts.append("| key | type | default | meaning |\n| --- | --- | --- | --- |")
+        parts += _rows(cls)
+        parts.append("")
+    return "\n".join(parts)
+
+
+def main() -> int:
+    readme = (REPO / "README.md").read_text()
+    start, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
+    new = readme[:start] + "\n" + reference() + "\n" + readme[end:]
+    if "--check" in sys.argv:
+        if new != readme:
+            print("README.md's configuration reference is out of date: run python jobs/config_reference.py")
+            return 1
+        return 0
+    (REPO / "README.md").write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
