@@ -382,24 +382,9 @@ def register_configs() -> None:
 
 
 def main() -> None:
-    import hydra
+    from extraction.cli import run_hydra
 
-    from extraction import CONF_DIR
-    from omegaconf import OmegaConf
-
-    register_configs()
-
-    @hydra.main(version_base=None, config_path=CONF_DIR, config_name="ingest")
-    def _main(cfg) -> None:
-        config: IngestConfig = OmegaConf.to_object(cfg)
-        try:
-            run_ingest(config)
-        except (IngestError, FileNotFoundError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
-
-    _main()
-
+    run_hydra("ingest", register_configs, run_ingest, (IngestError, FileNotFoundError))
 
 if __name__ == "__main__":
     main()

@@ -253,26 +253,10 @@ def register_configs() -> None:
 
 
 def main() -> None:
-    import hydra
-
-    from extraction import CONF_DIR
-    from omegaconf import OmegaConf
-
+    from extraction.cli import run_hydra
     from extraction.tokenizer import TokenizerNotFound
 
-    register_configs()
-
-    @hydra.main(version_base=None, config_path=CONF_DIR, config_name="tokenize")
-    def _main(cfg) -> None:
-        config: TokenizeConfig = OmegaConf.to_object(cfg)
-        try:
-            run_tokenize(config)
-        except (TokenizeError, TokenizerNotFound, FileNotFoundError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
-
-    _main()
-
+    run_hydra("tokenize", register_configs, run_tokenize, (TokenizeError, TokenizerNotFound, FileNotFoundError))
 
 if __name__ == "__main__":
     main()

@@ -150,19 +150,9 @@ def register_configs() -> None:
 
 
 def main() -> None:
-    import hydra
+    from extraction.cli import run_hydra
 
-    from extraction import CONF_DIR
-    from omegaconf import OmegaConf
-
-    register_configs()
-
-    @hydra.main(version_base=None, config_path=CONF_DIR, config_name="pipeline")
-    def _main(cfg) -> None:
-        run_pipeline(OmegaConf.to_object(cfg))
-
-    _main()
-
+    run_hydra("pipeline", register_configs, run_pipeline)
 
 if __name__ == "__main__":
     main()

@@ -433,28 +433,11 @@ def train(cfg: TrainConfig) -> dict:
 
 def main() -> None:
     _strip_launcher_args()
-    import hydra
-
-    from extraction import CONF_DIR
-    from omegaconf import OmegaConf
-
+    from extraction.cli import run_hydra
     from pretrain.config import register_configs
+    from pretrain.shards import ShardError
 
-    register_configs()
-
-    @hydra.main(version_base=None, config_path=CONF_DIR, config_name="train")
-    def _main(cfg) -> None:
-        config: TrainConfig = OmegaConf.to_object(cfg)
-        from pretrain.shards import ShardError
-
-        try:
-            train(config)
-        except (ConfigError, ShardError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
-
-    _main()
-
+    run_hydra("train", register_configs, train, (ConfigError, ShardError))
 
 if __name__ == "__main__":
     main()
