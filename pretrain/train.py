@@ -10,8 +10,10 @@ taken off the command line (into LOCAL_RANK) before Hydra reads it.
 Each step: ``gradient_accumulation_steps`` micro batches per rank (pretrain.data), loss is the
 mean token cross-entropy over targets (the first turn masked out, as in DialoGPT), DeepSpeed does
 the ZeRO partitioning, clipping, optimizer and scheduler step. Logged: loss, learning rate,
-gradient norm, tokens/s and, on GPUs, MFU = 6 N + 12 L H Q T flops per token (the PaLM/nanoGPT
-formula, N = non-embedding... here all parameters) x tokens/s / (world size x peak flops).
+gradient norm, tokens/s and, on GPUs, the model FLOPs utilisation
+MFU = (6 N + 12 L H Q T) x tokens/s / (world size x peak FLOP/s): the PaLM appendix B formula as
+nanoGPT uses it, N all parameters, L layers, H heads, Q head size, T sequence length; the peak is
+``trainer.peak_flops_per_gpu`` (989 TFLOP/s, H100 SXM dense bf16, by default).
 
 Checkpoints (``<out_dir>/checkpoints/step_XXXXXXX``) hold DeepSpeed's model and optimizer states
 plus ``trainer_state.json`` (step, samples consumed, metrics), the resolved config, the shard
