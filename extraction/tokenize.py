@@ -199,9 +199,10 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     started = time.time()
     sessions = spark.read.parquet(storage.hadoop_uri(storage.join(cfg.input, "sessions")))
     entries, per_split = [], {}
+    sizes = {r["split"]: r["n"] for r in sessions.groupBy("split").agg(F.count(F.lit(1)).alias("n")).collect()}
     for split in cfg.splits:
         part = sessions.filter(F.col("split") == split).select("session_id", "turns")
-        n = part.count()
+        n = sizes.get(split, 0)
         if n == 0:
             per_split[split] = {"sessions": 0, "written": 0, "tokens": 0, **{r: 0 for r in SKIP_REASONS}}
             continue
