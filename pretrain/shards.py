@@ -27,7 +27,6 @@ import os
 import struct
 import sys
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
