@@ -69,11 +69,13 @@ class ExtractConfig:
 
 def fingerprint(cfg: ExtractConfig) -> str:
     """The input's completion marker (its own fingerprint), the settings, and the list contents."""
+    import fsspec
+
     ingest_marker = storage.join(cfg.input, "_INGEST_DONE.json")
     lists = {}
     for name, value in asdict(cfg.filters).items():
         if name.endswith("_path"):
-            with __import__("fsspec").open(resolve_list_path(value), "rb") as f:
+            with fsspec.open(resolve_list_path(value), "rb") as f:
                 lists[name] = hashlib.sha256(f.read()).hexdigest()
     material = {
         "input": storage.read_json(ingest_marker).get("fingerprint") if storage.exists(ingest_marker) else None,

@@ -240,10 +240,11 @@ def ingest_files(spark, files: list[tuple[int, str]], settings: _TaskSettings) -
     return [json.loads(row.stats) for row in df.collect()]
 
 
-def fingerprint(cfg: IngestConfig, files: list[str]) -> str:
-    """What decides the output: the inputs (path, size, mtime) and the settings that shape rows."""
+def fingerprint(cfg: IngestConfig, infos: list[dict]) -> str:
+    """What decides the output: the inputs (``storage.file_info``: path, size, mtime) and the
+    settings that shape rows."""
     material = {
-        "files": [storage.file_info(f) for f in files],
+        "files": infos,
         "on_corrupt_file": cfg.on_corrupt_file,
         "max_records_per_file": cfg.max_records_per_file,
         "code": "ingest-v1",
@@ -251,11 +252,10 @@ def fingerprint(cfg: IngestConfig, files: list[str]) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-def _order_for_scheduling(files: list[str]) -> list[tuple[int, str]]:
+def _order_for_scheduling(infos: list[dict]) -> list[tuple[int, str]]:
     """Stable indices by path; largest files first so the longest tasks start first."""
-    indexed = list(enumerate(files))
-    sizes = {path: storage.file_info(path)["size"] for path in files}
-    return sorted(indexed, key=lambda item: (-sizes[item[1]], item[0]))
+    order = sorted(range(len(infos)), key=lambda i: (-infos[i]["size"], i))
+    return [(i, infos[i]["path"]) for i in order]
 
 
 def _clear_error(exc: BaseException) -> IngestError | None:
@@ -275,7 +275,8 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
         raise IngestError(f"cannot tell comments from submissions for {unknown[:3]}: name files RC_YYYY-MM.zst or RS_YYYY-MM.zst")
     output = cfg.output
     print_ = lambda msg: print(f"[ingest] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    staged = storage.StagedOutput(output, DONE_MARKER, fingerprint(cfg, files))
+    infos = [storage.file_info(f) for f in files]  # one stat per input, remote ones included
+    staged = storage.StagedOutput(output, DONE_MARKER, fingerprint(cfg, infos))
     if not cfg.force and staged.is_complete():
         print_(f"{output} is complete for these inputs and settings; nothing to do (force=true runs again)")
         return storage.read_json(storage.join(output, REPORT_FILE))
@@ -288,7 +289,7 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
     print_(f"{len(files)} files -> {output}")
     spark.sparkContext.setJobDescription(f"ingest {len(files)} dumps")
     try:
-        per_file = ingest_files(spark, _order_for_scheduling(files), settings)
+        per_file = ingest_files(spark, _order_for_scheduling(infos), settings)
     except Exception as exc:  # Spark wraps executor errors; surface ours by name
         clear = _clear_error(exc)
         if clear is not None:

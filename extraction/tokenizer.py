@@ -16,6 +16,8 @@ import os
 import sys
 from typing import Iterator
 
+from extraction import storage
+
 EOS_TOKEN = "<|endoftext|>"
 
 
@@ -84,11 +86,7 @@ def train_tokenizer(sessions_dir: str, out_dir: str, vocab_size: int = 8000, min
                            unk_token=EOS_TOKEN, model_max_length=1024)
     tmp = out_dir.rstrip("/") + ".tmp"
     hf.save_pretrained(tmp)
-    if os.path.exists(out_dir):
-        import shutil
-
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    storage.replace_dir(tmp, out_dir)
     return out_dir
 
 

@@ -15,6 +15,8 @@ import json
 import os
 import sys
 
+from extraction import storage
+
 
 def _resolve(checkpoint: str) -> tuple[str, str]:
     """(checkpoint root, tag) for a root folder (uses `latest`) or a step folder."""
@@ -68,11 +70,7 @@ def export(checkpoint: str, out_dir: str) -> str:
         AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(tmp)
     with open(os.path.join(tmp, "reddit_pretrain.json"), "w") as f:
         json.dump({"checkpoint": folder, "tokenizer": manifest["tokenizer"], "eos_id": manifest["eos_id"]}, f, indent=2)
-    if os.path.exists(out_dir):
-        import shutil
-
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    storage.replace_dir(tmp, out_dir)
     return out_dir
 
 
