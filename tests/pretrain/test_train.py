@@ -131,7 +131,8 @@ def test_two_nodes_over_loopback(shards_dir, tmp_path):
 @pytest.mark.slow
 def test_deepspeed_launcher_and_hydra_overrides(shards_dir, tmp_path):
     out = tmp_path / "ds"
-    result = run(["deepspeed", "--num_gpus", "2", f"--master_port={free_port()}", "--module", "pretrain.train",
+    launcher = os.path.join(os.path.dirname(sys.executable), "deepspeed")  # the venv's, PATH need not have it
+    result = run([launcher, "--num_gpus", "2", f"--master_port={free_port()}", "--module", "pretrain.train",
                   *base(shards_dir, out, "deepspeed=zero1", "trainer.max_steps=4", "data=padded", "data.seq_len=64",
                         f"data.shards={shards_dir}")])
     check(result)
