@@ -151,8 +151,9 @@ def _run(cfg: ExtractConfig, spark, staged, print_) -> dict:
         kept = sessions.filter(F.col("drop_reason").isNull()).drop("drop_reason")
         files = max(1, -(-total_sessions // cfg.sessions_per_file))
         spark.sparkContext.setJobDescription("extract: write sessions")
+        # Row groups of 32 MiB (Parquet's default is 128): the tokenize job's tasks are runs of row groups.
         (kept.repartitionByRange(files, "session_id").sortWithinPartitions("session_id")
-         .write.mode("overwrite").partitionBy("split").parquet(storage.hadoop_uri(storage.join(staging, "sessions"))))
+         .write.mode("overwrite").option("parquet.block.size", 32 << 20).partitionBy("split").parquet(storage.hadoop_uri(storage.join(staging, "sessions"))))
         spark.sparkContext.setJobDescription("extract: write rejects")
         (sessions.filter(F.col("drop_reason").isNotNull())
          .repartitionByRange(files, "session_id").sortWithinPartitions("session_id")

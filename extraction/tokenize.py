@@ -2,12 +2,15 @@
 
     python -m extraction.tokenize input=out/extract output=out/shards tokenizer=out/tokenizer
 
-Each Spark task takes a hash partition of one split's sessions (sorted by session_id), tokenizes
-them in batches with the Hugging Face ``tokenizers`` library (Rust, one call per Arrow batch,
-never per row), and writes its own shards straight to the output's staging folder; only each
-shard's manifest entry returns to the driver, which writes ``manifest.json`` last. Partitioning
-by a hash of session_id and sorting inside each partition makes the same input and config give
-byte-identical shards.
+The driver plans tasks from the Parquet footers of the extract job's sessions (no count job, no
+shuffle): per split, the files in name order and their row groups packed into runs of at most
+``sessions_per_task`` sessions. Each Spark task reads its run with pyarrow, tokenizes it in
+batches with the Hugging Face ``tokenizers`` library (Rust, one call per Arrow batch, never per
+row), builds the documents with numpy (``pretrain.shards.pack_documents``) and writes its own
+shards ``<split>-<task>-<seq>`` straight to the output's staging folder, hashing them as they are
+written; only each shard's manifest entry returns to the driver, which writes ``manifest.json``
+last. The plan depends only on the extract output's files, so the same input and config give
+byte-identical shards, on one machine or a cluster.
 
 Too long sessions (over ``max_session_tokens`` with their EOS tokens) follow ``too_long``:
 ``keep_last`` drops turns from the start until the rest fits (kept if at least ``min_turns``
@@ -19,6 +22,7 @@ The output must be a local or shared (NFS, Lustre) folder: training memory-maps 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import subprocess
@@ -56,6 +60,8 @@ class TokenizeConfig:
     tokens_per_shard: int = 50_000_000
     """About 100 MB per uint16 shard."""
     sessions_per_task: int = 250_000
+    """At most this many sessions per Spark task: a task is a run of the extract output's Parquet
+    row groups (one row group larger than this is a task of its own)."""
     loss_mask: bool = True
     """Write the per-token loss mask (0 on the first turn, as DialoGPT)."""
     force: bool = False
@@ -76,7 +82,6 @@ class TokenizeConfig:
 class _TaskSettings:
     tokenizer_json: str
     eos_token: str
-    split: str
     shards_dir: str
     vocab_size: int
     max_session_tokens: int
@@ -84,6 +89,7 @@ class _TaskSettings:
     min_turns: int
     tokens_per_shard: int
     loss_mask: bool
+    batch_rows: int = 2048
 
 
 def _load(settings: _TaskSettings):
@@ -97,61 +103,132 @@ def _load(settings: _TaskSettings):
     return tokenizer, eos_id
 
 
-def encode_sessions(tokenizer, sessions: list[list[str]]) -> list[list[list[int]] | None]:
-    """Token ids per turn per session in one batched call; None for a session that fails."""
-    texts = [t for turns in sessions for t in turns]
+def tokenize_batch(tokenizer, eos_id: int, turns_column, settings: _TaskSettings, counts: dict):
+    """One Arrow list<string> column of sessions -> (tokens, mask, doc_lengths) of the documents
+    kept, in order; every session is counted as written or under a skip reason."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from pretrain.shards import pack_documents
+
+    if isinstance(turns_column, pa.ChunkedArray):
+        turns_column = turns_column.combine_chunks()
+    n = len(turns_column)
+    counts["sessions"] += n
+    per_session = pc.fill_null(pc.list_value_length(turns_column), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    texts = pc.list_flatten(turns_column).to_pylist()  # nulls inside a list stay None
+    bad_turn = np.fromiter((not t or t.isspace() for t in texts), dtype=bool, count=len(texts))
+    session_of = np.repeat(np.arange(n), per_session)
+    empty = (per_session == 0) | (np.bincount(session_of[bad_turn], minlength=n) > 0)
+    ok = ~empty
+    counts["empty"] += int(empty.sum())
+    texts = list(itertools.compress(texts, np.repeat(ok, per_session)))
+    per_session = per_session[ok]
     encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
     try:
-        flat = [e.ids for e in encode(texts, add_special_tokens=False)]
-    except Exception:  # one bad text: find it session by session
-        out = []
-        for turns in sessions:
+        ids = [e.ids for e in encode(texts, add_special_tokens=False)]
+        failed = np.zeros(len(per_session), dtype=bool)
+    except Exception:  # one bad text: find its session, count it, keep the rest
+        ids, failed, position = [], np.zeros(len(per_session), dtype=bool), 0
+        for i, k in enumerate(per_session.tolist()):
             try:
-                out.append([e.ids for e in encode(list(turns), add_special_tokens=False)])
+                ids.extend(e.ids for e in encode(texts[position : position + k], add_special_tokens=False))
             except Exception:
-                out.append(None)
-        return out
-    out, position = [], 0
-    for turns in sessions:
-        out.append(flat[position : position + len(turns)])
-        position += len(turns)
-    return out
+                failed[i] = True
+                ids.extend([] for _ in range(k))
+            position += k
+        if failed.any():
+            ids = list(itertools.compress(ids, np.repeat(~failed, per_session)))
+            per_session = per_session[~failed]
+    counts["encode_error"] += int(failed.sum())
+    tokens, mask, doc_lengths, kept = pack_documents(ids, per_session, eos_id, settings.max_session_tokens,
+                                                     settings.too_long, settings.min_turns)
+    counts["too_long"] += int((~kept).sum())
+    counts["written"] += int(kept.sum())
+    counts["tokens"] += len(tokens)
+    return tokens, mask, doc_lengths
 
 
-def tokenize_partition(batches, settings: _TaskSettings) -> Iterator:
-    """mapInArrow body: one task's sessions -> shards on disk, one JSON row of results back."""
-    import pyarrow as pa
-    from pyspark import TaskContext
+def tokenize_task(task: dict, settings: _TaskSettings) -> dict:
+    """One task: a run of Parquet row groups of one split -> shards ``<split>-<task>-<seq>``."""
+    import pyarrow.parquet as pq
 
-    from pretrain.shards import ShardWriter, encode_session, fit_turns
+    from pretrain.shards import ShardWriter
 
     tokenizer, eos_id = _load(settings)
-    partition = TaskContext.get().partitionId()
-    writer = ShardWriter(settings.shards_dir, f"{settings.split}-{partition:05d}", settings.split,
+    writer = ShardWriter(settings.shards_dir, f"{task['split']}-{task['index']:05d}", task["split"],
                          settings.vocab_size, settings.tokens_per_shard, settings.loss_mask)
     counts = {"sessions": 0, "written": 0, "tokens": 0, **{r: 0 for r in SKIP_REASONS}}
     try:
-        for batch in batches:
-            sessions = batch.column("turns").to_pylist()
-            counts["sessions"] += len(sessions)
-            for turns, ids in zip(sessions, encode_sessions(tokenizer, sessions)):
-                if not turns or any(not t or not t.strip() for t in turns):
-                    counts["empty"] += 1
-                    continue
-                if ids is None:
-                    counts["encode_error"] += 1
-                    continue
-                fitted = fit_turns(ids, settings.max_session_tokens, settings.too_long, settings.min_turns)
-                if fitted is None:
-                    counts["too_long"] += 1
-                    continue
-                tokens, mask = encode_session(fitted, eos_id)
-                writer.add(tokens, mask)
-                counts["written"] += 1
-                counts["tokens"] += len(tokens)
+        for path, row_groups in task["pieces"]:
+            fs, inner = storage.filesystem(path)
+            with fs.open(inner, "rb") as f:
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=settings.batch_rows, row_groups=row_groups,
+                                                            columns=["turns"], use_threads=False):
+                    tokens, mask, doc_lengths = tokenize_batch(tokenizer, eos_id, batch.column("turns"), settings, counts)
+                    writer.add_batch(tokens, mask if settings.loss_mask else None, doc_lengths)
     finally:
         entries = writer.close()
-    yield pa.RecordBatch.from_pydict({"result": [json.dumps({"counts": counts, "shards": entries})]})
+    return {"task": task["index"], "split": task["split"], "counts": counts, "shards": entries}
+
+
+def plan_tasks(sessions_dir: str, splits: list[str], sessions_per_task: int) -> tuple[list[dict], dict[str, int]]:
+    """Tasks over the extract job's Parquet files, from their footers only: per split, its files
+    in name order, their row groups packed in order into runs of at most ``sessions_per_task``
+    rows (a larger row group is a task of its own). Returns the tasks and the rows per split.
+
+    The plan depends only on the files, so the same extract output gives the same shards on any
+    cluster; no shuffle, no count job."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow.parquet as pq
+
+    def row_groups(path: str) -> list[int]:
+        fs, inner = storage.filesystem(path)
+        with fs.open(inner, "rb") as f:
+            meta = pq.ParquetFile(f).metadata
+        return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+    tasks, rows = [], {}
+    for split in splits:
+        folder = storage.join(sessions_dir, f"split={split}")
+        files = [storage.join(folder, name) for name in storage.list_dir(folder) if name.endswith(".parquet")]
+        with ThreadPoolExecutor(16) as pool:
+            sizes = list(pool.map(row_groups, files))
+        rows[split] = sum(sum(s) for s in sizes)
+        index, pieces, filled = 0, [], 0
+        for path, groups in zip(files, sizes):
+            for group, n in enumerate(groups):
+                if n == 0:
+                    continue
+                if filled and filled + n > sessions_per_task:
+                    tasks.append({"split": split, "index": index, "pieces": pieces, "rows": filled})
+                    index, pieces, filled = index + 1, [], 0
+                if pieces and pieces[-1][0] == path:
+                    pieces[-1][1].append(group)
+                else:
+                    pieces.append([path, [group]])
+                filled += n
+        if pieces:
+            tasks.append({"split": split, "index": index, "pieces": pieces, "rows": filled})
+    return tasks, rows
+
+
+def _run_tasks(spark, tasks: list[dict], settings: _TaskSettings) -> list[dict]:
+    """One Spark task per planned task (largest first); results come back as small JSON rows."""
+    import pyarrow as pa
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    def run(batches):
+        for batch in batches:
+            for task in batch.column("task").to_pylist():
+                yield pa.RecordBatch.from_pydict({"result": [json.dumps(tokenize_task(json.loads(task), settings))]})
+
+    ordered = sorted(tasks, key=lambda t: -t["rows"])
+    rdd = spark.sparkContext.parallelize([(json.dumps(t),) for t in ordered], max(1, len(ordered)))
+    frame = spark.createDataFrame(rdd, StructType([StructField("task", StringType())]))
+    return [json.loads(row.result) for row in frame.mapInArrow(run, "result STRING").collect()]
 
 
 def _code_version() -> str:
@@ -171,8 +248,6 @@ def _code_version() -> str:
 
 def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     """Runs the tokenize job; returns the manifest (also ``<output>/manifest.json``)."""
-    from pyspark.sql import functions as F
-
     from extraction.spark import build_spark
     from extraction.tokenizer import resolve_tokenizer
     from pretrain.shards import MANIFEST, SHARDS_DIR, new_manifest, token_dtype, write_manifest
@@ -197,27 +272,21 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     shards_dir = storage.local_path(storage.join(staging, SHARDS_DIR))
     os.makedirs(shards_dir, exist_ok=True)
     started = time.time()
-    sessions = spark.read.parquet(storage.hadoop_uri(storage.join(cfg.input, "sessions")))
+    settings = _TaskSettings(tokenizer_json, cfg.eos_token, shards_dir, vocab_size, cfg.max_session_tokens,
+                             cfg.too_long, cfg.min_turns, cfg.tokens_per_shard, cfg.loss_mask)
+    tasks, sizes = plan_tasks(storage.join(cfg.input, "sessions"), list(cfg.splits), cfg.sessions_per_task)
+    print_(f"{sum(sizes.values()):,} sessions ({', '.join(f'{s} {n:,}' for s, n in sizes.items())}) in {len(tasks)} tasks")
+    spark.sparkContext.setJobDescription("tokenize")
+    results = _run_tasks(spark, tasks, settings) if tasks else []
     entries, per_split = [], {}
-    sizes = {r["split"]: r["n"] for r in sessions.groupBy("split").agg(F.count(F.lit(1)).alias("n")).collect()}
     for split in cfg.splits:
-        part = sessions.filter(F.col("split") == split).select("session_id", "turns")
-        n = sizes.get(split, 0)
-        if n == 0:
-            per_split[split] = {"sessions": 0, "written": 0, "tokens": 0, **{r: 0 for r in SKIP_REASONS}}
-            continue
-        tasks = max(1, -(-n // cfg.sessions_per_task))
-        settings = _TaskSettings(tokenizer_json, cfg.eos_token, split, shards_dir, vocab_size, cfg.max_session_tokens,
-                                 cfg.too_long, cfg.min_turns, cfg.tokens_per_shard, cfg.loss_mask)
-        spark.sparkContext.setJobDescription(f"tokenize {split}")
-        ordered = part.repartition(tasks, "session_id").sortWithinPartitions("session_id")
-        results = ordered.mapInArrow(lambda it, s=settings: tokenize_partition(it, s), "result STRING").collect()
         totals = {"sessions": 0, "written": 0, "tokens": 0, **{r: 0 for r in SKIP_REASONS}}
-        for row in results:
-            result = json.loads(row.result)
-            entries.extend(result["shards"])
-            for key, value in result["counts"].items():
-                totals[key] += value
+        for result in results:
+            if result["split"] == split:
+                entries.extend(result["shards"])
+                for key, value in result["counts"].items():
+                    totals[key] += value
+        n = sizes[split]
         if totals["sessions"] != n or totals["written"] + sum(totals[r] for r in SKIP_REASONS) != n:
             raise TokenizeError(f"{split}: {n} sessions in, but tasks accounted for {totals}")
         per_split[split] = totals

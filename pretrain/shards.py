@@ -22,6 +22,7 @@ the source dumps, the extraction config and the code version.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import struct
@@ -84,6 +85,51 @@ def fit_turns(turn_ids: list[list[int]], max_tokens: int, rule: str, min_turns: 
     return kept if len(kept) >= min_turns else None
 
 
+def pack_documents(turn_ids: list, turns_per_session: np.ndarray, eos_id: int, max_tokens: int, rule: str,
+                   min_turns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``fit_turns`` and ``encode_session`` over many sessions at once (numpy, no per-session loop).
+
+    ``turn_ids`` holds the token ids of every turn, session after session; ``turns_per_session``
+    says how many turns each session has (at least one). Returns the flat tokens and loss mask of
+    the documents kept, each kept document's length, and which sessions were kept.
+    """
+    counts = np.asarray(turns_per_session, dtype=np.int64)
+    n = len(counts)
+    if n == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty.astype(np.uint8), empty, np.zeros(0, dtype=bool)
+    if counts.min() < 1:
+        raise ValueError("every session needs at least one turn")
+    lengths = np.fromiter(map(len, turn_ids), dtype=np.int64, count=len(turn_ids)) + 1  # each turn + its EOS
+    session = np.repeat(np.arange(n), counts)
+    first = np.cumsum(counts) - counts
+    cumulative = np.cumsum(lengths)
+    session_end = cumulative[first + counts - 1]
+    total = session_end - cumulative[first] + lengths[first]
+    fits = total <= max_tokens
+    if rule == "drop":
+        kept = fits
+        keep_turn = kept[session]
+    else:  # keep_last: the turns whose suffix (to the session's end) fits
+        keep_turn = (session_end[session] - cumulative + lengths) <= max_tokens
+        kept = fits | (np.bincount(session, weights=keep_turn, minlength=n) >= min_turns)
+        keep_turn &= kept[session]
+    previous = np.concatenate([[False], keep_turn[:-1]])
+    previous[first] = False
+    first_kept = keep_turn & ~previous
+    kept_lengths = lengths[keep_turn]
+    size = int(kept_lengths.sum())
+    ids = np.fromiter(itertools.chain.from_iterable(itertools.compress(turn_ids, keep_turn)), dtype=np.int64,
+                      count=size - len(kept_lengths))
+    tokens = np.full(size, eos_id, dtype=np.int64)
+    is_text = np.ones(size, dtype=bool)
+    is_text[np.cumsum(kept_lengths) - 1] = False
+    tokens[is_text] = ids
+    mask = np.repeat((~first_kept[keep_turn]).astype(np.uint8), kept_lengths)
+    doc_lengths = np.bincount(session[keep_turn], weights=kept_lengths, minlength=n)[kept].astype(np.int64)
+    return tokens, mask, doc_lengths, kept
+
+
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -95,8 +141,10 @@ def _sha256(path: str) -> str:
 class ShardWriter:
     """Writes documents into shards of about ``tokens_per_shard`` tokens in a local folder.
 
-    Each shard's files are written under temporary names and renamed into place when the shard
-    is full or the writer closes; ``close`` returns the manifest entries of the shards written.
+    A shard is closed after the document that brings it to ``tokens_per_shard`` tokens or more.
+    Each shard's files are written under temporary names (hashed as they are written) and renamed
+    into place when the shard is full or the writer closes; ``close`` returns the manifest
+    entries of the shards written.
     """
 
     def __init__(self, folder: str, prefix: str, split: str, vocab_size: int, tokens_per_shard: int,
@@ -120,37 +168,68 @@ class ShardWriter:
         if self.with_mask:
             self._files["mask"] = f"{name}.mask"
         self._handles = {k: open(os.path.join(self.folder, v + ".tmp"), "wb") for k, v in self._files.items()}
-        self._boundaries = [0]
+        self._digests = {k: hashlib.sha256() for k in self._files}
+        self._sizes = dict.fromkeys(self._files, 0)
+        self._boundaries = [np.zeros(1, dtype="<u8")]
         self._tokens = 0
         self._open = True
 
+    def _write(self, kind: str, data: bytes) -> None:
+        self._handles[kind].write(data)
+        self._digests[kind].update(data)
+        self._sizes[kind] += len(data)
+
     def add(self, tokens: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Adds one document."""
         if len(tokens) == 0:
             raise ValueError("an empty document cannot be written")
+        self.add_batch(np.asarray(tokens), None if mask is None else np.asarray(mask), np.array([len(tokens)]))
+
+    def add_batch(self, tokens: np.ndarray, mask: np.ndarray | None, doc_lengths: np.ndarray) -> None:
+        """Adds consecutive documents given flat: ``tokens`` (and ``mask``) of all of them, and
+        each one's length. The shards come out exactly as ``add`` one document at a time."""
+        doc_lengths = np.asarray(doc_lengths, dtype=np.int64)
+        if len(doc_lengths) == 0:
+            return
+        if doc_lengths.min() <= 0:
+            raise ValueError("an empty document cannot be written")
+        if int(doc_lengths.sum()) != len(tokens):
+            raise ValueError(f"document lengths add up to {int(doc_lengths.sum())}, not {len(tokens)} tokens")
         if tokens.min() < 0 or tokens.max() >= self.vocab_size:
             raise ValueError(f"token id out of range for vocab_size {self.vocab_size}")
-        if not self._open:
-            self._start()
-        self._handles["tokens"].write(tokens.astype(self.dtype).tobytes())
-        if self.with_mask:
-            if mask is None or len(mask) != len(tokens):
-                raise ValueError("a loss mask of the document's length is required")
-            self._handles["mask"].write(mask.astype(np.uint8).tobytes())
-        self._tokens += len(tokens)
-        self._boundaries.append(self._tokens)
-        if self._tokens >= self.tokens_per_shard:
-            self._finish()
+        if self.with_mask and (mask is None or len(mask) != len(tokens)):
+            raise ValueError("a loss mask of the documents' length is required")
+        tokens = tokens.astype(self.dtype, copy=False)
+        ends = np.cumsum(doc_lengths)
+        start_doc = start_token = 0
+        while start_doc < len(doc_lengths):
+            if not self._open:
+                self._start()
+            # The first document (from start_doc) that fills this shard, or the last one.
+            room = self.tokens_per_shard - self._tokens
+            offset = ends[start_doc - 1] if start_doc else 0
+            last = min(int(np.searchsorted(ends, offset + room, side="left")), len(doc_lengths) - 1)
+            end_token = int(ends[last])
+            self._write("tokens", tokens[start_token:end_token].tobytes())
+            if self.with_mask:
+                self._write("mask", mask[start_token:end_token].astype(np.uint8, copy=False).tobytes())
+            self._boundaries.append((ends[start_doc : last + 1] - offset + self._tokens).astype("<u8"))
+            self._tokens += end_token - start_token
+            start_doc, start_token = last + 1, end_token
+            if self._tokens >= self.tokens_per_shard:
+                self._finish()
 
     def _finish(self) -> None:
-        self._handles["index"].write(np.asarray(self._boundaries, dtype="<u8").tobytes())
+        boundaries = np.concatenate(self._boundaries)
+        self._write("index", boundaries.tobytes())
         for handle in self._handles.values():
             handle.close()
         entry = {"name": self._name, "split": self.split, "num_tokens": self._tokens,
-                 "num_documents": len(self._boundaries) - 1, "files": {}}
+                 "num_documents": len(boundaries) - 1, "files": {}}
         for kind, file in self._files.items():
             path = os.path.join(self.folder, file)
             os.replace(path + ".tmp", path)
-            entry["files"][kind] = {"path": file, "bytes": os.path.getsize(path), "sha256": _sha256(path)}
+            entry["files"][kind] = {"path": file, "bytes": self._sizes[kind], "sha256": self._digests[kind].hexdigest()}
         self.entries.append(entry)
         self._sequence += 1
         self._open = False

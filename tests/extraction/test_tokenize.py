@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from extraction.tokenize import TokenizeConfig, TokenizeError, run_tokenize
+from extraction.tokenize import TokenizeConfig, TokenizeError, plan_tasks, run_tokenize
 from extraction.tokenizer import TokenizerNotFound, resolve_tokenizer
 from pretrain.shards import ShardSet
 
@@ -67,6 +67,43 @@ def test_too_long_sessions_are_counted(spark, extracted, tokenizer_dir, tmp_path
     k, d = keep["splits"]["valid"], drop["splits"]["valid"]
     assert k["sessions"] == d["sessions"] and d["too_long"] > k["too_long"] and k["written"] > d["written"]
     assert max(len(ShardSet(str(tmp_path / "k"), "valid").document(i)) for i in range(k["written"])) <= 40
+
+
+@pytest.mark.slow
+def test_tasks_are_runs_of_row_groups_across_files(spark, extracted, tokenizer_dir, tmp_path):
+    """Several files with small row groups: many tasks, the documents in file order, and the same
+    documents as one task over everything."""
+    import pyarrow.parquet as pq
+    from tokenizers import Tokenizer
+
+    expected = {}
+    for split in ("train", "valid", "test"):
+        table = pq.read_table(extracted / "extract" / "sessions" / f"split={split}")
+        (tmp_path / "in" / "sessions" / f"split={split}").mkdir(parents=True)
+        third = -(-len(table) // 3)
+        for k in range(3):
+            pq.write_table(table.slice(k * third, third), tmp_path / "in" / "sessions" / f"split={split}" / f"part-{k:05d}.parquet",
+                           row_group_size=250)
+        expected[split] = [tuple(t) for t in table.column("turns").to_pylist()]
+
+    tasks, rows = plan_tasks(str(tmp_path / "in" / "sessions"), ["train", "valid"], 600)
+    assert rows == {"train": len(expected["train"]), "valid": len(expected["valid"])}
+    train = [t for t in tasks if t["split"] == "train"]
+    assert [t["index"] for t in train] == list(range(len(train))) and len(train) >= 4
+    assert all(t["rows"] <= 600 for t in train) and sum(t["rows"] for t in train) == rows["train"]
+    assert any(len(t["pieces"]) > 1 for t in train)  # a task that spans two files
+
+    tok = Tokenizer.from_file(f"{tokenizer_dir}/tokenizer.json")
+    common = dict(input=str(tmp_path / "in"), tokenizer=tokenizer_dir, max_session_tokens=100_000, tokens_per_shard=30_000)
+    many = run_tokenize(TokenizeConfig(output=str(tmp_path / "many"), sessions_per_task=600, **common), spark)
+    one = run_tokenize(TokenizeConfig(output=str(tmp_path / "one"), sessions_per_task=10**9, **common), spark)
+    assert len({s["name"].rsplit("-", 1)[0] for s in many["shards"] if s["split"] == "train"}) == len(train)
+    for split in ("train", "valid", "test"):
+        shards_many, shards_one = ShardSet(str(tmp_path / "many"), split), ShardSet(str(tmp_path / "one"), split)
+        assert len(shards_many) == len(shards_one) == len(expected[split])
+        for i in range(len(shards_many)):
+            assert shards_many.document(i).tolist() == shards_one.document(i).tolist()
+            assert tuple(tok.decode(t.tolist()) for t in shards_many.turns(i)) == expected[split][i]
 
 
 def test_clear_errors(spark, tmp_path, tokenizer_dir):

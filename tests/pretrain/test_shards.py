@@ -1,5 +1,6 @@
 """The shard format on its own: numpy only, tiny files in tmp_path."""
 
+import hashlib
 import json
 import os
 
@@ -8,7 +9,7 @@ import pytest
 
 from pretrain.shards import (
     ShardError, ShardSet, ShardWriter, encode_session, export_megatron, fit_turns, inspect, new_manifest,
-    read_megatron, token_dtype, write_manifest,
+    pack_documents, read_megatron, token_dtype, write_manifest,
 )
 
 EOS = 0
@@ -106,6 +107,46 @@ def test_too_long_rule():
     assert fit_turns(turns, 12, "keep_last", 2) == turns[1:]
     assert fit_turns(turns, 7, "keep_last", 2) is None  # one turn left, fewer than min_turns
     assert fit_turns(turns, 12, "drop", 2) is None
+
+
+@pytest.mark.parametrize("rule", ["keep_last", "drop"])
+def test_batched_packing_matches_the_per_session_rules(rule):
+    rng = np.random.default_rng(7)
+    sessions = [[rng.integers(1, 50, rng.integers(0, 12)).tolist() for _ in range(rng.integers(1, 6))] for _ in range(400)]
+    turn_ids = [t for s in sessions for t in s]
+    tokens, mask, doc_lengths, kept = pack_documents(turn_ids, [len(s) for s in sessions], EOS, 20, rule, 2)
+    expected_tokens, expected_mask, expected_kept = [], [], []
+    for turns in sessions:
+        fitted = fit_turns(turns, 20, rule, 2)
+        expected_kept.append(fitted is not None)
+        if fitted is not None:
+            t, m = encode_session(fitted, EOS)
+            expected_tokens.append(t)
+            expected_mask.append(m)
+    assert kept.tolist() == expected_kept and 0 < sum(expected_kept) < len(sessions)
+    assert doc_lengths.tolist() == [len(t) for t in expected_tokens]
+    assert tokens.tolist() == np.concatenate(expected_tokens).tolist()
+    assert mask.tolist() == np.concatenate(expected_mask).tolist()
+
+
+def test_batched_writes_give_the_same_shards_as_one_document_at_a_time(tmp_path):
+    rng = np.random.default_rng(3)
+    docs = [rng.integers(0, 100, rng.integers(1, 30)) for _ in range(300)]
+    masks = [rng.integers(0, 2, len(d)).astype(np.uint8) for d in docs]
+    one = ShardWriter(str(tmp_path / "one"), "t", "train", 100, 200)
+    for d, m in zip(docs, masks):
+        one.add(d, m)
+    batched = ShardWriter(str(tmp_path / "batched"), "t", "train", 100, 200)
+    for start in range(0, len(docs), 37):  # batches that straddle shard boundaries
+        batched.add_batch(np.concatenate(docs[start : start + 37]), np.concatenate(masks[start : start + 37]),
+                          np.array([len(d) for d in docs[start : start + 37]]))
+    entries = one.close()
+    assert batched.close() == entries and len(entries) > 5
+    for entry in entries:
+        for info in entry["files"].values():
+            data = (tmp_path / "one" / info["path"]).read_bytes()
+            assert data == (tmp_path / "batched" / info["path"]).read_bytes()
+            assert len(data) == info["bytes"] and hashlib.sha256(data).hexdigest() == info["sha256"]
 
 
 def test_megatron_export_round_trip(tmp_path):
