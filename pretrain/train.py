@@ -10,10 +10,12 @@ taken off the command line (into LOCAL_RANK) before Hydra reads it.
 Each step: ``gradient_accumulation_steps`` micro batches per rank (pretrain.data), loss is the
 mean token cross-entropy over targets (the first turn masked out, as in DialoGPT), DeepSpeed does
 the ZeRO partitioning, clipping, optimizer and scheduler step. Logged: loss, learning rate,
-gradient norm, tokens/s and, on GPUs, the model FLOPs utilisation
-MFU = (6 N + 12 L H Q T) x tokens/s / (world size x peak FLOP/s): the PaLM appendix B formula as
-nanoGPT uses it, N all parameters, L layers, H heads, Q head size, T sequence length; the peak is
-``trainer.peak_flops_per_gpu`` (989 TFLOP/s, H100 SXM dense bf16, by default).
+gradient norm, tokens/s and, on GPUs, the model FLOPs utilisation: the PaLM appendix B formula
+as nanoGPT uses it, 6 N + 12 L H Q T FLOPs per token (N all parameters, L layers, H heads, Q head
+size, T sequence length), except that the language-model head's share, 6 x n_embd x vocab, is
+counted only for tokens that have a target, since only those get logits (pretrain.model).
+MFU = those FLOPs per second / (world size x ``trainer.peak_flops_per_gpu``: 989 TFLOP/s, H100
+SXM dense bf16, by default).
 
 Checkpoints (``<out_dir>/checkpoints/step_XXXXXXX``) hold DeepSpeed's model and optimizer states
 plus ``trainer_state.json`` (step, samples consumed, metrics), the resolved config, the shard
@@ -90,15 +92,17 @@ def _check_tokenizer_matches(manifest: dict, tokenizer_dir: str) -> None:
 
 def build_model(cfg: TrainConfig, manifest: dict):
     """A GPT2LMHeadModel: new from the config, or loaded (pretrained), checked against the shards."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2Config
+
+    from pretrain.model import GPT2ForDialogue
 
     m = cfg.model
     if m.init == "pretrained":
-        model = GPT2LMHeadModel.from_pretrained(m.pretrained)
+        model = GPT2ForDialogue.from_pretrained(m.pretrained)
         if os.path.isdir(m.pretrained) and os.path.exists(os.path.join(m.pretrained, "tokenizer_config.json")):
             _check_tokenizer_matches(manifest, m.pretrained)
     else:
-        model = GPT2LMHeadModel(GPT2Config(
+        model = GPT2ForDialogue(GPT2Config(
             vocab_size=manifest["vocab_size"], n_positions=m.n_positions, n_embd=m.n_embd, n_layer=m.n_layer,
             n_head=m.n_head, resid_pdrop=m.dropout, embd_pdrop=m.dropout, attn_pdrop=m.dropout,
             bos_token_id=manifest["eos_id"], eos_token_id=manifest["eos_id"],
@@ -237,16 +241,11 @@ class _Logger:
 
 def _loss(engine, batch, device):
     import torch
-    import torch.nn.functional as F
 
     ids = torch.from_numpy(batch.input_ids).to(device)
     targets = torch.from_numpy(batch.targets).to(device)
     attention = torch.from_numpy(batch.attention_mask).to(device) if batch.attention_mask is not None else None
-    logits = engine(input_ids=ids, attention_mask=attention).logits
-    count = (targets != -100).sum()
-    loss_sum = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1), ignore_index=-100,
-                               reduction="sum")
-    return loss_sum, count
+    return engine(input_ids=ids, attention_mask=attention, targets=targets)  # pretrain.model.GPT2ForDialogue
 
 
 def evaluate(engine, source, cfg: TrainConfig, rank: int, world: int, device) -> dict:
@@ -303,10 +302,12 @@ def _num_parameters(model) -> int:
     return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
 
 
-def _flops_per_token(model, seq_len: int) -> float:
+def _flops(model, seq_len: int) -> tuple[float, float]:
+    """(FLOPs per token without the LM head, FLOPs of the LM head per target token): PaLM's
+    6 N + 12 L H Q T, split because logits are computed only where there is a target."""
     c = model.config
-    n = _num_parameters(model)
-    return 6 * n + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * seq_len
+    head = 6 * c.n_embd * c.vocab_size
+    return 6 * _num_parameters(model) - head + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * seq_len, head
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -367,7 +368,7 @@ def train(cfg: TrainConfig) -> dict:
 
     logger = _Logger(cfg, rank)
     tokenizer_dir = _tokenizer_dir(manifest, cfg.data.shards)
-    flops_per_token = _flops_per_token(engine.module, cfg.data.seq_len)
+    flops_per_token, flops_per_target = _flops(engine.module, cfg.data.seq_len)
     tokens_per_step = batch.global_batch_size * cfg.data.seq_len
     if rank == 0:
         print(f"[train] world {world}, {precision}, ZeRO {cfg.deepspeed.zero_stage}, global batch {batch.global_batch_size} "
@@ -376,10 +377,10 @@ def train(cfg: TrainConfig) -> dict:
               f"{train_source.num_samples:,} train samples, from step {state['step']}", flush=True)
     step, consumed = state["step"], state["samples_consumed"]
     last = {}
-    window_start, window_tokens = time.time(), 0
+    window_start, window_tokens, window_targets = time.time(), 0, 0
     engine.train()
     while step < cfg.trainer.max_steps:
-        losses = []
+        losses, targets = [], []
         for micro_step in range(batch.gradient_accumulation_steps):
             b = micro_batch(train_source, sampler, consumed, micro_step, rank, world, batch.micro_batch_size_per_gpu)
             loss_sum, count = _loss(engine, b, device)
@@ -387,19 +388,21 @@ def train(cfg: TrainConfig) -> dict:
             engine.backward(loss)
             engine.step()
             losses.append(loss.detach())
+            targets.append(count)
         consumed += batch.global_batch_size
         step += 1
         window_tokens += tokens_per_step
-        mean_loss = torch.stack(losses).mean()
-        dist.all_reduce(mean_loss)
-        last = {"kind": "train", "step": step, "loss": mean_loss.item() / world, "lr": scheduler.get_last_lr()[0],
+        reduced = torch.stack([torch.stack(losses).mean(), torch.stack(targets).sum().to(losses[0].dtype)])
+        dist.all_reduce(reduced)
+        window_targets += int(reduced[1].item())
+        last = {"kind": "train", "step": step, "loss": reduced[0].item() / world, "lr": scheduler.get_last_lr()[0],
                 "grad_norm": float(engine.get_global_grad_norm() or 0.0)}
         if step % cfg.trainer.log_interval == 0 or step == cfg.trainer.max_steps:
             elapsed = time.time() - window_start
             last["tokens_per_s"] = window_tokens / max(elapsed, 1e-9)
             if on_gpu:
                 last["mfu"] = flops_per_token * last["tokens_per_s"] / (world * cfg.trainer.peak_flops_per_gpu)
-            window_start, window_tokens = time.time(), 0
+            window_start, window_tokens, window_targets = time.time(), 0, 0
             if rank == 0:
                 extra = f", MFU {last['mfu']:.1%}" if "mfu" in last else ""
                 print(f"[train] step {step}/{cfg.trainer.max_steps} loss {last['loss']:.4f} lr {last['lr']:.2e} "

@@ -1,0 +1,40 @@
+"""The GPT-2 the trainer runs: transformers' GPT2LMHeadModel, with a training forward that
+computes logits only where there is a target.
+
+DialoGPT puts no loss on a session's first turn, and padded sessions have no loss on padding, so
+a share of the positions in every batch (about a third on Reddit sessions) has no target. The
+language-model head (``n_embd x vocab`` per position, about 30% of GPT-2 124M's FLOPs) and the
+cross-entropy over the vocabulary are computed only on the positions that have a target; the
+loss and its gradients are the same as computing every logit and masking afterwards.
+
+The parameters, their names and ``generate`` are GPT2LMHeadModel's, so checkpoints, the
+Hugging Face export and ``from_pretrained`` are unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import GPT2LMHeadModel
+
+IGNORE = -100
+
+
+class GPT2ForDialogue(GPT2LMHeadModel):
+    """GPT2LMHeadModel; ``forward(input_ids, attention_mask, targets=...)`` returns the summed
+    token cross-entropy over the positions whose target is not -100, and their count."""
+
+    def forward(self, *args, targets: torch.Tensor | None = None, **kwargs):
+        if targets is None:  # generation, evaluation by callers that want logits: the parent's forward
+            return super().forward(*args, **kwargs)
+        hidden = self.transformer(input_ids=kwargs.get("input_ids", args[0] if args else None),
+                                  attention_mask=kwargs.get("attention_mask"), use_cache=False).last_hidden_state
+        hidden = hidden.reshape(-1, hidden.size(-1))
+        targets = targets.reshape(-1)
+        keep = targets != IGNORE
+        count = keep.sum()
+        if int(count) != targets.numel():
+            rows = keep.nonzero().squeeze(1)
+            hidden, targets = hidden.index_select(0, rows), targets.index_select(0, rows)
+        logits = self.lm_head(hidden)
+        return F.cross_entropy(logits.float(), targets, reduction="sum"), count

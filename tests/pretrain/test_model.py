@@ -1,0 +1,55 @@
+"""The trainer's model: logits only where there is a target, same loss and gradients as masking."""
+
+import torch
+import torch.nn.functional as F
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from pretrain.model import GPT2ForDialogue
+
+
+def _pair():
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=97, n_positions=32, n_embd=32, n_layer=2, n_head=2, resid_pdrop=0, embd_pdrop=0,
+                        attn_pdrop=0)
+    ours = GPT2ForDialogue(config)
+    reference = GPT2LMHeadModel(config)
+    reference.load_state_dict(ours.state_dict())
+    return ours, reference
+
+
+def test_loss_and_gradients_match_full_logits_then_mask():
+    ours, reference = _pair()
+    ids = torch.randint(0, 97, (3, 16))
+    targets = torch.randint(0, 97, (3, 16))
+    targets[0, :7] = -100  # a first turn
+    targets[2, 10:] = -100  # padding
+    attention = torch.ones_like(ids)
+    attention[2, 11:] = 0
+    loss, count = ours(input_ids=ids, attention_mask=attention, targets=targets)
+    logits = reference(input_ids=ids, attention_mask=attention).logits
+    expected = F.cross_entropy(logits.view(-1, 97), targets.view(-1), ignore_index=-100, reduction="sum")
+    assert int(count) == int((targets != -100).sum())
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
+    loss.backward()
+    expected.backward()
+    grads = dict(reference.named_parameters())
+    for name, p in ours.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name].grad, rtol=1e-4, atol=1e-6)
+
+
+def test_no_targets_and_all_targets():
+    ours, _ = _pair()
+    ids = torch.randint(0, 97, (2, 8))
+    loss, count = ours(input_ids=ids, targets=torch.full((2, 8), -100))
+    assert int(count) == 0 and loss.item() == 0.0
+    loss, count = ours(input_ids=ids, targets=ids)
+    assert int(count) == 16 and loss.item() > 0
+
+
+def test_without_targets_it_is_gpt2lmheadmodel():
+    ours, reference = _pair()
+    ids = torch.randint(0, 97, (1, 5))
+    torch.testing.assert_close(ours(input_ids=ids).logits, reference(input_ids=ids).logits)
+    out = ours.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=3, do_sample=False)
+    assert out.shape == (1, 8)
+    assert set(ours.state_dict()) == set(reference.state_dict())
