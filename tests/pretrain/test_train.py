@@ -49,6 +49,24 @@ def check(result: subprocess.CompletedProcess) -> None:
 
 
 @pytest.mark.slow
+def test_cpu_offload_of_optimizer_and_parameters(shards_dir, tmp_path):
+    """ZeRO-Offload (stage 2, DeepSpeedCPUAdam) and ZeRO-3 with parameters offloaded too: they run
+    and follow the same losses as torch AdamW without offload."""
+    common = ["trainer.max_steps=6", "optimizer.lr=3e-3", "trainer.checkpoint_interval=6", "trainer.eval_interval=6",
+              "trainer.sample_max_new_tokens=2", "trainer.tensorboard=false"]
+    reference = tmp_path / "zero2"
+    check(torchrun(base(shards_dir, reference, "deepspeed=zero2", *common)))
+    for group in ("zero2_offload", "zero3_offload"):
+        out = tmp_path / group
+        result = torchrun(base(shards_dir, out, f"deepspeed={group}", *common))
+        check(result)
+        assert (out / "checkpoints" / "latest").read_text() == "step_0000006"
+        got, expected = losses(out), losses(reference)
+        assert sorted(got) == list(range(1, 7)) and got[6] < got[1]
+        np.testing.assert_allclose([got[s] for s in range(1, 7)], [expected[s] for s in range(1, 7)], rtol=2e-3)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", [2, 3])
 def test_two_processes_loss_falls(shards_dir, tmp_path, stage):
     out = tmp_path / f"zero{stage}"
