@@ -193,7 +193,8 @@ def plan_tasks(sessions_dir: str, splits: list[str], sessions_per_task: int) -> 
     tasks, rows = [], {}
     for split in splits:
         folder = storage.join(sessions_dir, f"split={split}")
-        files = [storage.join(folder, name) for name in storage.list_dir(folder) if name.endswith(".parquet")]
+        files = [storage.join(folder, name) for name in storage.list_dir(folder)
+                 if name.endswith(".parquet") and not name.startswith((".", "_"))]  # as Spark skips hidden files
         with ThreadPoolExecutor(16) as pool:
             sizes = list(pool.map(row_groups, files))
         rows[split] = sum(sum(s) for s in sizes)
