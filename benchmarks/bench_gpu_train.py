@@ -6,8 +6,9 @@
 The shards are generated (a GPT-2-sized vocabulary of 50,257 ids, documents of DialoGPT-like
 lengths, the first turn masked as in our shards), so no model hub or tokenizer is needed; the
 figures depend on the shapes, not on the text. pretrain.train runs through torchrun with the
-given ZeRO stage; tokens/s and MFU (the formula is in pretrain/train.py) are averaged over the log
-windows after the first. Prints a table and writes benchmarks/results/gpu_train.json.
+given ZeRO stage and each block compiled (``--no-compile`` for eager); tokens/s and MFU (the
+formula is in pretrain/train.py) are averaged over the log windows after the first.
+Prints a table and writes benchmarks/results/gpu_train.json.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def main() -> None:
     parser.add_argument("--zero", default="zero1")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--dropout", type=float, default=0.0)
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                        help="model.compile (torch.compile of each block); --no-compile for eager")
     parser.add_argument("--extra", nargs="*", default=[], help="more pretrain.train overrides")
     args = parser.parse_args()
     import torch
@@ -84,7 +87,8 @@ def main() -> None:
     shards = synthetic_shards(max(args.steps * args.micro_batch * args.nproc * args.seq_len * 2, 2_000_000))
     out = tempfile.mkdtemp(prefix="bench-gpu-train-")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **({} if on_gpu else {"DS_ACCELERATOR": "cpu"})}
-    overrides = [f"model={args.model}", f"model.dropout={args.dropout}", f"data.shards={shards}", f"data.seq_len={args.seq_len}",
+    overrides = [f"model={args.model}", f"model.dropout={args.dropout}", f"model.compile={str(args.compile).lower()}",
+                 f"data.shards={shards}", f"data.seq_len={args.seq_len}",
                  f"deepspeed={args.zero}", f"deepspeed.precision={args.precision}", f"trainer.out_dir={out}",
                  f"trainer.micro_batch_size_per_gpu={args.micro_batch}", "trainer.gradient_accumulation_steps=1",
                  f"trainer.max_steps={args.steps}", f"trainer.log_interval={args.log_interval}",
@@ -97,7 +101,8 @@ def main() -> None:
         sys.exit(f"training failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     records = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     windows = [r for r in records if r["kind"] == "train" and "tokens_per_s" in r][1:]  # the first holds the warm-up
-    row = {"model": args.model, "seq_len": args.seq_len, "micro_batch": args.micro_batch, "processes": args.nproc,
+    row = {"model": args.model, "compile": args.compile, "seq_len": args.seq_len, "micro_batch": args.micro_batch,
+           "processes": args.nproc,
            "zero": args.zero, "device": torch.cuda.get_device_name(0) if on_gpu else "cpu",
            "tokens_per_s": sum(r["tokens_per_s"] for r in windows) / len(windows),
            "tokens_per_s_per_gpu": sum(r["tokens_per_s"] for r in windows) / len(windows) / args.nproc,

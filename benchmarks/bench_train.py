@@ -1,10 +1,11 @@
 """Trainer throughput: pretrain.train against Hugging Face Trainer, same DeepSpeed ZeRO-2 config,
 same tiny model (conf/model/tiny.yaml), same packed windows of 128 tokens, same 2 processes.
 
-    python benchmarks/bench_train.py [--shards out/demo/shards] [--steps 40]
+    python benchmarks/bench_train.py [--shards out/demo/shards] [--steps 40] [--compile]
 
 (make demo first, or point --shards at any shard set). Tokens/s are measured after the first
-10 steps, so start-up and warm-up are not counted. On CPU it sets DS_ACCELERATOR=cpu.
+10 steps, so start-up, warm-up and compilation (--compile adds a run with model.compile=true)
+are not counted. On CPU it sets DS_ACCELERATOR=cpu.
 Prints a table and writes benchmarks/results/train.json.
 """
 
@@ -39,13 +40,13 @@ def env() -> dict:
     return {**os.environ, **extra, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def ours(shards: str, steps: int, nproc: int) -> float:
+def ours(shards: str, steps: int, nproc: int, *extra: str) -> float:
     out = tempfile.mkdtemp(prefix="bench-train-")
     subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={port()}",
                     "-m", "pretrain.train", f"data.shards={shards}", f"trainer.out_dir={out}", "trainer=ci",
                     "deepspeed=zero2", "data.seq_len=128", f"trainer.max_steps={steps}", "trainer.log_interval=10",
                     f"trainer.eval_interval={steps}", f"trainer.checkpoint_interval={steps}", "trainer.sample_max_new_tokens=1",
-                    "trainer.tensorboard=false"], cwd=REPO, env=env(), check=True, capture_output=True)
+                    "trainer.tensorboard=false", *extra], cwd=REPO, env=env(), check=True, capture_output=True)
     speeds = [r["tokens_per_s"] for r in map(json.loads, open(os.path.join(out, "metrics.jsonl")))
               if r["kind"] == "train" and "tokens_per_s" in r]
     return sum(speeds[1:]) / len(speeds[1:])  # the first window holds the warm-up
@@ -65,10 +66,14 @@ def main() -> None:
     parser.add_argument("--shards", default="out/demo/shards")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--nproc", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="also run ours with model.compile=true")
     args = parser.parse_args()
     rows = []
-    for name, fn in (("pretrain.train (ours)", ours), ("Hugging Face Trainer", hf)):
-        rows.append({"run": name, "processes": args.nproc, "tokens_per_s": fn(args.shards, args.steps, args.nproc)})
+    runs = [("pretrain.train (ours)", ours, ()), ("Hugging Face Trainer", hf, ())]
+    if args.compile:
+        runs.append(("pretrain.train, model.compile=true", ours, ("model.compile=true",)))
+    for name, fn, extra in runs:
+        rows.append({"run": name, "processes": args.nproc, "tokens_per_s": fn(args.shards, args.steps, args.nproc, *extra)})
     for r in rows:
         r["vs_hf_trainer"] = r["tokens_per_s"] / rows[1]["tokens_per_s"]
     print(table(rows, ["run", "processes", "tokens_per_s", "vs_hf_trainer"]))

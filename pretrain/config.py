@@ -32,6 +32,9 @@ class ModelConfig:
     """Applied to embeddings, attention and residuals (GPT-2 used 0.1)."""
     activation_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about a third more compute."""
+    compile: bool = False
+    """torch.compile each transformer block (static shapes; the LM head stays eager, since it runs on
+    the positions that have a target). ZeRO stage 0-2; the first steps pay the compilation."""
 
 
 @dataclass
@@ -136,6 +139,8 @@ class TrainConfig:
             raise ConfigError(f"data.seq_len ({d.seq_len}) exceeds model.n_positions ({m.n_positions})")
         if ds.zero_stage not in (0, 1, 2, 3):
             raise ConfigError(f"deepspeed.zero_stage must be 0-3, not {ds.zero_stage}")
+        if m.compile and ds.zero_stage == 3:
+            raise ConfigError("model.compile needs zero_stage 0-2 (ZeRO-3 gathers parameters in module hooks)")
         if ds.offload_params and ds.zero_stage != 3:
             raise ConfigError("deepspeed.offload_params needs zero_stage 3")
         if ds.offload_optimizer and ds.zero_stage == 0:

@@ -115,6 +115,9 @@ def build_model(cfg: TrainConfig, manifest: dict):
         raise ConfigError(f"data.seq_len {cfg.data.seq_len} exceeds the model's n_positions {model.config.n_positions}")
     if m.activation_checkpointing:
         model.gradient_checkpointing_enable()
+    if m.compile:
+        for block in model.transformer.h:
+            block.compile()  # in place: parameter names, checkpoints and the export are unchanged
     return model
 
 

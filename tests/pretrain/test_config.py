@@ -41,8 +41,11 @@ def test_unknown_keys_and_bad_values_are_refused():
         with pytest.raises(Exception):
             compose(config_name="train", overrides=["model.n_layers=3"])
         cfg = OmegaConf.to_object(compose(config_name="train", overrides=["deepspeed.offload_params=true"]))
+        compiled = OmegaConf.to_object(compose(config_name="train", overrides=["model.compile=true", "deepspeed=zero3"]))
     with pytest.raises(ConfigError, match="zero_stage 3"):
         cfg.validate()
+    with pytest.raises(ConfigError, match="compile needs zero_stage 0-2"):
+        compiled.validate()
 
 
 def test_batch_arithmetic_is_checked():

@@ -49,6 +49,20 @@ def check(result: subprocess.CompletedProcess) -> None:
 
 
 @pytest.mark.slow
+def test_compiled_blocks_train_like_eager_and_export(shards_dir, tmp_path):
+    common = ["deepspeed=zero2", "trainer.max_steps=4", "trainer.checkpoint_interval=4", "trainer.eval_interval=4",
+              "trainer.sample_max_new_tokens=2", "trainer.tensorboard=false"]
+    check(torchrun(base(shards_dir, tmp_path / "eager", *common)))
+    check(torchrun(base(shards_dir, tmp_path / "compiled", "model.compile=true", *common)))
+    eager, compiled = losses(tmp_path / "eager"), losses(tmp_path / "compiled")
+    np.testing.assert_allclose([compiled[s] for s in range(1, 5)], [eager[s] for s in range(1, 5)], rtol=1e-4)
+    check(run([sys.executable, "-m", "pretrain.export", str(tmp_path / "compiled" / "checkpoints"), str(tmp_path / "hf")]))
+    from transformers import GPT2LMHeadModel
+
+    assert GPT2LMHeadModel.from_pretrained(tmp_path / "hf").config.n_layer == 2
+
+
+@pytest.mark.slow
 def test_cpu_offload_of_optimizer_and_parameters(shards_dir, tmp_path):
     """ZeRO-Offload (stage 2, DeepSpeedCPUAdam) and ZeRO-3 with parameters offloaded too: they run
     and follow the same losses as torch AdamW without offload."""
