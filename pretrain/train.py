@@ -91,7 +91,8 @@ def _check_tokenizer_matches(manifest: dict, tokenizer_dir: str) -> None:
 
 
 def build_model(cfg: TrainConfig, manifest: dict):
-    """A GPT2LMHeadModel: new from the config, or loaded (pretrained), checked against the shards."""
+    """A GPT2LMHeadModel (pretrain.model.GPT2ForDialogue): new from the config, or loaded
+    (pretrained), checked against the shards."""
     from transformers import GPT2Config
 
     from pretrain.model import GPT2ForDialogue
@@ -313,6 +314,14 @@ def _flops(model, seq_len: int) -> tuple[float, float]:
     return 6 * _num_parameters(model) - head + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * seq_len, head
 
 
+def model_flops_utilisation(flops: tuple[float, float], tokens: int, targets: int, seconds: float, world: int,
+                            peak_flops_per_gpu: float) -> float:
+    """MFU of ``tokens`` tokens, ``targets`` of them with a target, in ``seconds`` on ``world`` GPUs;
+    ``flops`` as ``_flops`` gives them."""
+    per_token, per_target = flops
+    return (per_token * tokens + per_target * targets) / max(seconds, 1e-9) / (world * peak_flops_per_gpu)
+
+
 def train(cfg: TrainConfig) -> dict:
     """Trains; returns the final metrics. Every check that can fail runs before the first step."""
     import deepspeed
@@ -404,7 +413,8 @@ def train(cfg: TrainConfig) -> dict:
             elapsed = time.time() - window_start
             last["tokens_per_s"] = window_tokens / max(elapsed, 1e-9)
             if on_gpu:
-                last["mfu"] = flops_per_token * last["tokens_per_s"] / (world * cfg.trainer.peak_flops_per_gpu)
+                last["mfu"] = model_flops_utilisation((flops_per_token, flops_per_target), window_tokens, window_targets,
+                                                      elapsed, world, cfg.trainer.peak_flops_per_gpu)
             window_start, window_tokens, window_targets = time.time(), 0, 0
             if rank == 0:
                 extra = f", MFU {last['mfu']:.1%}" if "mfu" in last else ""
