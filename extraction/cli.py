@@ -6,17 +6,28 @@ import sys
 from typing import Callable
 
 
-def run_hydra(config_name: str, register: Callable[[], None], run: Callable[[object], object],
-              errors: tuple[type[BaseException], ...] = ()) -> None:
-    """Registers the typed configs, composes ``conf/<config_name>.yaml`` with the command line's
-    overrides, and calls ``run`` with the typed config object. The ``errors`` listed are
-    user-facing: printed as one line, exit status 2, no stack trace."""
+def register_schemas(config_name: str, schema: type, groups: dict[str, type] | None = None) -> None:
+    """Stores the typed schema of ``conf/<config_name>.yaml`` as ``<config_name>_schema`` and that of
+    each config group as ``<group>_schema`` (the names the YAML defaults lists use)."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name=f"{config_name}_schema", node=schema)
+    for group, node in (groups or {}).items():
+        store.store(group=group, name=f"{group}_schema", node=node)
+
+
+def run_hydra(config_name: str, schema: type, run: Callable[[object], object],
+              errors: tuple[type[BaseException], ...] = (), groups: dict[str, type] | None = None) -> None:
+    """Registers the typed configs (``register_schemas``), composes ``conf/<config_name>.yaml`` with
+    the command line's overrides, and calls ``run`` with the typed config object. The ``errors``
+    listed are user-facing: printed as one line, exit status 2, no stack trace."""
     import hydra
     from omegaconf import OmegaConf
 
     from extraction import CONF_DIR
 
-    register()
+    register_schemas(config_name, schema, groups)
 
     @hydra.main(version_base=None, config_path=CONF_DIR, config_name=config_name)
     def _main(cfg) -> None:

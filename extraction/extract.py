@@ -273,16 +273,10 @@ def format_report(report: dict, output: str) -> str:
     return "\n".join(lines)
 
 
-def register_configs() -> None:
-    from hydra.core.config_store import ConfigStore
-
-    ConfigStore.instance().store(name="extract_schema", node=ExtractConfig)
-
-
 def main() -> None:
     from extraction.cli import run_hydra
 
-    run_hydra("extract", register_configs, run_extract, (ExtractError, ValueError, FileNotFoundError))
+    run_hydra("extract", ExtractConfig, run_extract, (ExtractError, ValueError, FileNotFoundError))
 
 if __name__ == "__main__":
     main()

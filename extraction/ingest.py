@@ -376,16 +376,10 @@ def format_report(report: dict, output: str) -> str:
     return "\n".join(lines)
 
 
-def register_configs() -> None:
-    from hydra.core.config_store import ConfigStore
-
-    ConfigStore.instance().store(name="ingest_schema", node=IngestConfig)
-
-
 def main() -> None:
     from extraction.cli import run_hydra
 
-    run_hydra("ingest", register_configs, run_ingest, (IngestError, FileNotFoundError))
+    run_hydra("ingest", IngestConfig, run_ingest, (IngestError, FileNotFoundError))
 
 if __name__ == "__main__":
     main()

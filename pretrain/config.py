@@ -207,12 +207,12 @@ def deepspeed_config(cfg: TrainConfig, batch: BatchSizes, precision: str) -> dic
     }
 
 
-def register_configs() -> None:
-    from hydra.core.config_store import ConfigStore
+GROUPS = {"model": ModelConfig, "data": DataConfig, "optimizer": OptimizerConfig, "scheduler": SchedulerConfig,
+          "deepspeed": DeepSpeedConfig, "trainer": TrainerConfig, "experiment": ExperimentConfig}
+"""The config groups of conf/train.yaml and their typed schemas."""
 
-    cs = ConfigStore.instance()
-    cs.store(name="train_schema", node=TrainConfig)
-    for group, node in (("model", ModelConfig), ("data", DataConfig), ("optimizer", OptimizerConfig),
-                        ("scheduler", SchedulerConfig), ("deepspeed", DeepSpeedConfig), ("trainer", TrainerConfig),
-                        ("experiment", ExperimentConfig)):
-        cs.store(group=group, name=f"{group}_schema", node=node)
+
+def register_configs() -> None:
+    from extraction.cli import register_schemas
+
+    register_schemas("train", TrainConfig, GROUPS)

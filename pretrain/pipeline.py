@@ -143,16 +143,10 @@ Pipeline finished in {summary['seconds']:.0f} s
     return summary
 
 
-def register_configs() -> None:
-    from hydra.core.config_store import ConfigStore
-
-    ConfigStore.instance().store(name="pipeline_schema", node=PipelineConfig)
-
-
 def main() -> None:
     from extraction.cli import run_hydra
 
-    run_hydra("pipeline", register_configs, run_pipeline)
+    run_hydra("pipeline", PipelineConfig, run_pipeline)
 
 if __name__ == "__main__":
     main()

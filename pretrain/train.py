@@ -452,10 +452,10 @@ def train(cfg: TrainConfig) -> dict:
 def main() -> None:
     _strip_launcher_args()
     from extraction.cli import run_hydra
-    from pretrain.config import register_configs
+    from pretrain.config import GROUPS
     from pretrain.shards import ShardError
 
-    run_hydra("train", register_configs, train, (ConfigError, ShardError))
+    run_hydra("train", TrainConfig, train, (ConfigError, ShardError), groups=GROUPS)
 
 if __name__ == "__main__":
     main()
