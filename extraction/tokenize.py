@@ -92,14 +92,15 @@ class _TaskSettings:
     batch_rows: int = 2048
 
 
-def _load(settings: _TaskSettings):
+def _load(tokenizer_json: str, eos_token: str):
+    """(tokenizer, EOS id) from the tokenizer's JSON; the driver checks it once, each task loads it."""
     from tokenizers import Tokenizer
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one core per Spark task
-    tokenizer = Tokenizer.from_str(settings.tokenizer_json)
-    eos_id = tokenizer.token_to_id(settings.eos_token)
+    tokenizer = Tokenizer.from_str(tokenizer_json)
+    eos_id = tokenizer.token_to_id(eos_token)
     if eos_id is None:
-        raise TokenizeError(f"the tokenizer has no {settings.eos_token!r} token")
+        raise TokenizeError(f"the tokenizer has no {eos_token!r} token")
     return tokenizer, eos_id
 
 
@@ -156,7 +157,7 @@ def tokenize_task(task: dict, settings: _TaskSettings) -> dict:
 
     from pretrain.shards import ShardWriter
 
-    tokenizer, eos_id = _load(settings)
+    tokenizer, eos_id = _load(settings.tokenizer_json, settings.eos_token)
     writer = ShardWriter(settings.shards_dir, f"{task['split']}-{task['index']:05d}", task["split"],
                          settings.vocab_size, settings.tokens_per_shard, settings.loss_mask)
     counts = {"sessions": 0, "written": 0, "tokens": 0, **{r: 0 for r in SKIP_REASONS}}
@@ -255,9 +256,8 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
 
     cfg.validate()
     tokenizer_json, tokenizer_info = resolve_tokenizer(cfg.tokenizer)
-    from tokenizers import Tokenizer
-
-    vocab_size = Tokenizer.from_str(tokenizer_json).get_vocab_size(with_added_tokens=True)
+    tokenizer, eos_id = _load(tokenizer_json, cfg.eos_token)  # a clear error now, not in the tasks
+    vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
     token_dtype(vocab_size)  # a clear error now if it cannot be stored
     extract_marker = storage.join(cfg.input, "_EXTRACT_DONE.json")
     material = {"input": storage.read_json(extract_marker).get("fingerprint") if storage.exists(extract_marker) else None,
@@ -300,7 +300,7 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     manifest = new_manifest(
         tokenizer={**tokenizer_info, "eos_token": cfg.eos_token},
         vocab_size=vocab_size,
-        eos_id=Tokenizer.from_str(tokenizer_json).token_to_id(cfg.eos_token),
+        eos_id=eos_id,
         shards=entries,
         splits=per_split,
         document_format="turn_1 EOS turn_2 EOS ... turn_n EOS; loss mask 0 on turn_1 and its EOS",
@@ -317,17 +317,11 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     return manifest
 
 
-def register_configs() -> None:
-    from hydra.core.config_store import ConfigStore
-
-    ConfigStore.instance().store(name="tokenize_schema", node=TokenizeConfig)
-
-
 def main() -> None:
     from extraction.cli import run_hydra
     from extraction.tokenizer import TokenizerNotFound
 
-    run_hydra("tokenize", register_configs, run_tokenize, (TokenizeError, TokenizerNotFound, FileNotFoundError))
+    run_hydra("tokenize", TokenizeConfig, run_tokenize, (TokenizeError, TokenizerNotFound, FileNotFoundError))
 
 if __name__ == "__main__":
     main()
