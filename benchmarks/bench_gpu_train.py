@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import CACHE, table, write_results  # noqa: E402
+from benchmarks.common import CACHE, free_port, table, write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 VOCAB, EOS = 50257, 50256
@@ -60,12 +59,6 @@ def synthetic_shards(tokens: int, seed: int = 0) -> Path:
     return folder
 
 
-def port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="gpt2-124m")
@@ -95,7 +88,7 @@ def main() -> None:
                  f"trainer.eval_interval={args.steps}", "trainer.eval_batches=2", f"trainer.checkpoint_interval={10**9}",
                  "trainer.sample_max_new_tokens=1", "trainer.tensorboard=false", *args.extra]
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.nproc}",
-                             f"--master_port={port()}", "-m", "pretrain.train", *overrides], cwd=REPO, env=env,
+                             f"--master_port={free_port()}", "-m", "pretrain.train", *overrides], cwd=REPO, env=env,
                             capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"training failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,15 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import table, write_results  # noqa: E402
+from benchmarks.common import free_port, table, write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def env() -> dict:
@@ -42,7 +35,7 @@ def env() -> dict:
 
 def ours(shards: str, steps: int, nproc: int, *extra: str) -> float:
     out = tempfile.mkdtemp(prefix="bench-train-")
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={port()}",
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}",
                     "-m", "pretrain.train", f"data.shards={shards}", f"trainer.out_dir={out}", "trainer=ci",
                     "deepspeed=zero2", "data.seq_len=128", f"trainer.max_steps={steps}", "trainer.log_interval=10",
                     f"trainer.eval_interval={steps}", f"trainer.checkpoint_interval={steps}", "trainer.sample_max_new_tokens=1",
@@ -55,7 +48,7 @@ def ours(shards: str, steps: int, nproc: int, *extra: str) -> float:
 def hf(shards: str, steps: int, nproc: int) -> float:
     out = tempfile.mkdtemp(prefix="bench-hf-")
     result = os.path.join(out, "result.json")
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={port()}",
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}",
                     "benchmarks/hf_trainer_baseline.py", "--shards", shards, "--out", out, "--steps", str(steps),
                     "--result", result], cwd=REPO, env=env(), check=True, capture_output=True)
     return json.load(open(result))["tokens_per_s"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -35,6 +36,13 @@ def synthetic_month(comments: int, seed: int = 0, month: str = "2015-01", **kw) 
     if not (folder / f"RC_{month}.zst").exists():
         write_month(str(folder), SynthConfig(month=month, comments=comments, seed=seed, **kw), progress=True)
     return folder
+
+
+def free_port() -> int:
+    """A free TCP port on loopback, for torchrun's --master_port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def write_results(name: str, payload: dict) -> Path:
