@@ -1,17 +1,30 @@
-"""End-to-end extraction (ingest + chains + filters + splits + report) throughput and memory.
+"""Extraction end to end (ingest + extract, every default rule, report and rejects) against the floor.
 
-    python benchmarks/bench_extract.py [--comments 1000000] [--scaling 250000]
+    python benchmarks/bench_extract.py [--comments 1000000] [--scale 4] [--small 4000] [--cores 2] [--event-log DIR]
 
-Runs on generated months: the main run at --comments, and a scaling run at 1x, 2x and 4x of
---scaling comments. Peak memory is the largest sum of resident memory over this process and all
-its children (the Spark JVM and the Python workers), sampled every 0.2 s.
-Prints a table and writes benchmarks/results/extract.json.
+In one run, on generated months (one megathread of up to 100k comments, one r/counting chain of up to
+3,000; ``bland_min_count`` scaled to the input, comments/4000):
+
+* the floor: zstd decompression + ``orjson.loads`` of every line of the same RC dump, one process;
+* ingest + extract of ``--comments`` and of ``--scale`` times as many, ``local[--cores]``, timed from
+  a started SparkSession to the committed outputs: comments/s per core and that as a fraction of
+  the floor, seconds per comment against the main run, peak memory (the largest sum of resident
+  memory of this process, the Spark JVM and its Python workers, sampled every 0.2 s), and the
+  task seconds of each stage;
+* the whole commands a user types (``python -m extraction.ingest ...``, then ``python -m
+  extraction.extract ...``), Spark start-up included, on the main month and on a ``--small`` one.
+
+With ``--event-log DIR`` Spark's event log of the main run is kept and summarised (jobs, task
+seconds per job). Prints tables and writes benchmarks/results/extract.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -20,7 +33,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import synthetic_month, table, write_results  # noqa: E402
+from benchmarks.common import floor, synthetic_month, table, write_results  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class PeakMemory:
@@ -54,6 +69,11 @@ class PeakMemory:
         self._thread.join()
 
 
+def month(comments: int) -> Path:
+    return synthetic_month(comments, seed=0, megathreads=1, megathread_comments=min(100_000, comments // 10),
+                           deep_chains=1, deep_chain_depth=min(3_000, comments // 100))
+
+
 def run(spark, folder: Path, comments: int, cores: int) -> dict:
     from extraction.extract import ExtractConfig, run_extract
     from extraction.filters import FiltersConfig
@@ -61,50 +81,110 @@ def run(spark, folder: Path, comments: int, cores: int) -> dict:
 
     out = Path(tempfile.mkdtemp(prefix="bench-extract-"))
     try:
-        started = time.perf_counter()
-        ingest = run_ingest(IngestConfig(inputs=[str(folder / "*.zst")], output=str(out / "ingest")), spark)
-        middle = time.perf_counter()
-        report = run_extract(ExtractConfig(input=str(out / "ingest"), output=str(out / "extract"),
-                                           filters=FiltersConfig(bland_min_count=max(20, comments // 4000))), spark)
-        done = time.perf_counter()
+        with PeakMemory() as memory:
+            started = time.perf_counter()
+            ingest = run_ingest(IngestConfig(inputs=[str(folder / "*.zst")], output=str(out / "ingest")), spark)
+            middle = time.perf_counter()
+            report = run_extract(ExtractConfig(input=str(out / "ingest"), output=str(out / "extract"),
+                                               filters=FiltersConfig(bland_min_count=max(20, comments // 4000))), spark)
+            done = time.perf_counter()
     finally:
         shutil.rmtree(out, ignore_errors=True)
+    n = ingest["totals"]["comments_rows"]
     seconds = done - started
-    return {"comments": ingest["totals"]["comments_rows"], "ingest_s": middle - started, "extract_s": done - middle,
-            "seconds": seconds, "comments_per_s_per_core": comments / seconds / cores,
-            "sessions_kept": report["sessions"]["kept"]}
+    return {"comments": n, "ingest_s": middle - started, "extract_s": done - middle, "seconds": seconds,
+            "comments_per_s_per_core": n / seconds / cores, "sessions_kept": report["sessions"]["kept"],
+            "peak_memory_gib": memory.peak / 2**30, "buckets": report["buckets"],
+            "stage_seconds": report["stage_seconds"], "job_seconds": report["job_seconds"]}
+
+
+def commands(folder: Path, comments: int, cores: int) -> dict:
+    """The two commands as a user runs them, each starting its own Spark."""
+    out = Path(tempfile.mkdtemp(prefix="bench-commands-"))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    spark = [f"spark.master=local[{cores}]"]
+    try:
+        started = time.perf_counter()
+        for args in (["extraction.ingest", f"inputs=[{folder}/RC_2015-01.zst,{folder}/RS_2015-01.zst]", f"output={out}/ingest"],
+                     ["extraction.extract", f"input={out}/ingest", f"output={out}/extract",
+                      f"filters.bland_min_count={max(20, comments // 4000)}"]):
+            subprocess.run([sys.executable, "-m", *args, *spark], cwd=REPO, env=env, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seconds = time.perf_counter() - started
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return {"comments": comments, "seconds": seconds}
+
+
+def event_log_summary(folder: Path) -> list[dict]:
+    """Jobs of Spark's event log: description, stages, tasks, task seconds."""
+    jobs, stage_job, rows = {}, {}, {}
+    for path in folder.iterdir():
+        for line in path.read_text().splitlines():
+            event = json.loads(line)
+            kind = event["Event"]
+            if kind == "SparkListenerJobStart":
+                props = event.get("Properties") or {}
+                jobs[event["Job ID"]] = props.get("spark.job.description") or props.get("callSite.short", "?")
+                for stage in event["Stage IDs"]:
+                    stage_job[stage] = event["Job ID"]
+            elif kind == "SparkListenerTaskEnd":
+                job = stage_job.get(event["Stage ID"])
+                entry = rows.setdefault(job, {"job": jobs.get(job, "?"), "tasks": 0, "task_s": 0.0, "stages": set()})
+                entry["tasks"] += 1
+                entry["stages"].add(event["Stage ID"])
+                entry["task_s"] += (event.get("Task Metrics") or {}).get("Executor Run Time", 0) / 1000
+    return [{**r, "stages": len(r["stages"])} for _, r in sorted(rows.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--comments", type=int, default=1_000_000)
-    parser.add_argument("--scaling", type=int, default=250_000)
+    parser.add_argument("--scale", type=int, default=4, help="the scaling run has this many times --comments (0: none)")
+    parser.add_argument("--small", type=int, default=4_000, help="comments of the small month (0: none)")
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--event-log", type=Path, default=None)
     args = parser.parse_args()
     from extraction.spark import SparkConfig, build_spark
 
-    spark = build_spark(SparkConfig(master=f"local[{args.cores}]", log_level="ERROR",
-                                    conf={"spark.ui.showConsoleProgress": "false"}))
-    rows = []
-    # Warm the JVM and Python workers on a small input first.
-    run(spark, synthetic_month(20_000, seed=9), 20_000, args.cores)
-    for label, n in [("1x", args.scaling), ("2x", 2 * args.scaling), ("4x", 4 * args.scaling), ("main", args.comments)]:
-        if label == "main" and args.comments == 4 * args.scaling:
-            rows.append({**rows[-1], "run": "main (= 4x)"})
-            continue
-        folder = synthetic_month(n, seed=0, megathreads=1, megathread_comments=min(100_000, n // 10),
-                                 deep_chains=1, deep_chain_depth=min(3_000, n // 100))
-        with PeakMemory() as memory:
-            result = run(spark, folder, n, args.cores)
-        rows.append({"run": label, **result, "peak_memory_gib": memory.peak / 2**30})
+    main_month = month(args.comments)
+    the_floor = floor(main_month / "RC_2015-01.zst", 3)
+    conf = {"spark.ui.showConsoleProgress": "false"}
+    if args.event_log:
+        args.event_log.mkdir(parents=True, exist_ok=True)
+        conf.update({"spark.eventLog.enabled": "true", "spark.eventLog.dir": f"file://{args.event_log.resolve()}"})
+    spark = build_spark(SparkConfig(master=f"local[{args.cores}]", log_level="ERROR", conf=conf))
+    run(spark, synthetic_month(20_000, seed=9), 20_000, args.cores)  # warm the JVM and the Python workers
+    rows = [{"run": "main", **run(spark, main_month, args.comments, args.cores)}]
+    if args.scale > 1:
+        n = args.scale * args.comments
+        rows.append({"run": f"{args.scale}x", **run(spark, month(n), n, args.cores)})
+    spark.stop()
     base = rows[0]["seconds"] / rows[0]["comments"]
     for r in rows:
-        r["seconds_per_comment_vs_1x"] = (r["seconds"] / r["comments"]) / base
-    spark.stop()
-    columns = ["run", "comments", "ingest_s", "extract_s", "seconds", "comments_per_s_per_core", "sessions_kept",
-               "peak_memory_gib", "seconds_per_comment_vs_1x"]
-    print(table(rows, columns))
-    print(f"results: {write_results('extract', {'cores': args.cores, 'rows': rows})}")
+        r["vs_floor"] = r["comments_per_s_per_core"] / the_floor["lines_per_s_per_core"]
+        r["seconds_per_comment_vs_main"] = (r["seconds"] / r["comments"]) / base
+    wall = [{"run": f"commands, {args.comments:,} comments", **commands(main_month, args.comments, args.cores)}]
+    if args.small:
+        wall.append({"run": f"commands, {args.small:,} comments", **commands(synthetic_month(args.small, seed=4), args.small, args.cores)})
+
+    print(f"floor (zstd + orjson.loads, one process, {the_floor['lines']:,} lines of RC_2015-01.zst): "
+          f"{the_floor['lines_per_s_per_core']:,.0f} lines/s")
+    print(table(rows, ["run", "comments", "buckets", "ingest_s", "extract_s", "seconds", "comments_per_s_per_core", "vs_floor",
+                       "peak_memory_gib", "seconds_per_comment_vs_main", "sessions_kept"]))
+    stages = sorted({k for r in rows for k in r["stage_seconds"]}, key=list(rows[0]["stage_seconds"]).index)
+    print("\ntask seconds per stage (summed over tasks) and wall seconds per Spark job:")
+    print(table([{"run": r["run"], **r["stage_seconds"], **{f"job {k}": v for k, v in r["job_seconds"].items()}} for r in rows],
+                ["run", *stages, *[f"job {k}" for k in rows[0]["job_seconds"]]]))
+    print("\nwhole commands (python -m extraction.ingest, then extraction.extract; Spark start-up included):")
+    print(table(wall, ["run", "comments", "seconds"]))
+    result = {"cores": args.cores, "floor": the_floor, "rows": rows, "commands": wall}
+    if args.event_log:
+        summary = event_log_summary(args.event_log)
+        print("\nSpark event log (all runs of this benchmark's session):")
+        print(table(summary, ["job", "stages", "tasks", "task_s"]))
+        result["event_log"] = summary
+    print(f"results: {write_results('extract', result)}")
 
 
 if __name__ == "__main__":

@@ -18,37 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import synthetic_month, table, write_results  # noqa: E402
-
-
-def floor(path: Path, repeats: int) -> dict:
-    """Plain zstd decompression of the file plus orjson.loads of every line, one process (median)."""
-    runs = [_floor_once(path) for _ in range(repeats)]
-    return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
-
-
-def _floor_once(path: Path) -> dict:
-    import orjson
-    import zstandard
-
-    started = time.perf_counter()
-    lines = nbytes = 0
-    pending = b""
-    with open(path, "rb") as f:
-        reader = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(f)
-        while chunk := reader.read(8 << 20):
-            nbytes += len(chunk)
-            parts = (pending + chunk).split(b"\n")
-            pending = parts.pop()
-            for line in parts:
-                try:
-                    orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    pass
-                lines += 1
-    seconds = time.perf_counter() - started
-    return {"run": "floor: zstd + orjson, 1 process", "cores": 1, "seconds": seconds, "lines": lines,
-            "lines_per_s_per_core": lines / seconds, "mb_per_s_per_core": nbytes / 1e6 / seconds}
+from benchmarks.common import floor, synthetic_month, table, write_results  # noqa: E402
 
 
 def ingest(paths: list[Path], cores: int, repeats: int) -> dict:

@@ -77,3 +77,33 @@ def _fmt(v) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     return "" if v is None else str(v)
+
+
+def floor(path: Path, repeats: int) -> dict:
+    """Plain zstd decompression of the file plus orjson.loads of every line, one process (median)."""
+    runs = [_floor_once(path) for _ in range(repeats)]
+    return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+
+
+def _floor_once(path: Path) -> dict:
+    import orjson
+    import zstandard
+
+    started = time.perf_counter()
+    lines = nbytes = 0
+    pending = b""
+    with open(path, "rb") as f:
+        reader = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(f)
+        while chunk := reader.read(8 << 20):
+            nbytes += len(chunk)
+            parts = (pending + chunk).split(b"\n")
+            pending = parts.pop()
+            for line in parts:
+                try:
+                    orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    pass
+                lines += 1
+    seconds = time.perf_counter() - started
+    return {"run": "floor: zstd + orjson, 1 process", "cores": 1, "seconds": seconds, "lines": lines,
+            "lines_per_s_per_core": lines / seconds, "mb_per_s_per_core": nbytes / 1e6 / seconds}

@@ -16,19 +16,42 @@ stages of ``extraction.chains`` and writes, under ``output``:
 Every ingested comment is accounted for in the report: used in a kept session, or counted under
 one reason (a repeated id: one row per id is kept, deterministically; the turn rule that cut it, the first rule that dropped every session it was in, or
 ``not_in_any_session``: above the last ``max_turns`` of every chain, or under a cut leaf only).
+
+How it runs: the ingest job wrote comments and submissions bucketed by thread
+(``threads.thread_bucket``), so a bucket holds whole threads. Three sets of Spark tasks, three
+Spark jobs in all, whatever the input:
+
+1. one task per bucket (``extraction.threads.build_candidates``): whole threads in memory, every
+   feature computed once per comment, vectorised; chains, session rules and split as array
+   expressions. It writes the bucket's candidate sessions, its trigram counts and the hashes the
+   duplicate rules need to ``_work/`` in staging (``extraction.exchange``: one file per task, a
+   batch per next task, the layout of Spark's shuffle, rows never in the JVM);
+2. one task per range of hashes: the corpus-wide trigram counts (frequent trigrams, summed as
+   64-bit hashes) and the duplicate groups (``threads.resolve_duplicates``);
+3. one task per bucket (``threads.finish_bucket``): bland and duplicates applied, the Parquet
+   outputs written, the bucket's report counts returned. The driver adds them up; nothing is
+   recomputed for the report.
+
+Outputs are the same bytes on a re-run: file names come from bucket numbers, rows are sorted by
+session id, and Parquet is written by pyarrow with fixed settings.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import hashlib
 import json
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from extraction import storage
-from extraction.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, dedupe_by_id, extract_sessions, mark_turns
+from extraction.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig
 from extraction.filters import TURN_RULES, FiltersConfig, Rules, resolve_list_path
 from extraction.spark import SparkConfig
 
@@ -55,7 +78,7 @@ class ExtractConfig:
     """Join submissions (titles, over_18) when the input has them; false runs on comments only."""
     report_top_subreddits: int = 20
     sessions_per_file: int = 1_000_000
-    """Target rows per Parquet file of sessions (files are range-partitioned by session_id)."""
+    """Most rows per Parquet file of sessions (each thread bucket writes its own files, sorted by session_id)."""
     force: bool = False
     spark: SparkConfig = field(default_factory=SparkConfig)
 
@@ -81,7 +104,7 @@ def fingerprint(cfg: ExtractConfig) -> str:
         "input": storage.read_json(ingest_marker).get("fingerprint") if storage.exists(ingest_marker) else None,
         "chains": asdict(cfg.chains), "filters": asdict(cfg.filters), "split": asdict(cfg.split),
         "use_submissions": cfg.use_submissions, "sessions_per_file": cfg.sessions_per_file, "lists": lists,
-        "code": "extract-v1",
+        "code": "extract-v2",
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
@@ -91,168 +114,341 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
     from extraction.spark import build_spark
 
     cfg.validate()
-    print_ = lambda msg: print(f"[extract] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    say = lambda msg: print(f"[extract] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     staged = storage.StagedOutput(cfg.output, DONE_MARKER, fingerprint(cfg))
     if not cfg.force and staged.is_complete():
-        print_(f"{cfg.output} is complete for this input and settings; nothing to do (force=true runs again)")
+        say(f"{cfg.output} is complete for this input and settings; nothing to do (force=true runs again)")
         return storage.read_json(storage.join(cfg.output, REPORT_FILE))
+    plan = plan_buckets(cfg)
     spark = spark or build_spark(cfg.spark)
-    with _join_settings(spark):
-        return _run(cfg, spark, staged, print_)
-
-
-@contextlib.contextmanager
-def _join_settings(spark):
-    """Shuffle joins only, with adaptive execution splitting skewed partitions.
-
-    Spark's static size estimates of projections of cached data came out far too small and
-    broadcast the comments table (driver out of memory); even the adaptive, measured broadcasts
-    ran a long-lived 4 GiB driver out of memory when deserialised as hash tables after many
-    jobs. Sort-merge joins cost a little more on small inputs and keep memory bounded.
-    """
-    settings = {"spark.sql.autoBroadcastJoinThreshold": "-1", "spark.sql.adaptive.autoBroadcastJoinThreshold": "-1",
-                "spark.sql.adaptive.enabled": "true", "spark.sql.adaptive.skewJoin.enabled": "true"}
-    previous = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
-
-
-def _run(cfg: ExtractConfig, spark, staged, print_) -> dict:
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
     staging = staged.begin()
     started = time.time()
+    say(f"{cfg.input} -> {cfg.output}: {plan.comments_files} comment files in {len(plan.buckets)} thread buckets "
+        f"({'with' if plan.use_submissions else 'without'} submissions)")
+    settings = _Settings(cfg.chains, cfg.filters, cfg.split, storage.join(staging, "_work"), staging,
+                         max(plan.buckets) + 1, len(plan.buckets), cfg.sessions_per_file)
+    wall: dict[str, float] = {}
 
-    ingested = spark.read.parquet(storage.hadoop_uri(storage.join(cfg.input, "comments")))
-    comments = dedupe_by_id(ingested)
-    submissions_path = storage.join(cfg.input, "submissions")
-    submissions = None
-    if cfg.use_submissions and storage.exists(submissions_path):
-        submissions = spark.read.parquet(storage.hadoop_uri(submissions_path))
-    print_(f"{cfg.input} -> {cfg.output} ({'with' if submissions is not None else 'without'} submissions)")
+    def job(name: str, tasks: list[dict], fn) -> list[tuple[dict, bytes | None]]:
+        t = time.time()
+        results = run_tasks(spark, f"extract: {name}", tasks, fn)
+        wall[name] = round(time.time() - t, 3)
+        return results
 
-    rules = Rules.load(cfg.filters)
-    # The turn rules run once (Python UDF); chains, the blandness count and the report reuse them.
-    marked = mark_turns(comments, rules).persist(StorageLevel.MEMORY_AND_DISK)
-    sessions = extract_sessions(marked, submissions, cfg.chains, cfg.filters, cfg.split, rules)
-    sessions = sessions.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        spark.sparkContext.setJobDescription("extract: sessions and rules")
-        total_sessions = sessions.count()
-        kept = sessions.filter(F.col("drop_reason").isNull()).drop("drop_reason")
-        files = max(1, -(-total_sessions // cfg.sessions_per_file))
-        spark.sparkContext.setJobDescription("extract: write sessions")
-        # Row groups of 32 MiB (Parquet's default is 128): the tokenize job's tasks are runs of row groups.
-        (kept.repartitionByRange(files, "session_id").sortWithinPartitions("session_id")
-         .write.mode("overwrite").option("parquet.block.size", 32 << 20).partitionBy("split").parquet(storage.hadoop_uri(storage.join(staging, "sessions"))))
-        spark.sparkContext.setJobDescription("extract: write rejects")
-        (sessions.filter(F.col("drop_reason").isNotNull())
-         .repartitionByRange(files, "session_id").sortWithinPartitions("session_id")
-         .write.mode("overwrite").parquet(storage.hadoop_uri(storage.join(staging, "rejects"))))
-        spark.sparkContext.setJobDescription("extract: report")
-        report = build_report(marked, sessions, cfg, ingested.count())
-    finally:
-        sessions.unpersist()
-        marked.unpersist()
+    built = job("sessions", plan.tasks(), functools.partial(_sessions_task, settings))
+    built.sort(key=lambda r: r[0]["bucket"])
+    say(f"1/3 chains, turn and session rules: {sum(r['stats']['comments'] for r, _ in built):,} comments -> "
+        f"{sum(r['stats']['candidates'] for r, _ in built):,} candidate sessions ({wall['sessions']:.1f} s)")
+    reduced = job("corpus rules", [{"reducer": r} for r in range(settings.reducers)], functools.partial(_corpus_task, settings))
+    reduced.sort(key=lambda r: r[0]["reducer"])
+    frequent = np.concatenate([np.frombuffer(blob, dtype=np.uint64) for _, blob in reduced]) if reduced else np.zeros(0, np.uint64)
+    storage.write_bytes_atomic(storage.join(settings.work, "frequent.npy"), frequent.tobytes())
+    say(f"2/3 corpus counts: {len(frequent):,} frequent trigrams, "
+        f"{sum(r['duplicates'] for r, _ in reduced):,} duplicates ({wall['corpus rules']:.1f} s)")
+    finished = job("write", [{"bucket": r["bucket"], "comments": r["stats"]["comments"], "valid": r["stats"]["valid"]}
+                             for r, _ in built], functools.partial(_write_task, settings))
+    finished.sort(key=lambda r: r[0]["bucket"])
+    say(f"3/3 bland, duplicates, splits and writes ({wall['write']:.1f} s)")
+    storage.remove(settings.work)
+    storage.remove_unfinished(staging)
+
+    report = merge_reports(cfg, [r for r, _ in built], [r for r, _ in finished])
+    expected = plan.ingested_comments
+    if expected is not None and expected != report["comments"]["comments"]:
+        raise ExtractError(f"{cfg.input}: the ingest report counts {expected:,} comments but its tables hold "
+                           f"{report['comments']['comments']:,}: the ingest output is damaged; run ingest again")
     report["seconds"] = round(time.time() - started, 3)
+    report["job_seconds"] = wall
     report["input"] = cfg.input
     report["config"] = {"chains": asdict(cfg.chains), "filters": asdict(cfg.filters), "split": asdict(cfg.split)}
+    t = time.time()
     storage.write_json_atomic(storage.join(staging, REPORT_FILE), report)
     from extraction.report import render_report
 
     render_report(report, storage.join(staging, "extract_report.png"), storage.join(staging, "extract_report.html"))
     staged.commit(["sessions", "rejects", REPORT_FILE, "extract_report.png", "extract_report.html"],
                   finished_utc=int(time.time()))
+    report["stage_seconds"]["report"] = round(time.time() - t, 3)
     print(format_report(report, cfg.output))
     return report
 
 
-def _histogram(df, column: str, edges: list[int]) -> dict:
-    """Counts of ``column`` in [edges[i], edges[i+1]) buckets, the last one open."""
-    from pyspark.sql import functions as F
-
-    bucket = F.lit(len(edges) - 1)
-    for i in range(len(edges) - 1, 0, -1):
-        bucket = F.when(F.col(column) < edges[i], F.lit(i - 1)).otherwise(bucket)
-    counts = {r["b"]: r["n"] for r in df.groupBy(bucket.alias("b")).agg(F.count(F.lit(1)).alias("n")).collect()}
-    labels = [f"{edges[i]}" if edges[i + 1] - edges[i] == 1 else f"{edges[i]}-{edges[i + 1] - 1}"
-              for i in range(len(edges) - 1)] + [f"{edges[-1]}+"]
-    return {label: counts.get(i, 0) for i, label in enumerate(labels)}
+# ---------------------------------------------------------------------------------------------
+# Planning (driver)
 
 
-def build_report(marked, sessions, cfg: ExtractConfig, ingested_comments: int) -> dict:
-    """Counts per rule, split and subreddit, length histograms, and the comment accounting."""
-    from pyspark.sql import functions as F
+@dataclass
+class BucketPlan:
+    buckets: dict[int, dict[str, list[str]]]
+    """bucket -> {"comments": files, "submissions": files, "bytes": n}."""
+    use_submissions: bool
+    comments_files: int
+    ingested_comments: int | None
 
-    by_reason = {r["drop_reason"]: r["n"] for r in sessions.groupBy("drop_reason").agg(F.count(F.lit(1)).alias("n")).collect()}
-    total = sum(by_reason.values())
-    funnel, remaining = [], total
+    def tasks(self) -> list[dict]:
+        """One task per bucket, the largest first (the longest tasks start first)."""
+        order = sorted(self.buckets, key=lambda b: (-self.buckets[b]["bytes"], b))
+        return [{"bucket": b, **self.buckets[b]} for b in order]
+
+
+_BUCKET_DIR = re.compile(r"/bucket=(\d+)/")
+
+
+def plan_buckets(cfg: ExtractConfig) -> BucketPlan:
+    """The ingest output's files grouped by thread bucket (an ingest output without buckets, from an
+    older version, is one bucket)."""
+    report_path = storage.join(cfg.input, "ingest_report.json")
+    report = storage.read_json(report_path) if storage.exists(report_path) else {}
+    submissions = storage.join(cfg.input, "submissions")
+    use_submissions = cfg.use_submissions and storage.exists(submissions)
+    buckets: dict[int, dict] = {}
+    comments_files = 0
+    for table in ("comments", "submissions") if use_submissions else ("comments",):
+        fs, root = storage.filesystem(storage.join(cfg.input, table))
+        for path, info in sorted(fs.find(root, detail=True).items()):
+            name = path.rsplit("/", 1)[-1]
+            if not name.endswith(".parquet") or name.startswith((".", "_")):
+                continue
+            match = _BUCKET_DIR.search(path)
+            bucket = int(match.group(1)) if match else 0
+            entry = buckets.setdefault(bucket, {"comments": [], "submissions": [], "bytes": 0})
+            url = path if storage.is_local(cfg.input) else f"{fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol}://{path}"
+            entry[table].append(url)
+            entry["bytes"] += int(info.get("size") or 0)
+            comments_files += table == "comments"
+    if not comments_files:
+        raise ExtractError(f"{cfg.input}/comments holds no Parquet files: run the ingest job first (extraction.ingest)")
+    ingested = report.get("totals", {}).get("comments_rows")
+    return BucketPlan({b: e for b, e in buckets.items() if e["comments"]}, use_submissions, comments_files, ingested)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks (executors)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    chains: ChainsConfig
+    filters: FiltersConfig
+    split: SplitConfig
+    work: str
+    staging: str
+    buckets: int
+    """Highest bucket number + 1 (files of buckets without comments do not exist)."""
+    reducers: int
+    sessions_per_file: int
+
+
+_KEYS = pa.schema([("_rkey", pa.uint64()), ("_skey", pa.uint64()), ("session_id", pa.string()), ("bucket", pa.int64())])
+_GRAMS = pa.schema([("h", pa.uint64()), ("n", pa.int64())])
+_DROPPED = pa.schema([("bucket", pa.int64()), ("session_id", pa.string()), ("reason", pa.string())])
+_ROW_GROUP_ROWS = 32_768
+"""Parquet row groups of the sessions: the tokenize job's tasks are runs of them."""
+
+
+def _read_parquet(files: list[str], columns: list[str] | None = None) -> pa.Table | None:
+    import pyarrow.parquet as pq
+
+    tables = []
+    for url in files:
+        fs, path = storage.filesystem(url)
+        with fs.open(path, "rb") as f:
+            tables.append(pq.read_table(f, columns=[c for c in columns if c in pq.read_schema(f).names] if columns else None))
+    return pa.concat_tables(tables, promote_options="permissive") if tables else None
+
+
+def _work_file(settings: _Settings, kind: str, index: int) -> str:
+    return storage.join(settings.work, kind, f"{index:05d}.arrow")
+
+
+def _sessions_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
+    from extraction import exchange
+    from extraction.threads import COMMENT_COLUMNS, SUBMISSION_COLUMNS, Timer, build_candidates
+
+    timer = Timer()
+    comments = _read_parquet(task["comments"], COMMENT_COLUMNS)
+    submissions = _read_parquet(task["submissions"], SUBMISSION_COLUMNS) if task["submissions"] else None
+    timer.lap("read")
+    rules = Rules.load(settings.filters)
+    candidates, stats, grams, counts = build_candidates(comments, submissions, settings.chains, settings.filters,
+                                                        settings.split, rules, timer)
+    b = task["bucket"]
+    exchange.write_table(_work_file(settings, "candidates", b), candidates)
+    exchange.write_partitioned(_work_file(settings, "trigrams", b), pa.table({"h": grams, "n": counts}, schema=_GRAMS),
+                               exchange.hash_partition(grams, settings.reducers), settings.reducers)
+    alive = candidates.filter(pc.is_null(candidates.column("drop_reason")))
+    keys = pa.table({"_rkey": alive.column("_rkey"), "_skey": alive.column("_skey"), "session_id": alive.column("session_id"),
+                     "bucket": pa.array(np.full(alive.num_rows, b, dtype=np.int64))}, schema=_KEYS)
+    exchange.write_partitioned(_work_file(settings, "keys", b), keys,
+                               exchange.hash_partition(_np(keys.column("_rkey")), settings.reducers), settings.reducers)
+    timer.lap("writes")
+    return {"bucket": b, "stats": stats, "seconds": timer.seconds}, None
+
+
+def _corpus_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
+    from extraction import exchange
+    from extraction.threads import Timer, frequent_trigrams, resolve_duplicates
+
+    timer = Timer()
+    r = task["reducer"]
+    frequent = np.zeros(0, np.uint64)
+    if settings.filters.bland:
+        grams = exchange.read_partition([_work_file(settings, "trigrams", b) for b in range(settings.buckets)], r, _GRAMS)
+        frequent = frequent_trigrams(_np(grams.column("h")), _np(grams.column("n")), settings.filters.bland_min_count)
+    keys = exchange.read_partition([_work_file(settings, "keys", b) for b in range(settings.buckets)], r, _KEYS)
+    dropped = resolve_duplicates(keys, settings.filters.duplicate_session, settings.filters.duplicate_response)
+    exchange.write_partitioned(_work_file(settings, "dropped", r), dropped.cast(_DROPPED), _np(dropped.column("bucket")),
+                               settings.buckets)
+    timer.lap("corpus rules")
+    return {"reducer": r, "frequent": len(frequent), "duplicates": dropped.num_rows, "seconds": timer.seconds}, frequent.tobytes()
+
+
+def _write_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
+    import pyarrow.parquet as pq
+
+    from extraction import exchange
+    from extraction.threads import SESSION_COLUMNS, Timer, finish_bucket
+
+    timer = Timer()
+    b = task["bucket"]
+    candidates = exchange.read_table(_work_file(settings, "candidates", b))
+    dropped = exchange.read_partition([_work_file(settings, "dropped", r) for r in range(settings.reducers)], b, _DROPPED)
+    frequent = None
+    if settings.filters.bland:
+        fs, path = storage.filesystem(storage.join(settings.work, "frequent.npy"))
+        with fs.open(path, "rb") as f:
+            frequent = np.frombuffer(f.read(), dtype=np.uint64)
+    timer.lap("read")
+    sessions, stats = finish_bucket(candidates, dropped, frequent, settings.filters, task["comments"], task["valid"], timer)
+
+    def write(url: str, table: pa.Table) -> None:
+        fs, path = storage.filesystem(url)
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with fs.open(path + ".tmp", "wb") as sink:
+            pq.write_table(table, sink, compression="zstd", row_group_size=_ROW_GROUP_ROWS)
+        storage.rename(url + ".tmp", url)
+
+    kept_mask = pc.is_null(sessions.column("drop_reason"))
+    kept = sessions.filter(kept_mask)
+    split = kept.column("split")
+    for name in SPLITS:
+        rows = kept.filter(pc.equal(split, name)).select(SESSION_COLUMNS)
+        for seq, start in enumerate(range(0, rows.num_rows, settings.sessions_per_file)):
+            write(storage.join(settings.staging, "sessions", f"split={name}", f"part-{b:05d}-{seq:04d}.parquet"),
+                  rows.slice(start, settings.sessions_per_file))
+    rejects = sessions.filter(pc.invert(kept_mask)).select(SESSION_COLUMNS + ["drop_reason", "split"])
+    write(storage.join(settings.staging, "rejects", f"part-{b:05d}.parquet"), rejects)
+    timer.lap("writes")
+    return {"bucket": b, "report": stats, "seconds": timer.seconds}, None
+
+
+def _np(array) -> np.ndarray:
+    from extraction.features import as_array
+
+    return as_array(array).to_numpy(zero_copy_only=False)
+
+
+def run_tasks(spark, description: str, tasks: list[dict], fn) -> list[tuple[dict, bytes | None]]:
+    """Runs ``fn(task)`` for each task dict as one Spark task each (one Spark job); returns the
+    (JSON result, bytes) pairs. The rows the tasks work on never pass through Spark: the tasks
+    read and write files themselves, as the ingest job's do."""
+    if not tasks:
+        return []
+
+    def run(batches):
+        for batch in batches:
+            for text in batch.column("task").to_pylist():
+                result, blob = fn(json.loads(text))
+                yield pa.RecordBatch.from_pydict({"result": [json.dumps(result)], "blob": [blob]},
+                                                 schema=pa.schema([("result", pa.string()), ("blob", pa.binary())]))
+
+    sc = spark.sparkContext
+    sc.setJobDescription(description)
+    rdd = sc.parallelize([(json.dumps(t),) for t in tasks], len(tasks))
+    rows = spark.createDataFrame(rdd, "task string").mapInArrow(run, "result string, blob binary").collect()
+    return [(json.loads(row.result), row.blob) for row in rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# The report (driver): sums of the buckets' counts
+
+
+def _labels(edges: list[int]) -> list[str]:
+    return [f"{edges[i]}" if edges[i + 1] - edges[i] == 1 else f"{edges[i]}-{edges[i + 1] - 1}"
+            for i in range(len(edges) - 1)] + [f"{edges[-1]}+"]
+
+
+def merge_reports(cfg: ExtractConfig, built: list[dict], finished: list[dict]) -> dict:
+    """The extract report from the tasks' counts: rules funnel, splits, subreddits, histograms,
+    where every comment went, and seconds per stage (task seconds, summed over tasks)."""
+    from extraction.threads import WORD_EDGES
+
+    by_reason: dict[str, int] = {}
+    per_split: dict[str, int] = {}
+    subs: dict[str, list[int]] = {}
+    turn_edges = list(range(1, cfg.chains.max_turns + 2))
+    turns_hist = np.zeros(len(turn_edges), dtype=np.int64)
+    words_hist = np.zeros(len(WORD_EDGES), dtype=np.int64)
+    acc = {"used_in_sessions": 0, "not_in_any_session": 0, "only_in_rejected_sessions": {}}
+    candidates = two_splits = 0
+    for f in finished:
+        r = f["report"]
+        candidates += r["candidates"]
+        two_splits += r["threads_in_two_splits"]
+        for k, v in r["by_reason"].items():
+            by_reason[k] = by_reason.get(k, 0) + v
+        for k, v in r["per_split"].items():
+            per_split[k] = per_split.get(k, 0) + v
+        for k, (s, kept) in r["subreddits"].items():
+            entry = subs.setdefault(k, [0, 0])
+            entry[0] += s
+            entry[1] += kept
+        for value, count in enumerate(r["num_turns"]):
+            turns_hist[min(max(np.searchsorted(turn_edges, value, side="right") - 1, 0), len(turn_edges) - 1)] += count
+        words_hist += np.array(r["words"], dtype=np.int64)
+        acc["used_in_sessions"] += r["used_in_sessions"]
+        acc["not_in_any_session"] += r["not_in_any_session"]
+        for k, v in r["only_in_rejected_sessions"].items():
+            acc["only_in_rejected_sessions"][k] = acc["only_in_rejected_sessions"].get(k, 0) + v
+    unknown = set(by_reason) - set(ALL_SESSION_REASONS)
+    if unknown:
+        raise ExtractError(f"unknown drop reasons {sorted(unknown)}")
+    funnel, remaining = [], candidates
     for rule in ALL_SESSION_REASONS:
         out = by_reason.get(rule, 0)
         funnel.append({"rule": rule, "in": remaining, "out": out})
         remaining -= out
-    unknown = set(by_reason) - set(ALL_SESSION_REASONS) - {None}
-    assert not unknown, unknown
-    kept = sessions.filter(F.col("drop_reason").isNull())
-    per_split = {r["split"]: r["n"] for r in kept.groupBy("split").agg(F.count(F.lit(1)).alias("n")).collect()}
-    sub_rows = (
-        sessions.groupBy("subreddit")
-        .agg(F.count(F.lit(1)).alias("sessions"), F.sum(F.col("drop_reason").isNull().cast("long")).alias("kept"))
-        .orderBy(F.desc("kept"), F.desc("sessions"), "subreddit")
-        .limit(cfg.report_top_subreddits)
-        .collect()
-    )
-    words = kept.select(
-        "num_turns", F.aggregate(F.transform("turns", lambda t: F.size(F.filter(F.split(t, r"(?U)\s+"), lambda w: w != ""))), F.lit(0),
-                                 lambda a, b: a + b).alias("words"))
-    split_threads = kept.groupBy("link_id").agg(F.countDistinct("split").alias("n")).filter("n > 1").count()
-
-    # Where every ingested comment went.
-    turn_reasons = {r["cut_reason"]: r["n"] for r in marked.groupBy("cut_reason").agg(F.count(F.lit(1)).alias("n")).collect()}
-    unique_comments = sum(turn_reasons.values())
-    used = kept.select(F.explode("turn_ids").alias("id")).distinct()
-    rank = F.create_map(*[x for i, r in enumerate(ALL_SESSION_REASONS) for x in (F.lit(r), F.lit(i))])
-    dropped = (
-        sessions.filter(F.col("drop_reason").isNotNull())
-        .select(F.explode("turn_ids").alias("id"), rank[F.col("drop_reason")].alias("rank"))
-        .groupBy("id").agg(F.min("rank").alias("rank"))
-    )
-    valid = marked.filter(F.col("cut_reason").isNull()).select("id")
-    unused = valid.join(used, "id", "left_anti")
-    in_rejected = {
-        ALL_SESSION_REASONS[r["rank"]]: r["n"]
-        for r in unused.join(dropped, "id").groupBy("rank").agg(F.count(F.lit(1)).alias("n")).collect()
-    }
-    used_count = valid.join(used, "id", "left_semi").count()
-    unused_count = unused.count()
+    stats = [b["stats"] for b in built]
+    ingested = sum(s["rows"] for s in stats)
     accounting = {
-        "comments": ingested_comments,
-        "duplicate_ids": ingested_comments - unique_comments,
-        "used_in_sessions": used_count,
-        "cut_by_turn_rule": {r: turn_reasons.get(r, 0) for r in TURN_RULES},
-        "only_in_rejected_sessions": in_rejected,
-        "not_in_any_session": unused_count - sum(in_rejected.values()),
+        "comments": ingested,
+        "duplicate_ids": sum(s["duplicate_ids"] for s in stats),
+        "used_in_sessions": acc["used_in_sessions"],
+        "cut_by_turn_rule": {r: sum(s["cut_by_turn_rule"][r] for s in stats) for r in TURN_RULES},
+        "only_in_rejected_sessions": {k: acc["only_in_rejected_sessions"][k] for k in ALL_SESSION_REASONS
+                                      if k in acc["only_in_rejected_sessions"]},
+        "not_in_any_session": acc["not_in_any_session"],
     }
-    accounted = accounting["duplicate_ids"] + used_count + sum(accounting["cut_by_turn_rule"].values()) + unused_count
-    if accounted != ingested_comments:
-        raise ExtractError(f"comment accounting does not add up: {accounted} != {ingested_comments}")
+    accounted = (accounting["duplicate_ids"] + accounting["used_in_sessions"] + sum(accounting["cut_by_turn_rule"].values())
+                 + sum(accounting["only_in_rejected_sessions"].values()) + accounting["not_in_any_session"])
+    if accounted != ingested:
+        raise ExtractError(f"comment accounting does not add up: {accounted} != {ingested}")
+    stage_seconds: dict[str, float] = {}
+    for result in built + finished:
+        for k, v in result["seconds"].items():
+            stage_seconds[k] = round(stage_seconds.get(k, 0.0) + v, 3)
+    top = sorted(subs.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0] or ""))[: cfg.report_top_subreddits]
     return {
-        "sessions": {"candidates": total, "kept": total - sum(v for k, v in by_reason.items() if k), "per_split": per_split},
+        "sessions": {"candidates": candidates, "kept": candidates - sum(by_reason.values()),
+                     "per_split": {k: per_split[k] for k in SPLITS if k in per_split}},
         "rules": funnel,
-        "threads_in_two_splits": split_threads,
-        "subreddits": [{"subreddit": r["subreddit"], "sessions": r["sessions"], "kept": r["kept"]} for r in sub_rows],
-        "turns_histogram": _histogram(kept, "num_turns", list(range(1, cfg.chains.max_turns + 2))),
-        "words_histogram": _histogram(words, "words", [0, 5, 10, 20, 40, 80, 120, 160, 200, 300]),
+        "threads_in_two_splits": two_splits,
+        "subreddits": [{"subreddit": k, "sessions": s, "kept": kept} for k, (s, kept) in top],
+        "turns_histogram": dict(zip(_labels(turn_edges), turns_hist.tolist())),
+        "words_histogram": dict(zip(_labels(WORD_EDGES), words_hist.tolist())),
         "comments": accounting,
+        "buckets": len(built),
+        "stage_seconds": stage_seconds,
     }
 
 
@@ -268,6 +464,8 @@ def format_report(report: dict, output: str) -> str:
     lines.append(f"comments: {c['comments']:,} = {c['duplicate_ids']:,} duplicate ids + {c['used_in_sessions']:,} used + cut {c['cut_by_turn_rule']} + "
                  f"only in rejected sessions {sum(c['only_in_rejected_sessions'].values()):,} + "
                  f"in no session {c['not_in_any_session']:,}")
+    if report.get("stage_seconds"):
+        lines.append("task seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in report["stage_seconds"].items()))
     lines.append(f"{report['seconds']:.1f} s; sessions in {output}/sessions, rejects in {output}/rejects, "
                  f"report {output}/extract_report.html")
     return "\n".join(lines)

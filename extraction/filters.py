@@ -19,27 +19,9 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 from extraction import CONF_DIR
-
-TURN_RULES = ("deleted", "bots", "quotes")
-SESSION_RULES = (
-    "subreddit_blocklist",
-    "nsfw",
-    "url",
-    "markup",
-    "max_words",
-    "long_word",
-    "shouting",
-    "min_words",
-    "word_repeat",
-    "common_word",
-    "offensive",
-    "min_score",
-)
-CORPUS_RULES = ("bland", "duplicate_session", "duplicate_response")
-"""Applied by Spark after the session rules, in this order."""
-
 
 @dataclass
 class FiltersConfig:
@@ -133,9 +115,66 @@ def words(text: str) -> list[str]:
     return text.split()
 
 
+@dataclass(frozen=True)
+class Rule:
+    """One rule, declared once. ``name`` is its switch in ``FiltersConfig``, its ``drop_reason``
+    (``cut_<name>`` as a chain end for turn rules) and its row in the report; the order of ``RULES``
+    is the order in which rules are tried (a session is counted under the first it fails)."""
+
+    name: str
+    kind: str
+    """``turn`` (one comment; failing cuts the chain), ``session`` or ``corpus`` (needs the whole input)."""
+    reads: str
+    """Which text it reads: ``comment``, ``author``, ``subreddit``, ``response``, ``any turn``
+    (the title included), ``comment turns`` (every turn but a title), ``corpus``."""
+    feature: str | None
+    """The per-comment feature (``extraction.features.text_features``) the vectorised form reads, if any."""
+    thresholds: tuple[str, ...] = ()
+    """The ``FiltersConfig`` fields that tune it."""
+    fails: Callable | None = None
+    """Session rules: the vectorised test, ``fails(view) -> bool array`` over a bucket's sessions
+    (``extraction.threads.SessionView``); ``Rules.session_reason`` is its plain-Python reference."""
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("deleted", "turn", "comment", "cut"),
+    Rule("bots", "turn", "author", "cut", ("bot_authors_path", "bot_suffixes")),
+    Rule("quotes", "turn", "comment", "cut"),
+    Rule("subreddit_blocklist", "session", "subreddit", None, ("subreddit_blocklist_path",),
+         lambda v: v.subreddit_in(v.rules.blocked_subreddits)),
+    Rule("nsfw", "session", "subreddit and submission", None, ("nsfw_subreddits_path",),
+         lambda v: v.over_18 | v.subreddit_in(v.rules.nsfw_subreddits)),
+    Rule("url", "session", "any turn", "url", (), lambda v: v.any_turn("url")),
+    Rule("markup", "session", "response", "markup", ("markup_chars",), lambda v: v.response("markup")),
+    Rule("max_words", "session", "any turn", "n_words", ("max_words_total",),
+         lambda v: v.total("n_words") > v.cfg.max_words_total),
+    Rule("long_word", "session", "comment turns", "long_word", ("max_word_chars",), lambda v: v.any_turn("long_word")),
+    Rule("shouting", "session", "comment turns", "shouting", ("shouting_pattern",), lambda v: v.any_turn("shouting")),
+    Rule("min_words", "session", "response", "n_words", ("min_response_words",),
+         lambda v: v.response("n_words") < v.cfg.min_response_words),
+    Rule("word_repeat", "session", "response", "word_repeat", ("word_repeat_times",), lambda v: v.response("word_repeat")),
+    Rule("common_word", "session", "response", "common_word", ("common_words_path",), lambda v: ~v.response("common_word")),
+    Rule("offensive", "session", "response", "offensive", ("offensive_phrases_path",), lambda v: v.response("offensive")),
+    Rule("min_score", "session", "response", None, ("min_target_score",),
+         lambda v: v.response_score_known & (v.response_score < v.cfg.min_target_score)),
+    Rule("bland", "corpus", "response", "trigrams", ("bland_min_count", "bland_fraction")),
+    Rule("duplicate_session", "corpus", "any turn", None),
+    Rule("duplicate_response", "corpus", "response", None),
+)
+RULES_BY_NAME = {rule.name: rule for rule in RULES}
+TURN_RULES = tuple(r.name for r in RULES if r.kind == "turn")
+SESSION_RULES = tuple(r.name for r in RULES if r.kind == "session")
+CORPUS_RULES = tuple(r.name for r in RULES if r.kind == "corpus")
+"""Applied after the session rules, in this order."""
+
+
 @dataclass
 class Rules:
-    """The rules of a FiltersConfig with their lists loaded, ready to judge turns and sessions."""
+    """The rules of a FiltersConfig with their lists loaded: the plain-Python reference.
+
+    ``turn_reason`` and ``session_reason`` judge one comment or one session; the ``is_``/``has_``
+    methods are the per-text checks they are made of, which ``extraction.features`` also calls
+    for the texts its vectorised forms cannot judge exactly like Python."""
 
     cfg: FiltersConfig
     bot_authors: frozenset[str] = frozenset()
@@ -143,6 +182,7 @@ class Rules:
     nsfw_subreddits: frozenset[str] = frozenset()
     common_words: frozenset[str] = frozenset()
     offensive: re.Pattern | None = None
+    url_pattern: re.Pattern = _URL
 
     @classmethod
     def load(cls, cfg: FiltersConfig) -> "Rules":
@@ -157,18 +197,59 @@ class Rules:
             re.compile(r"\b(?:" + "|".join(re.escape(p) for p in phrases) + r")\b") if phrases else None,
         )
 
+    # -- per-text checks ---------------------------------------------------------------------
+
+    def is_deleted(self, body: str | None) -> bool:
+        return body is None or body.strip() in ("[deleted]", "[removed]")
+
+    def is_bot(self, author: str | None) -> bool:
+        if author is None:
+            return False
+        name = author.lower()
+        return name in self.bot_authors or any(name.endswith(s) for s in self.cfg.bot_suffixes)
+
+    def is_quote(self, body: str) -> bool:
+        return _QUOTE.search(body) is not None
+
+    def has_url(self, text: str) -> bool:
+        return self.url_pattern.search(text) is not None
+
+    def has_markup(self, text: str) -> bool:
+        return any(ch in text for ch in self.cfg.markup_chars)
+
+    def has_long_word(self, text: str) -> bool:
+        return any(len(w) > self.cfg.max_word_chars for w in words(text))
+
+    def is_shouting(self, text: str) -> bool:
+        return re.search(self.cfg.shouting_pattern, text) is not None
+
+    def has_repeat(self, text: str) -> bool:
+        return _has_repeat(words(text), self.cfg.word_repeat_times)
+
+    def has_common_word(self, text: str) -> bool:
+        return bool(set(_WORD_CHARS.findall(text.lower())) & self.common_words)
+
+    def is_offensive(self, text: str) -> bool:
+        return self.offensive is not None and self.offensive.search(text.lower()) is not None
+
+    def subreddit_reason(self, subreddit: str | None, over_18: bool | None) -> str | None:
+        sub = (subreddit or "").lower()
+        if self.cfg.subreddit_blocklist and sub in self.blocked_subreddits:
+            return "subreddit_blocklist"
+        if self.cfg.nsfw and (over_18 is True or sub in self.nsfw_subreddits):
+            return "nsfw"
+        return None
+
     # -- turn rules --------------------------------------------------------------------------
 
     def turn_reason(self, body: str | None, author: str | None) -> str | None:
         """Name of the first turn rule this comment fails, or None if it can be a turn."""
         cfg = self.cfg
-        if cfg.deleted and (body is None or body.strip() in ("[deleted]", "[removed]")):
+        if cfg.deleted and self.is_deleted(body):
             return "deleted"
-        if cfg.bots and author is not None:
-            name = author.lower()
-            if name in self.bot_authors or any(name.endswith(s) for s in cfg.bot_suffixes):
-                return "bots"
-        if cfg.quotes and body is not None and _QUOTE.search(body):
+        if cfg.bots and self.is_bot(author):
+            return "bots"
+        if cfg.quotes and body is not None and self.is_quote(body):
             return "quotes"
         return None
 
@@ -191,31 +272,26 @@ class Rules:
         cfg = self.cfg
         response = turns[-1]
         comment_turns = turns[1:] if first_turn_is_title else turns
-        sub = (subreddit or "").lower()
-        if cfg.subreddit_blocklist and sub in self.blocked_subreddits:
-            return "subreddit_blocklist"
-        if cfg.nsfw and (over_18 is True or sub in self.nsfw_subreddits):
-            return "nsfw"
-        if cfg.url and any(_URL.search(t) for t in turns):
+        reason = self.subreddit_reason(subreddit, over_18)
+        if reason:
+            return reason
+        if cfg.url and any(self.has_url(t) for t in turns):
             return "url"
-        if cfg.markup and any(ch in response for ch in cfg.markup_chars):
+        if cfg.markup and self.has_markup(response):
             return "markup"
-        turn_words = [words(t) for t in turns]
-        if cfg.max_words and sum(len(w) for w in turn_words) > cfg.max_words_total:
+        if cfg.max_words and sum(len(words(t)) for t in turns) > cfg.max_words_total:
             return "max_words"
-        comment_words = turn_words[1:] if first_turn_is_title else turn_words
-        if cfg.long_word and any(len(w) > cfg.max_word_chars for ws in comment_words for w in ws):
+        if cfg.long_word and any(self.has_long_word(t) for t in comment_turns):
             return "long_word"
-        if cfg.shouting and any(re.search(cfg.shouting_pattern, t) for t in comment_turns):
+        if cfg.shouting and any(self.is_shouting(t) for t in comment_turns):
             return "shouting"
-        response_words = turn_words[-1]
-        if cfg.min_words and len(response_words) < cfg.min_response_words:
+        if cfg.min_words and len(words(response)) < cfg.min_response_words:
             return "min_words"
-        if cfg.word_repeat and _has_repeat(response_words, cfg.word_repeat_times):
+        if cfg.word_repeat and self.has_repeat(response):
             return "word_repeat"
-        if cfg.common_word and not (set(_WORD_CHARS.findall(response.lower())) & self.common_words):
+        if cfg.common_word and not self.has_common_word(response):
             return "common_word"
-        if cfg.offensive and self.offensive is not None and self.offensive.search(response.lower()):
+        if cfg.offensive and self.is_offensive(response):
             return "offensive"
         if cfg.min_score and response_score is not None and response_score < cfg.min_target_score:
             return "min_score"

@@ -73,6 +73,11 @@ class IngestConfig:
     """Caps Parquet file size: a 40 GB month becomes many files, not one."""
     progress_interval_s: float = 15.0
     """Seconds between progress lines from each running file."""
+    thread_buckets: int = 0
+    """Comments and submissions are written bucketed by thread (``bucket=NNNNN`` folders), so the
+    extract job reads whole threads without a shuffle; one extract task per bucket. 0 picks a
+    power of two from the size of the comment dumps: about 16 MiB compressed (some 250k
+    comments) a bucket, at least 4, at most 4,096."""
     force: bool = False
     """Run again even when the output is complete for the same inputs and config."""
     spark: SparkConfig = field(default_factory=SparkConfig)
@@ -84,6 +89,8 @@ class IngestConfig:
             raise IngestError(f"on_corrupt_file must be 'fail' or 'record', not {self.on_corrupt_file!r}")
         if self.read_size_bytes < 1024:
             raise IngestError("read_size_bytes must be at least 1024")
+        if not 0 <= self.thread_buckets <= 65_536:
+            raise IngestError("thread_buckets must be between 0 (automatic) and 65536")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,13 +105,18 @@ class _TaskSettings:
     on_corrupt_file: str
     progress_interval_s: float
     max_records_per_file: int
+    thread_buckets: int
 
 
 class _PartitionedParquet:
-    """Parquet files of one input file's rows, one folder per month, rolled at a row limit."""
+    """Parquet files of one input file's rows, one folder per month and thread bucket
+    (``month=YYYY-MM/bucket=NNNNN``), rolled at a row limit."""
 
-    def __init__(self, table_dir: str, file_index: int, schema: pa.Schema, max_rows_per_file: int, partition: bool):
+    def __init__(self, table_dir: str, file_index: int, schema: pa.Schema, max_rows_per_file: int, partition: bool,
+                 buckets: int = 1, bucket_key: str | None = None):
         self.table_dir = table_dir
+        self.buckets = buckets
+        self.bucket_key = bucket_key
         self.file_index = file_index
         self.schema = schema.remove(schema.get_field_index("month")) if partition else schema
         self.max_rows_per_file = max_rows_per_file
@@ -120,10 +132,22 @@ class _PartitionedParquet:
         if not self.partition:
             self._write_part("", batch)
             return
-        months = batch.column("month")
-        data = batch.drop_columns(["month"])
-        for month in pc.unique(months).to_pylist():
-            self._write_part(f"month={month}", data.filter(pc.equal(months, month)))
+        import numpy as np
+
+        from extraction.threads import thread_bucket
+
+        months = pc.dictionary_encode(batch.column("month"))
+        names = months.dictionary.to_pylist()
+        key = pc.fill_null(months.indices, len(names)).to_numpy(zero_copy_only=False).astype(np.int64) * self.buckets
+        key += thread_bucket(batch.column(self.bucket_key), self.buckets)
+        order = np.argsort(key, kind="stable")
+        data = batch.drop_columns(["month"]).take(pa.array(order, pa.int64()))
+        key = key[order]
+        bounds = np.flatnonzero(np.diff(key)) + 1
+        for start, end in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(key)]])):
+            month, bucket = divmod(int(key[start]), self.buckets)
+            self._write_part(f"month={names[month] if month < len(names) else None}/bucket={bucket:05d}",
+                             data.slice(start, end - start))
 
     def _write_part(self, folder: str, batch: pa.RecordBatch) -> None:
         import pyarrow.parquet as pq
@@ -175,7 +199,8 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings) -> dict:
     }
     started = last_progress = time.time()
     rows = _PartitionedParquet(storage.join(settings.staging, TABLES[kind]), file_index, SCHEMAS[kind],
-                               settings.max_records_per_file, partition=True)
+                               settings.max_records_per_file, partition=True, buckets=settings.thread_buckets,
+                               bucket_key="link_id" if kind == "RC" else "id")
     rejects = _PartitionedParquet(storage.join(settings.staging, "rejects"), file_index, REJECT_SCHEMA,
                                   settings.max_records_per_file, partition=False)
     try:
@@ -240,6 +265,14 @@ def ingest_files(spark, files: list[tuple[int, str]], settings: _TaskSettings) -
     return [json.loads(row.stats) for row in df.collect()]
 
 
+def auto_thread_buckets(infos: list[dict]) -> int:
+    """A power of two near one bucket per 16 MiB of compressed comment dumps, 4 to 4,096."""
+    names = [parse_dump_name(i["path"]) for i in infos]
+    comment_bytes = sum(i["size"] for i, name in zip(infos, names) if name is None or name.kind == "RC")
+    wanted = max(4, -(-comment_bytes // (16 << 20)))
+    return min(4096, 1 << (wanted - 1).bit_length())
+
+
 def fingerprint(cfg: IngestConfig, infos: list[dict]) -> str:
     """What decides the output: the inputs (``storage.file_info``: path, size, mtime) and the
     settings that shape rows."""
@@ -247,7 +280,8 @@ def fingerprint(cfg: IngestConfig, infos: list[dict]) -> str:
         "files": infos,
         "on_corrupt_file": cfg.on_corrupt_file,
         "max_records_per_file": cfg.max_records_per_file,
-        "code": "ingest-v1",
+        "thread_buckets": cfg.thread_buckets or auto_thread_buckets(infos),
+        "code": "ingest-v2",
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
@@ -283,8 +317,9 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
 
     spark = spark or build_spark(cfg.spark)
     staging = staged.begin()
+    buckets = cfg.thread_buckets or auto_thread_buckets(infos)
     settings = _TaskSettings(staging, cfg.read_size_bytes, cfg.max_window_bytes, cfg.on_corrupt_file,
-                             cfg.progress_interval_s, cfg.max_records_per_file)
+                             cfg.progress_interval_s, cfg.max_records_per_file, buckets)
     started = time.time()
     print_(f"{len(files)} files -> {output}")
     spark.sparkContext.setJobDescription(f"ingest {len(files)} dumps")
@@ -297,6 +332,7 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
         raise
     seconds = time.time() - started
     report = build_report(per_file, seconds, spark.sparkContext.defaultParallelism)
+    report["thread_buckets"] = buckets
     storage.remove_unfinished(staging)  # parts of attempts Spark killed or retried
     _check_counts(staging, report)
     storage.write_json_atomic(storage.join(staging, REPORT_FILE), report)

@@ -25,7 +25,7 @@ DEFAULT_CONF = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.shuffle.partitions": "8",
-    "spark.ui.showConsoleProgress": "true",
+    "spark.ui.showConsoleProgress": "false",  # the jobs print their own progress lines
     "spark.sql.parquet.compression.codec": "zstd",
 }
 
@@ -43,10 +43,8 @@ def build_spark(cfg: SparkConfig):
     if cfg.master:
         builder = builder.master(cfg.master)
     defaults = dict(DEFAULT_CONF)
-    if cfg.master and cfg.master.startswith("local"):
-        # In local mode the driver JVM runs every task; 1g (Spark's default) is too little for
-        # the extract job's joins. Applies only when this call starts the JVM.
-        defaults["spark.driver.memory"] = "4g"
+    # Spark's default driver memory (1g) is enough: the jobs' rows stay in the Python tasks
+    # (Arrow and Parquet written by pyarrow), the JVM only schedules them.
     for key, value in {**defaults, **cfg.conf}.items():
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()

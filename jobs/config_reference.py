@@ -71,7 +71,21 @@ def reference() -> str:
         parts.append("| key | type | default | meaning |\n| --- | --- | --- | --- |")
         parts += _rows(cls)
         parts.append("")
+        if cls is ExtractConfig:
+            parts += _rules()
     return "\n".join(parts)
+
+
+def _rules() -> list[str]:
+    """The rules in the order they are tried, from their one declaration (``extraction.filters.RULES``)."""
+    from extraction.filters import RULES
+
+    rows = ["Rules, in the order they are tried (a session is counted under the first it fails; `extraction.filters.RULES`):\n",
+            "| rule (`filters.<rule>` switch) | kind | reads | thresholds |", "| --- | --- | --- | --- |"]
+    for rule in RULES:
+        thresholds = ", ".join(f"`filters.{t}`" for t in rule.thresholds)
+        rows.append(f"| `{rule.name}` | {rule.kind} | {rule.reads} | {thresholds} |")
+    return rows + [""]
 
 
 def main() -> int:

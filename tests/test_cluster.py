@@ -102,15 +102,18 @@ def test_a_killed_executor_does_not_change_the_output(spark, cluster, dumps, tmp
     killed = []
 
     def kill_one_executor():
-        deadline = time.time() + 120
+        # Between the extract job's first and last task sets: the first has written a bucket's
+        # candidates (staging/_work/candidates); the tasks after it must survive losing an executor.
+        import glob
+
+        deadline = time.time() + 300
         while time.time() < deadline and not killed:
+            started = glob.glob(str(tmp_path / "disturbed" / "_staging-*" / "_work" / "candidates" / "*.arrow"))
             pids = executors()
-            if len(pids) >= 2:
-                time.sleep(8)  # let the job get going
-                pid = executors()[0]
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-            time.sleep(0.5)
+            if started and len(pids) >= 2:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+            time.sleep(0.05)
 
     run_ingest(IngestConfig(inputs=[f"{dumps}/RC_*.zst", f"{dumps}/RS_*.zst"], output=str(tmp_path / "ingest")), spark)
     result = submit(cluster, "extract", f"input={tmp_path}/ingest", f"output={tmp_path}/disturbed",

@@ -24,8 +24,14 @@ def rows(spark, path):
     return sorted(tuple(map(str, r)) for r in spark.read.parquet(str(path)).collect())
 
 
+def files(out):
+    """Every output file under sessions/ and rejects/ with its bytes."""
+    return {str(p.relative_to(out)): p.read_bytes() for folder in ("sessions", "rejects") for p in sorted((out / folder).rglob("*"))
+            if p.is_file()}
+
+
 @pytest.mark.slow
-def test_extract_end_to_end(spark, ingested, tmp_path):
+def test_extract_end_to_end(spark, ingested, tmp_path, capsys):
     cfg = ExtractConfig(input=str(ingested / "ingest"), output=str(tmp_path / "x"),
                         filters=FiltersConfig(bland_min_count=20),
                         split=SplitConfig(valid_fraction=0.1, test_fraction=0.1))
@@ -53,16 +59,33 @@ def test_extract_end_to_end(spark, ingested, tmp_path):
             + c["not_in_any_session"]) == ingested_comments
     assert c["cut_by_turn_rule"]["deleted"] > 0 and c["cut_by_turn_rule"]["bots"] > 0
     assert (out / "extract_report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # One progress line per stage, and the seconds of each stage in the report.
+    err = capsys.readouterr().err
+    assert all(f"[extract] {i}/3 " in err for i in (1, 2, 3)) and "Broadcasting" not in err
+    assert {"read", "turn rules", "features", "chains", "session rules", "split", "corpus rules", "writes", "report"} <= set(report["stage_seconds"])
     assert "Every comment accounted for" in (out / "extract_report.html").read_text()
 
-    # Re-running does nothing; forcing it writes the same rows.
-    before = rows(spark, out / "sessions")
+    # Re-running does nothing; forcing it writes the same files, byte for byte.
+    before = files(out)
     marker = (out / DONE_MARKER).read_text()
     run_extract(cfg, spark)
     assert (out / DONE_MARKER).read_text() == marker
     cfg.force = True
     run_extract(cfg, spark)
-    assert rows(spark, out / "sessions") == before
+    assert files(out) == before and any(name.startswith("sessions/split=valid/") for name in before)
+
+    # The Spark job gives what the same three steps give in one process, over any number of buckets.
+    import pyarrow.parquet as pq
+
+    from extraction.threads import run_local
+
+    comments = pq.read_table(ingested / "ingest" / "comments").drop_columns(["month", "bucket"])
+    submissions = pq.read_table(ingested / "ingest" / "submissions").drop_columns(["month", "bucket"])
+    local, _, _ = run_local(comments, submissions, cfg.chains, cfg.filters, cfg.split, buckets=3)
+    kept = {r["session_id"]: r for r in local.to_pylist() if r["drop_reason"] is None}
+    written = {r["session_id"]: r for r in pq.read_table(out / "sessions").to_pylist()}
+    assert set(kept) == set(written)
+    assert all(written[k]["turns"] == v["turns"] and written[k]["split"] == v["split"] for k, v in kept.items())
 
 
 @pytest.mark.slow
@@ -73,8 +96,9 @@ def test_comments_only_replies_mode_with_titles_off(spark, ingested, tmp_path):
     report = run_extract(cfg, spark)
     sessions = spark.read.parquet(str(tmp_path / "y" / "sessions"))
     assert sessions.filter("has_title").count() == 0  # no submissions, so no titles
+    assert sessions.filter("over_18 is not null").count() == 0  # ... and nothing says over_18
     assert report["sessions"]["kept"] > 0
-    assert {r["rule"]: r["out"] for r in report["rules"]}["nsfw"] >= 0
+    assert {r["rule"]: r["out"] for r in report["rules"]}["bland"] == 0  # switched off
 
 
 def test_missing_input_is_a_clear_error(spark, tmp_path):

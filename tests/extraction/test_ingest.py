@@ -37,7 +37,7 @@ def test_ingest_accounts_for_every_line(spark, dumps, tmp_path):
     assert comments.count() == t["comments_rows"] == stats.comments - t["rejects"]
     assert spark.read.parquet(str(tmp_path / "out" / "submissions")).count() == stats.submissions
     assert comments.columns == ["id", "link_id", "parent_id", "parent_kind", "subreddit", "author",
-                                "body", "score", "created_utc", "month"]
+                                "body", "score", "created_utc", "month", "bucket"]
     assert dict(comments.dtypes)["created_utc"] == "bigint"
     assert {r.month for r in comments.select("month").distinct().collect()} == {"2015-01"}
     assert comments.filter("id like 't1_%' or link_id like 't3_%' or parent_id like 't_\\_%'").count() == 0
@@ -117,3 +117,24 @@ def test_real_dump(spark, real_dump, tmp_path):
     comments = spark.read.parquet(str(tmp_path / "out" / "comments"))
     assert comments.count() == t["comments_rows"]
     assert comments.filter("id = 'c13'").first().link_id == "17863"
+
+
+def test_comments_and_submissions_are_bucketed_by_thread(spark, dumps, tmp_path):
+    """Every comment of a thread, and its submission, in one bucket= folder: what extract reads whole."""
+    import pyarrow.parquet as pq
+
+    from extraction.ingest import auto_thread_buckets
+
+    folder, _ = dumps
+    report = run_ingest(IngestConfig(inputs=[str(folder / "R*_2015-01.zst")], output=str(tmp_path / "out"), thread_buckets=8), spark)
+    assert report["thread_buckets"] == 8
+    where: dict[str, set] = {}
+    for kind, key in (("comments", "link_id"), ("submissions", "id")):
+        parts = sorted((tmp_path / "out" / kind).rglob("*.parquet"))
+        assert {p.parent.name for p in parts} <= {f"bucket={b:05d}" for b in range(8)} and len({p.parent.name for p in parts}) > 4
+        for p in parts:
+            for thread in pq.read_table(p, columns=[key]).column(key).to_pylist():
+                where.setdefault(thread, set()).add(p.parent.name)
+    assert all(len(buckets) == 1 for buckets in where.values())
+    assert auto_thread_buckets([{"path": "RC_2015-01.zst", "size": 10}]) == 4
+    assert auto_thread_buckets([{"path": "RC_2015-01.zst", "size": 100 << 20}, {"path": "RS_2015-01.zst", "size": 900 << 20}]) == 8

@@ -1,0 +1,285 @@
+"""What every rule needs, computed once per comment over a whole Arrow column (no per-row Python).
+
+The rules themselves are written once, in plain Python, in ``extraction.filters`` (``Rules``): that
+is the reference. This module computes the same per-text features for a whole column with
+pyarrow.compute (RE2) and numpy, and agrees with the reference on every text:
+
+* words are Arrow's ``utf8_split_whitespace`` words, which split on exactly the characters
+  ``str.split()`` does (checked over every code point in the tests), and whitespace classes in
+  the patterns below list those characters;
+* lower-casing is Arrow's ``utf8_lower``, equal to ``str.lower`` except on 76 rare code points
+  and Greek final sigma: texts holding one of those (``_PY_LOWER``) are judged by the reference;
+* patterns using ``\\w``/``\\b`` (URLs, offensive phrases), which RE2 reads as ASCII, are run by
+  RE2 on every text and by the reference again on the few non-ASCII texts a relaxed pattern finds.
+
+``tests/extraction/test_features.py`` compares every feature with the reference on generated and
+hand-written texts, those edge cases included. Trigrams are those of ``filters.trigrams`` hashed to
+64-bit integers (``Words.trigram_hashes``), so corpus-wide counts move as integers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from extraction.filters import Rules
+
+_PY_SPACE = "\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}"
+"""The characters ``str.split()`` splits on, as an RE2 class body."""
+_QUOTE_RE2 = rf"(?:^|\n)[{_PY_SPACE}]*(?:>|&gt;)"
+
+
+_PY_LOWER = "[\\x{130}\\x{3a3}\\x{1c89}\\x{a7cb}-\\x{a7cc}\\x{a7ce}\\x{a7d2}\\x{a7d4}\\x{a7da}\\x{a7dc}-\\x{a7dd}\\x{a7e2}\\x{ab6c}-\\x{ab6d}\\x{10d50}-\\x{10d65}\\x{16ea0}-\\x{16eb8}\\x{1df40}\\x{1df48}\\x{1df4a}\\x{1df4d}\\x{1df51}\\x{1df68}\\x{1df6a}\\x{1df6c}\\x{1df6e}\\x{1df72}\\x{1df74}\\x{1df76}\\x{1df78}\\x{1df7a}\\x{1df7c}\\x{1df7e}]"
+"""Texts with one of these go to the reference: İ, capital sigma, and the ranges where this Arrow's
+Unicode tables differ from Python's (``tests/extraction/test_features.py`` checks the list)."""
+
+
+def as_array(column) -> pa.Array:
+    if isinstance(column, pa.ChunkedArray):
+        return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    return column
+
+
+def _bool(array) -> np.ndarray:
+    return pc.fill_null(array, False).to_numpy(zero_copy_only=False).astype(bool)
+
+
+def python_rows(texts: pa.Array) -> np.ndarray:
+    """Rows whose lower-casing only Python gets right (see ``_PY_LOWER``)."""
+    non_ascii = np.flatnonzero(~_bool(pc.string_is_ascii(texts)) & _bool(pc.is_valid(texts)))
+    out = np.zeros(len(texts), dtype=bool)
+    if len(non_ascii):
+        sub = pc.take(texts, pa.array(non_ascii, pa.int64()))
+        out[non_ascii[_bool(pc.match_substring_regex(sub, _PY_LOWER))]] = True
+    return out
+
+
+def _regex(texts: pa.Array, pattern: str, ignore_case: bool = False) -> np.ndarray | None:
+    """RE2 search over every row, or None when RE2 cannot run the pattern (then Python does)."""
+    try:
+        return _bool(pc.match_substring_regex(texts, pattern, ignore_case=ignore_case))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def _take(texts: pa.Array, rows: np.ndarray) -> list:
+    return pc.take(texts, pa.array(rows, pa.int64())).to_pylist() if len(rows) else []
+
+
+def _with_python(values: np.ndarray | None, texts: pa.Array, rows: np.ndarray, fn) -> np.ndarray:
+    """``values`` from Arrow, with ``rows`` (a mask; every row if Arrow could not) judged by ``fn``."""
+    idx = np.arange(len(texts)) if values is None else np.flatnonzero(rows)
+    out = np.zeros(len(texts), dtype=bool) if values is None else values
+    for i, text in zip(idx, _take(texts, idx)):
+        out[i] = fn(text or "")
+    return out
+
+
+def _ascii_only_pattern(pattern: str) -> bool:
+    """Whether RE2 and Python's ``re`` read ``pattern`` alike on any text (no ASCII-vs-Unicode classes, no flags)."""
+    return not re.search(r"\\[wWbBsSdD]|\(\?", pattern)
+
+
+def _unicode_suspects(texts: pa.Array, relaxed: str, ignore_case: bool = False) -> np.ndarray:
+    """Non-ASCII rows where ``relaxed`` (the pattern without its ``\\b``/``\\w`` parts) matches."""
+    return ~_bool(pc.string_is_ascii(texts)) & (_regex(texts, relaxed, ignore_case) if relaxed else True)
+
+
+# -- words and their hashes --------------------------------------------------------------------
+
+
+def word_hash(words: list[str]) -> np.ndarray:
+    """Stable 64-bit hashes of words (blake2b), the same in every process and on every machine."""
+    return np.fromiter((int.from_bytes(hashlib.blake2b(w.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+                        for w in words), dtype=np.uint64, count=len(words))
+
+
+class Words:
+    """The lower-cased ``str.split()`` words of a column of texts, flattened.
+
+    Each row's words are contiguous and in order; ``row[i]`` is the row of word ``i`` and
+    ``code[i]`` its index in ``vocabulary``; ``per_row`` is the number of words of each row."""
+
+    def __init__(self, texts: pa.Array, lowered: pa.Array, slow: np.ndarray):
+        n = len(texts)
+        # Arrow's split keeps an empty word for leading and trailing whitespace, and one for an
+        # empty text: split the trimmed text and drop the words of empty texts.
+        trimmed = pc.utf8_trim_whitespace(lowered)
+        split = pc.utf8_split_whitespace(trimmed)
+        flat = pc.list_flatten(split)
+        lengths = pc.fill_null(pc.list_value_length(split), 0).to_numpy(zero_copy_only=False)
+        row = np.repeat(np.arange(n), lengths)
+        empty = _bool(pc.equal(trimmed, ""))
+        slow = slow | empty  # (Python gives empty texts no words)
+        slow_idx = np.flatnonzero(slow)
+        if len(slow_idx):  # their words again, lower-cased by Python
+            keep = ~slow[row]
+            split_slow = [(text or "").lower().split() for text in _take(texts, slow_idx)]
+            flat = pa.concat_arrays([pc.filter(flat, pa.array(keep)), pa.array([w for ws in split_slow for w in ws], pa.string())])
+            row = np.concatenate([row[keep], np.repeat(slow_idx, [len(ws) for ws in split_slow])])
+        encoded = pc.dictionary_encode(flat)
+        self.row = row
+        self.code = encoded.indices.to_numpy(zero_copy_only=False)
+        self.vocabulary = encoded.dictionary
+        self.per_row = np.bincount(row, minlength=n) if n else np.zeros(0, np.int64)
+
+    def trigram_hashes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(hash, row) of every word trigram: the 64-bit form of ``filters.trigrams``."""
+        row = self.row
+        if len(row) < 3:
+            return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+        h = word_hash(self.vocabulary.to_pylist())[self.code]
+        same = row[2:] == row[:-2]
+        with np.errstate(over="ignore"):
+            x = h[:-2] * _K1
+            x += h[1:-1] * _K2
+            x += h[2:] * _K3
+        return x[same], row[2:][same]
+
+    def repeats(self, n: int, times: int) -> np.ndarray:
+        """Rows where one word comes ``times`` times in a row (case-insensitively)."""
+        out = np.zeros(n, dtype=bool)
+        if len(self.code) < times:
+            return out
+        same = (self.code[1:] == self.code[:-1]) & (self.row[1:] == self.row[:-1])
+        k = times - 1  # equal neighbours in a row
+        ends = np.cumsum(same, dtype=np.int64)
+        window = ends[k - 1:] - np.concatenate([[0], ends[:-k]]) if k > 1 else ends - np.concatenate([[0], ends[:-1]])
+        run = np.zeros(len(self.code), dtype=bool)
+        run[k:] = window == k
+        out[self.row[run]] = True
+        return out
+
+
+_K1, _K2, _K3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9)
+
+
+def _mix3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """One 64-bit hash from three (a weighted sum, then splitmix64's finaliser)."""
+    with np.errstate(over="ignore"):
+        x = a * _K1
+        x += b * _K2
+        x += c * _K3
+        x ^= x >> np.uint64(31)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(29)
+    return x
+
+
+def text_hashes(texts: pa.Array) -> np.ndarray:
+    """A 64-bit hash of each whole text (null -> hash of the empty text)."""
+    return word_hash([t or "" for t in texts.to_pylist()])
+
+
+def combine_hashes(columns: np.ndarray) -> np.ndarray:
+    """One 64-bit hash per row of a 2-D uint64 array (a session from its turns' hashes, in order)."""
+    out = np.full(columns.shape[0], np.uint64(columns.shape[1]), dtype=np.uint64)
+    for j in range(columns.shape[1]):
+        out = _mix3(out, columns[:, j], np.full_like(out, j + 1))
+    return out
+
+
+# -- the rules' features -------------------------------------------------------------------------
+
+
+class Texts:
+    """A column of texts with what several features share: the lower-cased form, the words, and the
+    rows only Python lower-cases right."""
+
+    def __init__(self, texts):
+        self.texts = as_array(texts)
+        self.lowered = pc.utf8_lower(self.texts)
+        self.slow = python_rows(self.texts)
+        self.words = Words(self.texts, self.lowered, self.slow)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def turn_cut(texts: Texts, authors, rules: Rules) -> np.ndarray:
+    """Index + 1 in ``TURN_RULES`` of the first turn rule each comment fails, 0 when it can be a turn."""
+    from extraction.filters import TURN_RULES
+
+    cfg = rules.cfg
+    bodies = texts.texts
+    is_null = pc.is_null(bodies).to_numpy(zero_copy_only=False)
+    cut = np.zeros(len(bodies), dtype=np.int8)
+    # Assigned last rule first, so the first rule that fails wins.
+    if cfg.quotes:
+        cut[_bool(pc.match_substring_regex(bodies, _QUOTE_RE2)) & ~is_null] = TURN_RULES.index("quotes") + 1
+    if cfg.bots:
+        encoded = pc.dictionary_encode(as_array(authors))
+        names = encoded.dictionary.to_pylist()
+        is_bot = np.array([rules.is_bot(a) for a in names] + [False], dtype=bool)
+        codes = pc.fill_null(encoded.indices, len(names)).to_numpy(zero_copy_only=False)
+        cut[is_bot[codes]] = TURN_RULES.index("bots") + 1
+    if cfg.deleted:
+        deleted = _bool(pc.is_in(pc.utf8_trim_whitespace(bodies), value_set=pa.array(["[deleted]", "[removed]"])))
+        cut[deleted | is_null] = TURN_RULES.index("deleted") + 1
+    return cut
+
+
+def text_features(texts: Texts, rules: Rules, title: bool = False) -> dict[str, np.ndarray]:
+    """Every per-text feature the session rules read (``filters.RULES``), one value per text.
+
+    Titles are context for ``url`` and ``max_words`` only (``Rules.session_reason``): their other
+    features are left False. Null texts count as empty."""
+    cfg = rules.cfg
+    raw, lowered, slow = texts.texts, texts.lowered, texts.slow
+    n = len(raw)
+    off = np.zeros(n, bool)
+    out = {"n_words": texts.words.per_row.astype(np.int64)}
+    if cfg.url:
+        url = _regex(raw, rules.url_pattern.pattern, ignore_case=True)
+        relaxed = r"\.(?:" + rules.url_pattern.pattern.rsplit(r"\.(?:", 1)[1].split(")", 1)[0] + ")" if r"\.(?:" in rules.url_pattern.pattern else ""
+        out["url"] = _with_python(url, raw, _unicode_suspects(raw, relaxed, True) if url is not None else off, rules.has_url)
+    else:
+        out["url"] = off
+    if title:
+        for name in ("long_word", "shouting", "markup", "word_repeat", "common_word", "offensive"):
+            out[name] = off
+        return out
+    if cfg.long_word:
+        long_word = _regex(raw, f"[^{_PY_SPACE}]{{{cfg.max_word_chars + 1},}}") if cfg.max_word_chars < 999 else None
+        out["long_word"] = _with_python(long_word, raw, off, rules.has_long_word)
+    else:
+        out["long_word"] = off
+    if cfg.shouting:
+        shouting = _regex(raw, cfg.shouting_pattern)
+        suspects = off if _ascii_only_pattern(cfg.shouting_pattern) else ~_bool(pc.string_is_ascii(raw))
+        out["shouting"] = _with_python(shouting, raw, suspects if shouting is not None else off, rules.is_shouting)
+    else:
+        out["shouting"] = off
+    if cfg.markup and cfg.markup_chars:
+        out["markup"] = _with_python(_regex(raw, "[" + "".join("\\x{%x}" % ord(c) for c in cfg.markup_chars) + "]"),
+                                     raw, off, rules.has_markup)
+    else:
+        out["markup"] = off
+    out["word_repeat"] = _with_python(texts.words.repeats(n, cfg.word_repeat_times), raw, slow, rules.has_repeat) \
+        if cfg.word_repeat else off
+    if cfg.common_word:
+        usable = sorted(w for w in rules.common_words if w and all(c in _WORD_CHARS for c in w))
+        found = _regex(lowered, "(?:^|[^a-z'])(?:" + "|".join(_re2_escape(w) for w in usable) + ")(?:[^a-z']|$)") \
+            if usable else off.copy()
+        out["common_word"] = _with_python(found, raw, slow, rules.has_common_word)
+    else:
+        out["common_word"] = np.ones(n, bool)
+    if cfg.offensive and rules.offensive is not None:
+        pattern = rules.offensive.pattern
+        found = _regex(lowered, pattern)
+        suspects = slow | _unicode_suspects(lowered, pattern.replace(r"\b", "")) if found is not None else off
+        out["offensive"] = _with_python(found, raw, suspects, rules.is_offensive)
+    else:
+        out["offensive"] = off
+    return out
+
+
+_WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz'")
+
+
+def _re2_escape(word: str) -> str:
+    return "".join(c if c.isalnum() else "\\" + c for c in word)

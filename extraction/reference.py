@@ -1,0 +1,165 @@
+"""The whole extract stage in plain Python, one comment and one session at a time: the reference.
+
+Slow and obvious on purpose: tests run it on generated and hand-written threads and compare every
+session (ids, turns, chain end, drop reason, split) and the report's counts with the extract job
+(``extraction.threads`` inside Spark). Only the corpus rules differ in form: the job counts
+trigrams as 64-bit hashes, this counts the strings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+from extraction.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, hash_split
+from extraction.filters import FiltersConfig, Rules, trigrams, words
+
+_COLUMNS = ("link_id", "parent_id", "parent_kind", "subreddit", "author", "body", "score", "created_utc")
+
+
+def _sort_key(row: dict, columns) -> tuple:
+    return tuple((0, None) if row.get(c) is None else (1, row[c].encode() if isinstance(row[c], str) else row[c]) for c in columns)
+
+
+def dedupe(rows: list[dict], columns=_COLUMNS) -> list[dict]:
+    """One row per id, the smallest by the other columns (nulls first)."""
+    best: dict[str, dict] = {}
+    for row in rows:
+        current = best.get(row["id"])
+        if current is None or _sort_key(row, columns) < _sort_key(current, columns):
+            best[row["id"]] = row
+    return list(best.values())
+
+
+def chain_walk(comments: list[dict], cut: dict, cfg: ChainsConfig) -> list[tuple[str, list[str], str]]:
+    """(session id, turn ids first to last, chain end) of every session end, parents within the thread."""
+    by_id = {c["id"]: c for c in comments}
+    valid = [c for c in comments if cut[c["id"]] is None]
+    parents_of_valid = {(c["parent_id"], c["link_id"]) for c in valid if c["parent_kind"] == "comment"}
+    ends = [c for c in valid if cfg.mode == "replies" or (c["id"], c["link_id"]) not in parents_of_valid]
+    out = []
+    for end in ends:
+        chain, node = [end["id"]], end
+        while True:
+            if node["parent_kind"] == "submission":
+                chain_end = "root"
+                break
+            if node["parent_kind"] != "comment":
+                chain_end = "missing_parent"
+                break
+            if len(chain) >= cfg.max_turns:
+                chain_end = "truncated"
+                break
+            parent = by_id.get(node["parent_id"])
+            if parent is None or parent["link_id"] != node["link_id"]:
+                chain_end = "missing_parent"
+                break
+            if cut[parent["id"]] is not None:
+                chain_end = f"cut_{cut[parent['id']]}"
+                break
+            chain.insert(0, parent["id"])
+            node = parent
+        out.append((end["id"], chain, chain_end))
+    return out
+
+
+def reference_extract(comments: list[dict], submissions: list[dict] | None, chains: ChainsConfig,
+                      filters: FiltersConfig, split: SplitConfig) -> tuple[dict[str, dict], dict]:
+    """Every candidate session by id (turn_ids, turns, chain_end, has_title, over_18, drop_reason,
+    split) and the comment accounting of the report."""
+    rules = Rules.load(filters)
+    ingested = len(comments)
+    comments = dedupe(comments)
+    by_id = {c["id"]: c for c in comments}
+    cut = {c["id"]: rules.turn_reason(c["body"], c["author"]) for c in comments}
+    subs = {s["id"]: s for s in dedupe(submissions, [c for c in ("title", "selftext", "over_18", "author", "score", "created_utc")])} \
+        if submissions is not None else None
+    sessions: dict[str, dict] = {}
+    for session_id, ids, chain_end in chain_walk(comments, cut, chains):
+        end = by_id[session_id]
+        turns = [{"id": i, "text": by_id[i]["body"], "author": by_id[i]["author"], "score": by_id[i]["score"],
+                  "created_utc": by_id[i]["created_utc"]} for i in ids]
+        sub = subs.get(end["link_id"]) if subs is not None else None
+        has_title = False
+        if sub is not None and chains.include_title and chain_end == "root" and sub["title"] is not None \
+                and len(turns) < chains.max_turns:
+            text = sub["title"]
+            if chains.include_selftext and sub.get("selftext") not in (None, ""):
+                text = text + "\n\n" + sub["selftext"]
+            turns.insert(0, {"id": "t3_" + end["link_id"], "text": text, "author": sub["author"], "score": sub["score"],
+                             "created_utc": sub["created_utc"]})
+            has_title = True
+        over_18 = sub["over_18"] if sub is not None else None
+        reason = None
+        if len(turns) < chains.min_turns:
+            reason = "min_turns"
+        elif chain_end == "truncated" and chains.long_chains == "drop":
+            reason = "max_turns"
+        else:
+            reason = rules.session_reason([t["text"] or "" for t in turns], end["subreddit"], over_18,
+                                          turns[-1]["score"], has_title)
+        sessions[session_id] = {"link_id": end["link_id"], "subreddit": end["subreddit"],
+                                "turn_ids": [t["id"] for t in turns], "turns": [t["text"] for t in turns],
+                                "authors": [t["author"] for t in turns], "scores": [t["score"] for t in turns],
+                                "created_utc": [t["created_utc"] for t in turns], "num_turns": len(turns),
+                                "has_title": has_title, "over_18": over_18, "chain_end": chain_end, "drop_reason": reason}
+
+    if filters.bland:
+        counts = Counter(g for c in comments if c["body"] for g in trigrams(c["body"]))
+        for s in sessions.values():
+            grams = trigrams(s["turns"][-1] or "")
+            if s["drop_reason"] is None and grams:
+                if sum(counts[g] > filters.bland_min_count for g in grams) / len(grams) >= filters.bland_fraction:
+                    s["drop_reason"] = "bland"
+    for reason, key, on in (("duplicate_session", lambda s: tuple(s["turns"]), filters.duplicate_session),
+                            ("duplicate_response", lambda s: s["turns"][-1], filters.duplicate_response)):
+        if not on:
+            continue
+        keeper: dict = {}
+        for sid in sorted(sessions):
+            s = sessions[sid]
+            if s["drop_reason"] is None:
+                if key(s) in keeper:
+                    s["drop_reason"] = reason
+                else:
+                    keeper[key(s)] = sid
+
+    starts: dict[str, int] = {}
+    for c in comments:
+        if c["created_utc"] is not None:
+            starts[c["link_id"]] = min(starts.get(c["link_id"], c["created_utc"]), c["created_utc"])
+    for s in sessions.values():
+        s["split"] = _split(s["link_id"], starts.get(s["link_id"]), split)
+
+    # Where every comment went.
+    used = {i for s in sessions.values() if s["drop_reason"] is None for i in s["turn_ids"] if i in by_id}
+    rank = {r: i for i, r in enumerate(ALL_SESSION_REASONS)}
+    best: dict[str, int] = {}
+    for s in sessions.values():
+        if s["drop_reason"] is not None:
+            for i in s["turn_ids"]:
+                if i in by_id and i not in used:
+                    best[i] = min(best.get(i, len(rank)), rank[s["drop_reason"]])
+    valid = sum(1 for c in comments if cut[c["id"]] is None)
+    in_rejected = Counter(ALL_SESSION_REASONS[r] for r in best.values())
+    accounting = {
+        "comments": ingested, "duplicate_ids": ingested - len(comments), "used_in_sessions": len(used),
+        "cut_by_turn_rule": {r: sum(1 for v in cut.values() if v == r) for r in ("deleted", "bots", "quotes")},
+        "only_in_rejected_sessions": dict(in_rejected),
+        "not_in_any_session": valid - len(used) - sum(in_rejected.values()),
+    }
+    return sessions, accounting
+
+
+def _split(link_id: str, start: int | None, cfg: SplitConfig) -> str:
+    if cfg.method == "hash":
+        return hash_split(link_id, cfg)
+    if start is None:
+        return "train"
+    day = dt.datetime.fromtimestamp(start, dt.timezone.utc).date()
+    if day >= dt.date.fromisoformat(cfg.test_from):
+        return "test"
+    return "valid" if day >= dt.date.fromisoformat(cfg.valid_from) else "train"
+
+
+__all__ = ["chain_walk", "dedupe", "reference_extract", "words"]

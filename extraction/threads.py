@@ -1,0 +1,490 @@
+"""One bucket of whole threads -> candidate sessions with their drop reasons: the extract job's data path.
+
+The ingest job writes comments bucketed by thread (``thread_bucket`` of ``link_id``; submissions by
+``id``), so every comment of a thread, from every month and every input file, is in the same
+bucket. A bucket is then processed alone, in memory, with pyarrow and numpy, in three steps:
+
+1. ``build_candidates``: one row per id (``dedupe_by_id``), the turn rules and every feature the
+   session rules read, computed once per comment (``extraction.features``); the chain walk as
+   ``max_turns - 1`` vectorised steps over a parent-index array; the session rules as array
+   expressions over the turn-index matrix; the split; and what the corpus rules need: the
+   bucket's trigram counts (64-bit hashes) and, per surviving session, hashes of its turns and
+   of its response.
+2. ``resolve_duplicates``: for one range of response hashes, across every bucket, the duplicate
+   sessions and responses (the smallest session id of each group stays).
+3. ``finish_bucket``: the corpus decisions applied (``bland`` from the frequent trigrams,
+   then the duplicates), and the report's counts for the bucket.
+
+Nothing here knows about Spark, paths or files: ``extraction.extract`` reads and writes and runs
+the buckets as Spark tasks. The plain-Python reference of all of it is ``extraction.reference``;
+``tests/extraction/test_threads.py`` checks the two agree.
+
+Parents are looked up within the thread (same ``link_id``): a comment whose parent is in another
+thread counts as having a missing parent (Reddit never links across threads).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from extraction.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, hash_split
+from extraction.features import Texts, as_array, combine_hashes, text_features, text_hashes, turn_cut
+from extraction.filters import RULES, TURN_RULES, FiltersConfig, Rules
+
+COMMENT_COLUMNS = ["id", "link_id", "parent_id", "parent_kind", "subreddit", "author", "body", "score", "created_utc"]
+SUBMISSION_COLUMNS = ["id", "title", "selftext", "over_18", "author", "score", "created_utc"]
+SESSION_COLUMNS = ["session_id", "link_id", "subreddit", "turn_ids", "turns", "authors", "created_utc", "scores",
+                   "num_turns", "has_title", "over_18", "chain_end"]
+
+# chain_end codes
+_OPEN, _ROOT, _MISSING, _TRUNCATED, _CUT = 0, 1, 2, 3, 4  # _CUT + index of the turn rule
+CHAIN_ENDS = ["", "root", "missing_parent", "truncated"] + [f"cut_{r}" for r in TURN_RULES]
+WORD_EDGES = [0, 5, 10, 20, 40, 80, 120, 160, 200, 300]
+"""Edges of the report's histogram of words per kept session (the last bucket is open)."""
+REASONS = [None] + list(ALL_SESSION_REASONS)
+"""drop_reason codes: 0 kept, i the i-th reason of ``ALL_SESSION_REASONS`` (+1)."""
+
+
+def thread_bucket(keys, buckets: int) -> np.ndarray:
+    """The bucket (0..buckets-1) of each thread id: the first 8 bytes of blake2b, modulo ``buckets``.
+
+    The same everywhere (no per-process hash seed), so the ingest tasks agree with each other."""
+    keys = as_array(keys)
+    if buckets <= 1 or len(keys) == 0:
+        return np.zeros(len(keys), dtype=np.int64)
+    encoded = pc.dictionary_encode(keys)
+    names = encoded.dictionary.to_pylist()
+    per_name = np.fromiter((int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "little") % buckets
+                            for k in names), dtype=np.int64, count=len(names))
+    per_name = np.append(per_name, 0)  # null ids: bucket 0
+    return per_name[pc.fill_null(encoded.indices, len(names)).to_numpy(zero_copy_only=False)]
+
+
+def dedupe_by_id(table: pa.Table) -> tuple[pa.Table, int]:
+    """One row per id: the smallest by the other columns in order (nulls first), as Spark's
+    ``min(struct(...))`` picks it. Returns the table and how many rows were repeats."""
+    ids = as_array(table.column("id"))
+    if pc.count_distinct(ids, mode="all").as_py() == table.num_rows:
+        return table, 0
+    try:  # null placement per key (pyarrow >= 25); before that, for all keys at once
+        order = pc.sort_indices(table, sort_keys=[(c, "ascending", "at_start") for c in table.column_names])
+    except (TypeError, ValueError, pa.ArrowInvalid):
+        order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in table.column_names], null_placement="at_start")
+    ordered = table.take(order)
+    sorted_ids = as_array(ordered.column("id"))
+    first = np.ones(len(sorted_ids), dtype=bool)
+    first[1:] = pc.not_equal(sorted_ids[1:], sorted_ids[:-1]).to_numpy(zero_copy_only=False)
+    kept = ordered.filter(pa.array(first))
+    return kept, table.num_rows - kept.num_rows
+
+
+class Timer:
+    """Seconds per stage, summed over the tasks into the report."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._last
+        self._last = now
+
+
+def _np(array, fill=None) -> np.ndarray:
+    array = as_array(array)
+    if fill is not None:
+        array = pc.fill_null(array, fill)
+    return array.to_numpy(zero_copy_only=False)
+
+
+def _lists(offsets: np.ndarray, values) -> pa.ListArray:
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
+
+
+class SessionView:
+    """What the session rules' vectorised tests (``filters.Rule.fails``) read, for a bucket's sessions:
+    per-turn features through the turn matrix ``M`` (a title turn has only ``url`` and ``n_words``),
+    the response's, the subreddit and the submission's ``over_18``."""
+
+    def __init__(self, cfg: FiltersConfig, rules: Rules, ext: dict, M: np.ndarray, ends: np.ndarray, feats: dict,
+                 subreddit: pa.Array, over_18: np.ndarray, response_score: np.ndarray, response_score_known: np.ndarray):
+        self.cfg, self.rules, self._ext, self._M, self._ends, self._feats = cfg, rules, ext, M, ends, feats
+        self._subreddit = subreddit
+        self.over_18 = over_18
+        self.response_score = response_score
+        self.response_score_known = response_score_known
+
+    def any_turn(self, feature: str) -> np.ndarray:
+        return self._ext[feature][self._M].any(axis=1)
+
+    def total(self, feature: str) -> np.ndarray:
+        return self._ext[feature][self._M].sum(axis=1)
+
+    def response(self, feature: str) -> np.ndarray:
+        return self._feats[feature][self._ends]
+
+    def subreddit_in(self, names: frozenset) -> np.ndarray:
+        """Sessions whose subreddit, lower-cased, is in ``names``."""
+        encoded = pc.dictionary_encode(self._subreddit)
+        values = encoded.dictionary.to_pylist()
+        hit = np.array([(v or "").lower() in names for v in values] + ["" in names])
+        return hit[pc.fill_null(encoded.indices, len(values)).to_numpy(zero_copy_only=False)]
+
+
+def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: ChainsConfig, filters: FiltersConfig,
+                     split: SplitConfig, rules: Rules, timer: Timer | None = None) -> tuple[pa.Table, dict, np.ndarray, np.ndarray]:
+    """Step 1 for one bucket. Returns (candidate sessions sorted by session_id, stats, trigram
+    hashes, their counts); the candidates carry ``drop_reason`` (null = alive so far), ``split``
+    and the private columns ``_rows`` (turn row indices), ``_words``, ``_rkey``, ``_skey``."""
+    timer = timer or Timer()
+    chains.validate()
+    comments, repeats = dedupe_by_id(comments.select(COMMENT_COLUMNS))
+    n = comments.num_rows
+    body = as_array(comments.column("body"))
+    timer.lap("read")
+
+    texts = Texts(body)
+    cut = turn_cut(texts, comments.column("author"), rules)
+    timer.lap("turn rules")
+    feats = text_features(texts, rules)
+    trigram_hashes, _ = texts.words.trigram_hashes() if filters.bland else (np.zeros(0, np.uint64), None)
+    del texts
+    grams, gram_counts = np.unique(trigram_hashes, return_counts=True) if filters.bland else (np.zeros(0, np.uint64), np.zeros(0, np.int64))
+    del trigram_hashes
+    timer.lap("features")
+
+    # -- chains ----------------------------------------------------------------------------------
+    kind = _np(comments.column("parent_kind"), "")
+    is_comment_parent = kind == "comment"
+    is_top = kind == "submission"
+    link = pc.dictionary_encode(as_array(comments.column("link_id")))
+    link_code = _np(link.indices, -1)
+    pidx = _np(pc.index_in(comments.column("parent_id"), value_set=as_array(comments.column("id"))), -1).astype(np.int64)
+    pidx[~is_comment_parent] = -1
+    cross = (pidx >= 0) & (link_code[np.maximum(pidx, 0)] != link_code)
+    pidx[cross] = -1
+    valid = cut == 0
+    if chains.mode == "leaves":
+        has_valid_child = np.zeros(n, dtype=bool)
+        has_valid_child[pidx[valid & (pidx >= 0)]] = True
+        ends = np.flatnonzero(valid & ~has_valid_child)
+    else:
+        ends = np.flatnonzero(valid)
+    T = chains.max_turns
+    ns = len(ends)
+    M = np.full((ns, T), -1, dtype=np.int64)
+    M[:, T - 1] = ends
+    node = ends.copy()
+    active = is_comment_parent[ends].copy()
+    end_code = np.where(active, _OPEN, np.where(is_top[ends], _ROOT, _MISSING)).astype(np.int8)
+    for step in range(T - 1):
+        a = np.flatnonzero(active)
+        if not len(a):
+            break
+        p = pidx[node[a]]
+        missing = a[p < 0]
+        end_code[missing] = _MISSING
+        found, pf = a[p >= 0], p[p >= 0]
+        parent_cut = cut[pf]
+        end_code[found[parent_cut > 0]] = _CUT - 1 + parent_cut[parent_cut > 0]
+        usable, pu = found[parent_cut == 0], pf[parent_cut == 0]
+        M[usable, T - 2 - step] = pu
+        node[usable] = pu
+        end_code[usable[is_top[pu]]] = _ROOT
+        end_code[usable[~is_top[pu] & ~is_comment_parent[pu]]] = _MISSING
+        active[:] = False
+        active[usable[is_comment_parent[pu]]] = True
+    end_code[active] = _TRUNCATED
+    num_turns = (M >= 0).sum(axis=1)
+
+    # -- titles and over_18 ----------------------------------------------------------------------
+    has_title = np.zeros(ns, dtype=bool)
+    over_18 = pa.nulls(ns, pa.bool_())
+    s_cols = None
+    if submissions is not None:
+        subs, _ = dedupe_by_id(submissions.select([c for c in SUBMISSION_COLUMNS if c in submissions.column_names]))
+        end_links = pc.take(as_array(comments.column("link_id")), pa.array(ends, pa.int64()))
+        sidx = _np(pc.index_in(end_links, value_set=as_array(subs.column("id"))), -1).astype(np.int64)
+        over_18 = pc.take(as_array(subs.column("over_18")), pa.array(np.where(sidx >= 0, sidx, None), pa.int64()))
+        title = as_array(subs.column("title"))
+        if chains.include_selftext:
+            self_text = as_array(subs.column("selftext"))
+            has_self = _np(pc.not_equal(pc.fill_null(self_text, ""), ""), False)
+            joined = pc.binary_join_element_wise(title, self_text, "\n\n")
+            title = pc.if_else(pa.array(has_self), joined, title)
+        if chains.include_title:
+            title_ok = _np(pc.is_valid(title), False)
+            has_title = (end_code == _ROOT) & (sidx >= 0) & title_ok[np.maximum(sidx, 0)] & (num_turns < T)
+            rows = np.flatnonzero(has_title)
+            M[rows, T - 1 - num_turns[rows]] = n + sidx[rows]
+            num_turns = num_turns + has_title
+        s_cols = {
+            "id": pc.binary_join_element_wise("t3_", as_array(subs.column("id")), ""),
+            "author": as_array(subs.column("author")), "text": title,
+            "score": as_array(subs.column("score")), "created_utc": as_array(subs.column("created_utc")),
+        }
+    timer.lap("chains")
+
+    # -- session rules, as array expressions over the turn matrix ---------------------------------
+    ext = {name: np.append(values, values.dtype.type(0)) for name, values in feats.items()}  # index -1: no turn
+    if s_cols is not None and chains.include_title:
+        title_feats = text_features(Texts(s_cols["text"]), rules, title=True)
+        ext = {name: np.concatenate([feats[name], title_feats[name], [feats[name].dtype.type(0)]]) for name in feats}
+    reason = np.zeros(ns, dtype=np.int16)
+    code = {r: i for i, r in enumerate(REASONS)}
+
+    def drop(name: str, fails: np.ndarray) -> None:
+        reason[(reason == 0) & fails] = code[name]
+
+    drop("min_turns", num_turns < chains.min_turns)
+    drop("max_turns", (end_code == _TRUNCATED) & (chains.long_chains == "drop"))
+    view = SessionView(filters, rules, ext, M, ends, feats,
+                       pc.take(as_array(comments.column("subreddit")), pa.array(ends, pa.int64())), _np(over_18, False).astype(bool),
+                       _np(comments.column("score"), 0)[ends], _np(pc.is_valid(comments.column("score")), False)[ends])
+    for rule in RULES:
+        if rule.kind == "session" and getattr(filters, rule.name):
+            drop(rule.name, rule.fails(view))
+    total_words = view.total("n_words")
+    cfg = filters
+    timer.lap("session rules")
+
+    # -- split -----------------------------------------------------------------------------------
+    names = link.dictionary.to_pylist()
+    if split.method == "hash":
+        per_link = np.array([hash_split(x, split) for x in names] + ["train"], dtype=object)
+    else:
+        import datetime as dt
+
+        created = _np(comments.column("created_utc"), np.iinfo(np.int64).max)
+        start = np.full(len(names) + 1, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(start, np.where(link_code >= 0, link_code, len(names)), created)
+        day = np.where(start == np.iinfo(np.int64).max, np.iinfo(np.int64).min, start // 86400)
+        epoch = dt.date(1970, 1, 1)
+        valid_day = (dt.date.fromisoformat(split.valid_from) - epoch).days
+        test_day = (dt.date.fromisoformat(split.test_from) - epoch).days
+        known = start != np.iinfo(np.int64).max
+        per_link = np.where(known & (day >= test_day), "test", np.where(known & (day >= valid_day), "valid", "train")).astype(object)
+    session_split = per_link[np.where(link_code[ends] >= 0, link_code[ends], len(names))]
+    timer.lap("split")
+
+    # -- the session table -----------------------------------------------------------------------
+    flat = M[M >= 0]
+    offsets = np.concatenate([[0], np.cumsum(num_turns)]).astype(np.int64)
+    flat_arr = pa.array(flat, pa.int64())
+
+    def ext_column(name: str, comment_name: str | None = None) -> pa.Array:
+        base = as_array(comments.column(comment_name or name))
+        if s_cols is not None and chains.include_title:
+            base = pa.concat_arrays([base.cast(s_cols[name].type) if base.type != s_cols[name].type else base, s_cols[name]])
+        return pc.take(base, flat_arr)
+
+    ends_arr = pa.array(ends, pa.int64())
+    alive = reason == 0
+    rkey = np.zeros(ns, dtype=np.uint64)
+    skey = np.zeros(ns, dtype=np.uint64)
+    turn_texts = ext_column("text", "body")
+    if cfg.duplicate_session or cfg.duplicate_response:
+        alive_rows = np.flatnonzero(alive)
+        used = np.unique(M[alive_rows][M[alive_rows] >= 0])
+        row_hash = np.zeros(len(ext["n_words"]), dtype=np.uint64)
+        base_text = as_array(comments.column("body"))
+        if s_cols is not None and chains.include_title:
+            base_text = pa.concat_arrays([base_text, s_cols["text"]])
+        row_hash[used] = text_hashes(pc.take(base_text, pa.array(used, pa.int64())))
+        rkey[alive_rows] = row_hash[ends[alive_rows]]
+        skey[alive_rows] = combine_hashes(row_hash[M[alive_rows]])
+    table = pa.table({
+        "session_id": pc.take(as_array(comments.column("id")), ends_arr),
+        "link_id": pc.take(as_array(comments.column("link_id")), ends_arr),
+        "subreddit": pc.take(as_array(comments.column("subreddit")), ends_arr),
+        "turn_ids": _lists(offsets, ext_column("id")),
+        "turns": _lists(offsets, turn_texts),
+        "authors": _lists(offsets, ext_column("author")),
+        "created_utc": _lists(offsets, ext_column("created_utc")),
+        "scores": _lists(offsets, ext_column("score")),
+        "num_turns": pa.array(num_turns, pa.int32()),
+        "has_title": pa.array(has_title),
+        "over_18": over_18,
+        "chain_end": pa.array(np.array(CHAIN_ENDS, dtype=object)[end_code], pa.string()),
+        "drop_reason": pa.array(np.array(REASONS, dtype=object)[reason], pa.string()),
+        "split": pa.array(session_split, pa.string()),
+        "_rows": _lists(offsets, pa.array(flat, pa.int64())),
+        "_words": pa.array(total_words, pa.int64()),
+        "_rkey": pa.array(rkey, pa.uint64()),
+        "_skey": pa.array(skey, pa.uint64()),
+    })
+    table = table.take(pc.sort_indices(table, sort_keys=[("session_id", "ascending")]))
+    stats = {"rows": n + repeats, "comments": n, "duplicate_ids": repeats, "valid": int(valid.sum()),
+             "cut_by_turn_rule": {r: int((cut == i + 1).sum()) for i, r in enumerate(TURN_RULES)},
+             "candidates": ns}
+    timer.lap("sessions")
+    return table, stats, grams, gram_counts.astype(np.int64)
+
+
+def resolve_duplicates(keys: pa.Table, on_sessions: bool, on_responses: bool) -> pa.Table:
+    """Step 2 for one range of response hashes: rows (``_rkey``, ``_skey``, ``session_id``, ``bucket``) of
+    surviving sessions -> those dropped as ``duplicate_session`` or ``duplicate_response``.
+
+    Sessions with the same turns have the same response, so every duplicate group lies inside one
+    response group and one range of response hashes holds everything both rules need. In each
+    group of equal turns the smallest session id stays; among those, the smallest of each response."""
+    empty = pa.table({"bucket": pa.array([], pa.int64()), "session_id": pa.array([], pa.string()),
+                      "reason": pa.array([], pa.string())})
+    if keys.num_rows == 0:
+        return empty
+    keys = keys.take(pc.sort_indices(keys, sort_keys=[("_rkey", "ascending"), ("_skey", "ascending"), ("session_id", "ascending")]))
+    r, s = _np(keys.column("_rkey")), _np(keys.column("_skey"))
+    reason = np.full(keys.num_rows, None, dtype=object)
+    new_session = np.ones(len(r), dtype=bool)
+    new_session[1:] = (r[1:] != r[:-1]) | (s[1:] != s[:-1])
+    if on_sessions:
+        reason[~new_session] = "duplicate_session"
+    if on_responses:
+        keepers = np.flatnonzero(reason == None)  # noqa: E711
+        by_id = pc.sort_indices(keys.select(["_rkey", "session_id"]).take(pa.array(keepers, pa.int64())),
+                                sort_keys=[("_rkey", "ascending"), ("session_id", "ascending")])
+        keepers = keepers[_np(by_id)]
+        first = np.ones(len(keepers), dtype=bool)
+        first[1:] = r[keepers][1:] != r[keepers][:-1]
+        reason[keepers[~first]] = "duplicate_response"
+    dropped = np.flatnonzero(reason != None)  # noqa: E711
+    if not len(dropped):
+        return empty
+    idx = pa.array(dropped, pa.int64())
+    return pa.table({"bucket": pc.take(keys.column("bucket"), idx), "session_id": pc.take(keys.column("session_id"), idx),
+                     "reason": pa.array(reason[dropped], pa.string())})
+
+
+def bland_responses(responses: pa.Array, frequent: np.ndarray, fraction: float) -> np.ndarray:
+    """Responses at least ``fraction`` of whose word trigrams are ``frequent`` (sorted hashes)."""
+    grams, row = Texts(responses).words.trigram_hashes()
+    n = len(responses)
+    if not len(grams) or not len(frequent):
+        return np.zeros(n, dtype=bool)
+    pos = np.minimum(np.searchsorted(frequent, grams), len(frequent) - 1)
+    hit = frequent[pos] == grams
+    total = np.bincount(row, minlength=n)
+    hits = np.bincount(row, weights=hit, minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (total > 0) & (hits / np.maximum(total, 1) >= fraction)
+
+
+def finish_bucket(candidates: pa.Table, dropped: pa.Table, frequent: np.ndarray | None, filters: FiltersConfig,
+                  comments: int, valid: int, timer: Timer | None = None) -> tuple[pa.Table, dict]:
+    """Step 3 for one bucket: ``bland`` (``frequent``: the sorted frequent trigram hashes), then the
+    duplicates ``dropped`` by ``resolve_duplicates``. Returns the sessions with their final
+    ``drop_reason`` (private columns removed) and the bucket's report counts."""
+    timer = timer or Timer()
+    reason = np.array(as_array(candidates.column("drop_reason")).to_pylist() if candidates.num_rows else [], dtype=object)
+    alive = np.flatnonzero(reason == None)  # noqa: E711
+    turns = as_array(candidates.column("turns"))
+    if filters.bland and frequent is not None and len(alive):
+        offsets = _np(turns.offsets)
+        responses = pc.take(turns.values, pa.array(offsets[1:][alive] - 1, pa.int64()))
+        reason[alive[bland_responses(responses, frequent, filters.bland_fraction)]] = "bland"
+    timer.lap("corpus rules")
+    if dropped.num_rows:
+        ids = as_array(candidates.column("session_id"))
+        where = _np(pc.index_in(dropped.column("session_id"), value_set=ids), -1)
+        dup_reason = np.array(dropped.column("reason").to_pylist(), dtype=object)
+        ok = (where >= 0)
+        take = where[ok][reason[where[ok]] == None]  # noqa: E711  (bland stays bland)
+        reason[take] = dup_reason[ok][reason[where[ok]] == None]  # noqa: E711
+    final = candidates.set_column(candidates.column_names.index("drop_reason"), "drop_reason", pa.array(reason, pa.string()))
+    stats = bucket_report(final, reason, comments, valid)
+    timer.lap("corpus rules")
+    return final.drop_columns(["_rows", "_words", "_rkey", "_skey"]), stats
+
+
+def bucket_report(sessions: pa.Table, reason: np.ndarray, comments: int, valid: int) -> dict:
+    """The report's counts for one bucket; ``extraction.extract.merge_reports`` adds them up."""
+    kept = reason == None  # noqa: E711
+    by_reason: dict[str, int] = {}
+    for r in reason[~kept]:
+        by_reason[r] = by_reason.get(r, 0) + 1
+    split = np.array(as_array(sessions.column("split")).to_pylist(), dtype=object) if sessions.num_rows else np.zeros(0, object)
+    per_split = {s: int((split[kept] == s).sum()) for s in ("train", "valid", "test") if (split[kept] == s).any()}
+    subs: dict[str, list[int]] = {}
+    for name, k in zip(as_array(sessions.column("subreddit")).to_pylist(), kept):
+        entry = subs.setdefault(name, [0, 0])
+        entry[0] += 1
+        entry[1] += int(k)
+    num_turns = _np(sessions.column("num_turns"))[kept]
+    words = np.searchsorted(WORD_EDGES, _np(sessions.column("_words"))[kept], side="right") - 1
+    link = np.array(as_array(sessions.column("link_id")).to_pylist(), dtype=object)[kept]
+    pairs = set(zip(link, split[kept]))
+    two_splits = len(pairs) - len({p[0] for p in pairs})
+
+    # Where every comment went: used in a kept session, else the best-ranked rule that dropped a
+    # session holding it, else in no session at all.
+    rows = as_array(sessions.column("_rows"))
+    offsets = _np(rows.offsets)
+    flat = _np(rows.values)
+    owner = np.repeat(np.arange(sessions.num_rows), np.diff(offsets))
+    is_comment = flat < comments
+    used = np.zeros(comments, dtype=bool)
+    used[flat[is_comment & kept[owner]]] = True
+    rank_of = {r: i for i, r in enumerate(ALL_SESSION_REASONS)}
+    session_rank = np.array([rank_of[r] if r is not None else len(ALL_SESSION_REASONS) for r in reason], dtype=np.int64)
+    best = np.full(comments, len(ALL_SESSION_REASONS), dtype=np.int64)
+    pick = is_comment & ~kept[owner]
+    np.minimum.at(best, flat[pick], session_rank[owner[pick]])
+    in_rejected = np.bincount(best[~used & (best < len(ALL_SESSION_REASONS))], minlength=len(ALL_SESSION_REASONS))
+    used_count = int(used.sum())
+    return {
+        "by_reason": by_reason, "candidates": int(sessions.num_rows), "per_split": per_split,
+        "subreddits": subs, "num_turns": np.bincount(num_turns).tolist() if len(num_turns) else [],
+        "words": np.bincount(words, minlength=len(WORD_EDGES)).tolist(), "threads_in_two_splits": two_splits,
+        "used_in_sessions": used_count,
+        "only_in_rejected_sessions": {ALL_SESSION_REASONS[i]: int(c) for i, c in enumerate(in_rejected) if c},
+        "not_in_any_session": valid - used_count - int(in_rejected.sum()),
+    }
+
+
+def frequent_trigrams(hashes: np.ndarray, counts: np.ndarray, min_count: int) -> np.ndarray:
+    """Sorted trigram hashes whose summed count is above ``min_count`` (partial counts in, any order)."""
+    if not len(hashes):
+        return np.zeros(0, np.uint64)
+    unique, inverse = np.unique(hashes, return_inverse=True)
+    totals = np.bincount(inverse, weights=counts, minlength=len(unique))
+    return unique[totals > min_count]
+
+
+def run_local(comments: pa.Table, submissions: pa.Table | None, chains: ChainsConfig, filters: FiltersConfig,
+              split: SplitConfig, buckets: int = 1) -> tuple[pa.Table, list[dict], list[dict]]:
+    """The three steps in one process over ``buckets`` thread buckets: what the extract job does
+    across Spark tasks, for tests and small inputs. Returns every candidate session with its final
+    ``drop_reason``, and the per-bucket counts of steps 1 and 3."""
+    rules = Rules.load(filters)
+    in_comments = thread_bucket(comments.column("link_id"), buckets)
+    in_subs = thread_bucket(submissions.column("id"), buckets) if submissions is not None else None
+    built, grams, counts, keys = {}, [], [], []
+    for b in range(buckets):
+        part = comments.filter(pa.array(in_comments == b))
+        if not part.num_rows:
+            continue
+        subs = submissions.filter(pa.array(in_subs == b)) if submissions is not None else None
+        candidates, stats, g, n = build_candidates(part, subs, chains, filters, split, rules)
+        built[b] = (candidates, stats)
+        grams.append(g)
+        counts.append(n)
+        alive = candidates.filter(pc.is_null(candidates.column("drop_reason")))
+        keys.append(pa.table({"_rkey": alive.column("_rkey"), "_skey": alive.column("_skey"),
+                              "session_id": alive.column("session_id"), "bucket": pa.array(np.full(alive.num_rows, b))}))
+    frequent = frequent_trigrams(np.concatenate(grams), np.concatenate(counts), filters.bland_min_count) if grams else None
+    dropped = resolve_duplicates(pa.concat_tables(keys), filters.duplicate_session, filters.duplicate_response) if keys \
+        else resolve_duplicates(pa.table({"_rkey": [], "_skey": [], "session_id": [], "bucket": []}), False, False)
+    sessions, finished = [], []
+    for b, (candidates, stats) in built.items():
+        mine = dropped.filter(pc.equal(dropped.column("bucket"), b))
+        final, report = finish_bucket(candidates, mine, frequent, filters, stats["comments"], stats["valid"])
+        sessions.append(final)
+        finished.append({"bucket": b, "report": report, "seconds": {}})
+    stats = [{"bucket": b, "stats": s, "seconds": {}} for b, (_, s) in built.items()]
+    return pa.concat_tables(sessions) if sessions else None, stats, finished

@@ -1,0 +1,199 @@
+"""Chains, session rules, corpus rules and splits of ``extraction.threads`` (no Spark needed):
+hand-written threads, and every session of generated months against the plain-Python reference."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from extraction.chains import ChainsConfig, SplitConfig, hash_split
+from extraction.extract import ExtractConfig, merge_reports
+from extraction.filters import FiltersConfig
+from extraction.records import COMMENT_SCHEMA, SUBMISSION_SCHEMA
+from extraction.reference import reference_extract
+from extraction.threads import dedupe_by_id, resolve_duplicates, run_local, thread_bucket
+
+COMMENTS = COMMENT_SCHEMA.remove(COMMENT_SCHEMA.get_field_index("month"))
+SUBMISSIONS = SUBMISSION_SCHEMA.remove(SUBMISSION_SCHEMA.get_field_index("month"))
+FIELDS = ("link_id", "subreddit", "turn_ids", "turns", "authors", "scores", "created_utc", "num_turns", "has_title",
+          "over_18", "chain_end", "drop_reason", "split")
+
+
+def comment(cid, parent, link="L", body=None, author="alice", score=3, ts=1420070400):
+    kind = "submission" if parent == link else "comment"
+    return {"id": cid, "link_id": link, "parent_id": parent, "parent_kind": kind, "subreddit": "AskReddit", "author": author,
+            "body": body or f"it is reply {cid} to the thing", "score": score, "created_utc": ts}
+
+
+def run(rows, chains=ChainsConfig(), filters=FiltersConfig(bland=False), split=SplitConfig(), submissions=None, buckets=1):
+    comments = pa.Table.from_pylist(rows, schema=COMMENTS)
+    subs = pa.Table.from_pylist(submissions, schema=SUBMISSIONS) if submissions is not None else None
+    sessions, built, finished = run_local(comments, subs, chains, filters, split, buckets)
+    return {r["session_id"]: r for r in sessions.to_pylist()}, built, finished
+
+
+def test_leaf_sessions_walk_to_the_root():
+    s, _, _ = run([comment("a", "L"), comment("b", "a"), comment("c", "b"), comment("d", "a")])
+    assert sorted(s) == ["c", "d"]  # leaves only
+    assert s["c"]["turn_ids"] == ["a", "b", "c"] and s["c"]["chain_end"] == "root" and s["c"]["drop_reason"] is None
+    assert s["d"]["turn_ids"] == ["a", "d"]
+    assert s["c"]["turns"] == ["it is reply a to the thing", "it is reply b to the thing", "it is reply c to the thing"]
+
+
+def test_replies_mode_gives_one_session_per_reply():
+    s, _, _ = run([comment("a", "L"), comment("b", "a"), comment("c", "b")], ChainsConfig(mode="replies"))
+    assert {k: v["turn_ids"] for k, v in s.items()} == {"a": ["a"], "b": ["a", "b"], "c": ["a", "b", "c"]}
+    assert s["a"]["drop_reason"] == "min_turns" and s["b"]["drop_reason"] is None
+
+
+def test_deep_chain_keeps_the_last_turns_or_is_dropped():
+    rows = [comment("c0", "L")] + [comment(f"c{i}", f"c{i - 1}") for i in range(1, 3000)]
+    s, _, _ = run(rows)
+    assert list(s) == ["c2999"]
+    assert s["c2999"]["turn_ids"] == [f"c{i}" for i in range(2995, 3000)]
+    assert s["c2999"]["chain_end"] == "truncated" and s["c2999"]["drop_reason"] is None
+    dropped, _, _ = run(rows, ChainsConfig(long_chains="drop"))
+    assert dropped["c2999"]["drop_reason"] == "max_turns"
+
+
+def test_deleted_middle_turn_cuts_the_chain_and_both_halves_are_used():
+    rows = [comment("a", "L"), comment("b", "a"), comment("x", "b", body="[deleted]", author="[deleted]"),
+            comment("c", "x"), comment("d", "c"), comment("e", "d")]
+    s, _, _ = run(rows)
+    assert s["e"]["turn_ids"] == ["c", "d", "e"] and s["e"]["chain_end"] == "cut_deleted"
+    assert s["b"]["turn_ids"] == ["a", "b"]  # the deleted reply no longer makes b an inner node
+    assert "x" not in s
+
+
+def test_orphans_and_parents_in_another_thread_cut_the_chain():
+    s, _, _ = run([comment("b", "missing"), comment("c", "b")])
+    assert s["c"]["turn_ids"] == ["b", "c"] and s["c"]["chain_end"] == "missing_parent"
+    lone, _, _ = run([comment("z", "gone")])
+    assert lone["z"]["drop_reason"] == "min_turns"
+    # A parent id that exists, but in another thread, is no parent (Reddit never links across threads).
+    cross, _, _ = run([comment("p", "M", link="M"), comment("q", "p", link="L"), comment("r", "q", link="L")])
+    assert cross["r"]["turn_ids"] == ["q", "r"] and cross["r"]["chain_end"] == "missing_parent"
+
+
+def test_megathread_and_bot_cut():
+    rows = [comment(f"t{i}", "L") for i in range(400)] + [comment(f"r{i}", f"t{i}") for i in range(400)]
+    rows.append(comment("bot1", "t0", author="AutoModerator"))
+    s, _, _ = run(rows)
+    assert len(s) == 400 and all(v["num_turns"] == 2 for v in s.values())
+
+
+def test_title_and_selftext():
+    rows = [comment("a", "L"), comment("b", "a")]
+    subs = [{"id": "L", "subreddit": "AskReddit", "author": "op", "title": "What is your favourite book", "selftext": "Mine is Dune",
+             "over_18": False, "num_comments": 2, "score": 10, "created_utc": 1420070000}]
+    off, _, _ = run(rows, submissions=subs)
+    on, _, _ = run(rows, ChainsConfig(include_title=True), submissions=subs)
+    both, _, _ = run(rows, ChainsConfig(include_title=True, include_selftext=True), submissions=subs)
+    assert off["b"]["turn_ids"] == ["a", "b"] and off["b"]["has_title"] is False and off["b"]["over_18"] is False
+    assert on["b"]["turn_ids"] == ["t3_L", "a", "b"] and on["b"]["turns"][0] == "What is your favourite book"
+    assert on["b"]["has_title"] is True and on["b"]["authors"][0] == "op" and on["b"]["scores"][0] == 10
+    assert both["b"]["turns"][0] == "What is your favourite book\n\nMine is Dune"
+    # A chain that is cut (not reaching the top level) gets no title; no submission, no over_18.
+    cut, _, _ = run([comment("q", "gone"), comment("r", "q")], ChainsConfig(include_title=True), submissions=subs)
+    assert cut["r"]["has_title"] is False
+    none, _, _ = run(rows)
+    assert none["b"]["over_18"] is None
+
+
+def test_duplicates_keep_the_smallest_session_id():
+    keys = pa.table({"_rkey": pa.array([7, 7, 7, 9], pa.uint64()), "_skey": pa.array([1, 1, 2, 3], pa.uint64()),
+                     "session_id": ["s3", "s1", "s2", "s4"], "bucket": [0, 1, 0, 1]})
+    out = {r["session_id"]: r["reason"] for r in resolve_duplicates(keys, True, True).to_pylist()}
+    assert out == {"s3": "duplicate_session", "s2": "duplicate_response"}
+    assert {r["session_id"] for r in resolve_duplicates(keys, False, True).to_pylist()} == {"s2", "s3"}
+    assert resolve_duplicates(keys, False, False).num_rows == 0
+    # The same through the whole path, across buckets: identical sessions in two threads.
+    rows = [comment("a1", "L1", link="L1", body="what do you think of it"), comment("b1", "a1", link="L1", body="it is the same answer"),
+            comment("a2", "L2", link="L2", body="what do you think of it"), comment("b2", "a2", link="L2", body="it is the same answer"),
+            comment("a3", "L3", link="L3", body="and another question here"), comment("b3", "a3", link="L3", body="it is the same answer")]
+    s, _, _ = run(rows, filters=FiltersConfig(bland=False), buckets=3)
+    assert {k: v["drop_reason"] for k, v in s.items()} == {"b1": None, "b2": "duplicate_session", "b3": "duplicate_response"}
+
+
+def test_splits_are_by_thread_and_deterministic():
+    rows = [comment(f"c{i}", f"L{i % 50}", link=f"L{i % 50}", ts=1420070400 + 86400 * (i % 50)) for i in range(500)]
+    cfg = SplitConfig(valid_fraction=0.1, test_fraction=0.1)
+    s, _, _ = run(rows, ChainsConfig(mode="replies", min_turns=1), split=cfg)
+    assert all(v["split"] == hash_split(v["link_id"], cfg) for v in s.values())
+    assert {v["split"] for v in s.values()} == {"train", "valid", "test"}
+    by_date, _, _ = run(rows, ChainsConfig(mode="replies", min_turns=1),
+                        split=SplitConfig(method="date", valid_from="2015-01-20", test_from="2015-02-10"))
+    for v in by_date.values():
+        day = (v["created_utc"][0] - 1420070400) // 86400  # the thread's first comment is its only one
+        assert v["split"] == ("test" if day >= 40 else "valid" if day >= 19 else "train")
+
+
+def test_dedupe_by_id_keeps_one_row_per_id_deterministically():
+    t = pa.table({"id": ["a", "a", "b", "a"], "body": ["x", "w", "z", "x"], "score": [2, 9, 1, 1]})
+    out, repeats = dedupe_by_id(t)
+    assert sorted(map(tuple, (r.values() for r in out.to_pylist()))) == [("a", "w", 9), ("b", "z", 1)]
+    assert repeats == 2 and out.column_names == ["id", "body", "score"]
+
+
+def test_thread_bucket_is_stable_and_spreads():
+    ids = pa.array([f"t{i}" for i in range(10_000)])
+    b = thread_bucket(ids, 16)
+    assert np.array_equal(b, thread_bucket(ids, 16)) and b.min() == 0 and b.max() == 15
+    assert np.bincount(b).min() > 10_000 / 16 * 0.8
+    assert thread_bucket(pa.array(["t7"]), 16)[0] == b[7]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """A generated month (every quirk of the generator) as Arrow tables, without Spark."""
+    import json
+
+    import zstandard
+
+    from extraction.records import parse_block
+    from extraction.synth import SynthConfig, write_month
+
+    root = tmp_path_factory.mktemp("threads")
+    write_month(str(root), SynthConfig(comments=8000, seed=17, megathreads=1, megathread_comments=800, deep_chains=1,
+                                       deep_chain_depth=300, p_url=0.08, p_markup=0.08))
+    tables = {}
+    for kind in ("RC", "RS"):
+        with open(root / f"{kind}_2015-01.zst", "rb") as f:
+            lines = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(f).read().splitlines()
+        rows = parse_block(kind, f"{kind}_2015-01.zst", 1, lines).rows
+        tables[kind] = pa.Table.from_batches([rows]).drop_columns(["month"])
+    assert json  # (parse_block's rejects are the malformed lines, not needed here)
+    # Overlapping dumps: a few ids twice, one with a different body.
+    extra = tables["RC"].slice(0, 40).to_pylist()
+    extra[0]["body"] = "a different body for the same id"
+    return pa.concat_tables([tables["RC"], pa.Table.from_pylist(extra, schema=tables["RC"].schema)]), tables["RS"]
+
+
+CONFIGS = {
+    "default": (ChainsConfig(), FiltersConfig(bland_min_count=15), SplitConfig(valid_fraction=0.1, test_fraction=0.1), True),
+    "replies-titles-date": (ChainsConfig(mode="replies", include_title=True, include_selftext=True, max_turns=4, long_chains="drop"),
+                            FiltersConfig(bland_min_count=8, bland_fraction=0.5),
+                            SplitConfig(method="date", valid_from="2015-01-20", test_from="2015-01-26"), True),
+    "comments-only": (ChainsConfig(include_title=True, max_turns=3), FiltersConfig(bland=False, duplicate_response=False,
+                                                                                   markup=False, min_score=False), SplitConfig(), False),
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("buckets", [1, 5])
+def test_every_session_and_the_accounting_match_the_reference(generated, name, buckets):
+    comments, submissions = generated
+    chains, filters, split, use_subs = CONFIGS[name]
+    subs = submissions if use_subs else None
+    sessions, built, finished = run_local(comments, subs, chains, filters, split, buckets)
+    got = {r["session_id"]: r for r in sessions.to_pylist()}
+    ref, accounting = reference_extract(comments.to_pylist(), subs.to_pylist() if subs is not None else None, chains, filters, split)
+    assert set(got) == set(ref)
+    for sid, expected in ref.items():
+        assert {f: got[sid][f] for f in FIELDS} == {f: expected[f] for f in FIELDS}, sid
+    reasons = {r["drop_reason"] for r in ref.values()}
+    assert {"min_turns", "url"} <= reasons and (not filters.bland or "bland" in reasons)
+    report = merge_reports(ExtractConfig(chains=chains, filters=filters, split=split), built, finished)
+    assert report["comments"] == accounting
+    assert report["sessions"]["kept"] == sum(r["drop_reason"] is None for r in ref.values())
+    assert {r["rule"]: r["out"] for r in report["rules"]} == {
+        rule: sum(r["drop_reason"] == rule for r in ref.values()) for rule in {r["rule"] for r in report["rules"]}}
