@@ -39,11 +39,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class PeakMemory:
+    """Largest sum of resident memory of this process and all its children (the Spark JVM and its
+    Python workers), sampled every 0.2 s; also the largest of each part on its own."""
+
     def __init__(self):
         import psutil
 
         self.process = psutil.Process()
         self.peak = 0
+        self.parts = {"driver": 0, "jvm": 0, "workers": 0}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -51,13 +55,15 @@ class PeakMemory:
         import psutil
 
         while not self._stop.is_set():
-            total = 0
+            parts = dict.fromkeys(self.parts, 0)
             for p in [self.process] + self.process.children(recursive=True):
                 try:
-                    total += p.memory_info().rss
+                    kind = "driver" if p.pid == self.process.pid else "jvm" if "java" in p.name() else "workers"
+                    parts[kind] += p.memory_info().rss
                 except psutil.Error:
                     pass
-            self.peak = max(self.peak, total)
+            self.peak = max(self.peak, sum(parts.values()))
+            self.parts = {k: max(v, parts[k]) for k, v in self.parts.items()}
             time.sleep(0.2)
 
     def __enter__(self):
@@ -92,9 +98,16 @@ def run(spark, folder: Path, comments: int, cores: int) -> dict:
         shutil.rmtree(out, ignore_errors=True)
     n = ingest["totals"]["comments_rows"]
     seconds = done - started
+    import zstandard
+
+    def history(f: dict) -> int:  # what a zstd decoder of this dump must keep: its window, or the whole file if smaller
+        with open(f["path"], "rb") as dump:
+            return min(zstandard.get_frame_parameters(dump.read(18)).window_size, f["decompressed_bytes"])
     return {"comments": n, "ingest_s": middle - started, "extract_s": done - middle, "seconds": seconds,
             "comments_per_s_per_core": n / seconds / cores, "sessions_kept": report["sessions"]["kept"],
             "peak_memory_gib": memory.peak / 2**30, "buckets": report["buckets"],
+            **{f"peak_{k}_gib": v / 2**30 for k, v in memory.parts.items()},
+            "zstd_window_gib": max(history(f) for f in ingest["files"]) / 2**30,
             "stage_seconds": report["stage_seconds"], "job_seconds": report["job_seconds"]}
 
 
@@ -102,7 +115,7 @@ def commands(folder: Path, comments: int, cores: int) -> dict:
     """The two commands as a user runs them, each starting its own Spark."""
     out = Path(tempfile.mkdtemp(prefix="bench-commands-"))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    spark = [f"spark.master=local[{cores}]"]
+    spark = [f"spark.master='local[{cores}]'"]  # quoted: brackets are Hydra list syntax
     try:
         started = time.perf_counter()
         for args in (["extraction.ingest", f"inputs=[{folder}/RC_2015-01.zst,{folder}/RS_2015-01.zst]", f"output={out}/ingest"],
@@ -118,9 +131,14 @@ def commands(folder: Path, comments: int, cores: int) -> dict:
 
 def event_log_summary(folder: Path) -> list[dict]:
     """Jobs of Spark's event log: description, stages, tasks, task seconds."""
+    import zstandard
+
     jobs, stage_job, rows = {}, {}, {}
-    for path in folder.iterdir():
-        for line in path.read_text().splitlines():
+    for path in sorted(folder.rglob("events_*")):  # Spark 4: a folder of rolling, zstd-compressed files
+        data = path.read_bytes()
+        if path.suffix == ".zstd":
+            data = zstandard.ZstdDecompressor().stream_reader(data).read()
+        for line in data.decode().splitlines():
             event = json.loads(line)
             kind = event["Event"]
             if kind == "SparkListenerJobStart":
@@ -147,18 +165,27 @@ def main() -> None:
     args = parser.parse_args()
     from extraction.spark import SparkConfig, build_spark
 
-    main_month = month(args.comments)
+    # Every input is generated first, in a child process, so the generator's memory is not in
+    # this process's peak.
+    from concurrent.futures import ProcessPoolExecutor
+
+    sizes = [args.comments] + ([args.scale * args.comments] if args.scale > 1 else [])
+    with ProcessPoolExecutor(1) as pool:
+        months = dict(zip(sizes, pool.map(month, sizes)))
+        warm_month = pool.submit(synthetic_month, 20_000, 9).result()
+        small_month = pool.submit(synthetic_month, args.small, 4).result() if args.small else None
+    main_month = months[args.comments]
     the_floor = floor(main_month / "RC_2015-01.zst", 3)
     conf = {"spark.ui.showConsoleProgress": "false"}
     if args.event_log:
         args.event_log.mkdir(parents=True, exist_ok=True)
         conf.update({"spark.eventLog.enabled": "true", "spark.eventLog.dir": f"file://{args.event_log.resolve()}"})
     spark = build_spark(SparkConfig(master=f"local[{args.cores}]", log_level="ERROR", conf=conf))
-    run(spark, synthetic_month(20_000, seed=9), 20_000, args.cores)  # warm the JVM and the Python workers
+    run(spark, warm_month, 20_000, args.cores)  # warm the JVM and the Python workers
     rows = [{"run": "main", **run(spark, main_month, args.comments, args.cores)}]
     if args.scale > 1:
         n = args.scale * args.comments
-        rows.append({"run": f"{args.scale}x", **run(spark, month(n), n, args.cores)})
+        rows.append({"run": f"{args.scale}x", **run(spark, months[n], n, args.cores)})
     spark.stop()
     base = rows[0]["seconds"] / rows[0]["comments"]
     for r in rows:
@@ -166,12 +193,15 @@ def main() -> None:
         r["seconds_per_comment_vs_main"] = (r["seconds"] / r["comments"]) / base
     wall = [{"run": f"commands, {args.comments:,} comments", **commands(main_month, args.comments, args.cores)}]
     if args.small:
-        wall.append({"run": f"commands, {args.small:,} comments", **commands(synthetic_month(args.small, seed=4), args.small, args.cores)})
+        wall.append({"run": f"commands, {args.small:,} comments", **commands(small_month, args.small, args.cores)})
 
     print(f"floor (zstd + orjson.loads, one process, {the_floor['lines']:,} lines of RC_2015-01.zst): "
           f"{the_floor['lines_per_s_per_core']:,.0f} lines/s")
     print(table(rows, ["run", "comments", "buckets", "ingest_s", "extract_s", "seconds", "comments_per_s_per_core", "vs_floor",
                        "peak_memory_gib", "seconds_per_comment_vs_main", "sessions_kept"]))
+    print("\npeak resident memory of each part (GiB; the parts peak at different moments), and the zstd window\n"
+          "the largest dump needs (any reader of it, the floor's too, holds that much decompressed history):")
+    print(table(rows, ["run", "peak_driver_gib", "peak_jvm_gib", "peak_workers_gib", "peak_memory_gib", "zstd_window_gib"]))
     stages = sorted({k for r in rows for k in r["stage_seconds"]}, key=list(rows[0]["stage_seconds"]).index)
     print("\ntask seconds per stage (summed over tasks) and wall seconds per Spark job:")
     print(table([{"run": r["run"], **r["stage_seconds"], **{f"job {k}": v for k, v in r["job_seconds"].items()}} for r in rows],

@@ -33,7 +33,9 @@ Spark jobs in all, whatever the input:
    recomputed for the report.
 
 Outputs are the same bytes on a re-run: file names come from bucket numbers, rows are sorted by
-session id, and Parquet is written by pyarrow with fixed settings.
+session id, and Parquet is written by pyarrow with fixed settings. An input smaller than
+``spark.in_process_below_bytes`` on a local master runs the same tasks in this process, without
+starting Spark (``extraction.spark.session_for``), and gives the same bytes.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def fingerprint(cfg: ExtractConfig) -> str:
 
 def run_extract(cfg: ExtractConfig, spark=None) -> dict:
     """Runs the extract job and returns its report (also written beside the output)."""
-    from extraction.spark import build_spark
+    from extraction.spark import run_tasks, session_for, where
 
     cfg.validate()
     say = lambda msg: print(f"[extract] {msg}", file=sys.stderr, flush=True)  # noqa: E731
@@ -120,11 +122,11 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         say(f"{cfg.output} is complete for this input and settings; nothing to do (force=true runs again)")
         return storage.read_json(storage.join(cfg.output, REPORT_FILE))
     plan = plan_buckets(cfg)
-    spark = spark or build_spark(cfg.spark)
+    spark = session_for(cfg.spark, plan.bytes, spark)
     staging = staged.begin()
     started = time.time()
     say(f"{cfg.input} -> {cfg.output}: {plan.comments_files} comment files in {len(plan.buckets)} thread buckets "
-        f"({'with' if plan.use_submissions else 'without'} submissions)")
+        f"({'with' if plan.use_submissions else 'without'} submissions), {where(spark)}")
     settings = _Settings(cfg.chains, cfg.filters, cfg.split, storage.join(staging, "_work"), staging,
                          max(plan.buckets) + 1, len(plan.buckets), cfg.sessions_per_file)
     wall: dict[str, float] = {}
@@ -184,6 +186,10 @@ class BucketPlan:
     use_submissions: bool
     comments_files: int
     ingested_comments: int | None
+
+    @property
+    def bytes(self) -> int:
+        return sum(b["bytes"] for b in self.buckets.values())
 
     def tasks(self) -> list[dict]:
         """One task per bucket, the largest first (the longest tasks start first)."""
@@ -346,27 +352,6 @@ def _np(array) -> np.ndarray:
     from extraction.features import as_array
 
     return as_array(array).to_numpy(zero_copy_only=False)
-
-
-def run_tasks(spark, description: str, tasks: list[dict], fn) -> list[tuple[dict, bytes | None]]:
-    """Runs ``fn(task)`` for each task dict as one Spark task each (one Spark job); returns the
-    (JSON result, bytes) pairs. The rows the tasks work on never pass through Spark: the tasks
-    read and write files themselves, as the ingest job's do."""
-    if not tasks:
-        return []
-
-    def run(batches):
-        for batch in batches:
-            for text in batch.column("task").to_pylist():
-                result, blob = fn(json.loads(text))
-                yield pa.RecordBatch.from_pydict({"result": [json.dumps(result)], "blob": [blob]},
-                                                 schema=pa.schema([("result", pa.string()), ("blob", pa.binary())]))
-
-    sc = spark.sparkContext
-    sc.setJobDescription(description)
-    rdd = sc.parallelize([(json.dumps(t),) for t in tasks], len(tasks))
-    rows = spark.createDataFrame(rdd, "task string").mapInArrow(run, "result string, blob binary").collect()
-    return [(json.loads(row.result), row.blob) for row in rows]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -145,13 +145,14 @@ class Words:
         out = np.zeros(n, dtype=bool)
         if len(self.code) < times:
             return out
-        same = (self.code[1:] == self.code[:-1]) & (self.row[1:] == self.row[:-1])
-        k = times - 1  # equal neighbours in a row
-        ends = np.cumsum(same, dtype=np.int64)
-        window = ends[k - 1:] - np.concatenate([[0], ends[:-k]]) if k > 1 else ends - np.concatenate([[0], ends[:-1]])
-        run = np.zeros(len(self.code), dtype=bool)
-        run[k:] = window == k
-        out[self.row[run]] = True
+        same = self.code[1:] == self.code[:-1]  # word i + 1 repeats word i ...
+        same &= self.row[1:] == self.row[:-1]  # ... of the same row
+        k = times - 1  # a run of `times` equal words: k equal neighbours in a row
+        width = len(same) - k + 1
+        run = same[:width].copy()
+        for e in range(1, k):
+            run &= same[e:e + width]
+        out[self.row[k:][run]] = True
         return out
 
 
@@ -213,8 +214,12 @@ def turn_cut(texts: Texts, authors, rules: Rules) -> np.ndarray:
         cut[_bool(pc.match_substring_regex(bodies, _QUOTE_RE2)) & ~is_null] = TURN_RULES.index("quotes") + 1
     if cfg.bots:
         encoded = pc.dictionary_encode(as_array(authors))
-        names = encoded.dictionary.to_pylist()
-        is_bot = np.array([rules.is_bot(a) for a in names] + [False], dtype=bool)
+        names = encoded.dictionary
+        lowered = pc.utf8_lower(names)
+        is_bot = _bool(pc.is_in(lowered, value_set=pa.array(sorted(rules.bot_authors), pa.string())))
+        for suffix in cfg.bot_suffixes:
+            is_bot |= _bool(pc.ends_with(lowered, suffix))
+        is_bot = np.append(_with_python(is_bot, names, python_rows(names), rules.is_bot), False)
         codes = pc.fill_null(encoded.indices, len(names)).to_numpy(zero_copy_only=False)
         cut[is_bot[codes]] = TURN_RULES.index("bots") + 1
     if cfg.deleted:

@@ -8,6 +8,9 @@ pyarrow, partitioned by month, as datatrove's writers do: rows never cross into 
 measured 2x faster than handing Arrow batches to Spark's own Parquet writer
 (BENCHMARKS.md). Only one line of counters per file comes back to the driver.
 
+Small inputs (under ``spark.in_process_below_bytes``, local master) run the same task function in
+this process, without starting Spark (``extraction.spark.session_for``): the same files, the same bytes.
+
 File names are deterministic (``part-<file index>-<sequence>.parquet``) and each file appears
 by rename, so a retried or speculative task writes the same names with the same bytes.
 
@@ -29,7 +32,6 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -235,14 +237,8 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings) -> dict:
     return stats
 
 
-def _map_files(settings: _TaskSettings):
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            for file_index, path in zip(batch.column("file_index").to_pylist(), batch.column("path").to_pylist()):
-                stats = ingest_file(file_index, path, settings)
-                yield pa.RecordBatch.from_pydict({"stats": [json.dumps(stats)]})
-
-    return run
+def _ingest_task(settings: _TaskSettings, task: dict) -> tuple[dict, None]:
+    return ingest_file(task["file_index"], task["path"], settings), None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,13 +252,13 @@ def spark_ddl(schema: pa.Schema) -> str:
 
 
 def ingest_files(spark, files: list[tuple[int, str]], settings: _TaskSettings) -> list[dict]:
-    """Runs one Spark task per (file_index, path) dump; returns each file's counters."""
-    from pyspark.sql.types import LongType, StringType, StructField, StructType
+    """Runs one task per (file_index, path) dump (``spark.run_tasks``); returns each file's counters."""
+    import functools
 
-    file_schema = StructType([StructField("file_index", LongType()), StructField("path", StringType())])
-    rdd = spark.sparkContext.parallelize(files, max(1, len(files)))
-    df = spark.createDataFrame(rdd, file_schema).mapInArrow(_map_files(settings), "stats STRING")
-    return [json.loads(row.stats) for row in df.collect()]
+    from extraction.spark import run_tasks
+
+    tasks = [{"file_index": i, "path": p} for i, p in files]
+    return [stats for stats, _ in run_tasks(spark, f"ingest {len(files)} dumps", tasks, functools.partial(_ingest_task, settings))]
 
 
 def auto_thread_buckets(infos: list[dict]) -> int:
@@ -300,7 +296,7 @@ def _clear_error(exc: BaseException) -> IngestError | None:
 
 def run_ingest(cfg: IngestConfig, spark=None) -> dict:
     """Runs the ingest job and returns its report (also written to ``<output>/ingest_report.json``)."""
-    from extraction.spark import build_spark
+    from extraction.spark import cores, session_for, where
 
     cfg.validate()
     files = storage.expand_inputs(cfg.inputs)
@@ -315,14 +311,13 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
         print_(f"{output} is complete for these inputs and settings; nothing to do (force=true runs again)")
         return storage.read_json(storage.join(output, REPORT_FILE))
 
-    spark = spark or build_spark(cfg.spark)
+    spark = session_for(cfg.spark, sum(i["size"] for i in infos), spark)
     staging = staged.begin()
     buckets = cfg.thread_buckets or auto_thread_buckets(infos)
     settings = _TaskSettings(staging, cfg.read_size_bytes, cfg.max_window_bytes, cfg.on_corrupt_file,
                              cfg.progress_interval_s, cfg.max_records_per_file, buckets)
     started = time.time()
-    print_(f"{len(files)} files -> {output}")
-    spark.sparkContext.setJobDescription(f"ingest {len(files)} dumps")
+    print_(f"{len(files)} files -> {output}, {where(spark)}")
     try:
         per_file = ingest_files(spark, _order_for_scheduling(infos), settings)
     except Exception as exc:  # Spark wraps executor errors; surface ours by name
@@ -331,7 +326,7 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
             raise clear from None
         raise
     seconds = time.time() - started
-    report = build_report(per_file, seconds, spark.sparkContext.defaultParallelism)
+    report = build_report(per_file, seconds, cores(spark))
     report["thread_buckets"] = buckets
     storage.remove_unfinished(staging)  # parts of attempts Spark killed or retried
     _check_counts(staging, report)

@@ -1,11 +1,21 @@
-"""Building the SparkSession every extraction job uses."""
+"""Building the SparkSession every extraction job uses, and running a job's tasks on it.
+
+Every extraction job is a list of tasks (one dump, one thread bucket, one range of hashes, ...),
+each a plain Python function of a small JSON-able dict that reads and writes its own files and
+returns a line of counters (``run_tasks``). Spark schedules, places and retries them; the rows
+never enter the JVM. Small inputs on one machine run the same functions in this process instead
+(``session_for``): starting a JVM and its Python workers costs more seconds than such an input
+needs, and the outputs are the same bytes either way.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 from dataclasses import dataclass, field
+from typing import Callable
 
 
 @dataclass
@@ -19,6 +29,10 @@ class SparkConfig:
     """Spark's own log level; WARN keeps the console to our progress lines and errors."""
     conf: dict[str, str] = field(default_factory=dict)
     """Any other Spark settings, e.g. ``spark.executor.memory: 8g``."""
+    in_process_below_bytes: int = 32 * 2**20
+    """A job whose input is smaller than this (compressed bytes) runs its tasks in this process,
+    one after the other, without starting Spark, when ``master`` is local (a cluster master, or
+    null under spark-submit, always runs Spark). The output is the same bytes. 0: always Spark."""
 
 
 DEFAULT_CONF = {
@@ -50,3 +64,50 @@ def build_spark(cfg: SparkConfig):
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.log_level)
     return spark
+
+
+def session_for(cfg: SparkConfig, input_bytes: int, spark=None):
+    """The SparkSession a job runs on: ``spark`` when given, None (this process, ``run_tasks``)
+    for a small input on a local master, else ``build_spark(cfg)``."""
+    if spark is not None:
+        return spark
+    if cfg.master and cfg.master.startswith("local") and input_bytes < cfg.in_process_below_bytes:
+        return None
+    return build_spark(cfg)
+
+
+def where(spark) -> str:
+    """Where a job's tasks run, for its progress line."""
+    if spark is None:
+        return "in this process (a small input: no Spark; spark.in_process_below_bytes)"
+    return f"on Spark {spark.sparkContext.master} ({spark.sparkContext.defaultParallelism} cores)"
+
+
+def cores(spark) -> int:
+    return 1 if spark is None else spark.sparkContext.defaultParallelism
+
+
+def run_tasks(spark, description: str, tasks: list[dict], fn: Callable[[dict], tuple[dict, bytes | None]]) -> list[tuple[dict, bytes | None]]:
+    """Runs ``fn(task)`` for each task dict, one Spark task each (one Spark job), or one after the
+    other in this process when ``spark`` is None; returns the (JSON result, bytes) pairs in no
+    particular order. The rows the tasks work on never pass through Spark: the tasks read and
+    write files themselves."""
+    if not tasks:
+        return []
+    if spark is None:
+        return [fn(json.loads(json.dumps(task))) for task in tasks]
+    import pyarrow as pa
+
+    schema = pa.schema([("result", pa.string()), ("blob", pa.binary())])
+
+    def run(batches):
+        for batch in batches:
+            for text in batch.column("task").to_pylist():
+                result, blob = fn(json.loads(text))
+                yield pa.RecordBatch.from_pydict({"result": [json.dumps(result)], "blob": [blob]}, schema=schema)
+
+    sc = spark.sparkContext
+    sc.setJobDescription(description)
+    rdd = sc.parallelize([(json.dumps(t),) for t in tasks], len(tasks))
+    rows = spark.createDataFrame(rdd, "task string").mapInArrow(run, "result string, blob binary").collect()
+    return [(json.loads(row.result), row.blob) for row in rows]

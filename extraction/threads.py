@@ -404,22 +404,21 @@ def finish_bucket(candidates: pa.Table, dropped: pa.Table, frequent: np.ndarray 
 
 def bucket_report(sessions: pa.Table, reason: np.ndarray, comments: int, valid: int) -> dict:
     """The report's counts for one bucket; ``extraction.extract.merge_reports`` adds them up."""
-    kept = reason == None  # noqa: E711
-    by_reason: dict[str, int] = {}
-    for r in reason[~kept]:
-        by_reason[r] = by_reason.get(r, 0) + 1
-    split = np.array(as_array(sessions.column("split")).to_pylist(), dtype=object) if sessions.num_rows else np.zeros(0, object)
-    per_split = {s: int((split[kept] == s).sum()) for s in ("train", "valid", "test") if (split[kept] == s).any()}
-    subs: dict[str, list[int]] = {}
-    for name, k in zip(as_array(sessions.column("subreddit")).to_pylist(), kept):
-        entry = subs.setdefault(name, [0, 0])
-        entry[0] += 1
-        entry[1] += int(k)
-    num_turns = _np(sessions.column("num_turns"))[kept]
-    words = np.searchsorted(WORD_EDGES, _np(sessions.column("_words"))[kept], side="right") - 1
-    link = np.array(as_array(sessions.column("link_id")).to_pylist(), dtype=object)[kept]
-    pairs = set(zip(link, split[kept]))
-    two_splits = len(pairs) - len({p[0] for p in pairs})
+    reasons = pa.array(reason, pa.string())
+    kept = _np(pc.is_null(reasons))
+    rank = _np(pc.index_in(reasons, value_set=pa.array(ALL_SESSION_REASONS, pa.string())), len(ALL_SESSION_REASONS))
+    by_reason = {ALL_SESSION_REASONS[r]: int(c) for r, c in zip(*np.unique(rank[~kept], return_counts=True))}
+    kept_rows = sessions.filter(pa.array(kept))
+    per_split = {r["values"]: r["counts"] for r in pc.value_counts(kept_rows.column("split")).to_pylist()}
+    per_split = {s: per_split[s] for s in ("train", "valid", "test") if s in per_split}
+    by_sub = pa.table({"subreddit": sessions.column("subreddit"), "kept": pa.array(kept.astype(np.int64))}) \
+        .group_by("subreddit", use_threads=False).aggregate([("kept", "count"), ("kept", "sum")])
+    subs = {name: [int(n), int(k)] for name, n, k in zip(by_sub.column("subreddit").to_pylist(),
+                                                          by_sub.column("kept_count").to_pylist(), by_sub.column("kept_sum").to_pylist())}
+    num_turns = _np(kept_rows.column("num_turns"))
+    words = np.searchsorted(WORD_EDGES, _np(kept_rows.column("_words")), side="right") - 1
+    pairs = kept_rows.select(["link_id", "split"]).group_by(["link_id", "split"], use_threads=False).aggregate([]).num_rows
+    two_splits = pairs - pc.count_distinct(kept_rows.column("link_id"), mode="all").as_py() if kept_rows.num_rows else 0
 
     # Where every comment went: used in a kept session, else the best-ranked rule that dropped a
     # session holding it, else in no session at all.
@@ -430,17 +429,15 @@ def bucket_report(sessions: pa.Table, reason: np.ndarray, comments: int, valid: 
     is_comment = flat < comments
     used = np.zeros(comments, dtype=bool)
     used[flat[is_comment & kept[owner]]] = True
-    rank_of = {r: i for i, r in enumerate(ALL_SESSION_REASONS)}
-    session_rank = np.array([rank_of[r] if r is not None else len(ALL_SESSION_REASONS) for r in reason], dtype=np.int64)
     best = np.full(comments, len(ALL_SESSION_REASONS), dtype=np.int64)
     pick = is_comment & ~kept[owner]
-    np.minimum.at(best, flat[pick], session_rank[owner[pick]])
+    np.minimum.at(best, flat[pick], rank[owner[pick]])
     in_rejected = np.bincount(best[~used & (best < len(ALL_SESSION_REASONS))], minlength=len(ALL_SESSION_REASONS))
     used_count = int(used.sum())
     return {
         "by_reason": by_reason, "candidates": int(sessions.num_rows), "per_split": per_split,
         "subreddits": subs, "num_turns": np.bincount(num_turns).tolist() if len(num_turns) else [],
-        "words": np.bincount(words, minlength=len(WORD_EDGES)).tolist(), "threads_in_two_splits": two_splits,
+        "words": np.bincount(words, minlength=len(WORD_EDGES)).tolist(), "threads_in_two_splits": int(two_splits),
         "used_in_sessions": used_count,
         "only_in_rejected_sessions": {ALL_SESSION_REASONS[i]: int(c) for i, c in enumerate(in_rejected) if c},
         "not_in_any_session": valid - used_count - int(in_rejected.sum()),

@@ -29,7 +29,6 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Iterator
 
 from extraction import storage
 from extraction.spark import SparkConfig
@@ -218,19 +217,17 @@ def plan_tasks(sessions_dir: str, splits: list[str], sessions_per_task: int) -> 
 
 
 def _run_tasks(spark, tasks: list[dict], settings: _TaskSettings) -> list[dict]:
-    """One Spark task per planned task (largest first); results come back as small JSON rows."""
-    import pyarrow as pa
-    from pyspark.sql.types import StringType, StructField, StructType
+    """One task per planned task, largest first (``spark.run_tasks``); results in that order."""
+    import functools
 
-    def run(batches):
-        for batch in batches:
-            for task in batch.column("task").to_pylist():
-                yield pa.RecordBatch.from_pydict({"result": [json.dumps(tokenize_task(json.loads(task), settings))]})
+    from extraction.spark import run_tasks
 
     ordered = sorted(tasks, key=lambda t: -t["rows"])
-    rdd = spark.sparkContext.parallelize([(json.dumps(t),) for t in ordered], max(1, len(ordered)))
-    frame = spark.createDataFrame(rdd, StructType([StructField("task", StringType())]))
-    return [json.loads(row.result) for row in frame.mapInArrow(run, "result STRING").collect()]
+    return [r for r, _ in run_tasks(spark, "tokenize", ordered, functools.partial(_tokenize_task, settings))]
+
+
+def _tokenize_task(settings: _TaskSettings, task: dict) -> tuple[dict, None]:
+    return tokenize_task(task, settings), None
 
 
 def _code_version() -> str:
@@ -250,7 +247,7 @@ def _code_version() -> str:
 
 def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     """Runs the tokenize job; returns the manifest (also ``<output>/manifest.json``)."""
-    from extraction.spark import build_spark
+    from extraction.spark import session_for, where
     from extraction.tokenizer import resolve_tokenizer
     from pretrain.shards import MANIFEST, SHARDS_DIR, new_manifest, token_dtype, write_manifest
 
@@ -268,7 +265,8 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     if not cfg.force and staged.is_complete():
         print_(f"{cfg.output} is complete for this input, tokenizer and settings; nothing to do (force=true runs again)")
         return storage.read_json(storage.join(cfg.output, MANIFEST))
-    spark = spark or build_spark(cfg.spark)
+    fs, sessions_root = storage.filesystem(storage.join(cfg.input, "sessions"))
+    spark = session_for(cfg.spark, fs.du(sessions_root, total=True) if fs.exists(sessions_root) else 0, spark)
     staging = staged.begin()
     shards_dir = storage.local_path(storage.join(staging, SHARDS_DIR))
     os.makedirs(shards_dir, exist_ok=True)
@@ -276,8 +274,8 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     settings = _TaskSettings(tokenizer_json, cfg.eos_token, shards_dir, vocab_size, cfg.max_session_tokens,
                              cfg.too_long, cfg.min_turns, cfg.tokens_per_shard, cfg.loss_mask)
     tasks, sizes = plan_tasks(storage.join(cfg.input, "sessions"), list(cfg.splits), cfg.sessions_per_task)
-    print_(f"{sum(sizes.values()):,} sessions ({', '.join(f'{s} {n:,}' for s, n in sizes.items())}) in {len(tasks)} tasks")
-    spark.sparkContext.setJobDescription("tokenize")
+    print_(f"{sum(sizes.values()):,} sessions ({', '.join(f'{s} {n:,}' for s, n in sizes.items())}) in {len(tasks)} tasks, "
+           f"{where(spark)}")
     results = _run_tasks(spark, tasks, settings) if tasks else []
     entries, per_split = [], {}
     for split in cfg.splits:

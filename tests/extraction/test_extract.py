@@ -134,3 +134,32 @@ def test_repeated_comment_ids_are_counted_and_kept_once(spark, ingested, tmp_pat
                                      filters=FiltersConfig(bland=False)), spark)
     assert twice["comments"]["duplicate_ids"] == once["comments"]["comments"] == twice["comments"]["comments"] // 2
     assert rows(spark, tmp_path / "x" / "sessions") == rows(spark, tmp_path / "y" / "sessions")
+
+
+@pytest.mark.slow
+def test_small_inputs_run_in_this_process_with_the_same_bytes(spark, ingested, tmp_path, capsys):
+    """Below ``spark.in_process_below_bytes`` on a local master no Spark runs, and the outputs are
+    the bytes the Spark tasks write."""
+    from extraction.spark import SparkConfig, session_for
+
+    local = SparkConfig(master="local[2]")
+    assert session_for(local, local.in_process_below_bytes - 1) is None
+    assert session_for(SparkConfig(master="local[2]", in_process_below_bytes=0), 1) is spark  # the active session
+    assert session_for(SparkConfig(master=None), 1) is spark  # under spark-submit: always Spark
+
+    def tables(root):
+        return {str(p.relative_to(root)): p.read_bytes() for folder in ("comments", "submissions", "rejects")
+                for p in sorted((root / folder).rglob("*")) if p.is_file()}
+
+    capsys.readouterr()
+    report = run_ingest(IngestConfig(inputs=[str(ingested / "dumps" / "*.zst")], output=str(tmp_path / "i"), spark=local))
+    assert "in this process" in capsys.readouterr().err and report["cores"] == 1
+    assert tables(tmp_path / "i") == tables(ingested / "ingest") != {}
+
+    filters = FiltersConfig(bland_min_count=20)
+    alone = run_extract(ExtractConfig(input=str(tmp_path / "i"), output=str(tmp_path / "x"), filters=filters, spark=local))
+    assert "in this process" in capsys.readouterr().err
+    on_spark = run_extract(ExtractConfig(input=str(ingested / "ingest"), output=str(tmp_path / "y"), filters=filters), spark)
+    assert files(tmp_path / "x") == files(tmp_path / "y") != {}
+    timing = ("seconds", "job_seconds", "stage_seconds", "input")
+    assert {k: v for k, v in alone.items() if k not in timing} == {k: v for k, v in on_spark.items() if k not in timing}

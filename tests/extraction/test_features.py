@@ -63,7 +63,8 @@ def test_every_text_feature_matches_the_reference(rules, texts):
 
 @pytest.mark.parametrize("texts", [TRICKY, random_texts(4000, 2)], ids=["tricky", "random"])
 def test_turn_rules_match_the_reference(rules, texts):
-    authors = ["AutoModerator", "some_helper_bot", "alice", None, "ÉBOT", "robotics"] * (len(texts) // 6 + 1)
+    authors = ["AutoModerator", "some_helper_bot", "alice", None, "ÉBOT", "robotics", "İBOT", "ΣBOT", "Tip-Bot",
+               "botany", "AUTOMODERATOR", "x\u1c89bot"] * (len(texts) // 12 + 1)
     authors = authors[: len(texts)]
     cut = turn_cut(Texts(pa.array(texts, pa.string())), pa.array(authors, pa.string()), rules)
     for i, (body, author) in enumerate(zip(texts, authors)):
@@ -118,3 +119,13 @@ def test_a_pattern_re2_cannot_run_falls_back_to_python():
     got = text_features(Texts(pa.array(texts)), rules)["shouting"]
     assert got.tolist() == [True, False, True]
     assert np.array_equal(got, np.array([rules.is_shouting(t) for t in texts]))
+
+
+@pytest.mark.parametrize("times", [2, 3, 4, 5])
+def test_word_repeats_of_any_length_match_the_reference(times):
+    from extraction.filters import _has_repeat, words
+
+    rng = random.Random(times)
+    texts = [" ".join(rng.choice(["a", "A", "b"]) for _ in range(rng.randrange(0, 9))) for _ in range(3000)] + [None, ""]
+    got = Texts(pa.array(texts, pa.string())).words.repeats(len(texts), times)
+    assert [bool(g) for g in got] == [_has_repeat(words(t or ""), times) for t in texts]

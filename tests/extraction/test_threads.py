@@ -197,3 +197,38 @@ def test_every_session_and_the_accounting_match_the_reference(generated, name, b
     assert report["sessions"]["kept"] == sum(r["drop_reason"] is None for r in ref.values())
     assert {r["rule"]: r["out"] for r in report["rules"]} == {
         rule: sum(r["drop_reason"] == rule for r in ref.values()) for rule in {r["rule"] for r in report["rules"]}}
+
+
+def test_every_rule_drops_a_hand_written_session_as_the_reference_does():
+    """One thread per rule, each failing that rule only at its response; the vectorised stages and
+    the plain-Python reference agree on every session, and every rule is seen to fire."""
+    from extraction.chains import ALL_SESSION_REASONS
+
+    def thread(link, reply, context="what do you think about the weather today", subreddit="AskReddit", score=3,
+               author="bob"):
+        rows = [comment(f"{link}a", link, link=link, body=context), comment(f"{link}b", f"{link}a", link=link, body=reply,
+                                                                           score=score, author=author)]
+        for r in rows:
+            r["subreddit"] = subreddit
+        return rows
+
+    rows = (thread("L1", "it is fine", subreddit="circlejerk") + thread("L2", "it is fine", subreddit="gonewild")
+            + thread("L3", "see www.example.com for it") + thread("L4", "it is [fine]")
+            + thread("L5", "it is " + " ".join(["fine"] * 199)) + thread("L6", "it is fine", context="a" * 31 + " the weather")
+            + thread("L7", "it is FINE TODAY") + thread("L8", "fine") + thread("L9", "it is is is fine")
+            + thread("L10", "voilà très bien merci") + thread("L11", "you kill yourself then") + thread("L12", "it is fine", score=0)
+            + thread("L13", "what do you think about the weather")
+            + thread("L14", "so it goes then") + thread("L15", "so it goes then")  # the same session twice
+            + thread("L16", "so it goes then", context="and what about tomorrow then"))  # the same response
+    rows += [comment("L17a", "L17", link="L17", body="a lone top-level comment")]
+    rows += [comment(f"L18{i}", f"L18{i - 1}" if i else "L18", link="L18") for i in range(8)]
+    comments = pa.Table.from_pylist(rows, schema=COMMENTS)
+    filters = FiltersConfig(bland_min_count=3, bland_fraction=0.5)
+    chains = ChainsConfig(long_chains="drop")
+    ref, _ = reference_extract(comments.to_pylist(), None, chains, filters, SplitConfig())
+    for buckets in (1, 4):
+        sessions, _, _ = run_local(comments, None, chains, filters, SplitConfig(), buckets)
+        got = {r["session_id"]: r for r in sessions.to_pylist()}
+        assert {k: v["drop_reason"] for k, v in got.items()} == {k: v["drop_reason"] for k, v in ref.items()}
+    reasons = {v["drop_reason"] for v in ref.values()}
+    assert set(ALL_SESSION_REASONS) <= reasons, set(ALL_SESSION_REASONS) - reasons
