@@ -89,8 +89,8 @@ def cores(spark) -> int:
 
 def run_tasks(spark, description: str, tasks: list[dict], fn: Callable[[dict], tuple[dict, bytes | None]]) -> list[tuple[dict, bytes | None]]:
     """Runs ``fn(task)`` for each task dict, one Spark task each (one Spark job), or one after the
-    other in this process when ``spark`` is None; returns the (JSON result, bytes) pairs in no
-    particular order. The rows the tasks work on never pass through Spark: the tasks read and
+    other in this process when ``spark`` is None; returns the (JSON result, bytes) pairs in the
+    order of ``tasks`` (Spark collects partitions in order). The rows the tasks work on never pass through Spark: the tasks read and
     write files themselves."""
     if not tasks:
         return []
