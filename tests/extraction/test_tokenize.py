@@ -57,6 +57,15 @@ def test_tokenize_job_writes_reusable_deterministic_shards(spark, extracted, tok
             assert (tmp_path / "a" / "shards" / info["path"]).read_bytes() == (tmp_path / "b" / "shards" / info["path"]).read_bytes()
     assert json.loads((tmp_path / "a" / "manifest.json").read_text())["shards"] == manifest["shards"]
 
+    # A small input without a session runs in this process (no Spark): the same shards, byte for byte.
+    from extraction.spark import SparkConfig
+
+    alone = run_tokenize(TokenizeConfig(**{**cfg.__dict__, "output": str(tmp_path / "c"), "spark": SparkConfig(master="local[2]")}))
+    assert alone["shards"] == manifest["shards"]
+    for entry in manifest["shards"]:
+        for info in entry["files"].values():
+            assert (tmp_path / "c" / "shards" / info["path"]).read_bytes() == (tmp_path / "a" / "shards" / info["path"]).read_bytes()
+
 
 @pytest.mark.slow
 def test_too_long_sessions_are_counted(spark, extracted, tokenizer_dir, tmp_path):
