@@ -32,12 +32,18 @@ class ChainsConfig:
     """Use the submission title as the first turn, when the chain reaches the top level and fits."""
     include_selftext: bool = False
     """With include_title: append the submission's self text to the title turn."""
+    max_turn_words: int = 0
+    """A comment of more whitespace words than this (backslashes removed) stops the walk up: it and
+    every turn above it are left out, and a leaf over it gives no session (DialoGPT's released
+    extractor: 30). It stays in the tree, so its parent is no leaf. 0: no limit."""
 
     def validate(self) -> None:
         if self.mode not in ("leaves", "replies"):
             raise ValueError(f"chains.mode must be 'leaves' or 'replies', not {self.mode!r}")
         if self.long_chains not in ("keep_last", "drop"):
             raise ValueError(f"chains.long_chains must be 'keep_last' or 'drop', not {self.long_chains!r}")
+        if self.max_turn_words < 0:
+            raise ValueError("chains.max_turn_words must be >= 0 (0: no limit)")
         if not 1 <= self.min_turns <= self.max_turns:
             raise ValueError("need 1 <= chains.min_turns <= chains.max_turns")
 

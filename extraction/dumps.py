@@ -25,6 +25,7 @@ ZSTD_MAX_WINDOW_BYTES = 2**31
 DEFAULT_READ_SIZE_BYTES = 8 * 2**20
 
 _DUMP_NAME = re.compile(r"(?P<kind>RC|RS)_(?P<year>\d{4})-(?P<month>\d{2})")
+_SUBREDDIT_DUMP = re.compile(r"_(?P<kind>comments|submissions)\.(?:zst|ndjson\.zst|json\.zst)$")
 
 
 class DumpReadError(RuntimeError):
@@ -44,15 +45,45 @@ class DumpName:
     """What a Pushshift file name says: comments (RC) or submissions (RS), and the month."""
 
     kind: str  # "RC" or "RS"
-    month: str  # "YYYY-MM"
+    month: str | None  # "YYYY-MM"; None for per-subreddit dumps (rows take their month from created_utc anyway)
 
 
 def parse_dump_name(path: str) -> DumpName | None:
-    """Returns the kind and month of ``RC_YYYY-MM.zst`` / ``RS_YYYY-MM.zst``, else None."""
-    match = _DUMP_NAME.search(os.path.basename(path))
-    if match is None:
+    """The kind (and month) a file name says: ``RC_YYYY-MM.zst`` / ``RS_YYYY-MM.zst`` (monthly dumps)
+    or ``<subreddit>_comments.zst`` / ``<subreddit>_submissions.zst`` (per-subreddit dumps); else None."""
+    name = os.path.basename(path)
+    match = _DUMP_NAME.search(name)
+    if match is not None:
+        return DumpName(match["kind"], f"{match['year']}-{match['month']}")
+    match = _SUBREDDIT_DUMP.search(name)
+    if match is not None:
+        return DumpName("RC" if match["kind"] == "comments" else "RS", None)
+    return None
+
+
+def dump_kind(path: str, max_window_bytes: int = ZSTD_MAX_WINDOW_BYTES) -> str | None:
+    """``RC`` or ``RS``: from the file name, else from the first record that parses (a comment has
+    ``body`` or ``parent_id``, a submission ``title``); None when neither tells."""
+    import json
+
+    name = parse_dump_name(path)
+    if name is not None:
+        return name.kind
+    try:
+        for block in iter_line_blocks(path, 1 << 20, max_window_bytes):
+            for line in block.lines[:100]:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and ("body" in record or "parent_id" in record):
+                    return "RC"
+                if isinstance(record, dict) and "title" in record:
+                    return "RS"
+            return None
+    except DumpReadError:
         return None
-    return DumpName(match["kind"], f"{match['year']}-{match['month']}")
+    return None
 
 
 def open_binary(path: str) -> BinaryIO:

@@ -106,7 +106,7 @@ def fingerprint(cfg: ExtractConfig) -> str:
         "input": storage.read_json(ingest_marker).get("fingerprint") if storage.exists(ingest_marker) else None,
         "chains": asdict(cfg.chains), "filters": asdict(cfg.filters), "split": asdict(cfg.split),
         "use_submissions": cfg.use_submissions, "sessions_per_file": cfg.sessions_per_file, "lists": lists,
-        "code": "extract-v2",
+        "code": "extract-v3",
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 

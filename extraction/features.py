@@ -89,6 +89,24 @@ def _unicode_suspects(texts: pa.Array, relaxed: str, ignore_case: bool = False) 
     return ~_bool(pc.string_is_ascii(texts)) & (_regex(texts, relaxed, ignore_case) if relaxed else True)
 
 
+def unescape_html(texts) -> pa.Array:
+    """``filters.unescape_html`` over a column."""
+    from extraction.filters import _HTML_ESCAPES
+
+    out = as_array(texts)
+    for escaped, plain in _HTML_ESCAPES:
+        out = pc.replace_substring(out, escaped, plain)
+    return out
+
+
+def is_absent(texts) -> np.ndarray:
+    """Null, empty, or one of ``filters.ABSENT_TEXTS`` (around spaces)."""
+    from extraction.filters import ABSENT_TEXTS
+
+    stripped = pc.utf8_trim_whitespace(pc.fill_null(as_array(texts), ""))
+    return _bool(pc.equal(stripped, "")) | _bool(pc.is_in(stripped, value_set=pa.array(list(ABSENT_TEXTS), pa.string())))
+
+
 # -- words and their hashes --------------------------------------------------------------------
 
 
@@ -210,8 +228,11 @@ def turn_cut(texts: Texts, authors, rules: Rules) -> np.ndarray:
     is_null = pc.is_null(bodies).to_numpy(zero_copy_only=False)
     cut = np.zeros(len(bodies), dtype=np.int8)
     # Assigned last rule first, so the first rule that fails wins.
+    if cfg.short_comment:
+        cut[_short_comments(texts, cfg.min_comment_words) & ~is_null] = TURN_RULES.index("short_comment") + 1
     if cfg.quotes:
-        cut[_bool(pc.match_substring_regex(bodies, _QUOTE_RE2)) & ~is_null] = TURN_RULES.index("quotes") + 1
+        quote = pc.match_substring_regex(bodies, "&gt;|>") if cfg.quotes_anywhere else pc.match_substring_regex(bodies, _QUOTE_RE2)
+        cut[_bool(quote) & ~is_null] = TURN_RULES.index("quotes") + 1
     if cfg.bots:
         encoded = pc.dictionary_encode(as_array(authors))
         names = encoded.dictionary
@@ -223,9 +244,36 @@ def turn_cut(texts: Texts, authors, rules: Rules) -> np.ndarray:
         codes = pc.fill_null(encoded.indices, len(names)).to_numpy(zero_copy_only=False)
         cut[is_bot[codes]] = TURN_RULES.index("bots") + 1
     if cfg.deleted:
-        deleted = _bool(pc.is_in(pc.utf8_trim_whitespace(bodies), value_set=pa.array(["[deleted]", "[removed]"])))
+        deleted = _bool(pc.is_in(pc.utf8_trim_whitespace(bodies), value_set=pa.array(list(cfg.deleted_bodies), pa.string())))
         cut[deleted | is_null] = TURN_RULES.index("deleted") + 1
     return cut
+
+
+def comment_words(texts: Texts) -> np.ndarray:
+    """``dialogpt.comment_words`` of every text: its words less those made of backslashes only."""
+    words = texts.words
+    only_backslashes = _bool(pc.match_substring_regex(words.vocabulary, r"^\\+$"))
+    return words.per_row - np.bincount(words.row[only_backslashes[words.code]], minlength=len(texts))
+
+
+def _short_comments(texts: Texts, min_words: int) -> np.ndarray:
+    return comment_words(texts) < min_words
+
+
+def _normalized_features(texts: Texts, rules: Rules, title: bool) -> dict[str, np.ndarray]:
+    """``filters.normalize=dialogpt``: per text in Python (the form needs NLTK's tokenizer)."""
+    n = len(texts)
+    names = ("n_words", "url", "markup", "shouting", "long_word", "word_repeat")
+    out = {name: np.zeros(n, dtype=np.int64 if name == "n_words" else bool) for name in names}
+    for i, text in enumerate(texts.texts.to_pylist()):
+        f = rules.normalized_features(text or "")
+        for name in ("n_words", "url") if title else names:
+            out[name][i] = f[name]
+    off = np.zeros(n, bool)
+    out["common_word"] = _with_python(None, texts.texts, off, rules.has_common_word) if rules.cfg.common_word \
+        and not title else (np.ones(n, bool) if not title else off)
+    out["offensive"] = _with_python(None, texts.texts, off, rules.is_offensive) if rules.cfg.offensive and not title else off
+    return out
 
 
 def text_features(texts: Texts, rules: Rules, title: bool = False) -> dict[str, np.ndarray]:
@@ -234,6 +282,8 @@ def text_features(texts: Texts, rules: Rules, title: bool = False) -> dict[str, 
     Titles are context for ``url`` and ``max_words`` only (``Rules.session_reason``): their other
     features are left False. Null texts count as empty."""
     cfg = rules.cfg
+    if cfg.normalize == "dialogpt":
+        return _normalized_features(texts, rules, title)
     raw, lowered, slow = texts.texts, texts.lowered, texts.slow
     n = len(raw)
     off = np.zeros(n, bool)
@@ -268,7 +318,7 @@ def text_features(texts: Texts, rules: Rules, title: bool = False) -> dict[str, 
         if cfg.word_repeat else off
     if cfg.common_word:
         usable = sorted(w for w in rules.common_words if w and all(c in _WORD_CHARS for c in w))
-        found = _regex(lowered, "(?:^|[^a-z'])(?:" + "|".join(_re2_escape(w) for w in usable) + ")(?:[^a-z']|$)") \
+        found = _regex(lowered, "(?:^|[^a-z])(?:" + "|".join(_re2_escape(w) for w in usable) + ")(?:[^a-z]|$)") \
             if usable else off.copy()
         out["common_word"] = _with_python(found, raw, slow, rules.has_common_word)
     else:
@@ -283,7 +333,7 @@ def text_features(texts: Texts, rules: Rules, title: bool = False) -> dict[str, 
     return out
 
 
-_WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz'")
+_WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz")
 
 
 def _re2_escape(word: str) -> str:

@@ -21,20 +21,41 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from extraction import CONF_DIR
 
 @dataclass
 class FiltersConfig:
     """Which rules run and their thresholds. DialoGPT's published values are the defaults."""
 
+    unescape_html: bool = True
+    """Pushshift texts are HTML-escaped as Reddit's API returns them (``&amp;``, ``&lt;``, ``&gt;``):
+    undo that once, before every rule and in the stored sessions."""
+    normalize: str = "none"
+    """``none``: rules read the clean text. ``dialogpt``: the rules that read words and characters
+    (url, markup, max_words, long_word, shouting, min_words, word_repeat) judge each turn as DialoGPT's
+    released extractor normalised it (``extraction.dialogpt``); the sessions keep the clean text."""
     deleted: bool = True
-    """Turn rule: body ``[deleted]`` or ``[removed]`` cuts the chain (released extractor)."""
+    """Turn rule: a body in ``deleted_bodies`` (or none at all) cuts the chain."""
+    deleted_bodies: list[str] = field(default_factory=lambda: ["[deleted]", "[removed]"])
+    """The released extractor removes ``[deleted]`` only."""
     bots: bool = True
     """Turn rule: bot authors cut the chain (listed in ``bot_authors_path`` or ending in a suffix)."""
     bot_authors_path: str = "lists/bot_authors.txt"
     bot_suffixes: list[str] = field(default_factory=lambda: ["bot", "_bot", "-bot"])
     quotes: bool = True
     """Turn rule: a comment quoting another (``>`` or ``&gt;`` at a line start) cuts the chain."""
+    quotes_anywhere: bool = False
+    """The quote rule matches ``>`` or ``&gt;`` anywhere in the body (the released extractor)."""
+    short_comment: bool = False
+    """Turn rule: a comment of fewer than ``min_comment_words`` whitespace words (backslashes
+    removed) cuts the chain (the released extractor: 2)."""
+    min_comment_words: int = 2
+    thread_comments: bool = False
+    """Drops every session of a thread whose submission says fewer than ``min_thread_comments``
+    comments, or is missing (the released extractor reads only such threads). Needs submissions."""
+    min_thread_comments: int = 2
 
     subreddit_blocklist: bool = True
     subreddit_blocklist_path: str = "lists/subreddit_blocklist.txt"
@@ -46,12 +67,16 @@ class FiltersConfig:
     markup: bool = True
     """DialoGPT 4: the response contains one of ``markup_chars`` (the paper: ``[ ]``; the extractor adds ``( )``)."""
     markup_chars: str = "[]()"
+    markup_turns: str = "response"
+    """Which turns the markup rule reads: ``response`` (the paper) or ``any`` comment turn (the released extractor)."""
     max_words: bool = True
     """DialoGPT 5: source + target longer than ``max_words_total`` words."""
     max_words_total: int = 200
     long_word: bool = True
     """Released extractor: any turn with a word longer than ``max_word_chars`` characters."""
     max_word_chars: int = 30
+    long_word_turns: str = "any"
+    """Which turns the long-word rule reads: ``any`` comment turn, or the ``response`` (the released extractor)."""
     shouting: bool = True
     """Released extractor: any turn matching ``shouting_pattern``."""
     shouting_pattern: str = "[A-Z]{5,}"
@@ -70,6 +95,8 @@ class FiltersConfig:
     min_score: bool = True
     """Released extractor: the response's score is below ``min_target_score`` (a missing score passes)."""
     min_target_score: int = 1
+    missing_score_passes: bool = True
+    """A response without a score passes the score rule; false counts it as 0 (the released extractor)."""
 
     bland: bool = True
     """DialoGPT 7: at least ``bland_fraction`` of the response's word trigrams occur more than
@@ -87,6 +114,11 @@ class FiltersConfig:
         if not 0 < self.bland_fraction <= 1:
             raise ValueError("bland_fraction must be in (0, 1]")
         re.compile(self.shouting_pattern)
+        for name, value, allowed in (("normalize", self.normalize, ("none", "dialogpt")),
+                                     ("markup_turns", self.markup_turns, ("response", "any")),
+                                     ("long_word_turns", self.long_word_turns, ("any", "response"))):
+            if value not in allowed:
+                raise ValueError(f"filters.{name} must be one of {allowed}, not {value!r}")
 
 
 def resolve_list_path(path: str) -> str:
@@ -106,8 +138,29 @@ def read_list(path: str) -> list[str]:
 
 
 _URL = re.compile(r"https?://|www\.|\b[\w-]+\.(?:com|org|net|io|co|uk|de|gov|edu|ly|gl|be|me|tv)(?:/|\b)", re.I)
-_WORD_CHARS = re.compile(r"[a-z']+")
+_WORD_CHARS = re.compile(r"[a-z]+")
+"""The common-word rule's words: runs of letters, so a contraction matches its parts ("it's": "it", "s")."""
 _QUOTE = re.compile(r"(?:^|\n)\s*(?:>|&gt;)")
+
+
+_HTML_ESCAPES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
+"""Reddit's escaping, undone in this order (``&amp;`` last, so ``&amp;gt;`` becomes ``&gt;``)."""
+ABSENT_TEXTS = ("[removed]", "[deleted]")
+"""Bodies and self texts that stand for a text that is gone."""
+
+
+def unescape_html(text: str | None) -> str | None:
+    """Undoes Reddit's HTML escaping of a text once."""
+    if text is None:
+        return None
+    for escaped, plain in _HTML_ESCAPES:
+        text = text.replace(escaped, plain)
+    return text
+
+
+def escape_html(text: str) -> str:
+    """Reddit's escaping again (for rules that must see the text as the dumps hold it)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def words(text: str) -> list[str]:
@@ -135,33 +188,54 @@ class Rule:
     """Session rules: the vectorised test, ``fails(view) -> bool array`` over a bucket's sessions
     (``extraction.threads.SessionView``); ``Rules.session_reason`` is its plain-Python reference."""
 
+    def reads_in(self, cfg: "FiltersConfig") -> str:
+        """What this rule reads under ``cfg`` (``off`` when switched off), for the docs and the report."""
+        if not getattr(cfg, self.name):
+            return "off"
+        turns = {"markup": cfg.markup_turns, "long_word": cfg.long_word_turns}.get(self.name)
+        reads = self.reads.split(" (")[0] if turns is None else "response" if turns == "response" else "comment turns"
+        if cfg.normalize == "dialogpt" and self.name in NORMALIZED_RULES:
+            reads += ", in DialoGPT's normalised form"
+        return reads
+
+
+def _turns(v, feature: str, which: str) -> np.ndarray:
+    return v.response(feature) if which == "response" else v.any_turn(feature)
+
 
 RULES: tuple[Rule, ...] = (
-    Rule("deleted", "turn", "comment", "cut"),
+    Rule("deleted", "turn", "comment", "cut", ("deleted_bodies",)),
     Rule("bots", "turn", "author", "cut", ("bot_authors_path", "bot_suffixes")),
-    Rule("quotes", "turn", "comment", "cut"),
+    Rule("quotes", "turn", "comment", "cut", ("quotes_anywhere",)),
+    Rule("short_comment", "turn", "comment", "cut", ("min_comment_words",)),
+    Rule("thread_comments", "session", "submission", None, ("min_thread_comments",),
+         lambda v: v.thread_comments < v.cfg.min_thread_comments if v.thread_comments is not None else v.none()),
     Rule("subreddit_blocklist", "session", "subreddit", None, ("subreddit_blocklist_path",),
          lambda v: v.subreddit_in(v.rules.blocked_subreddits)),
     Rule("nsfw", "session", "subreddit and submission", None, ("nsfw_subreddits_path",),
          lambda v: v.over_18 | v.subreddit_in(v.rules.nsfw_subreddits)),
     Rule("url", "session", "any turn", "url", (), lambda v: v.any_turn("url")),
-    Rule("markup", "session", "response", "markup", ("markup_chars",), lambda v: v.response("markup")),
+    Rule("markup", "session", "response (markup_turns)", "markup", ("markup_chars", "markup_turns"),
+         lambda v: _turns(v, "markup", v.cfg.markup_turns)),
     Rule("max_words", "session", "any turn", "n_words", ("max_words_total",),
-         lambda v: v.total("n_words") > v.cfg.max_words_total),
-    Rule("long_word", "session", "comment turns", "long_word", ("max_word_chars",), lambda v: v.any_turn("long_word")),
+         lambda v: v.total("n_words") + (2 * v.num_turns - 2 if v.cfg.normalize == "dialogpt" else 0) > v.cfg.max_words_total),
+    Rule("long_word", "session", "comment turns (long_word_turns)", "long_word", ("max_word_chars", "long_word_turns"),
+         lambda v: _turns(v, "long_word", v.cfg.long_word_turns)),
     Rule("shouting", "session", "comment turns", "shouting", ("shouting_pattern",), lambda v: v.any_turn("shouting")),
     Rule("min_words", "session", "response", "n_words", ("min_response_words",),
          lambda v: v.response("n_words") < v.cfg.min_response_words),
     Rule("word_repeat", "session", "response", "word_repeat", ("word_repeat_times",), lambda v: v.response("word_repeat")),
     Rule("common_word", "session", "response", "common_word", ("common_words_path",), lambda v: ~v.response("common_word")),
     Rule("offensive", "session", "response", "offensive", ("offensive_phrases_path",), lambda v: v.response("offensive")),
-    Rule("min_score", "session", "response", None, ("min_target_score",),
-         lambda v: v.response_score_known & (v.response_score < v.cfg.min_target_score)),
+    Rule("min_score", "session", "response", None, ("min_target_score", "missing_score_passes"),
+         lambda v: (v.response_score_known | ~np.bool_(v.cfg.missing_score_passes)) & (v.response_score < v.cfg.min_target_score)),
     Rule("bland", "corpus", "response", "trigrams", ("bland_min_count", "bland_fraction")),
     Rule("duplicate_session", "corpus", "any turn", None),
     Rule("duplicate_response", "corpus", "response", None),
 )
 RULES_BY_NAME = {rule.name: rule for rule in RULES}
+NORMALIZED_RULES = ("url", "markup", "max_words", "long_word", "shouting", "min_words", "word_repeat")
+"""The rules that judge the normalised form with ``normalize=dialogpt`` (``extraction.dialogpt``)."""
 TURN_RULES = tuple(r.name for r in RULES if r.kind == "turn")
 SESSION_RULES = tuple(r.name for r in RULES if r.kind == "session")
 CORPUS_RULES = tuple(r.name for r in RULES if r.kind == "corpus")
@@ -200,7 +274,7 @@ class Rules:
     # -- per-text checks ---------------------------------------------------------------------
 
     def is_deleted(self, body: str | None) -> bool:
-        return body is None or body.strip() in ("[deleted]", "[removed]")
+        return body is None or body.strip() in self.cfg.deleted_bodies
 
     def is_bot(self, author: str | None) -> bool:
         if author is None:
@@ -209,7 +283,23 @@ class Rules:
         return name in self.bot_authors or any(name.endswith(s) for s in self.cfg.bot_suffixes)
 
     def is_quote(self, body: str) -> bool:
+        if self.cfg.quotes_anywhere:
+            return ">" in body or "&gt;" in body
         return _QUOTE.search(body) is not None
+
+    def is_short(self, body: str) -> bool:
+        from extraction.dialogpt import comment_words
+
+        return comment_words(body) < self.cfg.min_comment_words
+
+    def normalized_features(self, text: str) -> dict:
+        """``filters.normalize=dialogpt``: the rules' features of one turn in the released extractor's form."""
+        from extraction import dialogpt
+
+        raw = escape_html(text) if self.cfg.unescape_html else text
+        cfg = self.cfg
+        return dialogpt.features(dialogpt.normalize(raw), cfg.max_word_chars, cfg.word_repeat_times, cfg.markup_chars,
+                                 cfg.shouting_pattern)
 
     def has_url(self, text: str) -> bool:
         return self.url_pattern.search(text) is not None
@@ -251,6 +341,8 @@ class Rules:
             return "bots"
         if cfg.quotes and body is not None and self.is_quote(body):
             return "quotes"
+        if cfg.short_comment and body is not None and self.is_short(body):
+            return "short_comment"
         return None
 
     # -- session rules -----------------------------------------------------------------------
@@ -262,38 +354,60 @@ class Rules:
         over_18: bool | None,
         response_score: int | None,
         first_turn_is_title: bool = False,
+        thread_comments: int | None = None,
     ) -> str | None:
         """Name of the first session rule (SESSION_RULES order) the session fails, or None.
 
         ``turns`` are the texts, the response last. A submission title used as the first turn
         is context like any other, but the word-level rules for "any turn" skip it (titles are
-        not comments and DialoGPT's rules were written for comments).
+        not comments and DialoGPT's rules were written for comments). ``thread_comments``: the
+        submission's ``num_comments`` (-1 when the submission is missing; None without submissions).
         """
         cfg = self.cfg
         response = turns[-1]
-        comment_turns = turns[1:] if first_turn_is_title else turns
+        if cfg.thread_comments and thread_comments is not None and thread_comments < cfg.min_thread_comments:
+            return "thread_comments"
         reason = self.subreddit_reason(subreddit, over_18)
         if reason:
             return reason
-        if cfg.url and any(self.has_url(t) for t in turns):
+        if cfg.normalize == "dialogpt":
+            f = [self.normalized_features(t) for t in turns]
+            url = [x["url"] for x in f]
+            markup = [x["markup"] for x in f]
+            n_words = [x["n_words"] for x in f]
+            long_word = [x["long_word"] for x in f]
+            shouting = [x["shouting"] for x in f]
+            repeat = f[-1]["word_repeat"]
+            extra_words = 2 * len(turns) - 2
+        else:
+            url = [self.has_url(t) for t in turns]
+            markup = [self.has_markup(t) for t in turns]
+            n_words = [len(words(t)) for t in turns]
+            long_word = [self.has_long_word(t) for t in turns]
+            shouting = [self.is_shouting(t) for t in turns]
+            repeat = self.has_repeat(response)
+            extra_words = 0
+        first = 1 if first_turn_is_title else 0
+        if cfg.url and any(url):
             return "url"
-        if cfg.markup and self.has_markup(response):
+        if cfg.markup and (markup[-1] if cfg.markup_turns == "response" else any(markup[first:])):
             return "markup"
-        if cfg.max_words and sum(len(words(t)) for t in turns) > cfg.max_words_total:
+        if cfg.max_words and sum(n_words) + extra_words > cfg.max_words_total:
             return "max_words"
-        if cfg.long_word and any(self.has_long_word(t) for t in comment_turns):
+        if cfg.long_word and (long_word[-1] if cfg.long_word_turns == "response" else any(long_word[first:])):
             return "long_word"
-        if cfg.shouting and any(self.is_shouting(t) for t in comment_turns):
+        if cfg.shouting and any(shouting[first:]):
             return "shouting"
-        if cfg.min_words and len(words(response)) < cfg.min_response_words:
+        if cfg.min_words and n_words[-1] < cfg.min_response_words:
             return "min_words"
-        if cfg.word_repeat and self.has_repeat(response):
+        if cfg.word_repeat and repeat:
             return "word_repeat"
         if cfg.common_word and not self.has_common_word(response):
             return "common_word"
         if cfg.offensive and self.is_offensive(response):
             return "offensive"
-        if cfg.min_score and response_score is not None and response_score < cfg.min_target_score:
+        if cfg.min_score and (response_score is not None or not cfg.missing_score_passes) \
+                and (response_score or 0) < cfg.min_target_score:
             return "min_score"
         return None
 

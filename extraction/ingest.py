@@ -41,6 +41,7 @@ from extraction.dumps import (
     DEFAULT_READ_SIZE_BYTES,
     ZSTD_MAX_WINDOW_BYTES,
     DumpReadError,
+    dump_kind,
     iter_line_blocks,
     parse_dump_name,
 )
@@ -181,10 +182,12 @@ class _PartitionedParquet:
             self._close(folder)
 
 
-def ingest_file(file_index: int, path: str, settings: _TaskSettings) -> dict:
-    """Streams one dump into Parquet rows and rejects under ``settings.staging``; returns its counters."""
-    name = parse_dump_name(path)
-    kind = name.kind if name else "RC"
+def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str | None = None) -> dict:
+    """Streams one dump (``kind`` RC or RS; from its name when not given) into Parquet rows and
+    rejects under ``settings.staging``; returns its counters."""
+    if kind is None:
+        name = parse_dump_name(path)
+        kind = name.kind if name else "RC"
     source = path.rsplit("/", 1)[-1]
     stats = {
         "file_index": file_index,
@@ -238,7 +241,7 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings) -> dict:
 
 
 def _ingest_task(settings: _TaskSettings, task: dict) -> tuple[dict, None]:
-    return ingest_file(task["file_index"], task["path"], settings), None
+    return ingest_file(task["file_index"], task["path"], settings, task.get("kind")), None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,32 +254,34 @@ def spark_ddl(schema: pa.Schema) -> str:
     return ", ".join(f"`{f.name}` {names[f.type]}" for f in schema)
 
 
-def ingest_files(spark, files: list[tuple[int, str]], settings: _TaskSettings) -> list[dict]:
+def ingest_files(spark, files: list[tuple[int, str]], settings: _TaskSettings, kinds: dict[str, str] | None = None) -> list[dict]:
     """Runs one task per (file_index, path) dump (``spark.run_tasks``); returns each file's counters."""
     import functools
 
     from extraction.spark import run_tasks
 
-    tasks = [{"file_index": i, "path": p} for i, p in files]
+    tasks = [{"file_index": i, "path": p, "kind": (kinds or {}).get(p)} for i, p in files]
     return [stats for stats, _ in run_tasks(spark, f"ingest {len(files)} dumps", tasks, functools.partial(_ingest_task, settings))]
 
 
-def auto_thread_buckets(infos: list[dict]) -> int:
+def auto_thread_buckets(infos: list[dict], kinds: dict[str, str] | None = None) -> int:
     """A power of two near one bucket per 16 MiB of compressed comment dumps, 4 to 4,096."""
+    kinds = kinds or {}
     names = [parse_dump_name(i["path"]) for i in infos]
-    comment_bytes = sum(i["size"] for i, name in zip(infos, names) if name is None or name.kind == "RC")
+    comment_bytes = sum(i["size"] for i, name in zip(infos, names)
+                        if kinds.get(i["path"], name.kind if name else "RC") == "RC")
     wanted = max(4, -(-comment_bytes // (16 << 20)))
     return min(4096, 1 << (wanted - 1).bit_length())
 
 
-def fingerprint(cfg: IngestConfig, infos: list[dict]) -> str:
+def fingerprint(cfg: IngestConfig, infos: list[dict], kinds: dict[str, str] | None = None) -> str:
     """What decides the output: the inputs (``storage.file_info``: path, size, mtime) and the
     settings that shape rows."""
     material = {
         "files": infos,
         "on_corrupt_file": cfg.on_corrupt_file,
         "max_records_per_file": cfg.max_records_per_file,
-        "thread_buckets": cfg.thread_buckets or auto_thread_buckets(infos),
+        "thread_buckets": cfg.thread_buckets or auto_thread_buckets(infos, kinds),
         "code": "ingest-v2",
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
@@ -300,26 +305,29 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
 
     cfg.validate()
     files = storage.expand_inputs(cfg.inputs)
-    unknown = [f for f in files if parse_dump_name(f) is None]
+    kinds = {f: dump_kind(f, cfg.max_window_bytes) for f in files}
+    unknown = [f for f, kind in kinds.items() if kind is None]
     if unknown:
-        raise IngestError(f"cannot tell comments from submissions for {unknown[:3]}: name files RC_YYYY-MM.zst or RS_YYYY-MM.zst")
+        raise IngestError(f"cannot tell comments from submissions for {unknown[:3]}: name files RC_YYYY-MM.zst / "
+                          "RS_YYYY-MM.zst or <subreddit>_comments.zst / <subreddit>_submissions.zst, or start them "
+                          "with a comment (body) or a submission (title) record")
     output = cfg.output
     print_ = lambda msg: print(f"[ingest] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     infos = [storage.file_info(f) for f in files]  # one stat per input, remote ones included
-    staged = storage.StagedOutput(output, DONE_MARKER, fingerprint(cfg, infos))
+    staged = storage.StagedOutput(output, DONE_MARKER, fingerprint(cfg, infos, kinds))
     if not cfg.force and staged.is_complete():
         print_(f"{output} is complete for these inputs and settings; nothing to do (force=true runs again)")
         return storage.read_json(storage.join(output, REPORT_FILE))
 
     spark = session_for(cfg.spark, sum(i["size"] for i in infos), spark)
     staging = staged.begin()
-    buckets = cfg.thread_buckets or auto_thread_buckets(infos)
+    buckets = cfg.thread_buckets or auto_thread_buckets(infos, kinds)
     settings = _TaskSettings(staging, cfg.read_size_bytes, cfg.max_window_bytes, cfg.on_corrupt_file,
                              cfg.progress_interval_s, cfg.max_records_per_file, buckets)
     started = time.time()
     print_(f"{len(files)} files -> {output}, {where(spark)}")
     try:
-        per_file = ingest_files(spark, _order_for_scheduling(infos), settings)
+        per_file = ingest_files(spark, _order_for_scheduling(infos), settings, kinds)
     except Exception as exc:  # Spark wraps executor errors; surface ours by name
         clear = _clear_error(exc)
         if clear is not None:

@@ -12,7 +12,8 @@ import datetime as dt
 from collections import Counter
 
 from extraction.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, hash_split
-from extraction.filters import FiltersConfig, Rules, trigrams, words
+from extraction.dialogpt import comment_words
+from extraction.filters import ABSENT_TEXTS, TURN_RULES, FiltersConfig, Rules, trigrams, unescape_html, words
 
 _COLUMNS = ("link_id", "parent_id", "parent_kind", "subreddit", "author", "body", "score", "created_utc")
 
@@ -37,8 +38,12 @@ def chain_walk(comments: list[dict], cut: dict, cfg: ChainsConfig) -> list[tuple
     valid = [c for c in comments if cut[c["id"]] is None]
     parents_of_valid = {(c["parent_id"], c["link_id"]) for c in valid if c["parent_kind"] == "comment"}
     ends = [c for c in valid if cfg.mode == "replies" or (c["id"], c["link_id"]) not in parents_of_valid]
+    long = {c["id"]: bool(cfg.max_turn_words) and comment_words(c["body"] or "") > cfg.max_turn_words for c in valid}
     out = []
     for end in ends:
+        if long[end["id"]]:
+            out.append((end["id"], [], "long_turn"))
+            continue
         chain, node = [end["id"]], end
         while True:
             if node["parent_kind"] == "submission":
@@ -57,6 +62,9 @@ def chain_walk(comments: list[dict], cut: dict, cfg: ChainsConfig) -> list[tuple
             if cut[parent["id"]] is not None:
                 chain_end = f"cut_{cut[parent['id']]}"
                 break
+            if long[parent["id"]]:
+                chain_end = "long_turn"
+                break
             chain.insert(0, parent["id"])
             node = parent
         out.append((end["id"], chain, chain_end))
@@ -70,10 +78,14 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
     rules = Rules.load(filters)
     ingested = len(comments)
     comments = dedupe(comments)
+    if filters.unescape_html:
+        comments = [{**c, "body": unescape_html(c["body"])} for c in comments]
     by_id = {c["id"]: c for c in comments}
     cut = {c["id"]: rules.turn_reason(c["body"], c["author"]) for c in comments}
-    subs = {s["id"]: s for s in dedupe(submissions, [c for c in ("title", "selftext", "over_18", "author", "score", "created_utc")])} \
+    subs = {s["id"]: s for s in dedupe(submissions, [c for c in ("title", "selftext", "over_18", "num_comments", "author", "score", "created_utc")])} \
         if submissions is not None else None
+    if subs is not None and filters.unescape_html:
+        subs = {k: {**s, "title": unescape_html(s["title"]), "selftext": unescape_html(s.get("selftext"))} for k, s in subs.items()}
     sessions: dict[str, dict] = {}
     for session_id, ids, chain_end in chain_walk(comments, cut, chains):
         end = by_id[session_id]
@@ -84,12 +96,13 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
         if sub is not None and chains.include_title and chain_end == "root" and sub["title"] is not None \
                 and len(turns) < chains.max_turns:
             text = sub["title"]
-            if chains.include_selftext and sub.get("selftext") not in (None, ""):
+            if chains.include_selftext and (sub.get("selftext") or "").strip() not in ("", *ABSENT_TEXTS):
                 text = text + "\n\n" + sub["selftext"]
             turns.insert(0, {"id": "t3_" + end["link_id"], "text": text, "author": sub["author"], "score": sub["score"],
                              "created_utc": sub["created_utc"]})
             has_title = True
         over_18 = sub["over_18"] if sub is not None else None
+        thread_comments = None if subs is None else -1 if sub is None or sub.get("num_comments") is None else sub["num_comments"]
         reason = None
         if len(turns) < chains.min_turns:
             reason = "min_turns"
@@ -97,7 +110,7 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
             reason = "max_turns"
         else:
             reason = rules.session_reason([t["text"] or "" for t in turns], end["subreddit"], over_18,
-                                          turns[-1]["score"], has_title)
+                                          turns[-1]["score"], has_title, thread_comments)
         sessions[session_id] = {"link_id": end["link_id"], "subreddit": end["subreddit"],
                                 "turn_ids": [t["id"] for t in turns], "turns": [t["text"] for t in turns],
                                 "authors": [t["author"] for t in turns], "scores": [t["score"] for t in turns],
@@ -107,8 +120,8 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
     if filters.bland:
         counts = Counter(g for c in comments if c["body"] for g in trigrams(c["body"]))
         for s in sessions.values():
-            grams = trigrams(s["turns"][-1] or "")
-            if s["drop_reason"] is None and grams:
+            grams = trigrams(s["turns"][-1] or "") if s["drop_reason"] is None else []
+            if grams:
                 if sum(counts[g] > filters.bland_min_count for g in grams) / len(grams) >= filters.bland_fraction:
                     s["drop_reason"] = "bland"
     for reason, key, on in (("duplicate_session", lambda s: tuple(s["turns"]), filters.duplicate_session),
@@ -144,7 +157,7 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
     in_rejected = Counter(ALL_SESSION_REASONS[r] for r in best.values())
     accounting = {
         "comments": ingested, "duplicate_ids": ingested - len(comments), "used_in_sessions": len(used),
-        "cut_by_turn_rule": {r: sum(1 for v in cut.values() if v == r) for r in ("deleted", "bots", "quotes")},
+        "cut_by_turn_rule": {r: sum(1 for v in cut.values() if v == r) for r in TURN_RULES},
         "only_in_rejected_sessions": dict(in_rejected),
         "not_in_any_session": valid - len(used) - sum(in_rejected.values()),
     }

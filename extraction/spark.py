@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 
 @dataclass
@@ -27,8 +27,9 @@ class SparkConfig:
     app_name: str = "reddit-pretrain"
     log_level: str = "WARN"
     """Spark's own log level; WARN keeps the console to our progress lines and errors."""
-    conf: dict[str, str] = field(default_factory=dict)
-    """Any other Spark settings, e.g. ``spark.executor.memory: 8g``."""
+    conf: dict[str, Any] = field(default_factory=dict)
+    """Any other Spark settings, e.g. ``spark.executor.memory: 8g``; on the command line
+    ``+spark.conf.spark.driver.memory=3g`` (the dotted key arrives nested and is joined again)."""
     in_process_below_bytes: int = 32 * 2**20
     """A job whose input is smaller than this (compressed bytes) runs its tasks in this process,
     one after the other, without starting Spark, when ``master`` is local (a cluster master, or
@@ -42,6 +43,18 @@ DEFAULT_CONF = {
     "spark.ui.showConsoleProgress": "false",  # the jobs print their own progress lines
     "spark.sql.parquet.compression.codec": "zstd",
 }
+
+
+def spark_settings(conf: dict, prefix: str = "") -> dict[str, str]:
+    """``spark.conf`` as flat Spark settings: nested keys joined with dots (``{"spark": {"driver":
+    {"memory": "3g"}}}``, as Hydra makes ``+spark.conf.spark.driver.memory=3g``, is ``spark.driver.memory``)."""
+    flat: dict[str, str] = {}
+    for key, value in conf.items():
+        if isinstance(value, dict):
+            flat.update(spark_settings(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return flat
 
 
 def build_spark(cfg: SparkConfig):
@@ -59,7 +72,7 @@ def build_spark(cfg: SparkConfig):
     defaults = dict(DEFAULT_CONF)
     # Spark's default driver memory (1g) is enough: the jobs' rows stay in the Python tasks
     # (Arrow and Parquet written by pyarrow), the JVM only schedules them.
-    for key, value in {**defaults, **cfg.conf}.items():
+    for key, value in {**defaults, **spark_settings(cfg.conf)}.items():
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.log_level)

@@ -33,17 +33,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from extraction.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, hash_split
-from extraction.features import Texts, as_array, combine_hashes, text_features, text_hashes, turn_cut
+from extraction.features import (Texts, as_array, combine_hashes, comment_words, is_absent, text_features, text_hashes,
+                                 turn_cut, unescape_html)
 from extraction.filters import RULES, TURN_RULES, FiltersConfig, Rules
 
 COMMENT_COLUMNS = ["id", "link_id", "parent_id", "parent_kind", "subreddit", "author", "body", "score", "created_utc"]
-SUBMISSION_COLUMNS = ["id", "title", "selftext", "over_18", "author", "score", "created_utc"]
+SUBMISSION_COLUMNS = ["id", "title", "selftext", "over_18", "num_comments", "author", "score", "created_utc"]
 SESSION_COLUMNS = ["session_id", "link_id", "subreddit", "turn_ids", "turns", "authors", "created_utc", "scores",
                    "num_turns", "has_title", "over_18", "chain_end"]
 
 # chain_end codes
-_OPEN, _ROOT, _MISSING, _TRUNCATED, _CUT = 0, 1, 2, 3, 4  # _CUT + index of the turn rule
-CHAIN_ENDS = ["", "root", "missing_parent", "truncated"] + [f"cut_{r}" for r in TURN_RULES]
+_OPEN, _ROOT, _MISSING, _TRUNCATED, _LONG, _CUT = 0, 1, 2, 3, 4, 5  # _CUT + index of the turn rule
+CHAIN_ENDS = ["", "root", "missing_parent", "truncated", "long_turn"] + [f"cut_{r}" for r in TURN_RULES]
 WORD_EDGES = [0, 5, 10, 20, 40, 80, 120, 160, 200, 300]
 """Edges of the report's histogram of words per kept session (the last bucket is open)."""
 REASONS = [None] + list(ALL_SESSION_REASONS)
@@ -113,12 +114,19 @@ class SessionView:
     the response's, the subreddit and the submission's ``over_18``."""
 
     def __init__(self, cfg: FiltersConfig, rules: Rules, ext: dict, M: np.ndarray, ends: np.ndarray, feats: dict,
-                 subreddit: pa.Array, over_18: np.ndarray, response_score: np.ndarray, response_score_known: np.ndarray):
+                 subreddit: pa.Array, over_18: np.ndarray, response_score: np.ndarray, response_score_known: np.ndarray,
+                 thread_comments: np.ndarray | None):
         self.cfg, self.rules, self._ext, self._M, self._ends, self._feats = cfg, rules, ext, M, ends, feats
         self._subreddit = subreddit
         self.over_18 = over_18
         self.response_score = response_score
         self.response_score_known = response_score_known
+        self.thread_comments = thread_comments
+        """The submission's ``num_comments`` (-1: no submission); None when the input has no submissions."""
+        self.num_turns = (M >= 0).sum(axis=1)
+
+    def none(self) -> np.ndarray:
+        return np.zeros(len(self._ends), dtype=bool)
 
     def any_turn(self, feature: str) -> np.ndarray:
         return self._ext[feature][self._M].any(axis=1)
@@ -145,12 +153,15 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
     timer = timer or Timer()
     chains.validate()
     comments, repeats = dedupe_by_id(comments.select(COMMENT_COLUMNS))
+    if filters.unescape_html:
+        comments = comments.set_column(comments.column_names.index("body"), "body", unescape_html(comments.column("body")))
     n = comments.num_rows
     body = as_array(comments.column("body"))
     timer.lap("read")
 
     texts = Texts(body)
     cut = turn_cut(texts, comments.column("author"), rules)
+    long_turn = comment_words(texts) > chains.max_turn_words if chains.max_turn_words else np.zeros(n, dtype=bool)
     timer.lap("turn rules")
     feats = text_features(texts, rules)
     trigram_hashes, _ = texts.words.trigram_hashes() if filters.bland else (np.zeros(0, np.uint64), None)
@@ -179,10 +190,11 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
     T = chains.max_turns
     ns = len(ends)
     M = np.full((ns, T), -1, dtype=np.int64)
-    M[:, T - 1] = ends
+    M[:, T - 1] = np.where(long_turn[ends], -1, ends)  # a leaf over max_turn_words gives no turn
     node = ends.copy()
-    active = is_comment_parent[ends].copy()
+    active = is_comment_parent[ends] & ~long_turn[ends]
     end_code = np.where(active, _OPEN, np.where(is_top[ends], _ROOT, _MISSING)).astype(np.int8)
+    end_code[long_turn[ends]] = _LONG
     for step in range(T - 1):
         a = np.flatnonzero(active)
         if not len(a):
@@ -194,6 +206,8 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
         parent_cut = cut[pf]
         end_code[found[parent_cut > 0]] = _CUT - 1 + parent_cut[parent_cut > 0]
         usable, pu = found[parent_cut == 0], pf[parent_cut == 0]
+        end_code[usable[long_turn[pu]]] = _LONG  # a turn over max_turn_words stops the walk below it
+        usable, pu = usable[~long_turn[pu]], pu[~long_turn[pu]]
         M[usable, T - 2 - step] = pu
         node[usable] = pu
         end_code[usable[is_top[pu]]] = _ROOT
@@ -206,16 +220,23 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
     # -- titles and over_18 ----------------------------------------------------------------------
     has_title = np.zeros(ns, dtype=bool)
     over_18 = pa.nulls(ns, pa.bool_())
+    thread_comments = None
     s_cols = None
     if submissions is not None:
         subs, _ = dedupe_by_id(submissions.select([c for c in SUBMISSION_COLUMNS if c in submissions.column_names]))
+        if filters.unescape_html:
+            for name in ("title", "selftext"):
+                subs = subs.set_column(subs.column_names.index(name), name, unescape_html(subs.column(name)))
         end_links = pc.take(as_array(comments.column("link_id")), pa.array(ends, pa.int64()))
         sidx = _np(pc.index_in(end_links, value_set=as_array(subs.column("id"))), -1).astype(np.int64)
         over_18 = pc.take(as_array(subs.column("over_18")), pa.array(np.where(sidx >= 0, sidx, None), pa.int64()))
+        counts = np.append(_np(subs.column("num_comments"), -1) if "num_comments" in subs.column_names
+                           else np.full(subs.num_rows, -1), -1)
+        thread_comments = counts[sidx]  # sidx -1: no submission, so -1
         title = as_array(subs.column("title"))
         if chains.include_selftext:
             self_text = as_array(subs.column("selftext"))
-            has_self = _np(pc.not_equal(pc.fill_null(self_text, ""), ""), False)
+            has_self = ~is_absent(self_text)  # a [removed] or [deleted] self text is no text
             joined = pc.binary_join_element_wise(title, self_text, "\n\n")
             title = pc.if_else(pa.array(has_self), joined, title)
         if chains.include_title:
@@ -246,7 +267,8 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
     drop("max_turns", (end_code == _TRUNCATED) & (chains.long_chains == "drop"))
     view = SessionView(filters, rules, ext, M, ends, feats,
                        pc.take(as_array(comments.column("subreddit")), pa.array(ends, pa.int64())), _np(over_18, False).astype(bool),
-                       _np(comments.column("score"), 0)[ends], _np(pc.is_valid(comments.column("score")), False)[ends])
+                       _np(comments.column("score"), 0)[ends], _np(pc.is_valid(comments.column("score")), False)[ends],
+                       thread_comments)
     for rule in RULES:
         if rule.kind == "session" and getattr(filters, rule.name):
             drop(rule.name, rule.fails(view))

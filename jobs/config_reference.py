@@ -76,15 +76,37 @@ def reference() -> str:
     return "\n".join(parts)
 
 
+def _presets() -> dict[str, object]:
+    """The FiltersConfig of each rule preset (``conf/preset/*.yaml``), the project's own first."""
+    from omegaconf import OmegaConf
+
+    from extraction import CONF_DIR
+    from extraction.filters import FiltersConfig
+
+    names = sorted(p.stem for p in Path(CONF_DIR, "preset").glob("*.yaml"))
+    names = ["project"] + [n for n in names if n != "project"]
+    out = {}
+    for name in names:
+        values = OmegaConf.load(Path(CONF_DIR, "preset", f"{name}.yaml"))
+        out[name] = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(FiltersConfig), values.get("filters", {})))
+    return out
+
+
 def _rules() -> list[str]:
-    """The rules in the order they are tried, from their one declaration (``extraction.filters.RULES``)."""
+    """The rules in the order they are tried, from their one declaration (``extraction.filters.RULES``),
+    and what each reads under each preset (``conf/preset/``)."""
     from extraction.filters import RULES
 
-    rows = ["Rules, in the order they are tried (a session is counted under the first it fails; `extraction.filters.RULES`):\n",
-            "| rule (`filters.<rule>` switch) | kind | reads | thresholds |", "| --- | --- | --- | --- |"]
+    presets = _presets()
+    rows = ["Rules, in the order they are tried (a session is counted under the first it fails; `extraction.filters.RULES`), "
+            "and which turns each reads under each preset (`preset=<name>`; *response*: the last turn; *comment turns*: "
+            "every turn but a submission title; *any turn*: the title too):\n",
+            "| rule (`filters.<rule>` switch) | kind | thresholds | " + " | ".join(f"`{p}`" for p in presets) + " |",
+            "| --- | --- | --- | " + " | ".join("---" for _ in presets) + " |"]
     for rule in RULES:
         thresholds = ", ".join(f"`filters.{t}`" for t in rule.thresholds)
-        rows.append(f"| `{rule.name}` | {rule.kind} | {rule.reads} | {thresholds} |")
+        reads = " | ".join(rule.reads_in(cfg) for cfg in presets.values())
+        rows.append(f"| `{rule.name}` | {rule.kind} | {thresholds} | {reads} |")
     return rows + [""]
 
 

@@ -97,3 +97,15 @@ def test_lists_load_from_user_paths(tmp_path):
     assert rules.session_reason(GOOD, "circlejerk", False, 5) is None
     with pytest.raises(FileNotFoundError):
         Rules.load(FiltersConfig(offensive_phrases_path=str(tmp_path / "missing.txt")))
+
+
+@pytest.mark.parametrize("reply, english", [("It's cool.", True), ("Relax, it's funny.", True), ("I'm in.", True),
+                                            ("Reddit readers are just too smart.", True), ("He was right", True),
+                                            ("Das ist wirklich gut", False), ("lol 🙃", False)])
+def test_common_word_list_has_word_forms_and_contractions_match(rules, reply, english):
+    import pyarrow as pa
+
+    from extraction.features import Texts, text_features
+
+    assert (judge(rules, [GOOD[0], reply]) != "common_word") is english
+    assert bool(text_features(Texts(pa.array([reply])), rules)["common_word"][0]) is english

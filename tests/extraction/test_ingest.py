@@ -103,10 +103,33 @@ def test_globs_and_clear_input_errors(spark, dumps, tmp_path):
     assert report["totals"]["files"] == 2
     with pytest.raises(FileNotFoundError, match="matches no file"):
         ingest(spark, [folder / "RC_1999-*.zst"], tmp_path / "out2")
-    odd = tmp_path / "comments.zst"
-    odd.write_bytes((folder / "RC_2015-02.zst").read_bytes())
-    with pytest.raises(IngestError, match="RC_YYYY-MM"):
+    import zstandard
+
+    odd = tmp_path / "notes.zst"
+    odd.write_bytes(zstandard.ZstdCompressor().compress(b"just some notes\n{\"a\": 1}\n"))
+    with pytest.raises(IngestError, match="RC_YYYY-MM.zst / RS_YYYY-MM.zst or <subreddit>_comments.zst"):
         ingest(spark, [odd], tmp_path / "out3")
+
+
+def test_per_subreddit_dumps_are_read_by_name_or_by_their_first_record(spark, dumps, tmp_path):
+    """The most used dumps today are per subreddit (<subreddit>_comments.zst, <subreddit>_submissions.zst);
+    a name that says nothing is read by its first record. Months come from created_utc."""
+    import shutil
+
+    folder, _ = dumps
+    named, sniffed = tmp_path / "named", tmp_path / "sniffed"
+    named.mkdir()
+    sniffed.mkdir()
+    shutil.copy(folder / "RC_2015-02.zst", named / "AskReddit_comments.zst")
+    shutil.copy(folder / "RS_2015-02.zst", named / "AskReddit_submissions.zst")
+    shutil.copy(folder / "RC_2015-02.zst", sniffed / "part-a.zst")
+    shutil.copy(folder / "RS_2015-02.zst", sniffed / "part-b.zst")
+    monthly = ingest(spark, [folder / "R?_2015-02.zst"], tmp_path / "monthly")
+    for source in (named, sniffed):
+        report = ingest(spark, [source / "*.zst"], tmp_path / f"out-{source.name}")
+        assert {k: report["totals"][k] for k in ("comments_rows", "submissions_rows", "rejects")} == \
+            {k: monthly["totals"][k] for k in ("comments_rows", "submissions_rows", "rejects")}
+        assert sorted_rows(spark, tmp_path / f"out-{source.name}" / "comments") == sorted_rows(spark, tmp_path / "monthly" / "comments")
 
 
 def test_real_dump(spark, real_dump, tmp_path):

@@ -168,6 +168,17 @@ def generated(tmp_path_factory):
     return pa.concat_tables([tables["RC"], pa.Table.from_pylist(extra, schema=tables["RC"].schema)]), tables["RS"]
 
 
+def preset(name: str, **filters):
+    """ChainsConfig and FiltersConfig of conf/preset/<name>.yaml (``filters`` set on top)."""
+    from omegaconf import OmegaConf
+
+    from extraction import CONF_DIR
+
+    values = OmegaConf.load(f"{CONF_DIR}/preset/{name}.yaml")
+    return (OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ChainsConfig), values.chains)),
+            OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(FiltersConfig), values.filters, filters)))
+
+
 CONFIGS = {
     "default": (ChainsConfig(), FiltersConfig(bland_min_count=15), SplitConfig(valid_fraction=0.1, test_fraction=0.1), True),
     "replies-titles-date": (ChainsConfig(mode="replies", include_title=True, include_selftext=True, max_turns=4, long_chains="drop"),
@@ -175,6 +186,8 @@ CONFIGS = {
                             SplitConfig(method="date", valid_from="2015-01-20", test_from="2015-01-26"), True),
     "comments-only": (ChainsConfig(include_title=True, max_turns=3), FiltersConfig(bland=False, duplicate_response=False,
                                                                                    markup=False, min_score=False), SplitConfig(), False),
+    "dialogpt-released": (*preset("dialogpt_released"), SplitConfig(), True),
+    "dialogpt-paper": (*preset("dialogpt_paper", bland_min_count=15), SplitConfig(), True),
 }
 
 
@@ -192,6 +205,7 @@ def test_every_session_and_the_accounting_match_the_reference(generated, name, b
         assert {f: got[sid][f] for f in FIELDS} == {f: expected[f] for f in FIELDS}, sid
     reasons = {r["drop_reason"] for r in ref.values()}
     assert {"min_turns", "url"} <= reasons and (not filters.bland or "bland" in reasons)
+    assert not filters.thread_comments or "thread_comments" in reasons
     report = merge_reports(ExtractConfig(chains=chains, filters=filters, split=split), built, finished)
     assert report["comments"] == accounting
     assert report["sessions"]["kept"] == sum(r["drop_reason"] is None for r in ref.values())
@@ -222,13 +236,42 @@ def test_every_rule_drops_a_hand_written_session_as_the_reference_does():
             + thread("L16", "so it goes then", context="and what about tomorrow then"))  # the same response
     rows += [comment("L17a", "L17", link="L17", body="a lone top-level comment")]
     rows += [comment(f"L18{i}", f"L18{i - 1}" if i else "L18", link="L18") for i in range(8)]
+    rows += thread("L19", "it is fine but few")
+    subs = [{"id": f"L{i}", "subreddit": "AskReddit", "author": "op", "title": "t", "selftext": "", "over_18": False,
+             "num_comments": 1 if i == 19 else 5, "score": 1, "created_utc": 1420070000} for i in range(1, 20)]
     comments = pa.Table.from_pylist(rows, schema=COMMENTS)
-    filters = FiltersConfig(bland_min_count=3, bland_fraction=0.5)
+    submissions = pa.Table.from_pylist(subs, schema=SUBMISSIONS)
+    filters = FiltersConfig(bland_min_count=3, bland_fraction=0.5, thread_comments=True)
     chains = ChainsConfig(long_chains="drop")
-    ref, _ = reference_extract(comments.to_pylist(), None, chains, filters, SplitConfig())
+    ref, _ = reference_extract(comments.to_pylist(), subs, chains, filters, SplitConfig())
     for buckets in (1, 4):
-        sessions, _, _ = run_local(comments, None, chains, filters, SplitConfig(), buckets)
+        sessions, _, _ = run_local(comments, submissions, chains, filters, SplitConfig(), buckets)
         got = {r["session_id"]: r for r in sessions.to_pylist()}
         assert {k: v["drop_reason"] for k, v in got.items()} == {k: v["drop_reason"] for k, v in ref.items()}
     reasons = {v["drop_reason"] for v in ref.values()}
     assert set(ALL_SESSION_REASONS) <= reasons, set(ALL_SESSION_REASONS) - reasons
+
+
+def test_html_entities_are_undone_once_before_the_rules_and_in_the_sessions():
+    rows = [comment("a", "L", body="Tom &amp; Jerry &lt;3 it is the best"), comment("b", "a", body="&gt; Tom\nit is a quote"),
+            comment("c", "a", body="you typed &amp;gt; and it is fine"), comment("d", "c", body="it is 5 &gt; 3 is it not")]
+    ref, _ = reference_extract(rows, None, ChainsConfig(), FiltersConfig(bland=False), SplitConfig())
+    s, _, _ = run(rows)
+    assert s["d"]["turns"] == ["Tom & Jerry <3 it is the best", "you typed &gt; and it is fine", "it is 5 > 3 is it not"]
+    assert "b" not in s  # a quote once unescaped: cut by the quote rule
+    assert {k: v["turns"] for k, v in s.items()} == {k: v["turns"] for k, v in ref.items()}
+    raw, _, _ = run(rows, filters=FiltersConfig(bland=False, unescape_html=False))
+    assert raw["d"]["turns"][0] == "Tom &amp; Jerry &lt;3 it is the best"
+
+
+def test_a_removed_or_deleted_self_text_counts_as_absent():
+    rows = [comment("a", "L"), comment("b", "a")]
+    sub = {"id": "L", "subreddit": "AskReddit", "author": "op", "title": "Q &amp; A", "over_18": False, "num_comments": 2,
+           "score": 1, "created_utc": 1420070000}
+    chains = ChainsConfig(include_title=True, include_selftext=True)
+    for self_text, expected in (("[removed]", "Q & A"), (" [deleted] ", "Q & A"), ("", "Q & A"), (None, "Q & A"),
+                                ("Body &gt; all", "Q & A\n\nBody > all")):
+        subs = [{**sub, "selftext": self_text}]
+        s, _, _ = run(rows, chains, submissions=subs)
+        ref, _ = reference_extract(rows, subs, chains, FiltersConfig(bland=False), SplitConfig())
+        assert s["b"]["turns"][0] == ref["b"]["turns"][0] == expected, self_text
