@@ -34,7 +34,11 @@ def run_hydra(config_name: str, schema: type, run: Callable[[object], object],
         try:
             run(OmegaConf.to_object(cfg))
         except errors as err:
+            from extraction import spark
+
             print(f"error: {err}", file=sys.stderr)
+            if spark.LOG_FILE:
+                print(f"(Spark's log: {spark.LOG_FILE})", file=sys.stderr)
             sys.exit(2)
 
     _main()

@@ -116,6 +116,7 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
     from extraction.spark import run_tasks, session_for, where
 
     cfg.validate()
+    storage.check_writable(cfg.output)  # before Spark starts: one line, not a late traceback
     say = lambda msg: print(f"[extract] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     staged = storage.StagedOutput(cfg.output, DONE_MARKER, fingerprint(cfg))
     if not cfg.force and staged.is_complete():
@@ -225,7 +226,39 @@ def plan_buckets(cfg: ExtractConfig) -> BucketPlan:
     if not comments_files:
         raise ExtractError(f"{cfg.input}/comments holds no Parquet files: run the ingest job first (extraction.ingest)")
     ingested = report.get("totals", {}).get("comments_rows")
-    return BucketPlan({b: e for b, e in buckets.items() if e["comments"]}, use_submissions, comments_files, ingested)
+    plan = BucketPlan({b: e for b, e in buckets.items() if e["comments"]}, use_submissions, comments_files, ingested)
+    check_ingest_output(cfg, report, plan)
+    return plan
+
+
+def check_ingest_output(cfg: ExtractConfig, report: dict, plan: BucketPlan) -> None:
+    """The input must be what the ingest job's marker and report describe: complete, with every
+    table it reported and the rows of each (from the Parquet footers), before any work starts."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow.parquet as pq
+
+    if not storage.exists(storage.join(cfg.input, "_INGEST_DONE.json")) or not report:
+        raise ExtractError(f"{cfg.input} is not a complete ingest output (no _INGEST_DONE.json or ingest_report.json): "
+                           "run the ingest job (again)")
+
+    def rows(url: str) -> int:
+        fs, path = storage.filesystem(url)
+        with fs.open(path, "rb") as f:
+            return pq.ParquetFile(f).metadata.num_rows
+
+    totals = report.get("totals", {})
+    tables = {"comments": "comments_rows"}
+    if cfg.use_submissions:
+        tables["submissions"] = "submissions_rows"
+    for table, key in tables.items():
+        files = [url for entry in plan.buckets.values() for url in entry[table]]
+        with ThreadPoolExecutor(16) as pool:
+            found = sum(pool.map(rows, files))
+        if key in totals and found != totals[key]:
+            missing = "missing" if not files else f"holds {found:,} rows"
+            raise ExtractError(f"{cfg.input}/{table} {missing} but the ingest report counts {totals[key]:,}: the ingest "
+                               "output is damaged; run ingest again (force=true)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,7 +492,7 @@ def format_report(report: dict, output: str) -> str:
 def main() -> None:
     from extraction.cli import run_hydra
 
-    run_hydra("extract", ExtractConfig, run_extract, (ExtractError, ValueError, FileNotFoundError))
+    run_hydra("extract", ExtractConfig, run_extract, (ExtractError, ValueError, FileNotFoundError, storage.OutputNotWritable))
 
 if __name__ == "__main__":
     main()

@@ -201,7 +201,10 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str |
         "rejects_by_reason": {},
         "compressed_bytes": 0,
         "decompressed_bytes": 0,
+        "rows_outside_file_month": 0,
     }
+    name = parse_dump_name(path)
+    file_month = name.month if name else None  # per-subreddit dumps span many months
     started = last_progress = time.time()
     rows = _PartitionedParquet(storage.join(settings.staging, TABLES[kind]), file_index, SCHEMAS[kind],
                                settings.max_records_per_file, partition=True, buckets=settings.thread_buckets,
@@ -214,6 +217,10 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str |
             stats["lines"] += len(block.lines)
             stats["compressed_bytes"] = block.compressed_bytes_read
             stats["decompressed_bytes"] = block.decompressed_bytes_read
+            if file_month is not None and result.rows.num_rows:
+                # Kept, in the partition of their own month, and counted: a 2006 comment inside RC_2015-06.
+                outside = pc.sum(pc.invert(pc.equal(pc.fill_null(result.rows.column("month"), ""), file_month))).as_py()
+                stats["rows_outside_file_month"] += int(outside or 0)
             rows.write(result.rows)
             if result.rejects:
                 for row in result.rejects:
@@ -304,6 +311,7 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
     from extraction.spark import cores, session_for, where
 
     cfg.validate()
+    storage.check_writable(cfg.output)  # before Spark starts: one line, not a late traceback
     files = storage.expand_inputs(cfg.inputs)
     kinds = {f: dump_kind(f, cfg.max_window_bytes) for f in files}
     unknown = [f for f, kind in kinds.items() if kind is None]
@@ -371,6 +379,7 @@ def build_report(per_file: list[dict], seconds: float, cores: int) -> dict:
         "rejects": sum(f["rejects"] for f in per_file),
         "compressed_bytes": sum(f["compressed_bytes"] for f in per_file),
         "decompressed_bytes": sum(f["decompressed_bytes"] for f in per_file),
+        "rows_outside_file_month": sum(f.get("rows_outside_file_month", 0) for f in per_file),
     }
     reasons: dict[str, int] = {}
     for f in per_file:
@@ -411,6 +420,10 @@ def format_report(report: dict, output: str) -> str:
     for f in report["files"]:
         if f["status"] != "ok":
             lines.append(f"FAILED {f['path']}: {f['error']}")
+    if t["rows_outside_file_month"]:
+        outside = {f["path"].rsplit("/", 1)[-1]: f["rows_outside_file_month"] for f in report["files"] if f.get("rows_outside_file_month")}
+        lines.append(f"{t['rows_outside_file_month']:,} rows have a created_utc outside their file's month (kept, in "
+                     f"their own month's folder): {outside}")
     lines.append(f"tables: {storage.join(output, 'comments')}, {storage.join(output, 'submissions')}, {storage.join(output, 'rejects')}")
     return "\n".join(lines)
 
@@ -418,7 +431,7 @@ def format_report(report: dict, output: str) -> str:
 def main() -> None:
     from extraction.cli import run_hydra
 
-    run_hydra("ingest", IngestConfig, run_ingest, (IngestError, FileNotFoundError))
+    run_hydra("ingest", IngestConfig, run_ingest, (IngestError, FileNotFoundError, storage.OutputNotWritable))
 
 if __name__ == "__main__":
     main()

@@ -225,12 +225,41 @@ def parse_block_per_line(kind: str, source: str, first_line_number: int, lines: 
             rejects.append(_reject(source, first_line_number + offset, err.reason, err.detail, line))
         except orjson.JSONDecodeError as err:
             reason, detail = _classify_undecodable(line, err)
+            if reason == INVALID_UTF8:
+                row = _row_despite_invalid_utf8(build, line)
+                if row is not None:
+                    rows.append(row)
+                    continue
             rejects.append(_reject(source, first_line_number + offset, reason, detail, line))
     columns = list(zip(*rows)) if rows else [[] for _ in schema]
     batch = pa.RecordBatch.from_arrays(
         [pa.array(col, type=f.type) for col, f in zip(columns, schema)], schema=schema
     )
     return BlockResult(batch, rejects)
+
+
+def _row_despite_invalid_utf8(build, line: bytes) -> tuple | None:
+    """The row of a line whose invalid UTF-8 lies only in fields the project does not keep (as the
+    fast path, which never decodes those fields, keeps it); None when a kept field holds it too."""
+    import json
+
+    try:
+        record = json.loads(line.decode("utf-8", "surrogateescape"))
+    except ValueError:
+        return None
+    if type(record) is not dict:
+        return None
+    try:
+        row = build(record)
+    except RecordError:  # the line is bad anyway: its invalid UTF-8 is the first thing wrong with it
+        return None
+    for value in row:
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return None
+    return row
 
 
 def _classify_undecodable(line: bytes, err: Exception) -> tuple[str, str]:

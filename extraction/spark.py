@@ -57,8 +57,39 @@ def spark_settings(conf: dict, prefix: str = "") -> dict[str, str]:
     return flat
 
 
+LOG_FILE: str | None = None
+"""Where Spark's own log goes when this process started a local Spark (printed with any error)."""
+
+_LOG4J = """\
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {path}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = %d{{yy/MM/dd HH:mm:ss}} %p %c{{1}}: %m%n%ex
+"""
+
+
+def _log_to_file() -> dict[str, str]:
+    """Spark settings that send the driver JVM's log (task failures with their Python and Java
+    stacks included) to a file instead of the console, whose path ``LOG_FILE`` keeps."""
+    import tempfile
+    import time
+
+    global LOG_FILE
+    folder = os.path.join(tempfile.gettempdir(), "reddit-pretrain-logs")
+    os.makedirs(folder, exist_ok=True)
+    stem = os.path.join(folder, f"spark-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    with open(stem + ".log4j2.properties", "w") as f:
+        f.write(_LOG4J.format(path=stem + ".log"))
+    LOG_FILE = stem + ".log"
+    return {"spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{stem}.log4j2.properties"}
+
+
 def build_spark(cfg: SparkConfig):
-    """Returns the active SparkSession, creating one from ``cfg`` if there is none."""
+    """Returns the active SparkSession, creating one from ``cfg`` if there is none. A local Spark
+    started here logs to a file (``LOG_FILE``): the console keeps the jobs' own lines."""
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -70,9 +101,13 @@ def build_spark(cfg: SparkConfig):
     if cfg.master:
         builder = builder.master(cfg.master)
     defaults = dict(DEFAULT_CONF)
+    settings = spark_settings(cfg.conf)
+    if cfg.master and cfg.master.startswith("local") and SparkSession.getActiveSession() is None \
+            and "spark.driver.extraJavaOptions" not in settings:
+        defaults.update(_log_to_file())
     # Spark's default driver memory (1g) is enough: the jobs' rows stay in the Python tasks
     # (Arrow and Parquet written by pyarrow), the JVM only schedules them.
-    for key, value in {**defaults, **spark_settings(cfg.conf)}.items():
+    for key, value in {**defaults, **settings}.items():
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.log_level)

@@ -140,6 +140,27 @@ def replace_dir(src: str, dst: str) -> None:
         fs.mv(src_path, dst_path, recursive=True)
 
 
+class OutputNotWritable(OSError):
+    """A job's output folder cannot be made or written (found before any work starts)."""
+
+
+def check_writable(url: str) -> None:
+    """Raises OutputNotWritable when a local output folder lies under a file or on a read-only or
+    forbidden place; remote outputs (s3://, hdfs://, ...) are left to their first write."""
+    if not is_local(url):
+        return
+    path = os.path.abspath(local_path(url))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OutputNotWritable(f"output {path} is a file, not a folder")
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise OutputNotWritable(f"output {path} cannot be made: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputNotWritable(f"output {path} cannot be written: {parent} is read-only or not writable by this user")
+
+
 class StagedOutput:
     """A job's output folder, filled through a staging folder and committed by renames.
 

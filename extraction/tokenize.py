@@ -216,6 +216,19 @@ def plan_tasks(sessions_dir: str, splits: list[str], sessions_per_task: int) -> 
     return tasks, rows
 
 
+def check_extract_output(folder: str, rows: dict[str, int]) -> None:
+    """The sessions must be what the extract job's marker and report describe (rows per split)."""
+    report_path = storage.join(folder, "extract_report.json")
+    if not storage.exists(storage.join(folder, "_EXTRACT_DONE.json")) or not storage.exists(report_path):
+        raise TokenizeError(f"{folder} is not a complete extract output (no _EXTRACT_DONE.json or extract_report.json): "
+                            "run the extract job (again)")
+    expected = storage.read_json(report_path)["sessions"]["per_split"]
+    for split, n in rows.items():
+        if n != expected.get(split, 0):
+            raise TokenizeError(f"{folder}/sessions/split={split} holds {n:,} sessions but the extract report counts "
+                                f"{expected.get(split, 0):,}: the extract output is damaged; run extract again (force=true)")
+
+
 def _run_tasks(spark, tasks: list[dict], settings: _TaskSettings) -> list[dict]:
     """One task per planned task, largest first (``spark.run_tasks``); results in that order."""
     import functools
@@ -252,6 +265,7 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     from pretrain.shards import MANIFEST, SHARDS_DIR, new_manifest, token_dtype, write_manifest
 
     cfg.validate()
+    storage.check_writable(cfg.output)  # before Spark starts: one line, not a late traceback
     tokenizer_json, tokenizer_info = resolve_tokenizer(cfg.tokenizer)
     tokenizer, eos_id = _load(tokenizer_json, cfg.eos_token)  # a clear error now, not in the tasks
     vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
@@ -274,6 +288,7 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     settings = _TaskSettings(tokenizer_json, cfg.eos_token, shards_dir, vocab_size, cfg.max_session_tokens,
                              cfg.too_long, cfg.min_turns, cfg.tokens_per_shard, cfg.loss_mask)
     tasks, sizes = plan_tasks(storage.join(cfg.input, "sessions"), list(cfg.splits), cfg.sessions_per_task)
+    check_extract_output(cfg.input, sizes)
     print_(f"{sum(sizes.values()):,} sessions ({', '.join(f'{s} {n:,}' for s, n in sizes.items())}) in {len(tasks)} tasks, "
            f"{where(spark)}")
     results = _run_tasks(spark, tasks, settings) if tasks else []
@@ -319,7 +334,8 @@ def main() -> None:
     from extraction.cli import run_hydra
     from extraction.tokenizer import TokenizerNotFound
 
-    run_hydra("tokenize", TokenizeConfig, run_tokenize, (TokenizeError, TokenizerNotFound, FileNotFoundError))
+    run_hydra("tokenize", TokenizeConfig, run_tokenize, (TokenizeError, TokenizerNotFound, FileNotFoundError,
+                                                            storage.OutputNotWritable))
 
 if __name__ == "__main__":
     main()

@@ -37,6 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--sample", action="store_true", help="nucleus sampling instead of greedy decoding")
     args = parser.parse_args(argv)
+    import os
+
+    if not os.path.isdir(args.model):
+        print(f"error: {args.model} does not exist (a folder made by python -m pretrain.export)", file=sys.stderr)
+        return 2
+    if not os.path.exists(os.path.join(args.model, "config.json")):
+        print(f"error: {args.model} is not an exported model (no config.json; make one with python -m pretrain.export)",
+              file=sys.stderr)
+        return 2
     model = GPT2LMHeadModel.from_pretrained(args.model).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     history: list[str] = []

@@ -21,6 +21,8 @@ from extraction import storage
 def _resolve(checkpoint: str) -> tuple[str, str]:
     """(checkpoint root, tag) for a root folder (uses `latest`) or a step folder."""
     checkpoint = checkpoint.rstrip("/")
+    if not os.path.isdir(checkpoint):
+        raise FileNotFoundError(f"{checkpoint} does not exist (a run's checkpoints/ folder or one of its step_* folders)")
     latest = os.path.join(checkpoint, "latest")
     if os.path.exists(latest):
         with open(latest) as f:

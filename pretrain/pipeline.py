@@ -63,6 +63,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     from extraction.tokenize import TokenizeConfig, run_tokenize
     from extraction.tokenizer import train_tokenizer
 
+    from extraction import storage
+
+    storage.check_writable(cfg.out)  # before anything is generated or Spark starts
     started = time.time()
     say = lambda msg: print(f"[pipeline] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     paths = {name: os.path.join(cfg.out, name) for name in ("dumps", "ingest", "extract", "tokenizer", "shards", "train", "model")}
@@ -145,8 +148,9 @@ Pipeline finished in {summary['seconds']:.0f} s
 
 def main() -> None:
     from extraction.cli import run_hydra
+    from extraction.storage import OutputNotWritable
 
-    run_hydra("pipeline", PipelineConfig, run_pipeline)
+    run_hydra("pipeline", PipelineConfig, run_pipeline, (OutputNotWritable,))
 
 if __name__ == "__main__":
     main()

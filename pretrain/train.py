@@ -58,10 +58,28 @@ def _strip_launcher_args() -> None:
     sys.argv = argv
 
 
+def _die_with_launcher() -> None:
+    """A worker started by a launcher (torchrun, deepspeed) gets SIGTERM when that launcher dies,
+    even by SIGKILL, instead of training on and writing checkpoints nobody waits for (Linux)."""
+    import ctypes
+    import signal
+
+    if "LOCAL_RANK" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    launcher = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != launcher:  # it died before the call took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _init_distributed(backend: str):
     import deepspeed
     import torch
 
+    _die_with_launcher()
     if "RANK" not in os.environ:  # one plain process
         os.environ.update({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"})
         os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))

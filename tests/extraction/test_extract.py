@@ -163,3 +163,32 @@ def test_small_inputs_run_in_this_process_with_the_same_bytes(spark, ingested, t
     assert files(tmp_path / "x") == files(tmp_path / "y") != {}
     timing = ("seconds", "job_seconds", "stage_seconds", "input")
     assert {k: v for k, v in alone.items() if k not in timing} == {k: v for k, v in on_spark.items() if k not in timing}
+
+
+@pytest.mark.slow
+def test_a_damaged_ingest_or_extract_output_stops_the_next_job(spark, ingested, tokenizer_dir, tmp_path):
+    """A comments part deleted, submissions/ removed, the marker missing: extract stops before any
+    work with one clear error; the same for tokenize over a damaged extract output."""
+    import shutil
+
+    from extraction.tokenize import TokenizeConfig, TokenizeError, run_tokenize
+
+    damaged = tmp_path / "ingest"
+    shutil.copytree(ingested / "ingest", damaged)
+    shutil.rmtree(damaged / "submissions")
+    with pytest.raises(ExtractError, match="submissions missing but the ingest report counts"):
+        run_extract(ExtractConfig(input=str(damaged), output=str(tmp_path / "x")), spark)
+    shutil.copytree(ingested / "ingest" / "submissions", damaged / "submissions")
+    next(p for p in sorted((damaged / "comments").rglob("*.parquet"))).unlink()
+    with pytest.raises(ExtractError, match="comments holds .* rows but the ingest report counts"):
+        run_extract(ExtractConfig(input=str(damaged), output=str(tmp_path / "x")), spark)
+    (damaged / "_INGEST_DONE.json").unlink()
+    with pytest.raises(ExtractError, match="not a complete ingest output"):
+        run_extract(ExtractConfig(input=str(damaged), output=str(tmp_path / "x")), spark)
+
+    out = tmp_path / "good"
+    run_extract(ExtractConfig(input=str(ingested / "ingest"), output=str(out), filters=FiltersConfig(bland=False),
+                              split=SplitConfig(valid_fraction=0.2, test_fraction=0.2)), spark)
+    next(p for p in sorted((out / "sessions" / "split=train").glob("*.parquet"))).unlink()
+    with pytest.raises(TokenizeError, match="split=train holds .* sessions but the extract report counts"):
+        run_tokenize(TokenizeConfig(input=str(out), output=str(tmp_path / "shards"), tokenizer=tokenizer_dir), spark)

@@ -161,3 +161,40 @@ def test_comments_and_submissions_are_bucketed_by_thread(spark, dumps, tmp_path)
     assert all(len(buckets) == 1 for buckets in where.values())
     assert auto_thread_buckets([{"path": "RC_2015-01.zst", "size": 10}]) == 4
     assert auto_thread_buckets([{"path": "RC_2015-01.zst", "size": 100 << 20}, {"path": "RS_2015-01.zst", "size": 900 << 20}]) == 8
+
+
+def test_rows_outside_their_files_month_are_counted(spark, tmp_path):
+    import zstandard
+
+    def comment(i, ts):
+        return json.dumps({"id": f"c{i}", "parent_id": "t3_s1", "link_id": "t3_s1", "subreddit": "x", "author": "a",
+                           "body": "hello there", "score": 1, "created_utc": ts})
+
+    lines = [comment(1, 1433116800), comment(2, 1433203200), comment(3, 1149120000)]  # June 2015 x2, June 2006
+    (tmp_path / "RC_2015-06.zst").write_bytes(zstandard.ZstdCompressor().compress(("\n".join(lines) + "\n").encode()))
+    report = ingest(spark, [tmp_path / "RC_2015-06.zst"], tmp_path / "out")
+    assert report["totals"]["rows_outside_file_month"] == 1 and report["files"][0]["rows_outside_file_month"] == 1
+    assert sorted(p.name for p in (tmp_path / "out" / "comments").iterdir()) == ["month=2006-06", "month=2015-06"]
+
+
+@pytest.mark.slow
+def test_a_failed_spark_task_is_one_clear_line_and_a_log_file(dumps, tmp_path):
+    """A truncated dump on Spark: the error line and where Spark's log is, not pages of Python and
+    Java stacks on the console."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    folder, _ = dumps
+    truncated = tmp_path / "RC_2015-02.zst"
+    truncated.write_bytes((folder / "RC_2015-02.zst").read_bytes()[:30_000])
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-m", "extraction.ingest", f"inputs=[{truncated}]", f"output={tmp_path}/out",
+                             "spark.master='local[1]'", "spark.in_process_below_bytes=0"], cwd=repo, capture_output=True, text=True)
+    assert result.returncode == 2
+    err = result.stderr
+    assert re.search(r"^error: cannot read dump '.*RC_2015-02.zst': truncated", err, re.M), err[-3000:]
+    assert "Traceback" not in err and "\tat org.apache" not in err and len(err.splitlines()) < 12, err[-3000:]
+    log = re.search(r"\(Spark's log: (.*)\)", err).group(1)
+    assert "Exception in task" in open(log).read()

@@ -18,3 +18,33 @@ def test_spark_settings_from_the_command_line(name, schema, override):
     with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
         cfg = OmegaConf.to_object(compose(name, overrides=[override, "+spark.conf.spark.sql.ansi.enabled=true"]))
     assert spark_settings(cfg.spark.conf) == {"spark.driver.memory": "3g", "spark.sql.ansi.enabled": "true"}
+
+
+def test_an_unwritable_output_is_one_line_before_spark_starts(tmp_path):
+    """An output under a regular file, or on a read-only place: exit 2 with one line, in about a
+    second (no SparkSession is started for it)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    readonly.chmod(0o555)
+    (tmp_path / "ingest" / "comments").mkdir(parents=True)
+    (tmp_path / "extract" / "sessions").mkdir(parents=True)
+    cases = [("extraction.ingest", f"inputs=[{tmp_path}/RC_2015-01.zst]", f"output={blocker}/out", "is a file"),
+             ("extraction.extract", f"input={tmp_path}/ingest", f"output={blocker}/out", "is a file"),
+             ("extraction.tokenize", f"input={tmp_path}/extract", f"output={blocker}", "is a file, not a folder")]
+    if os.geteuid() != 0:  # root writes anywhere: the read-only case needs an ordinary user
+        cases.append(("extraction.extract", f"input={tmp_path}/ingest", f"output={readonly}/out", "read-only"))
+    for module, first, output, message in cases:
+        started = time.time()
+        result = subprocess.run([sys.executable, "-m", module, first, output], cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert result.stderr.strip().splitlines() == [result.stderr.strip().splitlines()[-1]]
+        assert message in result.stderr and "Traceback" not in result.stderr
+        assert time.time() - started < 60

@@ -94,6 +94,8 @@ def test_tasks_are_runs_of_row_groups_across_files(spark, extracted, tokenizer_d
             pq.write_table(table.slice(k * third, third), tmp_path / "in" / "sessions" / f"split={split}" / f"part-{k:05d}.parquet",
                            row_group_size=250)
         expected[split] = [tuple(t) for t in table.column("turns").to_pylist()]
+    for name in ("_EXTRACT_DONE.json", "extract_report.json"):  # the same sessions, so the same marker and counts
+        (tmp_path / "in" / name).write_bytes((extracted / "extract" / name).read_bytes())
 
     tasks, rows = plan_tasks(str(tmp_path / "in" / "sessions"), ["train", "valid"], 600)
     assert rows == {"train": len(expected["train"]), "valid": len(expected["valid"])}

@@ -228,3 +228,35 @@ def test_bf16_on_gpu_logs_mfu(shards_dir, tmp_path):
     check(result)
     records = [json.loads(line) for line in open(out / "metrics.jsonl")]
     assert any("mfu" in r for r in records) and "bf16" in result.stdout
+
+
+@pytest.mark.slow
+def test_workers_exit_when_their_launcher_is_killed(shards_dir, tmp_path):
+    """SIGKILL to torchrun: its workers stop too (they would train on and write checkpoints)."""
+    import signal
+    import time
+
+    import psutil
+
+    out = tmp_path / "orphans"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+           "-m", "pretrain.train", *base(shards_dir, out, "trainer.max_steps=100000", "trainer.log_interval=1")]
+    launcher = subprocess.Popen(cmd, cwd=REPO, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = []
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not (out / "metrics.jsonl").exists():
+            time.sleep(0.5)
+        assert (out / "metrics.jsonl").exists(), "training did not start"
+        workers = psutil.Process(launcher.pid).children(recursive=True)
+        assert len(workers) >= 2
+        os.kill(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+        gone, alive = psutil.wait_procs(workers, timeout=60)
+        assert not alive, [p.pid for p in alive]
+    finally:  # only this test's processes (the session's Spark JVM is a child of pytest too)
+        for p in [*workers, launcher]:
+            try:
+                p.kill()
+            except (psutil.Error, ProcessLookupError):
+                pass
