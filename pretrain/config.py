@@ -50,7 +50,10 @@ class DataConfig:
     """No loss on the first turn of each session (DialoGPT)."""
     train_split: str = "train"
     valid_split: str = "valid"
-    verify_checksums: bool = False
+    verify_checksums: bool = True
+    """Check every shard file's sha256 against the manifest before training (corrupt data is never
+    used silently). Once per node: the node's processes split the files and hash them in threads
+    (BENCHMARKS.md gives the cost); false skips it (sizes and counts are always checked)."""
 
 
 @dataclass

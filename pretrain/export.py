@@ -20,17 +20,24 @@ from extraction import storage
 
 def _resolve(checkpoint: str) -> tuple[str, str]:
     """(checkpoint root, tag) for a root folder (uses `latest`) or a step folder."""
+    from pretrain.checkpoints import PREFIX, find_resumable, problem
+
     checkpoint = checkpoint.rstrip("/")
     if not os.path.isdir(checkpoint):
         raise FileNotFoundError(f"{checkpoint} does not exist (a run's checkpoints/ folder or one of its step_* folders)")
-    latest = os.path.join(checkpoint, "latest")
-    if os.path.exists(latest):
-        with open(latest) as f:
-            return checkpoint, f.read().strip()
-    root, tag = os.path.split(checkpoint)
-    if not os.path.exists(os.path.join(checkpoint, "trainer_state.json")):
-        raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint (no trainer_state.json)")
-    return root, tag
+    if not os.path.basename(checkpoint).startswith(PREFIX):  # a checkpoints/ folder: its newest complete one
+        folder, skipped = find_resumable(checkpoint)
+        for path, why in skipped:
+            print(f"[export] skipping checkpoint {path}: {why}", file=sys.stderr)
+        if folder is None:
+            raise FileNotFoundError(f"{checkpoint} holds no complete checkpoint")
+        checkpoint = folder
+    why = problem(checkpoint)
+    if why is None and not os.path.exists(os.path.join(checkpoint, "trainer_state.json")):
+        why = "no trainer_state.json"
+    if why:
+        raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint ({why})")
+    return os.path.split(checkpoint)
 
 
 def export(checkpoint: str, out_dir: str) -> str:

@@ -133,9 +133,29 @@ def pack_documents(turn_ids: list, turns_per_session: np.ndarray, eos_id: int, m
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+        for chunk in iter(lambda: f.read(8 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def shard_files(folder: str, manifest: dict, splits: list[str] | None = None) -> list[tuple[str, str]]:
+    """(path, sha256) of every file of the shards of ``splits`` (all when None), in manifest order."""
+    out = []
+    for entry in manifest["shards"]:
+        if splits is None or entry["split"] in splits:
+            for info in entry["files"].values():
+                out.append((os.path.join(folder, manifest.get("shards_dir", SHARDS_DIR), info["path"]), info["sha256"]))
+    return out
+
+
+def verify_files(files: list[tuple[str, str]], threads: int = 4) -> list[str]:
+    """The paths among ``files`` whose sha256 is not the one given, hashed by ``threads`` threads
+    (hashlib lets go of the GIL while it hashes)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        digests = list(pool.map(lambda f: _sha256(f[0]), files))
+    return [path for (path, expected), got in zip(files, digests) if got != expected]
 
 
 class ShardWriter:

@@ -96,6 +96,32 @@ def _init_distributed(backend: str):
 # Model
 
 
+def _verify_shards(cfg: TrainConfig, manifest: dict, rank: int) -> None:
+    """sha256 of every shard file the run reads, once per node: the node's processes take every
+    n-th file each and hash in threads; any mismatch stops every process with the files named."""
+    import time
+
+    import torch.distributed as dist
+
+    from pretrain.shards import ShardError, shard_files, verify_files
+
+    local_rank, local_world = int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    files = shard_files(cfg.data.shards, manifest, [cfg.data.train_split, cfg.data.valid_split])
+    mine = files[local_rank::local_world]
+    started = time.time()
+    bad = verify_files(mine, threads=max(1, (os.cpu_count() or 1) // local_world))
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, bad)
+    bad = sorted({path for paths in everyone for path in paths})
+    if bad:
+        raise ShardError(f"{len(bad)} shard file(s) do not match their sha256 in the manifest (corrupted?): "
+                         f"{', '.join(bad[:5])}; make the shards again, or data.verify_checksums=false to train anyway")
+    if rank == 0:
+        size = sum(os.path.getsize(path) for path, _ in files)
+        print(f"[train] shards verified: {len(files)} files, {size / 2**30:.2f} GiB, sha256 in {time.time() - started:.1f} s",
+              flush=True)
+
+
 def _check_tokenizer_matches(manifest: dict, tokenizer_dir: str) -> None:
     from transformers import AutoTokenizer
 
@@ -164,13 +190,16 @@ def checkpoint_root(cfg: TrainConfig) -> str:
     return os.path.join(cfg.trainer.out_dir, "checkpoints")
 
 
-def latest_checkpoint(root: str) -> str | None:
-    path = os.path.join(root, "latest")
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        tag = f.read().strip()
-    return os.path.join(root, tag) if tag else None
+def latest_checkpoint(root: str, say=None) -> str | None:
+    """The newest complete checkpoint under ``root`` (``pretrain.checkpoints``); ``say`` hears which
+    newer folders were skipped and why."""
+    from pretrain.checkpoints import find_resumable
+
+    folder, skipped = find_resumable(root)
+    for path, why in skipped:
+        if say:
+            say(f"skipping checkpoint {path}: {why}")
+    return folder
 
 
 def _save_checkpoint(engine, cfg: TrainConfig, manifest: dict, state: dict, rank: int) -> str:
@@ -193,7 +222,10 @@ def _save_checkpoint(engine, cfg: TrainConfig, manifest: dict, state: dict, rank
         with open(os.path.join(folder, "shard_manifest.json"), "w") as f:
             json.dump(manifest, f, indent=2)
     dist.barrier()
-    if rank == 0:  # commit: only now does `latest` point here
+    if rank == 0:  # commit: only now is the folder complete, and does `latest` point here
+        from pretrain.checkpoints import mark_complete
+
+        mark_complete(folder)
         with open(os.path.join(root, "latest.tmp"), "w") as f:
             f.write(tag)
         os.replace(os.path.join(root, "latest.tmp"), os.path.join(root, "latest"))
@@ -351,11 +383,13 @@ def train(cfg: TrainConfig) -> dict:
     from pretrain.shards import ShardSet
 
     cfg.validate()
-    train_set = ShardSet(cfg.data.shards, cfg.data.train_split, verify_checksums=cfg.data.verify_checksums)
-    valid_set = ShardSet(cfg.data.shards, cfg.data.valid_split, verify_checksums=cfg.data.verify_checksums)
+    train_set = ShardSet(cfg.data.shards, cfg.data.train_split)
+    valid_set = ShardSet(cfg.data.shards, cfg.data.valid_split)
     manifest = train_set.manifest
     on_gpu = _init_distributed(cfg.deepspeed.dist_backend)
     rank, world = dist.get_rank(), dist.get_world_size()
+    if cfg.data.verify_checksums:
+        _verify_shards(cfg, manifest, rank)
     batch = BatchSizes.derive(cfg.trainer, world)
     precision = resolve_precision(cfg.deepspeed, on_gpu, on_gpu and torch.cuda.is_bf16_supported())
     ds_config = deepspeed_config(cfg, batch, precision)
@@ -363,9 +397,17 @@ def train(cfg: TrainConfig) -> dict:
     resume_folder = None
     state = {"step": 0, "samples_consumed": 0}
     if cfg.model.init == "resume":
-        resume_folder = cfg.trainer.resume_from or latest_checkpoint(checkpoint_root(cfg))
-        if resume_folder is None or not os.path.isdir(resume_folder):
-            raise ConfigError(f"model.init=resume: no checkpoint found ({resume_folder or checkpoint_root(cfg)})")
+        from pretrain.checkpoints import problem
+
+        say = (lambda msg: print(f"[train] {msg}", flush=True)) if rank == 0 else None
+        resume_folder = cfg.trainer.resume_from or latest_checkpoint(checkpoint_root(cfg), say)
+        if resume_folder is None:
+            raise ConfigError(f"model.init=resume: no complete checkpoint in {checkpoint_root(cfg)}")
+        why = problem(resume_folder) if cfg.trainer.resume_from else None
+        if why:
+            raise ConfigError(f"trainer.resume_from={resume_folder}: not a complete checkpoint: {why}")
+        if say:
+            say(f"resuming from {resume_folder}")
         state = _check_resumable(cfg, resume_folder, manifest)
 
     torch.manual_seed(cfg.trainer.seed + rank)

@@ -8,7 +8,10 @@ def test_export_and_chat_name_a_missing_folder(tmp_path, capsys):
     assert "nope does not exist" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert export.main([str(tmp_path / "empty"), str(tmp_path / "model")]) == 2
-    assert "not a complete checkpoint" in capsys.readouterr().err
+    assert "holds no complete checkpoint" in capsys.readouterr().err
+    (tmp_path / "empty" / "step_0000010").mkdir()
+    assert export.main([str(tmp_path / "empty" / "step_0000010"), str(tmp_path / "model")]) == 2
+    assert "not a complete checkpoint (no COMPLETE.json" in capsys.readouterr().err
     assert chat.main([str(tmp_path / "nope")]) == 2
     assert "nope does not exist" in capsys.readouterr().err
     assert chat.main([str(tmp_path / "empty")]) == 2

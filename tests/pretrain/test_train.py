@@ -260,3 +260,51 @@ def test_workers_exit_when_their_launcher_is_killed(shards_dir, tmp_path):
                 p.kill()
             except (psutil.Error, ProcessLookupError):
                 pass
+
+
+@pytest.mark.slow
+def test_resume_skips_a_checkpoint_damaged_while_written(shards_dir, tmp_path):
+    """The newest checkpoint truncated (as a kill or a full disk leaves it): resume takes the one
+    before, says which it skipped and why, and trains on; an explicit damaged one is refused."""
+    out = tmp_path / "run"
+    common = ["deepspeed=zero2", "trainer.checkpoint_interval=3", "trainer.keep_last=3"]
+    check(torchrun(base(shards_dir, out, *common, "trainer.max_steps=6")))
+    root = out / "checkpoints"
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith("step_")) == ["step_0000003", "step_0000006"]
+    assert (root / "step_0000006" / "COMPLETE.json").exists()
+    config = root / "step_0000006" / "config.yaml"
+    config.write_bytes(config.read_bytes()[:40])  # a YAML file cut short
+    state = next((root / "step_0000006").rglob("*model_states.pt"))
+    state.write_bytes(state.read_bytes()[:1000])  # and a torch archive
+    refused = torchrun(base(shards_dir, tmp_path / "other", *common, "model.init=resume",
+                            f"trainer.resume_from={root / 'step_0000006'}"))
+    assert refused.returncode != 0 and "not a complete checkpoint" in refused.stdout + refused.stderr
+    result = torchrun(base(shards_dir, out, *common, "trainer.max_steps=8", "model.init=resume"))
+    check(result)
+    assert "skipping checkpoint" in result.stdout and "step_0000006" in result.stdout and "bytes, not the" in result.stdout
+    assert f"resuming from {root / 'step_0000003'}" in result.stdout
+    assert sorted(losses(out))[-1] == 8
+
+
+@pytest.mark.slow
+def test_a_corrupted_shard_stops_training_by_default(shards_dir, tmp_path):
+    """One flipped byte in a token shard: every process stops before the first step, naming the file;
+    data.verify_checksums=false trains anyway (as before)."""
+    import shutil
+
+    shards = tmp_path / "shards"
+    shutil.copytree(shards_dir, shards)
+    manifest = json.loads((shards / "manifest.json").read_text())
+    victim = next(shards / manifest.get("shards_dir", "shards") / s["files"]["tokens"]["path"]
+                  for s in manifest["shards"] if s["split"] == "train")
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    result = torchrun(base(shards, tmp_path / "out", "trainer.max_steps=2"))
+    assert result.returncode != 0
+    assert "do not match their sha256" in result.stderr and victim.name in result.stderr
+    assert not (tmp_path / "out" / "metrics.jsonl").exists() or "train" not in (tmp_path / "out" / "metrics.jsonl").read_text()
+    check(torchrun(base(shards, tmp_path / "anyway", "trainer.max_steps=2", "data.verify_checksums=false")))
+    ok = torchrun(base(shards_dir, tmp_path / "good", "trainer.max_steps=2"))
+    check(ok)
+    assert "shards verified" in ok.stdout
