@@ -2,13 +2,18 @@
 
     python -m pretrain.chat out/model [--max-history 4] [--sample]
 
-Type a line and press enter; an empty line or Ctrl-D ends; /reset clears the history.
+Type a line and press enter. Commands: /help, /reset (clears the history), exit or quit (also
+/exit, /quit, an empty line, Ctrl-D or Ctrl-C) to leave.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+DECODING = {"max_new_tokens": 40, "do_sample": False, "no_repeat_ngram_size": 3}
+"""The chat's decoding; the export saves it as the model's generation_config.json."""
+HELP = "commands: /help, /reset (clear the history), exit or quit (or Ctrl-D) to leave"
 
 
 def reply(model, tokenizer, history: list[str], max_new_tokens: int = 40, sample: bool = False,
@@ -23,8 +28,8 @@ def reply(model, tokenizer, history: list[str], max_new_tokens: int = 40, sample
     inputs = torch.tensor([ids])
     with torch.no_grad():
         out = model.generate(inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=max_new_tokens,
-                             do_sample=sample, top_p=0.9 if sample else None, no_repeat_ngram_size=3,
-                             eos_token_id=eos, pad_token_id=eos)
+                             do_sample=sample, top_p=0.9 if sample else None,
+                             no_repeat_ngram_size=DECODING["no_repeat_ngram_size"], eos_token_id=eos, pad_token_id=eos)
     return tokenizer.decode(out[0, inputs.shape[1]:], skip_special_tokens=True).strip()
 
 
@@ -34,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model")
     parser.add_argument("--max-history", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=40)
+    parser.add_argument("--max-new-tokens", type=int, default=DECODING["max_new_tokens"])
     parser.add_argument("--sample", action="store_true", help="nucleus sampling instead of greedy decoding")
     args = parser.parse_args(argv)
     import os
@@ -46,23 +51,37 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.model} is not an exported model (no config.json; make one with python -m pretrain.export)",
               file=sys.stderr)
         return 2
+    print(f"loading {args.model} ...", file=sys.stderr, flush=True)
     model = GPT2LMHeadModel.from_pretrained(args.model).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     history: list[str] = []
     interactive = sys.stdin.isatty()
+    print(f"ready. Type a message; {HELP}.", file=sys.stderr, flush=True)
     while True:
         try:
             line = input("you> " if interactive else "")
-        except EOFError:
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
             break
         line = line.strip()
-        if not line:
+        if not line or line.lower() in ("exit", "quit", "/exit", "/quit"):
             break
+        if line == "/help":
+            print(HELP, flush=True)
+            continue
         if line == "/reset":
             history.clear()
+            print("(history cleared)", flush=True)
+            continue
+        if line.startswith("/"):
+            print(f"unknown command {line}; {HELP}", flush=True)
             continue
         history.append(line)
-        answer = reply(model, tokenizer, history, args.max_new_tokens, args.sample, args.max_history)
+        try:
+            answer = reply(model, tokenizer, history, args.max_new_tokens, args.sample, args.max_history)
+        except KeyboardInterrupt:  # Ctrl-C while it thinks: leave quietly too
+            print(file=sys.stderr)
+            break
         history.append(answer)
         print(f"bot> {answer}", flush=True)
     return 0

@@ -65,18 +65,32 @@ def export(checkpoint: str, out_dir: str) -> str:
         m = cfg.model
         config = GPT2Config(vocab_size=manifest["vocab_size"], n_positions=m.n_positions, n_embd=m.n_embd,
                             n_layer=m.n_layer, n_head=m.n_head, bos_token_id=manifest["eos_id"],
-                            eos_token_id=manifest["eos_id"])
+                            eos_token_id=manifest["eos_id"],
+                            resid_pdrop=m.dropout, embd_pdrop=m.dropout, attn_pdrop=m.dropout)  # what it trained with
+    config.pad_token_id = manifest["eos_id"]  # EOS as pad, as DialoGPT's users expect
     model = GPT2LMHeadModel(config)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k != "lm_head.weight" and not k.endswith(".attn.bias") and not k.endswith("masked_bias")]
     if missing or unexpected:
         raise RuntimeError(f"checkpoint and model disagree: missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.tie_weights()
+    from transformers import GenerationConfig
+
+    from pretrain.chat import DECODING
+
+    # The chat's decoding, so that generate() and pipeline("text-generation") answer as the chat does.
+    model.generation_config = GenerationConfig(**DECODING, bos_token_id=manifest["eos_id"], eos_token_id=manifest["eos_id"],
+                                               pad_token_id=manifest["eos_id"])
     tmp = out_dir.rstrip("/") + ".tmp"
     model.save_pretrained(tmp)
     tokenizer_path = manifest["tokenizer"].get("path")
     if tokenizer_path and os.path.exists(os.path.join(tokenizer_path, "tokenizer_config.json")):
-        AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(tmp)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+        tokenizer.model_max_length = config.n_positions  # longer inputs do not fit the position table
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"  # batched generation continues every row from its last token
+        tokenizer.save_pretrained(tmp)
     with open(os.path.join(tmp, "reddit_pretrain.json"), "w") as f:
         json.dump({"checkpoint": folder, "tokenizer": manifest["tokenizer"], "eos_id": manifest["eos_id"]}, f, indent=2)
     storage.replace_dir(tmp, out_dir)

@@ -115,6 +115,13 @@ def test_two_processes_loss_falls(shards_dir, tmp_path, stage):
     ids = tok("what do you think of it", return_tensors="pt")
     generated = model.generate(**ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.eos_token_id)
     assert generated.shape[1] > ids["input_ids"].shape[1]
+    # Hugging Face conventions: the dropout it trained with, the length it has, EOS as pad (batched
+    # generation pads on the left), and the chat's decoding as generation_config.json.
+    assert model.config.resid_pdrop == model.config.embd_pdrop == model.config.attn_pdrop == 0.0
+    assert tok.model_max_length == model.config.n_positions and tok.pad_token == tok.eos_token
+    assert json.loads((exported / "generation_config.json").read_text())["no_repeat_ngram_size"] == 3
+    batch = tok(["hello", "what do you think of the new phone"], return_tensors="pt", padding=True)
+    assert model.generate(**batch, max_new_tokens=3).shape[0] == 2
     # The exported weights are the trained ones: its loss on a valid window matches training's scale.
     import torch
 
@@ -213,9 +220,14 @@ def test_chat_reads_turns_from_stdin(shards_dir, tmp_path):
     tok.save_pretrained(tmp_path / "m")
     assert isinstance(reply(model, tok, ["hello there", "hi", "how are you"], max_new_tokens=4), str)
     result = subprocess.run([sys.executable, "-m", "pretrain.chat", str(tmp_path / "m"), "--max-new-tokens", "4"],
-                            input="hello there\nhow are you\n\n", capture_output=True, text=True, env=env(), cwd=REPO,
-                            timeout=300)
-    assert result.returncode == 0 and result.stdout.count("bot> ") == 2
+                            input="hello there\n/help\n/reset\nhow are you\nquit\nnot a message\n", capture_output=True,
+                            text=True, env=env(), cwd=REPO, timeout=300)
+    assert result.returncode == 0 and result.stdout.count("bot> ") == 2, result.stderr[-2000:]
+    assert "commands: /help" in result.stdout and "(history cleared)" in result.stdout
+    assert "loading" in result.stderr and "exit or quit" in result.stderr and "Traceback" not in result.stderr
+    eof = subprocess.run([sys.executable, "-m", "pretrain.chat", str(tmp_path / "m")], input="", capture_output=True,
+                         text=True, env=env(), cwd=REPO, timeout=300)
+    assert eof.returncode == 0 and "Traceback" not in eof.stderr
 
 
 @pytest.mark.gpu
