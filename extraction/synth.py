@@ -97,6 +97,9 @@ class SynthConfig:
     p_markup: float = 0.04
     p_quote: float = 0.02
     p_shouting: float = 0.01
+    p_conversation: float = 0.6
+    """Share of comments in topical conversations a model can learn from (a thread has a topic; a
+    question is answered about it, an answer is agreed with or questioned); the rest are Zipf noise."""
     p_non_english: float = 0.03
     p_emoji: float = 0.04
     p_orphan: float = 0.003
@@ -159,17 +162,69 @@ class _Text:
         return " ".join(self.sentence() for _ in range(1 if r < 0.6 else self.rng.randint(2, 4)))
 
 
-class _Thread:
-    __slots__ = ("link_id", "subreddit", "planned", "written", "ids", "shape", "count_from")
+TOPICS = {
+    "phone": (("phone", "battery", "screen", "camera", "charger"), ("fast", "cheap", "bright", "slow", "expensive")),
+    "books": (("book", "novel", "author", "story", "ending"), ("long", "funny", "sad", "great", "boring")),
+    "movies": (("movie", "film", "actor", "scene", "sequel"), ("scary", "funny", "long", "great", "boring")),
+    "games": (("game", "level", "boss", "console", "controller"), ("hard", "fun", "easy", "great", "buggy")),
+    "food": (("pizza", "recipe", "sauce", "cheese", "burger"), ("tasty", "spicy", "cheap", "great", "salty")),
+    "music": (("song", "album", "band", "guitar", "concert"), ("loud", "catchy", "great", "sad", "new")),
+}
+"""Topics of the generated conversations: their nouns and adjectives (the demo asks about them)."""
 
-    def __init__(self, link_id: str, subreddit: str, planned: int, shape: str):
+
+class _Conversation:
+    """Questions, answers and follow-ups about a thread's topic: replies that depend on their context."""
+
+    QUESTIONS = ("What do you think of the new {n}?", "Any good {p}?", "Is the {n} worth it?", "Which {n} should I get?",
+                 "Anyone else love the {n}?")
+    ANSWERS = ("The {n} is really {a}, I love it.", "I think the {n} is {a} and the {n2} is {a2}.",
+               "Get the {a} {n}, it is worth it.", "My {n} is {a}, the {n2} too.", "Honestly the {n} is {a}.")
+    FOLLOW_UPS = ("Agreed, the {n} is {a}.", "No way, the {n} is {a2}.", "Why is the {n} so {a}?",
+                  "Same here, my {n} is {a} too.", "Really? I found the {n} {a2}.")
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+
+    DETAILS = ("I paid {k} dollars for mine.", "I got it {d} days ago.", "{who} told me about it.",
+               "Had it for {d} weeks now.", "{who} has one too.", "It was {k} bucks on sale.")
+    PEOPLE = ("My brother", "My sister", "A friend", "My dad", "My mom", "My roommate", "A coworker", "My cousin")
+
+    def say(self, topic: str, role: str, about: str | None = None) -> str:
+        """A turn of ``role`` about ``topic``; mostly about the noun ``about`` the parent turn spoke of."""
+        nouns, adjectives = TOPICS[topic]
+        n, n2 = self.rng.sample(nouns, 2)
+        if about in nouns and about != n2 and self.rng.random() < 0.8:
+            n = about
+        a, a2 = self.rng.sample(adjectives, 2)
+        templates = {"question": self.QUESTIONS, "answer": self.ANSWERS, "follow_up": self.FOLLOW_UPS}[role]
+        template = self.rng.choice(templates)
+        text = template.format(n=n, n2=n2, a=a, a2=a2, p=n + "s")
+        if role != "question" and self.rng.random() < 0.7:  # a personal detail: people do not repeat each other word for word
+            text += " " + self.rng.choice(self.DETAILS).format(k=self.rng.randint(20, 999), d=self.rng.randint(2, 60),
+                                                               who=self.rng.choice(self.PEOPLE))
+        return text, n
+
+
+_NEXT_ROLE = {"root": "question", "question": "answer", "answer": "follow_up", "follow_up": "answer", "noise": "question"}
+
+
+class _Thread:
+    __slots__ = ("link_id", "subreddit", "planned", "written", "ids", "roles", "nouns", "shape", "count_from", "topic",
+                 "title_noun")
+
+    def __init__(self, link_id: str, subreddit: str, planned: int, shape: str, topic: str = "phone"):
         self.link_id = link_id
         self.subreddit = subreddit
         self.planned = planned
         self.written = 0
         self.ids: list[str] = []
+        self.roles: list[str] = []  # each comment's part in the conversation ("noise" when none)
+        self.nouns: list[str | None] = []  # the topic noun each comment spoke of
+        self.title_noun: str | None = None
         self.shape = shape  # "normal", "mega" or "chain"
         self.count_from = 0
+        self.topic = topic
 
 
 class _Generator:
@@ -177,6 +232,7 @@ class _Generator:
         self.cfg = cfg
         self.rng = random.Random(cfg.seed)
         self.text = _Text(self.rng)
+        self.talk = _Conversation(self.rng)
         year, month = (int(x) for x in cfg.month.split("-"))
         self.month_start = calendar.timegm((year, month, 1, 0, 0, 0))
         self.month_seconds = calendar.monthrange(year, month)[1] * 86400
@@ -204,13 +260,16 @@ class _Generator:
         sid = _base36(self.next_submission)
         self.next_submission += 1
         subreddit = "counting" if shape == "chain" else rng.choices(self.subreddits, cum_weights=self.sub_cum)[0]
-        thread = _Thread(sid, subreddit, planned, shape)
+        thread = _Thread(sid, subreddit, planned, shape, rng.choice(sorted(TOPICS)))
         self.stats.threads += 1
         self.stats.max_thread_comments = max(self.stats.max_thread_comments, planned)
         if rng.random() < cfg.p_missing_submission:
             return thread, None
         ts = self.timestamp(done)
-        title = "Counting thread" if shape == "chain" else self.text.sentence(4, 14).rstrip(".!?")
+        if shape != "chain" and rng.random() < cfg.p_conversation:
+            title, thread.title_noun = self.talk.say(thread.topic, "question")
+        else:
+            title = "Counting thread" if shape == "chain" else self.text.sentence(4, 14).rstrip(".!?")
         submission = {
             "id": sid,
             "name": f"t3_{sid}",
@@ -230,23 +289,26 @@ class _Generator:
             submission["retrieved_on"] = ts + 86400 * 30
         return thread, submission
 
-    def body(self, thread: _Thread) -> tuple[str, str]:
-        """Returns (author, body) with the configured quirks."""
+    def body(self, thread: _Thread, parent_role: str = "noise", parent_noun: str | None = None) -> tuple[str, str, str, str | None]:
+        """Returns (author, body, its part in the conversation, its topic noun) with the configured quirks."""
         cfg, rng = self.cfg, self.rng
         author = f"user{rng.randrange(2 * 10**5)}"
         if thread.shape == "chain":
-            return author, str(thread.count_from + thread.written + 1)
+            return author, str(thread.count_from + thread.written + 1), "noise", None
         r = rng.random()
         if r < cfg.p_deleted_body:
-            return "[deleted]", "[deleted]"
+            return "[deleted]", "[deleted]", "noise", None
         r -= cfg.p_deleted_body
         if r < cfg.p_removed_body:
-            return "[deleted]", "[removed]"
+            return "[deleted]", "[removed]", "noise", None
         r -= cfg.p_removed_body
         if r < cfg.p_bot:
             bot = rng.choice(_BOTS)
-            return bot, f"I am a bot. {self.text.sentence()} [Info](https://www.reddit.com/r/{bot}/wiki)"
-        body = self.text.body()
+            return bot, f"I am a bot. {self.text.sentence()} [Info](https://www.reddit.com/r/{bot}/wiki)", "noise", None
+        # A conversation mostly goes on once started; noise and top-level comments start one now and then.
+        goes_on = parent_role in ("question", "answer", "follow_up")
+        role = _NEXT_ROLE[parent_role] if rng.random() < (0.9 if goes_on else cfg.p_conversation) else "noise"
+        body, noun = (self.text.body(), None) if role == "noise" else self.talk.say(thread.topic, role, parent_noun)
         if rng.random() < cfg.p_url:
             body += rng.choice([" http://imgur.com/a/", " https://en.wikipedia.org/wiki/", " www.example.com/"]) + _base36(rng.randrange(10**8))
         if rng.random() < cfg.p_markup:
@@ -261,16 +323,18 @@ class _Generator:
             body += " " + rng.choice(_EMOJI)
         if rng.random() < cfg.p_deleted_author:
             author = "[deleted]"
-        return author, body
+        return author, body, role, noun
 
     def comment(self, thread: _Thread, done: int) -> dict:
         cfg, rng = self.cfg, self.rng
         cid = _base36(self.next_comment)
         self.next_comment += 1
+        parent_role, parent_noun = "noise", None
         if thread.shape == "chain":
             parent = f"t1_{thread.ids[-1]}" if thread.ids else f"t3_{thread.link_id}"
         elif not thread.ids or rng.random() < (0.02 if thread.shape == "mega" else 0.25):
             parent = f"t3_{thread.link_id}"
+            parent_role, parent_noun = "root", thread.title_noun
         else:
             # Mostly answer recent comments, which grows chains as real threads do.
             k = len(thread.ids)
@@ -278,10 +342,12 @@ class _Generator:
             if rng.random() < 0.15:
                 index = rng.randrange(k)
             parent = f"t1_{thread.ids[index]}"
+            parent_role, parent_noun = thread.roles[index], thread.nouns[index]
         if thread.shape != "chain" and rng.random() < cfg.p_orphan:
             parent = f"t1_{_base36(36**7 + rng.randrange(10**9))}"  # never written
+            parent_role = "noise"
             self.stats.orphans += 1
-        author, body = self.body(thread)
+        author, body, role, noun = self.body(thread, parent_role, parent_noun)
         ts = self.timestamp(done)
         record = {
             "author": author,
@@ -304,6 +370,8 @@ class _Generator:
             record["retrieved_utc"] = ts + 86400 * 30
             record["_meta"] = {"retrieval_method": "synthetic"}
         thread.ids.append(cid)
+        thread.roles.append(role)
+        thread.nouns.append(noun)
         thread.written += 1
         return record
 

@@ -75,7 +75,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
             say(f"generating a Pushshift month of {cfg.demo_comments:,} comments")
             write_month(paths["dumps"], SynthConfig(month="2015-01", comments=cfg.demo_comments, megathreads=1,
                                                     megathread_comments=max(1, cfg.demo_comments // 10),
-                                                    deep_chains=1, deep_chain_depth=max(10, cfg.demo_comments // 100)))
+                                                    deep_chains=1, deep_chain_depth=max(10, cfg.demo_comments // 100),
+                                                    p_conversation=0.9))
         inputs = [os.path.join(paths["dumps"], "R[CS]_2015-01.zst")]
     spark = build_spark(cfg.spark)
     say("ingest")
@@ -119,7 +120,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         records = [json.loads(line) for line in f]
     valid = [r for r in records if r["kind"] == "valid"][-1]
     samples = [r for r in records if r["kind"] == "samples"][-1]["samples"]
+    topical = on_topic(paths["model"]) if not cfg.input else None
     summary = {
+        "on_topic": topical,
         "seconds": round(time.time() - started, 1),
         "sessions_kept": extract["sessions"]["kept"],
         "train_tokens": manifest["splits"]["train"]["tokens"],
@@ -142,8 +145,42 @@ Pipeline finished in {summary['seconds']:.0f} s
   sample replies""")
     for s in samples:
         print(f"    {s['prompt']!r} -> {s['reply']!r}")
+    if topical:
+        print(f"  replies on the question's topic ({len(topical['pairs'])} questions about the generated topics): "
+              f"trained {topical['trained']:.0%}, the same model untrained {topical['untrained']:.0%}")
+        for prompt, answer in topical["pairs"][:6]:
+            print(f"    {prompt!r} -> {answer!r}")
     print(f"\nChat with it:  .venv/bin/python -m pretrain.chat {paths['model']}")
     return summary
+
+
+def on_topic(model_dir: str) -> dict:
+    """How often the exported model answers a question about one of the generated month's topics
+    (``extraction.synth.TOPICS``) with a word of that topic, against the same model untrained."""
+    import torch
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    from extraction.synth import TOPICS
+    from pretrain.chat import reply
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    trained = GPT2LMHeadModel.from_pretrained(model_dir).eval()
+    torch.manual_seed(0)
+    untrained = GPT2LMHeadModel(trained.config).eval()
+    questions = [(topic, q.format(n=nouns[0])) for topic, (nouns, _) in sorted(TOPICS.items())
+                 for q in ("What do you think of the new {n}?", "Any good {n}s?")]
+
+    def rate(model) -> tuple[float, list]:
+        pairs, hits = [], 0
+        for topic, question in questions:
+            answer = reply(model, tokenizer, [question], max_new_tokens=16)
+            words = {w.strip(".,!?").lower() for w in answer.split()}
+            hits += bool(words & {n for n in TOPICS[topic][0]} | words & {n + "s" for n in TOPICS[topic][0]})
+            pairs.append((question, answer))
+        return hits / len(questions), pairs
+
+    trained_rate, pairs = rate(trained)
+    return {"trained": trained_rate, "untrained": rate(untrained)[0], "pairs": pairs}
 
 
 def main() -> None:

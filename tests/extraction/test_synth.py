@@ -30,7 +30,7 @@ def test_deterministic_for_a_seed(tmp_path):
 
 def test_shapes_and_quirks(tmp_path):
     cfg = SynthConfig(comments=30_000, megathreads=1, megathread_comments=8_000, deep_chains=1,
-                      deep_chain_depth=3_000, p_malformed_line=0.001, p_invalid_utf8_line=0.001, seed=3)
+                      deep_chain_depth=3_000, p_malformed_line=0.0003, p_invalid_utf8_line=0.0003, seed=3)
     stats = write_month(str(tmp_path), cfg)
     rc = tmp_path / "RC_2015-01.zst"
     assert zstandard.get_frame_parameters(rc.read_bytes()[:18]).window_size == 2**31

@@ -92,21 +92,21 @@ def test_tasks_are_runs_of_row_groups_across_files(spark, extracted, tokenizer_d
         third = -(-len(table) // 3)
         for k in range(3):
             pq.write_table(table.slice(k * third, third), tmp_path / "in" / "sessions" / f"split={split}" / f"part-{k:05d}.parquet",
-                           row_group_size=250)
+                           row_group_size=100)
         expected[split] = [tuple(t) for t in table.column("turns").to_pylist()]
     for name in ("_EXTRACT_DONE.json", "extract_report.json"):  # the same sessions, so the same marker and counts
         (tmp_path / "in" / name).write_bytes((extracted / "extract" / name).read_bytes())
 
-    tasks, rows = plan_tasks(str(tmp_path / "in" / "sessions"), ["train", "valid"], 600)
+    tasks, rows = plan_tasks(str(tmp_path / "in" / "sessions"), ["train", "valid"], 400)
     assert rows == {"train": len(expected["train"]), "valid": len(expected["valid"])}
     train = [t for t in tasks if t["split"] == "train"]
     assert [t["index"] for t in train] == list(range(len(train))) and len(train) >= 4
-    assert all(t["rows"] <= 600 for t in train) and sum(t["rows"] for t in train) == rows["train"]
+    assert all(t["rows"] <= 400 for t in train) and sum(t["rows"] for t in train) == rows["train"]
     assert any(len(t["pieces"]) > 1 for t in train)  # a task that spans two files
 
     tok = Tokenizer.from_file(f"{tokenizer_dir}/tokenizer.json")
     common = dict(input=str(tmp_path / "in"), tokenizer=tokenizer_dir, max_session_tokens=100_000, tokens_per_shard=30_000)
-    many = run_tokenize(TokenizeConfig(output=str(tmp_path / "many"), sessions_per_task=600, **common), spark)
+    many = run_tokenize(TokenizeConfig(output=str(tmp_path / "many"), sessions_per_task=400, **common), spark)
     one = run_tokenize(TokenizeConfig(output=str(tmp_path / "one"), sessions_per_task=10**9, **common), spark)
     assert len({s["name"].rsplit("-", 1)[0] for s in many["shards"] if s["split"] == "train"}) == len(train)
     for split in ("train", "valid", "test"):

@@ -183,7 +183,7 @@ def test_deepspeed_launcher_and_hydra_overrides(shards_dir, tmp_path):
     [
         (["trainer.global_batch_size=7"], "batch arithmetic"),
         (["data.seq_len=4096"], "exceeds model.n_positions"),
-        (["model.init=resume", "trainer.resume_from=/nonexistent"], "no checkpoint found"),
+        (["model.init=resume", "trainer.resume_from=/nonexistent"], "not a complete checkpoint: does not exist"),
         (["deepspeed.precision=bf16"], "needs a GPU"),
     ],
 )
