@@ -30,9 +30,9 @@ def machine() -> str:
 
 def synthetic_month(comments: int, seed: int = 0, month: str = "2015-01", **kw) -> Path:
     """A generated dump of ``comments`` comments, cached between runs."""
-    from extraction.synth import SynthConfig, write_month
+    from extraction.synth import GENERATOR_VERSION, SynthConfig, write_month
 
-    folder = CACHE / f"synth-{comments}-{seed}-{month}"
+    folder = CACHE / f"synth-v{GENERATOR_VERSION}-{comments}-{seed}-{month}"
     if not (folder / f"RC_{month}.zst").exists():
         write_month(str(folder), SynthConfig(month=month, comments=comments, seed=seed, **kw), progress=True)
     return folder

@@ -162,6 +162,10 @@ class _Text:
         return " ".join(self.sentence() for _ in range(1 if r < 0.6 else self.rng.randint(2, 4)))
 
 
+GENERATOR_VERSION = 2
+"""Bumped whenever the same config writes other text (2: topical conversations), so caches of
+generated months (``benchmarks/common.synthetic_month``) are not reused across versions."""
+
 TOPICS = {
     "phone": (("phone", "battery", "screen", "camera", "charger"), ("fast", "cheap", "bright", "slow", "expensive")),
     "books": (("book", "novel", "author", "story", "ending"), ("long", "funny", "sad", "great", "boring")),
