@@ -234,18 +234,9 @@ def plan_buckets(cfg: ExtractConfig) -> BucketPlan:
 def check_ingest_output(cfg: ExtractConfig, report: dict, plan: BucketPlan) -> None:
     """The input must be what the ingest job's marker and report describe: complete, with every
     table it reported and the rows of each (from the Parquet footers), before any work starts."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    import pyarrow.parquet as pq
-
     if not storage.exists(storage.join(cfg.input, "_INGEST_DONE.json")) or not report:
         raise ExtractError(f"{cfg.input} is not a complete ingest output (no _INGEST_DONE.json or ingest_report.json): "
                            "run the ingest job (again)")
-
-    def rows(url: str) -> int:
-        fs, path = storage.filesystem(url)
-        with fs.open(path, "rb") as f:
-            return pq.ParquetFile(f).metadata.num_rows
 
     totals = report.get("totals", {})
     tables = {"comments": "comments_rows"}
@@ -253,8 +244,7 @@ def check_ingest_output(cfg: ExtractConfig, report: dict, plan: BucketPlan) -> N
         tables["submissions"] = "submissions_rows"
     for table, key in tables.items():
         files = [url for entry in plan.buckets.values() for url in entry[table]]
-        with ThreadPoolExecutor(16) as pool:
-            found = sum(pool.map(rows, files))
+        found = storage.parquet_rows(files)
         if key in totals and found != totals[key]:
             missing = "missing" if not files else f"holds {found:,} rows"
             raise ExtractError(f"{cfg.input}/{table} {missing} but the ingest report counts {totals[key]:,}: the ingest "

@@ -229,7 +229,7 @@ def turn_cut(texts: Texts, authors, rules: Rules) -> np.ndarray:
     cut = np.zeros(len(bodies), dtype=np.int8)
     # Assigned last rule first, so the first rule that fails wins.
     if cfg.short_comment:
-        cut[_short_comments(texts, cfg.min_comment_words) & ~is_null] = TURN_RULES.index("short_comment") + 1
+        cut[(comment_words(texts) < cfg.min_comment_words) & ~is_null] = TURN_RULES.index("short_comment") + 1
     if cfg.quotes:
         quote = pc.match_substring_regex(bodies, "&gt;|>") if cfg.quotes_anywhere else pc.match_substring_regex(bodies, _QUOTE_RE2)
         cut[_bool(quote) & ~is_null] = TURN_RULES.index("quotes") + 1
@@ -256,10 +256,6 @@ def comment_words(texts: Texts) -> np.ndarray:
     return words.per_row - np.bincount(words.row[only_backslashes[words.code]], minlength=len(texts))
 
 
-def _short_comments(texts: Texts, min_words: int) -> np.ndarray:
-    return comment_words(texts) < min_words
-
-
 def _normalized_features(texts: Texts, rules: Rules, title: bool) -> dict[str, np.ndarray]:
     """``filters.normalize=dialogpt``: per text in Python (the form needs NLTK's tokenizer)."""
     n = len(texts)
@@ -270,9 +266,12 @@ def _normalized_features(texts: Texts, rules: Rules, title: bool) -> dict[str, n
         for name in ("n_words", "url") if title else names:
             out[name][i] = f[name]
     off = np.zeros(n, bool)
-    out["common_word"] = _with_python(None, texts.texts, off, rules.has_common_word) if rules.cfg.common_word \
-        and not title else (np.ones(n, bool) if not title else off)
-    out["offensive"] = _with_python(None, texts.texts, off, rules.is_offensive) if rules.cfg.offensive and not title else off
+    if title:  # titles are context for url and max_words only
+        out["common_word"], out["offensive"] = off, off
+        return out
+    cfg = rules.cfg
+    out["common_word"] = _with_python(None, texts.texts, off, rules.has_common_word) if cfg.common_word else np.ones(n, bool)
+    out["offensive"] = _with_python(None, texts.texts, off, rules.is_offensive) if cfg.offensive else off
     return out
 
 

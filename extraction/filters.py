@@ -159,8 +159,11 @@ def unescape_html(text: str | None) -> str | None:
 
 
 def escape_html(text: str) -> str:
-    """Reddit's escaping again (for rules that must see the text as the dumps hold it)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Reddit's escaping again (for rules that must see the text as the dumps hold it): the same
+    table, backwards (``&`` first)."""
+    for escaped, plain in reversed(_HTML_ESCAPES):
+        text = text.replace(plain, escaped)
+    return text
 
 
 def words(text: str) -> list[str]:

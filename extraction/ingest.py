@@ -185,9 +185,8 @@ class _PartitionedParquet:
 def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str | None = None) -> dict:
     """Streams one dump (``kind`` RC or RS; from its name when not given) into Parquet rows and
     rejects under ``settings.staging``; returns its counters."""
-    if kind is None:
-        name = parse_dump_name(path)
-        kind = name.kind if name else "RC"
+    name = parse_dump_name(path)
+    kind = kind or (name.kind if name else "RC")
     source = path.rsplit("/", 1)[-1]
     stats = {
         "file_index": file_index,
@@ -203,7 +202,6 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str |
         "decompressed_bytes": 0,
         "rows_outside_file_month": 0,
     }
-    name = parse_dump_name(path)
     file_month = name.month if name else None  # per-subreddit dumps span many months
     started = last_progress = time.time()
     rows = _PartitionedParquet(storage.join(settings.staging, TABLES[kind]), file_index, SCHEMAS[kind],
@@ -355,16 +353,12 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
 
 def _check_counts(staging: str, report: dict) -> None:
     """Rows in the Parquet footers must equal rows the tasks counted: nothing lost or doubled."""
-    import pyarrow.parquet as pq
-
     for table in (*TABLES.values(), "rejects"):
         expected = report["totals"][f"{table}_rows" if table != "rejects" else "rejects"]
         fs, path = storage.filesystem(storage.join(staging, table))
-        parts = [p for p in fs.find(path) if p.endswith(".parquet")] if fs.exists(path) else []
-        written = 0
-        for part in parts:
-            with fs.open(part, "rb") as f:
-                written += pq.ParquetFile(f).metadata.num_rows
+        parts = [storage.join(staging, table, p[len(path):].lstrip("/")) for p in fs.find(path) if p.endswith(".parquet")] \
+            if fs.exists(path) else []
+        written = storage.parquet_rows(parts)
         if written != expected:
             raise IngestError(f"{table}: tasks counted {expected} rows but {written} were written")
 

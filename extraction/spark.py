@@ -45,6 +45,10 @@ DEFAULT_CONF = {
 }
 
 
+def _local(cfg: SparkConfig) -> bool:
+    return bool(cfg.master) and cfg.master.startswith("local")
+
+
 def spark_settings(conf: dict, prefix: str = "") -> dict[str, str]:
     """``spark.conf`` as flat Spark settings: nested keys joined with dots (``{"spark": {"driver":
     {"memory": "3g"}}}``, as Hydra makes ``+spark.conf.spark.driver.memory=3g``, is ``spark.driver.memory``)."""
@@ -94,7 +98,7 @@ def build_spark(cfg: SparkConfig):
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     logging.getLogger("py4j").setLevel(logging.WARNING)
-    if cfg.master and cfg.master.startswith("local"):
+    if _local(cfg):
         # A single machine: bind to loopback rather than whatever the hostname resolves to.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.appName(cfg.app_name)
@@ -102,7 +106,7 @@ def build_spark(cfg: SparkConfig):
         builder = builder.master(cfg.master)
     defaults = dict(DEFAULT_CONF)
     settings = spark_settings(cfg.conf)
-    if cfg.master and cfg.master.startswith("local") and SparkSession.getActiveSession() is None \
+    if _local(cfg) and SparkSession.getActiveSession() is None \
             and "spark.driver.extraJavaOptions" not in settings:
         defaults.update(_log_to_file())
     # Spark's default driver memory (1g) is enough: the jobs' rows stay in the Python tasks
@@ -119,7 +123,7 @@ def session_for(cfg: SparkConfig, input_bytes: int, spark=None):
     for a small input on a local master, else ``build_spark(cfg)``."""
     if spark is not None:
         return spark
-    if cfg.master and cfg.master.startswith("local") and input_bytes < cfg.in_process_below_bytes:
+    if _local(cfg) and input_bytes < cfg.in_process_below_bytes:
         return None
     return build_spark(cfg)
 
@@ -138,8 +142,8 @@ def cores(spark) -> int:
 def run_tasks(spark, description: str, tasks: list[dict], fn: Callable[[dict], tuple[dict, bytes | None]]) -> list[tuple[dict, bytes | None]]:
     """Runs ``fn(task)`` for each task dict, one Spark task each (one Spark job), or one after the
     other in this process when ``spark`` is None; returns the (JSON result, bytes) pairs in the
-    order of ``tasks`` (Spark collects partitions in order). The rows the tasks work on never pass through Spark: the tasks read and
-    write files themselves."""
+    order of ``tasks`` (Spark collects partitions in order). The rows the tasks work on never pass
+    through Spark: the tasks read and write files themselves."""
     if not tasks:
         return []
     if spark is None:

@@ -115,7 +115,7 @@ class SessionView:
 
     def __init__(self, cfg: FiltersConfig, rules: Rules, ext: dict, M: np.ndarray, ends: np.ndarray, feats: dict,
                  subreddit: pa.Array, over_18: np.ndarray, response_score: np.ndarray, response_score_known: np.ndarray,
-                 thread_comments: np.ndarray | None):
+                 thread_comments: np.ndarray | None, num_turns: np.ndarray):
         self.cfg, self.rules, self._ext, self._M, self._ends, self._feats = cfg, rules, ext, M, ends, feats
         self._subreddit = subreddit
         self.over_18 = over_18
@@ -123,7 +123,7 @@ class SessionView:
         self.response_score_known = response_score_known
         self.thread_comments = thread_comments
         """The submission's ``num_comments`` (-1: no submission); None when the input has no submissions."""
-        self.num_turns = (M >= 0).sum(axis=1)
+        self.num_turns = num_turns
 
     def none(self) -> np.ndarray:
         return np.zeros(len(self._ends), dtype=bool)
@@ -268,7 +268,7 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
     view = SessionView(filters, rules, ext, M, ends, feats,
                        pc.take(as_array(comments.column("subreddit")), pa.array(ends, pa.int64())), _np(over_18, False).astype(bool),
                        _np(comments.column("score"), 0)[ends], _np(pc.is_valid(comments.column("score")), False)[ends],
-                       thread_comments)
+                       thread_comments, num_turns)
     for rule in RULES:
         if rule.kind == "session" and getattr(filters, rule.name):
             drop(rule.name, rule.fails(view))
