@@ -1,9 +1,26 @@
-"""The one way every job becomes a Hydra command line (``python -m <module> key=value ...``)."""
+"""The one way every job becomes a Hydra command line (``python -m <module> key=value ...``).
+
+Besides composing the config, this owns two things every job shares:
+
+* ``--help`` (``-h``): what the job does, its own config groups with their options, and the
+  composed config (with any overrides given), instead of Hydra's generic page.
+* The precedence of an experiment against the groups a user picks. An experiment
+  (``conf/experiment/*.yaml``) picks group options and sets values on top of them. A group the user
+  names on the command line (``experiment=demo model=gpt2-124m``) wins over the experiment's pick
+  *and* its values for that group: the group's section is the user's option plus the user's own
+  ``key=value`` overrides, and a line says which of the experiment's values were not applied.
+  ``key=value`` overrides always win over everything.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from typing import Callable
+
+_GROUP_PICK = re.compile(r"^([A-Za-z_][\w/]*)=(.*)$")
+_HIDDEN_GROUPS = ("hydra", "experiment_schema")
 
 
 def register_schemas(config_name: str, schema: type, groups: dict[str, type] | None = None) -> None:
@@ -17,6 +34,99 @@ def register_schemas(config_name: str, schema: type, groups: dict[str, type] | N
         store.store(group=group, name=f"{group}_schema", node=node)
 
 
+def _conf_dir() -> str:
+    from extraction import CONF_DIR
+
+    return CONF_DIR
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group: the YAML files in ``conf/<group>/`` (schemas are not options)."""
+    folder = os.path.join(_conf_dir(), group)
+    return sorted(name[:-5] for name in os.listdir(folder) if name.endswith(".yaml")) if os.path.isdir(folder) else []
+
+
+def _about(module_doc: str | None) -> str:
+    """The job's docstring up to its first plain paragraph after the summary and usage lines."""
+    if not module_doc:
+        return ""
+    paragraphs = module_doc.strip().split("\n\n")
+    keep = [paragraphs[0]]
+    if len(paragraphs) > 1 and paragraphs[1].startswith("    "):
+        keep.append(paragraphs[1])
+    return "\n\n".join(keep)
+
+
+def _compose(config_name: str, overrides: list[str]):
+    """The job's effective config outside a run (``--help``, ``--cfg job``): composed, then the
+    experiment precedence applied. Returns (config without ``hydra``, the group choices)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf, open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=_conf_dir(), version_base=None):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+        choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        apply_user_picks(cfg, config_name, choices, overrides)
+    return cfg, choices
+
+
+def help_text(config_name: str, overrides: list[str], module_doc: str | None, command: str) -> str:
+    """The ``--help`` page of one job: its purpose, its groups (current pick marked), its config."""
+    from omegaconf import OmegaConf
+
+    cfg, choices = _compose(config_name, overrides)
+    choices = {g: c for g, c in choices.items() if not g.startswith(_HIDDEN_GROUPS)}
+    groups = "[group=option ...] " if choices else ""
+    lines = [_about(module_doc), "", f"usage: {command} {groups}[key=value ...]",
+             "  key=value sets any key below" + ("; group=option picks a file of conf/<group>/" if groups else "")
+             + "; quote values holding '=' or ','",
+             "  (e.g. 'inputs=[a.zst,b.zst]'); --cfg job prints the config alone; every key is documented in",
+             "  README.md (Configuration reference)."]
+    if choices:
+        lines += ["", "== Groups (the current pick in [brackets]) =="]
+        for group in sorted(choices):
+            options = [f"[{o}]" if o == choices[group] else o for o in group_options(group)]
+            lines.append(f"  {group}: {', '.join(options)}" + ("   (none picked)" if choices[group] is None else ""))
+    lines += ["", "== Config (with the overrides given) ==", OmegaConf.to_yaml(cfg).rstrip()]
+    return "\n".join(lines)
+
+
+def apply_user_picks(cfg, config_name: str, choices: dict, task_overrides: list[str]) -> list[str]:
+    """Applies the experiment precedence (module docstring) to the composed ``cfg`` in place, inside
+    an initialised Hydra. Returns the notes (one per group whose experiment values were not applied)."""
+    from hydra import compose
+    from omegaconf import OmegaConf, open_dict
+
+    experiment = choices.get("experiment")
+    if not experiment:
+        return []
+    picked = {}
+    for override in task_overrides:
+        match = _GROUP_PICK.match(override)
+        if match and match.group(1) in choices and match.group(1) != "experiment":
+            picked[match.group(1)] = match.group(2)
+    path = os.path.join(_conf_dir(), "experiment", f"{experiment}.yaml")
+    if not picked or not os.path.exists(path):
+        return []
+    experiment_values = OmegaConf.load(path)
+    clashes = [g for g in picked if g in experiment_values]
+    if not clashes:
+        return []
+    without = compose(config_name, overrides=[o for o in task_overrides if not o.startswith("experiment=")])
+    notes = []
+    for group in clashes:
+        with open_dict(cfg):
+            cfg[group] = without[group]
+        keys = [f"{group}.{k}" for k in experiment_values[group]]
+        notes.append(f"note: you picked {group}={picked[group]}, so experiment={experiment}'s {', '.join(keys)} "
+                     f"{'is' if len(keys) == 1 else 'are'} not applied (set them with key=value)")
+    return notes
+
+
 def run_hydra(config_name: str, schema: type, run: Callable[[object], object],
               errors: tuple[type[BaseException], ...] = (), groups: dict[str, type] | None = None) -> None:
     """Registers the typed configs (``register_schemas``), composes ``conf/<config_name>.yaml`` with
@@ -25,16 +135,30 @@ def run_hydra(config_name: str, schema: type, run: Callable[[object], object],
     import hydra
     from omegaconf import OmegaConf
 
-    from extraction import CONF_DIR
-
     register_schemas(config_name, schema, groups)
+    args = sys.argv[1:]
+    if "--help" in args or "-h" in args:
+        main = sys.modules.get("__main__")
+        module = getattr(getattr(main, "__spec__", None), "name", None) or config_name
+        print(help_text(config_name, [a for a in args if a not in ("--help", "-h")],
+                        getattr(main, "__doc__", None), f"python -m {module}"))
+        return
+    if args[:2] in (["--cfg", "job"], ["-c", "job"]):  # the effective config, precedence applied
+        print(OmegaConf.to_yaml(_compose(config_name, args[2:])[0]).rstrip())
+        return
 
-    @hydra.main(version_base=None, config_path=CONF_DIR, config_name=config_name)
+    @hydra.main(version_base=None, config_path=_conf_dir(), config_name=config_name)
     def _main(cfg) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+        for note in apply_user_picks(cfg, config_name, dict(hc.runtime.choices), list(hc.overrides.task)):
+            print(note, file=sys.stderr)
+        from extraction import spark
+
         try:
             run(OmegaConf.to_object(cfg))
-        except errors as err:
-            from extraction import spark
+        except (*errors, spark.SparkStartError) as err:
 
             print(f"error: {err}", file=sys.stderr)
             if spark.LOG_FILE:

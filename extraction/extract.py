@@ -164,10 +164,14 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
     report["job_seconds"] = wall
     report["input"] = cfg.input
     report["config"] = {"chains": asdict(cfg.chains), "filters": asdict(cfg.filters), "split": asdict(cfg.split)}
-    t = time.time()
-    storage.write_json_atomic(storage.join(staging, REPORT_FILE), report)
-    from extraction.report import render_report
+    from extraction.report import annotate_rules, ingest_summary, rejected_examples, render_report, run_info
 
+    t = time.time()
+    annotate_rules(report, cfg)
+    report["examples"] = rejected_examples(storage.join(staging, "rejects"))
+    report["ingest"] = ingest_summary(plan.ingest_report)
+    report["run"] = run_info()
+    storage.write_json_atomic(storage.join(staging, REPORT_FILE), report)
     render_report(report, storage.join(staging, "extract_report.png"), storage.join(staging, "extract_report.html"))
     staged.commit(["sessions", "rejects", REPORT_FILE, "extract_report.png", "extract_report.html"],
                   finished_utc=int(time.time()))
@@ -187,6 +191,7 @@ class BucketPlan:
     use_submissions: bool
     comments_files: int
     ingested_comments: int | None
+    ingest_report: dict
 
     @property
     def bytes(self) -> int:
@@ -226,7 +231,7 @@ def plan_buckets(cfg: ExtractConfig) -> BucketPlan:
     if not comments_files:
         raise ExtractError(f"{cfg.input}/comments holds no Parquet files: run the ingest job first (extraction.ingest)")
     ingested = report.get("totals", {}).get("comments_rows")
-    plan = BucketPlan({b: e for b, e in buckets.items() if e["comments"]}, use_submissions, comments_files, ingested)
+    plan = BucketPlan({b: e for b, e in buckets.items() if e["comments"]}, use_submissions, comments_files, ingested, report)
     check_ingest_output(cfg, report, plan)
     return plan
 
@@ -462,10 +467,11 @@ def merge_reports(cfg: ExtractConfig, built: list[dict], finished: list[dict]) -
 
 def format_report(report: dict, output: str) -> str:
     s = report["sessions"]
-    lines = [f"Extract report ({output})", f"{'rule':<22}{'in':>12}{'dropped':>12}"]
+    lines = [f"Extract report ({output})", f"{'rule':<22}{'in':>12}{'dropped':>12}{'%':>8}"]
     for row in report["rules"]:
         if row["out"] or row["rule"] in ("min_turns",):
-            lines.append(f"{row['rule']:<22}{row['in']:>12,}{row['out']:>12,}")
+            share = f"{100 * row['out'] / row['in']:.1f}" if row["in"] else "0.0"
+            lines.append(f"{row['rule']:<22}{row['in']:>12,}{row['out']:>12,}{share:>8}")
     lines.append(f"sessions: {s['candidates']:,} candidates -> {s['kept']:,} kept "
                  + ", ".join(f"{k} {s['per_split'].get(k, 0):,}" for k in SPLITS))
     c = report["comments"]

@@ -1,5 +1,7 @@
 """Ingest job: Pushshift RC/RS dumps -> Parquet tables of comments, submissions and rejects.
 
+    python -m extraction.ingest 'inputs=[/data/RC_2015-01.zst,/data/RS_2015-01.zst]' output=out/ingest
+
 How the work is spread: a dump is one zstd frame and cannot be split, so each input file is one
 Spark task (files run in parallel across executors, largest first; Spark schedules, retries and
 reports them). Inside a task the file is streamed in bounded blocks (``extraction.dumps``), each

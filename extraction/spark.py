@@ -66,6 +66,8 @@ LOG_FILE: str | None = None
 
 _LOG4J = """\
 rootLogger.level = info
+logger.repl.name = org.apache.spark.repl.Main
+logger.repl.level = info
 rootLogger.appenderRef.file.ref = file
 appender.file.type = File
 appender.file.name = file
@@ -91,6 +93,29 @@ def _log_to_file() -> dict[str, str]:
     return {"spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{stem}.log4j2.properties"}
 
 
+class SparkStartError(RuntimeError):
+    """The local JVM did not start (no Java, too little memory, a bad setting): its own words are
+    in the log file the message names."""
+
+
+def _start_with_stderr_in(path: str, start: Callable):
+    """Calls ``start`` (which launches the JVM) with file descriptor 2 pointing at ``path``: the JVM
+    inherits it, so what it prints outside its logger (the JVM's module warning, Spark's start-up
+    lines) goes to the log file, not the console. This process's stderr is restored after."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 2)
+        return start()
+    except Exception as err:
+        raise SparkStartError(f"Spark did not start ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+                              f"its output is in {path}") from err
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def build_spark(cfg: SparkConfig):
     """Returns the active SparkSession, creating one from ``cfg`` if there is none. A local Spark
     started here logs to a file (``LOG_FILE``): the console keeps the jobs' own lines."""
@@ -106,14 +131,14 @@ def build_spark(cfg: SparkConfig):
         builder = builder.master(cfg.master)
     defaults = dict(DEFAULT_CONF)
     settings = spark_settings(cfg.conf)
-    if _local(cfg) and SparkSession.getActiveSession() is None \
-            and "spark.driver.extraJavaOptions" not in settings:
+    to_file = _local(cfg) and SparkSession.getActiveSession() is None and "spark.driver.extraJavaOptions" not in settings
+    if to_file:
         defaults.update(_log_to_file())
     # Spark's default driver memory (1g) is enough: the jobs' rows stay in the Python tasks
     # (Arrow and Parquet written by pyarrow), the JVM only schedules them.
     for key, value in {**defaults, **settings}.items():
         builder = builder.config(key, str(value))
-    spark = builder.getOrCreate()
+    spark = _start_with_stderr_in(LOG_FILE, builder.getOrCreate) if to_file else builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.log_level)
     return spark
 

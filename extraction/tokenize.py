@@ -25,12 +25,12 @@ import hashlib
 import itertools
 import json
 import os
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 
 from extraction import storage
+from extraction.report import code_version
 from extraction.spark import SparkConfig
 
 DONE_MARKER = "_TOKENIZE_DONE.json"
@@ -243,21 +243,6 @@ def _tokenize_task(settings: _TaskSettings, task: dict) -> tuple[dict, None]:
     return tokenize_task(task, settings), None
 
 
-def _code_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        package = version("reddit-pretrain")
-    except PackageNotFoundError:
-        package = "unknown"
-    try:
-        rev = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True, stderr=subprocess.DEVNULL,
-                                      cwd=os.path.dirname(os.path.abspath(__file__))).strip()
-    except (OSError, subprocess.CalledProcessError):
-        rev = "unknown"
-    return f"{package}+git.{rev}"
-
-
 def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     """Runs the tokenize job; returns the manifest (also ``<output>/manifest.json``)."""
     from extraction.spark import session_for, where
@@ -321,7 +306,7 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
         too_long=cfg.too_long,
         source_dumps=dumps,
         extraction_config=extraction.get("config"),
-        code_version=_code_version(),
+        code_version=code_version(),
         seconds=round(time.time() - started, 3),
     )
     write_manifest(storage.local_path(staging), manifest)

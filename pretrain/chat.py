@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.model} is not an exported model (no config.json; make one with python -m pretrain.export)",
               file=sys.stderr)
         return 2
+    from pretrain.console import quiet_libraries
+
+    quiet_libraries()
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
     model = GPT2LMHeadModel.from_pretrained(args.model).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model)

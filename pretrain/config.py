@@ -27,7 +27,9 @@ class ModelConfig:
     n_layer: int = 2
     n_head: int = 2
     n_embd: int = 64
-    n_positions: int = 128
+    n_positions: int = 1024
+    """Length of the position table: the longest prompt plus reply the model accepts (GPT-2 and
+    DialoGPT: 1024). Training windows are ``data.seq_len``, which may be shorter."""
     dropout: float = 0.0
     """Applied to embeddings, attention and residuals (GPT-2 used 0.1)."""
     activation_checkpointing: bool = False
@@ -59,6 +61,8 @@ class DataConfig:
 @dataclass
 class OptimizerConfig:
     name: str = "adamw"
+    """``adamw`` (torch's fused/foreach AdamW; DeepSpeedCPUAdam when the optimizer is offloaded):
+    the one optimizer the trainer builds. Any other name fails before training."""
     lr: float = 3e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     eps: float = 1e-8
@@ -150,6 +154,8 @@ class TrainConfig:
             raise ConfigError("deepspeed.offload_optimizer needs zero_stage >= 1")
         if ds.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ConfigError(f"deepspeed.precision must be auto, fp32, bf16 or fp16, not {ds.precision!r}")
+        if self.optimizer.name != "adamw":
+            raise ConfigError(f"optimizer.name must be adamw (the one optimizer the trainer builds), not {self.optimizer.name!r}")
         if self.scheduler.name not in ("cosine", "linear", "noam"):
             raise ConfigError(f"scheduler.name must be cosine, linear or noam, not {self.scheduler.name!r}")
         if t.micro_batch_size_per_gpu < 1 or t.gradient_accumulation_steps < 1 or t.max_steps < 1:

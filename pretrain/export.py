@@ -45,6 +45,9 @@ def export(checkpoint: str, out_dir: str) -> str:
     from omegaconf import OmegaConf
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
+    from pretrain.console import quiet_libraries
+
+    quiet_libraries()
     root, tag = _resolve(checkpoint)
     folder = os.path.join(root, tag)
     cfg = OmegaConf.load(os.path.join(folder, "config.yaml"))
@@ -52,9 +55,14 @@ def export(checkpoint: str, out_dir: str) -> str:
         manifest = json.load(f)
     zero_files = [f for f in os.listdir(folder) if "optim_states" in f and f.startswith(("zero_", "bf16_zero_"))]
     if cfg.deepspeed.zero_stage >= 1 and zero_files:
+        if not torch.cuda.is_available():
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")  # no "Setting accelerator to CPU" warning
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-        state = get_fp32_state_dict_from_zero_checkpoint(root, tag=tag)
+        from pretrain.console import captured_output
+
+        with captured_output():  # zero_to_fp32 prints a line per step and its own progress bars
+            state = get_fp32_state_dict_from_zero_checkpoint(root, tag=tag)
     else:
         files = [f for f in os.listdir(folder) if f.endswith("model_states.pt")]
         state = torch.load(os.path.join(folder, sorted(files)[0]), map_location="cpu", weights_only=False)["module"]
@@ -79,7 +87,10 @@ def export(checkpoint: str, out_dir: str) -> str:
     from pretrain.chat import DECODING
 
     # The chat's decoding, so that generate() and pipeline("text-generation") answer as the chat does.
-    model.generation_config = GenerationConfig(**DECODING, bos_token_id=manifest["eos_id"], eos_token_id=manifest["eos_id"],
+    # No length in it: a saved max_new_tokens or max_length would warn against (or override) the
+    # length a caller passes, as DialoGPT's model-card loop does (max_length=1000).
+    decoding = {k: v for k, v in DECODING.items() if k != "max_new_tokens"}
+    model.generation_config = GenerationConfig(**decoding, bos_token_id=manifest["eos_id"], eos_token_id=manifest["eos_id"],
                                                pad_token_id=manifest["eos_id"])
     tmp = out_dir.rstrip("/") + ".tmp"
     model.save_pretrained(tmp)

@@ -433,18 +433,20 @@ _MEGATRON_DTYPES = {np.dtype("u1"): 1, np.dtype("i1"): 2, np.dtype("<i2"): 3, np
                     np.dtype("<i8"): 5, np.dtype("<f8"): 6, np.dtype("<f4"): 7, np.dtype("<u2"): 8}
 
 
-def export_megatron(shard_set: ShardSet, prefix: str) -> tuple[str, str]:
-    """Writes ``prefix.bin`` and ``prefix.idx``: one sequence and one document per session.
+LABEL_SUFFIX = "_label"
+"""``<prefix>_label.bin/.idx``: the loss mask as GPT-NeoX label data (token id, or -100: no loss)."""
+NO_LOSS = -100
 
-    Megatron has no uint32 code, so vocabularies over 65536 are written as int32.
-    """
-    dtype = shard_set.dtype if shard_set.dtype == np.dtype("<u2") else np.dtype("<i4")
+
+def _write_megatron(prefix: str, arrays, dtype: np.dtype) -> None:
+    """One ``.bin``/``.idx`` pair ("MMIDIDX" version 1): one sequence and one document per array,
+    written under temporary names and renamed into place."""
     sizes = []
     with open(prefix + ".bin.tmp", "wb") as out:
-        for shard in shard_set.shards:
-            out.write(np.asarray(shard.tokens, dtype=dtype).tobytes())
-            sizes.append(np.diff(np.asarray(shard.boundaries, dtype=np.int64)))
-    sizes_arr = np.concatenate(sizes).astype("<i4")
+        for array in arrays:
+            out.write(np.asarray(array, dtype=dtype).tobytes())
+            sizes.append(len(array))
+    sizes_arr = np.asarray(sizes, dtype="<i4")
     pointers = np.concatenate([[0], np.cumsum(sizes_arr[:-1], dtype=np.int64)]).astype("<i8") * dtype.itemsize
     doc_idx = np.arange(len(sizes_arr) + 1, dtype="<i8")
     with open(prefix + ".idx.tmp", "wb") as out:
@@ -458,7 +460,37 @@ def export_megatron(shard_set: ShardSet, prefix: str) -> tuple[str, str]:
         out.write(doc_idx.tobytes())
     os.replace(prefix + ".bin.tmp", prefix + ".bin")
     os.replace(prefix + ".idx.tmp", prefix + ".idx")
-    return prefix + ".bin", prefix + ".idx"
+
+
+def _documents(shard_set: ShardSet, mask: bool):
+    for shard in shard_set.shards:
+        bounds = np.asarray(shard.boundaries, dtype=np.int64)
+        for start, end in zip(bounds[:-1], bounds[1:]):
+            tokens = np.asarray(shard.tokens[start:end])
+            if not mask:
+                yield tokens
+            else:
+                yield np.where(np.asarray(shard.mask[start:end]) == 1, tokens.astype(np.int64), NO_LOSS)
+
+
+def export_megatron(shard_set: ShardSet, prefix: str, labels: bool = True) -> list[str]:
+    """Writes ``prefix.bin``/``prefix.idx`` (one sequence and one document per session) and, when the
+    shards have a loss mask and ``labels``, ``prefix_label.bin/.idx``: the same sequences with -100
+    where there is no loss (the first turn), the form GPT-NeoX reads as label data
+    (``train_label_data_paths``; its labels are not shifted: the label of token i sits at i). The
+    output folder is created. Returns the files written.
+
+    Megatron has no uint32 code, so vocabularies over 65536 are written as int32; labels are int32.
+    """
+    folder = os.path.dirname(os.path.abspath(prefix))
+    os.makedirs(folder, exist_ok=True)
+    dtype = shard_set.dtype if shard_set.dtype == np.dtype("<u2") else np.dtype("<i4")
+    _write_megatron(prefix, _documents(shard_set, mask=False), dtype)
+    written = [prefix + ".bin", prefix + ".idx"]
+    if labels and shard_set.has_mask:
+        _write_megatron(prefix + LABEL_SUFFIX, _documents(shard_set, mask=True), np.dtype("<i4"))
+        written += [prefix + LABEL_SUFFIX + ".bin", prefix + LABEL_SUFFIX + ".idx"]
+    return written
 
 
 def read_megatron(prefix: str) -> list[np.ndarray]:
@@ -526,16 +558,23 @@ def main(argv: list[str] | None = None) -> int:
     p_inspect.add_argument("folder")
     p_inspect.add_argument("--show", type=int, default=3)
     p_inspect.add_argument("--verify", action="store_true", help="check every file's sha256")
-    p_export = sub.add_parser("export-megatron", help="write <prefix>.bin/.idx for Megatron-LM / GPT-NeoX")
-    p_export.add_argument("folder")
-    p_export.add_argument("prefix")
-    p_export.add_argument("--split", default="train")
+    p_export = sub.add_parser(
+        "export-megatron", help="write <prefix>.bin/.idx (and <prefix>_label.bin/.idx) for Megatron-LM / GPT-NeoX",
+        description="Writes one split as a Megatron-LM / GPT-NeoX indexed dataset: <prefix>.bin/.idx, one "
+                    "document per session. When the shards carry a loss mask (DialoGPT: no loss on the first turn) "
+                    "it also writes <prefix>_label.bin/.idx, the same sequences with -100 where there is no loss. "
+                    "GPT-NeoX: \"train_data_paths\": [\"<prefix>\"], \"train_label_data_paths\": [\"<prefix>_label\"]. "
+                    "Megatron-LM reads no label data and trains on every token.")
+    p_export.add_argument("folder", help="a shard set (the tokenize job's output)")
+    p_export.add_argument("prefix", help="output path without extension; its folder is created")
+    p_export.add_argument("--split", default="train", help="which split to export (default: train)")
+    p_export.add_argument("--no-labels", action="store_true", help="do not write the _label files")
     args = parser.parse_args(argv)
     try:
         if args.command == "inspect":
             print(inspect(args.folder, args.show, args.verify))
         else:
-            print(" ".join(export_megatron(ShardSet(args.folder, args.split), args.prefix)))
+            print(" ".join(export_megatron(ShardSet(args.folder, args.split), args.prefix, not args.no_labels)))
     except ShardError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

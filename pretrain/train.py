@@ -88,7 +88,10 @@ def _init_distributed(backend: str):
         backend = "nccl" if on_gpu else "gloo"
     if on_gpu:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    deepspeed.init_distributed(dist_backend=backend)
+    from pretrain.console import captured_output
+
+    with captured_output():  # DeepSpeed's communication-op build probe prints gcc lines on every start
+        deepspeed.init_distributed(dist_backend=backend)
     return on_gpu
 
 
@@ -382,6 +385,9 @@ def train(cfg: TrainConfig) -> dict:
     from pretrain.data import OrderedSampler, SampleSource, micro_batch
     from pretrain.shards import ShardSet
 
+    from pretrain.console import quiet_libraries
+
+    quiet_libraries()
     cfg.validate()
     train_set = ShardSet(cfg.data.shards, cfg.data.train_split)
     valid_set = ShardSet(cfg.data.shards, cfg.data.valid_split)

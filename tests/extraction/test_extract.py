@@ -63,7 +63,31 @@ def test_extract_end_to_end(spark, ingested, tmp_path, capsys):
     err = capsys.readouterr().err
     assert all(f"[extract] {i}/3 " in err for i in (1, 2, 3)) and "Broadcasting" not in err
     assert {"read", "turn rules", "features", "chains", "session rules", "split", "corpus rules", "writes", "report"} <= set(report["stage_seconds"])
-    assert "Every comment accounted for" in (out / "extract_report.html").read_text()
+    page = (out / "extract_report.html").read_text()
+    assert "Every comment accounted for" in page
+    # The report says what each rule dropped as a share, with its settings, shows three rejected
+    # sessions of each rule that dropped any (as stored in rejects/), and the ingest side and the run.
+    assert funnel["url"]["percent"] == round(100 * funnel["url"]["out"] / funnel["url"]["in"], 2) > 0
+    assert funnel["bland"]["settings"] == {"on": True, "filters.bland_min_count": 20, "filters.bland_fraction": 0.9}
+    assert funnel["max_words"]["settings"]["filters.max_words_total"] == cfg.filters.max_words_total
+    assert {r["rule"] for r in report["turn_rules"]} == set(c["cut_by_turn_rule"])
+    stored = {}
+    for r in rejects.select("drop_reason", "turns").collect():
+        stored.setdefault(r.drop_reason, []).append(list(r.turns))
+    assert set(report["examples"]) == reasons
+    for reason, examples in report["examples"].items():
+        assert len(examples) == min(3, len(stored[reason]))
+        for example in examples:
+            assert any(len(example) == len(turns) and all(t.startswith(e.rstrip("…")) for e, t in zip(example, turns))
+                       for turns in stored[reason])
+    ingest = json.loads((ingested / "ingest" / "ingest_report.json").read_text())
+    assert report["ingest"]["rejects_by_reason"] == ingest["totals"]["rejects_by_reason"] != {}
+    assert sorted(i["file"] for i in report["ingest"]["inputs"]) == ["RC_2015-01.zst", "RS_2015-01.zst"]
+    assert report["run"]["date_utc"][:2] == "20" and "+git." in report["run"]["code_version"]
+    for heading in ("dropped %", "Examples of rejected sessions", "lines set aside, by reason", "RC_2015-01.zst",
+                    report["run"]["code_version"]):
+        assert heading in page
+    assert "src=\"data:image/png;base64," in page and "<link" not in page and "src=\"http" not in page  # one file
 
     # Re-running does nothing; forcing it writes the same files, byte for byte.
     before = files(out)

@@ -48,3 +48,30 @@ def test_an_unwritable_output_is_one_line_before_spark_starts(tmp_path):
         assert result.stderr.strip().splitlines() == [result.stderr.strip().splitlines()[-1]]
         assert message in result.stderr and "Traceback" not in result.stderr
         assert time.time() - started < 60
+
+
+@pytest.mark.slow
+def test_a_local_spark_keeps_the_console_to_the_jobs_lines(tmp_path):
+    """The JVM's own start-up lines go to the log file, with Spark's log; a JVM that cannot start
+    is one line naming that file (exit 2), not a py4j traceback."""
+    import subprocess
+    import sys
+
+    from extraction.synth import SynthConfig, write_month
+
+    write_month(str(tmp_path / "dumps"), SynthConfig(comments=300, seed=3))
+    base = [sys.executable, "-m", "extraction.ingest", f"inputs=[{tmp_path}/dumps/RC_2015-01.zst]",
+            "spark.in_process_below_bytes=0", "spark.master='local[1]'"]
+    ok = subprocess.run([*base, f"output={tmp_path}/ok"], capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    console = ok.stdout + ok.stderr
+    assert "on Spark local[1]" in console
+    for chatter in ("incubator modules", "Setting default log level", "sc.setLogLevel", "INFO", "WARN "):
+        assert chatter not in console, console
+    bad = subprocess.run([*base, f"output={tmp_path}/bad", "+spark.conf.spark.driver.memory=nonsense"],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr[-3000:]
+    line = [x for x in bad.stderr.splitlines() if x.startswith("error: Spark did not start")]
+    assert line and "reddit-pretrain-logs" in line[0]
+    log = line[0].rsplit(" ", 1)[-1].strip("()")
+    assert "nonsense" in open(log).read()

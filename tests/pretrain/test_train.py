@@ -122,6 +122,17 @@ def test_two_processes_loss_falls(shards_dir, tmp_path, stage):
     assert json.loads((exported / "generation_config.json").read_text())["no_repeat_ngram_size"] == 3
     batch = tok(["hello", "what do you think of the new phone"], return_tensors="pt", padding=True)
     assert model.generate(**batch, max_new_tokens=3).shape[0] == 2
+    if stage == 2:  # DialoGPT's model-card loop, as written there (max_length=1000), with the lines typed in
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        tokenizer, model = AutoTokenizer.from_pretrained(exported), AutoModelForCausalLM.from_pretrained(exported)
+        for step, line in enumerate(["hello", "what do you think of the new phone?", "why?", "ok", "bye"]):
+            new_user_input_ids = tokenizer.encode(line + tokenizer.eos_token, return_tensors="pt")
+            bot_input_ids = torch.cat([chat_history_ids, new_user_input_ids], dim=-1) if step > 0 else new_user_input_ids
+            chat_history_ids = model.generate(bot_input_ids, max_length=1000, pad_token_id=tokenizer.eos_token_id)
+            answer = tokenizer.decode(chat_history_ids[:, bot_input_ids.shape[-1]:][0], skip_special_tokens=True)
+            assert bot_input_ids.shape[-1] < chat_history_ids.shape[-1] <= 1000 and isinstance(answer, str)
     # The exported weights are the trained ones: its loss on a valid window matches training's scale.
     import torch
 
@@ -185,6 +196,7 @@ def test_deepspeed_launcher_and_hydra_overrides(shards_dir, tmp_path):
         (["data.seq_len=4096"], "exceeds model.n_positions"),
         (["model.init=resume", "trainer.resume_from=/nonexistent"], "not a complete checkpoint: does not exist"),
         (["deepspeed.precision=bf16"], "needs a GPU"),
+        (["optimizer.name=sgd"], "optimizer.name must be adamw"),
     ],
 )
 def test_bad_configs_fail_before_any_step(shards_dir, tmp_path, overrides, message):

@@ -1,0 +1,88 @@
+"""Every job's command line: its own --help, and the precedence of an experiment against the groups
+a user picks (extraction/cli.py)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from extraction.cli import group_options
+
+REPO = __file__.rsplit("/tests/", 1)[0]
+
+
+def command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("module, about, groups, absent", [
+    ("extraction.ingest", "Ingest job: Pushshift RC/RS dumps", [], ["== Groups", "model:", "preset:", "_schema"]),
+    ("extraction.extract", "Extract job: ingested comments", ["preset: dialogpt_paper, dialogpt_released, [project]"],
+     ["model:", "trainer:", "_schema"]),
+    ("extraction.tokenize", "Tokenize job: extracted sessions", [], ["== Groups", "model:", "_schema"]),
+    ("pretrain.train", "DeepSpeed ZeRO training of GPT-2",
+     ["model: demo, gpt2-1.5b, gpt2-124m, gpt2-355m, gpt2-774m, [tiny]", "experiment: demo, dialogpt_small   (none picked)",
+      "deepspeed: zero0, zero1, [zero2]"], ["preset:", "_schema", "powered by Hydra"]),
+    ("pretrain.pipeline", "The whole pipeline in one command", ["preset: "], ["model:", "_schema"]),
+])
+def test_each_job_has_its_own_help(module, about, groups, absent):
+    result = command(module, "--help")
+    assert result.returncode == 0, result.stderr[-2000:]
+    page = result.stdout
+    assert page.startswith(about) and f"usage: python -m {module}" in page and "== Config" in page
+    assert all(line in page for line in groups), page[:1500]
+    assert not any(text in page for text in absent), page[:1500]
+
+
+def test_help_shows_the_config_with_the_overrides_given():
+    page = command("pretrain.train", "--help", "model=gpt2-124m", "trainer.max_steps=7").stdout
+    assert "[gpt2-124m]" in page and "n_layer: 12" in page and "max_steps: 7" in page
+
+
+def test_group_options_are_the_yaml_files():
+    assert group_options("preset") == ["dialogpt_paper", "dialogpt_released", "project"]
+    assert "demo" in group_options("model") and group_options("nonexistent") == []
+
+
+def compose(*overrides):
+    from extraction.cli import _compose, register_schemas
+    from pretrain.config import GROUPS, TrainConfig
+
+    register_schemas("train", TrainConfig, GROUPS)
+    return _compose("train", list(overrides))[0]
+
+
+def test_an_experiment_picks_groups_and_sets_values():
+    cfg = compose("experiment=demo")
+    assert (cfg.model.name, cfg.model.n_layer, cfg.model.n_embd) == ("demo", 2, 128)
+    assert cfg.trainer.max_steps == 600 and cfg.optimizer.lr == 2e-3 and cfg.data.shards == "out/demo/shards"
+
+
+def test_a_group_the_user_picks_wins_over_the_experiment():
+    cfg = compose("experiment=demo", "model=gpt2-124m")
+    assert (cfg.model.name, cfg.model.n_layer, cfg.model.n_embd, cfg.model.dropout) == ("gpt2-124m", 12, 768, 0.1)
+    assert cfg.trainer.max_steps == 600  # the experiment's values for groups the user did not pick stay
+    # A picked group takes none of the experiment's values for it; the user's key=value still applies.
+    cfg = compose("experiment=demo", "trainer=ci", "trainer.log_interval=3")
+    assert (cfg.trainer.max_steps, cfg.trainer.out_dir, cfg.trainer.log_interval) == (20, "out/train", 3)
+    assert cfg.optimizer.lr == 2e-3 and cfg.model.name == "demo"
+    # key=value wins over the experiment.
+    assert compose("experiment=demo", "trainer.max_steps=9", "model.n_layer=3").trainer.max_steps == 9
+    assert compose("experiment=demo", "model.n_layer=3").model.n_layer == 3
+
+
+def test_a_run_says_which_experiment_values_it_did_not_apply(tmp_path):
+    result = command("pretrain.train", "experiment=demo", "trainer=ci", f"data.shards={tmp_path}/none")
+    assert result.returncode == 2 and "no manifest.json" in result.stderr
+    assert "note: you picked trainer=ci, so experiment=demo's trainer.out_dir, trainer.max_steps" in result.stderr
+
+
+def test_every_experiment_leaves_model_shape_to_the_model_group():
+    """An experiment that set model.n_layer would give a model named after one group with the shape of
+    another whenever a user picked a model: experiments pick a model option instead."""
+    from omegaconf import OmegaConf
+
+    from extraction import CONF_DIR
+
+    for name in group_options("experiment"):
+        assert "model" not in OmegaConf.load(f"{CONF_DIR}/experiment/{name}.yaml"), name
