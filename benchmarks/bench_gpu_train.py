@@ -7,7 +7,7 @@ The shards are generated (a GPT-2-sized vocabulary of 50,257 ids, documents of D
 lengths, the first turn masked as in our shards), so no model hub or tokenizer is needed; the
 figures depend on the shapes, not on the text. pretrain.train runs through torchrun with the
 given ZeRO stage and each block compiled (``--no-compile`` for eager); tokens/s and MFU (the
-formula is in pretrain/train.py) are averaged over the log windows after the first.
+formula is in pretrain/metrics.py) are averaged over the log windows after the first.
 Prints a table and writes benchmarks/results/gpu_train.json.
 """
 
@@ -33,7 +33,7 @@ def synthetic_shards(tokens: int, seed: int = 0) -> Path:
     """Train and valid shards of about ``tokens`` and ``tokens // 20`` tokens, cached."""
     import numpy as np
 
-    from pretrain.shards import SHARDS_DIR, ShardWriter, new_manifest, write_manifest
+    from reddit_pretrain.shards import SHARDS_DIR, ShardWriter, new_manifest, write_manifest
 
     folder = CACHE / f"gpu-shards-{tokens}-{seed}"
     if (folder / "manifest.json").exists():

@@ -33,7 +33,7 @@ def prepare(comments: int, spark) -> tuple[Path, Path]:
     from extraction.extract import ExtractConfig, run_extract
     from extraction.filters import FiltersConfig
     from extraction.ingest import IngestConfig, run_ingest
-    from extraction.tokenizer import train_tokenizer
+    from extraction.train_tokenizer import train_tokenizer
 
     root = CACHE / f"tokenize-{comments}"
     folder = synthetic_month(comments, seed=3)
@@ -75,7 +75,7 @@ def job(extract: Path, tokenizer: Path, spark, cores: int) -> dict:
         seconds = time.perf_counter() - started
         import numpy as np
 
-        from pretrain.shards import ShardSet
+        from reddit_pretrain.shards import ShardSet
 
         tokens = eos = 0
         for split, counts in manifest["splits"].items():
@@ -93,7 +93,7 @@ def job(extract: Path, tokenizer: Path, spark, cores: int) -> dict:
 
 def read(shards: Path, seq_len: int = 128, micro: int = 8) -> dict:
     from pretrain.data import OrderedSampler, SampleSource, micro_batch
-    from pretrain.shards import ShardSet
+    from reddit_pretrain.shards import ShardSet
 
     source = SampleSource(ShardSet(str(shards), "train"), "packed", seq_len, True)
     sampler = OrderedSampler(source.num_samples, 0)

@@ -4,7 +4,7 @@
 
 Writes ``--gib`` GiB of token shards (uint16 tokens, as the tokenize job writes them; 100 MB shards
 by default there), then, in the same run: plain reading of every file (the floor: what any check
-must pay), and ``pretrain.shards.verify_files`` with 1 thread and with one thread per core, as
+must pay), and ``reddit_pretrain.shards.verify_files`` with 1 thread and with one thread per core, as
 the trainer runs it once per node. The files are in the page cache (just written), as on a node
 that made or staged the shards; a cold disk adds its read time to both. Prints a table with the
 time for a 10 GiB shard set and writes benchmarks/results/verify.json.
@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     import numpy as np
 
-    from pretrain.shards import verify_files
+    from reddit_pretrain.shards import verify_files
 
     folder = Path(tempfile.mkdtemp(prefix="bench-verify-"))
     try:

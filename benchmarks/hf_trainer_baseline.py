@@ -27,7 +27,7 @@ def main() -> None:
 
     from pretrain.config import BatchSizes, TrainConfig, deepspeed_config
     from pretrain.data import SampleSource
-    from pretrain.shards import ShardSet
+    from reddit_pretrain.shards import ShardSet
 
     cfg = TrainConfig()  # the same defaults pretrain.train runs with trainer=ci, deepspeed=zero2
     cfg.trainer.micro_batch_size_per_gpu, cfg.trainer.gradient_accumulation_steps = 4, 2

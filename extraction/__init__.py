@@ -1,9 +1,10 @@
-"""Spark extraction of dialogue sessions from Pushshift Reddit dumps.
+"""Spark extraction of dialogue sessions from Pushshift Reddit dumps: ingest, extract (chains,
+rules, splits, report), tokenizer training and the tokenize job. Imports ``reddit_pretrain``'s
+shared base, never ``pretrain``.
 
 Kept free of heavy imports: Spark executors import this package and must not pull in torch.
 """
 
-import os as _os
+from reddit_pretrain import require as _require
 
-CONF_DIR = _os.path.join(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))), "conf")
-"""The project's Hydra config folder (absolute, so entry points work however they are imported)."""
+_require("extraction", "data", ("zstandard", "msgspec", "orjson"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from extraction import storage
+from reddit_pretrain import storage
 
 _OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 

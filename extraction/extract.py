@@ -52,9 +52,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from extraction import storage
-from extraction.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig
-from extraction.filters import TURN_RULES, FiltersConfig, Rules, resolve_list_path
+from reddit_pretrain import storage
+from extraction.chains import ChainsConfig, SplitConfig
+from extraction.filters import FiltersConfig, Rules, resolve_list_path
 from extraction.spark import SparkConfig
 
 DONE_MARKER = "_EXTRACT_DONE.json"
@@ -155,6 +155,9 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
     storage.remove(settings.work)
     storage.remove_unfinished(staging)
 
+    from extraction.report import (annotate_rules, format_report, ingest_summary, merge_reports, rejected_examples,
+                                   render_report, run_info)
+
     report = merge_reports(cfg, [r for r, _ in built], [r for r, _ in finished])
     expected = plan.ingested_comments
     if expected is not None and expected != report["comments"]["comments"]:
@@ -164,8 +167,6 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
     report["job_seconds"] = wall
     report["input"] = cfg.input
     report["config"] = {"chains": asdict(cfg.chains), "filters": asdict(cfg.filters), "split": asdict(cfg.split)}
-    from extraction.report import annotate_rules, ingest_summary, rejected_examples, render_report, run_info
-
     t = time.time()
     annotate_rules(report, cfg)
     report["examples"] = rejected_examples(storage.join(staging, "rejects"))
@@ -382,113 +383,12 @@ def _np(array) -> np.ndarray:
     return as_array(array).to_numpy(zero_copy_only=False)
 
 
-# ---------------------------------------------------------------------------------------------
-# The report (driver): sums of the buckets' counts
-
-
-def _labels(edges: list[int]) -> list[str]:
-    return [f"{edges[i]}" if edges[i + 1] - edges[i] == 1 else f"{edges[i]}-{edges[i + 1] - 1}"
-            for i in range(len(edges) - 1)] + [f"{edges[-1]}+"]
-
-
-def merge_reports(cfg: ExtractConfig, built: list[dict], finished: list[dict]) -> dict:
-    """The extract report from the tasks' counts: rules funnel, splits, subreddits, histograms,
-    where every comment went, and seconds per stage (task seconds, summed over tasks)."""
-    from extraction.threads import WORD_EDGES
-
-    by_reason: dict[str, int] = {}
-    per_split: dict[str, int] = {}
-    subs: dict[str, list[int]] = {}
-    turn_edges = list(range(1, cfg.chains.max_turns + 2))
-    turns_hist = np.zeros(len(turn_edges), dtype=np.int64)
-    words_hist = np.zeros(len(WORD_EDGES), dtype=np.int64)
-    acc = {"used_in_sessions": 0, "not_in_any_session": 0, "only_in_rejected_sessions": {}}
-    candidates = two_splits = 0
-    for f in finished:
-        r = f["report"]
-        candidates += r["candidates"]
-        two_splits += r["threads_in_two_splits"]
-        for k, v in r["by_reason"].items():
-            by_reason[k] = by_reason.get(k, 0) + v
-        for k, v in r["per_split"].items():
-            per_split[k] = per_split.get(k, 0) + v
-        for k, (s, kept) in r["subreddits"].items():
-            entry = subs.setdefault(k, [0, 0])
-            entry[0] += s
-            entry[1] += kept
-        for value, count in enumerate(r["num_turns"]):
-            turns_hist[min(max(np.searchsorted(turn_edges, value, side="right") - 1, 0), len(turn_edges) - 1)] += count
-        words_hist += np.array(r["words"], dtype=np.int64)
-        acc["used_in_sessions"] += r["used_in_sessions"]
-        acc["not_in_any_session"] += r["not_in_any_session"]
-        for k, v in r["only_in_rejected_sessions"].items():
-            acc["only_in_rejected_sessions"][k] = acc["only_in_rejected_sessions"].get(k, 0) + v
-    unknown = set(by_reason) - set(ALL_SESSION_REASONS)
-    if unknown:
-        raise ExtractError(f"unknown drop reasons {sorted(unknown)}")
-    funnel, remaining = [], candidates
-    for rule in ALL_SESSION_REASONS:
-        out = by_reason.get(rule, 0)
-        funnel.append({"rule": rule, "in": remaining, "out": out})
-        remaining -= out
-    stats = [b["stats"] for b in built]
-    ingested = sum(s["rows"] for s in stats)
-    accounting = {
-        "comments": ingested,
-        "duplicate_ids": sum(s["duplicate_ids"] for s in stats),
-        "used_in_sessions": acc["used_in_sessions"],
-        "cut_by_turn_rule": {r: sum(s["cut_by_turn_rule"][r] for s in stats) for r in TURN_RULES},
-        "only_in_rejected_sessions": {k: acc["only_in_rejected_sessions"][k] for k in ALL_SESSION_REASONS
-                                      if k in acc["only_in_rejected_sessions"]},
-        "not_in_any_session": acc["not_in_any_session"],
-    }
-    accounted = (accounting["duplicate_ids"] + accounting["used_in_sessions"] + sum(accounting["cut_by_turn_rule"].values())
-                 + sum(accounting["only_in_rejected_sessions"].values()) + accounting["not_in_any_session"])
-    if accounted != ingested:
-        raise ExtractError(f"comment accounting does not add up: {accounted} != {ingested}")
-    stage_seconds: dict[str, float] = {}
-    for result in built + finished:
-        for k, v in result["seconds"].items():
-            stage_seconds[k] = round(stage_seconds.get(k, 0.0) + v, 3)
-    top = sorted(subs.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0] or ""))[: cfg.report_top_subreddits]
-    return {
-        "sessions": {"candidates": candidates, "kept": candidates - sum(by_reason.values()),
-                     "per_split": {k: per_split[k] for k in SPLITS if k in per_split}},
-        "rules": funnel,
-        "threads_in_two_splits": two_splits,
-        "subreddits": [{"subreddit": k, "sessions": s, "kept": kept} for k, (s, kept) in top],
-        "turns_histogram": dict(zip(_labels(turn_edges), turns_hist.tolist())),
-        "words_histogram": dict(zip(_labels(WORD_EDGES), words_hist.tolist())),
-        "comments": accounting,
-        "buckets": len(built),
-        "stage_seconds": stage_seconds,
-    }
-
-
-def format_report(report: dict, output: str) -> str:
-    s = report["sessions"]
-    lines = [f"Extract report ({output})", f"{'rule':<22}{'in':>12}{'dropped':>12}{'%':>8}"]
-    for row in report["rules"]:
-        if row["out"] or row["rule"] in ("min_turns",):
-            share = f"{100 * row['out'] / row['in']:.1f}" if row["in"] else "0.0"
-            lines.append(f"{row['rule']:<22}{row['in']:>12,}{row['out']:>12,}{share:>8}")
-    lines.append(f"sessions: {s['candidates']:,} candidates -> {s['kept']:,} kept "
-                 + ", ".join(f"{k} {s['per_split'].get(k, 0):,}" for k in SPLITS))
-    c = report["comments"]
-    lines.append(f"comments: {c['comments']:,} = {c['duplicate_ids']:,} duplicate ids + {c['used_in_sessions']:,} used + cut {c['cut_by_turn_rule']} + "
-                 f"only in rejected sessions {sum(c['only_in_rejected_sessions'].values()):,} + "
-                 f"in no session {c['not_in_any_session']:,}")
-    if report.get("stage_seconds"):
-        lines.append("task seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in report["stage_seconds"].items()))
-    lines.append(f"{report['seconds']:.1f} s; sessions in {output}/sessions, rejects in {output}/rejects, "
-                 f"report {output}/extract_report.html")
-    return "\n".join(lines)
-
-
 def main() -> None:
-    from extraction.cli import run_hydra
+    from extraction import spark
+    from reddit_pretrain.cli import run_hydra
 
-    run_hydra("extract", ExtractConfig, run_extract, (ExtractError, ValueError, FileNotFoundError, storage.OutputNotWritable))
+    run_hydra("extract", ExtractConfig, run_extract, (ExtractError, ValueError, FileNotFoundError, storage.OutputNotWritable,
+                                                       spark.SparkStartError), hint=spark.log_hint)
 
 if __name__ == "__main__":
     main()

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from extraction import CONF_DIR
+from reddit_pretrain import CONF_DIR
 
 @dataclass
 class FiltersConfig:

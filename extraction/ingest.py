@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from extraction import storage
+from reddit_pretrain import storage
 from extraction.dumps import (
     DEFAULT_READ_SIZE_BYTES,
     ZSTD_MAX_WINDOW_BYTES,
@@ -425,9 +425,11 @@ def format_report(report: dict, output: str) -> str:
 
 
 def main() -> None:
-    from extraction.cli import run_hydra
+    from extraction import spark
+    from reddit_pretrain.cli import run_hydra
 
-    run_hydra("ingest", IngestConfig, run_ingest, (IngestError, FileNotFoundError, storage.OutputNotWritable))
+    run_hydra("ingest", IngestConfig, run_ingest, (IngestError, FileNotFoundError, storage.OutputNotWritable, spark.SparkStartError),
+              hint=spark.log_hint)
 
 if __name__ == "__main__":
     main()

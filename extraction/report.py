@@ -1,6 +1,7 @@
-"""The extraction report as a picture (PNG) and one self-contained HTML page a person can open,
-and the parts of it read from outside the tasks' counts: each rule's settings and share dropped,
-example rejected sessions, the ingest side (inputs, rejects by reason) and the run (date, code)."""
+"""The extract job's report, owned here: built from the tasks' counts (``merge_reports``), the
+parts read from outside them (each rule's settings and share dropped, example rejected sessions,
+the ingest side, the run's date and code), the console table, and the picture (PNG) and one
+self-contained HTML page a person can open. The ingest job's report is the ingest job's own."""
 
 from __future__ import annotations
 
@@ -8,30 +9,119 @@ import base64
 import html
 import io
 import os
-import subprocess
 import time
 
-from extraction import storage
+import numpy as np
+
+from reddit_pretrain import code_version, storage
 
 EXAMPLES_PER_RULE = 3
 EXAMPLE_TURN_CHARS = 120
 
 
-def code_version() -> str:
-    """``<package version>+git.<short commit>`` of the running code (``unknown`` parts when the
-    package is not installed or the code is not a git checkout)."""
-    from importlib.metadata import PackageNotFoundError, version
+def _labels(edges: list[int]) -> list[str]:
+    return [f"{edges[i]}" if edges[i + 1] - edges[i] == 1 else f"{edges[i]}-{edges[i + 1] - 1}"
+            for i in range(len(edges) - 1)] + [f"{edges[-1]}+"]
 
-    try:
-        package = version("reddit-pretrain")
-    except PackageNotFoundError:
-        package = "unknown"
-    try:
-        rev = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True, stderr=subprocess.DEVNULL,
-                                      cwd=os.path.dirname(os.path.abspath(__file__))).strip()
-    except (OSError, subprocess.CalledProcessError):
-        rev = "unknown"
-    return f"{package}+git.{rev}"
+
+def merge_reports(cfg, built: list[dict], finished: list[dict]) -> dict:
+    """The extract report from the tasks' counts: rules funnel, splits, subreddits, histograms,
+    where every comment went, and seconds per stage (task seconds, summed over tasks)."""
+    from extraction.chains import ALL_SESSION_REASONS
+    from extraction.extract import SPLITS, ExtractError
+    from extraction.filters import TURN_RULES
+    from extraction.threads import WORD_EDGES
+
+    by_reason: dict[str, int] = {}
+    per_split: dict[str, int] = {}
+    subs: dict[str, list[int]] = {}
+    turn_edges = list(range(1, cfg.chains.max_turns + 2))
+    turns_hist = np.zeros(len(turn_edges), dtype=np.int64)
+    words_hist = np.zeros(len(WORD_EDGES), dtype=np.int64)
+    acc = {"used_in_sessions": 0, "not_in_any_session": 0, "only_in_rejected_sessions": {}}
+    candidates = two_splits = 0
+    for f in finished:
+        r = f["report"]
+        candidates += r["candidates"]
+        two_splits += r["threads_in_two_splits"]
+        for k, v in r["by_reason"].items():
+            by_reason[k] = by_reason.get(k, 0) + v
+        for k, v in r["per_split"].items():
+            per_split[k] = per_split.get(k, 0) + v
+        for k, (s, kept) in r["subreddits"].items():
+            entry = subs.setdefault(k, [0, 0])
+            entry[0] += s
+            entry[1] += kept
+        for value, count in enumerate(r["num_turns"]):
+            turns_hist[min(max(np.searchsorted(turn_edges, value, side="right") - 1, 0), len(turn_edges) - 1)] += count
+        words_hist += np.array(r["words"], dtype=np.int64)
+        acc["used_in_sessions"] += r["used_in_sessions"]
+        acc["not_in_any_session"] += r["not_in_any_session"]
+        for k, v in r["only_in_rejected_sessions"].items():
+            acc["only_in_rejected_sessions"][k] = acc["only_in_rejected_sessions"].get(k, 0) + v
+    unknown = set(by_reason) - set(ALL_SESSION_REASONS)
+    if unknown:
+        raise ExtractError(f"unknown drop reasons {sorted(unknown)}")
+    funnel, remaining = [], candidates
+    for rule in ALL_SESSION_REASONS:
+        out = by_reason.get(rule, 0)
+        funnel.append({"rule": rule, "in": remaining, "out": out})
+        remaining -= out
+    stats = [b["stats"] for b in built]
+    ingested = sum(s["rows"] for s in stats)
+    accounting = {
+        "comments": ingested,
+        "duplicate_ids": sum(s["duplicate_ids"] for s in stats),
+        "used_in_sessions": acc["used_in_sessions"],
+        "cut_by_turn_rule": {r: sum(s["cut_by_turn_rule"][r] for s in stats) for r in TURN_RULES},
+        "only_in_rejected_sessions": {k: acc["only_in_rejected_sessions"][k] for k in ALL_SESSION_REASONS
+                                      if k in acc["only_in_rejected_sessions"]},
+        "not_in_any_session": acc["not_in_any_session"],
+    }
+    accounted = (accounting["duplicate_ids"] + accounting["used_in_sessions"] + sum(accounting["cut_by_turn_rule"].values())
+                 + sum(accounting["only_in_rejected_sessions"].values()) + accounting["not_in_any_session"])
+    if accounted != ingested:
+        raise ExtractError(f"comment accounting does not add up: {accounted} != {ingested}")
+    stage_seconds: dict[str, float] = {}
+    for result in built + finished:
+        for k, v in result["seconds"].items():
+            stage_seconds[k] = round(stage_seconds.get(k, 0.0) + v, 3)
+    top = sorted(subs.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0] or ""))[: cfg.report_top_subreddits]
+    return {
+        "sessions": {"candidates": candidates, "kept": candidates - sum(by_reason.values()),
+                     "per_split": {k: per_split[k] for k in SPLITS if k in per_split}},
+        "rules": funnel,
+        "threads_in_two_splits": two_splits,
+        "subreddits": [{"subreddit": k, "sessions": s, "kept": kept} for k, (s, kept) in top],
+        "turns_histogram": dict(zip(_labels(turn_edges), turns_hist.tolist())),
+        "words_histogram": dict(zip(_labels(WORD_EDGES), words_hist.tolist())),
+        "comments": accounting,
+        "buckets": len(built),
+        "stage_seconds": stage_seconds,
+    }
+
+
+def format_report(report: dict, output: str) -> str:
+    """The console table of an extract report."""
+    from extraction.extract import SPLITS
+
+    s = report["sessions"]
+    lines = [f"Extract report ({output})", f"{'rule':<22}{'in':>12}{'dropped':>12}{'%':>8}"]
+    for row in report["rules"]:
+        if row["out"] or row["rule"] in ("min_turns",):
+            share = f"{100 * row['out'] / row['in']:.1f}" if row["in"] else "0.0"
+            lines.append(f"{row['rule']:<22}{row['in']:>12,}{row['out']:>12,}{share:>8}")
+    lines.append(f"sessions: {s['candidates']:,} candidates -> {s['kept']:,} kept "
+                 + ", ".join(f"{k} {s['per_split'].get(k, 0):,}" for k in SPLITS))
+    c = report["comments"]
+    lines.append(f"comments: {c['comments']:,} = {c['duplicate_ids']:,} duplicate ids + {c['used_in_sessions']:,} used + cut {c['cut_by_turn_rule']} + "
+                 f"only in rejected sessions {sum(c['only_in_rejected_sessions'].values()):,} + "
+                 f"in no session {c['not_in_any_session']:,}")
+    if report.get("stage_seconds"):
+        lines.append("task seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in report["stage_seconds"].items()))
+    lines.append(f"{report['seconds']:.1f} s; sessions in {output}/sessions, rejects in {output}/rejects, "
+                 f"report {output}/extract_report.html")
+    return "\n".join(lines)
 
 
 def rule_settings(cfg) -> dict[str, dict]:

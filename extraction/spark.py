@@ -64,6 +64,11 @@ def spark_settings(conf: dict, prefix: str = "") -> dict[str, str]:
 LOG_FILE: str | None = None
 """Where Spark's own log goes when this process started a local Spark (printed with any error)."""
 
+
+def log_hint() -> str | None:
+    """The line a job's error message ends with when this process started a local Spark."""
+    return f"(Spark's log: {LOG_FILE})" if LOG_FILE else None
+
 _LOG4J = """\
 rootLogger.level = info
 logger.repl.name = org.apache.spark.repl.Main

@@ -1,4 +1,4 @@
-"""Tokenize job: extracted sessions -> EOS-joined token shards with a manifest (pretrain.shards).
+"""Tokenize job: extracted sessions -> EOS-joined token shards with a manifest (reddit_pretrain.shards).
 
     python -m extraction.tokenize input=out/extract output=out/shards tokenizer=out/tokenizer
 
@@ -6,7 +6,7 @@ The driver plans tasks from the Parquet footers of the extract job's sessions (n
 shuffle): per split, the files in name order and their row groups packed into runs of at most
 ``sessions_per_task`` sessions. Each Spark task reads its run with pyarrow, tokenizes it in
 batches with the Hugging Face ``tokenizers`` library (Rust, one call per Arrow batch, never per
-row), builds the documents with numpy (``pretrain.shards.pack_documents``) and writes its own
+row), builds the documents with numpy (``reddit_pretrain.documents.pack_documents``) and writes its own
 shards ``<split>-<task>-<seq>`` straight to the output's staging folder, hashing them as they are
 written; only each shard's manifest entry returns to the driver, which writes ``manifest.json``
 last. The plan depends only on the extract output's files, so the same input and config give
@@ -29,8 +29,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-from extraction import storage
-from extraction.report import code_version
+from reddit_pretrain import code_version, storage
 from extraction.spark import SparkConfig
 
 DONE_MARKER = "_TOKENIZE_DONE.json"
@@ -110,7 +109,7 @@ def tokenize_batch(tokenizer, eos_id: int, turns_column, settings: _TaskSettings
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from pretrain.shards import pack_documents
+    from reddit_pretrain.documents import pack_documents
 
     if isinstance(turns_column, pa.ChunkedArray):
         turns_column = turns_column.combine_chunks()
@@ -154,7 +153,7 @@ def tokenize_task(task: dict, settings: _TaskSettings) -> dict:
     """One task: a run of Parquet row groups of one split -> shards ``<split>-<task>-<seq>``."""
     import pyarrow.parquet as pq
 
-    from pretrain.shards import ShardWriter
+    from reddit_pretrain.shards import ShardWriter
 
     tokenizer, eos_id = _load(settings.tokenizer_json, settings.eos_token)
     writer = ShardWriter(settings.shards_dir, f"{task['split']}-{task['index']:05d}", task["split"],
@@ -246,8 +245,8 @@ def _tokenize_task(settings: _TaskSettings, task: dict) -> tuple[dict, None]:
 def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     """Runs the tokenize job; returns the manifest (also ``<output>/manifest.json``)."""
     from extraction.spark import session_for, where
-    from extraction.tokenizer import resolve_tokenizer
-    from pretrain.shards import MANIFEST, SHARDS_DIR, new_manifest, token_dtype, write_manifest
+    from extraction.train_tokenizer import resolve_tokenizer
+    from reddit_pretrain.shards import MANIFEST, SHARDS_DIR, new_manifest, token_dtype, write_manifest
 
     cfg.validate()
     storage.check_writable(cfg.output)  # before Spark starts: one line, not a late traceback
@@ -311,16 +310,18 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     )
     write_manifest(storage.local_path(staging), manifest)
     staged.commit([SHARDS_DIR, MANIFEST], finished_utc=int(time.time()))
-    print_(f"shards in {cfg.output}; inspect with: python -m pretrain.shards inspect {cfg.output}")
+    print_(f"shards in {cfg.output}; inspect with: python -m pretrain.shard_tools inspect {cfg.output}")
     return manifest
 
 
 def main() -> None:
-    from extraction.cli import run_hydra
-    from extraction.tokenizer import TokenizerNotFound
+    from extraction import spark
+    from reddit_pretrain.cli import run_hydra
+    from extraction.train_tokenizer import TokenizerNotFound
 
     run_hydra("tokenize", TokenizeConfig, run_tokenize, (TokenizeError, TokenizerNotFound, FileNotFoundError,
-                                                            storage.OutputNotWritable))
+                                                            storage.OutputNotWritable, spark.SparkStartError),
+              hint=spark.log_hint)
 
 if __name__ == "__main__":
     main()

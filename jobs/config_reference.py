@@ -61,7 +61,7 @@ def reference() -> str:
     from extraction.ingest import IngestConfig
     from extraction.tokenize import TokenizeConfig
     from pretrain.config import TrainConfig
-    from pretrain.pipeline import PipelineConfig
+    from reddit_pretrain.pipeline import PipelineConfig
 
     parts = []
     for title, cls, conf in (("Ingest", IngestConfig, "conf/ingest.yaml"), ("Extract", ExtractConfig, "conf/extract.yaml"),
@@ -80,7 +80,7 @@ def _presets() -> dict[str, object]:
     """The FiltersConfig of each rule preset (``conf/preset/*.yaml``), the project's own first."""
     from omegaconf import OmegaConf
 
-    from extraction import CONF_DIR
+    from reddit_pretrain import CONF_DIR
     from extraction.filters import FiltersConfig
 
     names = sorted(p.stem for p in Path(CONF_DIR, "preset").glob("*.yaml"))

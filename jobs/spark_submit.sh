@@ -9,7 +9,7 @@
 #   - this project is built into a wheel (dist/) and shipped with --py-files;
 #   - its dependencies (pyarrow, msgspec, zstandard, fsspec, tokenizers, pandas<3, ...) must be on
 #     the executors: either installed there already, or shipped as a packed virtual environment:
-#         python -m venv env && env/bin/pip install . && env/bin/pip install venv-pack && env/bin/venv-pack -o env.tar.gz
+#         python -m venv env && env/bin/pip install ".[data]" && env/bin/pip install venv-pack && env/bin/venv-pack -o env.tar.gz
 #     then PACKED_ENV=env.tar.gz, which adds --archives env.tar.gz#environment and points
 #     PYSPARK_PYTHON at ./environment/bin/python.
 # Object stores: s3:// paths work for the Python readers/writers through fsspec (pip install s3fs)

@@ -1,5 +1,6 @@
-"""Which checkpoint folders are complete, and which one a run resumes from (numpy and the standard
-library only: the trainer and the export both ask).
+"""The checkpoint layout, owned here: how the trainer writes a checkpoint, which folders are
+complete, which one a run resumes from and whether it fits the run (the trainer and the export
+both ask).
 
 A checkpoint ``<out_dir>/checkpoints/step_NNNNNNN/`` is complete when ``COMPLETE.json`` is in it:
 written last, after every rank has written and flushed its files, it lists every file of the
@@ -14,6 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+
+from pretrain.config import ConfigError, TrainConfig
 
 COMPLETE = "COMPLETE.json"
 PREFIX = "step_"
@@ -86,3 +90,75 @@ def find_resumable(root: str) -> tuple[str | None, list[tuple[str, str]]]:
             return folder, skipped
         skipped.append((folder, why))
     return None, skipped
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing and resuming (the trainer)
+
+
+def checkpoint_root(cfg: TrainConfig) -> str:
+    return os.path.join(cfg.trainer.out_dir, "checkpoints")
+
+
+def latest_checkpoint(root: str, say=None) -> str | None:
+    """The newest complete checkpoint under ``root`` (``pretrain.checkpoints``); ``say`` hears which
+    newer folders were skipped and why."""
+    folder, skipped = find_resumable(root)
+    for path, why in skipped:
+        if say:
+            say(f"skipping checkpoint {path}: {why}")
+    return folder
+
+
+def save_checkpoint(engine, cfg: TrainConfig, manifest: dict, state: dict, rank: int) -> str:
+    import torch
+    import torch.distributed as dist
+
+    root = checkpoint_root(cfg)
+    tag = f"step_{state['step']:07d}"
+    engine.save_checkpoint(root, tag=tag, save_latest=False)
+    folder = os.path.join(root, tag)
+    rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    torch.save(rng, os.path.join(folder, f"rng_rank{rank:05d}.pt"))
+    if rank == 0:
+        from omegaconf import OmegaConf
+
+        with open(os.path.join(folder, "trainer_state.json"), "w") as f:
+            json.dump(state, f, indent=2)
+        with open(os.path.join(folder, "config.yaml"), "w") as f:
+            f.write(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+        with open(os.path.join(folder, "shard_manifest.json"), "w") as f:
+            json.dump(manifest, f, indent=2)
+    dist.barrier()
+    if rank == 0:  # commit: only now is the folder complete, and does `latest` point here
+        mark_complete(folder)
+        with open(os.path.join(root, "latest.tmp"), "w") as f:
+            f.write(tag)
+        os.replace(os.path.join(root, "latest.tmp"), os.path.join(root, "latest"))
+        tags = sorted(t for t in os.listdir(root) if t.startswith("step_"))
+        for old in tags[: max(0, len(tags) - cfg.trainer.keep_last)]:
+            shutil.rmtree(os.path.join(root, old), ignore_errors=True)
+    dist.barrier()
+    return folder
+
+
+def check_resumable(cfg: TrainConfig, folder: str, manifest: dict) -> dict:
+    """The checkpoint's config must describe the same model and data; returns its trainer state."""
+    from omegaconf import OmegaConf
+
+    saved = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(os.path.join(folder, "config.yaml"))))
+    for section in ("n_layer", "n_head", "n_embd", "n_positions"):
+        if getattr(saved.model, section) != getattr(cfg.model, section):
+            raise ConfigError(f"checkpoint {folder} is for another model: {section} {getattr(saved.model, section)} "
+                              f"!= {getattr(cfg.model, section)}")
+    for section in ("mode", "seq_len", "use_loss_mask"):
+        if getattr(saved.data, section) != getattr(cfg.data, section):
+            raise ConfigError(f"checkpoint {folder} used data.{section}={getattr(saved.data, section)}, "
+                              f"not {getattr(cfg.data, section)}")
+    with open(os.path.join(folder, "shard_manifest.json")) as f:
+        saved_manifest = json.load(f)
+    if saved_manifest["tokenizer"].get("sha256") != manifest["tokenizer"].get("sha256") or \
+            saved_manifest["vocab_size"] != manifest["vocab_size"]:
+        raise ConfigError(f"checkpoint {folder} was trained on shards of another tokenizer")
+    with open(os.path.join(folder, "trainer_state.json")) as f:
+        return json.load(f)

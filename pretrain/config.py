@@ -41,7 +41,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Token shards (pretrain.shards) and how samples are cut from them."""
+    """Token shards (reddit_pretrain.shards) and how samples are cut from them."""
 
     shards: str = "out/shards"
     mode: str = "packed"
@@ -222,6 +222,6 @@ GROUPS = {"model": ModelConfig, "data": DataConfig, "optimizer": OptimizerConfig
 
 
 def register_configs() -> None:
-    from extraction.cli import register_schemas
+    from reddit_pretrain.cli import register_schemas
 
     register_schemas("train", TrainConfig, GROUPS)

@@ -13,9 +13,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pretrain.shards import ShardSet
+from reddit_pretrain.shards import ShardSet
 
 IGNORE_INDEX = -100
+
+
+def padded_session(shards: ShardSet, index: int, max_tokens: int, pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One session right-padded to ``max_tokens`` (longer ones keep their last tokens).
+
+    Returns input ids, attention mask and loss mask (0 on padding and on the first turn).
+    """
+    doc = np.asarray(shards.document(index), dtype=np.int64)[-max_tokens:]
+    loss = np.asarray(shards.loss_mask(index), dtype=np.int64)[-max_tokens:] if shards.has_mask else np.ones_like(doc)
+    ids = np.full(max_tokens, pad_id, dtype=np.int64)
+    attention = np.zeros(max_tokens, dtype=np.int64)
+    loss_mask = np.zeros(max_tokens, dtype=np.int64)
+    ids[: len(doc)], attention[: len(doc)], loss_mask[: len(doc)] = doc, 1, loss
+    return ids, attention, loss_mask
 
 
 @dataclass
@@ -49,7 +63,7 @@ class SampleSource:
             if self.use_loss_mask:
                 targets[mask[1:] == 0] = IGNORE_INDEX
             return tokens[:-1], targets, None
-        ids, attention, loss = self.shards.padded_session(index, self.seq_len + 1, self.shards.eos_id)
+        ids, attention, loss = padded_session(self.shards, index, self.seq_len + 1, self.shards.eos_id)
         targets = ids[1:].copy()
         keep = attention[1:] == 1
         if self.use_loss_mask:

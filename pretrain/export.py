@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from extraction import storage
+from reddit_pretrain import storage
 
 
 def _resolve(checkpoint: str) -> tuple[str, str]:
@@ -43,7 +43,7 @@ def _resolve(checkpoint: str) -> tuple[str, str]:
 def export(checkpoint: str, out_dir: str) -> str:
     import torch
     from omegaconf import OmegaConf
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     from pretrain.console import quiet_libraries
 
@@ -94,9 +94,10 @@ def export(checkpoint: str, out_dir: str) -> str:
                                                pad_token_id=manifest["eos_id"])
     tmp = out_dir.rstrip("/") + ".tmp"
     model.save_pretrained(tmp)
-    tokenizer_path = manifest["tokenizer"].get("path")
-    if tokenizer_path and os.path.exists(os.path.join(tokenizer_path, "tokenizer_config.json")):
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    from pretrain.model import load_tokenizer
+
+    tokenizer = load_tokenizer(manifest)
+    if tokenizer is not None:
         tokenizer.model_max_length = config.n_positions  # longer inputs do not fit the position table
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token

@@ -13,9 +13,13 @@ Hugging Face export and ``from_pretrained`` are unchanged.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from transformers import GPT2LMHeadModel
+
+from reddit_pretrain.shards import tokenizer_folder
 
 IGNORE = -100
 
@@ -38,3 +42,17 @@ class GPT2ForDialogue(GPT2LMHeadModel):
             hidden, targets = hidden.index_select(0, rows), targets.index_select(0, rows)
         logits = self.lm_head(hidden)
         return F.cross_entropy(logits.float(), targets, reduction="sum"), count
+
+
+def load_tokenizer(manifest: dict, shards_folder: str | None = None):
+    """The Hugging Face tokenizer of a shard set (``reddit_pretrain.shards.tokenizer_folder`` finds
+    it), or None when it is not on disk."""
+    folder = tokenizer_folder(manifest, shards_folder)
+    if folder is None:
+        return None
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if os.path.exists(os.path.join(folder, "tokenizer_config.json")):
+        return AutoTokenizer.from_pretrained(folder)
+    eos = manifest["tokenizer"].get("eos_token", "<|endoftext|>")
+    return PreTrainedTokenizerFast(tokenizer_file=os.path.join(folder, "tokenizer.json"), eos_token=eos, bos_token=eos)

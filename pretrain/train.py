@@ -26,73 +26,14 @@ on CPU in fp32).
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
-import sys
 import time
 
+from pretrain.checkpoints import check_resumable, checkpoint_root, latest_checkpoint, save_checkpoint
 from pretrain.config import BatchSizes, ConfigError, TrainConfig, deepspeed_config, resolve_precision
-
-
-# ---------------------------------------------------------------------------------------------
-# Distributed set-up
-
-
-def _strip_launcher_args() -> None:
-    """The DeepSpeed launcher appends --local_rank=N; Hydra would reject it."""
-    argv = []
-    skip = False
-    for i, arg in enumerate(sys.argv):
-        if skip:
-            skip = False
-            continue
-        if arg.startswith("--local_rank=") or arg.startswith("--local-rank="):
-            os.environ["LOCAL_RANK"] = arg.split("=", 1)[1]
-        elif arg in ("--local_rank", "--local-rank") and i + 1 < len(sys.argv):
-            os.environ["LOCAL_RANK"] = sys.argv[i + 1]
-            skip = True
-        else:
-            argv.append(arg)
-    sys.argv = argv
-
-
-def _die_with_launcher() -> None:
-    """A worker started by a launcher (torchrun, deepspeed) gets SIGTERM when that launcher dies,
-    even by SIGKILL, instead of training on and writing checkpoints nobody waits for (Linux)."""
-    import ctypes
-    import signal
-
-    if "LOCAL_RANK" not in os.environ or not sys.platform.startswith("linux"):
-        return
-    launcher = os.getppid()
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != launcher:  # it died before the call took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _init_distributed(backend: str):
-    import deepspeed
-    import torch
-
-    _die_with_launcher()
-    if "RANK" not in os.environ:  # one plain process
-        os.environ.update({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"})
-        os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
-    on_gpu = torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR", "cuda") != "cpu"
-    if backend == "auto":
-        backend = "nccl" if on_gpu else "gloo"
-    if on_gpu:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    from pretrain.console import captured_output
-
-    with captured_output():  # DeepSpeed's communication-op build probe prints gcc lines on every start
-        deepspeed.init_distributed(dist_backend=backend)
-    return on_gpu
+from pretrain.launch import init_distributed, strip_launcher_args
+from pretrain.metrics import MetricsLogger, flops_per_token, model_flops_utilisation, num_parameters
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,7 +47,7 @@ def _verify_shards(cfg: TrainConfig, manifest: dict, rank: int) -> None:
 
     import torch.distributed as dist
 
-    from pretrain.shards import ShardError, shard_files, verify_files
+    from reddit_pretrain.shards import ShardError, shard_files, verify_files
 
     local_rank, local_world = int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     files = shard_files(cfg.data.shards, manifest, [cfg.data.train_split, cfg.data.valid_split])
@@ -186,114 +127,7 @@ def lr_lambda(cfg: TrainConfig):
 
 
 # ---------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def checkpoint_root(cfg: TrainConfig) -> str:
-    return os.path.join(cfg.trainer.out_dir, "checkpoints")
-
-
-def latest_checkpoint(root: str, say=None) -> str | None:
-    """The newest complete checkpoint under ``root`` (``pretrain.checkpoints``); ``say`` hears which
-    newer folders were skipped and why."""
-    from pretrain.checkpoints import find_resumable
-
-    folder, skipped = find_resumable(root)
-    for path, why in skipped:
-        if say:
-            say(f"skipping checkpoint {path}: {why}")
-    return folder
-
-
-def _save_checkpoint(engine, cfg: TrainConfig, manifest: dict, state: dict, rank: int) -> str:
-    import torch
-    import torch.distributed as dist
-
-    root = checkpoint_root(cfg)
-    tag = f"step_{state['step']:07d}"
-    engine.save_checkpoint(root, tag=tag, save_latest=False)
-    folder = os.path.join(root, tag)
-    rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-    torch.save(rng, os.path.join(folder, f"rng_rank{rank:05d}.pt"))
-    if rank == 0:
-        from omegaconf import OmegaConf
-
-        with open(os.path.join(folder, "trainer_state.json"), "w") as f:
-            json.dump(state, f, indent=2)
-        with open(os.path.join(folder, "config.yaml"), "w") as f:
-            f.write(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-        with open(os.path.join(folder, "shard_manifest.json"), "w") as f:
-            json.dump(manifest, f, indent=2)
-    dist.barrier()
-    if rank == 0:  # commit: only now is the folder complete, and does `latest` point here
-        from pretrain.checkpoints import mark_complete
-
-        mark_complete(folder)
-        with open(os.path.join(root, "latest.tmp"), "w") as f:
-            f.write(tag)
-        os.replace(os.path.join(root, "latest.tmp"), os.path.join(root, "latest"))
-        tags = sorted(t for t in os.listdir(root) if t.startswith("step_"))
-        for old in tags[: max(0, len(tags) - cfg.trainer.keep_last)]:
-            shutil.rmtree(os.path.join(root, old), ignore_errors=True)
-    dist.barrier()
-    return folder
-
-
-def _check_resumable(cfg: TrainConfig, folder: str, manifest: dict) -> dict:
-    """The checkpoint's config must describe the same model and data; returns its trainer state."""
-    from omegaconf import OmegaConf
-
-    saved = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(os.path.join(folder, "config.yaml"))))
-    for section in ("n_layer", "n_head", "n_embd", "n_positions"):
-        if getattr(saved.model, section) != getattr(cfg.model, section):
-            raise ConfigError(f"checkpoint {folder} is for another model: {section} {getattr(saved.model, section)} "
-                              f"!= {getattr(cfg.model, section)}")
-    for section in ("mode", "seq_len", "use_loss_mask"):
-        if getattr(saved.data, section) != getattr(cfg.data, section):
-            raise ConfigError(f"checkpoint {folder} used data.{section}={getattr(saved.data, section)}, "
-                              f"not {getattr(cfg.data, section)}")
-    with open(os.path.join(folder, "shard_manifest.json")) as f:
-        saved_manifest = json.load(f)
-    if saved_manifest["tokenizer"].get("sha256") != manifest["tokenizer"].get("sha256") or \
-            saved_manifest["vocab_size"] != manifest["vocab_size"]:
-        raise ConfigError(f"checkpoint {folder} was trained on shards of another tokenizer")
-    with open(os.path.join(folder, "trainer_state.json")) as f:
-        return json.load(f)
-
-
-# ---------------------------------------------------------------------------------------------
 # The loop
-
-
-class _Logger:
-    def __init__(self, cfg: TrainConfig, rank: int):
-        self.rank = rank
-        self.path = os.path.join(cfg.trainer.out_dir, "metrics.jsonl")
-        self.tb = None
-        if rank == 0:
-            os.makedirs(cfg.trainer.out_dir, exist_ok=True)
-            if cfg.trainer.tensorboard:
-                try:
-                    from torch.utils.tensorboard import SummaryWriter
-
-                    self.tb = SummaryWriter(os.path.join(cfg.trainer.out_dir, "tensorboard"))
-                except ImportError:
-                    self.tb = None
-
-    def log(self, record: dict) -> None:
-        if self.rank != 0:
-            return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.tb is not None:
-            for key, value in record.items():
-                if key not in ("step", "kind") and isinstance(value, (int, float)) and value is not None:
-                    self.tb.add_scalar(f"{record['kind']}/{key}", value, record["step"])
-            self.tb.flush()
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
 
 
 def _loss(engine, batch, device):
@@ -323,16 +157,13 @@ def evaluate(engine, source, cfg: TrainConfig, rank: int, world: int, device) ->
     return {"valid_loss": loss, "valid_perplexity": math.exp(min(loss, 50)), "valid_tokens": int(totals[1].item())}
 
 
-def sample_replies(engine, cfg: TrainConfig, tokenizer_dir: str | None, eos_id: int, device) -> list[dict]:
+def sample_replies(engine, cfg: TrainConfig, tok, eos_id: int, device) -> list[dict]:
     """Greedy replies (no repeated trigrams) to the configured prompts; every rank runs generate,
     as ZeRO-3 needs."""
     import torch
 
-    if tokenizer_dir is None:
+    if tok is None:
         return []
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     out = []
     engine.eval()
     for prompt in cfg.trainer.sample_prompts:
@@ -346,35 +177,6 @@ def sample_replies(engine, cfg: TrainConfig, tokenizer_dir: str | None, eos_id: 
     return out
 
 
-def _tokenizer_dir(manifest: dict, shards: str) -> str | None:
-    path = manifest["tokenizer"].get("path")
-    for candidate in (path, os.path.join(shards, "tokenizer")):
-        if candidate and os.path.exists(os.path.join(candidate, "tokenizer_config.json")):
-            return candidate
-    return None
-
-
-def _num_parameters(model) -> int:
-    """Parameter count, also under ZeRO-3 where each rank holds only a partition."""
-    return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
-
-
-def _flops(model, seq_len: int) -> tuple[float, float]:
-    """(FLOPs per token without the LM head, FLOPs of the LM head per target token): PaLM's
-    6 N + 12 L H Q T, split because logits are computed only where there is a target."""
-    c = model.config
-    head = 6 * c.n_embd * c.vocab_size
-    return 6 * _num_parameters(model) - head + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * seq_len, head
-
-
-def model_flops_utilisation(flops: tuple[float, float], tokens: int, targets: int, seconds: float, world: int,
-                            peak_flops_per_gpu: float) -> float:
-    """MFU of ``tokens`` tokens, ``targets`` of them with a target, in ``seconds`` on ``world`` GPUs;
-    ``flops`` as ``_flops`` gives them."""
-    per_token, per_target = flops
-    return (per_token * tokens + per_target * targets) / max(seconds, 1e-9) / (world * peak_flops_per_gpu)
-
-
 def train(cfg: TrainConfig) -> dict:
     """Trains; returns the final metrics. Every check that can fail runs before the first step."""
     import deepspeed
@@ -383,7 +185,7 @@ def train(cfg: TrainConfig) -> dict:
     import torch.distributed as dist
 
     from pretrain.data import OrderedSampler, SampleSource, micro_batch
-    from pretrain.shards import ShardSet
+    from reddit_pretrain.shards import ShardSet
 
     from pretrain.console import quiet_libraries
 
@@ -392,7 +194,7 @@ def train(cfg: TrainConfig) -> dict:
     train_set = ShardSet(cfg.data.shards, cfg.data.train_split)
     valid_set = ShardSet(cfg.data.shards, cfg.data.valid_split)
     manifest = train_set.manifest
-    on_gpu = _init_distributed(cfg.deepspeed.dist_backend)
+    on_gpu = init_distributed(cfg.deepspeed.dist_backend)
     rank, world = dist.get_rank(), dist.get_world_size()
     if cfg.data.verify_checksums:
         _verify_shards(cfg, manifest, rank)
@@ -414,7 +216,7 @@ def train(cfg: TrainConfig) -> dict:
             raise ConfigError(f"trainer.resume_from={resume_folder}: not a complete checkpoint: {why}")
         if say:
             say(f"resuming from {resume_folder}")
-        state = _check_resumable(cfg, resume_folder, manifest)
+        state = check_resumable(cfg, resume_folder, manifest)
 
     torch.manual_seed(cfg.trainer.seed + rank)
     np.random.seed(cfg.trainer.seed + rank)
@@ -444,14 +246,16 @@ def train(cfg: TrainConfig) -> dict:
         if rng["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
 
-    logger = _Logger(cfg, rank)
-    tokenizer_dir = _tokenizer_dir(manifest, cfg.data.shards)
-    flops_per_token, flops_per_target = _flops(engine.module, cfg.data.seq_len)
+    logger = MetricsLogger(cfg, rank)
+    from pretrain.model import load_tokenizer
+
+    tokenizer = load_tokenizer(manifest, cfg.data.shards)  # every rank generates the samples (ZeRO-3)
+    token_flops, target_flops = flops_per_token(engine.module, cfg.data.seq_len)
     tokens_per_step = batch.global_batch_size * cfg.data.seq_len
     if rank == 0:
         print(f"[train] world {world}, {precision}, ZeRO {cfg.deepspeed.zero_stage}, global batch {batch.global_batch_size} "
               f"({batch.micro_batch_size_per_gpu} x {batch.gradient_accumulation_steps} x {world}), "
-              f"{_num_parameters(engine.module):,} parameters, "
+              f"{num_parameters(engine.module):,} parameters, "
               f"{train_source.num_samples:,} train samples, from step {state['step']}", flush=True)
     step, consumed = state["step"], state["samples_consumed"]
     last = {}
@@ -479,7 +283,7 @@ def train(cfg: TrainConfig) -> dict:
             elapsed = time.time() - window_start
             last["tokens_per_s"] = window_tokens / max(elapsed, 1e-9)
             if on_gpu:
-                last["mfu"] = model_flops_utilisation((flops_per_token, flops_per_target), window_tokens, window_targets,
+                last["mfu"] = model_flops_utilisation((token_flops, target_flops), window_tokens, window_targets,
                                                       elapsed, world, cfg.trainer.peak_flops_per_gpu)
             window_start, window_tokens, window_targets = time.time(), 0, 0
             if rank == 0:
@@ -494,14 +298,14 @@ def train(cfg: TrainConfig) -> dict:
             if rank == 0:
                 print(f"[train] step {step} valid loss {metrics['valid_loss']:.4f} perplexity {metrics['valid_perplexity']:.2f}", flush=True)
         if (cfg.trainer.sample_interval and step % cfg.trainer.sample_interval == 0) or step == cfg.trainer.max_steps:
-            samples = sample_replies(engine, cfg, tokenizer_dir, manifest["eos_id"], device)
+            samples = sample_replies(engine, cfg, tokenizer, manifest["eos_id"], device)
             logger.log({"kind": "samples", "step": step, "samples": samples})
             if rank == 0:
                 for s in samples:
                     print(f"[train] sample: {s['prompt']!r} -> {s['reply']!r}", flush=True)
         if step % cfg.trainer.checkpoint_interval == 0 or step == cfg.trainer.max_steps:
             state = {"step": step, "samples_consumed": consumed, "metrics": {k: v for k, v in last.items() if k != "kind"}}
-            folder = _save_checkpoint(engine, cfg, manifest, state, rank)
+            folder = save_checkpoint(engine, cfg, manifest, state, rank)
             if rank == 0:
                 print(f"[train] checkpoint {folder}", flush=True)
     logger.close()
@@ -516,10 +320,10 @@ def train(cfg: TrainConfig) -> dict:
 
 
 def main() -> None:
-    _strip_launcher_args()
-    from extraction.cli import run_hydra
+    strip_launcher_args()
+    from reddit_pretrain.cli import run_hydra
     from pretrain.config import GROUPS
-    from pretrain.shards import ShardError
+    from reddit_pretrain.shards import ShardError
 
     run_hydra("train", TrainConfig, train, (ConfigError, ShardError), groups=GROUPS)
 

@@ -1,4 +1,6 @@
-"""Shared fixtures: one real local SparkSession per test run, quiet logs, the shared real dump."""
+"""Shared fixtures: one real local SparkSession per test run (slow tests only), quiet logs, the
+shared real dump, and a small extracted month with its tokenizer and shards, made by the jobs'
+in-process path (no Spark: the same bytes, which the slow tests check)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def pytest_collection_modifyitems(config, items):
+    # The fast suite never starts Spark: a test that needs the SparkSession is a slow test.
+    fast_with_spark = [item.nodeid for item in items if "slow" not in item.keywords and "spark" in getattr(item, "fixturenames", ())]
+    if fast_with_spark:
+        raise pytest.UsageError(f"tests without the slow marker use the spark fixture: {fast_with_spark}")
     has_gpu = False
     try:
         import torch
@@ -55,7 +61,7 @@ def real_dump() -> Path:
 
 
 @pytest.fixture(scope="session")
-def extracted(spark, tmp_path_factory):
+def extracted(tmp_path_factory):
     """A small generated month taken through ingest and extract once per test run."""
     from extraction.chains import SplitConfig
     from extraction.extract import ExtractConfig, run_extract
@@ -65,27 +71,27 @@ def extracted(spark, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("pipeline")
     write_month(str(root / "dumps"), SynthConfig(comments=12_000, seed=41))
-    run_ingest(IngestConfig(inputs=[str(root / "dumps" / "*.zst")], output=str(root / "ingest")), spark)
+    run_ingest(IngestConfig(inputs=[str(root / "dumps" / "*.zst")], output=str(root / "ingest")))
     run_extract(ExtractConfig(input=str(root / "ingest"), output=str(root / "extract"),
                               filters=FiltersConfig(bland_min_count=20),
-                              split=SplitConfig(valid_fraction=0.1, test_fraction=0.05)), spark)
+                              split=SplitConfig(valid_fraction=0.1, test_fraction=0.05)))
     return root
 
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(extracted):
     """A byte-level BPE tokenizer trained on the train split of ``extracted``."""
-    from extraction.tokenizer import train_tokenizer
+    from extraction.train_tokenizer import train_tokenizer
 
     return train_tokenizer(str(extracted / "extract" / "sessions"), str(extracted / "tokenizer"), vocab_size=600)
 
 
 @pytest.fixture(scope="session")
-def shards_dir(spark, extracted, tokenizer_dir):
+def shards_dir(extracted, tokenizer_dir):
     """Token shards of ``extracted``, made by the tokenize job with the trained tokenizer."""
     from extraction.tokenize import TokenizeConfig, run_tokenize
 
     out = extracted / "shards"
     run_tokenize(TokenizeConfig(input=str(extracted / "extract"), output=str(out), tokenizer=tokenizer_dir,
-                                max_session_tokens=256, tokens_per_shard=100_000), spark)
+                                max_session_tokens=256, tokens_per_shard=100_000))
     return out

@@ -58,8 +58,8 @@ def test_released_preset_gives_exactly_the_released_instances(spark, real_dump, 
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from extraction import CONF_DIR
-    from extraction.cli import register_schemas
+    from reddit_pretrain import CONF_DIR
+    from reddit_pretrain.cli import register_schemas
     from extraction.extract import ExtractConfig, run_extract
     from extraction.ingest import IngestConfig, run_ingest
 

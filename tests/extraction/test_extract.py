@@ -125,9 +125,9 @@ def test_comments_only_replies_mode_with_titles_off(spark, ingested, tmp_path):
     assert {r["rule"]: r["out"] for r in report["rules"]}["bland"] == 0  # switched off
 
 
-def test_missing_input_is_a_clear_error(spark, tmp_path):
+def test_missing_input_is_a_clear_error(tmp_path):
     with pytest.raises(ExtractError, match="run the ingest job first"):
-        run_extract(ExtractConfig(input=str(tmp_path / "nothing"), output=str(tmp_path / "z")), spark)
+        run_extract(ExtractConfig(input=str(tmp_path / "nothing"), output=str(tmp_path / "z")))
 
 
 @pytest.mark.slow

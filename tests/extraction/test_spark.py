@@ -4,8 +4,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from extraction import CONF_DIR
-from extraction.cli import register_schemas
+from reddit_pretrain import CONF_DIR
+from reddit_pretrain.cli import register_schemas
 from extraction.extract import ExtractConfig
 from extraction.ingest import IngestConfig
 from extraction.spark import spark_settings

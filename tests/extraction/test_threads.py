@@ -6,7 +6,8 @@ import pyarrow as pa
 import pytest
 
 from extraction.chains import ChainsConfig, SplitConfig, hash_split
-from extraction.extract import ExtractConfig, merge_reports
+from extraction.extract import ExtractConfig
+from extraction.report import merge_reports
 from extraction.filters import FiltersConfig
 from extraction.records import COMMENT_SCHEMA, SUBMISSION_SCHEMA
 from extraction.reference import reference_extract
@@ -172,7 +173,7 @@ def preset(name: str, **filters):
     """ChainsConfig and FiltersConfig of conf/preset/<name>.yaml (``filters`` set on top)."""
     from omegaconf import OmegaConf
 
-    from extraction import CONF_DIR
+    from reddit_pretrain import CONF_DIR
 
     values = OmegaConf.load(f"{CONF_DIR}/preset/{name}.yaml")
     return (OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ChainsConfig), values.chains)),

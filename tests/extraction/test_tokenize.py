@@ -5,8 +5,8 @@ import json
 import pytest
 
 from extraction.tokenize import TokenizeConfig, TokenizeError, plan_tasks, run_tokenize
-from extraction.tokenizer import TokenizerNotFound, resolve_tokenizer
-from pretrain.shards import ShardSet
+from extraction.train_tokenizer import TokenizerNotFound, resolve_tokenizer
+from reddit_pretrain.shards import ShardSet
 
 
 def test_trained_tokenizer_loads_with_transformers(tokenizer_dir):
@@ -20,6 +20,9 @@ def test_trained_tokenizer_loads_with_transformers(tokenizer_dir):
 
 def test_hub_name_without_hub_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import time
     with pytest.raises(TokenizerNotFound, match="Point tokenizer= at a local copy"):
         resolve_tokenizer("gpt2")
 
@@ -117,8 +120,8 @@ def test_tasks_are_runs_of_row_groups_across_files(spark, extracted, tokenizer_d
             assert tuple(tok.decode(t.tolist()) for t in shards_many.turns(i)) == expected[split][i]
 
 
-def test_clear_errors(spark, tmp_path, tokenizer_dir):
+def test_clear_errors(tmp_path, tokenizer_dir):
     with pytest.raises(TokenizeError, match="run the extract job first"):
-        run_tokenize(TokenizeConfig(input=str(tmp_path / "none"), output=str(tmp_path / "o"), tokenizer=tokenizer_dir), spark)
+        run_tokenize(TokenizeConfig(input=str(tmp_path / "none"), output=str(tmp_path / "o"), tokenizer=tokenizer_dir))
     with pytest.raises(TokenizeError, match="local or shared"):
         TokenizeConfig(output="s3://bucket/shards").validate()

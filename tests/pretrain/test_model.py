@@ -56,12 +56,12 @@ def test_without_targets_it_is_gpt2lmheadmodel():
 
 
 def test_mfu_counts_the_head_only_for_targets():
-    from pretrain.train import _flops, model_flops_utilisation
+    from pretrain.metrics import flops_per_token, model_flops_utilisation
 
     model = GPT2LMHeadModel(GPT2Config(n_layer=12, n_head=12, n_embd=768, n_positions=1024, vocab_size=50257))
     n = sum(p.numel() for p in model.parameters())
     palm = 6 * n + 12 * 12 * 12 * 64 * 1024  # 6N + 12 L H Q T
-    flops = _flops(model, 1024)
+    flops = flops_per_token(model, 1024)
     assert flops[0] + flops[1] == palm and flops[1] == 6 * 768 * 50257
     # Every token a target: PaLM's MFU. A third without: the head's share of those is not counted.
     assert abs(model_flops_utilisation(flops, 10**6, 10**6, 2.0, 4, 1e15) - palm * 10**6 / 2.0 / 4e15) < 1e-12

@@ -137,7 +137,7 @@ def test_two_processes_loss_falls(shards_dir, tmp_path, stage):
     import torch
 
     from pretrain.data import SampleSource
-    from pretrain.shards import ShardSet
+    from reddit_pretrain.shards import ShardSet
 
     source = SampleSource(ShardSet(str(shards_dir), "valid"), "packed", 64, True)
     windows = [source.sample(i) for i in range(min(8, source.num_samples))]

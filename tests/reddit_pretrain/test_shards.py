@@ -1,4 +1,4 @@
-"""The shard format on its own: numpy only, tiny files in tmp_path."""
+"""The shard format and the session -> document policy on their own: numpy only, tiny files in tmp_path."""
 
 import hashlib
 import json
@@ -7,10 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from pretrain.shards import (
-    ShardError, ShardSet, ShardWriter, encode_session, export_megatron, fit_turns, inspect, new_manifest,
-    pack_documents, read_megatron, token_dtype, write_manifest,
-)
+from reddit_pretrain.documents import encode_session, fit_turns, pack_documents
+from reddit_pretrain.shards import ShardError, ShardSet, ShardWriter, new_manifest, token_dtype, write_manifest
 
 EOS = 0
 SESSIONS = [[[5, 6, 7], [8, 9]], [[10], [11, 12], [13]], [[14, 15], [16, 17, 18, 19]], [[20], [21]]]
@@ -51,14 +49,6 @@ def test_packed_windows_cross_shard_boundaries(tmp_path):
     for k in range(stream.num_windows(seq)):
         tokens, mask = stream.window(k, seq)
         assert tokens.tolist() == flat[k * seq : k * seq + seq + 1].tolist() and len(mask) == seq + 1
-
-
-def test_padded_session(tmp_path):
-    shards = ShardSet(str(build(tmp_path)), "train")
-    ids, attention, loss = shards.padded_session(1, 8, pad_id=99)
-    assert ids.tolist() == [10, 0, 11, 12, 0, 13, 0, 99]
-    assert attention.tolist() == [1] * 7 + [0]
-    assert loss.tolist() == [0, 0, 1, 1, 1, 1, 1, 0]
 
 
 def test_uint32_when_the_vocabulary_needs_it(tmp_path):
@@ -147,39 +137,3 @@ def test_batched_writes_give_the_same_shards_as_one_document_at_a_time(tmp_path)
             data = (tmp_path / "one" / info["path"]).read_bytes()
             assert data == (tmp_path / "batched" / info["path"]).read_bytes()
             assert len(data) == info["bytes"] and hashlib.sha256(data).hexdigest() == info["sha256"]
-
-
-def test_megatron_export_round_trip(tmp_path):
-    shards = ShardSet(str(build(tmp_path)), "train")
-    prefix = tmp_path / "not" / "yet" / "neox"  # the folder is created
-    written = export_megatron(shards, str(prefix))
-    assert written == [f"{prefix}{suffix}" for suffix in (".bin", ".idx", "_label.bin", "_label.idx")]
-    sequences = read_megatron(str(prefix))
-    assert [s.tolist() for s in sequences] == [shards.document(i).tolist() for i in range(len(shards))]
-    idx = (prefix.parent / "neox.idx").read_bytes()
-    assert idx[:9] == b"MMIDIDX\x00\x00" and idx[17] == 8  # version 1, then dtype code 8 = uint16
-    # The loss mask as GPT-NeoX label data: the token where there is a loss, -100 on the first turn;
-    # NeoX's batch code takes label >= 0 as its loss mask and labels[1:] as targets.
-    labels = read_megatron(str(prefix) + "_label")
-    assert (prefix.parent / "neox_label.idx").read_bytes()[17] == 4  # int32
-    for i, label in enumerate(labels):
-        tokens, mask = shards.document(i), shards.loss_mask(i)
-        first = len(SESSIONS[i][0]) + 1  # turn 1 and its EOS
-        assert (label[:first] == -100).all() and (label[first:] == tokens[first:]).all()
-        assert ((label >= 0) == (mask == 1)).all()
-    assert export_megatron(shards, str(tmp_path / "plain"), labels=False) == [f"{tmp_path}/plain.bin", f"{tmp_path}/plain.idx"]
-
-
-def test_megatron_export_command(tmp_path, capsys):
-    from pretrain.shards import main
-
-    with pytest.raises(SystemExit):
-        main(["export-megatron", "--help"])
-    assert "default: train" in capsys.readouterr().out
-    assert main(["export-megatron", str(build(tmp_path)), str(tmp_path / "out" / "neox")]) == 0
-    assert sorted(os.listdir(tmp_path / "out")) == ["neox.bin", "neox.idx", "neox_label.bin", "neox_label.idx"]
-
-
-def test_inspect(tmp_path):
-    text = inspect(str(build(tmp_path)), show=2)
-    assert "[train]" in text and "4 documents" in text and "doc 1" in text

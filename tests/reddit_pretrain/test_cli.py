@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from extraction.cli import group_options
+from reddit_pretrain.cli import group_options
 
 REPO = __file__.rsplit("/tests/", 1)[0]
 
@@ -23,7 +23,7 @@ def command(*args: str) -> subprocess.CompletedProcess:
     ("pretrain.train", "DeepSpeed ZeRO training of GPT-2",
      ["model: demo, gpt2-1.5b, gpt2-124m, gpt2-355m, gpt2-774m, [tiny]", "experiment: demo, dialogpt_small   (none picked)",
       "deepspeed: zero0, zero1, [zero2]"], ["preset:", "_schema", "powered by Hydra"]),
-    ("pretrain.pipeline", "The whole pipeline in one command", ["preset: "], ["model:", "_schema"]),
+    ("reddit_pretrain.pipeline", "The whole pipeline in one command", ["preset: "], ["model:", "_schema"]),
 ])
 def test_each_job_has_its_own_help(module, about, groups, absent):
     result = command(module, "--help")
@@ -45,7 +45,7 @@ def test_group_options_are_the_yaml_files():
 
 
 def compose(*overrides):
-    from extraction.cli import _compose, register_schemas
+    from reddit_pretrain.cli import _compose, register_schemas
     from pretrain.config import GROUPS, TrainConfig
 
     register_schemas("train", TrainConfig, GROUPS)
@@ -82,7 +82,7 @@ def test_every_experiment_leaves_model_shape_to_the_model_group():
     another whenever a user picked a model: experiments pick a model option instead."""
     from omegaconf import OmegaConf
 
-    from extraction import CONF_DIR
+    from reddit_pretrain import CONF_DIR
 
     for name in group_options("experiment"):
         assert "model" not in OmegaConf.load(f"{CONF_DIR}/experiment/{name}.yaml"), name

@@ -1,7 +1,7 @@
 """The whole pipeline in one command: dumps -> Parquet -> sessions -> shards -> GPT-2 -> HF model.
 
-    python -m pretrain.pipeline                                   # the README demo (generated month)
-    python -m pretrain.pipeline 'input=[/data/RC_2015-0*.zst,/data/RS_2015-0*.zst]' out=/scratch/run \\
+    python -m reddit_pretrain.pipeline                                   # the README demo (generated month)
+    python -m reddit_pretrain.pipeline 'input=[/data/RC_2015-0*.zst,/data/RS_2015-0*.zst]' out=/scratch/run \\
         tokenizer=gpt2 train.nproc=8 'train.overrides=[model=gpt2-124m,deepspeed=zero2,trainer.max_steps=50000]'
 
 Stages (each skips itself when its output is complete for the same inputs and settings):
@@ -61,9 +61,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     from extraction.spark import build_spark
     from extraction.synth import SynthConfig, write_month
     from extraction.tokenize import TokenizeConfig, run_tokenize
-    from extraction.tokenizer import train_tokenizer
+    from extraction.train_tokenizer import train_tokenizer
 
-    from extraction import storage
+    from reddit_pretrain import storage
 
     storage.check_writable(cfg.out)  # before anything is generated or Spark starts
     started = time.time()
@@ -138,7 +138,7 @@ Pipeline finished in {summary['seconds']:.0f} s
   sessions          {paths['extract']}/sessions (train/valid/test), rejects; {extract['sessions']['kept']:,} kept
   report picture    {paths['extract']}/extract_report.png  (page: extract_report.html)
   tokenizer         {tokenizer}
-  token shards      {paths['shards']} ({summary['train_tokens']:,} train tokens; python -m pretrain.shards inspect {paths['shards']})
+  token shards      {paths['shards']} ({summary['train_tokens']:,} train tokens; python -m pretrain.shard_tools inspect {paths['shards']})
   checkpoints       {paths['train']}/checkpoints; curves {paths['train']}/curves.png; metrics.jsonl; tensorboard/
   validation        loss {summary['valid_loss']:.3f}, perplexity {summary['valid_perplexity']:.1f}
   exported model    {paths['model']} (transformers: GPT2LMHeadModel.from_pretrained)
@@ -184,10 +184,11 @@ def on_topic(model_dir: str) -> dict:
 
 
 def main() -> None:
-    from extraction.cli import run_hydra
-    from extraction.storage import OutputNotWritable
+    from extraction import spark
+    from reddit_pretrain.cli import run_hydra
+    from reddit_pretrain.storage import OutputNotWritable
 
-    run_hydra("pipeline", PipelineConfig, run_pipeline, (OutputNotWritable,))
+    run_hydra("pipeline", PipelineConfig, run_pipeline, (OutputNotWritable, spark.SparkStartError), hint=spark.log_hint)
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,10 @@
-"""The token shard format: writer, memory-mapped reader, manifest, and Megatron/NeoX export.
+"""The token shard format: writer, memory-mapped reader, manifest, checksums.
 
-This module owns the format and imports only numpy (and the standard library), so the trainer
-reads shards without Spark and Spark tasks write them without torch.
+This module owns the format and nothing else, and imports only numpy (and the standard library):
+the tokenize job's Spark tasks write shards without torch, the trainer reads them without Spark.
+How a session becomes a document is ``reddit_pretrain.documents``; sampling windows or padded
+sessions is the trainer's (``pretrain.data``); inspection and the Megatron/NeoX export are
+``pretrain.shard_tools``.
 
 A shard set is a folder::
 
@@ -22,11 +25,8 @@ the source dumps, the extraction config and the code version.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
-import struct
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,85 +49,6 @@ def token_dtype(vocab_size: int) -> np.dtype:
     if vocab_size <= 2**32:
         return np.dtype("<u4")
     raise ValueError(f"vocab_size {vocab_size} does not fit in 32 bits")
-
-
-def encode_session(turn_ids: list[list[int]], eos_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Tokens of one document (turns joined and closed by EOS) and its loss mask (0 on turn 1)."""
-    lengths = [len(t) + 1 for t in turn_ids]
-    tokens = np.empty(sum(lengths), dtype=np.int64)
-    mask = np.ones(sum(lengths), dtype=np.uint8)
-    position = 0
-    for i, ids in enumerate(turn_ids):
-        tokens[position : position + len(ids)] = ids
-        tokens[position + len(ids)] = eos_id
-        if i == 0:
-            mask[: len(ids) + 1] = 0
-        position += len(ids) + 1
-    return tokens, mask
-
-
-def fit_turns(turn_ids: list[list[int]], max_tokens: int, rule: str, min_turns: int) -> list[list[int]] | None:
-    """Applies the too-long rule to a tokenised session; None when it must be skipped.
-
-    ``keep_last``: drop turns from the start until the document (with its EOS tokens) fits and
-    keep it if at least ``min_turns`` turns remain. ``drop``: skip any session that does not fit.
-    """
-    total = sum(len(t) + 1 for t in turn_ids)
-    if total <= max_tokens:
-        return turn_ids
-    if rule == "drop":
-        return None
-    start = 0
-    while start < len(turn_ids) and total > max_tokens:
-        total -= len(turn_ids[start]) + 1
-        start += 1
-    kept = turn_ids[start:]
-    return kept if len(kept) >= min_turns else None
-
-
-def pack_documents(turn_ids: list, turns_per_session: np.ndarray, eos_id: int, max_tokens: int, rule: str,
-                   min_turns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``fit_turns`` and ``encode_session`` over many sessions at once (numpy, no per-session loop).
-
-    ``turn_ids`` holds the token ids of every turn, session after session; ``turns_per_session``
-    says how many turns each session has (at least one). Returns the flat tokens and loss mask of
-    the documents kept, each kept document's length, and which sessions were kept.
-    """
-    counts = np.asarray(turns_per_session, dtype=np.int64)
-    n = len(counts)
-    if n == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty.astype(np.uint8), empty, np.zeros(0, dtype=bool)
-    if counts.min() < 1:
-        raise ValueError("every session needs at least one turn")
-    lengths = np.fromiter(map(len, turn_ids), dtype=np.int64, count=len(turn_ids)) + 1  # each turn + its EOS
-    session = np.repeat(np.arange(n), counts)
-    first = np.cumsum(counts) - counts
-    cumulative = np.cumsum(lengths)
-    session_end = cumulative[first + counts - 1]
-    total = session_end - cumulative[first] + lengths[first]
-    fits = total <= max_tokens
-    if rule == "drop":
-        kept = fits
-        keep_turn = kept[session]
-    else:  # keep_last: the turns whose suffix (to the session's end) fits
-        keep_turn = (session_end[session] - cumulative + lengths) <= max_tokens
-        kept = fits | (np.bincount(session, weights=keep_turn, minlength=n) >= min_turns)
-        keep_turn &= kept[session]
-    previous = np.concatenate([[False], keep_turn[:-1]])
-    previous[first] = False
-    first_kept = keep_turn & ~previous
-    kept_lengths = lengths[keep_turn]
-    size = int(kept_lengths.sum())
-    ids = np.fromiter(itertools.chain.from_iterable(itertools.compress(turn_ids, keep_turn)), dtype=np.int64,
-                      count=size - len(kept_lengths))
-    tokens = np.full(size, eos_id, dtype=np.int64)
-    is_text = np.ones(size, dtype=bool)
-    is_text[np.cumsum(kept_lengths) - 1] = False
-    tokens[is_text] = ids
-    mask = np.repeat((~first_kept[keep_turn]).astype(np.uint8), kept_lengths)
-    doc_lengths = np.bincount(session[keep_turn], weights=kept_lengths, minlength=n)[kept].astype(np.int64)
-    return tokens, mask, doc_lengths, kept
 
 
 def _sha256(path: str) -> str:
@@ -374,19 +295,6 @@ class ShardSet:
     def stream(self) -> "TokenStream":
         return TokenStream([s.tokens for s in self.shards], [s.mask for s in self.shards] if self.has_mask else None)
 
-    def padded_session(self, index: int, max_tokens: int, pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One session right-padded to ``max_tokens`` (longer ones keep their last tokens).
-
-        Returns input ids, attention mask and loss mask (0 on padding and on the first turn).
-        """
-        doc = np.asarray(self.document(index), dtype=np.int64)[-max_tokens:]
-        loss = np.asarray(self.loss_mask(index), dtype=np.int64)[-max_tokens:] if self.has_mask else np.ones_like(doc)
-        ids = np.full(max_tokens, pad_id, dtype=np.int64)
-        attention = np.zeros(max_tokens, dtype=np.int64)
-        loss_mask = np.zeros(max_tokens, dtype=np.int64)
-        ids[: len(doc)], attention[: len(doc)], loss_mask[: len(doc)] = doc, 1, loss
-        return ids, attention, loss_mask
-
 
 class TokenStream:
     """All tokens of a shard set as one virtual array; windows are sliced across shard ends.
@@ -425,161 +333,12 @@ class TokenStream:
         return tokens, mask
 
 
-# ---------------------------------------------------------------------------------------------
-# Megatron-LM / GPT-NeoX indexed dataset (.bin + .idx, "MMIDIDX" version 1)
-
-_MMIDIDX = b"MMIDIDX\x00\x00"
-_MEGATRON_DTYPES = {np.dtype("u1"): 1, np.dtype("i1"): 2, np.dtype("<i2"): 3, np.dtype("<i4"): 4,
-                    np.dtype("<i8"): 5, np.dtype("<f8"): 6, np.dtype("<f4"): 7, np.dtype("<u2"): 8}
-
-
-LABEL_SUFFIX = "_label"
-"""``<prefix>_label.bin/.idx``: the loss mask as GPT-NeoX label data (token id, or -100: no loss)."""
-NO_LOSS = -100
-
-
-def _write_megatron(prefix: str, arrays, dtype: np.dtype) -> None:
-    """One ``.bin``/``.idx`` pair ("MMIDIDX" version 1): one sequence and one document per array,
-    written under temporary names and renamed into place."""
-    sizes = []
-    with open(prefix + ".bin.tmp", "wb") as out:
-        for array in arrays:
-            out.write(np.asarray(array, dtype=dtype).tobytes())
-            sizes.append(len(array))
-    sizes_arr = np.asarray(sizes, dtype="<i4")
-    pointers = np.concatenate([[0], np.cumsum(sizes_arr[:-1], dtype=np.int64)]).astype("<i8") * dtype.itemsize
-    doc_idx = np.arange(len(sizes_arr) + 1, dtype="<i8")
-    with open(prefix + ".idx.tmp", "wb") as out:
-        out.write(_MMIDIDX)
-        out.write(struct.pack("<Q", 1))
-        out.write(struct.pack("<B", _MEGATRON_DTYPES[dtype]))
-        out.write(struct.pack("<Q", len(sizes_arr)))
-        out.write(struct.pack("<Q", len(doc_idx)))
-        out.write(sizes_arr.tobytes())
-        out.write(pointers.tobytes())
-        out.write(doc_idx.tobytes())
-    os.replace(prefix + ".bin.tmp", prefix + ".bin")
-    os.replace(prefix + ".idx.tmp", prefix + ".idx")
-
-
-def _documents(shard_set: ShardSet, mask: bool):
-    for shard in shard_set.shards:
-        bounds = np.asarray(shard.boundaries, dtype=np.int64)
-        for start, end in zip(bounds[:-1], bounds[1:]):
-            tokens = np.asarray(shard.tokens[start:end])
-            if not mask:
-                yield tokens
-            else:
-                yield np.where(np.asarray(shard.mask[start:end]) == 1, tokens.astype(np.int64), NO_LOSS)
-
-
-def export_megatron(shard_set: ShardSet, prefix: str, labels: bool = True) -> list[str]:
-    """Writes ``prefix.bin``/``prefix.idx`` (one sequence and one document per session) and, when the
-    shards have a loss mask and ``labels``, ``prefix_label.bin/.idx``: the same sequences with -100
-    where there is no loss (the first turn), the form GPT-NeoX reads as label data
-    (``train_label_data_paths``; its labels are not shifted: the label of token i sits at i). The
-    output folder is created. Returns the files written.
-
-    Megatron has no uint32 code, so vocabularies over 65536 are written as int32; labels are int32.
-    """
-    folder = os.path.dirname(os.path.abspath(prefix))
-    os.makedirs(folder, exist_ok=True)
-    dtype = shard_set.dtype if shard_set.dtype == np.dtype("<u2") else np.dtype("<i4")
-    _write_megatron(prefix, _documents(shard_set, mask=False), dtype)
-    written = [prefix + ".bin", prefix + ".idx"]
-    if labels and shard_set.has_mask:
-        _write_megatron(prefix + LABEL_SUFFIX, _documents(shard_set, mask=True), np.dtype("<i4"))
-        written += [prefix + LABEL_SUFFIX + ".bin", prefix + LABEL_SUFFIX + ".idx"]
-    return written
-
-
-def read_megatron(prefix: str) -> list[np.ndarray]:
-    """Sequences of a Megatron/NeoX ``.bin``/``.idx`` pair (for checks and imports)."""
-    with open(prefix + ".idx", "rb") as f:
-        if f.read(9) != _MMIDIDX:
-            raise ShardError(f"{prefix}.idx is not a Megatron indexed dataset index")
-        (version,) = struct.unpack("<Q", f.read(8))
-        (code,) = struct.unpack("<B", f.read(1))
-        (count,) = struct.unpack("<Q", f.read(8))
-        (doc_count,) = struct.unpack("<Q", f.read(8))
-        sizes = np.frombuffer(f.read(4 * count), dtype="<i4")
-        pointers = np.frombuffer(f.read(8 * count), dtype="<i8")
-        np.frombuffer(f.read(8 * doc_count), dtype="<i8")
-    if version != 1:
-        raise ShardError(f"{prefix}.idx: version {version} is not 1")
-    dtype = {v: k for k, v in _MEGATRON_DTYPES.items()}[code]
-    data = np.memmap(prefix + ".bin", dtype=dtype, mode="r")
-    return [data[p // dtype.itemsize : p // dtype.itemsize + s] for p, s in zip(pointers, sizes)]
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line: inspect and export
-
-
-def _load_decoder(manifest: dict, folder: str):
-    path = manifest["tokenizer"].get("path")
-    for candidate in (path, os.path.join(folder, "tokenizer")):
+def tokenizer_folder(manifest: dict, folder: str | None = None) -> str | None:
+    """Where the tokenizer of a shard set is (the one place that knows): the folder its manifest
+    names, else ``<folder>/tokenizer`` (``folder``: the shard set's), whichever holds a
+    ``tokenizer.json``; None when neither does (a hub tokenizer not saved locally)."""
+    for candidate in (manifest.get("tokenizer", {}).get("path"), folder and os.path.join(folder, "tokenizer")):
         if candidate and os.path.exists(os.path.join(candidate, "tokenizer.json")):
-            from tokenizers import Tokenizer
-
-            return Tokenizer.from_file(os.path.join(candidate, "tokenizer.json"))
+            return candidate
     return None
 
-
-def inspect(folder: str, show: int = 3, verify: bool = False) -> str:
-    """Counts per split, a document length histogram, and a few decoded documents."""
-    lines = []
-    manifest = ShardSet(folder, verify_checksums=verify).manifest
-    decoder = _load_decoder(manifest, folder)
-    lines.append(f"{folder}: format {manifest['format_version']}, tokenizer {manifest['tokenizer'].get('name')}, "
-                 f"vocab {manifest['vocab_size']}, eos {manifest['eos_id']}, dtype {manifest['dtype']}")
-    for split in sorted({s["split"] for s in manifest["shards"]}):
-        shard_set = ShardSet(folder, split)
-        lengths = np.concatenate([np.diff(np.asarray(s.boundaries, dtype=np.int64)) for s in shard_set.shards])
-        lines.append(f"[{split}] {len(shard_set.shards)} shards, {shard_set.num_documents:,} documents, "
-                     f"{shard_set.num_tokens:,} tokens, mean {lengths.mean():.1f} tokens/document, max {lengths.max()}")
-        edges = [0, 16, 32, 64, 128, 256, 512, 1024, 2048]
-        hist, _ = np.histogram(lengths, bins=edges + [max(edges[-1] + 1, int(lengths.max()) + 1)])
-        for lo, hi, n in zip(edges, edges[1:] + ["inf"], hist):
-            lines.append(f"    {lo:>5}-{hi:<5} {n:>9,} {'#' * int(40 * n / max(1, hist.max()))}")
-        for i in range(min(show, shard_set.num_documents)):
-            turns = shard_set.turns(i)
-            text = " <EOS> ".join(decoder.decode(t.tolist()) for t in turns) if decoder else str(turns)
-            lines.append(f"    doc {i}: {text[:300]}")
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m pretrain.shards", description="Inspect or export token shards.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_inspect = sub.add_parser("inspect", help="counts, length histogram, decoded documents")
-    p_inspect.add_argument("folder")
-    p_inspect.add_argument("--show", type=int, default=3)
-    p_inspect.add_argument("--verify", action="store_true", help="check every file's sha256")
-    p_export = sub.add_parser(
-        "export-megatron", help="write <prefix>.bin/.idx (and <prefix>_label.bin/.idx) for Megatron-LM / GPT-NeoX",
-        description="Writes one split as a Megatron-LM / GPT-NeoX indexed dataset: <prefix>.bin/.idx, one "
-                    "document per session. When the shards carry a loss mask (DialoGPT: no loss on the first turn) "
-                    "it also writes <prefix>_label.bin/.idx, the same sequences with -100 where there is no loss. "
-                    "GPT-NeoX: \"train_data_paths\": [\"<prefix>\"], \"train_label_data_paths\": [\"<prefix>_label\"]. "
-                    "Megatron-LM reads no label data and trains on every token.")
-    p_export.add_argument("folder", help="a shard set (the tokenize job's output)")
-    p_export.add_argument("prefix", help="output path without extension; its folder is created")
-    p_export.add_argument("--split", default="train", help="which split to export (default: train)")
-    p_export.add_argument("--no-labels", action="store_true", help="do not write the _label files")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "inspect":
-            print(inspect(args.folder, args.show, args.verify))
-        else:
-            print(" ".join(export_megatron(ShardSet(args.folder, args.split), args.prefix, not args.no_labels)))
-    except ShardError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -35,7 +35,7 @@ def register_schemas(config_name: str, schema: type, groups: dict[str, type] | N
 
 
 def _conf_dir() -> str:
-    from extraction import CONF_DIR
+    from reddit_pretrain import CONF_DIR
 
     return CONF_DIR
 
@@ -128,10 +128,12 @@ def apply_user_picks(cfg, config_name: str, choices: dict, task_overrides: list[
 
 
 def run_hydra(config_name: str, schema: type, run: Callable[[object], object],
-              errors: tuple[type[BaseException], ...] = (), groups: dict[str, type] | None = None) -> None:
+              errors: tuple[type[BaseException], ...] = (), groups: dict[str, type] | None = None,
+              hint: Callable[[], str | None] | None = None) -> None:
     """Registers the typed configs (``register_schemas``), composes ``conf/<config_name>.yaml`` with
     the command line's overrides, and calls ``run`` with the typed config object. The ``errors``
-    listed are user-facing: printed as one line, exit status 2, no stack trace."""
+    listed are user-facing: printed as one line (and ``hint()``'s line, if any), exit status 2,
+    no stack trace."""
     import hydra
     from omegaconf import OmegaConf
 
@@ -154,15 +156,13 @@ def run_hydra(config_name: str, schema: type, run: Callable[[object], object],
         hc = HydraConfig.get()
         for note in apply_user_picks(cfg, config_name, dict(hc.runtime.choices), list(hc.overrides.task)):
             print(note, file=sys.stderr)
-        from extraction import spark
-
         try:
             run(OmegaConf.to_object(cfg))
-        except (*errors, spark.SparkStartError) as err:
-
+        except errors as err:
             print(f"error: {err}", file=sys.stderr)
-            if spark.LOG_FILE:
-                print(f"(Spark's log: {spark.LOG_FILE})", file=sys.stderr)
+            extra = hint() if hint else None
+            if extra:
+                print(extra, file=sys.stderr)
             sys.exit(2)
 
     _main()

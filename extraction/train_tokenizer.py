@@ -1,6 +1,6 @@
 """GPT-2 style byte-level BPE tokenizers: train one on the train split, or resolve one by name/path.
 
-    python -m extraction.tokenizer --sessions out/extract/sessions --out out/tokenizer --vocab-size 8000
+    python -m extraction.train_tokenizer --sessions out/extract/sessions --out out/tokenizer --vocab-size 8000
 
 The saved folder loads with ``transformers.AutoTokenizer.from_pretrained(folder)`` (GPT2TokenizerFast)
 and with ``tokenizers.Tokenizer.from_file(folder/tokenizer.json)``; the tokenize job and the
@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import glob
 import hashlib
+import json
 import os
 import sys
 from typing import Iterator
 
-from extraction import storage
+from reddit_pretrain import storage
 
 EOS_TOKEN = "<|endoftext|>"
 
@@ -49,7 +50,7 @@ def resolve_tokenizer(name_or_path: str) -> tuple[str, dict]:
             f"cannot load tokenizer {name_or_path!r}: it is not a local folder with tokenizer.json and the model "
             f"hub did not provide it ({type(err).__name__}). Point tokenizer= at a local copy (a folder saved "
             f"by save_pretrained, or a tokenizer.json), or train one on your sessions: "
-            f"python -m extraction.tokenizer --sessions <extract output>/sessions --out <folder>"
+            f"python -m extraction.train_tokenizer --sessions <extract output>/sessions --out <folder>"
         ) from None
     with open(path, encoding="utf-8") as f:
         text = f.read()
@@ -77,15 +78,21 @@ def train_tokenizer(sessions_dir: str, out_dir: str, vocab_size: int = 8000, min
                     max_sessions: int | None = 2_000_000, split: str = "train") -> str:
     """Trains a byte-level BPE (GPT-2's scheme) on a split's turns and saves it in HF format."""
     from tokenizers import ByteLevelBPETokenizer
-    from transformers import GPT2TokenizerFast
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(iter_turns(sessions_dir, split, max_sessions), vocab_size=vocab_size,
                             min_frequency=min_frequency, special_tokens=[EOS_TOKEN], show_progress=False)
-    hf = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=EOS_TOKEN, eos_token=EOS_TOKEN,
-                           unk_token=EOS_TOKEN, model_max_length=1024)
+    # Hugging Face's folder format, written with `tokenizers` alone (the data side does not import
+    # transformers): the same two files GPT2TokenizerFast.save_pretrained writes, byte for byte.
+    config = {"add_prefix_space": False, "backend": "tokenizers", "bos_token": EOS_TOKEN, "eos_token": EOS_TOKEN,
+              "errors": "replace", "model_max_length": 1024, "pad_token": None, "tokenizer_class": "GPT2Tokenizer",
+              "unk_token": EOS_TOKEN}
     tmp = out_dir.rstrip("/") + ".tmp"
-    hf.save_pretrained(tmp)
+    storage.remove(tmp)
+    os.makedirs(tmp, exist_ok=True)
+    bpe.save(os.path.join(tmp, "tokenizer.json"))
+    with open(os.path.join(tmp, "tokenizer_config.json"), "w") as f:
+        f.write(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     storage.replace_dir(tmp, out_dir)
     return out_dir
 

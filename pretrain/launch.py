@@ -1,0 +1,63 @@
+"""How a training process joins its job, under any launcher (one plain process, torchrun, the
+DeepSpeed launcher, SLURM through either): launcher arguments, dying with the launcher, and the
+process group."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def strip_launcher_args() -> None:
+    """The DeepSpeed launcher appends --local_rank=N; Hydra would reject it."""
+    argv = []
+    skip = False
+    for i, arg in enumerate(sys.argv):
+        if skip:
+            skip = False
+            continue
+        if arg.startswith("--local_rank=") or arg.startswith("--local-rank="):
+            os.environ["LOCAL_RANK"] = arg.split("=", 1)[1]
+        elif arg in ("--local_rank", "--local-rank") and i + 1 < len(sys.argv):
+            os.environ["LOCAL_RANK"] = sys.argv[i + 1]
+            skip = True
+        else:
+            argv.append(arg)
+    sys.argv = argv
+
+
+def _die_with_launcher() -> None:
+    """A worker started by a launcher (torchrun, deepspeed) gets SIGTERM when that launcher dies,
+    even by SIGKILL, instead of training on and writing checkpoints nobody waits for (Linux)."""
+    import ctypes
+    import signal
+
+    if "LOCAL_RANK" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    launcher = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != launcher:  # it died before the call took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def init_distributed(backend: str):
+    import deepspeed
+    import torch
+
+    _die_with_launcher()
+    if "RANK" not in os.environ:  # one plain process
+        os.environ.update({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"})
+        os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
+    on_gpu = torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR", "cuda") != "cpu"
+    if backend == "auto":
+        backend = "nccl" if on_gpu else "gloo"
+    if on_gpu:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    from pretrain.console import captured_output
+
+    with captured_output():  # DeepSpeed's communication-op build probe prints gcc lines on every start
+        deepspeed.init_distributed(dist_backend=backend)
+    return on_gpu

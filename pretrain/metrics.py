@@ -1,0 +1,63 @@
+"""What a run records: the metrics file (one JSON line per record) and TensorBoard, and the
+arithmetic behind tokens/s and MFU (FLOPs per token, model FLOPs utilisation)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from pretrain.config import TrainConfig
+
+
+class MetricsLogger:
+    """Appends records to ``<out_dir>/metrics.jsonl`` (rank 0) and mirrors numbers to TensorBoard."""
+
+    def __init__(self, cfg: TrainConfig, rank: int):
+        self.rank = rank
+        self.path = os.path.join(cfg.trainer.out_dir, "metrics.jsonl")
+        self.tb = None
+        if rank == 0:
+            os.makedirs(cfg.trainer.out_dir, exist_ok=True)
+            if cfg.trainer.tensorboard:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+
+                    self.tb = SummaryWriter(os.path.join(cfg.trainer.out_dir, "tensorboard"))
+                except ImportError:
+                    self.tb = None
+
+    def log(self, record: dict) -> None:
+        if self.rank != 0:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for key, value in record.items():
+                if key not in ("step", "kind") and isinstance(value, (int, float)) and value is not None:
+                    self.tb.add_scalar(f"{record['kind']}/{key}", value, record["step"])
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def num_parameters(model) -> int:
+    """Parameter count, also under ZeRO-3 where each rank holds only a partition."""
+    return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
+
+
+def flops_per_token(model, seq_len: int) -> tuple[float, float]:
+    """(FLOPs per token without the LM head, FLOPs of the LM head per target token): PaLM's
+    6 N + 12 L H Q T, split because logits are computed only where there is a target."""
+    c = model.config
+    head = 6 * c.n_embd * c.vocab_size
+    return 6 * num_parameters(model) - head + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * seq_len, head
+
+
+def model_flops_utilisation(flops: tuple[float, float], tokens: int, targets: int, seconds: float, world: int,
+                            peak_flops_per_gpu: float) -> float:
+    """MFU of ``tokens`` tokens, ``targets`` of them with a target, in ``seconds`` on ``world`` GPUs;
+    ``flops`` as ``flops_per_token`` gives them."""
+    per_token, per_target = flops
+    return (per_token * tokens + per_target * targets) / max(seconds, 1e-9) / (world * peak_flops_per_gpu)
