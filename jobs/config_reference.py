@@ -41,12 +41,17 @@ def _default(f: dataclasses.Field) -> str:
     return ""
 
 
-def _rows(cls, prefix: str = "") -> list[str]:
+def _rows(cls, prefix: str = "", sections: dict | None = None) -> list[str]:
+    """One row per setting; a field whose type is in ``sections`` is one row naming that section."""
     docs = _field_docs(cls)
     hints = typing.get_type_hints(cls)
     rows = []
     for f in dataclasses.fields(cls):
         kind = hints[f.name]
+        if sections and kind in sections:
+            rows.append(f"| `{prefix}{f.name}.*` | {kind.__name__} | (group) | every key of the {sections[kind]} section above, "
+                        f"under `{prefix}{f.name}.` |")
+            continue
         if dataclasses.is_dataclass(kind):
             rows += _rows(kind, f"{prefix}{f.name}.")
             continue
@@ -69,7 +74,8 @@ def reference() -> str:
                              ("Pipeline", PipelineConfig, "conf/pipeline.yaml")):
         parts.append(f"#### {title} (`{conf}`, `{cls.__module__}.{cls.__name__}`)\n")
         parts.append("| key | type | default | meaning |\n| --- | --- | --- | --- |")
-        parts += _rows(cls)
+        stages = {IngestConfig: "Ingest", ExtractConfig: "Extract", TokenizeConfig: "Tokenize", TrainConfig: "Train"}
+        parts += _rows(cls, sections=stages if cls is PipelineConfig else None)
         parts.append("")
         if cls is ExtractConfig:
             parts += _rules()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reddit_pretrain.shards import ShardSet
+from reddit_pretrain.shards import ShardError, ShardSet
 
 IGNORE_INDEX = -100
 
@@ -53,7 +53,8 @@ class SampleSource:
         else:
             self.num_samples = len(shards)
         if self.num_samples == 0:
-            raise ValueError(f"no samples of seq_len {seq_len} in {shards.folder}")
+            raise ShardError(f"no samples of seq_len {seq_len} in {shards.folder} ({mode}: {shards.num_tokens:,} tokens in "
+                             f"{len(shards):,} sessions of this split); use a smaller data.seq_len or more data")
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(input ids, targets, attention mask or None), each of length seq_len."""

@@ -89,8 +89,9 @@ def help_text(config_name: str, overrides: list[str], module_doc: str | None, co
     if choices:
         lines += ["", "== Groups (the current pick in [brackets]) =="]
         for group in sorted(choices):
-            options = [f"[{o}]" if o == choices[group] else o for o in group_options(group)]
-            lines.append(f"  {group}: {', '.join(options)}" + ("   (none picked)" if choices[group] is None else ""))
+            name = group.split("@")[0]  # a group placed inside a stage's config (the pipeline's model@train.model)
+            options = [f"[{o}]" if o == choices[group] else o for o in group_options(name)]
+            lines.append(f"  {name}: {', '.join(options)}" + ("   (none picked)" if choices[group] is None else ""))
     lines += ["", "== Config (with the overrides given) ==", OmegaConf.to_yaml(cfg).rstrip()]
     return "\n".join(lines)
 
@@ -127,17 +128,25 @@ def apply_user_picks(cfg, config_name: str, choices: dict, task_overrides: list[
     return notes
 
 
+def _aliased(arg: str, aliases: dict[str, str]) -> str:
+    match = _GROUP_PICK.match(arg)
+    return f"{aliases[match.group(1)]}={match.group(2)}" if match and match.group(1) in aliases else arg
+
+
 def run_hydra(config_name: str, schema: type, run: Callable[[object], object],
               errors: tuple[type[BaseException], ...] = (), groups: dict[str, type] | None = None,
-              hint: Callable[[], str | None] | None = None) -> None:
+              hint: Callable[[], str | None] | None = None, aliases: dict[str, str] | None = None) -> None:
     """Registers the typed configs (``register_schemas``), composes ``conf/<config_name>.yaml`` with
     the command line's overrides, and calls ``run`` with the typed config object. The ``errors``
     listed are user-facing: printed as one line (and ``hint()``'s line, if any), exit status 2,
-    no stack trace."""
+    no stack trace. ``aliases`` maps a group's command-line name to its place in the defaults list
+    (the pipeline's ``model=`` is ``model@train.model=``)."""
     import hydra
     from omegaconf import OmegaConf
 
     register_schemas(config_name, schema, groups)
+    if aliases:
+        sys.argv[1:] = [_aliased(a, aliases) for a in sys.argv[1:]]
     args = sys.argv[1:]
     if "--help" in args or "-h" in args:
         main = sys.modules.get("__main__")

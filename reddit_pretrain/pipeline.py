@@ -2,12 +2,21 @@
 
     python -m reddit_pretrain.pipeline                                   # the README demo (generated month)
     python -m reddit_pretrain.pipeline 'input=[/data/RC_2015-0*.zst,/data/RS_2015-0*.zst]' out=/scratch/run \\
-        tokenizer=gpt2 train.nproc=8 'train.overrides=[model=gpt2-124m,deepspeed=zero2,trainer.max_steps=50000]'
+        tokenizer.name=gpt2 model=gpt2-124m deepspeed=zero2 train.trainer.max_steps=50000 nproc=8
 
 Stages (each skips itself when its output is complete for the same inputs and settings):
 generate a month (only when ``input`` is empty) -> ingest -> extract -> tokenizer (trained on
-the train split unless ``tokenizer`` names one) -> tokenize -> train with DeepSpeed on
-``train.nproc`` processes through torchrun -> export to Hugging Face format -> sample replies.
+the train split unless ``tokenizer.name`` names one) -> tokenize -> train with DeepSpeed on
+``nproc`` processes through torchrun -> export to Hugging Face format -> sample replies.
+
+The config is made of the stages' own configs (``ingest``, ``extract``, ``tokenize``, ``train``:
+every stage setting, one definition each) plus what joins them. The folders between stages come
+from ``out`` and Spark from ``spark``: setting a stage's own ``input``/``output``/``spark`` (or
+the trainer's ``data.shards``/``trainer.out_dir``) is an error, not silently ignored. Groups are
+picked as in the stages' own commands: ``preset=`` for extract's rules, ``model=``, ``data=``,
+``optimizer=``, ``scheduler=``, ``deepspeed=``, ``trainer=`` for training (conf/pipeline.yaml
+picks the demo options). The training config goes to the trainer whole and typed, as
+``<out>/train_config.yaml``.
 """
 
 from __future__ import annotations
@@ -19,34 +28,71 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from extraction.chains import ChainsConfig, SplitConfig
-from extraction.filters import FiltersConfig
+from extraction.extract import ExtractConfig
+from extraction.ingest import IngestConfig
 from extraction.spark import SparkConfig
+from extraction.synth import SynthConfig
+from extraction.tokenize import TokenizeConfig
+from pretrain.config import TrainConfig
+
+GROUP_ALIASES = {"preset": "preset@extract", **{g: f"{g}@train.{g}" for g in
+                                                 ("model", "data", "optimizer", "scheduler", "deepspeed", "trainer")}}
+"""The pipeline's groups sit inside its stages' configs; on its command line they keep the names
+the stage commands give them (``model=gpt2-124m`` is ``model@train.model=gpt2-124m``)."""
+
+
+class PipelineConfigError(ValueError):
+    """A pipeline setting that would be ignored or cannot work (raised before any stage runs), or a
+    stage process that failed (its own output says why)."""
 
 
 @dataclass
-class PipelineTrainConfig:
-    nproc: int = 2
-    """Processes (GPUs, or CPU processes with DS_ACCELERATOR=cpu) for torchrun on this machine."""
-    overrides: list[str] = field(default_factory=lambda: ["experiment=demo"])
-    """Hydra overrides for pretrain.train (conf/train.yaml); data.shards and trainer.out_dir are set here."""
+class TokenizerSetup:
+    name: str | None = None
+    """A tokenizer name or folder for the tokenize job; null trains a byte-level BPE of
+    ``vocab_size`` on the train split (``extraction.train_tokenizer``)."""
+    vocab_size: int = 4000
 
 
 @dataclass
 class PipelineConfig:
     input: list[str] = field(default_factory=list)
-    """RC/RS dumps (paths or globs). Empty: generate a month of ``demo_comments`` comments."""
+    """RC/RS dumps (paths or globs). Empty: generate a month as ``demo`` describes."""
     out: str = "out/demo"
-    demo_comments: int = 200_000
-    tokenizer: str | None = None
-    """A tokenizer name or folder; null trains a byte-level BPE of ``tokenizer_vocab_size`` on the train split."""
-    tokenizer_vocab_size: int = 4000
-    max_session_tokens: int = 256
-    chains: ChainsConfig = field(default_factory=ChainsConfig)
-    filters: FiltersConfig = field(default_factory=lambda: FiltersConfig(bland_min_count=50))
-    split: SplitConfig = field(default_factory=lambda: SplitConfig(valid_fraction=0.02, test_fraction=0.02))
-    train: PipelineTrainConfig = field(default_factory=PipelineTrainConfig)
+    """Every stage's folder is under it: dumps/ ingest/ extract/ tokenizer/ shards/ train/ model/."""
+    demo: SynthConfig = field(default_factory=SynthConfig)
+    """The generated month when ``input`` is empty (extraction.synth)."""
     spark: SparkConfig = field(default_factory=SparkConfig)
+    """One Spark for every stage."""
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    tokenizer: TokenizerSetup = field(default_factory=TokenizerSetup)
+    tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    nproc: int = 2
+    """Training processes (GPUs, or CPU processes with DS_ACCELERATOR=cpu) for torchrun on this machine."""
+
+    def validate(self) -> None:
+        """The settings the pipeline itself decides must be left alone in the stage configs."""
+        derived = {"ingest.inputs": (self.ingest.inputs, IngestConfig().inputs),
+                   "ingest.output": (self.ingest.output, IngestConfig().output),
+                   "extract.input": (self.extract.input, ExtractConfig().input),
+                   "extract.output": (self.extract.output, ExtractConfig().output),
+                   "tokenize.input": (self.tokenize.input, TokenizeConfig().input),
+                   "tokenize.output": (self.tokenize.output, TokenizeConfig().output),
+                   "tokenize.tokenizer": (self.tokenize.tokenizer, TokenizeConfig().tokenizer),
+                   "train.data.shards": (self.train.data.shards, TrainConfig().data.shards),
+                   "train.trainer.out_dir": (self.train.trainer.out_dir, TrainConfig().trainer.out_dir)}
+        for stage in ("ingest", "extract", "tokenize"):
+            derived[f"{stage}.spark"] = (getattr(self, stage).spark, SparkConfig())
+        hints = {"ingest.inputs": "input=", "tokenize.tokenizer": "tokenizer.name="}
+        for key, (value, default) in derived.items():
+            if value != default:
+                where = hints.get(key, "spark.*" if key.endswith(".spark") else "out=")
+                raise PipelineConfigError(f"{key} is set by the pipeline (from {where}); set {where} instead")
+        if self.nproc < 1:
+            raise PipelineConfigError("nproc must be at least 1")
+        self.train.validate()
 
 
 def _free_port() -> int:
@@ -56,46 +102,51 @@ def _free_port() -> int:
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict:
-    from extraction.extract import ExtractConfig, run_extract
-    from extraction.ingest import IngestConfig, run_ingest
-    from extraction.spark import build_spark
-    from extraction.synth import SynthConfig, write_month
-    from extraction.tokenize import TokenizeConfig, run_tokenize
-    from extraction.train_tokenizer import train_tokenizer
+    import dataclasses
 
+    from extraction.extract import run_extract
+    from extraction.ingest import run_ingest
+    from extraction.synth import write_month
+    from extraction.tokenize import run_tokenize
+    from extraction.train_tokenizer import train_tokenizer
     from reddit_pretrain import storage
 
+    cfg.validate()
     storage.check_writable(cfg.out)  # before anything is generated or Spark starts
     started = time.time()
     say = lambda msg: print(f"[pipeline] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     paths = {name: os.path.join(cfg.out, name) for name in ("dumps", "ingest", "extract", "tokenizer", "shards", "train", "model")}
     inputs = list(cfg.input)
     if not inputs:
-        if not os.path.exists(os.path.join(paths["dumps"], "RC_2015-01.zst")):
-            say(f"generating a Pushshift month of {cfg.demo_comments:,} comments")
-            write_month(paths["dumps"], SynthConfig(month="2015-01", comments=cfg.demo_comments, megathreads=1,
-                                                    megathread_comments=max(1, cfg.demo_comments // 10),
-                                                    deep_chains=1, deep_chain_depth=max(10, cfg.demo_comments // 100),
-                                                    p_conversation=0.9))
-        inputs = [os.path.join(paths["dumps"], "R[CS]_2015-01.zst")]
-    spark = build_spark(cfg.spark)
+        month = cfg.demo.month
+        if not os.path.exists(os.path.join(paths["dumps"], f"RC_{month}.zst")):
+            say(f"generating a Pushshift month of {cfg.demo.comments:,} comments")
+            write_month(paths["dumps"], cfg.demo)
+        inputs = [os.path.join(paths["dumps"], f"R[CS]_{month}.zst")]
+    spark = None  # each job starts Spark when its input needs it (small ones run in this process)
     say("ingest")
-    run_ingest(IngestConfig(inputs=inputs, output=paths["ingest"], spark=cfg.spark), spark)
+    run_ingest(dataclasses.replace(cfg.ingest, inputs=inputs, output=paths["ingest"], spark=cfg.spark), spark)
     say("chains, filters, splits")
-    extract = run_extract(ExtractConfig(input=paths["ingest"], output=paths["extract"], chains=cfg.chains,
-                                        filters=cfg.filters, split=cfg.split, spark=cfg.spark), spark)
-    tokenizer = cfg.tokenizer
+    extract = run_extract(dataclasses.replace(cfg.extract, input=paths["ingest"], output=paths["extract"], spark=cfg.spark),
+                          spark)
+    tokenizer = cfg.tokenizer.name
     if tokenizer is None:
         tokenizer = paths["tokenizer"]
         if not os.path.exists(os.path.join(tokenizer, "tokenizer.json")):
-            say(f"training a byte-level BPE tokenizer ({cfg.tokenizer_vocab_size} tokens) on the train split")
-            train_tokenizer(os.path.join(paths["extract"], "sessions"), tokenizer, cfg.tokenizer_vocab_size)
+            say(f"training a byte-level BPE tokenizer ({cfg.tokenizer.vocab_size} tokens) on the train split")
+            train_tokenizer(os.path.join(paths["extract"], "sessions"), tokenizer, cfg.tokenizer.vocab_size)
     say("tokenize")
-    manifest = run_tokenize(TokenizeConfig(input=paths["extract"], output=paths["shards"], tokenizer=tokenizer,
-                                           max_session_tokens=cfg.max_session_tokens, spark=cfg.spark), spark)
-    spark.stop()
+    manifest = run_tokenize(dataclasses.replace(cfg.tokenize, input=paths["extract"], output=paths["shards"],
+                                                tokenizer=tokenizer, spark=cfg.spark), spark)
+    from pyspark.sql import SparkSession
 
-    say(f"train on {cfg.train.nproc} processes")
+    if SparkSession.getActiveSession() is not None:
+        SparkSession.getActiveSession().stop()
+
+    say(f"train on {cfg.nproc} processes")
+    train_cfg = dataclasses.replace(cfg.train, data=dataclasses.replace(cfg.train.data, shards=paths["shards"]),
+                                    trainer=dataclasses.replace(cfg.train.trainer, out_dir=paths["train"]))
+    config_file = write_train_config(train_cfg, os.path.join(cfg.out, "train_config.yaml"))
     env = dict(os.environ)
     try:
         import torch
@@ -105,11 +156,14 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
             env.setdefault("OMP_NUM_THREADS", "1")
     except ImportError:
         pass
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={cfg.train.nproc}",
-               f"--master_port={_free_port()}", "-m", "pretrain.train", *cfg.train.overrides,
-               f"data.shards={paths['shards']}", f"trainer.out_dir={paths['train']}"]
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={cfg.nproc}",
+               f"--master_port={_free_port()}", "-m", "pretrain.train",
+               f"--config-dir={os.path.dirname(os.path.abspath(config_file))}", "--config-name=train_config"]
     say(" ".join(command))
-    subprocess.run(command, env=env, check=True)
+    if subprocess.run(command, env=env).returncode != 0:
+        raise PipelineConfigError(f"training stopped with an error (above); its config: {config_file}; run it alone with "
+                                  f"python -m pretrain.train --config-dir={os.path.dirname(os.path.abspath(config_file))} "
+                                  "--config-name=train_config")
 
     from pretrain.export import export
 
@@ -154,6 +208,21 @@ Pipeline finished in {summary['seconds']:.0f} s
     return summary
 
 
+def write_train_config(cfg: TrainConfig, path: str) -> str:
+    """The whole training config as a primary Hydra config of its own (the trainer composes it with
+    its typed schema: ``python -m pretrain.train --config-dir <folder> --config-name train_config``)."""
+    from omegaconf import OmegaConf
+
+    from reddit_pretrain import storage
+
+    body = OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    text = ("# Written by the pipeline: the training config it ran, whole and typed.\n"
+            "defaults:\n  - train_schema\n  - _self_\n  - override hydra/job_logging: stdout\n\n"
+            + body + "\nhydra:\n  run:\n    dir: .\n  output_subdir: null\n")
+    storage.write_bytes_atomic(path, text.encode())
+    return path
+
+
 def on_topic(model_dir: str) -> dict:
     """How often the exported model answers a question about one of the generated month's topics
     (``extraction.synth.TOPICS``) with a word of that topic, against the same model untrained."""
@@ -188,7 +257,10 @@ def main() -> None:
     from reddit_pretrain.cli import run_hydra
     from reddit_pretrain.storage import OutputNotWritable
 
-    run_hydra("pipeline", PipelineConfig, run_pipeline, (OutputNotWritable, spark.SparkStartError), hint=spark.log_hint)
+    from pretrain.config import ConfigError
+
+    run_hydra("pipeline", PipelineConfig, run_pipeline, (OutputNotWritable, PipelineConfigError, ConfigError, spark.SparkStartError),
+              hint=spark.log_hint, aliases=GROUP_ALIASES)
 
 if __name__ == "__main__":
     main()

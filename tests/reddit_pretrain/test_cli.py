@@ -23,7 +23,9 @@ def command(*args: str) -> subprocess.CompletedProcess:
     ("pretrain.train", "DeepSpeed ZeRO training of GPT-2",
      ["model: demo, gpt2-1.5b, gpt2-124m, gpt2-355m, gpt2-774m, [tiny]", "experiment: demo, dialogpt_small   (none picked)",
       "deepspeed: zero0, zero1, [zero2]"], ["preset:", "_schema", "powered by Hydra"]),
-    ("reddit_pretrain.pipeline", "The whole pipeline in one command", ["preset: "], ["model:", "_schema"]),
+    ("reddit_pretrain.pipeline", "The whole pipeline in one command",
+     ["preset: dialogpt_paper, dialogpt_released, [project]", "model: [demo], gpt2-1.5b", "trainer: ci, default, [demo]"],
+     ["_schema", "@train", "experiment: demo, dialogpt_small"]),
 ])
 def test_each_job_has_its_own_help(module, about, groups, absent):
     result = command(module, "--help")
@@ -72,9 +74,9 @@ def test_a_group_the_user_picks_wins_over_the_experiment():
 
 
 def test_a_run_says_which_experiment_values_it_did_not_apply(tmp_path):
-    result = command("pretrain.train", "experiment=demo", "trainer=ci", f"data.shards={tmp_path}/none")
+    result = command("pretrain.train", "experiment=demo", "data=padded", f"data.shards={tmp_path}/none")
     assert result.returncode == 2 and "no manifest.json" in result.stderr
-    assert "note: you picked trainer=ci, so experiment=demo's trainer.out_dir, trainer.max_steps" in result.stderr
+    assert "note: you picked data=padded, so experiment=demo's data.shards is not applied" in result.stderr
 
 
 def test_every_experiment_leaves_model_shape_to_the_model_group():

@@ -1,0 +1,60 @@
+"""The one-command pipeline: a config made of the stages' own configs, its groups under the stage
+commands' names, the settings it derives refused when set, and a whole small run."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pipeline(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reddit_pretrain.pipeline", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_the_pipeline_config_is_the_stage_configs():
+    result = pipeline("--cfg", "job", "preset=dialogpt_released", "model=gpt2-124m", "trainer=ci",
+                      "extract.filters.bland_min_count=7", "tokenize.max_session_tokens=300")
+    assert result.returncode == 0, result.stderr[-2000:]
+    cfg = yaml.safe_load(result.stdout)
+    assert set(cfg) == {"input", "out", "demo", "spark", "ingest", "extract", "tokenizer", "tokenize", "train", "nproc"}
+    assert cfg["extract"]["filters"]["normalize"] == "dialogpt" and cfg["extract"]["filters"]["bland_min_count"] == 7
+    assert (cfg["train"]["model"]["name"], cfg["train"]["model"]["n_layer"]) == ("gpt2-124m", 12)
+    assert cfg["train"]["trainer"]["max_steps"] == 20 and cfg["train"]["optimizer"]["lr"] == 2e-3  # optimizer=demo stays
+    assert cfg["tokenize"]["max_session_tokens"] == 300 and cfg["demo"]["p_conversation"] == 0.9
+
+
+@pytest.mark.parametrize("override, message", [
+    ("extract.output=/elsewhere", "extract.output is set by the pipeline (from out=)"),
+    ("tokenize.tokenizer=/models/gpt2", "tokenize.tokenizer is set by the pipeline (from tokenizer.name=)"),
+    ("train.trainer.out_dir=/x", "train.trainer.out_dir is set by the pipeline (from out=)"),
+    ("ingest.spark.master=yarn", "ingest.spark is set by the pipeline (from spark.*)"),
+    ("train.optimizer.name=sgd", "optimizer.name must be adamw"),
+])
+def test_settings_the_pipeline_derives_or_cannot_use_fail_first(tmp_path, override, message):
+    result = pipeline(f"out={tmp_path}/run", override)
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "run").exists()  # nothing ran
+
+
+def test_an_unknown_key_fails_with_its_name(tmp_path):
+    result = pipeline(f"out={tmp_path}/run", "extract.filters.blnd=3")
+    assert result.returncode != 0 and "blnd" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_small_pipeline_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    result = pipeline(f"out={out}", "demo.comments=3000", "demo.megathread_comments=300", "demo.deep_chain_depth=30",
+                      "model=tiny", "trainer=ci", "extract.filters.bland_min_count=5", "train.data.seq_len=32")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Pipeline finished" in result.stdout and "replies on the question's topic" in result.stdout
+    trained = yaml.safe_load((out / "train_config.yaml").read_text())
+    assert trained["data"]["shards"] == str(out / "shards") and trained["model"]["name"] == "tiny"
+    assert (out / "model" / "config.json").exists() and (out / "extract" / "extract_report.html").exists()
+    for chatter in ("gcc ", "FutureWarning", "incubator modules", "Setting default log level"):
+        assert chatter not in result.stdout + result.stderr
