@@ -12,6 +12,10 @@
 #         python -m venv env && env/bin/pip install ".[data]" && env/bin/pip install venv-pack && env/bin/venv-pack -o env.tar.gz
 #     then PACKED_ENV=env.tar.gz, which adds --archives env.tar.gz#environment and points
 #     PYSPARK_PYTHON at ./environment/bin/python.
+# Cluster deploy mode (the driver on a worker, no checkout there): the driver reads its config from
+# the installed package (reddit_pretrain/conf in the wheel), so use PACKED_ENV (the packed env has
+# the package installed) or install reddit-pretrain[data] on the workers; a wheel on --py-files
+# alone is a zip, which Hydra's config folder cannot be read from.
 # Object stores: s3:// paths work for the Python readers/writers through fsspec (pip install s3fs)
 # and for Spark through s3a:// (hadoop-aws on the cluster); hdfs:// needs pyarrow's libhdfs.
 set -euo pipefail

@@ -162,3 +162,61 @@ def check_resumable(cfg: TrainConfig, folder: str, manifest: dict) -> dict:
         raise ConfigError(f"checkpoint {folder} was trained on shards of another tokenizer")
     with open(os.path.join(folder, "trainer_state.json")) as f:
         return json.load(f)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading (the export)
+
+
+def resolve_checkpoint(checkpoint: str, say=None) -> str:
+    """The complete checkpoint folder a path names: a step folder, or a run's checkpoints/ folder (its
+    newest complete one; ``say`` hears which newer ones were skipped and why)."""
+
+    checkpoint = checkpoint.rstrip("/")
+    if not os.path.isdir(checkpoint):
+        raise FileNotFoundError(f"{checkpoint} does not exist (a run's checkpoints/ folder or one of its step_* folders)")
+    if not os.path.basename(checkpoint).startswith(PREFIX):  # a checkpoints/ folder: its newest complete one
+        folder, skipped = find_resumable(checkpoint)
+        for path, why in skipped:
+            if say:
+                say(f"skipping checkpoint {path}: {why}")
+        if folder is None:
+            raise FileNotFoundError(f"{checkpoint} holds no complete checkpoint")
+        checkpoint = folder
+    why = problem(checkpoint)
+    if why is None and not os.path.exists(os.path.join(checkpoint, "trainer_state.json")):
+        why = "no trainer_state.json"
+    if why:
+        raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint ({why})")
+    return checkpoint
+
+
+def read_checkpoint(folder: str):
+    """(the run's config as saved, the shard manifest it trained on) of a checkpoint folder."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(os.path.join(folder, "config.yaml"))
+    with open(os.path.join(folder, "shard_manifest.json")) as f:
+        return cfg, json.load(f)
+
+
+def fp32_state_dict(folder: str, zero_stage: int) -> dict:
+    """The model's fp32 weights, consolidated from DeepSpeed's files: ``zero_to_fp32`` over the
+    ranks' partitions for ZeRO 1-3, the module state for ZeRO 0. Names without ``module.``."""
+    import torch
+
+    root, tag = os.path.split(folder.rstrip("/"))
+    zero_files = [f for f in os.listdir(folder) if "optim_states" in f and f.startswith(("zero_", "bf16_zero_"))]
+    if zero_stage >= 1 and zero_files:
+        if not torch.cuda.is_available():
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")  # no "Setting accelerator to CPU" warning
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        from pretrain.console import captured_output
+
+        with captured_output():  # zero_to_fp32 prints a line per step and its own progress bars
+            state = get_fp32_state_dict_from_zero_checkpoint(root, tag=tag)
+    else:
+        files = [f for f in os.listdir(folder) if f.endswith("model_states.pt")]
+        state = torch.load(os.path.join(folder, sorted(files)[0]), map_location="cpu", weights_only=False)["module"]
+    return {k.removeprefix("module."): v.float() for k, v in state.items()}

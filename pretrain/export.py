@@ -18,63 +18,18 @@ import sys
 from reddit_pretrain import storage
 
 
-def _resolve(checkpoint: str) -> tuple[str, str]:
-    """(checkpoint root, tag) for a root folder (uses `latest`) or a step folder."""
-    from pretrain.checkpoints import PREFIX, find_resumable, problem
-
-    checkpoint = checkpoint.rstrip("/")
-    if not os.path.isdir(checkpoint):
-        raise FileNotFoundError(f"{checkpoint} does not exist (a run's checkpoints/ folder or one of its step_* folders)")
-    if not os.path.basename(checkpoint).startswith(PREFIX):  # a checkpoints/ folder: its newest complete one
-        folder, skipped = find_resumable(checkpoint)
-        for path, why in skipped:
-            print(f"[export] skipping checkpoint {path}: {why}", file=sys.stderr)
-        if folder is None:
-            raise FileNotFoundError(f"{checkpoint} holds no complete checkpoint")
-        checkpoint = folder
-    why = problem(checkpoint)
-    if why is None and not os.path.exists(os.path.join(checkpoint, "trainer_state.json")):
-        why = "no trainer_state.json"
-    if why:
-        raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint ({why})")
-    return os.path.split(checkpoint)
-
-
 def export(checkpoint: str, out_dir: str) -> str:
-    import torch
-    from omegaconf import OmegaConf
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2LMHeadModel
 
+    from pretrain.checkpoints import fp32_state_dict, read_checkpoint, resolve_checkpoint
     from pretrain.console import quiet_libraries
+    from pretrain.model import gpt2_config
 
     quiet_libraries()
-    root, tag = _resolve(checkpoint)
-    folder = os.path.join(root, tag)
-    cfg = OmegaConf.load(os.path.join(folder, "config.yaml"))
-    with open(os.path.join(folder, "shard_manifest.json")) as f:
-        manifest = json.load(f)
-    zero_files = [f for f in os.listdir(folder) if "optim_states" in f and f.startswith(("zero_", "bf16_zero_"))]
-    if cfg.deepspeed.zero_stage >= 1 and zero_files:
-        if not torch.cuda.is_available():
-            os.environ.setdefault("DS_ACCELERATOR", "cpu")  # no "Setting accelerator to CPU" warning
-        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-
-        from pretrain.console import captured_output
-
-        with captured_output():  # zero_to_fp32 prints a line per step and its own progress bars
-            state = get_fp32_state_dict_from_zero_checkpoint(root, tag=tag)
-    else:
-        files = [f for f in os.listdir(folder) if f.endswith("model_states.pt")]
-        state = torch.load(os.path.join(folder, sorted(files)[0]), map_location="cpu", weights_only=False)["module"]
-    state = {k.removeprefix("module."): v.float() for k, v in state.items()}
-    if cfg.model.init == "pretrained" and cfg.model.pretrained:
-        config = GPT2Config.from_pretrained(cfg.model.pretrained)
-    else:
-        m = cfg.model
-        config = GPT2Config(vocab_size=manifest["vocab_size"], n_positions=m.n_positions, n_embd=m.n_embd,
-                            n_layer=m.n_layer, n_head=m.n_head, bos_token_id=manifest["eos_id"],
-                            eos_token_id=manifest["eos_id"],
-                            resid_pdrop=m.dropout, embd_pdrop=m.dropout, attn_pdrop=m.dropout)  # what it trained with
+    folder = resolve_checkpoint(checkpoint, say=lambda msg: print(f"[export] {msg}", file=sys.stderr))
+    cfg, manifest = read_checkpoint(folder)
+    state = fp32_state_dict(folder, cfg.deepspeed.zero_stage)
+    config = gpt2_config(cfg.model, manifest)  # the dropout it trained with
     config.pad_token_id = manifest["eos_id"]  # EOS as pad, as DialoGPT's users expect
     model = GPT2LMHeadModel(config)
     missing, unexpected = model.load_state_dict(state, strict=False)

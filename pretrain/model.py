@@ -56,3 +56,16 @@ def load_tokenizer(manifest: dict, shards_folder: str | None = None):
         return AutoTokenizer.from_pretrained(folder)
     eos = manifest["tokenizer"].get("eos_token", "<|endoftext|>")
     return PreTrainedTokenizerFast(tokenizer_file=os.path.join(folder, "tokenizer.json"), eos_token=eos, bos_token=eos)
+
+
+def gpt2_config(m, manifest: dict):
+    """The GPT2Config of a ``ModelConfig`` on shards with ``manifest`` (vocabulary and EOS from the
+    shards; dropout as configured): the one place our model settings become transformers' config.
+    A pretrained model's is its own."""
+    from transformers import GPT2Config
+
+    if m.init == "pretrained" and m.pretrained:
+        return GPT2Config.from_pretrained(m.pretrained)
+    return GPT2Config(vocab_size=manifest["vocab_size"], n_positions=m.n_positions, n_embd=m.n_embd, n_layer=m.n_layer,
+                      n_head=m.n_head, resid_pdrop=m.dropout, embd_pdrop=m.dropout, attn_pdrop=m.dropout,
+                      bos_token_id=manifest["eos_id"], eos_token_id=manifest["eos_id"])

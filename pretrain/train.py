@@ -5,7 +5,10 @@
     deepspeed --hostfile hosts -m pretrain.train ...  |  jobs/train_slurm.sbatch       # many nodes
 
 Hydra overrides work under every launcher: the DeepSpeed launcher's ``--local_rank`` argument is
-taken off the command line (into LOCAL_RANK) before Hydra reads it.
+taken off the command line (into LOCAL_RANK) before Hydra reads it (``pretrain.launch``).
+This file is the loop; what it calls lives beside it: samples (``pretrain.data``), the model and
+its masked head (``pretrain.model``), checkpoints (``pretrain.checkpoints``), metrics and MFU
+(``pretrain.metrics``), the process group (``pretrain.launch``).
 
 Each step: ``gradient_accumulation_steps`` micro batches per rank (pretrain.data), loss is the
 mean token cross-entropy over targets (the first turn masked out, as in DialoGPT), DeepSpeed does
@@ -13,14 +16,15 @@ the ZeRO partitioning, clipping, optimizer and scheduler step. Logged: loss, lea
 gradient norm, tokens/s and, on GPUs, the model FLOPs utilisation: the PaLM appendix B formula
 as nanoGPT uses it, 6 N + 12 L H Q T FLOPs per token (N all parameters, L layers, H heads, Q head
 size, T sequence length), except that the language-model head's share, 6 x n_embd x vocab, is
-counted only for tokens that have a target, since only those get logits (pretrain.model).
+counted only for tokens that have a target, since only those get logits (pretrain.model;
+the arithmetic is in pretrain.metrics).
 MFU = those FLOPs per second / (world size x ``trainer.peak_flops_per_gpu``: 989 TFLOP/s, H100
 SXM dense bf16, by default).
 
 Checkpoints (``<out_dir>/checkpoints/step_XXXXXXX``) hold DeepSpeed's model and optimizer states
 plus ``trainer_state.json`` (step, samples consumed, metrics), the resolved config, the shard
-manifest, and every rank's RNG state; ``latest`` is rewritten atomically after all of that, so
-a checkpoint counts only once complete. Resuming gives the same losses as not stopping (bitwise
+manifest, and every rank's RNG state; ``COMPLETE.json`` is written last (``pretrain.checkpoints``),
+so a checkpoint counts only once complete. Resuming gives the same losses as not stopping (bitwise
 on CPU in fp32).
 """
 
@@ -81,9 +85,7 @@ def _check_tokenizer_matches(manifest: dict, tokenizer_dir: str) -> None:
 def build_model(cfg: TrainConfig, manifest: dict):
     """A GPT2LMHeadModel (pretrain.model.GPT2ForDialogue): new from the config, or loaded
     (pretrained), checked against the shards."""
-    from transformers import GPT2Config
-
-    from pretrain.model import GPT2ForDialogue
+    from pretrain.model import GPT2ForDialogue, gpt2_config
 
     m = cfg.model
     if m.init == "pretrained":
@@ -91,11 +93,7 @@ def build_model(cfg: TrainConfig, manifest: dict):
         if os.path.isdir(m.pretrained) and os.path.exists(os.path.join(m.pretrained, "tokenizer_config.json")):
             _check_tokenizer_matches(manifest, m.pretrained)
     else:
-        model = GPT2ForDialogue(GPT2Config(
-            vocab_size=manifest["vocab_size"], n_positions=m.n_positions, n_embd=m.n_embd, n_layer=m.n_layer,
-            n_head=m.n_head, resid_pdrop=m.dropout, embd_pdrop=m.dropout, attn_pdrop=m.dropout,
-            bos_token_id=manifest["eos_id"], eos_token_id=manifest["eos_id"],
-        ))
+        model = GPT2ForDialogue(gpt2_config(m, manifest))
     if model.config.vocab_size < manifest["vocab_size"]:
         raise ConfigError(f"model vocab {model.config.vocab_size} is smaller than the shards' {manifest['vocab_size']}")
     if model.config.eos_token_id not in (None, manifest["eos_id"]):

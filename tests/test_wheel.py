@@ -52,4 +52,4 @@ def test_the_wheel_carries_its_config_and_runs_every_command(tmp_path):
         "data.seq_len=32", "deepspeed=zero0", "trainer.eval_interval=2", "trainer.checkpoint_interval=2")
     run("-m", "pretrain.export", "train/checkpoints", "model")
     assert "bot> " in run("-m", "pretrain.chat", "model", "--max-new-tokens", "3", stdin="hello\nquit\n")
-    assert "train.overrides" in run("-m", "reddit_pretrain.pipeline", "--help")
+    assert "model: [demo]" in run("-m", "reddit_pretrain.pipeline", "--help")

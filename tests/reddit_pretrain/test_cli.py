@@ -1,5 +1,5 @@
 """Every job's command line: its own --help, and the precedence of an experiment against the groups
-a user picks (extraction/cli.py)."""
+a user picks (reddit_pretrain/cli.py)."""
 
 import subprocess
 import sys
