@@ -34,7 +34,11 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
 fi
 
 echo "[setup] installing reddit-pretrain and its dependencies"
-"${PIP[@]}" install -q -e ".[all,dev]" 2>&1 | grep -v -E "^WARNING: Location|^\s*$" || true
+# setuptools prints a box about editable installs of mapped folders (conf/ is mapped into the
+# package): expected here, so it is dropped; anything else pip says is shown.
+"${PIP[@]}" install -q -e ".[all,dev]" 2>&1 \
+  | awk '/BuildBackendWarning: Editable installation/ {skip=1} !skip {print} /with strategy, WheelFile/ {skip=0}' \
+  | grep -v -E "^WARNING: Location|^\s*$" || true
 "$VENV/bin/python" -c "import extraction, pretrain, pyspark, deepspeed, transformers, zstandard, hydra" \
   || { echo "[setup] the install is incomplete" >&2; exit 1; }
 command -v java >/dev/null 2>&1 || echo "[setup] warning: no java on PATH; Spark needs Java 17 or newer" >&2

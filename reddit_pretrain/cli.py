@@ -10,6 +10,8 @@ Besides composing the config, this owns two things every job shares:
   *and* its values for that group: the group's section is the user's option plus the user's own
   ``key=value`` overrides, and a line says which of the experiment's values were not applied.
   ``key=value`` overrides always win over everything.
+* Group names on the command line when a job places groups inside its own config (the pipeline's
+  ``model=gpt2-124m`` is ``model@train.model=gpt2-124m`` in its defaults list): ``aliases``.
 """
 
 from __future__ import annotations

@@ -123,12 +123,11 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
             say(f"generating a Pushshift month of {cfg.demo.comments:,} comments")
             write_month(paths["dumps"], cfg.demo)
         inputs = [os.path.join(paths["dumps"], f"R[CS]_{month}.zst")]
-    spark = None  # each job starts Spark when its input needs it (small ones run in this process)
+    # Each job starts Spark when its input needs it (small ones run in this process); they share it.
     say("ingest")
-    run_ingest(dataclasses.replace(cfg.ingest, inputs=inputs, output=paths["ingest"], spark=cfg.spark), spark)
+    run_ingest(dataclasses.replace(cfg.ingest, inputs=inputs, output=paths["ingest"], spark=cfg.spark))
     say("chains, filters, splits")
-    extract = run_extract(dataclasses.replace(cfg.extract, input=paths["ingest"], output=paths["extract"], spark=cfg.spark),
-                          spark)
+    extract = run_extract(dataclasses.replace(cfg.extract, input=paths["ingest"], output=paths["extract"], spark=cfg.spark))
     tokenizer = cfg.tokenizer.name
     if tokenizer is None:
         tokenizer = paths["tokenizer"]
@@ -137,7 +136,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
             train_tokenizer(os.path.join(paths["extract"], "sessions"), tokenizer, cfg.tokenizer.vocab_size)
     say("tokenize")
     manifest = run_tokenize(dataclasses.replace(cfg.tokenize, input=paths["extract"], output=paths["shards"],
-                                                tokenizer=tokenizer, spark=cfg.spark), spark)
+                                                tokenizer=tokenizer, spark=cfg.spark))
     from pyspark.sql import SparkSession
 
     if SparkSession.getActiveSession() is not None:

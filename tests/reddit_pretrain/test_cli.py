@@ -57,13 +57,13 @@ def compose(*overrides):
 def test_an_experiment_picks_groups_and_sets_values():
     cfg = compose("experiment=demo")
     assert (cfg.model.name, cfg.model.n_layer, cfg.model.n_embd) == ("demo", 2, 128)
-    assert cfg.trainer.max_steps == 600 and cfg.optimizer.lr == 2e-3 and cfg.data.shards == "out/demo/shards"
+    assert cfg.trainer.max_steps == 1000 and cfg.optimizer.lr == 2e-3 and cfg.data.shards == "out/demo/shards"
 
 
 def test_a_group_the_user_picks_wins_over_the_experiment():
     cfg = compose("experiment=demo", "model=gpt2-124m")
     assert (cfg.model.name, cfg.model.n_layer, cfg.model.n_embd, cfg.model.dropout) == ("gpt2-124m", 12, 768, 0.1)
-    assert cfg.trainer.max_steps == 600  # the experiment's values for groups the user did not pick stay
+    assert cfg.trainer.max_steps == 1000  # the experiment's picks for groups the user did not pick stay
     # A picked group takes none of the experiment's values for it; the user's key=value still applies.
     cfg = compose("experiment=demo", "trainer=ci", "trainer.log_interval=3")
     assert (cfg.trainer.max_steps, cfg.trainer.out_dir, cfg.trainer.log_interval) == (20, "out/train", 3)
