@@ -411,7 +411,7 @@ def format_report(report: dict, output: str) -> str:
     )
     lines.append(
         f"{report['seconds']:.1f} s, {report['lines_per_second']:,.0f} lines/s, "
-        f"{report['decompressed_mb_per_second']:.1f} MB/s on {report['cores']} cores"
+        f"{report['decompressed_mb_per_second']:.1f} MB/s on {report['cores']} core{'s' if report['cores'] != 1 else ''}"
     )
     for f in report["files"]:
         if f["status"] != "ok":

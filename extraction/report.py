@@ -209,6 +209,7 @@ def render_report(report: dict, png_url: str, html_url: str) -> None:
     ax.set_title(f"sessions dropped per rule (first rule that failed)\n"
                  f"{report['sessions']['candidates']:,} candidates -> {report['sessions']['kept']:,} kept")
     ax.set_xlabel("sessions")
+    ax.set_xlim(0, 1.5 * max([r["out"] for r in rules] or [1]))  # room for the labels
     for y, r in enumerate(rules[::-1]):
         ax.text(r["out"], y, f" {r['out']:,} of {r['in']:,} ({100 * r['out'] / max(1, r['in']):.1f}%)", va="center", fontsize=8)
 
@@ -222,7 +223,8 @@ def render_report(report: dict, png_url: str, html_url: str) -> None:
 
     for ax, key, title in ((axes[1][0], "turns_histogram", "kept sessions by turns"),
                            (axes[1][1], "words_histogram", "kept sessions by words (all turns)")):
-        hist = report[key]
+        # Bins in order of their lower edge (a report read back from JSON has its keys sorted as text).
+        hist = dict(sorted(report[key].items(), key=lambda kv: int(kv[0].split("-")[0].rstrip("+"))))
         ax.bar(list(hist), list(hist.values()), color="#2980b9")
         ax.set_title(title)
         ax.tick_params(axis="x", rotation=45)
