@@ -101,8 +101,8 @@ def checkpoint_root(cfg: TrainConfig) -> str:
 
 
 def latest_checkpoint(root: str, say=None) -> str | None:
-    """The newest complete checkpoint under ``root`` (``pretrain.checkpoints``); ``say`` hears which
-    newer folders were skipped and why."""
+    """The newest complete checkpoint under ``root`` (``find_resumable``); ``say`` hears which newer
+    folders were skipped and why."""
     folder, skipped = find_resumable(root)
     for path, why in skipped:
         if say:
@@ -171,15 +171,11 @@ def check_resumable(cfg: TrainConfig, folder: str, manifest: dict) -> dict:
 def resolve_checkpoint(checkpoint: str, say=None) -> str:
     """The complete checkpoint folder a path names: a step folder, or a run's checkpoints/ folder (its
     newest complete one; ``say`` hears which newer ones were skipped and why)."""
-
     checkpoint = checkpoint.rstrip("/")
     if not os.path.isdir(checkpoint):
         raise FileNotFoundError(f"{checkpoint} does not exist (a run's checkpoints/ folder or one of its step_* folders)")
     if not os.path.basename(checkpoint).startswith(PREFIX):  # a checkpoints/ folder: its newest complete one
-        folder, skipped = find_resumable(checkpoint)
-        for path, why in skipped:
-            if say:
-                say(f"skipping checkpoint {path}: {why}")
+        folder = latest_checkpoint(checkpoint, say)
         if folder is None:
             raise FileNotFoundError(f"{checkpoint} holds no complete checkpoint")
         checkpoint = folder
