@@ -29,7 +29,7 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     echo "[setup] no GPU: installing the CPU build of torch==$TORCH_CPU_VERSION"
     "${PIP[@]}" install -q --retries 1 "torch==$TORCH_CPU_VERSION" \
       --extra-index-url https://download.pytorch.org/whl/cpu 2>&1 | grep -v "^WARNING: Location" || true
-    "$VENV/bin/python" -c "import torch" || { echo "[setup] torch failed to install" >&2; exit 1; }
+    "$VENV/bin/python" -W ignore -c "import torch" || { echo "[setup] torch failed to install" >&2; exit 1; }  # numpy comes later
   fi
 fi
 
