@@ -271,14 +271,32 @@ def ingest_files(spark, files: list[tuple[int, str]], settings: _TaskSettings, k
     return [stats for stats, _ in run_tasks(spark, f"ingest {len(files)} dumps", tasks, functools.partial(_ingest_task, settings))]
 
 
-def auto_thread_buckets(infos: list[dict], kinds: dict[str, str] | None = None) -> int:
-    """A power of two near one bucket per 16 MiB of compressed comment dumps, 4 to 4,096."""
+BUCKET_TARGET_BYTES = 16 << 20
+MAX_AUTO_BUCKETS = 4096
+
+
+def _comment_bytes(infos: list[dict], kinds: dict[str, str] | None) -> int:
     kinds = kinds or {}
     names = [parse_dump_name(i["path"]) for i in infos]
-    comment_bytes = sum(i["size"] for i, name in zip(infos, names)
-                        if kinds.get(i["path"], name.kind if name else "RC") == "RC")
-    wanted = max(4, -(-comment_bytes // (16 << 20)))
-    return min(4096, 1 << (wanted - 1).bit_length())
+    return sum(i["size"] for i, name in zip(infos, names) if kinds.get(i["path"], name.kind if name else "RC") == "RC")
+
+
+def auto_thread_buckets(infos: list[dict], kinds: dict[str, str] | None = None) -> int:
+    """A power of two near one bucket per 16 MiB of compressed comment dumps, 4 to 4,096."""
+    wanted = max(4, -(-_comment_bytes(infos, kinds) // BUCKET_TARGET_BYTES))
+    return min(MAX_AUTO_BUCKETS, 1 << (wanted - 1).bit_length())
+
+
+def capped_buckets_note(infos: list[dict], kinds: dict[str, str] | None, buckets: int) -> str | None:
+    """A line when the automatic bucket count hit its cap and each bucket (one extract task) holds more
+    than four times the intended 16 MiB of compressed comments (years of dumps in one run)."""
+    per_bucket = _comment_bytes(infos, kinds) / buckets
+    if buckets < MAX_AUTO_BUCKETS or per_bucket <= 4 * BUCKET_TARGET_BYTES:
+        return None
+    wanted = 1 << (int(-(-_comment_bytes(infos, kinds) // BUCKET_TARGET_BYTES)) - 1).bit_length()
+    return (f"note: thread_buckets is capped at {MAX_AUTO_BUCKETS:,} when automatic: {per_bucket / 2**20:,.0f} MiB of "
+            f"compressed comments per bucket (one extract task each holds a bucket); set "
+            f"thread_buckets={min(wanted, 65_536)} for about 16 MiB each")
 
 
 def fingerprint(cfg: IngestConfig, infos: list[dict], kinds: dict[str, str] | None = None) -> str:
@@ -330,6 +348,9 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
     spark = session_for(cfg.spark, sum(i["size"] for i in infos), spark)
     staging = staged.begin()
     buckets = cfg.thread_buckets or auto_thread_buckets(infos, kinds)
+    note = None if cfg.thread_buckets else capped_buckets_note(infos, kinds, buckets)
+    if note:
+        print_(note)
     settings = _TaskSettings(staging, cfg.read_size_bytes, cfg.max_window_bytes, cfg.on_corrupt_file,
                              cfg.progress_interval_s, cfg.max_records_per_file, buckets)
     started = time.time()

@@ -82,6 +82,25 @@ appender.file.layout.pattern = %d{{yy/MM/dd HH:mm:ss}} %p %c{{1}}: %m%n%ex
 """
 
 
+KEEP_LOGS = 20
+"""Spark log files kept in ``$TMPDIR/reddit-pretrain-logs`` (the newest; older ones are removed)."""
+
+
+def prune_logs(folder: str, keep: int = KEEP_LOGS) -> None:
+    """Removes all but the ``keep`` newest runs' files (``spark-<time>-<pid>.*``) from ``folder``."""
+    runs: dict[str, list[str]] = {}
+    for name in os.listdir(folder):
+        if name.startswith("spark-"):
+            runs.setdefault(name.split(".", 1)[0], []).append(os.path.join(folder, name))
+    newest = sorted(runs, key=lambda run: max(os.path.getmtime(p) for p in runs[run]), reverse=True)
+    for run in newest[keep:]:
+        for path in runs[run]:
+            try:
+                os.remove(path)
+            except OSError:  # another process's, removed already
+                pass
+
+
 def _log_to_file() -> dict[str, str]:
     """Spark settings that send the driver JVM's log (task failures with their Python and Java
     stacks included) to a file instead of the console, whose path ``LOG_FILE`` keeps."""
@@ -91,6 +110,7 @@ def _log_to_file() -> dict[str, str]:
     global LOG_FILE
     folder = os.path.join(tempfile.gettempdir(), "reddit-pretrain-logs")
     os.makedirs(folder, exist_ok=True)
+    prune_logs(folder)
     stem = os.path.join(folder, f"spark-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     with open(stem + ".log4j2.properties", "w") as f:
         f.write(_LOG4J.format(path=stem + ".log"))

@@ -75,3 +75,20 @@ def test_a_local_spark_keeps_the_console_to_the_jobs_lines(tmp_path):
     assert line and "reddit-pretrain-logs" in line[0]
     log = line[0].rsplit(" ", 1)[-1].strip("()")
     assert "nonsense" in open(log).read()
+
+
+def test_old_spark_logs_are_removed(tmp_path):
+    import os
+
+    from extraction.spark import prune_logs
+
+    for i in range(25):
+        for suffix in (".log", ".log4j2.properties"):
+            path = tmp_path / f"spark-20261128-0000{i:02d}-1{suffix}"
+            path.write_text("x")
+            os.utime(path, (1_000_000 + i, 1_000_000 + i))
+    (tmp_path / "other.txt").write_text("not ours")
+    prune_logs(str(tmp_path), keep=20)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(left) == 41 and "other.txt" in left and "spark-20261128-000004-1.log" not in left
+    assert "spark-20261128-000005-1.log" in left and "spark-20261128-000024-1.log4j2.properties" in left
