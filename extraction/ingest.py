@@ -290,10 +290,11 @@ def auto_thread_buckets(infos: list[dict], kinds: dict[str, str] | None = None) 
 def capped_buckets_note(infos: list[dict], kinds: dict[str, str] | None, buckets: int) -> str | None:
     """A line when the automatic bucket count hit its cap and each bucket (one extract task) holds more
     than four times the intended 16 MiB of compressed comments (years of dumps in one run)."""
-    per_bucket = _comment_bytes(infos, kinds) / buckets
+    comment_bytes = _comment_bytes(infos, kinds)
+    per_bucket = comment_bytes / buckets
     if buckets < MAX_AUTO_BUCKETS or per_bucket <= 4 * BUCKET_TARGET_BYTES:
         return None
-    wanted = 1 << (int(-(-_comment_bytes(infos, kinds) // BUCKET_TARGET_BYTES)) - 1).bit_length()
+    wanted = 1 << (-(-comment_bytes // BUCKET_TARGET_BYTES) - 1).bit_length()
     return (f"note: thread_buckets is capped at {MAX_AUTO_BUCKETS:,} when automatic: {per_bucket / 2**20:,.0f} MiB of "
             f"compressed comments per bucket (one extract task each holds a bucket); set "
             f"thread_buckets={min(wanted, 65_536)} for about 16 MiB each")

@@ -69,6 +69,7 @@ def log_hint() -> str | None:
     """The line a job's error message ends with when this process started a local Spark."""
     return f"(Spark's log: {LOG_FILE})" if LOG_FILE else None
 
+
 _LOG4J = """\
 rootLogger.level = info
 logger.repl.name = org.apache.spark.repl.Main
@@ -80,7 +81,6 @@ appender.file.fileName = {path}
 appender.file.layout.type = PatternLayout
 appender.file.layout.pattern = %d{{yy/MM/dd HH:mm:ss}} %p %c{{1}}: %m%n%ex
 """
-
 
 KEEP_LOGS = 20
 """Spark log files kept in ``$TMPDIR/reddit-pretrain-logs`` (the newest; older ones are removed)."""

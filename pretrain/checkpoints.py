@@ -146,7 +146,8 @@ def check_resumable(cfg: TrainConfig, folder: str, manifest: dict) -> dict:
     """The checkpoint's config must describe the same model and data; returns its trainer state."""
     from omegaconf import OmegaConf
 
-    saved = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(os.path.join(folder, "config.yaml"))))
+    raw, saved_manifest = read_checkpoint(folder)
+    saved = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), raw))
     for section in ("n_layer", "n_head", "n_embd", "n_positions"):
         if getattr(saved.model, section) != getattr(cfg.model, section):
             raise ConfigError(f"checkpoint {folder} is for another model: {section} {getattr(saved.model, section)} "
@@ -155,8 +156,6 @@ def check_resumable(cfg: TrainConfig, folder: str, manifest: dict) -> dict:
         if getattr(saved.data, section) != getattr(cfg.data, section):
             raise ConfigError(f"checkpoint {folder} used data.{section}={getattr(saved.data, section)}, "
                               f"not {getattr(cfg.data, section)}")
-    with open(os.path.join(folder, "shard_manifest.json")) as f:
-        saved_manifest = json.load(f)
     if saved_manifest["tokenizer"].get("sha256") != manifest["tokenizer"].get("sha256") or \
             saved_manifest["vocab_size"] != manifest["vocab_size"]:
         raise ConfigError(f"checkpoint {folder} was trained on shards of another tokenizer")

@@ -47,8 +47,6 @@ from pretrain.metrics import MetricsLogger, flops_per_token, model_flops_utilisa
 def _verify_shards(cfg: TrainConfig, manifest: dict, rank: int) -> None:
     """sha256 of every shard file the run reads, once per node: the node's processes take every
     n-th file each and hash in threads; any mismatch stops every process with the files named."""
-    import time
-
     import torch.distributed as dist
 
     from reddit_pretrain.shards import ShardError, shard_files, verify_files
@@ -156,9 +154,11 @@ def evaluate(engine, source, cfg: TrainConfig, rank: int, world: int, device) ->
 
 
 def sample_replies(engine, cfg: TrainConfig, tok, eos_id: int, device) -> list[dict]:
-    """Greedy replies (no repeated trigrams) to the configured prompts; every rank runs generate,
-    as ZeRO-3 needs."""
+    """Greedy replies to the configured prompts, with the chat's n-gram rule (``pretrain.chat.DECODING``);
+    every rank runs generate, as ZeRO-3 needs."""
     import torch
+
+    from pretrain.chat import DECODING
 
     if tok is None:
         return []
@@ -168,8 +168,8 @@ def sample_replies(engine, cfg: TrainConfig, tok, eos_id: int, device) -> list[d
         ids = torch.tensor([tok.encode(prompt) + [eos_id]], device=device)
         with torch.no_grad():
             generated = engine.module.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=cfg.trainer.sample_max_new_tokens,
-                                               do_sample=False, no_repeat_ngram_size=3, eos_token_id=eos_id, pad_token_id=eos_id,
-                                               synced_gpus=cfg.deepspeed.zero_stage == 3)
+                                               do_sample=False, no_repeat_ngram_size=DECODING["no_repeat_ngram_size"],
+                                               eos_token_id=eos_id, pad_token_id=eos_id, synced_gpus=cfg.deepspeed.zero_stage == 3)
         out.append({"prompt": prompt, "reply": tok.decode(generated[0, ids.shape[1]:], skip_special_tokens=True)})
     engine.train()
     return out
@@ -182,10 +182,10 @@ def train(cfg: TrainConfig) -> dict:
     import torch
     import torch.distributed as dist
 
-    from pretrain.data import OrderedSampler, SampleSource, micro_batch
-    from reddit_pretrain.shards import ShardSet
-
     from pretrain.console import quiet_libraries
+    from pretrain.data import OrderedSampler, SampleSource, micro_batch
+    from pretrain.model import load_tokenizer
+    from reddit_pretrain.shards import ShardSet
 
     quiet_libraries()
     cfg.validate()
@@ -245,8 +245,6 @@ def train(cfg: TrainConfig) -> dict:
             torch.cuda.set_rng_state_all(rng["cuda"])
 
     logger = MetricsLogger(cfg, rank)
-    from pretrain.model import load_tokenizer
-
     tokenizer = load_tokenizer(manifest, cfg.data.shards)  # every rank generates the samples (ZeRO-3)
     token_flops, target_flops = flops_per_token(engine.module, cfg.data.seq_len)
     tokens_per_step = batch.global_batch_size * cfg.data.seq_len

@@ -22,7 +22,7 @@ import sys
 from typing import Callable
 
 _GROUP_PICK = re.compile(r"^([A-Za-z_][\w/]*)=(.*)$")
-_HIDDEN_GROUPS = ("hydra", "experiment_schema")
+_HIDDEN_GROUPS = "hydra/"  # Hydra's own groups (hydra/job_logging, ...)
 
 
 def register_schemas(config_name: str, schema: type, groups: dict[str, type] | None = None) -> None:

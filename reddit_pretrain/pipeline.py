@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from extraction.extract import ExtractConfig
 from extraction.ingest import IngestConfig
@@ -74,25 +75,20 @@ class PipelineConfig:
 
     def validate(self) -> None:
         """The settings the pipeline itself decides must be left alone in the stage configs."""
-        derived = {"ingest.inputs": (self.ingest.inputs, IngestConfig().inputs),
-                   "ingest.output": (self.ingest.output, IngestConfig().output),
-                   "extract.input": (self.extract.input, ExtractConfig().input),
-                   "extract.output": (self.extract.output, ExtractConfig().output),
-                   "tokenize.input": (self.tokenize.input, TokenizeConfig().input),
-                   "tokenize.output": (self.tokenize.output, TokenizeConfig().output),
-                   "tokenize.tokenizer": (self.tokenize.tokenizer, TokenizeConfig().tokenizer),
-                   "train.data.shards": (self.train.data.shards, TrainConfig().data.shards),
-                   "train.trainer.out_dir": (self.train.trainer.out_dir, TrainConfig().trainer.out_dir)}
-        for stage in ("ingest", "extract", "tokenize"):
-            derived[f"{stage}.spark"] = (getattr(self, stage).spark, SparkConfig())
-        hints = {"ingest.inputs": "input=", "tokenize.tokenizer": "tokenizer.name="}
-        for key, (value, default) in derived.items():
-            if value != default:
-                where = hints.get(key, "spark.*" if key.endswith(".spark") else "out=")
-                raise PipelineConfigError(f"{key} is set by the pipeline (from {where}); set {where} instead")
+        defaults = PipelineConfig()
+        for key, source in DERIVED.items():
+            if attrgetter(key)(self) != attrgetter(key)(defaults):
+                raise PipelineConfigError(f"{key} is set by the pipeline (from {source}); set {source} instead")
         if self.nproc < 1:
             raise PipelineConfigError("nproc must be at least 1")
         self.train.validate()
+
+
+DERIVED = {"ingest.inputs": "input=", "ingest.output": "out=", "ingest.spark": "spark.*",
+           "extract.input": "out=", "extract.output": "out=", "extract.spark": "spark.*",
+           "tokenize.input": "out=", "tokenize.output": "out=", "tokenize.tokenizer": "tokenizer.name=",
+           "tokenize.spark": "spark.*", "train.data.shards": "out=", "train.trainer.out_dir": "out="}
+"""The stage settings the pipeline sets itself, and the pipeline setting each comes from."""
 
 
 def _free_port() -> int:
@@ -155,14 +151,13 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
             env.setdefault("OMP_NUM_THREADS", "1")
     except ImportError:
         pass
+    config_args = [f"--config-dir={os.path.dirname(os.path.abspath(config_file))}", "--config-name=train_config"]
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={cfg.nproc}",
-               f"--master_port={_free_port()}", "-m", "pretrain.train",
-               f"--config-dir={os.path.dirname(os.path.abspath(config_file))}", "--config-name=train_config"]
+               f"--master_port={_free_port()}", "-m", "pretrain.train", *config_args]
     say(" ".join(command))
     if subprocess.run(command, env=env).returncode != 0:
         raise PipelineConfigError(f"training stopped with an error (above); its config: {config_file}; run it alone with "
-                                  f"python -m pretrain.train --config-dir={os.path.dirname(os.path.abspath(config_file))} "
-                                  "--config-name=train_config")
+                                  f"python -m pretrain.train {' '.join(config_args)}")
 
     from pretrain.export import export
 
