@@ -64,11 +64,18 @@ def parse_dump_name(path: str) -> DumpName | None:
 def dump_kind(path: str, max_window_bytes: int = ZSTD_MAX_WINDOW_BYTES) -> str | None:
     """``RC`` or ``RS``: from the file name, else from the first record that parses (a comment has
     ``body`` or ``parent_id``, a submission ``title``); None when neither tells."""
-    import json
-
     name = parse_dump_name(path)
     if name is not None:
         return name.kind
+    return record_kind(path, max_window_bytes)
+
+
+def record_kind(path: str, max_window_bytes: int = ZSTD_MAX_WINDOW_BYTES) -> str | None:
+    """``RC`` or ``RS`` by the first of the file's first 100 lines that parses as a record (a comment
+    has ``body`` or ``parent_id``, a submission ``title``), whatever the file's name; None when
+    none tells (or the file cannot be read)."""
+    import json
+
     try:
         for block in iter_line_blocks(path, 1 << 20, max_window_bytes):
             for line in block.lines[:100]:

@@ -59,6 +59,8 @@ from extraction.spark import SparkConfig
 
 DONE_MARKER = "_EXTRACT_DONE.json"
 REPORT_FILE = "extract_report.json"
+OUTPUTS = ["sessions", "rejects", REPORT_FILE, "extract_report.png", "extract_report.html"]
+"""What the extract job writes in its output folder (beside its marker); it replaces nothing else."""
 SPLITS = ("train", "valid", "test")
 
 
@@ -118,64 +120,63 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
     cfg.validate()
     storage.check_writable(cfg.output)  # before Spark starts: one line, not a late traceback
     say = lambda msg: print(f"[extract] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    staged = storage.StagedOutput(cfg.output, DONE_MARKER, fingerprint(cfg))
+    staged = storage.StagedOutput(cfg.output, DONE_MARKER, fingerprint(cfg), OUTPUTS, job="extract")
     if not cfg.force and staged.is_complete():
         say(f"{cfg.output} is complete for this input and settings; nothing to do (force=true runs again)")
         return storage.read_json(storage.join(cfg.output, REPORT_FILE))
     plan = plan_buckets(cfg)
-    spark = session_for(cfg.spark, plan.bytes, spark)
-    staging = staged.begin()
-    started = time.time()
-    say(f"{cfg.input} -> {cfg.output}: {plan.comments_files} comment files in {len(plan.buckets)} thread buckets "
-        f"({'with' if plan.use_submissions else 'without'} submissions), {where(spark)}")
-    settings = _Settings(cfg.chains, cfg.filters, cfg.split, storage.join(staging, "_work"), staging,
-                         max(plan.buckets) + 1, len(plan.buckets), cfg.sessions_per_file)
-    wall: dict[str, float] = {}
+    with staged.writing() as staging:  # refuses a folder not its own, or one another job writes
+        spark = session_for(cfg.spark, plan.bytes, spark)
+        started = time.time()
+        say(f"{cfg.input} -> {cfg.output}: {plan.comments_files} comment files in {len(plan.buckets)} thread buckets "
+            f"({'with' if plan.use_submissions else 'without'} submissions), {where(spark)}")
+        settings = _Settings(cfg.chains, cfg.filters, cfg.split, storage.join(staging, "_work"), staging,
+                             max(plan.buckets) + 1, len(plan.buckets), cfg.sessions_per_file)
+        wall: dict[str, float] = {}
 
-    def job(name: str, tasks: list[dict], fn) -> list[tuple[dict, bytes | None]]:
+        def job(name: str, tasks: list[dict], fn) -> list[tuple[dict, bytes | None]]:
+            t = time.time()
+            results = run_tasks(spark, f"extract: {name}", tasks, fn)
+            wall[name] = round(time.time() - t, 3)
+            return results
+
+        built = job("sessions", plan.tasks(), functools.partial(_sessions_task, settings))
+        built.sort(key=lambda r: r[0]["bucket"])
+        say(f"1/3 chains, turn and session rules: {sum(r['stats']['comments'] for r, _ in built):,} comments -> "
+            f"{sum(r['stats']['candidates'] for r, _ in built):,} candidate sessions ({wall['sessions']:.1f} s)")
+        reduced = job("corpus rules", [{"reducer": r} for r in range(settings.reducers)], functools.partial(_corpus_task, settings))
+        reduced.sort(key=lambda r: r[0]["reducer"])
+        frequent = np.concatenate([np.frombuffer(blob, dtype=np.uint64) for _, blob in reduced]) if reduced else np.zeros(0, np.uint64)
+        storage.write_bytes_atomic(storage.join(settings.work, "frequent.npy"), frequent.tobytes())
+        say(f"2/3 corpus counts: {len(frequent):,} frequent trigrams, "
+            f"{sum(r['duplicates'] for r, _ in reduced):,} duplicates ({wall['corpus rules']:.1f} s)")
+        finished = job("write", [{"bucket": r["bucket"], "comments": r["stats"]["comments"], "valid": r["stats"]["valid"]}
+                                 for r, _ in built], functools.partial(_write_task, settings))
+        finished.sort(key=lambda r: r[0]["bucket"])
+        say(f"3/3 bland, duplicates, splits and writes ({wall['write']:.1f} s)")
+        storage.remove(settings.work)
+        storage.remove_unfinished(staging)
+
+        from extraction.report import (annotate_rules, format_report, ingest_summary, merge_reports, rejected_examples,
+                                       render_report, run_info)
+
+        report = merge_reports(cfg, [r for r, _ in built], [r for r, _ in finished])
+        expected = plan.ingested_comments
+        if expected is not None and expected != report["comments"]["comments"]:
+            raise ExtractError(f"{cfg.input}: the ingest report counts {expected:,} comments but its tables hold "
+                               f"{report['comments']['comments']:,}: the ingest output is damaged; run ingest again")
+        report["seconds"] = round(time.time() - started, 3)
+        report["job_seconds"] = wall
+        report["input"] = cfg.input
+        report["config"] = {"chains": asdict(cfg.chains), "filters": asdict(cfg.filters), "split": asdict(cfg.split)}
         t = time.time()
-        results = run_tasks(spark, f"extract: {name}", tasks, fn)
-        wall[name] = round(time.time() - t, 3)
-        return results
-
-    built = job("sessions", plan.tasks(), functools.partial(_sessions_task, settings))
-    built.sort(key=lambda r: r[0]["bucket"])
-    say(f"1/3 chains, turn and session rules: {sum(r['stats']['comments'] for r, _ in built):,} comments -> "
-        f"{sum(r['stats']['candidates'] for r, _ in built):,} candidate sessions ({wall['sessions']:.1f} s)")
-    reduced = job("corpus rules", [{"reducer": r} for r in range(settings.reducers)], functools.partial(_corpus_task, settings))
-    reduced.sort(key=lambda r: r[0]["reducer"])
-    frequent = np.concatenate([np.frombuffer(blob, dtype=np.uint64) for _, blob in reduced]) if reduced else np.zeros(0, np.uint64)
-    storage.write_bytes_atomic(storage.join(settings.work, "frequent.npy"), frequent.tobytes())
-    say(f"2/3 corpus counts: {len(frequent):,} frequent trigrams, "
-        f"{sum(r['duplicates'] for r, _ in reduced):,} duplicates ({wall['corpus rules']:.1f} s)")
-    finished = job("write", [{"bucket": r["bucket"], "comments": r["stats"]["comments"], "valid": r["stats"]["valid"]}
-                             for r, _ in built], functools.partial(_write_task, settings))
-    finished.sort(key=lambda r: r[0]["bucket"])
-    say(f"3/3 bland, duplicates, splits and writes ({wall['write']:.1f} s)")
-    storage.remove(settings.work)
-    storage.remove_unfinished(staging)
-
-    from extraction.report import (annotate_rules, format_report, ingest_summary, merge_reports, rejected_examples,
-                                   render_report, run_info)
-
-    report = merge_reports(cfg, [r for r, _ in built], [r for r, _ in finished])
-    expected = plan.ingested_comments
-    if expected is not None and expected != report["comments"]["comments"]:
-        raise ExtractError(f"{cfg.input}: the ingest report counts {expected:,} comments but its tables hold "
-                           f"{report['comments']['comments']:,}: the ingest output is damaged; run ingest again")
-    report["seconds"] = round(time.time() - started, 3)
-    report["job_seconds"] = wall
-    report["input"] = cfg.input
-    report["config"] = {"chains": asdict(cfg.chains), "filters": asdict(cfg.filters), "split": asdict(cfg.split)}
-    t = time.time()
-    annotate_rules(report, cfg)
-    report["examples"] = rejected_examples(storage.join(staging, "rejects"))
-    report["ingest"] = ingest_summary(plan.ingest_report)
-    report["run"] = run_info()
-    storage.write_json_atomic(storage.join(staging, REPORT_FILE), report)
-    render_report(report, storage.join(staging, "extract_report.png"), storage.join(staging, "extract_report.html"))
-    staged.commit(["sessions", "rejects", REPORT_FILE, "extract_report.png", "extract_report.html"],
-                  finished_utc=int(time.time()))
+        annotate_rules(report, cfg)
+        report["examples"] = rejected_examples(storage.join(staging, "rejects"))
+        report["ingest"] = ingest_summary(plan.ingest_report)
+        report["run"] = run_info()
+        storage.write_json_atomic(storage.join(staging, REPORT_FILE), report)
+        render_report(report, storage.join(staging, "extract_report.png"), storage.join(staging, "extract_report.html"))
+        staged.commit(finished_utc=int(time.time()))
     report["stage_seconds"]["report"] = round(time.time() - t, 3)
     print(format_report(report, cfg.output))
     return report

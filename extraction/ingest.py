@@ -46,6 +46,7 @@ from extraction.dumps import (
     dump_kind,
     iter_line_blocks,
     parse_dump_name,
+    record_kind,
 )
 from extraction.records import COMMENT_SCHEMA, REJECT_SCHEMA, SUBMISSION_SCHEMA, parse_block, rejects_batch
 from extraction.spark import SparkConfig
@@ -175,13 +176,22 @@ class _PartitionedParquet:
 
     def _close(self, folder: str) -> None:
         writer, sink, final, _ = self._open.pop(folder)
-        writer.close()
-        sink.close()
+        try:
+            writer.close()
+        finally:
+            sink.close()  # the file is closed even when the footer could not be written (a full disk)
         storage.rename(final + ".tmp", final)
 
     def close(self) -> None:
+        """Closes every open file (all of them, even after one fails), then raises the first error."""
+        first = None
         for folder in list(self._open):
-            self._close(folder)
+            try:
+                self._close(folder)
+            except Exception as exc:
+                first = first or exc
+        if first is not None:
+            raise first
 
 
 def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str | None = None) -> dict:
@@ -238,8 +248,10 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str |
         stats["status"] = "failed"
         stats["error"] = str(err)
     finally:
-        rows.close()
-        rejects.close()
+        try:
+            rows.close()
+        finally:
+            rejects.close()
     stats["rows"], stats["rejects"] = rows.rows, rejects.rows
     stats["seconds"] = round(time.time() - started, 3)
     print(f"[ingest] done {source}: {stats['lines']:,} lines -> {stats['rows']:,} rows, "
@@ -338,41 +350,67 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
         raise IngestError(f"cannot tell comments from submissions for {unknown[:3]}: name files RC_YYYY-MM.zst / "
                           "RS_YYYY-MM.zst or <subreddit>_comments.zst / <subreddit>_submissions.zst, or start them "
                           "with a comment (body) or a submission (title) record")
+    swapped = _named_as_the_other_kind(files, kinds, cfg.max_window_bytes)
+    if swapped:
+        raise IngestError(swapped)
     output = cfg.output
     print_ = lambda msg: print(f"[ingest] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     infos = [storage.file_info(f) for f in files]  # one stat per input, remote ones included
-    staged = storage.StagedOutput(output, DONE_MARKER, fingerprint(cfg, infos, kinds))
+    staged = storage.StagedOutput(output, DONE_MARKER, fingerprint(cfg, infos, kinds),
+                                  ["comments", "submissions", "rejects", REPORT_FILE], job="ingest")
     if not cfg.force and staged.is_complete():
         print_(f"{output} is complete for these inputs and settings; nothing to do (force=true runs again)")
         return storage.read_json(storage.join(output, REPORT_FILE))
 
-    spark = session_for(cfg.spark, sum(i["size"] for i in infos), spark)
-    staging = staged.begin()
-    buckets = cfg.thread_buckets or auto_thread_buckets(infos, kinds)
-    note = None if cfg.thread_buckets else capped_buckets_note(infos, kinds, buckets)
-    if note:
-        print_(note)
-    settings = _TaskSettings(staging, cfg.read_size_bytes, cfg.max_window_bytes, cfg.on_corrupt_file,
-                             cfg.progress_interval_s, cfg.max_records_per_file, buckets)
-    started = time.time()
-    print_(f"{len(files)} files -> {output}, {where(spark)}")
-    try:
-        per_file = ingest_files(spark, _order_for_scheduling(infos), settings, kinds)
-    except Exception as exc:  # Spark wraps executor errors; surface ours by name
-        clear = _clear_error(exc)
-        if clear is not None:
-            raise clear from None
-        raise
-    seconds = time.time() - started
-    report = build_report(per_file, seconds, cores(spark))
-    report["thread_buckets"] = buckets
-    storage.remove_unfinished(staging)  # parts of attempts Spark killed or retried
-    _check_counts(staging, report)
-    storage.write_json_atomic(storage.join(staging, REPORT_FILE), report)
+    with staged.writing() as staging:  # refuses a folder not its own, or one another job writes
+        spark = session_for(cfg.spark, sum(i["size"] for i in infos), spark)
+        buckets = cfg.thread_buckets or auto_thread_buckets(infos, kinds)
+        note = None if cfg.thread_buckets else capped_buckets_note(infos, kinds, buckets)
+        if note:
+            print_(note)
+        settings = _TaskSettings(staging, cfg.read_size_bytes, cfg.max_window_bytes, cfg.on_corrupt_file,
+                                 cfg.progress_interval_s, cfg.max_records_per_file, buckets)
+        started = time.time()
+        print_(f"{len(files)} files -> {output}, {where(spark)}")
+        try:
+            per_file = ingest_files(spark, _order_for_scheduling(infos), settings, kinds)
+        except Exception as exc:  # Spark wraps executor errors; surface ours by name
+            clear = _clear_error(exc)
+            if clear is not None:
+                raise clear from None
+            raise
+        seconds = time.time() - started
+        report = build_report(per_file, seconds, cores(spark))
+        report["thread_buckets"] = buckets
+        storage.remove_unfinished(staging)  # parts of attempts Spark killed or retried
+        _check_counts(staging, report)
+        storage.write_json_atomic(storage.join(staging, REPORT_FILE), report)
 
-    staged.commit(["comments", "submissions", "rejects", REPORT_FILE], files=files, finished_utc=int(time.time()))
+        staged.commit(files=files, finished_utc=int(time.time()))
     print(format_report(report, output))
     return report
+
+
+def _named_as_the_other_kind(files: list[str], kinds: dict[str, str], max_window_bytes: int) -> str | None:
+    """A line naming the files whose name says comments (RC) but whose records are submissions, or
+    the other way round: read as their name says, every line would be a missing_field reject."""
+    what = {"RC": "comments", "RS": "submissions"}
+    wrong = []
+    for path in files:
+        if parse_dump_name(path) is None:
+            continue  # its kind came from its records already
+        seen = record_kind(path, max_window_bytes)
+        if seen is not None and seen != kinds[path]:
+            wrong.append((path, seen))
+    if not wrong:
+        return None
+    path, seen = wrong[0]
+    name = path.rsplit("/", 1)[-1]
+    fix = name.replace(kinds[path] + "_", seen + "_", 1) if name.startswith(kinds[path] + "_") else \
+        name.replace(f"_{what[kinds[path]]}", f"_{what[seen]}")
+    more = f" ({len(wrong) - 1} more such file{'s' if len(wrong) > 2 else ''})" if len(wrong) > 1 else ""
+    return (f"{path} is named as {what[kinds[path]]} but holds {what[seen]} (its first records have "
+            f"{'body and parent_id' if seen == 'RC' else 'a title'}): rename it {fix}{more}")
 
 
 def _check_counts(staging: str, report: dict) -> None:

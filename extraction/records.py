@@ -92,6 +92,8 @@ class RecordError(ValueError):
         self.detail = detail
 
 
+_UNSET = object()
+
 MAX_CREATED_UTC = 4_102_444_800
 """2100-01-01: a created_utc outside [0, this) is a bad value, not a date."""
 
@@ -103,25 +105,20 @@ def _month(created_utc: int) -> str:
     return f"{tm.tm_year:04d}-{tm.tm_mon:02d}"
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""The columns are int64: a number outside (``1e30``, ``"1e400"``, ``"inf"``) is a bad value."""
+
+
 def _int(record: dict, name: str, required: bool) -> int | None:
     value = record.get(name)
     if value is None:
         if required:
             raise RecordError(MISSING_FIELD, name)
         return None
-    if type(value) is int:
-        return value
-    if isinstance(value, str):  # created_utc is a string in some years
-        try:
-            return int(value)
-        except ValueError:
-            try:
-                return int(float(value))
-            except ValueError:
-                pass
-    elif isinstance(value, float):
-        return int(value)
-    raise RecordError(BAD_VALUE, f"{name}={value!r:.60}")
+    number = _as_int(value) if type(value) in (int, str, float) else _UNSET
+    if number is _UNSET:
+        raise RecordError(BAD_VALUE, f"{name}={value!r:.60}")
+    return number
 
 
 def _str(record: dict, name: str, required: bool) -> str | None:
@@ -142,7 +139,11 @@ def _strip_prefix(value: str, prefix: str) -> str:
 def comment_row(record: dict) -> tuple:
     """A raw comment dict as a tuple in COMMENT_SCHEMA order; raises RecordError."""
     cid = _strip_prefix(_str(record, "id", True), "t1_")
+    if not cid:
+        raise RecordError(BAD_VALUE, f"id={record['id']!r:.60}")
     parent = _str(record, "parent_id", True)
+    if len(parent) <= 3:  # "t1_" names no comment
+        raise RecordError(BAD_VALUE, f"parent_id={parent!r:.60}")
     if parent.startswith("t1_"):
         parent_kind = "comment"
     elif parent.startswith("t3_"):
@@ -175,8 +176,11 @@ def submission_row(record: dict) -> tuple:
     over_18 = record.get("over_18")
     if over_18 is not None and not isinstance(over_18, bool):
         raise RecordError(BAD_VALUE, f"over_18={over_18!r:.60}")
+    sid = _strip_prefix(_str(record, "id", True), "t3_")
+    if not sid:
+        raise RecordError(BAD_VALUE, f"id={record['id']!r:.60}")
     return (
-        _strip_prefix(_str(record, "id", True), "t3_"),
+        sid,
         _str(record, "subreddit", False),
         _str(record, "author", False),
         _str(record, "title", True),
@@ -318,20 +322,24 @@ _SLICE_DECODERS = {kind: msgspec.json.Decoder(list[t]) for kind, t in _FIELDS.it
 _LINE_DECODERS = {kind: msgspec.json.Decoder(t) for kind, t in _FIELDS.items()}
 _REQUIRED = {"RC": ("id", "parent_id", "body", "created_utc"), "RS": ("id", "title", "created_utc")}
 _INT_FIELDS = ("score", "num_comments", "created_utc")
-_UNSET = object()
 
 
 def _as_int(value):
-    """The reference's integer reading (see ``_int``); _UNSET where it would reject the value."""
-    if value is None or type(value) is int:
-        return value
-    try:
-        return int(value)
-    except ValueError:
+    """An int64 read from an int, a float or a string of either (created_utc is a string in some
+    years); _UNSET for anything else, or a number outside int64 (both parsers use this)."""
+    if value is None:
+        return None
+    if type(value) is int:
+        number = value
+    else:
         try:
-            return int(float(value))
-        except ValueError:
-            return _UNSET
+            number = int(value)
+        except (ValueError, OverflowError):  # "1.5e9", or inf / nan
+            try:
+                number = int(float(value))
+            except (ValueError, OverflowError):
+                return _UNSET
+    return number if INT64_MIN <= number <= INT64_MAX else _UNSET
 
 
 def _columns(kind: str, records: list) -> tuple[pa.Table, list[bool]]:
@@ -342,8 +350,9 @@ def _columns(kind: str, records: list) -> tuple[pa.Table, list[bool]]:
     for name in names:
         values = list(map(attrgetter(name), records))
         if name in _INT_FIELDS:
-            if any(type(v) is str for v in values):
-                values = [v if type(v) is int else _as_int(v) for v in values]
+            if any(type(v) is not int and v is not None for v in values) or \
+                    any(type(v) is int and not INT64_MIN <= v <= INT64_MAX for v in values):
+                values = [_as_int(v) for v in values]
                 for i, v in enumerate(values):
                     if v is _UNSET:
                         undecided[i], values[i] = True, None
@@ -375,16 +384,19 @@ def _normalise(kind: str, table: pa.Table, undecided: list[bool]) -> tuple[pa.Ta
     in_range = pc.and_(pc.greater_equal(created, 0), pc.less(created, MAX_CREATED_UTC))
     odd = pc.or_(odd, pc.invert(pc.fill_null(in_range, False)))
     month = _months(pc.if_else(in_range, created, 0))
+    ids = _strip(table["id"], "t3_" if kind == "RS" else "t1_")
+    odd = pc.or_(odd, pc.fill_null(pc.equal(pc.utf8_length(ids), 0), False))
     if kind == "RS":
-        columns = [_strip(table["id"], "t3_")] + [table[n] for n in SUBMISSION_SCHEMA.names[1:-1]] + [month]
+        columns = [ids] + [table[n] for n in SUBMISSION_SCHEMA.names[1:-1]] + [month]
         return pa.Table.from_arrays(columns, schema=SUBMISSION_SCHEMA), odd
     parent = table["parent_id"]
     is_comment_parent = pc.starts_with(parent, "t1_")
     is_submission_parent = pc.starts_with(parent, "t3_")
     link = pc.coalesce(table["link_id"], pc.if_else(is_submission_parent, parent, pa.scalar(None, pa.string())))
     odd = pc.or_(odd, pc.or_(pc.invert(pc.or_(is_comment_parent, is_submission_parent)), pc.is_null(link)))
+    odd = pc.or_(odd, pc.fill_null(pc.less_equal(pc.utf8_length(parent), 3), False))  # "t1_" names no comment
     columns = [
-        _strip(table["id"], "t1_"),
+        ids,
         _strip(link, "t3_"),
         pc.utf8_slice_codeunits(parent, 3),
         pc.if_else(is_comment_parent, "comment", "submission"),

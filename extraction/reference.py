@@ -32,11 +32,33 @@ def dedupe(rows: list[dict], columns=_COLUMNS) -> list[dict]:
     return list(best.values())
 
 
-def chain_walk(comments: list[dict], cut: dict, cfg: ChainsConfig) -> list[tuple[str, list[str], str]]:
-    """(session id, turn ids first to last, chain end) of every session end, parents within the thread."""
+def _parent(by_id: dict, c: dict) -> dict | None:
+    parent = by_id.get(c["parent_id"]) if c["parent_kind"] == "comment" else None
+    return parent if parent is not None and parent["link_id"] == c["link_id"] else None
+
+
+def cycle_ids(comments: list[dict]) -> set[str]:
+    """Ids of the comments on a cycle of parent links (within the thread): following parents from
+    such a comment comes back to it."""
     by_id = {c["id"]: c for c in comments}
+    out = set()
+    for c in comments:
+        seen, node = set(), _parent(by_id, c)
+        while node is not None and node["id"] not in seen and node["id"] != c["id"]:
+            seen.add(node["id"])
+            node = _parent(by_id, node)
+        if node is not None and node["id"] == c["id"]:
+            out.add(c["id"])
+    return out
+
+
+def chain_walk(comments: list[dict], cut: dict, cfg: ChainsConfig) -> list[tuple[str, list[str], str]]:
+    """(session id, turn ids first to last, chain end) of every session end, parents within the
+    thread; a comment on a cycle of parent links has its parent link cut (``parent_cycle``)."""
+    by_id = {c["id"]: c for c in comments}
+    cycles = cycle_ids(comments)
     valid = [c for c in comments if cut[c["id"]] is None]
-    parents_of_valid = {(c["parent_id"], c["link_id"]) for c in valid if c["parent_kind"] == "comment"}
+    parents_of_valid = {(c["parent_id"], c["link_id"]) for c in valid if c["parent_kind"] == "comment" and c["id"] not in cycles}
     ends = [c for c in valid if cfg.mode == "replies" or (c["id"], c["link_id"]) not in parents_of_valid]
     long = {c["id"]: bool(cfg.max_turn_words) and comment_words(c["body"] or "") > cfg.max_turn_words for c in valid}
     out = []
@@ -54,6 +76,9 @@ def chain_walk(comments: list[dict], cut: dict, cfg: ChainsConfig) -> list[tuple
                 break
             if len(chain) >= cfg.max_turns:
                 chain_end = "truncated"
+                break
+            if node["id"] in cycles:
+                chain_end = "parent_cycle"
                 break
             parent = by_id.get(node["parent_id"])
             if parent is None or parent["link_id"] != node["link_id"]:
@@ -160,6 +185,7 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
         "cut_by_turn_rule": {r: sum(1 for v in cut.values() if v == r) for r in TURN_RULES},
         "only_in_rejected_sessions": dict(in_rejected),
         "not_in_any_session": valid - len(used) - sum(in_rejected.values()),
+        "parent_cycles": len(cycle_ids(comments)),
     }
     return sessions, accounting
 

@@ -77,6 +77,7 @@ def merge_reports(cfg, built: list[dict], finished: list[dict]) -> dict:
         "only_in_rejected_sessions": {k: acc["only_in_rejected_sessions"][k] for k in ALL_SESSION_REASONS
                                       if k in acc["only_in_rejected_sessions"]},
         "not_in_any_session": acc["not_in_any_session"],
+        "parent_cycles": sum(s.get("parent_cycles", 0) for s in stats),
     }
     accounted = (accounting["duplicate_ids"] + accounting["used_in_sessions"] + sum(accounting["cut_by_turn_rule"].values())
                  + sum(accounting["only_in_rejected_sessions"].values()) + accounting["not_in_any_session"])
@@ -117,6 +118,9 @@ def format_report(report: dict, output: str) -> str:
     lines.append(f"comments: {c['comments']:,} = {c['duplicate_ids']:,} duplicate ids + {c['used_in_sessions']:,} used + cut {c['cut_by_turn_rule']} + "
                  f"only in rejected sessions {sum(c['only_in_rejected_sessions'].values()):,} + "
                  f"in no session {c['not_in_any_session']:,}")
+    if c.get("parent_cycles"):
+        lines.append(f"parent cycles: {c['parent_cycles']:,} comments lie on a cycle of parent links (their own parent, "
+                     "or A -> B -> A): each one's parent link was cut (chain_end parent_cycle)")
     if report.get("stage_seconds"):
         lines.append("task seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in report["stage_seconds"].items()))
     lines.append(f"{report['seconds']:.1f} s; sessions in {output}/sessions, rejects in {output}/rejects, "
@@ -260,6 +264,8 @@ def _html(report: dict, png: bytes) -> str:
     accounting += [[f"cut by turn rule: {k}", v] for k, v in c["cut_by_turn_rule"].items()]
     accounting += [[f"only in sessions dropped by: {k}", v] for k, v in c["only_in_rejected_sessions"].items()]
     accounting += [["in no session (beyond max_turns of every chain)", c["not_in_any_session"]], ["total", c["comments"]]]
+    if c.get("parent_cycles"):
+        accounting.append(["of these, on a cycle of parent links (parent link cut)", c["parent_cycles"]])
     run = report.get("run", {})
     ingest = report.get("ingest", {})
     rules = [[r["rule"], r["in"], r["out"], f"{r.get('percent', 0):.2f}%", _settings_text(r.get("settings", {}))]

@@ -43,8 +43,10 @@ SESSION_COLUMNS = ["session_id", "link_id", "subreddit", "turn_ids", "turns", "a
                    "num_turns", "has_title", "over_18", "chain_end"]
 
 # chain_end codes
-_OPEN, _ROOT, _MISSING, _TRUNCATED, _LONG, _CUT = 0, 1, 2, 3, 4, 5  # _CUT + index of the turn rule
-CHAIN_ENDS = ["", "root", "missing_parent", "truncated", "long_turn"] + [f"cut_{r}" for r in TURN_RULES]
+_OPEN, _ROOT, _MISSING, _TRUNCATED, _LONG, _CYCLE, _CUT = 0, 1, 2, 3, 4, 5, 6  # _CUT + index of the turn rule
+CHAIN_ENDS = ["", "root", "missing_parent", "truncated", "long_turn", "parent_cycle"] + [f"cut_{r}" for r in TURN_RULES]
+"""Why a session's walk up stopped. ``parent_cycle``: at a comment on a cycle of parent links (its
+own parent, or A -> B -> A): its parent link is cut, so no comment is walked twice."""
 WORD_EDGES = [0, 5, 10, 20, 40, 80, 120, 160, 200, 300]
 """Edges of the report's histogram of words per kept session (the last bucket is open)."""
 REASONS = [None] + list(ALL_SESSION_REASONS)
@@ -64,6 +66,23 @@ def thread_bucket(keys, buckets: int) -> np.ndarray:
                             for k in names), dtype=np.int64, count=len(names))
     per_name = np.append(per_name, 0)  # null ids: bucket 0
     return per_name[pc.fill_null(encoded.indices, len(names)).to_numpy(zero_copy_only=False)]
+
+
+def cycle_members(pidx: np.ndarray) -> np.ndarray:
+    """Which nodes lie on a cycle of the parent-index array ``pidx`` (-1: no parent). Pointer
+    doubling: after 2^k >= n + 1 steps every walk has reached the root's sink or a cycle, and the
+    nodes walks land on are exactly the cycles' (a step maps each cycle onto itself)."""
+    n = len(pidx)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    jump = np.append(np.where(pidx >= 0, pidx, n), n)
+    steps = 1
+    while steps <= n:
+        jump = jump[jump]
+        steps *= 2
+    on = np.zeros(n + 1, dtype=bool)
+    on[jump[:n]] = True
+    return on[:n]
 
 
 def dedupe_by_id(table: pa.Table) -> tuple[pa.Table, int]:
@@ -180,6 +199,8 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
     pidx[~is_comment_parent] = -1
     cross = (pidx >= 0) & (link_code[np.maximum(pidx, 0)] != link_code)
     pidx[cross] = -1
+    on_cycle = cycle_members(pidx)  # parent links that loop: cut, so a walk never repeats a comment
+    pidx[on_cycle] = -1
     valid = cut == 0
     if chains.mode == "leaves":
         has_valid_child = np.zeros(n, dtype=bool)
@@ -201,7 +222,7 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
             break
         p = pidx[node[a]]
         missing = a[p < 0]
-        end_code[missing] = _MISSING
+        end_code[missing] = np.where(on_cycle[node[missing]], _CYCLE, _MISSING)
         found, pf = a[p >= 0], p[p >= 0]
         parent_cut = cut[pf]
         end_code[found[parent_cut > 0]] = _CUT - 1 + parent_cut[parent_cut > 0]
@@ -343,6 +364,7 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
     })
     table = table.take(pc.sort_indices(table, sort_keys=[("session_id", "ascending")]))
     stats = {"rows": n + repeats, "comments": n, "duplicate_ids": repeats, "valid": int(valid.sum()),
+             "parent_cycles": int(on_cycle.sum()),
              "cut_by_turn_rule": {r: int((cut == i + 1).sum()) for i, r in enumerate(TURN_RULES)},
              "candidates": ns}
     timer.lap("sessions")

@@ -72,6 +72,11 @@ class TokenizeConfig:
             raise TokenizeError("output must be a local or shared-filesystem folder (shards are memory-mapped)")
         if self.max_session_tokens < 2 or self.tokens_per_shard < 1 or self.sessions_per_task < 1:
             raise TokenizeError("max_session_tokens >= 2, tokens_per_shard >= 1 and sessions_per_task >= 1 please")
+        from extraction.extract import SPLITS
+
+        unknown = [s for s in self.splits if s not in SPLITS]
+        if not self.splits or unknown or len(set(self.splits)) != len(self.splits):
+            raise TokenizeError(f"splits must name one or more of {', '.join(SPLITS)}, each once, not {list(self.splits)}")
         if not storage.exists(storage.join(self.input, "sessions")):
             raise TokenizeError(f"{self.input} has no sessions/ (run the extract job first)")
 
@@ -167,8 +172,10 @@ def tokenize_task(task: dict, settings: _TaskSettings) -> dict:
                                                             columns=["turns"], use_threads=False):
                     tokens, mask, doc_lengths = tokenize_batch(tokenizer, eos_id, batch.column("turns"), settings, counts)
                     writer.add_batch(tokens, mask if settings.loss_mask else None, doc_lengths)
-    finally:
-        entries = writer.close()
+    except BaseException:
+        writer.abort()  # a failed task leaves no open file and no partial shard (a full disk gets its space back)
+        raise
+    entries = writer.close()
     return {"task": task["index"], "split": task["split"], "counts": counts, "shards": entries}
 
 
@@ -258,58 +265,59 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     material = {"input": storage.read_json(extract_marker).get("fingerprint") if storage.exists(extract_marker) else None,
                 "tokenizer": tokenizer_info["sha256"], "cfg": {k: v for k, v in asdict(cfg).items() if k not in ("force", "spark", "input", "output")},
                 "code": "tokenize-v1"}
-    staged = storage.StagedOutput(cfg.output, DONE_MARKER, hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest())
+    staged = storage.StagedOutput(cfg.output, DONE_MARKER, hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest(),
+                                  [SHARDS_DIR, MANIFEST], job="tokenize")
     print_ = lambda msg: print(f"[tokenize] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     if not cfg.force and staged.is_complete():
         print_(f"{cfg.output} is complete for this input, tokenizer and settings; nothing to do (force=true runs again)")
         return storage.read_json(storage.join(cfg.output, MANIFEST))
-    fs, sessions_root = storage.filesystem(storage.join(cfg.input, "sessions"))
-    spark = session_for(cfg.spark, fs.du(sessions_root, total=True) if fs.exists(sessions_root) else 0, spark)
-    staging = staged.begin()
-    shards_dir = storage.local_path(storage.join(staging, SHARDS_DIR))
-    os.makedirs(shards_dir, exist_ok=True)
-    started = time.time()
-    settings = _TaskSettings(tokenizer_json, cfg.eos_token, shards_dir, vocab_size, cfg.max_session_tokens,
-                             cfg.too_long, cfg.min_turns, cfg.tokens_per_shard, cfg.loss_mask)
-    tasks, sizes = plan_tasks(storage.join(cfg.input, "sessions"), list(cfg.splits), cfg.sessions_per_task)
-    check_extract_output(cfg.input, sizes)
-    print_(f"{sum(sizes.values()):,} sessions ({', '.join(f'{s} {n:,}' for s, n in sizes.items())}) in {len(tasks)} tasks, "
-           f"{where(spark)}")
-    results = _run_tasks(spark, tasks, settings) if tasks else []
-    entries, per_split = [], {}
-    for split in cfg.splits:
-        totals = {"sessions": 0, "written": 0, "tokens": 0, **{r: 0 for r in SKIP_REASONS}}
-        for result in results:
-            if result["split"] == split:
-                entries.extend(result["shards"])
-                for key, value in result["counts"].items():
-                    totals[key] += value
-        n = sizes[split]
-        if totals["sessions"] != n or totals["written"] + sum(totals[r] for r in SKIP_REASONS) != n:
-            raise TokenizeError(f"{split}: {n} sessions in, but tasks accounted for {totals}")
-        per_split[split] = totals
-        print_(f"{split}: {n:,} sessions -> {totals['written']:,} documents, {totals['tokens']:,} tokens "
-               f"(skipped: {', '.join(f'{r} {totals[r]:,}' for r in SKIP_REASONS)})")
-    extract_report = storage.join(cfg.input, "extract_report.json")
-    extraction = storage.read_json(extract_report) if storage.exists(extract_report) else {}
-    ingest_report = storage.join(extraction.get("input", ""), "ingest_report.json") if extraction else None
-    dumps = [f["path"] for f in storage.read_json(ingest_report)["files"]] if ingest_report and storage.exists(ingest_report) else []
-    manifest = new_manifest(
-        tokenizer={**tokenizer_info, "eos_token": cfg.eos_token},
-        vocab_size=vocab_size,
-        eos_id=eos_id,
-        shards=entries,
-        splits=per_split,
-        document_format="turn_1 EOS turn_2 EOS ... turn_n EOS; loss mask 0 on turn_1 and its EOS",
-        max_session_tokens=cfg.max_session_tokens,
-        too_long=cfg.too_long,
-        source_dumps=dumps,
-        extraction_config=extraction.get("config"),
-        code_version=code_version(),
-        seconds=round(time.time() - started, 3),
-    )
-    write_manifest(storage.local_path(staging), manifest)
-    staged.commit([SHARDS_DIR, MANIFEST], finished_utc=int(time.time()))
+    with staged.writing() as staging:  # refuses a folder not its own, or one another job writes
+        fs, sessions_root = storage.filesystem(storage.join(cfg.input, "sessions"))
+        spark = session_for(cfg.spark, fs.du(sessions_root, total=True) if fs.exists(sessions_root) else 0, spark)
+        shards_dir = storage.local_path(storage.join(staging, SHARDS_DIR))
+        os.makedirs(shards_dir, exist_ok=True)
+        started = time.time()
+        settings = _TaskSettings(tokenizer_json, cfg.eos_token, shards_dir, vocab_size, cfg.max_session_tokens,
+                                 cfg.too_long, cfg.min_turns, cfg.tokens_per_shard, cfg.loss_mask)
+        tasks, sizes = plan_tasks(storage.join(cfg.input, "sessions"), list(cfg.splits), cfg.sessions_per_task)
+        check_extract_output(cfg.input, sizes)
+        print_(f"{sum(sizes.values()):,} sessions ({', '.join(f'{s} {n:,}' for s, n in sizes.items())}) in {len(tasks)} tasks, "
+               f"{where(spark)}")
+        results = _run_tasks(spark, tasks, settings) if tasks else []
+        entries, per_split = [], {}
+        for split in cfg.splits:
+            totals = {"sessions": 0, "written": 0, "tokens": 0, **{r: 0 for r in SKIP_REASONS}}
+            for result in results:
+                if result["split"] == split:
+                    entries.extend(result["shards"])
+                    for key, value in result["counts"].items():
+                        totals[key] += value
+            n = sizes[split]
+            if totals["sessions"] != n or totals["written"] + sum(totals[r] for r in SKIP_REASONS) != n:
+                raise TokenizeError(f"{split}: {n} sessions in, but tasks accounted for {totals}")
+            per_split[split] = totals
+            print_(f"{split}: {n:,} sessions -> {totals['written']:,} documents, {totals['tokens']:,} tokens "
+                   f"(skipped: {', '.join(f'{r} {totals[r]:,}' for r in SKIP_REASONS)})")
+        extract_report = storage.join(cfg.input, "extract_report.json")
+        extraction = storage.read_json(extract_report) if storage.exists(extract_report) else {}
+        ingest_report = storage.join(extraction.get("input", ""), "ingest_report.json") if extraction else None
+        dumps = [f["path"] for f in storage.read_json(ingest_report)["files"]] if ingest_report and storage.exists(ingest_report) else []
+        manifest = new_manifest(
+            tokenizer={**tokenizer_info, "eos_token": cfg.eos_token},
+            vocab_size=vocab_size,
+            eos_id=eos_id,
+            shards=entries,
+            splits=per_split,
+            document_format="turn_1 EOS turn_2 EOS ... turn_n EOS; loss mask 0 on turn_1 and its EOS",
+            max_session_tokens=cfg.max_session_tokens,
+            too_long=cfg.too_long,
+            source_dumps=dumps,
+            extraction_config=extraction.get("config"),
+            code_version=code_version(),
+            seconds=round(time.time() - started, 3),
+        )
+        write_manifest(storage.local_path(staging), manifest)
+        staged.commit(finished_utc=int(time.time()))
     print_(f"shards in {cfg.output}; inspect with: python -m pretrain.shard_tools inspect {cfg.output}")
     return manifest
 

@@ -74,10 +74,17 @@ def iter_turns(sessions_dir: str, split: str = "train", max_sessions: int | None
                     return
 
 
+FILES = {"tokenizer.json", "tokenizer_config.json"}
+"""What a trained tokenizer's folder holds; a folder holding anything else is not replaced."""
+
+
 def train_tokenizer(sessions_dir: str, out_dir: str, vocab_size: int = 8000, min_frequency: int = 2,
-                    max_sessions: int | None = 2_000_000, split: str = "train") -> str:
-    """Trains a byte-level BPE (GPT-2's scheme) on a split's turns and saves it in HF format."""
+                    max_sessions: int | None = 2_000_000, split: str = "train", overwrite: bool = False) -> str:
+    """Trains a byte-level BPE (GPT-2's scheme) on a split's turns and saves it in HF format.
+    ``out_dir`` must be new, empty or a tokenizer folder (``FILES``) unless ``overwrite``."""
     from tokenizers import ByteLevelBPETokenizer
+
+    storage.check_replaceable(out_dir, "train_tokenizer", owned=FILES, overwrite=overwrite, reads=sessions_dir)
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(iter_turns(sessions_dir, split, max_sessions), vocab_size=vocab_size,
@@ -87,13 +94,16 @@ def train_tokenizer(sessions_dir: str, out_dir: str, vocab_size: int = 8000, min
     config = {"add_prefix_space": False, "backend": "tokenizers", "bos_token": EOS_TOKEN, "eos_token": EOS_TOKEN,
               "errors": "replace", "model_max_length": 1024, "pad_token": None, "tokenizer_class": "GPT2Tokenizer",
               "unk_token": EOS_TOKEN}
-    tmp = out_dir.rstrip("/") + ".tmp"
-    storage.remove(tmp)
-    os.makedirs(tmp, exist_ok=True)
-    bpe.save(os.path.join(tmp, "tokenizer.json"))
-    with open(os.path.join(tmp, "tokenizer_config.json"), "w") as f:
-        f.write(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-    storage.replace_dir(tmp, out_dir)
+    tmp = storage.staging_name(out_dir)
+    os.makedirs(tmp)
+    try:
+        bpe.save(os.path.join(tmp, "tokenizer.json"))
+        with open(os.path.join(tmp, "tokenizer_config.json"), "w") as f:
+            f.write(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        storage.replace_dir(tmp, out_dir)
+    except BaseException:
+        storage.remove(tmp)
+        raise
     return out_dir
 
 
@@ -105,8 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-frequency", type=int, default=2)
     parser.add_argument("--max-sessions", type=int, default=2_000_000)
     parser.add_argument("--split", default="train")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT even when it holds other files")
     args = parser.parse_args(argv)
-    path = train_tokenizer(args.sessions, args.out, args.vocab_size, args.min_frequency, args.max_sessions, args.split)
+    try:
+        path = train_tokenizer(args.sessions, args.out, args.vocab_size, args.min_frequency, args.max_sessions, args.split,
+                               args.overwrite)
+    except (FileNotFoundError, storage.OutputNotWritable) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"tokenizer saved to {path}")
     return 0
 

@@ -57,6 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
     model = GPT2LMHeadModel.from_pretrained(args.model).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
+    window = model.config.n_positions
+    if not 1 <= args.max_new_tokens < window:
+        print(f"error: --max-new-tokens must be between 1 and {window - 1} (the model has {window} positions, and the "
+              f"prompt needs at least one), not {args.max_new_tokens}", file=sys.stderr)
+        return 2
+    if args.max_history < 1:
+        print(f"error: --max-history must be at least 1, not {args.max_history}", file=sys.stderr)
+        return 2
+    # Bytes that are not UTF-8 (a pasted file, another terminal encoding) become U+FFFD, not an error.
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="replace")
     history: list[str] = []
     interactive = sys.stdin.isatty()
     print(f"ready. Type a message; {HELP}.", file=sys.stderr, flush=True)

@@ -13,6 +13,7 @@ still written, for tools that read it; folders from before ``COMPLETE.json`` cou
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -31,8 +32,27 @@ def _flush(path: str) -> None:
         os.close(fd)
 
 
+class CheckpointError(ConfigError):
+    """A checkpoint that cannot be written, or must not be loaded (one line, before any step)."""
+
+
+def _sha256_files(folder: str, names: list[str]) -> dict[str, str]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def digest(name: str) -> str:
+        h = hashlib.sha256()
+        with open(os.path.join(folder, name), "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        return h.hexdigest()
+
+    with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
+        return dict(zip(names, pool.map(digest, names)))
+
+
 def mark_complete(folder: str) -> None:
-    """Flushes every file of ``folder`` to disk, then writes ``COMPLETE.json`` (by rename) listing them with sizes."""
+    """Flushes every file of ``folder`` to disk, then writes ``COMPLETE.json`` (by rename) listing
+    them with their sizes and sha256 (checked before any file of the checkpoint is unpickled)."""
     files = {}
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
@@ -41,7 +61,7 @@ def mark_complete(folder: str) -> None:
             files[name] = os.path.getsize(path)
     tmp = os.path.join(folder, COMPLETE + ".tmp")
     with open(tmp, "w") as f:
-        json.dump({"files": files}, f, indent=1)
+        json.dump({"files": files, "sha256": _sha256_files(folder, list(files))}, f, indent=1)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, os.path.join(folder, COMPLETE))
@@ -93,6 +113,71 @@ def find_resumable(root: str) -> tuple[str | None, list[tuple[str, str]]]:
 
 
 # ---------------------------------------------------------------------------------------------
+# What is unpickled, and when. Our own files load with torch's restricted unpickler
+# (``weights_only=True``: tensors, containers, numbers, strings, and the few DeepSpeed value types
+# below). DeepSpeed's resume and ``zero_to_fp32`` insist on ``weights_only=False``, so before they
+# run every file of the checkpoint is checked against the sha256 recorded in COMPLETE.json and
+# loaded once with the restricted unpickler: a file that would run code is refused, never unpickled.
+
+
+def _deepspeed_safe_globals() -> list:
+    """The value types DeepSpeed's optimizer states hold (plain data, no code on load)."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+def safe_load(path: str, mmap: bool = False):
+    """``torch.load`` with the restricted unpickler (``weights_only=True``) and DeepSpeed's value types
+    allowed; a file holding anything else raises ``pickle.UnpicklingError``."""
+    import torch
+
+    with torch.serialization.safe_globals(_deepspeed_safe_globals()):
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+
+
+def check_before_unpickling(folder: str) -> str | None:
+    """Raises CheckpointError when a file of ``folder`` differs from the sha256 its COMPLETE.json
+    records, or holds objects the restricted unpickler refuses (a rigged or foreign file: loading it
+    with pickle could run code). Returns a warning when the checkpoint records no sha256 (written
+    before they were recorded): then only the restricted-unpickler check ran."""
+    import pickle
+
+    marker = os.path.join(folder, COMPLETE)
+    recorded = {}
+    if os.path.exists(marker):
+        with open(marker) as f:
+            recorded = json.load(f).get("sha256", {})
+    names = sorted(n for n in os.listdir(folder) if os.path.isfile(os.path.join(folder, n)) and n != COMPLETE)
+    if recorded:
+        unlisted = [n for n in names if n not in recorded]
+        if unlisted:
+            raise CheckpointError(f"checkpoint {folder}: {unlisted[0]} is not among the files its {COMPLETE} lists "
+                                  "(added after it was written): not loading it")
+        actual = _sha256_files(folder, sorted(recorded))
+        changed = [n for n in sorted(recorded) if actual[n] != recorded[n]]
+        if changed:
+            raise CheckpointError(f"checkpoint {folder}: {changed[0]} does not match the sha256 in its {COMPLETE} "
+                                  "(changed after it was written): not loading it")
+    for name in names:
+        if name.endswith(".pt"):
+            try:
+                safe_load(os.path.join(folder, name), mmap=True)
+            except pickle.UnpicklingError as err:
+                what = str(err).split("GLOBAL ", 1)[1].split(" ")[0] if "GLOBAL " in str(err) else "an object"
+                raise CheckpointError(f"checkpoint {folder}: {name} holds {what}, which torch's safe loader refuses "
+                                      "(unpickling it could run code): not loading it") from None
+            except RuntimeError as err:
+                raise CheckpointError(f"checkpoint {folder}: {name} cannot be read ({str(err).splitlines()[0]})") from None
+    if not recorded:
+        return (f"checkpoint {folder} records no sha256 of its files (an older checkpoint): its files passed the "
+                "restricted-unpickler check only")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
 # Writing and resuming (the trainer)
 
 
@@ -110,31 +195,62 @@ def latest_checkpoint(root: str, say=None) -> str | None:
     return folder
 
 
+def _write_failure(exc: BaseException, folder: str) -> CheckpointError | None:
+    """One line for a checkpoint that could not be written for want of space (torch's writer says
+    only "unexpected pos" then); None for other errors."""
+    from reddit_pretrain.storage import no_space_error
+
+    full = no_space_error(exc, folder)
+    if full is None and isinstance(exc, RuntimeError) and ("unexpected pos" in str(exc) or "failed writing" in str(exc)):
+        try:
+            if shutil.disk_usage(os.path.dirname(folder)).free < 64 << 20:
+                full = no_space_error(OSError(28, "No space left on device", folder), folder)
+        except OSError:
+            pass
+    if full is None:
+        return None
+    return CheckpointError(f"{full}; the partial checkpoint was removed and the previous one is kept")
+
+
 def save_checkpoint(engine, cfg: TrainConfig, manifest: dict, state: dict, rank: int) -> str:
+    """Writes ``step_NNNNNNN`` (DeepSpeed's states, the RNG of every rank, the trainer state, config
+    and shard manifest), marks it complete, points ``latest`` at it and prunes to ``keep_last``. On a
+    full disk the partial folder is removed (the previous checkpoint stays) and CheckpointError says so."""
     import torch
     import torch.distributed as dist
 
     root = checkpoint_root(cfg)
     tag = f"step_{state['step']:07d}"
-    engine.save_checkpoint(root, tag=tag, save_latest=False)
     folder = os.path.join(root, tag)
-    rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-    torch.save(rng, os.path.join(folder, f"rng_rank{rank:05d}.pt"))
-    if rank == 0:
-        from omegaconf import OmegaConf
+    try:
+        engine.save_checkpoint(root, tag=tag, save_latest=False)
+        rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+        torch.save(rng, os.path.join(folder, f"rng_rank{rank:05d}.pt"))
+        if rank == 0:
+            from omegaconf import OmegaConf
 
-        with open(os.path.join(folder, "trainer_state.json"), "w") as f:
-            json.dump(state, f, indent=2)
-        with open(os.path.join(folder, "config.yaml"), "w") as f:
-            f.write(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-        with open(os.path.join(folder, "shard_manifest.json"), "w") as f:
-            json.dump(manifest, f, indent=2)
-    dist.barrier()
-    if rank == 0:  # commit: only now is the folder complete, and does `latest` point here
-        mark_complete(folder)
-        with open(os.path.join(root, "latest.tmp"), "w") as f:
-            f.write(tag)
-        os.replace(os.path.join(root, "latest.tmp"), os.path.join(root, "latest"))
+            with open(os.path.join(folder, "trainer_state.json"), "w") as f:
+                json.dump({**state, "world_size": dist.get_world_size()}, f, indent=2)
+            with open(os.path.join(folder, "config.yaml"), "w") as f:
+                f.write(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+            with open(os.path.join(folder, "shard_manifest.json"), "w") as f:
+                json.dump(manifest, f, indent=2)
+        dist.barrier()
+        if rank == 0:  # commit: only now is the folder complete, and does `latest` point here
+            mark_complete(folder)
+            with open(os.path.join(root, "latest.tmp"), "w") as f:
+                f.write(tag)
+            os.replace(os.path.join(root, "latest.tmp"), os.path.join(root, "latest"))
+    except Exception as exc:
+        failure = _write_failure(exc, folder)
+        if failure is None:
+            raise
+        shutil.rmtree(folder, ignore_errors=True)
+        for tmp in ("latest.tmp",):
+            if os.path.exists(os.path.join(root, tmp)):
+                os.remove(os.path.join(root, tmp))
+        raise failure from None
+    if rank == 0:
         tags = sorted(t for t in os.listdir(root) if t.startswith("step_"))
         for old in tags[: max(0, len(tags) - cfg.trainer.keep_last)]:
             shutil.rmtree(os.path.join(root, old), ignore_errors=True)
@@ -142,8 +258,58 @@ def save_checkpoint(engine, cfg: TrainConfig, manifest: dict, state: dict, rank:
     return folder
 
 
-def check_resumable(cfg: TrainConfig, folder: str, manifest: dict) -> dict:
-    """The checkpoint's config must describe the same model and data; returns its trainer state."""
+def restore_rng(folder: str, rank: int) -> None:
+    """Sets this rank's RNG state from the checkpoint (read with the restricted unpickler)."""
+    import torch
+
+    rng = safe_load(os.path.join(folder, f"rng_rank{rank:05d}.pt"))
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def saved_world_size(folder: str, state: dict) -> int | None:
+    """How many processes wrote the checkpoint: recorded in trainer_state.json, else the number of
+    ZeRO optimizer partitions (checkpoints written before it was recorded)."""
+    if "world_size" in state:
+        return int(state["world_size"])
+    parts = [n for n in os.listdir(folder) if "optim_states" in n and "zero_pp_rank_" in n]
+    return len(parts) or None
+
+
+def data_identity(manifest: dict, split: str) -> list[str]:
+    """What names a shard set's split: the sha256 of each of its token files, in order."""
+    return [s["files"]["tokens"]["sha256"] for s in manifest.get("shards", []) if s.get("split") == split]
+
+
+def existing_run(cfg: TrainConfig) -> str | None:
+    """What of an earlier run ``trainer.out_dir`` holds (checkpoints, metrics), or None."""
+    root = checkpoint_root(cfg)
+    steps = sorted(t for t in os.listdir(root) if t.startswith(PREFIX)) if os.path.isdir(root) else []
+    metrics = os.path.exists(os.path.join(cfg.trainer.out_dir, "metrics.jsonl"))
+    if not steps and not metrics:
+        return None
+    parts = ([f"checkpoints up to {steps[-1]}"] if steps else []) + (["metrics.jsonl"] if metrics else [])
+    return ", ".join(parts)
+
+
+RUN_FILES = ("checkpoints", "metrics.jsonl", "tensorboard", "curves.png")
+"""What a run writes in ``trainer.out_dir`` (``trainer.overwrite`` removes these, nothing else)."""
+
+
+def clear_run(cfg: TrainConfig) -> None:
+    for name in RUN_FILES:
+        path = os.path.join(cfg.trainer.out_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def check_resumable(cfg: TrainConfig, folder: str, manifest: dict, world_size: int, say=None) -> dict:
+    """The checkpoint's config must describe the same model, tokenizer and shards, written by as many
+    processes as resume it (ZeRO 1-3); returns its trainer state. On other shards of the same
+    tokenizer it continues only with ``trainer.resume_with_new_data`` (the data order restarts)."""
     from omegaconf import OmegaConf
 
     raw, saved_manifest = read_checkpoint(folder)
@@ -160,7 +326,27 @@ def check_resumable(cfg: TrainConfig, folder: str, manifest: dict) -> dict:
             saved_manifest["vocab_size"] != manifest["vocab_size"]:
         raise ConfigError(f"checkpoint {folder} was trained on shards of another tokenizer")
     with open(os.path.join(folder, "trainer_state.json")) as f:
-        return json.load(f)
+        state = json.load(f)
+    written_by = saved_world_size(folder, state)
+    if saved.deepspeed.zero_stage >= 1 and written_by is not None and written_by != world_size:
+        raise ConfigError(f"checkpoint {folder} was written by {written_by} processes and ZeRO-{saved.deepspeed.zero_stage} "
+                          f"keeps one optimizer partition per process: resume it with {written_by} processes "
+                          f"(torchrun --nproc_per_node {written_by}, or nodes x processes = {written_by}), not {world_size}; "
+                          "to change the world size, export it (python -m pretrain.export) and continue with "
+                          "model.init=pretrained")
+    split = cfg.data.train_split
+    if data_identity(saved_manifest, split) != data_identity(manifest, split):
+        if not cfg.trainer.resume_with_new_data:
+            raise ConfigError(f"checkpoint {folder} trained on other shards ({split} split: "
+                              f"{len(data_identity(saved_manifest, split))} shard files, not the {len(data_identity(manifest, split))} "
+                              f"of {cfg.data.shards}, or other contents): its data position does not apply to these; "
+                              "resume on the shards it trained on, or set trainer.resume_with_new_data=true to continue "
+                              "on these from their first sample")
+        if say:
+            say(f"the shards differ from the checkpoint's: trainer.resume_with_new_data=true, so the data order "
+                f"restarts from the first sample of {cfg.data.shards} (step {state['step']} continues)")
+        state["samples_consumed"] = 0
+    return state
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,7 +383,8 @@ def read_checkpoint(folder: str):
 
 def fp32_state_dict(folder: str, zero_stage: int) -> dict:
     """The model's fp32 weights, consolidated from DeepSpeed's files: ``zero_to_fp32`` over the
-    ranks' partitions for ZeRO 1-3, the module state for ZeRO 0. Names without ``module.``."""
+    ranks' partitions for ZeRO 1-3, the module state for ZeRO 0. Names without ``module.``.
+    ``zero_to_fp32`` unpickles: call ``check_before_unpickling`` first (the export does)."""
     import torch
 
     root, tag = os.path.split(folder.rstrip("/"))
@@ -213,5 +400,5 @@ def fp32_state_dict(folder: str, zero_stage: int) -> dict:
             state = get_fp32_state_dict_from_zero_checkpoint(root, tag=tag)
     else:
         files = [f for f in os.listdir(folder) if f.endswith("model_states.pt")]
-        state = torch.load(os.path.join(folder, sorted(files)[0]), map_location="cpu", weights_only=False)["module"]
+        state = safe_load(os.path.join(folder, sorted(files)[0]))["module"]
     return {k.removeprefix("module."): v.float() for k, v in state.items()}

@@ -110,7 +110,15 @@ class TrainerConfig:
     sample_max_new_tokens: int = 24
     checkpoint_interval: int = 50
     keep_last: int = 2
+    """Complete checkpoints kept (the newest); at least 1."""
     resume_from: str | None = None
+    resume_with_new_data: bool = False
+    """Resume onto shards other than the checkpoint's (same tokenizer): the data order restarts from
+    their first sample. Without it such a resume is refused (the saved data position would apply to
+    other data)."""
+    overwrite: bool = False
+    """Start over in a ``trainer.out_dir`` that holds an earlier run: its checkpoints, metrics and
+    logs are deleted first. Without it (and without ``model.init=resume``) such a folder is refused."""
     tensorboard: bool = True
     peak_flops_per_gpu: float = 989e12
     """For MFU: dense bf16 peak of one GPU (H100 SXM: 989 TFLOP/s)."""
@@ -134,6 +142,19 @@ class TrainConfig:
 
     def validate(self) -> None:
         m, d, ds, t = self.model, self.data, self.deepspeed, self.trainer
+        at_least = {
+            "model.n_layer": (m.n_layer, 1), "model.n_head": (m.n_head, 1), "model.n_embd": (m.n_embd, 1),
+            "model.n_positions": (m.n_positions, 1), "data.seq_len": (d.seq_len, 1),
+            "trainer.micro_batch_size_per_gpu": (t.micro_batch_size_per_gpu, 1),
+            "trainer.gradient_accumulation_steps": (t.gradient_accumulation_steps, 1), "trainer.max_steps": (t.max_steps, 1),
+            "trainer.log_interval": (t.log_interval, 1), "trainer.eval_interval": (t.eval_interval, 1),
+            "trainer.eval_batches": (t.eval_batches, 1), "trainer.checkpoint_interval": (t.checkpoint_interval, 1),
+            "trainer.keep_last": (t.keep_last, 1), "trainer.sample_interval": (t.sample_interval, 0),
+            "trainer.sample_max_new_tokens": (t.sample_max_new_tokens, 1), "scheduler.warmup_steps": (self.scheduler.warmup_steps, 0),
+        }
+        for key, (value, low) in at_least.items():
+            if value < low:
+                raise ConfigError(f"{key} must be >= {low}, not {value}")
         if m.init not in ("scratch", "pretrained", "resume"):
             raise ConfigError(f"model.init must be scratch, pretrained or resume, not {m.init!r}")
         if m.init == "pretrained" and not m.pretrained:
@@ -158,8 +179,20 @@ class TrainConfig:
             raise ConfigError(f"optimizer.name must be adamw (the one optimizer the trainer builds), not {self.optimizer.name!r}")
         if self.scheduler.name not in ("cosine", "linear", "noam"):
             raise ConfigError(f"scheduler.name must be cosine, linear or noam, not {self.scheduler.name!r}")
-        if t.micro_batch_size_per_gpu < 1 or t.gradient_accumulation_steps < 1 or t.max_steps < 1:
-            raise ConfigError("micro_batch_size_per_gpu, gradient_accumulation_steps and max_steps must be >= 1")
+        if t.global_batch_size is not None and t.global_batch_size < 1:
+            raise ConfigError(f"trainer.global_batch_size must be >= 1 (or null), not {t.global_batch_size}")
+        if not 0 <= m.dropout < 1:
+            raise ConfigError(f"model.dropout must be in [0, 1), not {m.dropout}")
+        if not self.optimizer.lr > 0 or self.optimizer.eps <= 0 or self.optimizer.weight_decay < 0:
+            raise ConfigError("optimizer.lr and optimizer.eps must be > 0 and optimizer.weight_decay >= 0")
+        if len(self.optimizer.betas) != 2 or not all(0 <= b < 1 for b in self.optimizer.betas):
+            raise ConfigError(f"optimizer.betas must be two numbers in [0, 1), not {list(self.optimizer.betas)}")
+        if not 0 <= self.scheduler.min_lr_ratio <= 1:
+            raise ConfigError(f"scheduler.min_lr_ratio must be in [0, 1], not {self.scheduler.min_lr_ratio}")
+        if ds.gradient_clipping < 0:
+            raise ConfigError(f"deepspeed.gradient_clipping must be >= 0 (0: off), not {ds.gradient_clipping}")
+        if not t.peak_flops_per_gpu > 0:
+            raise ConfigError(f"trainer.peak_flops_per_gpu must be > 0, not {t.peak_flops_per_gpu}")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,26 @@ import os
 from pretrain.config import TrainConfig
 
 
+def truncate_metrics(path: str, step: int) -> None:
+    """Drops the records of ``metrics.jsonl`` after ``step`` (a resume from that step: what a stopped
+    run wrote after its last checkpoint would make the curves run twice over the same steps)."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.readlines()
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except ValueError:
+            continue  # a line cut short by the stop
+    if len(kept) != len(lines):
+        with open(path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(path + ".tmp", path)
+
+
 class MetricsLogger:
     """Appends records to ``<out_dir>/metrics.jsonl`` (rank 0) and mirrors numbers to TensorBoard."""
 

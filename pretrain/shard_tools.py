@@ -31,6 +31,16 @@ NO_LOSS = -100
 def _write_megatron(prefix: str, arrays, dtype: np.dtype) -> None:
     """One ``.bin``/``.idx`` pair ("MMIDIDX" version 1): one sequence and one document per array,
     written under temporary names and renamed into place."""
+    try:
+        _write_megatron_files(prefix, arrays, dtype)
+    except BaseException:
+        for tmp in (prefix + ".bin.tmp", prefix + ".idx.tmp"):
+            if os.path.isfile(tmp):
+                os.remove(tmp)
+        raise
+
+
+def _write_megatron_files(prefix: str, arrays, dtype: np.dtype) -> None:
     sizes = []
     with open(prefix + ".bin.tmp", "wb") as out:
         for array in arrays:
@@ -63,16 +73,42 @@ def _documents(shard_set: ShardSet, mask: bool):
                 yield np.where(np.asarray(shard.mask[start:end]) == 1, tokens.astype(np.int64), NO_LOSS)
 
 
-def export_megatron(shard_set: ShardSet, prefix: str, labels: bool = True) -> list[str]:
+def _is_megatron_index(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(9) == _MMIDIDX
+    except OSError:
+        return False
+
+
+def _check_targets(targets: list[str], overwrite: bool) -> None:
+    """Refuses (ShardError) to write over a folder, or over files that are not an earlier export
+    (a ``.bin``/``.idx`` pair whose index is a Megatron index) unless ``overwrite``."""
+    for path in targets:
+        if os.path.isdir(path):
+            raise ShardError(f"{path} is a folder: choose another prefix (the export writes {os.path.basename(path)} as a file)")
+    for path in targets:
+        if os.path.lexists(path) and not overwrite and not _is_megatron_index(path.rsplit(".", 1)[0] + ".idx"):
+            raise ShardError(f"{path} exists and is not an earlier Megatron export: choose another prefix, "
+                             "or pass --overwrite to replace it")
+
+
+def export_megatron(shard_set: ShardSet, prefix: str, labels: bool = True, overwrite: bool = False) -> list[str]:
     """Writes ``prefix.bin``/``prefix.idx`` (one sequence and one document per session) and, when the
     shards have a loss mask and ``labels``, ``prefix_label.bin/.idx``: the same sequences with -100
     where there is no loss (the first turn), the form GPT-NeoX reads as label data
     (``train_label_data_paths``; its labels are not shifted: the label of token i sits at i). The
-    output folder is created. Returns the files written.
+    output folder is created. Existing files are replaced only when they are an earlier export (or
+    with ``overwrite``); a folder in their place is refused. Returns the files written.
 
     Megatron has no uint32 code, so vocabularies over 65536 are written as int32; labels are int32.
     """
+    targets = [prefix + ".bin", prefix + ".idx"] + ([prefix + LABEL_SUFFIX + ".bin", prefix + LABEL_SUFFIX + ".idx"]
+                                                    if labels and shard_set.has_mask else [])
+    _check_targets(targets, overwrite)
     folder = os.path.dirname(os.path.abspath(prefix))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ShardError(f"{folder} is a file, not a folder: choose another prefix")
     os.makedirs(folder, exist_ok=True)
     dtype = shard_set.dtype if shard_set.dtype == np.dtype("<u2") else np.dtype("<i4")
     _write_megatron(prefix, _documents(shard_set, mask=False), dtype)
@@ -158,13 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     p_export.add_argument("prefix", help="output path without extension; its folder is created")
     p_export.add_argument("--split", default="train", help="which split to export (default: train)")
     p_export.add_argument("--no-labels", action="store_true", help="do not write the _label files")
+    p_export.add_argument("--overwrite", action="store_true", help="replace existing files that are not an earlier export")
     args = parser.parse_args(argv)
     try:
         if args.command == "inspect":
             print(inspect(args.folder, args.show, args.verify))
         else:
-            print(" ".join(export_megatron(ShardSet(args.folder, args.split), args.prefix, not args.no_labels)))
-    except ShardError as err:
+            print(" ".join(export_megatron(ShardSet(args.folder, args.split), args.prefix, not args.no_labels, args.overwrite)))
+    except (ShardError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

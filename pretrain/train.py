@@ -34,21 +34,29 @@ import math
 import os
 import time
 
-from pretrain.checkpoints import check_resumable, checkpoint_root, latest_checkpoint, save_checkpoint
+from pretrain.checkpoints import (CheckpointError, check_resumable, checkpoint_root, latest_checkpoint, restore_rng,
+                                  save_checkpoint)
 from pretrain.config import BatchSizes, ConfigError, TrainConfig, deepspeed_config, resolve_precision
 from pretrain.launch import init_distributed, strip_launcher_args
-from pretrain.metrics import MetricsLogger, flops_per_token, model_flops_utilisation, num_parameters
+from pretrain.metrics import MetricsLogger, flops_per_token, model_flops_utilisation, num_parameters, truncate_metrics
 
 
 # ---------------------------------------------------------------------------------------------
 # Model
 
 
+def _from_every_rank(value) -> list:
+    """``value`` of every rank, in rank order (a check one rank ran stops them all)."""
+    import torch.distributed as dist
+
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, value)
+    return everyone
+
+
 def _verify_shards(cfg: TrainConfig, manifest: dict, rank: int) -> None:
     """sha256 of every shard file the run reads, once per node: the node's processes take every
     n-th file each and hash in threads; any mismatch stops every process with the files named."""
-    import torch.distributed as dist
-
     from reddit_pretrain.shards import ShardError, shard_files, verify_files
 
     local_rank, local_world = int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("LOCAL_WORLD_SIZE", 1))
@@ -56,9 +64,7 @@ def _verify_shards(cfg: TrainConfig, manifest: dict, rank: int) -> None:
     mine = files[local_rank::local_world]
     started = time.time()
     bad = verify_files(mine, threads=max(1, (os.cpu_count() or 1) // local_world))
-    everyone: list = [None] * dist.get_world_size()
-    dist.all_gather_object(everyone, bad)
-    bad = sorted({path for paths in everyone for path in paths})
+    bad = sorted({path for paths in _from_every_rank(bad) for path in paths})
     if bad:
         raise ShardError(f"{len(bad)} shard file(s) do not match their sha256 in the manifest (corrupted?): "
                          f"{', '.join(bad[:5])}; make the shards again, or data.verify_checksums=false to train anyway")
@@ -68,16 +74,73 @@ def _verify_shards(cfg: TrainConfig, manifest: dict, rank: int) -> None:
               flush=True)
 
 
-def _check_tokenizer_matches(manifest: dict, tokenizer_dir: str) -> None:
+def _check_tokenizer_matches(manifest: dict, model_name: str, shards: str) -> None:
+    """The pretrained model's tokenizer must be the shards' one, token for token (the vocabulary
+    and its ids compared whole: two tokenizers can share a size and an EOS id and still differ)."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    eos = tok.convert_tokens_to_ids(manifest["tokenizer"].get("eos_token", "<|endoftext|>"))
-    if len(tok) != manifest["vocab_size"] or eos != manifest["eos_id"]:
-        raise ConfigError(
-            f"tokenizer of {tokenizer_dir} (vocab {len(tok)}, eos {eos}) does not match the shards "
-            f"(vocab {manifest['vocab_size']}, eos {manifest['eos_id']}, tokenizer {manifest['tokenizer'].get('name')})"
-        )
+    from pretrain.model import load_tokenizer
+
+    shards_name = manifest["tokenizer"].get("name")
+    try:
+        model_tok = AutoTokenizer.from_pretrained(model_name)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"model.pretrained={model_name} has no tokenizer to compare with the shards' ({shards_name}): "
+                          f"save the tokenizer it was trained with beside it (tokenizer.save_pretrained) "
+                          f"[{type(err).__name__}]") from None
+    shards_tok = load_tokenizer(manifest, shards)
+    if shards_tok is None:
+        try:
+            shards_tok = AutoTokenizer.from_pretrained(shards_name)
+        except (OSError, ValueError):
+            raise ConfigError(f"the shards' tokenizer ({shards_name}) is not on this machine, so it cannot be compared with "
+                              f"model.pretrained={model_name}'s: put it beside the shards ({shards}/tokenizer)") from None
+    mine, theirs = model_tok.get_vocab(), shards_tok.get_vocab()
+    if mine != theirs:
+        differ = sum(1 for k, v in theirs.items() if mine.get(k) != v) + sum(1 for k in mine if k not in theirs)
+        raise ConfigError(f"the tokenizer of model.pretrained={model_name} (vocab {len(mine)}) is not the one the shards "
+                          f"were made with ({shards_name}, vocab {len(theirs)}): {differ:,} tokens differ; tokenize "
+                          f"with {model_name}'s tokenizer (tokenize tokenizer={model_name})")
+
+
+def _check_checkpoint_files(folder: str, rank: int) -> None:
+    """Before DeepSpeed unpickles a checkpoint: sha256 against COMPLETE.json and the restricted
+    unpickler over every file (``checkpoints.check_before_unpickling``), once per node; a refusal
+    stops every process."""
+    from pretrain.checkpoints import check_before_unpickling
+
+    problem = None
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        try:
+            note = check_before_unpickling(folder)
+            if note and rank == 0:
+                print(f"[train] note: {note}", flush=True)
+        except CheckpointError as err:
+            problem = str(err)
+    problems = [p for p in _from_every_rank(problem) if p]
+    if problems:
+        raise CheckpointError(problems[0])
+
+
+def _refuse_or_clear_earlier_run(cfg: TrainConfig, rank: int) -> None:
+    """A new run (not a resume) into a ``trainer.out_dir`` holding another run's checkpoints or
+    metrics would mix the two: refused, unless ``trainer.overwrite`` (then they are deleted first)."""
+    import torch.distributed as dist
+
+    from pretrain.checkpoints import RUN_FILES, clear_run, existing_run
+
+    earlier = existing_run(cfg)
+    dist.barrier()  # every rank has looked before rank 0 clears
+    if earlier is None:
+        return
+    if not cfg.trainer.overwrite:
+        raise ConfigError(f"trainer.out_dir {cfg.trainer.out_dir} holds another run ({earlier}): continue it with "
+                          "model.init=resume, start over with trainer.overwrite=true (deletes its "
+                          f"{', '.join(RUN_FILES)}), or choose a new trainer.out_dir")
+    if rank == 0:
+        print(f"[train] trainer.overwrite=true: deleting the earlier run in {cfg.trainer.out_dir} ({earlier})", flush=True)
+        clear_run(cfg)
+    dist.barrier()
 
 
 def build_model(cfg: TrainConfig, manifest: dict):
@@ -88,8 +151,7 @@ def build_model(cfg: TrainConfig, manifest: dict):
     m = cfg.model
     if m.init == "pretrained":
         model = GPT2ForDialogue.from_pretrained(m.pretrained)
-        if os.path.isdir(m.pretrained) and os.path.exists(os.path.join(m.pretrained, "tokenizer_config.json")):
-            _check_tokenizer_matches(manifest, m.pretrained)
+        _check_tokenizer_matches(manifest, m.pretrained, cfg.data.shards)
     else:
         model = GPT2ForDialogue(gpt2_config(m, manifest))
     if model.config.vocab_size < manifest["vocab_size"]:
@@ -214,7 +276,12 @@ def train(cfg: TrainConfig) -> dict:
             raise ConfigError(f"trainer.resume_from={resume_folder}: not a complete checkpoint: {why}")
         if say:
             say(f"resuming from {resume_folder}")
-        state = check_resumable(cfg, resume_folder, manifest)
+        state = check_resumable(cfg, resume_folder, manifest, world, say)
+        _check_checkpoint_files(resume_folder, rank)
+        if rank == 0:
+            truncate_metrics(os.path.join(cfg.trainer.out_dir, "metrics.jsonl"), state["step"])
+    else:
+        _refuse_or_clear_earlier_run(cfg, rank)
 
     torch.manual_seed(cfg.trainer.seed + rank)
     np.random.seed(cfg.trainer.seed + rank)
@@ -238,11 +305,8 @@ def train(cfg: TrainConfig) -> dict:
     device = engine.device
     if resume_folder is not None:
         root, tag = os.path.split(resume_folder.rstrip("/"))
-        engine.load_checkpoint(root, tag=tag)
-        rng = torch.load(os.path.join(resume_folder, f"rng_rank{rank:05d}.pt"), weights_only=False)
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        engine.load_checkpoint(root, tag=tag)  # unpickles: its files were checked first (_check_checkpoint_files)
+        restore_rng(resume_folder, rank)
 
     logger = MetricsLogger(cfg, rank)
     tokenizer = load_tokenizer(manifest, cfg.data.shards)  # every rank generates the samples (ZeRO-3)

@@ -23,6 +23,8 @@ from typing import Callable
 
 _GROUP_PICK = re.compile(r"^([A-Za-z_][\w/]*)=(.*)$")
 _HIDDEN_GROUPS = "hydra/"  # Hydra's own groups (hydra/job_logging, ...)
+_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
+                     "--experimental-rerun"}
 
 
 def register_schemas(config_name: str, schema: type, groups: dict[str, type] | None = None) -> None:
@@ -135,6 +137,36 @@ def _aliased(arg: str, aliases: dict[str, str]) -> str:
     return f"{aliases[match.group(1)]}={match.group(2)}" if match and match.group(1) in aliases else arg
 
 
+def override_problem(args: list[str]) -> str | None:
+    """One line for command-line overrides Hydra's grammar cannot read (an unquoted space, comma or
+    bracket in a value), with the quoting that works; None when all parse."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    overrides, skip = [], False
+    for arg in args:  # Hydra's own flags, and the values of those that take one
+        if skip or arg.startswith("-"):
+            skip = not skip and arg in _FLAGS_WITH_VALUE
+            continue
+        overrides.append(arg)
+    parser = OverridesParser.create()
+    for i, arg in enumerate(overrides):
+        try:
+            parser.parse_overrides([arg])
+        except OverrideParseException as err:
+            reason = str(err).strip().splitlines()[0].strip() if str(err).strip() else "unreadable"
+            previous = overrides[i - 1] if i else None
+            if "=" not in arg and previous and "=" in previous:  # a path with a space, split by the shell
+                key, _, value = previous.partition("=")
+                return (f"cannot read the override {arg!r} (no '='): it looks like the rest of {previous!r}, split at a "
+                        f"space by the shell; quote the whole value: '{key}=\"{value} {arg}\"'")
+            key, eq, value = arg.partition("=")
+            example = f"'{key}=\"{value}\"'" if eq else f"'key=\"{arg}\"'"
+            return (f"cannot read the override {arg!r} ({reason}): quote a value holding spaces, commas, brackets or "
+                    f"other special characters, e.g. {example} (the outer quotes are for the shell)")
+    return None
+
+
 def run_hydra(config_name: str, schema: type, run: Callable[[object], object],
               errors: tuple[type[BaseException], ...] = (), groups: dict[str, type] | None = None,
               hint: Callable[[], str | None] | None = None, aliases: dict[str, str] | None = None) -> None:
@@ -156,6 +188,10 @@ def run_hydra(config_name: str, schema: type, run: Callable[[object], object],
         print(help_text(config_name, [a for a in args if a not in ("--help", "-h")],
                         getattr(main, "__doc__", None), f"python -m {module}"))
         return
+    problem = override_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     if args[:2] in (["--cfg", "job"], ["-c", "job"]):  # the effective config, precedence applied
         print(OmegaConf.to_yaml(_compose(config_name, args[2:])[0]).rstrip())
         return

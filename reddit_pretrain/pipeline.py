@@ -140,7 +140,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
 
     say(f"train on {cfg.nproc} processes")
     train_cfg = dataclasses.replace(cfg.train, data=dataclasses.replace(cfg.train.data, shards=paths["shards"]),
-                                    trainer=dataclasses.replace(cfg.train.trainer, out_dir=paths["train"]))
+                                    trainer=dataclasses.replace(cfg.train.trainer, out_dir=paths["train"],
+                                                                # the pipeline's own folder: a second run trains anew
+                                                                overwrite=cfg.train.trainer.overwrite or cfg.train.model.init != "resume"))
     config_file = write_train_config(train_cfg, os.path.join(cfg.out, "train_config.yaml"))
     env = dict(os.environ)
     try:
@@ -248,13 +250,19 @@ def on_topic(model_dir: str) -> dict:
 
 def main() -> None:
     from extraction import spark
+    from extraction.extract import ExtractError
+    from extraction.ingest import IngestError
+    from extraction.tokenize import TokenizeError
+    from extraction.train_tokenizer import TokenizerNotFound
     from reddit_pretrain.cli import run_hydra
+    from reddit_pretrain.shards import ShardError
     from reddit_pretrain.storage import OutputNotWritable
 
     from pretrain.config import ConfigError
 
-    run_hydra("pipeline", PipelineConfig, run_pipeline, (OutputNotWritable, PipelineConfigError, ConfigError, spark.SparkStartError),
-              hint=spark.log_hint, aliases=GROUP_ALIASES)
+    errors = (OutputNotWritable, PipelineConfigError, ConfigError, spark.SparkStartError, FileNotFoundError, IngestError,
+              ExtractError, TokenizeError, TokenizerNotFound, ShardError)
+    run_hydra("pipeline", PipelineConfig, run_pipeline, errors, hint=spark.log_hint, aliases=GROUP_ALIASES)
 
 if __name__ == "__main__":
     main()

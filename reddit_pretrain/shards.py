@@ -180,6 +180,21 @@ class ShardWriter:
             self._finish()
         return self.entries
 
+    def abort(self) -> None:
+        """Closes and deletes the shard being written (after an error); finished shards stay."""
+        if not self._open:
+            return
+        for kind, handle in self._handles.items():
+            try:
+                handle.close()
+            except OSError:
+                pass  # its buffer could not be flushed (a full disk): the file is closed all the same
+            try:
+                os.remove(os.path.join(self.folder, self._files[kind] + ".tmp"))
+            except OSError:
+                pass
+        self._open = False
+
 
 def write_manifest(folder: str, manifest: dict) -> None:
     """Writes manifest.json atomically (temporary name, then rename)."""

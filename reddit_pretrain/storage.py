@@ -6,9 +6,14 @@ spells S3 ``s3a://``. ``hadoop_uri`` translates so one user-facing URL works for
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import posixpath
+import re
+import socket
+import time
 import uuid
 from typing import Any
 
@@ -129,15 +134,53 @@ def list_dir(url: str) -> list[str]:
 
 
 def replace_dir(src: str, dst: str) -> None:
-    """Moves folder ``src`` to ``dst``, replacing what was there (a rename on local disks and HDFS)."""
+    """Moves folder ``src`` to ``dst``, replacing what was there (a rename on local disks and HDFS).
+    Callers check first that ``dst`` is theirs to replace (``check_replaceable``, ``StagedOutput``)."""
     fs, src_path = filesystem(src)
     _, dst_path = filesystem(dst)
-    if fs.exists(dst_path):
+    if is_local(dst) and os.path.lexists(dst_path) and not os.path.isdir(dst_path):
+        os.remove(dst_path)  # a file the caller was told to overwrite
+    elif fs.exists(dst_path):
         fs.rm(dst_path, recursive=True)
     if is_local(src):
         os.replace(src_path, dst_path)
     else:
         fs.mv(src_path, dst_path, recursive=True)
+
+
+def check_replaceable(folder: str, what: str, owned: set[str], marker: str | None = None, overwrite: bool = False,
+                      reads: str | None = None) -> None:
+    """Refuses (OutputNotWritable, one line) to replace a local ``folder`` that ``what`` does not own.
+
+    It owns a folder that is missing or empty, that holds its ``marker`` file, or that holds only
+    names in ``owned`` (the files it writes). ``overwrite`` replaces anything else, a regular file
+    included, but never a folder that holds ``reads`` (what the command reads from)."""
+    path = os.path.abspath(local_path(folder))
+    if reads is not None:
+        source = os.path.abspath(local_path(reads))
+        if source == path:
+            raise OutputNotWritable(f"{folder} is what {what} reads from, not a folder to replace: choose another folder")
+        if source.startswith(path.rstrip(os.sep) + os.sep):
+            raise OutputNotWritable(f"{folder} holds {reads}, which {what} reads from: choose another folder")
+    if not os.path.lexists(path):
+        return
+    hint = "choose a new or empty folder, or pass --overwrite to replace it"
+    if not os.path.isdir(path) or os.path.islink(path):
+        if not overwrite:
+            raise OutputNotWritable(f"{folder} is a file, not a folder {what} wrote: {hint}")
+        return
+    entries = sorted(os.listdir(path))
+    if not entries or (marker and marker in entries) or set(entries) <= owned or overwrite:
+        return
+    shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+    raise OutputNotWritable(f"{folder} holds files {what} did not write ({shown}): {hint}")
+
+
+def staging_name(folder: str) -> str:
+    """A fresh sibling name to build ``folder`` in before ``replace_dir`` (never a user's file)."""
+    path = local_path(folder).rstrip("/")
+    head, tail = os.path.split(path)
+    return os.path.join(head, f".{tail}.tmp-{uuid.uuid4().hex[:8]}")
 
 
 def parquet_rows(urls: list[str]) -> int:
@@ -176,25 +219,150 @@ def check_writable(url: str) -> None:
         raise OutputNotWritable(f"output {path} cannot be written: {parent} is read-only or not writable by this user")
 
 
+class OutputBusy(OutputNotWritable):
+    """Another job is writing the same output folder now."""
+
+
+def _mount_of(path: str) -> str:
+    """The mount point (and device) a local path lies on, as df names it."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and path != os.path.dirname(path):
+        path = os.path.dirname(path)
+    path = os.path.realpath(path)
+    best, device = "/", ""
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 2:
+                    point = parts[1].replace("\\040", " ")
+                    if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+                        best, device = point, parts[0]
+    except OSError:
+        pass
+    return f"{best} ({device})" if device else best
+
+
+_NO_SPACE = re.compile(r"No space left on device(?:: '([^']*)')?")
+
+
+def no_space_error(exc: BaseException, path: str) -> OutputNotWritable | None:
+    """One line for a full disk found anywhere in ``exc``'s chain (an OSError with ENOSPC, or the
+    text Spark wraps it in): "no space left on <mount> writing <path>"; None for any other error."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        where = None
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            where = exc.filename or path
+        else:
+            match = _NO_SPACE.search(str(exc))
+            if match:
+                where = match.group(1) or path
+        if where is not None:
+            where = str(where)
+            device = _mount_of(local_path(where)) if is_local(where) else where.split("/", 3)[2] if "://" in where else where
+            return OutputNotWritable(f"no space left on {device} writing {where}; the partial output was removed: "
+                                     "free some space, or choose an output on a larger disk, and run again")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+LOCK = "_LOCK.json"
+"""In a job's output folder while a job writes it: who (pid, host) and since when."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class StagedOutput:
     """A job's output folder, filled through a staging folder and committed by renames.
 
-    ``begin`` removes the completion marker and stale staging folders and returns a fresh
-    staging folder; ``commit`` moves the named entries into place, removes staging, and writes
-    the marker (with the fingerprint of inputs and settings) last. ``is_complete`` tells a re-run
+    ``writing()`` (``begin`` ... ``commit``, or ``abort`` on any error) first checks the folder is
+    this job's to write: missing, empty, or holding only the entries it writes (``names``), its
+    completion marker and its staging folders; anything else is refused in one line, since a job
+    replaces only what it owns. It takes the folder's lock (``_LOCK.json``: pid, host, since), so a
+    second job on the same output is refused instead of deleting the first one's staging; a lock
+    whose process is gone (same host) is stale and taken over. ``begin`` removes the completion
+    marker and stale staging folders and returns a fresh staging folder; ``commit`` moves the named
+    entries into place, removes staging, writes the marker (with the fingerprint of inputs and
+    settings) last and releases the lock. An error on the way removes the staging folder (a full
+    disk gets its space back and one line: ``no_space_error``). ``is_complete`` tells a re-run
     whether there is nothing to do.
+
+    On object stores (no rename, no exclusive create) the lock is best effort and "atomic" means
+    what the marker says: an output is complete only once its marker, written last, is there.
     """
 
-    def __init__(self, output: str, marker_name: str, fingerprint: str):
+    def __init__(self, output: str, marker_name: str, fingerprint: str, names: list[str] | None = None, job: str = "this job"):
         self.output = output
+        self.marker_name = marker_name
         self.marker = join(output, marker_name)
         self.fingerprint = fingerprint
+        self.names = list(names or [])
+        self.job = job
         self.staging: str | None = None
+        self._locked = False
 
     def is_complete(self) -> bool:
         return exists(self.marker) and read_json(self.marker).get("fingerprint") == self.fingerprint
 
+    def check_owned(self) -> None:
+        """Refuses (OutputNotWritable) an output folder that holds entries this job does not write."""
+        ours = set(self.names) | {self.marker_name, LOCK}
+        foreign = [e for e in list_dir(self.output) if e not in ours and not e.startswith("_staging-")]
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise OutputNotWritable(f"output {self.output} holds files {self.job} did not write ({shown}); it replaces only "
+                                    f"its own ({', '.join(self.names)}): choose a new or empty folder")
+
+    def _lock(self) -> None:
+        lock = join(self.output, LOCK)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since_utc": int(time.time()),
+              "since": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+        fs, path = filesystem(self.output)
+        fs.makedirs(path, exist_ok=True)
+        for _ in range(2):
+            if is_local(lock):
+                try:
+                    fd = os.open(local_path(lock), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    holder = None
+                else:
+                    with os.fdopen(fd, "w") as f:
+                        json.dump(me, f)
+                    self._locked = True
+                    return
+            elif not exists(lock):
+                write_json_atomic(lock, me)
+                self._locked = True
+                return
+            try:
+                holder = read_json(lock)
+            except (OSError, ValueError):
+                holder = {}
+            stale = holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"])
+            if not stale:
+                raise OutputBusy(f"another job is writing {self.output} (pid {holder.get('pid')}, host {holder.get('host')}, "
+                                 f"since {holder.get('since')}); wait for it, or remove {lock} if no job is running")
+            remove(lock)  # its process is gone: a killed run's lock
+        raise OutputBusy(f"cannot take the lock {lock}")
+
+    def _unlock(self) -> None:
+        if self._locked:
+            remove(join(self.output, LOCK))
+            self._locked = False
+
     def begin(self) -> str:
+        self.check_owned()
+        self._lock()
         remove(self.marker)
         for stale in list_dir(self.output):
             if stale.startswith("_staging-"):
@@ -204,12 +372,37 @@ class StagedOutput:
         fs.makedirs(path, exist_ok=True)
         return self.staging
 
-    def commit(self, names: list[str], **marker_fields: Any) -> None:
+    def commit(self, names: list[str] | None = None, **marker_fields: Any) -> None:
         assert self.staging is not None, "begin() first"
-        for name in names:
+        for name in names if names is not None else self.names:
             if exists(join(self.staging, name)):
                 replace_dir(join(self.staging, name), join(self.output, name))
             else:
                 remove(join(self.output, name))
         remove(self.staging)
+        self.staging = None
         write_json_atomic(self.marker, {"fingerprint": self.fingerprint, **marker_fields})
+        self._unlock()
+
+    def abort(self) -> None:
+        """Removes the staging folder and releases the lock (after an error; safe after commit)."""
+        try:
+            if self.staging is not None:
+                remove(self.staging)
+                self.staging = None
+        finally:
+            self._unlock()
+
+    @contextlib.contextmanager
+    def writing(self):
+        """``begin()``; the body fills the staging folder and calls ``commit()``; any error aborts
+        (staging removed, lock released), and a full disk becomes one line (``no_space_error``)."""
+        staging = self.begin()
+        try:
+            yield staging
+        except BaseException as exc:
+            self.abort()
+            full = no_space_error(exc, staging) if isinstance(exc, Exception) else None
+            if full is not None:
+                raise full from None
+            raise

@@ -95,3 +95,32 @@ def shards_dir(extracted, tokenizer_dir):
     run_tokenize(TokenizeConfig(input=str(extracted / "extract"), output=str(out), tokenizer=tokenizer_dir,
                                 max_session_tokens=256, tokens_per_shard=100_000))
     return out
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """``small_disk(bytes)``: a fresh tmpfs of that size mounted in ``tmp_path`` (a full disk, for
+    real); unmounted after the test. Skips where mounting is not allowed (not root)."""
+    import subprocess
+
+    mounted = []
+
+    def make(size_bytes: int, name: str = "disk") -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(point)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.strip() or 'not root'})")
+        mounted.append(point)
+        return point
+
+    yield make
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def used_bytes(folder: Path) -> int:
+    """Bytes in use on the filesystem of ``folder`` (what a failed job must give back)."""
+    stat = os.statvfs(folder)
+    return (stat.f_blocks - stat.f_bfree) * stat.f_frsize

@@ -216,3 +216,15 @@ def test_a_damaged_ingest_or_extract_output_stops_the_next_job(spark, ingested, 
     next(p for p in sorted((out / "sessions" / "split=train").glob("*.parquet"))).unlink()
     with pytest.raises(TokenizeError, match="split=train holds .* sessions but the extract report counts"):
         run_tokenize(TokenizeConfig(input=str(out), output=str(tmp_path / "shards"), tokenizer=tokenizer_dir), spark)
+
+
+def test_a_full_disk_is_one_line_and_gives_its_space_back(extracted, small_disk):
+    import os
+
+    from reddit_pretrain.storage import OutputNotWritable
+    from tests.conftest import used_bytes
+
+    disk = small_disk(160 << 10)
+    with pytest.raises(OutputNotWritable, match=rf"no space left on {disk} \(tmpfs\) writing {disk}/out/"):
+        run_extract(ExtractConfig(input=str(extracted / "ingest"), output=str(disk / "out")))
+    assert os.listdir(disk / "out") == [] and used_bytes(disk) < 16 << 10

@@ -2,6 +2,7 @@
 bytes, which the slow tests check against a real local Spark); the slow ones start Spark."""
 
 import json
+import os
 
 import pytest
 
@@ -218,3 +219,83 @@ def test_a_failed_spark_task_is_one_clear_line_and_a_log_file(dumps, tmp_path):
     assert "Traceback" not in err and "\tat org.apache" not in err and len(err.splitlines()) < 12, err[-3000:]
     log = re.search(r"\(Spark's log: (.*)\)", err).group(1)
     assert "Exception in task" in open(log).read()
+
+
+def test_dumps_named_the_wrong_way_round_are_named(dumps, tmp_path):
+    """An RS file of comments (and the other way): every line would be a missing_field reject with
+    status ok; the job says which file holds what instead, before any work."""
+    import shutil
+
+    folder, _ = dumps
+    shutil.copy(folder / "RC_2015-01.zst", tmp_path / "RS_2015-01.zst")
+    shutil.copy(folder / "RS_2015-01.zst", tmp_path / "RC_2015-01.zst")
+    with pytest.raises(IngestError, match=r"RC_2015-01.zst is named as comments but holds submissions .*rename it "
+                                          r"RS_2015-01.zst \(1 more such file\)"):
+        ingest(None, [tmp_path / "RC_2015-01.zst", tmp_path / "RS_2015-01.zst"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    shutil.copy(folder / "RS_2015-01.zst", tmp_path / "pics_comments.zst")
+    with pytest.raises(IngestError, match="pics_comments.zst is named as comments but holds submissions.*pics_submissions.zst"):
+        ingest(None, [tmp_path / "pics_comments.zst"], tmp_path / "out")
+
+
+def test_numbers_that_do_not_fit_int64_are_counted_rejects(tmp_path):
+    """``"score": "1e400"``, ``inf``, a 23-digit integer, ``num_comments: 1e30``: one reject each, the
+    other lines rows (the whole ingest used to stop with OverflowError)."""
+    import zstandard
+
+    base = '{"id":"c%d","link_id":"t3_x","parent_id":"t3_x","subreddit":"a","author":"u","body":"hi there",' \
+           '"created_utc":1420070400,"score":%s}'
+    scores = ['"1e400"', '"inf"', "99999999999999999999999", "1e30", "5", "7"]
+    (tmp_path / "RC_2015-01.zst").write_bytes(zstandard.ZstdCompressor().compress(
+        ("\n".join(base % (i, s) for i, s in enumerate(scores)) + "\n").encode()))
+    sub = '{"id":"x","title":"t","created_utc":1420070400,"num_comments":1e30,"score":1}\n'
+    (tmp_path / "RS_2015-01.zst").write_bytes(zstandard.ZstdCompressor().compress(sub.encode()))
+    for on_corrupt_file in ("fail", "record"):
+        report = ingest(None, [tmp_path / "RC_2015-01.zst", tmp_path / "RS_2015-01.zst"], tmp_path / on_corrupt_file,
+                        on_corrupt_file=on_corrupt_file)
+        t = report["totals"]
+        assert (t["lines"], t["comments_rows"], t["submissions_rows"], t["rejects"]) == (7, 2, 0, 5)
+        assert t["rejects_by_reason"] == {"bad_value": 5}
+
+
+def test_a_second_ingest_into_the_same_output_is_refused_while_the_first_runs(tmp_path):
+    """Two jobs on one output at once: the second says who holds it (pid, host, since) and changes
+    nothing; the first finishes with its output complete."""
+    import subprocess
+    import sys
+    import time
+
+    from reddit_pretrain.storage import LOCK, OutputBusy
+
+    write_month(str(tmp_path / "big"), SynthConfig(comments=150_000, seed=5))
+    out = tmp_path / "out"
+    first = subprocess.Popen([sys.executable, "-m", "extraction.ingest", f"inputs=[{tmp_path / 'big'}/RC_2015-01.zst]",
+                              f"output={out}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / LOCK).exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert (out / LOCK).exists(), "the first job never took the lock"
+    with pytest.raises(OutputBusy, match=rf"another job is writing {out} \(pid {first.pid}, host .*, since "):
+        ingest(None, [tmp_path / "big" / "RC_2015-01.zst"], out)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-2000:]
+    assert (out / DONE_MARKER).exists() and not (out / LOCK).exists()
+
+
+def test_a_full_disk_is_one_line_and_gives_its_space_back(dumps, tmp_path, small_disk):
+    import subprocess
+    import sys
+
+    from reddit_pretrain.storage import OutputNotWritable
+    from tests.conftest import used_bytes
+
+    folder, _ = dumps
+    disk = small_disk(400 << 10)
+    before = used_bytes(disk)
+    with pytest.raises(OutputNotWritable, match=rf"no space left on {disk} \(tmpfs\) writing {disk}/out/"):
+        ingest(None, [folder / "RC_2015-01.zst"], disk / "out")
+    assert os.listdir(disk / "out") == [] and used_bytes(disk) - before < 64 << 10
+    result = subprocess.run([sys.executable, "-m", "extraction.ingest", f"inputs=[{folder / 'RC_2015-01.zst'}]",
+                             f"output={disk / 'out'}"], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: no space left on {disk} (tmpfs) writing ")

@@ -135,3 +135,33 @@ def test_vectorised_path_agrees_with_per_line_reference(tmp_path):
         if kind == "RC":
             ids = {r["id"] for r in slow.rows.to_pylist()}
             assert "utf8ok" in ids and "utf8bad" not in ids
+
+
+@pytest.mark.parametrize("field, value", [("score", "1e400"), ("score", "inf"), ("score", "-inf"), ("score", "nan"),
+                                          ("score", 99999999999999999999999), ("score", 1e30), ("score", 2**63),
+                                          ("created_utc", "1e400"), ("created_utc", 1e300)])
+def test_numbers_outside_int64_are_bad_values_on_both_parsers(field, value):
+    from extraction.records import parse_block_per_line
+
+    import json
+
+    good = line(COMMENT)
+    bad = json.dumps({**COMMENT, "id": "c14", field: value}).encode()  # json writes ints of any size, as dumps hold them
+    for parse in (parse_block, parse_block_per_line):
+        result = parse("RC", "RC_2005-12.zst", 1, [good, bad])
+        assert result.rows.num_rows == 1 and len(result.rejects) == 1, (parse.__name__, result.rejects)
+        assert result.rejects[0][1] == 2 and result.rejects[0][2] in ("bad_value", "malformed_json")
+    submission = {"id": "s1", "title": "t", "created_utc": 1134365188, "num_comments": 1e30, "score": 1}
+    for parse in (parse_block, parse_block_per_line):
+        result = parse("RS", "RS_2005-12.zst", 1, [line(submission)])
+        assert result.rows.num_rows == 0 and result.rejects[0][2] == "bad_value"
+
+
+def test_a_parent_or_id_naming_nothing_is_a_bad_value():
+    from extraction.records import parse_block_per_line
+
+    lines = [line({**COMMENT, "parent_id": "t1_"}), line({**COMMENT, "parent_id": "t3_"}), line({**COMMENT, "id": "t1_"}),
+             line({**COMMENT, "id": ""}), line(COMMENT)]
+    for parse in (parse_block, parse_block_per_line):
+        result = parse("RC", "RC_2005-12.zst", 1, lines)
+        assert result.rows.num_rows == 1 and [r[2] for r in result.rejects] == ["bad_value"] * 4, result.rejects

@@ -276,3 +276,38 @@ def test_a_removed_or_deleted_self_text_counts_as_absent():
         s, _, _ = run(rows, chains, submissions=subs)
         ref, _ = reference_extract(rows, subs, chains, FiltersConfig(bland=False), SplitConfig())
         assert s["b"]["turns"][0] == ref["b"]["turns"][0] == expected, self_text
+
+
+@pytest.mark.parametrize("mode", ["leaves", "replies"])
+def test_parent_cycles_are_cut_and_counted_never_walked(mode):
+    """A comment that is its own parent, and A -> B -> A (with replies below the loop, in a thread of
+    its own each): no session holds a comment twice, the walk stops at the loop (``parent_cycle``),
+    the report counts the comments on loops, and the reference agrees."""
+    rows = [comment("self1", "self1", link="S"), comment("self2", "self1", link="S"),
+            comment("ca1", "cb1", link="C"), comment("cb1", "ca1", link="C"), comment("cc1", "ca1", link="C"),
+            comment("cd1", "cc1", link="C"),
+            comment("x1", "x3", link="X"), comment("x2", "x1", link="X"), comment("x3", "x2", link="X"),
+            comment("x4", "x3", link="X"), comment("ok1", "L"), comment("ok2", "ok1")]
+    for r in rows:
+        r["parent_kind"] = "comment" if r["parent_id"] != r["link_id"] else "submission"
+    chains = ChainsConfig(mode=mode)
+    s, built, finished = run(rows, chains)
+    for sid, session in s.items():
+        assert len(session["turn_ids"]) == len(set(session["turn_ids"])), (sid, session["turn_ids"])
+    assert s["self2"]["turn_ids"] == ["self1", "self2"] and s["self2"]["chain_end"] == "parent_cycle"
+    assert s["cd1"]["turn_ids"] == ["ca1", "cc1", "cd1"] and s["cd1"]["chain_end"] == "parent_cycle"
+    assert s["x4"]["turn_ids"] == ["x3", "x4"] and s["ok2"]["chain_end"] == "root"
+    ref, accounting = reference_extract(rows, None, chains, FiltersConfig(bland=False), SplitConfig())
+    assert {k: (v["turn_ids"], v["chain_end"], v["drop_reason"]) for k, v in s.items()} == \
+        {k: (v["turn_ids"], v["chain_end"], v["drop_reason"]) for k, v in ref.items()}
+    report = merge_reports(ExtractConfig(chains=chains, filters=FiltersConfig(bland=False)), built, finished)
+    assert report["comments"]["parent_cycles"] == accounting["parent_cycles"] == 6  # self1, ca1, cb1, x1, x2, x3
+    assert report["comments"] == accounting
+
+
+def test_cycle_members_of_a_parent_array():
+    from extraction.threads import cycle_members
+
+    pidx = np.array([0, 0, 3, 2, 3, -1, 5, 8, 9, 7, 9])
+    assert cycle_members(pidx).tolist() == [True, False, True, True, False, False, False, True, True, True, False]
+    assert cycle_members(np.array([], dtype=np.int64)).tolist() == []

@@ -1,6 +1,7 @@
 """Tokenizer training and the tokenize job (Spark) producing shards from a generated dump."""
 
 import json
+import os
 
 import pytest
 
@@ -125,3 +126,48 @@ def test_clear_errors(tmp_path, tokenizer_dir):
         run_tokenize(TokenizeConfig(input=str(tmp_path / "none"), output=str(tmp_path / "o"), tokenizer=tokenizer_dir))
     with pytest.raises(TokenizeError, match="local or shared"):
         TokenizeConfig(output="s3://bucket/shards").validate()
+
+
+@pytest.mark.parametrize("splits", [[], ["train", "dev"], ["train", "train"]])
+def test_no_split_or_an_unknown_one_is_refused(extracted, tokenizer_dir, tmp_path, splits):
+    with pytest.raises(TokenizeError, match="splits must name one or more of train, valid, test"):
+        run_tokenize(TokenizeConfig(input=str(extracted / "extract"), output=str(tmp_path / "o"), tokenizer=tokenizer_dir,
+                                    splits=splits))
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_full_disk_is_one_line_and_gives_its_space_back(extracted, tokenizer_dir, small_disk):
+    import os
+
+    from reddit_pretrain.storage import OutputNotWritable
+    from tests.conftest import used_bytes
+
+    disk = small_disk(96 << 10)
+    with pytest.raises(OutputNotWritable, match=rf"no space left on {disk} \(tmpfs\) writing {disk}/shards/"):
+        run_tokenize(TokenizeConfig(input=str(extracted / "extract"), output=str(disk / "shards"), tokenizer=tokenizer_dir))
+    assert os.listdir(disk / "shards") == [] and used_bytes(disk) < 16 << 10
+
+
+def test_a_folder_holding_other_files_is_not_replaced(extracted, tokenizer_dir, tmp_path):
+    out = tmp_path / "mine"
+    (out / "shards").mkdir(parents=True)
+    (out / "thesis.tex").write_text("years of work")
+    with pytest.raises(Exception, match=r"holds files tokenize did not write \(thesis.tex\)"):
+        run_tokenize(TokenizeConfig(input=str(extracted / "extract"), output=str(out), tokenizer=tokenizer_dir))
+    assert (out / "thesis.tex").read_text() == "years of work" and (out / "shards").is_dir()
+
+
+def test_train_tokenizer_replaces_only_a_tokenizer_folder(extracted, tmp_path):
+    from extraction.train_tokenizer import main
+
+    sessions = str(extracted / "extract" / "sessions")
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")
+    assert main(["--sessions", sessions, "--out", str(user), "--vocab-size", "300"]) == 2
+    assert sorted(os.listdir(user)) == ["notes.txt"]
+    assert main(["--sessions", sessions, "--out", str(tmp_path / "tok"), "--vocab-size", "300"]) == 0
+    assert main(["--sessions", sessions, "--out", str(tmp_path / "tok"), "--vocab-size", "300"]) == 0  # its own: replaced
+    assert sorted(os.listdir(tmp_path / "tok")) == ["tokenizer.json", "tokenizer_config.json"]
+    assert main(["--sessions", sessions, "--out", str(user), "--vocab-size", "300", "--overwrite"]) == 0
+    assert not (user / "notes.txt").exists() and not [p for p in os.listdir(tmp_path) if ".tmp" in p]

@@ -1,6 +1,7 @@
 """Every config group composes with Hydra's compose API; the DeepSpeed dict follows the batch arithmetic."""
 
 import os
+import re
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -60,3 +61,33 @@ def test_offload_goes_into_the_deepspeed_dict():
     zero = deepspeed_config(cfg, BatchSizes(2, 1, 1), "bf16")
     assert zero["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
     assert zero["zero_optimization"]["offload_param"]["device"] == "cpu" and zero["bf16"]["enabled"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("trainer.keep_last=0", "trainer.keep_last must be >= 1, not 0"),
+    ("data.seq_len=0", "data.seq_len must be >= 1"),
+    ("trainer.checkpoint_interval=0", "trainer.checkpoint_interval must be >= 1"),
+    ("trainer.log_interval=0", "trainer.log_interval must be >= 1"),
+    ("trainer.eval_interval=0", "trainer.eval_interval must be >= 1"),
+    ("trainer.eval_batches=0", "trainer.eval_batches must be >= 1"),
+    ("trainer.sample_interval=-1", "trainer.sample_interval must be >= 0"),
+    ("trainer.sample_max_new_tokens=0", "trainer.sample_max_new_tokens must be >= 1"),
+    ("model.n_head=0", "model.n_head must be >= 1"),
+    ("model.n_layer=0", "model.n_layer must be >= 1"),
+    ("model.n_positions=0", "must be >= 1"),
+    ("scheduler.warmup_steps=-1", "scheduler.warmup_steps must be >= 0"),
+    ("trainer.global_batch_size=0", "trainer.global_batch_size must be >= 1"),
+    ("model.dropout=1.0", "model.dropout must be in [0, 1)"),
+    ("optimizer.lr=0", "optimizer.lr and optimizer.eps must be > 0"),
+    ("optimizer.betas=[0.9]", "optimizer.betas must be two numbers"),
+    ("scheduler.min_lr_ratio=2", "scheduler.min_lr_ratio must be in [0, 1]"),
+    ("deepspeed.gradient_clipping=-1", "deepspeed.gradient_clipping must be >= 0"),
+    ("trainer.peak_flops_per_gpu=0", "trainer.peak_flops_per_gpu must be > 0"),
+])
+def test_settings_that_make_no_sense_are_refused_by_validate(override, message):
+    """Zeros that divide something (ZeroDivisionError deep in training), keep_last=0 (which deleted
+    every checkpoint, the new one too): one ConfigError each, before anything runs."""
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        cfg = OmegaConf.to_object(compose(config_name="train", overrides=[override]))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        cfg.validate()

@@ -52,3 +52,27 @@ def test_megatron_export_command(tmp_path, capsys):
 def test_inspect(tmp_path):
     text = inspect(str(build(tmp_path)), show=2)
     assert "[train]" in text and "4 documents" in text and "doc 1" in text
+
+
+def test_megatron_export_replaces_only_an_earlier_export(tmp_path):
+    from pretrain.shard_tools import main
+
+    shards = str(build(tmp_path))
+    (tmp_path / "dir.bin").mkdir()  # a folder where the .bin would go: one line, not IsADirectoryError
+    assert main(["export-megatron", shards, str(tmp_path / "dir")]) == 2
+    (tmp_path / "user.bin").write_text("someone's data")
+    assert main(["export-megatron", shards, str(tmp_path / "user")]) == 2
+    assert (tmp_path / "user.bin").read_text() == "someone's data"
+    assert main(["export-megatron", shards, str(tmp_path / "user"), "--overwrite"]) == 0
+    assert main(["export-megatron", shards, str(tmp_path / "user")]) == 0  # now an earlier export: replaced
+    assert len(read_megatron(str(tmp_path / "user"))) == 4
+
+
+def test_megatron_export_errors_are_one_line(tmp_path, capsys):
+    from pretrain.shard_tools import main
+
+    shards = str(build(tmp_path))
+    (tmp_path / "dir.bin").mkdir()
+    main(["export-megatron", shards, str(tmp_path / "dir")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "is a folder" in err[0]

@@ -197,6 +197,8 @@ def test_deepspeed_launcher_and_hydra_overrides(shards_dir, tmp_path):
         (["model.init=resume", "trainer.resume_from=/nonexistent"], "not a complete checkpoint: does not exist"),
         (["deepspeed.precision=bf16"], "needs a GPU"),
         (["optimizer.name=sgd"], "optimizer.name must be adamw"),
+        (["trainer.keep_last=0"], "trainer.keep_last must be >= 1"),
+        (["data.seq_len=0"], "data.seq_len must be >= 1"),
     ],
 )
 def test_bad_configs_fail_before_any_step(shards_dir, tmp_path, overrides, message):
@@ -240,6 +242,28 @@ def test_chat_reads_turns_from_stdin(shards_dir, tmp_path):
     eof = subprocess.run([sys.executable, "-m", "pretrain.chat", str(tmp_path / "m")], input="", capture_output=True,
                          text=True, env=env(), cwd=REPO, timeout=300)
     assert eof.returncode == 0 and "Traceback" not in eof.stderr
+
+
+def test_chat_takes_any_bytes_and_refuses_a_length_beyond_the_model(shards_dir, tmp_path):
+    """Invalid UTF-8 on stdin is read (as U+FFFD), not a TypeError; --max-new-tokens past the
+    model's positions is one line, not an IndexError."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    tok = AutoTokenizer.from_pretrained(json.loads((shards_dir / "manifest.json").read_text())["tokenizer"]["path"])
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_layer=1, n_head=2, n_embd=32, n_positions=64,
+                                       eos_token_id=tok.eos_token_id))
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    for extra_env in ({}, {"LC_ALL": "C", "LANG": "C"}):
+        result = subprocess.run([sys.executable, "-m", "pretrain.chat", str(tmp_path / "m"), "--max-new-tokens", "3"],
+                                input=b"hello \xff\xfe there\nquit\n", capture_output=True, env={**env(), **extra_env},
+                                cwd=REPO, timeout=300)
+        assert result.returncode == 0 and result.stdout.decode().count("bot> ") == 1, result.stderr.decode()[-2000:]
+    for bad in ("64", "0", "5000"):
+        result = subprocess.run([sys.executable, "-m", "pretrain.chat", str(tmp_path / "m"), "--max-new-tokens", bad],
+                                input="hi\n", capture_output=True, text=True, env=env(), cwd=REPO, timeout=300)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith("error: --max-new-tokens must be between 1 and 63")
 
 
 @pytest.mark.gpu

@@ -88,3 +88,23 @@ def test_every_experiment_leaves_model_shape_to_the_model_group():
 
     for name in group_options("experiment"):
         assert "model" not in OmegaConf.load(f"{CONF_DIR}/experiment/{name}.yaml"), name
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["output=/tmp/my", "dumps"], "quote the whole value: 'output=\"/tmp/my dumps\"'"),
+    (["output=/tmp/é,x"], "quote a value holding spaces, commas"),
+    (["output=/tmp/a(b"], "'output=\"/tmp/a(b\"'"),
+])
+def test_an_override_hydra_cannot_read_is_one_line_with_the_quoting(args, expected):
+    """An unquoted path with a space (split by the shell) or a special character: Hydra's lexer error
+    and 'See https://hydra.cc' become one line saying how to quote, exit status 2."""
+    result = command("extraction.ingest", *args)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: cannot read the override") and expected in result.stderr
+
+
+def test_flag_values_are_not_read_as_overrides():
+    from reddit_pretrain.cli import override_problem
+
+    assert override_problem(["--cfg", "job", "--config-dir", "/x y", "a=1"]) is None
+    assert override_problem(["a=1", "b"]) is not None

@@ -58,3 +58,15 @@ def test_a_small_pipeline_end_to_end(tmp_path):
     assert (out / "model" / "config.json").exists() and (out / "extract" / "extract_report.html").exists()
     for chatter in ("gcc ", "FutureWarning", "incubator modules", "Setting default log level"):
         assert chatter not in result.stdout + result.stderr
+    # A second run: the data stages are complete and skip; training starts over in the pipeline's own
+    # folder (the trainer refuses a used folder unless told), and the export replaces its own.
+    again = pipeline(f"out={out}", "demo.comments=3000", "demo.megathread_comments=300", "demo.deep_chain_depth=30",
+                     "model=tiny", "trainer=ci", "extract.filters.bland_min_count=5", "train.data.seq_len=32")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "nothing to do" in again.stderr and "deleting the earlier run" in again.stdout + again.stderr
+
+
+def test_an_input_that_matches_nothing_is_one_line(tmp_path):
+    result = pipeline(f"out={tmp_path}/run", f"input=[{tmp_path}/none/RC_*.zst]")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == f"error: input '{tmp_path}/none/RC_*.zst' matches no file"

@@ -32,18 +32,18 @@ def test_join_expand_and_list(tmp_path):
 
 def test_staged_output_commits_by_rename_and_marker_last(tmp_path):
     out = str(tmp_path / "job")
-    staged = storage.StagedOutput(out, "_DONE.json", "fp1")
+    staged = storage.StagedOutput(out, "_DONE.json", "fp1", ["table", "absent"])
     assert not staged.is_complete()
     staging = staged.begin()
     os.makedirs(os.path.join(staging, "table"))
     (tmp_path / "job" / os.path.basename(staging) / "table" / "part.tmp").write_text("unfinished")
     (tmp_path / "job" / os.path.basename(staging) / "table" / "part.parquet").write_text("rows")
     assert storage.remove_unfinished(staging) == 1
-    staged.commit(["table", "absent"], finished_utc=1)
+    staged.commit(finished_utc=1)
     assert sorted(os.listdir(out)) == ["_DONE.json", "table"] and os.listdir(os.path.join(out, "table")) == ["part.parquet"]
     assert staged.is_complete() and not storage.StagedOutput(out, "_DONE.json", "fp2").is_complete()
     # A new run with other settings clears the marker first: an interrupted run is never "complete".
-    other = storage.StagedOutput(out, "_DONE.json", "fp2")
+    other = storage.StagedOutput(out, "_DONE.json", "fp2", ["table", "absent"])
     other.begin()
     assert not staged.is_complete() and not os.path.exists(os.path.join(out, "_DONE.json"))
 
@@ -62,3 +62,76 @@ def test_unwritable_outputs_are_named(tmp_path):
         storage.check_writable(str(tmp_path / "file" / "sub"))
     storage.check_writable(str(tmp_path / "new" / "deeper"))  # a folder that can be made
     storage.check_writable("s3://bucket/anything")  # remote: left to the first write
+
+
+def test_a_job_replaces_only_its_own_output(tmp_path):
+    """A folder holding files the job does not write is refused before anything is removed; its own
+    entries, its marker and staging folders are its to replace."""
+    out = tmp_path / "job"
+    out.mkdir()
+    (out / "notes.txt").write_text("a user's file")
+    staged = storage.StagedOutput(str(out), "_DONE.json", "fp", ["table"], job="ingest")
+    with pytest.raises(storage.OutputNotWritable, match=r"holds files ingest did not write \(notes.txt\)"):
+        with staged.writing():
+            pass
+    assert (out / "notes.txt").read_text() == "a user's file" and sorted(os.listdir(out)) == ["notes.txt"]
+    (out / "notes.txt").unlink()
+    (out / "table").mkdir()
+    (out / "_staging-old").mkdir()
+    with staged.writing() as staging:
+        os.makedirs(os.path.join(staging, "table"))
+        staged.commit()
+    assert sorted(os.listdir(out)) == ["_DONE.json", "table"]
+
+
+def test_a_second_job_on_the_same_output_is_refused_and_a_dead_ones_lock_is_taken_over(tmp_path):
+    import json
+    import socket
+
+    out = tmp_path / "job"
+    first = storage.StagedOutput(str(out), "_DONE.json", "fp", ["table"], job="extract")
+    staging = first.begin()
+    second = storage.StagedOutput(str(out), "_DONE.json", "fp", ["table"], job="extract")
+    with pytest.raises(storage.OutputBusy, match=rf"another job is writing {out} \(pid {os.getpid()}, host "):
+        second.begin()
+    assert os.path.isdir(staging)  # the first job's staging folder survives the second's attempt
+    first.commit()
+    assert not (out / storage.LOCK).exists()
+    # A lock left by a process that is gone (killed): stale, taken over.
+    (out / storage.LOCK).write_text(json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname(), "since": "then"}))
+    with second.writing():
+        second.commit()
+    assert not (out / storage.LOCK).exists() and second.is_complete()
+    # An error inside removes the staging folder and releases the lock.
+    with pytest.raises(RuntimeError):
+        with second.writing() as staging:
+            raise RuntimeError("boom")
+    assert not os.path.exists(staging) and not (out / storage.LOCK).exists()
+
+
+def test_no_space_is_one_line_naming_the_disk_and_the_path(tmp_path):
+    import errno
+
+    err = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.parquet"))
+    line = str(storage.no_space_error(err, str(tmp_path)))
+    assert line.startswith("no space left on /") and f"writing {tmp_path / 'x.parquet'}" in line and "\n" not in line
+    wrapped = RuntimeError("Py4JJavaError ... OSError: [Errno 28] No space left on device: '/data/out/_staging-1/c.parquet'")
+    assert "writing /data/out/_staging-1/c.parquet" in str(storage.no_space_error(wrapped, "/data/out"))
+    assert storage.no_space_error(ValueError("something else"), "/data/out") is None
+
+
+def test_replacing_a_folder_needs_it_to_be_ours_or_overwrite(tmp_path):
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "a.txt").write_text("x")
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "ours" / "marker.json").write_text("{}")
+    with pytest.raises(storage.OutputNotWritable, match=r"holds files the export did not write \(a.txt\)"):
+        storage.check_replaceable(str(tmp_path / "user"), "the export", set(), "marker.json")
+    with pytest.raises(storage.OutputNotWritable, match="is a file"):
+        storage.check_replaceable(str(tmp_path / "file"), "the export", set(), "marker.json")
+    with pytest.raises(storage.OutputNotWritable, match="reads from"):  # never, not even with overwrite
+        storage.check_replaceable(str(tmp_path), "the export", set(), "marker.json", overwrite=True, reads=str(tmp_path / "ours"))
+    for ok in ("ours", "missing"):
+        storage.check_replaceable(str(tmp_path / ok), "the export", set(), "marker.json")
+    storage.check_replaceable(str(tmp_path / "user"), "the export", set(), "marker.json", overwrite=True)
