@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml jobs/setup_venv.sh
 	bash jobs/setup_venv.sh $(VENV)
 
 demo: setup
-	$(PY) -m reddit_pretrain.pipeline
+	$(VENV)/bin/reddit-pretrain pipeline
 
 test: setup
 	$(PY) -m pytest

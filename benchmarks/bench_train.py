@@ -36,7 +36,7 @@ def env() -> dict:
 def ours(shards: str, steps: int, nproc: int, *extra: str) -> float:
     out = tempfile.mkdtemp(prefix="bench-train-")
     subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}",
-                    "-m", "pretrain.train", f"data.shards={shards}", f"trainer.out_dir={out}", "trainer=ci",
+                    "-m", "pretrain.train", f"data.shards={shards}", f"trainer.out_dir={out}", "model=tiny", "optimizer=adamw", "trainer=ci",
                     "deepspeed=zero2", "data.seq_len=128", f"trainer.max_steps={steps}", "trainer.log_interval=10",
                     f"trainer.eval_interval={steps}", f"trainer.checkpoint_interval={steps}", "trainer.sample_max_new_tokens=1",
                     "trainer.tensorboard=false", *extra], cwd=REPO, env=env(), check=True, capture_output=True)

@@ -29,7 +29,7 @@ def main() -> None:
     from pretrain.data import SampleSource
     from reddit_pretrain.shards import ShardSet
 
-    cfg = TrainConfig()  # the same defaults pretrain.train runs with trainer=ci, deepspeed=zero2
+    cfg = TrainConfig()  # the dataclass defaults: what pretrain.train runs with model=tiny optimizer=adamw trainer=ci deepspeed=zero2
     cfg.trainer.micro_batch_size_per_gpu, cfg.trainer.gradient_accumulation_steps = 4, 2
     cfg.data.seq_len = 128
     world = int(os.environ.get("WORLD_SIZE", 1))

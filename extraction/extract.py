@@ -171,7 +171,7 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         report["config"] = {"chains": asdict(cfg.chains), "filters": asdict(cfg.filters), "split": asdict(cfg.split)}
         t = time.time()
         annotate_rules(report, cfg)
-        report["examples"] = rejected_examples(storage.join(staging, "rejects"))
+        report["examples"], report["example_fields"] = rejected_examples(storage.join(staging, "rejects"))
         report["ingest"] = ingest_summary(plan.ingest_report)
         report["run"] = run_info()
         storage.write_json_atomic(storage.join(staging, REPORT_FILE), report)

@@ -467,7 +467,8 @@ def format_report(report: dict, output: str) -> str:
         )
     lines.append(
         f"total: {t['lines']:,} lines = {t['comments_rows']:,} comments + {t['submissions_rows']:,} "
-        f"submissions + {t['rejects']:,} rejects {t['rejects_by_reason']}"
+        f"submissions + {t['rejects']:,} rejects"
+        + (f" ({', '.join(f'{k} {v:,}' for k, v in t['rejects_by_reason'].items())})" if t["rejects_by_reason"] else "")
     )
     lines.append(
         f"{report['seconds']:.1f} s, {report['lines_per_second']:,.0f} lines/s, "

@@ -105,19 +105,24 @@ def merge_reports(cfg, built: list[dict], finished: list[dict]) -> dict:
 def format_report(report: dict, output: str) -> str:
     """The console table of an extract report."""
     from extraction.extract import SPLITS
+    from extraction.filters import TURN_RULES
 
     s = report["sessions"]
     lines = [f"Extract report ({output})", f"{'rule':<22}{'in':>12}{'dropped':>12}{'%':>8}"]
-    for row in report["rules"]:
-        if row["out"] or row["rule"] in ("min_turns",):
-            share = f"{100 * row['out'] / row['in']:.1f}" if row["in"] else "0.0"
-            lines.append(f"{row['rule']:<22}{row['in']:>12,}{row['out']:>12,}{share:>8}")
+    for row in report["rules"]:  # every rule, so a rule that dropped nothing is seen to be on (or off)
+        if not row.get("settings", {}).get("on", True):
+            lines.append(f"{row['rule']:<22}{'off':>12}")
+            continue
+        share = f"{100 * row['out'] / row['in']:.1f}" if row["in"] else "0.0"
+        lines.append(f"{row['rule']:<22}{row['in']:>12,}{row['out']:>12,}{share:>8}")
     lines.append(f"sessions: {s['candidates']:,} candidates -> {s['kept']:,} kept "
                  + ", ".join(f"{k} {s['per_split'].get(k, 0):,}" for k in SPLITS))
     c = report["comments"]
-    lines.append(f"comments: {c['comments']:,} = {c['duplicate_ids']:,} duplicate ids + {c['used_in_sessions']:,} used + cut {c['cut_by_turn_rule']} + "
-                 f"only in rejected sessions {sum(c['only_in_rejected_sessions'].values()):,} + "
-                 f"in no session {c['not_in_any_session']:,}")
+    cut = ", ".join(f"{k} {c['cut_by_turn_rule'][k]:,}" for k in TURN_RULES if k in c["cut_by_turn_rule"])  # rule order
+    lines.append(f"comments: {c['comments']:,} = {c['duplicate_ids']:,} duplicate ids + {c['used_in_sessions']:,} used + "
+                 f"{sum(c['cut_by_turn_rule'].values()):,} cut by turn rules ({cut}) + "
+                 f"{sum(c['only_in_rejected_sessions'].values()):,} only in rejected sessions + "
+                 f"{c['not_in_any_session']:,} in no session")
     if c.get("parent_cycles"):
         lines.append(f"parent cycles: {c['parent_cycles']:,} comments lie on a cycle of parent links (their own parent, "
                      "or A -> B -> A): each one's parent link was cut (chain_end parent_cycle)")
@@ -153,17 +158,19 @@ def annotate_rules(report: dict, cfg) -> None:
                             for name, count in cut.items()]
 
 
-def rejected_examples(rejects_folder: str, per_rule: int = EXAMPLES_PER_RULE) -> dict[str, list[list[str]]]:
+def rejected_examples(rejects_folder: str, per_rule: int = EXAMPLES_PER_RULE) -> tuple[dict, dict]:
     """Up to ``per_rule`` rejected sessions per drop reason (turns cut to ``EXAMPLE_TURN_CHARS``),
-    the first ones in file order: the same input gives the same examples. Reads the small
-    ``drop_reason`` column of each file first and the turns only of files that hold a needed one."""
+    the first ones in file order: the same input gives the same examples; and beside each, the
+    field that decided it when the text does not show it (``_deciding_field``, else None). Reads
+    the small ``drop_reason`` column of each file first, the rest only of files that hold a needed one."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     examples: dict[str, list[list[str]]] = {}
+    fields: dict[str, list[str | None]] = {}
     fs, root = storage.filesystem(rejects_folder)
     if not fs.exists(root):
-        return examples
+        return examples, fields
     for path in sorted(p for p in fs.find(root) if p.endswith(".parquet")):
         with fs.open(path, "rb") as f:
             reasons = pq.read_table(f, columns=["drop_reason"]).column("drop_reason")
@@ -171,13 +178,25 @@ def rejected_examples(rejects_folder: str, per_rule: int = EXAMPLES_PER_RULE) ->
         if not wanted:
             continue
         with fs.open(path, "rb") as f:
-            table = pq.read_table(f, columns=["drop_reason", "turns"])
+            table = pq.read_table(f, columns=["drop_reason", "turns", "subreddit", "scores", "over_18"])
         for reason in sorted(wanted):
             rows = table.filter(pc.equal(table.column("drop_reason"), reason)).slice(0, per_rule - len(examples.get(reason, [])))
-            for turns in rows.column("turns").to_pylist():
+            for row in rows.to_pylist():
                 examples.setdefault(reason, []).append(
-                    [t if len(t) <= EXAMPLE_TURN_CHARS else t[: EXAMPLE_TURN_CHARS - 1] + "…" for t in turns])
-    return examples
+                    [t if len(t) <= EXAMPLE_TURN_CHARS else t[: EXAMPLE_TURN_CHARS - 1] + "…" for t in row["turns"]])
+                fields.setdefault(reason, []).append(_deciding_field(reason, row))
+    return examples, fields
+
+
+def _deciding_field(reason: str, row: dict) -> str | None:
+    """What decided a rejection that the turns' text does not show (the score, the subreddit)."""
+    if reason == "min_score":
+        return f"reply score {row['scores'][-1] if row['scores'] else None}"
+    if reason == "nsfw":
+        return f"r/{row['subreddit']}, submission over_18 {row['over_18']}"
+    if reason == "subreddit_blocklist":
+        return f"r/{row['subreddit']}"
+    return None
 
 
 def ingest_summary(ingest_report: dict) -> dict:
@@ -273,7 +292,9 @@ def _html(report: dict, png: bytes) -> str:
     turn_rules = [[r["rule"], r["comments_cut"], _settings_text(r["settings"])] for r in report.get("turn_rules", [])]
     examples = []
     for rule, sessions in report.get("examples", {}).items():
-        items = "".join("<li>" + " <b>&rarr;</b> ".join(html.escape(t) for t in turns) + "</li>" for turns in sessions)
+        deciding = report.get("example_fields", {}).get(rule, [None] * len(sessions))
+        items = "".join("<li>" + (f"<i>[{html.escape(field)}]</i> " if field else "")
+                        + " <b>&rarr;</b> ".join(html.escape(t) for t in turns) + "</li>" for turns, field in zip(sessions, deciding))
         examples.append(f"<h3>{html.escape(rule)}</h3><ol>{items}</ol>")
     inputs = [[i["file"], i["kind"], i["status"], i["lines"], i["rows"], i["rejects"]] for i in ingest.get("inputs", [])]
     rejects = [[k, v] for k, v in sorted(ingest.get("rejects_by_reason", {}).items())]

@@ -498,15 +498,19 @@ def write_month(out_dir: str, cfg: SynthConfig, progress: bool = False) -> Synth
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="output folder")
+    from reddit_pretrain.cli import prog
+
+    parser = argparse.ArgumentParser(prog=prog("python -m extraction.synth"), description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--out", required=True, help="output folder (RC_<month>.zst and RS_<month>.zst are written there)")
     defaults = SynthConfig()
     for name, value in asdict(defaults).items():
         flag = "--" + name.replace("_", "-")
+        kind = "true/false" if isinstance(value, bool) else type(value).__name__
         if isinstance(value, bool):
-            parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=value)
+            parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=value, help=kind)
         else:
-            parser.add_argument(flag, type=type(value), default=value)
+            parser.add_argument(flag, type=type(value), default=value, help=kind)
     args = vars(parser.parse_args(argv))
     out = args.pop("out")
     stats = write_month(out, SynthConfig(**args), progress=True)

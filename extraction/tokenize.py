@@ -313,12 +313,14 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
             too_long=cfg.too_long,
             source_dumps=dumps,
             extraction_config=extraction.get("config"),
+        rules_on=[r["rule"] for r in extraction.get("turn_rules", []) + extraction.get("rules", [])
+                  if r.get("settings", {}).get("on", True)] if extraction.get("rules") else None,
             code_version=code_version(),
             seconds=round(time.time() - started, 3),
         )
         write_manifest(storage.local_path(staging), manifest)
         staged.commit(finished_utc=int(time.time()))
-    print_(f"shards in {cfg.output}; inspect with: python -m pretrain.shard_tools inspect {cfg.output}")
+    print_(f"shards in {cfg.output}; inspect with: reddit-pretrain inspect {cfg.output}")
     return manifest
 
 

@@ -1,7 +1,7 @@
-"""Generates the configuration reference in README.md from the config dataclasses.
+"""Generates the configuration reference in docs/configuration.md from the config dataclasses.
 
-    python jobs/config_reference.py          # rewrite the section between the markers in README.md
-    python jobs/config_reference.py --check  # exit 1 if README.md is out of date (the tests run this)
+    python jobs/config_reference.py          # rewrite the section between the markers in docs/configuration.md
+    python jobs/config_reference.py --check  # exit 1 if it is out of date (the tests run this)
 
 Field documentation is the string literal written under each field in the source.
 """
@@ -116,16 +116,19 @@ def _rules() -> list[str]:
     return rows + [""]
 
 
+DOC = REPO / "docs" / "configuration.md"
+
+
 def main() -> int:
-    readme = (REPO / "README.md").read_text()
+    readme = DOC.read_text()
     start, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
     new = readme[:start] + "\n" + reference() + "\n" + readme[end:]
     if "--check" in sys.argv:
         if new != readme:
-            print("README.md's configuration reference is out of date: run python jobs/config_reference.py")
+            print("docs/configuration.md is out of date: run python jobs/config_reference.py")
             return 1
         return 0
-    (REPO / "README.md").write_text(new)
+    DOC.write_text(new)
     return 0
 
 

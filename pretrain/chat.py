@@ -1,9 +1,10 @@
 """Talk to an exported model in the terminal; the history is joined by EOS, as DialoGPT does.
 
-    python -m pretrain.chat out/model [--max-history 4] [--sample]
+    reddit-pretrain chat out/model [--max-history 4] [--sample]
 
 Type a line and press enter. Commands: /help, /reset (clears the history), exit or quit (also
-/exit, /quit, an empty line, Ctrl-D or Ctrl-C) to leave.
+/exit, /quit, Ctrl-D or Ctrl-C) to leave; an empty line is ignored. A conversation longer than the
+model's window keeps its newest tokens, and says so once.
 """
 
 from __future__ import annotations
@@ -13,18 +14,24 @@ import sys
 
 DECODING = {"max_new_tokens": 40, "do_sample": False, "no_repeat_ngram_size": 3}
 """The chat's decoding; the export saves it as the model's generation_config.json."""
-HELP = "commands: /help, /reset (clear the history), exit or quit (or Ctrl-D) to leave"
+HELP = "commands: /help, /reset (clear the history), exit or quit (or Ctrl-D) to leave; an empty line is ignored"
 
 
 def reply(model, tokenizer, history: list[str], max_new_tokens: int = 40, sample: bool = False,
-          max_history: int = 4) -> str:
+          max_history: int = 4, on_cut=None) -> str:
+    """The model's reply to the last turn of ``history`` (its last ``max_history`` turns, EOS-joined).
+    A context longer than the window minus the reply keeps its newest tokens; ``on_cut(tokens, kept)``
+    hears when that happens."""
     import torch
 
     eos = tokenizer.eos_token_id
     ids = []
     for turn in history[-max_history:]:
         ids += tokenizer.encode(turn) + [eos]
-    ids = ids[-(model.config.n_positions - max_new_tokens):]
+    room = model.config.n_positions - max_new_tokens
+    if len(ids) > room and on_cut is not None:
+        on_cut(len(ids), room)
+    ids = ids[-room:]
     inputs = torch.tensor([ids])
     with torch.no_grad():
         out = model.generate(inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=max_new_tokens,
@@ -36,19 +43,22 @@ def reply(model, tokenizer, history: list[str], max_new_tokens: int = 40, sample
 def main(argv: list[str] | None = None) -> int:
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model")
-    parser.add_argument("--max-history", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=DECODING["max_new_tokens"])
-    parser.add_argument("--sample", action="store_true", help="nucleus sampling instead of greedy decoding")
+    from reddit_pretrain.cli import prog
+
+    parser = argparse.ArgumentParser(prog=prog("python -m pretrain.chat"), formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     description=__doc__.split("\n\n")[0] + " " + HELP + ".")
+    parser.add_argument("model", help="an exported model folder (reddit-pretrain export)")
+    parser.add_argument("--max-history", type=int, default=4, help="turns of the conversation the model sees")
+    parser.add_argument("--max-new-tokens", type=int, default=DECODING["max_new_tokens"], help="longest reply, in tokens")
+    parser.add_argument("--sample", action="store_true", help="nucleus sampling (top-p 0.9) instead of greedy decoding")
     args = parser.parse_args(argv)
     import os
 
     if not os.path.isdir(args.model):
-        print(f"error: {args.model} does not exist (a folder made by python -m pretrain.export)", file=sys.stderr)
+        print(f"error: {args.model} does not exist (a folder made by reddit-pretrain export)", file=sys.stderr)
         return 2
     if not os.path.exists(os.path.join(args.model, "config.json")):
-        print(f"error: {args.model} is not an exported model (no config.json; make one with python -m pretrain.export)",
+        print(f"error: {args.model} is not an exported model (no config.json; make one with reddit-pretrain export)",
               file=sys.stderr)
         return 2
     from pretrain.console import quiet_libraries
@@ -70,6 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdin.reconfigure(errors="replace")
     history: list[str] = []
     interactive = sys.stdin.isatty()
+    told = []
+
+    def note_cut(tokens: int, kept: int) -> None:
+        if not told:
+            told.append(True)
+            print(f"(the conversation is {tokens} tokens; the model sees its last {kept}, its window less the reply: "
+                  "older turns are left out from now on; /reset starts afresh)", file=sys.stderr, flush=True)
+
     print(f"ready. Type a message; {HELP}.", file=sys.stderr, flush=True)
     while True:
         try:
@@ -78,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             print(file=sys.stderr)
             break
         line = line.strip()
-        if not line or line.lower() in ("exit", "quit", "/exit", "/quit"):
+        if not line:
+            continue
+        if line.lower() in ("exit", "quit", "/exit", "/quit"):
             break
         if line == "/help":
             print(HELP, flush=True)
@@ -92,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         history.append(line)
         try:
-            answer = reply(model, tokenizer, history, args.max_new_tokens, args.sample, args.max_history)
+            answer = reply(model, tokenizer, history, args.max_new_tokens, args.sample, args.max_history, on_cut=note_cut)
         except KeyboardInterrupt:  # Ctrl-C while it thinks: leave quietly too
             print(file=sys.stderr)
             break

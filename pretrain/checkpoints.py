@@ -120,8 +120,17 @@ def find_resumable(root: str) -> tuple[str | None, list[tuple[str, str]]]:
 # loaded once with the restricted unpickler: a file that would run code is refused, never unpickled.
 
 
+def _cpu_accelerator_unless_cuda() -> None:
+    """DeepSpeed picks its accelerator on import; on a machine without CUDA say CPU (no warning)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+
 def _deepspeed_safe_globals() -> list:
     """The value types DeepSpeed's optimizer states hold (plain data, no code on load)."""
+    _cpu_accelerator_unless_cuda()
     from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
     from deepspeed.runtime.zero.config import ZeroStageEnum
     from deepspeed.utils.tensor_fragment import fragment_address
@@ -332,7 +341,7 @@ def check_resumable(cfg: TrainConfig, folder: str, manifest: dict, world_size: i
         raise ConfigError(f"checkpoint {folder} was written by {written_by} processes and ZeRO-{saved.deepspeed.zero_stage} "
                           f"keeps one optimizer partition per process: resume it with {written_by} processes "
                           f"(torchrun --nproc_per_node {written_by}, or nodes x processes = {written_by}), not {world_size}; "
-                          "to change the world size, export it (python -m pretrain.export) and continue with "
+                          "to change the world size, export it (reddit-pretrain export) and continue with "
                           "model.init=pretrained")
     split = cfg.data.train_split
     if data_identity(saved_manifest, split) != data_identity(manifest, split):
@@ -385,13 +394,10 @@ def fp32_state_dict(folder: str, zero_stage: int) -> dict:
     """The model's fp32 weights, consolidated from DeepSpeed's files: ``zero_to_fp32`` over the
     ranks' partitions for ZeRO 1-3, the module state for ZeRO 0. Names without ``module.``.
     ``zero_to_fp32`` unpickles: call ``check_before_unpickling`` first (the export does)."""
-    import torch
-
     root, tag = os.path.split(folder.rstrip("/"))
     zero_files = [f for f in os.listdir(folder) if "optim_states" in f and f.startswith(("zero_", "bf16_zero_"))]
     if zero_stage >= 1 and zero_files:
-        if not torch.cuda.is_available():
-            os.environ.setdefault("DS_ACCELERATOR", "cpu")  # no "Setting accelerator to CPU" warning
+        _cpu_accelerator_unless_cuda()
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
         from pretrain.console import captured_output

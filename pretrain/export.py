@@ -1,8 +1,8 @@
 """Export a checkpoint (any ZeRO stage) to Hugging Face format, and chat with an exported model.
 
-    python -m pretrain.export out/train/checkpoints out/model            # the latest checkpoint
-    python -m pretrain.export out/train/checkpoints/step_0000100 out/model
-    python -m pretrain.chat out/model
+    reddit-pretrain export out/train/checkpoints out/model            # the newest complete checkpoint
+    reddit-pretrain export out/train/checkpoints/step_0000100 out/model
+    reddit-pretrain chat out/model
 
 The fp32 weights are consolidated from DeepSpeed's files (``zero_to_fp32`` for ZeRO 1-3, the
 module state for ZeRO 0), loaded into GPT2LMHeadModel, and saved with ``save_pretrained`` next
@@ -86,10 +86,65 @@ def _write(folder: str, tmp: str) -> None:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"  # batched generation continues every row from its last token
+        tokenizer.init_kwargs["padding_side"] = "left"  # saved, so from_pretrained pads on the left too
+        tokenizer.chat_template = CHAT_TEMPLATE
         tokenizer.save_pretrained(tmp)
     with open(os.path.join(tmp, MARKER), "w") as f:
         json.dump({"checkpoint": folder, "step": _step(folder), "tokenizer": manifest["tokenizer"],
                    "eos_id": manifest["eos_id"]}, f, indent=2)
+    with open(os.path.join(tmp, "README.md"), "w") as f:
+        f.write(model_card(folder, cfg, manifest, config))
+
+
+CHAT_TEMPLATE = ("{% for message in messages %}{% if message['role'] != 'system' %}{{ message['content'] }}{{ eos_token }}"
+                 "{% endif %}{% endfor %}")
+"""DialoGPT's format: every turn followed by EOS, whoever speaks (a system message has no place in
+it); the reply is what the model writes after the last EOS, so no generation prompt is added."""
+
+
+def model_card(folder: str, cfg, manifest: dict, config) -> str:
+    """The exported model's README.md: the Hub's YAML header, what it was trained on and how, its
+    losses, and how to use it."""
+    try:
+        with open(os.path.join(folder, "trainer_state.json")) as f:
+            state = json.load(f)
+    except (OSError, ValueError):
+        state = {}
+    metrics = state.get("metrics", {})
+    splits = manifest.get("splits", {})
+    filters = (manifest.get("extraction_config") or {}).get("filters", {})
+    rules = manifest.get("rules_on") or []
+    lines = [
+        "---", "library_name: transformers", "pipeline_tag: text-generation",
+        "tags: [gpt2, conversational, dialogpt, reddit, reddit-pretrain]", "---", "",
+        f"# GPT-2 ({config.n_layer} layers, {config.n_embd} wide, {config.n_head} heads) trained on Reddit conversations", "",
+        f"Trained with reddit-pretrain ({manifest.get('code_version', 'unknown version')}), "
+        "DialoGPT style: each session's turns joined by the EOS token, no loss on the first turn.", "",
+        "## Training", "",
+        f"- steps: {state.get('step', '?')}, samples: {state.get('samples_consumed', '?'):,}" if isinstance(state.get("samples_consumed"), int)
+        else f"- steps: {state.get('step', '?')}",
+        f"- init: {cfg.model.init}; data mode {cfg.data.mode}, windows of {cfg.data.seq_len} tokens; "
+        f"optimizer AdamW, lr {cfg.optimizer.lr}, {cfg.scheduler.name} schedule; DeepSpeed ZeRO-{cfg.deepspeed.zero_stage}",
+        f"- last train loss: {metrics['loss']:.4f}" if "loss" in metrics else "- last train loss: not recorded",
+        (f"- validation loss: {metrics['valid_loss']:.4f} (perplexity {metrics['valid_perplexity']:.2f}, reply tokens only)"
+         if "valid_loss" in metrics else "- validation: not run at the last step"),
+        f"- checkpoint: `{folder}`", "",
+        "## Data", "",
+        f"- dumps: {', '.join(os.path.basename(p) for p in manifest.get('source_dumps', [])) or 'not recorded'}",
+        "- tokens per split: " + (", ".join(f"{k} {v.get('tokens', 0):,}" for k, v in splits.items()) or "not recorded"),
+        f"- tokenizer: {manifest['tokenizer'].get('name')} ({manifest['vocab_size']:,} tokens, EOS id {manifest['eos_id']})",
+        "- rules on: " + (", ".join(rules) or f"not recorded (the filters: {json.dumps(filters)})" if filters else "not recorded"), "",
+        "Reddit content is subject to Reddit's terms; authors are stored in the sessions as the extraction "
+        "config says. Check the data before you publish a model trained on it.", "",
+        "## Use", "",
+        "```python",
+        "from transformers import pipeline",
+        'chat = pipeline("text-generation", model="<this folder>")',
+        'print(chat([{"role": "user", "content": "Any good books?"}], max_new_tokens=40)[0]["generated_text"][-1])',
+        "```", "",
+        "or in a terminal: `reddit-pretrain chat <this folder>`.", "",
+    ]
+    return "\n".join(lines)
 
 
 def _step(folder: str) -> int | None:
@@ -106,8 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     from pretrain.config import ConfigError
     from reddit_pretrain.storage import OutputNotWritable
 
-    parser = argparse.ArgumentParser(description="Export a checkpoint to Hugging Face format.")
-    parser.add_argument("checkpoint", help="checkpoints folder (its latest) or one step_* folder")
+    from reddit_pretrain.cli import prog
+
+    parser = argparse.ArgumentParser(
+        prog=prog("python -m pretrain.export"), formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Export a checkpoint (any ZeRO stage) to a Hugging Face folder: GPT2LMHeadModel weights, the "
+                    "tokenizer of its shards (left padding, a chat template), generation_config.json and a model card. "
+                    "from_pretrained, generate and pipeline('text-generation') work on it.")
+    parser.add_argument("checkpoint", help="a run's checkpoints/ folder (its newest complete checkpoint) or one step_* folder")
     parser.add_argument("out", help="folder to write; an earlier export there is replaced, any other content refused")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace OUT even when it holds files the export did not write (never the run it reads)")
@@ -115,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         folder = export(args.checkpoint, args.out, args.overwrite)
         step = _step(folder)
-        print(f"exported step {step} ({folder}) to {args.out}; chat: python -m pretrain.chat {args.out}")
+        print(f"exported step {step} ({folder}) to {args.out}; chat: reddit-pretrain chat {args.out}")
     except (FileNotFoundError, RuntimeError, ConfigError, OutputNotWritable) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

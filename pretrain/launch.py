@@ -43,6 +43,42 @@ def _die_with_launcher() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def available_cpus(cgroup: str = "/sys/fs/cgroup") -> int:
+    """The CPUs this process may use: its affinity mask, capped by a cgroup CPU quota (a container
+    given 2 CPUs of a 64-core host sees 64 and would start 64 threads per process)."""
+    import math
+
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    for quota_file, period_file in ((f"{cgroup}/cpu.max", None),
+                                    (f"{cgroup}/cpu/cpu.cfs_quota_us", f"{cgroup}/cpu/cpu.cfs_period_us")):
+        try:
+            with open(quota_file) as f:
+                fields = f.read().split()
+            if period_file:
+                with open(period_file) as f:
+                    fields = fields[:1] + f.read().split()[:1]
+            quota, period = fields[0], fields[1] if len(fields) > 1 else "100000"
+            if quota not in ("max", "-1"):
+                n = min(n, max(1, math.ceil(int(quota) / int(period))))
+                break
+        except (OSError, ValueError, IndexError):
+            continue
+    return n
+
+
+def set_cpu_threads() -> int:
+    """Intra-op threads of a CPU process: ``OMP_NUM_THREADS`` when set (torchrun sets 1 for several
+    processes), else the process's share of the CPUs it may use (``available_cpus`` / processes on
+    this node), so a lone process neither idles cores nor oversubscribes a container's quota."""
+    import torch
+
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    threads = max(1, available_cpus() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
+    torch.set_num_threads(threads)
+    return threads
+
+
 def init_distributed(backend: str):
     import deepspeed
     import torch

@@ -177,14 +177,19 @@ def inspect(folder: str, show: int = 3, verify: bool = False) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m pretrain.shard_tools", description="Inspect or export token shards.")
+    from reddit_pretrain.cli import prog
+
+    parser = argparse.ArgumentParser(prog=prog("python -m pretrain.shard_tools"), description="Inspect or export token shards.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_inspect = sub.add_parser("inspect", help="counts, length histogram, decoded documents")
-    p_inspect.add_argument("folder")
-    p_inspect.add_argument("--show", type=int, default=3)
-    p_inspect.add_argument("--verify", action="store_true", help="check every file's sha256")
+    p_inspect = sub.add_parser("inspect", help="counts, length histogram, decoded documents",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                               description="Counts per split, a histogram of document lengths, and the first documents "
+                                           "decoded with the shards' tokenizer.")
+    p_inspect.add_argument("folder", help="a shard set (the tokenize job's output)")
+    p_inspect.add_argument("--show", type=int, default=3, help="documents to decode per split")
+    p_inspect.add_argument("--verify", action="store_true", help="check every file's sha256 against the manifest")
     p_export = sub.add_parser(
-        "export-megatron", help="write <prefix>.bin/.idx (and <prefix>_label.bin/.idx) for Megatron-LM / GPT-NeoX",
+        "export-megatron", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="write <prefix>.bin/.idx (and <prefix>_label.bin/.idx) for Megatron-LM / GPT-NeoX",
         description="Writes one split as a Megatron-LM / GPT-NeoX indexed dataset: <prefix>.bin/.idx, one "
                     "document per session. When the shards carry a loss mask (DialoGPT: no loss on the first turn) "
                     "it also writes <prefix>_label.bin/.idx, the same sequences with -100 where there is no loss. "
@@ -192,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                     "Megatron-LM reads no label data and trains on every token.")
     p_export.add_argument("folder", help="a shard set (the tokenize job's output)")
     p_export.add_argument("prefix", help="output path without extension; its folder is created")
-    p_export.add_argument("--split", default="train", help="which split to export (default: train)")
+    p_export.add_argument("--split", default="train", help="which split to export")
     p_export.add_argument("--no-labels", action="store_true", help="do not write the _label files")
     p_export.add_argument("--overwrite", action="store_true", help="replace existing files that are not an earlier export")
     args = parser.parse_args(argv)

@@ -37,7 +37,7 @@ import time
 from pretrain.checkpoints import (CheckpointError, check_resumable, checkpoint_root, latest_checkpoint, restore_rng,
                                   save_checkpoint)
 from pretrain.config import BatchSizes, ConfigError, TrainConfig, deepspeed_config, resolve_precision
-from pretrain.launch import init_distributed, strip_launcher_args
+from pretrain.launch import init_distributed, set_cpu_threads, strip_launcher_args
 from pretrain.metrics import MetricsLogger, flops_per_token, model_flops_utilisation, num_parameters, truncate_metrics
 
 
@@ -255,6 +255,7 @@ def train(cfg: TrainConfig) -> dict:
     valid_set = ShardSet(cfg.data.shards, cfg.data.valid_split)
     manifest = train_set.manifest
     on_gpu = init_distributed(cfg.deepspeed.dist_backend)
+    threads = None if on_gpu else set_cpu_threads()
     rank, world = dist.get_rank(), dist.get_world_size()
     if cfg.data.verify_checksums:
         _verify_shards(cfg, manifest, rank)
@@ -316,7 +317,8 @@ def train(cfg: TrainConfig) -> dict:
         print(f"[train] world {world}, {precision}, ZeRO {cfg.deepspeed.zero_stage}, global batch {batch.global_batch_size} "
               f"({batch.micro_batch_size_per_gpu} x {batch.gradient_accumulation_steps} x {world}), "
               f"{num_parameters(engine.module):,} parameters, "
-              f"{train_source.num_samples:,} train samples, from step {state['step']}", flush=True)
+              f"{train_source.num_samples:,} train samples, from step {state['step']}"
+              + (f", {threads} CPU thread{'s' if threads != 1 else ''} per process" if threads else ""), flush=True)
     step, consumed = state["step"], state["samples_consumed"]
     last = {}
     window_start, window_tokens, window_targets = time.time(), 0, 0
@@ -374,9 +376,22 @@ def train(cfg: TrainConfig) -> dict:
 
         plot_curves(os.path.join(cfg.trainer.out_dir, "metrics.jsonl"), os.path.join(cfg.trainer.out_dir, "curves.png"))
         print(f"[train] done: metrics {cfg.trainer.out_dir}/metrics.jsonl, curves {cfg.trainer.out_dir}/curves.png, "
-              f"checkpoints {checkpoint_root(cfg)}; export: python -m pretrain.export {checkpoint_root(cfg)} <out>", flush=True)
+              f"checkpoints {checkpoint_root(cfg)}; export: reddit-pretrain export {checkpoint_root(cfg)} <out>", flush=True)
     dist.barrier()
     return last
+
+
+def _train_then_close(cfg: TrainConfig) -> dict:
+    """``train``, then the process group closed whatever happened: a process leaving with its gloo
+    group open can abort in C++ at exit ("terminate called without an active exception", status
+    -6) after printing its one-line error."""
+    try:
+        return train(cfg)
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def main() -> None:
@@ -385,7 +400,7 @@ def main() -> None:
     from pretrain.config import GROUPS
     from reddit_pretrain.shards import ShardError
 
-    run_hydra("train", TrainConfig, train, (ConfigError, ShardError), groups=GROUPS)
+    run_hydra("train", TrainConfig, _train_then_close, (ConfigError, ShardError), groups=GROUPS)
 
 if __name__ == "__main__":
     main()

@@ -48,7 +48,21 @@ def require(package: str, extra: str, modules: tuple[str, ...]) -> None:
     (``pip install "reddit-pretrain[<extra>]"``); looks the modules up without importing them."""
     from importlib.util import find_spec
 
+    import sys
+
     missing = [m for m in modules if find_spec(m) is None]
-    if missing:
-        raise ImportError(f"{package} needs the {extra!r} dependencies, missing here: {', '.join(missing)}; "
-                          f"install them with: pip install \"reddit-pretrain[{extra}]\" (or [all])")
+    if not missing:
+        return
+    venv = _os.path.join(_os.path.dirname(_HERE), ".venv", "bin")
+    if _os.path.exists(_os.path.join(venv, "python")) and not sys.prefix.startswith(_os.path.dirname(venv)):
+        rel = _os.path.relpath(venv)
+        venv = venv if rel.startswith("..") else rel
+        fix = f"this checkout's environment has them: run {venv}/reddit-pretrain (or {venv}/python), or first: source {venv}/activate"
+    else:
+        fix = f"install them into it: {sys.executable} -m pip install \"reddit-pretrain[{extra}]\" (or [all])"
+    message = (f"{package} needs the {extra!r} dependencies, missing from this Python ({sys.executable}): "
+               f"{', '.join(missing)}; {fix}")
+    if sys.argv[:1] == ["-m"]:  # python -m <package>.<job>: one line, not an import traceback
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+    raise ImportError(message)

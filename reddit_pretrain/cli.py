@@ -27,6 +27,16 @@ _FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "
                      "--experimental-rerun"}
 
 
+PROG: str | None = None
+"""The command line's name when a job runs under the ``reddit-pretrain`` command (``reddit_pretrain.command``)."""
+
+
+def prog(default: str) -> str:
+    """The name a job's ``--help`` gives its command: ``reddit-pretrain <command>``, or ``default``
+    (``python -m <module>``) when run as a module."""
+    return PROG or default
+
+
 def register_schemas(config_name: str, schema: type, groups: dict[str, type] | None = None) -> None:
     """Stores the typed schema of ``conf/<config_name>.yaml`` as ``<config_name>_schema`` and that of
     each config group as ``<group>_schema`` (the names the YAML defaults lists use)."""
@@ -78,6 +88,16 @@ def _compose(config_name: str, overrides: list[str]):
     return cfg, choices
 
 
+_EXAMPLES = {
+    "ingest": "'inputs=[dumps/RC_2015-01.zst,dumps/RS_2015-01.zst]' output=ingest",
+    "extract": "input=ingest output=extract 'filters.subreddit_blocklist_path=/lists/blocked subs.txt'",
+    "tokenize": "input=extract output=shards tokenizer=tokenizer 'splits=[train,valid]'",
+    "train": "data.shards=shards 'trainer.sample_prompts=[Any good books?,How are you?]'",
+    "pipeline": "'input=[/data/RC_2015-01.zst,/data/RS_2015-01.zst]' out=run",
+}
+"""One example command line per job, for its ``--help``."""
+
+
 def help_text(config_name: str, overrides: list[str], module_doc: str | None, command: str) -> str:
     """The ``--help`` page of one job: its purpose, its groups (current pick marked), its config."""
     from omegaconf import OmegaConf
@@ -87,9 +107,9 @@ def help_text(config_name: str, overrides: list[str], module_doc: str | None, co
     groups = "[group=option ...] " if choices else ""
     lines = [_about(module_doc), "", f"usage: {command} {groups}[key=value ...]",
              "  key=value sets any key below" + ("; group=option picks a file of conf/<group>/" if groups else "")
-             + "; quote values holding '=' or ','",
-             "  (e.g. 'inputs=[a.zst,b.zst]'); --cfg job prints the config alone; every key is documented in",
-             "  README.md (Configuration reference)."]
+             + "; quote values holding '=', ',' or spaces",
+             f"  (e.g. {_EXAMPLES.get(config_name, _EXAMPLES['ingest'])}); --cfg job prints the config alone; every key is",
+             "  documented in docs/configuration.md."]
     if choices:
         lines += ["", "== Groups (the current pick in [brackets]) =="]
         for group in sorted(choices):
@@ -167,6 +187,103 @@ def override_problem(args: list[str]) -> str | None:
     return None
 
 
+def _split_override(arg: str) -> tuple[str, str, str] | None:
+    """(prefix ``+``/``++``/``~`` or "", key, value) of a ``key=value`` override; None for a flag."""
+    if arg.startswith("-") or "=" not in arg and not arg.startswith("~"):
+        return None
+    key, _, value = arg.partition("=")
+    prefix = "++" if key.startswith("++") else key[0] if key[:1] in ("+", "~") else ""
+    return prefix, key[len(prefix):], value
+
+
+def _dotted_keys(node, prefix: str = "") -> list[str]:
+    """Every key of a composed config, dotted (``trainer.max_steps``), sections included."""
+    out = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out.append(prefix + str(key))
+            out += _dotted_keys(value, f"{prefix}{key}.")
+    return out
+
+
+def _closest(word: str, candidates: list[str], n: int = 3) -> list[str]:
+    """The keys a mistyped ``word`` likely meant: those it is the end of (the pipeline's
+    ``train.trainer.max_steps`` for ``trainer.max_steps``), then the closest spellings."""
+    import difflib
+
+    suffix = [k for k in candidates if k.endswith("." + word)]
+    parent, _, tail = word.rpartition(".")
+    siblings = {k.rpartition(".")[2]: k for k in candidates if k.rpartition(".")[0] == parent}
+    spelled = [siblings[t] for t in difflib.get_close_matches(tail, list(siblings), n=n, cutoff=0.6)]
+    anywhere = difflib.get_close_matches(word, candidates, n=n, cutoff=0.85)
+    return list(dict.fromkeys(suffix + spelled + anywhere))[:n]
+
+
+def check_overrides(config_name: str, args: list[str], command: str = "the command") -> tuple[str | None, list[str]]:
+    """(one line for the first override that names no key or option, or None; the arguments with a
+    single value given to a list setting wrapped as a list, ``inputs=x.zst`` -> ``inputs=[x.zst]``).
+
+    A group pick must name a file of ``conf/<group>/``; ``key=value`` a key the typed config has;
+    ``+key=value`` may only add to a free-form dict (``spark.conf``): on a typed section it would be
+    ignored, so it is refused with the key meant."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    parsed = [(a, _split_override(a)) for a in args]
+    if not any(p for _, p in parsed) or any(a.startswith(("--config-dir", "--config-name", "-cd", "-cn", "--config-path"))
+                                            for a in args):
+        return None, args
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=_conf_dir(), version_base=None):
+        base = compose(config_name, return_hydra_config=True)
+        choices = {g: c for g, c in OmegaConf.to_container(base.hydra.runtime.choices).items() if not g.startswith(_HIDDEN_GROUPS)}
+        picks = []
+        for arg, p in parsed:
+            if p and p[0] in ("", "+") and p[1] in choices:
+                group = p[1].split("@")[0]
+                options = group_options(group)
+                if p[2] not in options and p[2] != "null":
+                    close = _closest(p[2], options)
+                    return (f"{group}={p[2]}: conf/{group}/ has no option {p[2]!r}"
+                            + (f"; did you mean {' or '.join(close)}?" if close else "") + f" (options: {', '.join(options)})"), args
+                picks.append(arg)
+        cfg = compose(config_name, overrides=picks)
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    known = _dotted_keys(tree)
+    fixed = []
+    for arg, p in parsed:
+        if p is None or p[1] in choices or p[1].startswith("hydra.") or p[0] == "~":
+            fixed.append(arg)
+            continue
+        prefix, key, value = p
+        if key in known:
+            if prefix == "+":
+                return f"{arg}: {key} is already a setting; set it without the '+' ({key}={value})", args
+            if isinstance(OmegaConf.select(cfg, key), ListConfig) and not value.startswith("[") and value not in ("null", ""):
+                arg = f"{prefix}{key}=[{value}]"  # one value for a list: a list of one
+            fixed.append(arg)
+            continue
+        parts = key.split(".")
+        sections = [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+        free_form = any(s in known and isinstance(OmegaConf.select(cfg, s), DictConfig)
+                        and OmegaConf.get_type(OmegaConf.select(cfg, s)) is dict for s in sections)
+        if prefix in ("+", "++") and free_form:  # spark.conf.<any Spark setting>
+            fixed.append(arg)
+            continue
+        close = _closest(key, [k for k in known if not k.startswith("hydra")])
+        did_you_mean = f"; did you mean {' or '.join(close)}?" if close else ""
+        typed = next((s for s in sections if s in known), None)
+        if not prefix:
+            where = "no such setting"
+        elif typed:
+            where = f"'+' adds keys only to free-form sections such as spark.conf; {typed} is a typed section, so it would be ignored"
+        else:
+            where = f"'+' adds keys only to free-form sections such as spark.conf, and there is no section {parts[0]}"
+        return f"{arg}: {where}{did_you_mean} ({command} --help lists every key)", args
+    return None, fixed
+
+
 def run_hydra(config_name: str, schema: type, run: Callable[[object], object],
               errors: tuple[type[BaseException], ...] = (), groups: dict[str, type] | None = None,
               hint: Callable[[], str | None] | None = None, aliases: dict[str, str] | None = None) -> None:
@@ -182,13 +299,16 @@ def run_hydra(config_name: str, schema: type, run: Callable[[object], object],
     if aliases:
         sys.argv[1:] = [_aliased(a, aliases) for a in sys.argv[1:]]
     args = sys.argv[1:]
+    main = sys.modules.get("__main__")
+    command = prog(f"python -m {getattr(getattr(main, '__spec__', None), 'name', None) or config_name}")
     if "--help" in args or "-h" in args:
-        main = sys.modules.get("__main__")
-        module = getattr(getattr(main, "__spec__", None), "name", None) or config_name
-        print(help_text(config_name, [a for a in args if a not in ("--help", "-h")],
-                        getattr(main, "__doc__", None), f"python -m {module}"))
+        doc = getattr(sys.modules.get(run.__module__), "__doc__", None) or getattr(main, "__doc__", None)
+        print(help_text(config_name, [a for a in args if a not in ("--help", "-h")], doc, command))
         return
     problem = override_problem(args)
+    if problem is None:
+        problem, fixed = check_overrides(config_name, args, command)
+        sys.argv[1:] = args = fixed
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)

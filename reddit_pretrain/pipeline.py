@@ -34,6 +34,7 @@ from extraction.ingest import IngestConfig
 from extraction.spark import SparkConfig
 from extraction.synth import SynthConfig
 from extraction.tokenize import TokenizeConfig
+from extraction.train_tokenizer import DEFAULT_VOCAB_SIZE
 from pretrain.config import TrainConfig
 
 GROUP_ALIASES = {"preset": "preset@extract", **{g: f"{g}@train.{g}" for g in
@@ -52,7 +53,8 @@ class TokenizerSetup:
     name: str | None = None
     """A tokenizer name or folder for the tokenize job; null trains a byte-level BPE of
     ``vocab_size`` on the train split (``extraction.train_tokenizer``)."""
-    vocab_size: int = 4000
+    vocab_size: int = DEFAULT_VOCAB_SIZE
+    """What the trained tokenizer aims for (``extraction.train_tokenizer.DEFAULT_VOCAB_SIZE``)."""
 
 
 @dataclass
@@ -159,7 +161,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     say(" ".join(command))
     if subprocess.run(command, env=env).returncode != 0:
         raise PipelineConfigError(f"training stopped with an error (above); its config: {config_file}; run it alone with "
-                                  f"python -m pretrain.train {' '.join(config_args)}")
+                                  f"reddit-pretrain train {' '.join(config_args)}")
 
     from pretrain.export import export
 
@@ -188,7 +190,7 @@ Pipeline finished in {summary['seconds']:.0f} s
   sessions          {paths['extract']}/sessions (train/valid/test), rejects; {extract['sessions']['kept']:,} kept
   report picture    {paths['extract']}/extract_report.png  (page: extract_report.html)
   tokenizer         {tokenizer}
-  token shards      {paths['shards']} ({summary['train_tokens']:,} train tokens; python -m pretrain.shard_tools inspect {paths['shards']})
+  token shards      {paths['shards']} ({summary['train_tokens']:,} train tokens; reddit-pretrain inspect {paths['shards']})
   checkpoints       {paths['train']}/checkpoints; curves {paths['train']}/curves.png; metrics.jsonl; tensorboard/
   validation        loss {summary['valid_loss']:.3f}, perplexity {summary['valid_perplexity']:.1f}
   exported model    {paths['model']} (transformers: GPT2LMHeadModel.from_pretrained)
@@ -200,7 +202,7 @@ Pipeline finished in {summary['seconds']:.0f} s
               f"trained {topical['trained']:.0%}, the same model untrained {topical['untrained']:.0%}")
         for prompt, answer in topical["pairs"][:6]:
             print(f"    {prompt!r} -> {answer!r}")
-    print(f"\nChat with it:  .venv/bin/python -m pretrain.chat {paths['model']}")
+    print(f"\nChat with it:  .venv/bin/reddit-pretrain chat {paths['model']}")
     return summary
 
 

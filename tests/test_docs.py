@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -18,3 +20,29 @@ def test_readme_commands_are_the_makefile_targets_ci_runs():
     assert "make demo" in readme and "make test" in readme
     assert "\ndemo: setup" in makefile and "\ntest: setup" in makefile
     assert "make test" in open(os.path.join(REPO, ".ci", "run")).read()
+
+
+def test_readme_front_page_fits_a_screenful_of_scrolling():
+    readme = open(os.path.join(REPO, "README.md")).read()
+    assert len(readme.splitlines()) <= 250
+    assert max(len(line) for line in readme.splitlines() if not line.startswith("|")) <= 110
+
+
+@pytest.mark.slow
+def test_readme_stage_by_stage_commands_run_as_written(tmp_path):
+    """The front page's stage-by-stage block, line by line, exactly as a newcomer types it: in a
+    folder holding the project's environment as .venv, with nothing else on PATH from the tests."""
+    import re
+    from pathlib import Path
+
+    readme = open(os.path.join(REPO, "README.md")).read()
+    block = readme.split("<!-- tested-commands:begin -->", 1)[1].split("<!-- tested-commands:end -->", 1)[0]
+    script = re.search(r"```bash\n(.*?)```", block, re.S).group(1)
+    assert script.startswith("source .venv/bin/activate\n") and "reddit-pretrain chat" in script
+    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", str(tmp_path)), "HF_HUB_OFFLINE": "1",
+           "DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu"), "TMPDIR": str(tmp_path)}
+    result = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=1500)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-4000:]
+    assert "bot> " in result.stdout and "Traceback" not in result.stderr
+    assert (tmp_path / "work" / "model" / "config.json").exists() and (tmp_path / "work" / "extract" / "extract_report.html").exists()

@@ -12,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_BASE = ["reddit_pretrain/__init__.py", "reddit_pretrain/cli.py", "reddit_pretrain/storage.py",
                "reddit_pretrain/shards.py", "reddit_pretrain/documents.py"]
-ORCHESTRATION = ["reddit_pretrain/pipeline.py"]
+ORCHESTRATION = ["reddit_pretrain/pipeline.py", "reddit_pretrain/command.py"]  # drive both sides
 
 
 def imported(path: Path) -> set[str]:

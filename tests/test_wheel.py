@@ -53,3 +53,7 @@ def test_the_wheel_carries_its_config_and_runs_every_command(tmp_path):
     run("-m", "pretrain.export", "train/checkpoints", "model")
     assert "bot> " in run("-m", "pretrain.chat", "model", "--max-new-tokens", "3", stdin="hello\nquit\n")
     assert "model: [demo]" in run("-m", "reddit_pretrain.pipeline", "--help")
+    # The console script the wheel declares (pip --target puts it in <site>/bin).
+    assert "reddit-pretrain = reddit_pretrain.command:main" in zipfile.ZipFile(wheel).read(
+        next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "usage: reddit-pretrain inspect" in run(str(site / "bin" / "reddit-pretrain"), "inspect", "--help")

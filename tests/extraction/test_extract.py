@@ -228,3 +228,19 @@ def test_a_full_disk_is_one_line_and_gives_its_space_back(extracted, small_disk)
     with pytest.raises(OutputNotWritable, match=rf"no space left on {disk} \(tmpfs\) writing {disk}/out/"):
         run_extract(ExtractConfig(input=str(extracted / "ingest"), output=str(disk / "out")))
     assert os.listdir(disk / "out") == [] and used_bytes(disk) < 16 << 10
+
+
+def test_the_console_report_shows_every_rule_and_plain_counts(extracted):
+    """A rule that dropped nothing is listed (it is on), one switched off says so, counts are text
+    (no dict reprs), and the report names the field behind a rejection its text does not show."""
+    from extraction.report import format_report
+
+    report = json.loads((extracted / "extract" / "extract_report.json").read_text())
+    text = format_report(report, "out")
+    rules = [line.split()[0] for line in text.splitlines()[2:] if line and not line.startswith(("sessions:", "comments:"))]
+    assert {r["rule"] for r in report["rules"]} <= set(rules)
+    assert any(line.split()[:2] == ["thread_comments", "off"] for line in text.splitlines())
+    assert not [line for line in text.splitlines() if "{" in line], text
+    assert "cut by turn rules (deleted " in text
+    assert all(f.startswith("reply score ") for f in report["example_fields"]["min_score"])
+    assert all(f.startswith("r/") for f in report["example_fields"]["nsfw"])

@@ -171,3 +171,17 @@ def test_train_tokenizer_replaces_only_a_tokenizer_folder(extracted, tmp_path):
     assert sorted(os.listdir(tmp_path / "tok")) == ["tokenizer.json", "tokenizer_config.json"]
     assert main(["--sessions", sessions, "--out", str(user), "--vocab-size", "300", "--overwrite"]) == 0
     assert not (user / "notes.txt").exists() and not [p for p in os.listdir(tmp_path) if ".tmp" in p]
+
+
+def test_a_hub_that_cannot_be_reached_fails_at_once(extracted, tmp_path):
+    """tokenizer=gpt2 with no hub: one line naming the hub and the fix, no retries (they took 23 s)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))  # nothing listens on port 9
+    result = subprocess.run([sys.executable, "-m", "extraction.tokenize", f"input={extracted / 'extract'}",
+                             f"output={tmp_path / 'out'}", "tokenizer=gpt2"], capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and "Retrying" not in result.stderr and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()
+    assert len(last) == 1 and "the model hub (127.0.0.1:9) cannot be reached" in last[0] and "train-tokenizer" in last[0]

@@ -184,3 +184,21 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(shards_dir, smal
     from pretrain.checkpoints import problem
 
     assert problem(str(root / "step_0000002")) is None
+
+
+def test_the_export_behaves_like_a_hub_model(trained, tmp_path):
+    """Left padding saved (not only set in memory), a chat template in DialoGPT's format that
+    pipeline("text-generation") takes, and a model card with the run's data and losses."""
+    from transformers import AutoTokenizer, pipeline
+
+    check(export(trained / "checkpoints", tmp_path / "model"))
+    tok = AutoTokenizer.from_pretrained(tmp_path / "model")
+    assert tok.padding_side == "left"
+    assert json.loads((tmp_path / "model" / "tokenizer_config.json").read_text())["padding_side"] == "left"
+    messages = [{"role": "user", "content": "hi there"}, {"role": "assistant", "content": "hello"}]
+    assert tok.apply_chat_template(messages, tokenize=False) == f"hi there{tok.eos_token}hello{tok.eos_token}"
+    reply = pipeline("text-generation", model=str(tmp_path / "model"))(messages[:1], max_new_tokens=3)[0]["generated_text"]
+    assert reply[0] == messages[0] and reply[-1]["role"] == "assistant"
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: text-generation\n")
+    assert "- steps: 2" in card and "validation loss:" in card and "RC_2015-01.zst" in card and "rules on: deleted, bots" in card

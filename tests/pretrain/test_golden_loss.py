@@ -46,7 +46,7 @@ def test_the_tiny_model_follows_its_golden_loss_curve(tmp_path):
     shards = golden_shards(tmp_path / "data")
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "pretrain.train", f"data.shards={shards}", f"trainer.out_dir={tmp_path / 'run'}",
-               "model=tiny", "trainer=ci", "deepspeed=zero2", "data.seq_len=32", f"trainer.max_steps={STEPS}",
+               "model=tiny", "optimizer=adamw", "trainer=ci", "deepspeed=zero2", "data.seq_len=32", f"trainer.max_steps={STEPS}",
                "trainer.eval_interval=1000", "trainer.checkpoint_interval=1000", "trainer.tensorboard=false",
                "optimizer.lr=3e-3", "trainer.seed=1234"]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

@@ -66,3 +66,29 @@ def test_mfu_counts_the_head_only_for_targets():
     # Every token a target: PaLM's MFU. A third without: the head's share of those is not counted.
     assert abs(model_flops_utilisation(flops, 10**6, 10**6, 2.0, 4, 1e15) - palm * 10**6 / 2.0 / 4e15) < 1e-12
     assert model_flops_utilisation(flops, 3000, 2000, 1.0, 1, 1e15) == (3000 * flops[0] + 2000 * flops[1]) / 1e15
+
+
+def test_a_lone_cpu_process_uses_the_cpus_it_is_given(tmp_path, monkeypatch):
+    """A container's CPU quota caps the threads (a 2-CPU quota on a big host would otherwise start a
+    thread per host core: the 30x slower single-process run); OMP_NUM_THREADS, when set, wins."""
+    import os
+
+    import torch
+
+    from pretrain.launch import available_cpus, set_cpu_threads
+
+    mask = len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # 1.5 CPUs: 2 threads at most
+    assert available_cpus(str(tmp_path)) == min(mask, 2)
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert available_cpus(str(tmp_path)) == mask
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+        assert set_cpu_threads() == available_cpus() == torch.get_num_threads()
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(1)
+        assert set_cpu_threads() == 1
+    finally:
+        torch.set_num_threads(before)

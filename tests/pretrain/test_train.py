@@ -36,7 +36,8 @@ def torchrun(overrides: list[str], nproc: int = 2) -> subprocess.CompletedProces
 
 
 def base(shards, out, *extra) -> list[str]:
-    return [f"data.shards={shards}", f"trainer.out_dir={out}", "trainer=ci", "data.seq_len=64", *extra]
+    return [f"data.shards={shards}", f"trainer.out_dir={out}", "model=tiny", "optimizer=adamw", "trainer=ci", "data.seq_len=64",
+            *extra]
 
 
 def losses(out) -> dict[int, float]:
@@ -259,6 +260,12 @@ def test_chat_takes_any_bytes_and_refuses_a_length_beyond_the_model(shards_dir, 
                                 input=b"hello \xff\xfe there\nquit\n", capture_output=True, env={**env(), **extra_env},
                                 cwd=REPO, timeout=300)
         assert result.returncode == 0 and result.stdout.decode().count("bot> ") == 1, result.stderr.decode()[-2000:]
+    # An empty line is skipped (it used to quit without a word); a prompt past the window is cut, and said.
+    result = subprocess.run([sys.executable, "-m", "pretrain.chat", str(tmp_path / "m"), "--max-new-tokens", "3"],
+                            input="hello\n\n" + " ".join(["word"] * 80) + "\nquit\n", capture_output=True, text=True,
+                            env=env(), cwd=REPO, timeout=300)
+    assert result.returncode == 0 and result.stdout.count("bot> ") == 2, result.stderr[-2000:]
+    assert "the model sees its last 61" in result.stderr and "an empty line is ignored" in result.stderr
     for bad in ("64", "0", "5000"):
         result = subprocess.run([sys.executable, "-m", "pretrain.chat", str(tmp_path / "m"), "--max-new-tokens", bad],
                                 input="hi\n", capture_output=True, text=True, env=env(), cwd=REPO, timeout=300)

@@ -21,7 +21,7 @@ def command(*args: str) -> subprocess.CompletedProcess:
      ["model:", "trainer:", "_schema"]),
     ("extraction.tokenize", "Tokenize job: extracted sessions", [], ["== Groups", "model:", "_schema"]),
     ("pretrain.train", "DeepSpeed ZeRO training of GPT-2",
-     ["model: demo, gpt2-1.5b, gpt2-124m, gpt2-355m, gpt2-774m, [tiny]", "experiment: demo, dialogpt_small   (none picked)",
+     ["model: [demo], gpt2-1.5b, gpt2-124m, gpt2-355m, gpt2-774m, tiny", "experiment: demo, dialogpt_small   (none picked)",
       "deepspeed: zero0, zero1, [zero2]"], ["preset:", "_schema", "powered by Hydra"]),
     ("reddit_pretrain.pipeline", "The whole pipeline in one command",
      ["preset: dialogpt_paper, dialogpt_released, [project]", "model: [demo], gpt2-1.5b", "trainer: ci, default, [demo]"],
@@ -108,3 +108,57 @@ def test_flag_values_are_not_read_as_overrides():
 
     assert override_problem(["--cfg", "job", "--config-dir", "/x y", "a=1"]) is None
     assert override_problem(["a=1", "b"]) is not None
+
+
+def test_the_reddit_pretrain_command_runs_every_job():
+    """One installed entry point (like huggingface-cli): its command list, each job's help under its
+    name, the tools' help with defaults, and a mistyped command with the one meant."""
+    import os
+
+    exe = os.path.join(os.path.dirname(sys.executable), "reddit-pretrain")
+    run = lambda *args: subprocess.run([exe, *args], capture_output=True, text=True, timeout=300)  # noqa: E731
+    listing = run("--help")
+    assert listing.returncode == 0 and all(c in listing.stdout for c in ("ingest", "extract", "tokenize", "train", "export",
+                                                                        "chat", "inspect", "pipeline", "train-tokenizer"))
+    page = run("extract", "--help")
+    assert page.returncode == 0 and "usage: reddit-pretrain extract" in page.stdout and "preset:" in page.stdout
+    assert "(default: 40)" in " ".join(run("chat", "--help").stdout.split())
+    assert "usage: reddit-pretrain inspect" in run("inspect", "--help").stdout
+    typo = run("extrct")
+    assert typo.returncode == 2 and "did you mean extract or export?" in typo.stderr
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["pretrain.train", "trainer.max_step=20"], "trainer.max_step=20: no such setting; did you mean trainer.max_steps?"),
+    (["pretrain.train", "+trainer.max_step=20"], "typed section, so it would be ignored; did you mean trainer.max_steps?"),
+    (["reddit_pretrain.pipeline", "+trainer.max_steps=5"], "did you mean train.trainer.max_steps?"),
+    (["pretrain.train", "model=tny"], "model=tny: conf/model/ has no option 'tny'; did you mean tiny? (options: demo,"),
+    (["extraction.extract", "filters.blnd=3"], "did you mean filters.bland?"),
+])
+def test_a_mistyped_override_is_one_line_with_the_key_meant(args, expected):
+    result = command(*args)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert expected in result.stderr and "model_schema" not in result.stderr and "HYDRA_FULL_ERROR" not in result.stderr
+
+
+def test_one_value_for_a_list_setting_is_a_list_and_free_form_keys_may_be_added(tmp_path):
+    from reddit_pretrain.cli import check_overrides, register_schemas
+    from extraction.ingest import IngestConfig
+
+    register_schemas("ingest", IngestConfig)
+    problem, fixed = check_overrides("ingest", ["inputs=a.zst", "+spark.conf.spark.driver.memory=3g", "output=o"])
+    assert problem is None and fixed == ["inputs=[a.zst]", "+spark.conf.spark.driver.memory=3g", "output=o"]
+    result = command("extraction.ingest", f"inputs={tmp_path}/none.zst", f"output={tmp_path}/o")
+    assert result.returncode == 2 and result.stderr.strip() == f"error: input '{tmp_path}/none.zst' matches no file"
+
+
+def test_a_missing_extra_says_which_interpreter_and_how(monkeypatch, capsys):
+    from reddit_pretrain import require
+
+    with pytest.raises(ImportError, match=rf"missing from this Python \({sys.executable}\): no_such_module_x"):
+        require("extraction", "data", ("no_such_module_x",))
+    monkeypatch.setattr(sys, "argv", ["-m"])  # python -m extraction.<job>: one line, not a traceback
+    with pytest.raises(SystemExit) as exit_:
+        require("extraction", "data", ("no_such_module_x",))
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("error: extraction needs the 'data' dependencies") and err.count("\n") == 1

@@ -70,3 +70,33 @@ def test_an_input_that_matches_nothing_is_one_line(tmp_path):
     result = pipeline(f"out={tmp_path}/run", f"input=[{tmp_path}/none/RC_*.zst]")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1] == f"error: input '{tmp_path}/none/RC_*.zst' matches no file"
+
+
+def test_the_train_job_and_the_pipeline_train_with_the_same_defaults(capsys):
+    """One set of defaults: plain `reddit-pretrain train` and the pipeline's training stage compose the
+    same model, optimizer, scheduler, data, DeepSpeed and trainer settings (the folders aside, which
+    the pipeline sets from out=); the tokenizer's vocabulary size is one constant too."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from extraction.train_tokenizer import DEFAULT_VOCAB_SIZE, main as train_tokenizer_main
+    from pretrain.config import GROUPS, TrainConfig
+    from reddit_pretrain import CONF_DIR
+    from reddit_pretrain.cli import register_schemas
+    from reddit_pretrain.pipeline import PipelineConfig
+
+    register_schemas("train", TrainConfig, GROUPS)
+    register_schemas("pipeline", PipelineConfig)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        alone = OmegaConf.to_container(compose("train"))
+        piped = OmegaConf.to_container(compose("pipeline"))
+    for cfg in (alone, piped["train"]):
+        cfg["data"].pop("shards"), cfg["trainer"].pop("out_dir")
+    assert alone == piped["train"]
+    assert alone["model"]["name"] == "demo" and alone["optimizer"]["lr"] == 2e-3
+    assert piped["tokenizer"]["vocab_size"] == PipelineConfig().tokenizer.vocab_size == DEFAULT_VOCAB_SIZE
+    with pytest.raises(SystemExit):
+        train_tokenizer_main(["--help"])
+    assert f"(default: {DEFAULT_VOCAB_SIZE})" in " ".join(capsys.readouterr().out.split())
