@@ -55,6 +55,7 @@ import pyarrow.compute as pc
 from reddit_pretrain import storage
 from extraction.chains import ChainsConfig, SplitConfig
 from extraction.filters import FiltersConfig, Rules, resolve_list_path
+from extraction.privacy import Privacy, PrivacyConfig, resolve_salt
 from extraction.spark import SparkConfig
 
 DONE_MARKER = "_EXTRACT_DONE.json"
@@ -78,6 +79,8 @@ class ExtractConfig:
     chains: ChainsConfig = field(default_factory=ChainsConfig)
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    """PII masked and authors pseudonymised in the stored sessions (``extraction.privacy``)."""
     use_submissions: bool = True
     """Join submissions (titles, over_18) when the input has them; false runs on comments only."""
     report_top_subreddits: int = 20
@@ -107,8 +110,11 @@ def fingerprint(cfg: ExtractConfig) -> str:
     material = {
         "input": storage.read_json(ingest_marker).get("fingerprint") if storage.exists(ingest_marker) else None,
         "chains": asdict(cfg.chains), "filters": asdict(cfg.filters), "split": asdict(cfg.split),
+        "privacy": {"scrub_pii": cfg.privacy.scrub_pii, "pseudonymize_authors": cfg.privacy.pseudonymize_authors,
+                    "salt": hashlib.sha256(resolve_salt(cfg.privacy)[0].encode()).hexdigest()
+                    if cfg.privacy.pseudonymize_authors else None},
         "use_submissions": cfg.use_submissions, "sessions_per_file": cfg.sessions_per_file, "lists": lists,
-        "code": "extract-v3",
+        "code": "extract-v4",
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
@@ -131,7 +137,7 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         say(f"{cfg.input} -> {cfg.output}: {plan.comments_files} comment files in {len(plan.buckets)} thread buckets "
             f"({'with' if plan.use_submissions else 'without'} submissions), {where(spark)}")
         settings = _Settings(cfg.chains, cfg.filters, cfg.split, storage.join(staging, "_work"), staging,
-                             max(plan.buckets) + 1, len(plan.buckets), cfg.sessions_per_file)
+                             max(plan.buckets) + 1, len(plan.buckets), cfg.sessions_per_file, Privacy.of(cfg.privacy))
         wall: dict[str, float] = {}
 
         def job(name: str, tasks: list[dict], fn) -> list[tuple[dict, bytes | None]]:
@@ -168,7 +174,9 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         report["seconds"] = round(time.time() - started, 3)
         report["job_seconds"] = wall
         report["input"] = cfg.input
-        report["config"] = {"chains": asdict(cfg.chains), "filters": asdict(cfg.filters), "split": asdict(cfg.split)}
+        report["config"] = {"chains": asdict(cfg.chains), "filters": asdict(cfg.filters), "split": asdict(cfg.split),
+                            "privacy": {"scrub_pii": cfg.privacy.scrub_pii, "pseudonymize_authors": cfg.privacy.pseudonymize_authors,
+                                        "salt_from": resolve_salt(cfg.privacy)[1] if cfg.privacy.pseudonymize_authors else None}}
         t = time.time()
         annotate_rules(report, cfg)
         report["examples"], report["example_fields"] = rejected_examples(storage.join(staging, "rejects"))
@@ -273,6 +281,7 @@ class _Settings:
     """Highest bucket number + 1 (files of buckets without comments do not exist)."""
     reducers: int
     sessions_per_file: int
+    privacy: Privacy
 
 
 _KEYS = pa.schema([("_rkey", pa.uint64()), ("_skey", pa.uint64()), ("session_id", pa.string()), ("bucket", pa.int64())])
@@ -307,7 +316,7 @@ def _sessions_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]
     timer.lap("read")
     rules = Rules.load(settings.filters)
     candidates, stats, grams, counts = build_candidates(comments, submissions, settings.chains, settings.filters,
-                                                        settings.split, rules, timer)
+                                                        settings.split, rules, timer, settings.privacy)
     b = task["bucket"]
     exchange.write_table(_work_file(settings, "candidates", b), candidates)
     exchange.write_partitioned(_work_file(settings, "trigrams", b), pa.table({"h": grams, "n": counts}, schema=_GRAMS),

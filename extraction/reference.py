@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
+from extraction.privacy import KINDS as PII_KINDS, Privacy, pseudonym, scrub_text
 from extraction.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, hash_split
 from extraction.dialogpt import comment_words
 from extraction.filters import ABSENT_TEXTS, TURN_RULES, FiltersConfig, Rules, trigrams, unescape_html, words
@@ -96,35 +97,56 @@ def chain_walk(comments: list[dict], cut: dict, cfg: ChainsConfig) -> list[tuple
     return out
 
 
+def _private(row: dict, fields: tuple[str, ...], privacy: Privacy, pii: dict) -> dict:
+    """``row`` with each text field scrubbed (``extraction.privacy``): the stored form under its
+    name, what the rules read under ``_read_<name>``."""
+    out = dict(row)
+    for name in fields:
+        stored, read, found = scrub_text(row.get(name), privacy) if privacy.active else (row.get(name), row.get(name), {})
+        out[name], out[f"_read_{name}"] = stored, read
+        for k, v in found.items():
+            pii[k] += v
+    return out
+
+
 def reference_extract(comments: list[dict], submissions: list[dict] | None, chains: ChainsConfig,
-                      filters: FiltersConfig, split: SplitConfig) -> tuple[dict[str, dict], dict]:
+                      filters: FiltersConfig, split: SplitConfig, privacy: Privacy | None = None) -> tuple[dict[str, dict], dict]:
     """Every candidate session by id (turn_ids, turns, chain_end, has_title, over_18, drop_reason,
     split) and the comment accounting of the report."""
+    privacy = privacy or Privacy(False, False, "")
+    pii = dict.fromkeys(PII_KINDS, 0)
     rules = Rules.load(filters)
     ingested = len(comments)
     comments = dedupe(comments)
     if filters.unescape_html:
         comments = [{**c, "body": unescape_html(c["body"])} for c in comments]
+    comments = [_private(c, ("body",), privacy, pii) for c in comments]
+    cut = {c["id"]: rules.turn_reason(c["_read_body"], c["author"]) for c in comments}
+    if privacy.pseudonymize_authors:
+        comments = [{**c, "author": pseudonym(c["author"], privacy.salt)} for c in comments]
     by_id = {c["id"]: c for c in comments}
-    cut = {c["id"]: rules.turn_reason(c["body"], c["author"]) for c in comments}
     subs = {s["id"]: s for s in dedupe(submissions, [c for c in ("title", "selftext", "over_18", "num_comments", "author", "score", "created_utc")])} \
         if submissions is not None else None
     if subs is not None and filters.unescape_html:
         subs = {k: {**s, "title": unescape_html(s["title"]), "selftext": unescape_html(s.get("selftext"))} for k, s in subs.items()}
+    if subs is not None:
+        subs = {k: _private(s, ("title", "selftext"), privacy, pii) for k, s in subs.items()}
+        if privacy.pseudonymize_authors:
+            subs = {k: {**s, "author": pseudonym(s["author"], privacy.salt)} for k, s in subs.items()}
     sessions: dict[str, dict] = {}
     for session_id, ids, chain_end in chain_walk(comments, cut, chains):
         end = by_id[session_id]
-        turns = [{"id": i, "text": by_id[i]["body"], "author": by_id[i]["author"], "score": by_id[i]["score"],
-                  "created_utc": by_id[i]["created_utc"]} for i in ids]
+        turns = [{"id": i, "text": by_id[i]["body"], "read": by_id[i]["_read_body"], "author": by_id[i]["author"],
+                  "score": by_id[i]["score"], "created_utc": by_id[i]["created_utc"]} for i in ids]
         sub = subs.get(end["link_id"]) if subs is not None else None
         has_title = False
         if sub is not None and chains.include_title and chain_end == "root" and sub["title"] is not None \
                 and len(turns) < chains.max_turns:
-            text = sub["title"]
+            text, read = sub["title"], sub["_read_title"]
             if chains.include_selftext and (sub.get("selftext") or "").strip() not in ("", *ABSENT_TEXTS):
-                text = text + "\n\n" + sub["selftext"]
-            turns.insert(0, {"id": "t3_" + end["link_id"], "text": text, "author": sub["author"], "score": sub["score"],
-                             "created_utc": sub["created_utc"]})
+                text, read = text + "\n\n" + sub["selftext"], read + "\n\n" + sub["_read_selftext"]
+            turns.insert(0, {"id": "t3_" + end["link_id"], "text": text, "read": read, "author": sub["author"],
+                             "score": sub["score"], "created_utc": sub["created_utc"]})
             has_title = True
         over_18 = sub["over_18"] if sub is not None else None
         thread_comments = None if subs is None else -1 if sub is None or sub.get("num_comments") is None else sub["num_comments"]
@@ -134,18 +156,19 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
         elif chain_end == "truncated" and chains.long_chains == "drop":
             reason = "max_turns"
         else:
-            reason = rules.session_reason([t["text"] or "" for t in turns], end["subreddit"], over_18,
+            reason = rules.session_reason([t["read"] or "" for t in turns], end["subreddit"], over_18,
                                           turns[-1]["score"], has_title, thread_comments)
         sessions[session_id] = {"link_id": end["link_id"], "subreddit": end["subreddit"],
                                 "turn_ids": [t["id"] for t in turns], "turns": [t["text"] for t in turns],
                                 "authors": [t["author"] for t in turns], "scores": [t["score"] for t in turns],
                                 "created_utc": [t["created_utc"] for t in turns], "num_turns": len(turns),
-                                "has_title": has_title, "over_18": over_18, "chain_end": chain_end, "drop_reason": reason}
+                                "has_title": has_title, "over_18": over_18, "chain_end": chain_end, "drop_reason": reason,
+                                "_read_response": turns[-1]["read"] if turns else None}
 
     if filters.bland:
-        counts = Counter(g for c in comments if c["body"] for g in trigrams(c["body"]))
+        counts = Counter(g for c in comments if c["_read_body"] for g in trigrams(c["_read_body"]))
         for s in sessions.values():
-            grams = trigrams(s["turns"][-1] or "") if s["drop_reason"] is None else []
+            grams = trigrams(s["_read_response"] or "") if s["drop_reason"] is None else []
             if grams:
                 if sum(counts[g] > filters.bland_min_count for g in grams) / len(grams) >= filters.bland_fraction:
                     s["drop_reason"] = "bland"
@@ -187,6 +210,9 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
         "not_in_any_session": valid - len(used) - sum(in_rejected.values()),
         "parent_cycles": len(cycle_ids(comments)),
     }
+    for session in sessions.values():
+        del session["_read_response"]
+    accounting["pii_masked"] = pii
     return sessions, accounting
 
 

@@ -30,6 +30,7 @@ def merge_reports(cfg, built: list[dict], finished: list[dict]) -> dict:
     from extraction.chains import ALL_SESSION_REASONS
     from extraction.extract import SPLITS, ExtractError
     from extraction.filters import TURN_RULES
+    from extraction.privacy import KINDS as PII_KINDS
     from extraction.threads import WORD_EDGES
 
     by_reason: dict[str, int] = {}
@@ -78,6 +79,7 @@ def merge_reports(cfg, built: list[dict], finished: list[dict]) -> dict:
                                       if k in acc["only_in_rejected_sessions"]},
         "not_in_any_session": acc["not_in_any_session"],
         "parent_cycles": sum(s.get("parent_cycles", 0) for s in stats),
+        "pii_masked": {k: sum(s.get("pii", {}).get(k, 0) for s in stats) for k in PII_KINDS},
     }
     accounted = (accounting["duplicate_ids"] + accounting["used_in_sessions"] + sum(accounting["cut_by_turn_rule"].values())
                  + sum(accounting["only_in_rejected_sessions"].values()) + accounting["not_in_any_session"])
@@ -126,6 +128,8 @@ def format_report(report: dict, output: str) -> str:
     if c.get("parent_cycles"):
         lines.append(f"parent cycles: {c['parent_cycles']:,} comments lie on a cycle of parent links (their own parent, "
                      "or A -> B -> A): each one's parent link was cut (chain_end parent_cycle)")
+    if any(c.get("pii_masked", {}).values()):
+        lines.append("PII masked in the stored texts: " + ", ".join(f"{k} {v:,}" for k, v in c["pii_masked"].items()))
     if report.get("stage_seconds"):
         lines.append("task seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in report["stage_seconds"].items()))
     lines.append(f"{report['seconds']:.1f} s; sessions in {output}/sessions, rejects in {output}/rejects, "
@@ -312,6 +316,7 @@ reddit-pretrain {html.escape(str(run.get('code_version', '?')))}; {report.get('s
 {_table(turn_rules, ['rule', 'comments cut', 'settings'])}
 <h2>Sessions per split</h2>{_table([[k, v] for k, v in sorted(report['sessions']['per_split'].items())], ['split', 'sessions'])}
 <h2>Every comment accounted for</h2>{_table(accounting, ['where', 'comments'])}
+<h2>Privacy: PII masked in the stored texts</h2>{_table([[k, v] for k, v in c.get('pii_masked', {}).items()], ['kind', 'matches'])}
 <h2>Examples of rejected sessions (the first {EXAMPLES_PER_RULE} per rule; turns shortened)</h2>
 {''.join(examples) or '<p>none</p>'}
 <h2>Ingest: the dumps read</h2>{_table(inputs, ['file', 'kind', 'status', 'lines', 'rows', 'lines set aside'])}

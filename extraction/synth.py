@@ -108,6 +108,11 @@ class SynthConfig:
     p_missing_submission: float = 0.02
     """Per thread: no RS record (deleted submission); its comments still point at it."""
     p_nsfw_submission: float = 0.04
+    p_pii: float = 0.0
+    """Share of comments that get an e-mail address, a phone number (US or international form) or an
+    IPv4/IPv6 address inside otherwise ordinary text; each value planted is listed in the stats."""
+    p_mention: float = 0.0
+    """Share of comments that thank another author by name (``u/<name>``)."""
     zstd_level: int = 3
     zstd_window_log: int = 31
     """2**31 = 2 GiB, as Pushshift's ``--long=31``."""
@@ -124,6 +129,8 @@ class SynthStats:
     orphans: int = 0
     max_thread_comments: int = 0
     paths: list[str] = field(default_factory=list)
+    pii_values: list[str] = field(default_factory=list)
+    """Every PII value planted (``p_pii``), to check none is stored."""
 
 
 def _base36(number: int) -> str:
@@ -252,6 +259,7 @@ class _Generator:
             total += 1.0 / (i + 1)
             self.sub_cum.append(total)
         self.stats = SynthStats()
+        self.planted = self.stats.pii_values
 
     def timestamp(self, done: int) -> int:
         return self.month_start + int(self.month_seconds * done / max(1, self.cfg.comments))
@@ -325,9 +333,33 @@ class _Generator:
             body = rng.choice(_NON_ENGLISH)
         if rng.random() < cfg.p_emoji:
             body += " " + rng.choice(_EMOJI)
+        if cfg.p_pii and rng.random() < cfg.p_pii:  # no draw when off: the same months as before
+            value = self.pii_value()
+            body += rng.choice([f" You can reach me at {value} if you want.", f" My old one was {value} by the way.",
+                                f" Call me on {value} tonight."])
+        if cfg.p_mention and rng.random() < cfg.p_mention:
+            body += f" Thanks u/user{rng.randrange(2 * 10**5)} for the tip."
         if rng.random() < cfg.p_deleted_author:
             author = "[deleted]"
         return author, body, role, noun
+
+    def pii_value(self) -> str:
+        """One planted e-mail address, phone number or IP address, in one of the forms people write."""
+        rng = self.rng
+        kind = rng.randrange(6)
+        a, b, c = rng.randrange(200, 999), rng.randrange(200, 999), rng.randrange(1000, 9999)
+        if kind == 0:
+            value = f"{rng.choice(['john', 'maria', 'k.lee', 'sam_t'])}{rng.randrange(100)}@{rng.choice(['gmail.com', 'yahoo.co.uk', 'mail.example.org'])}"
+        elif kind == 1:
+            value = rng.choice([f"({a}) {b}-{c}", f"{a}-{b}-{c}", f"{a}.{b}.{c}", f"+1 {a} {b} {c}"])
+        elif kind == 2:
+            value = f"+{rng.choice([44, 49, 33, 91])} {rng.randrange(10, 99)} {rng.randrange(1000, 9999)} {rng.randrange(1000, 9999)}"
+        elif kind in (3, 4):
+            value = ".".join(str(rng.randrange(1, 255)) for _ in range(4))
+        else:
+            value = ":".join(f"{rng.randrange(0x10000):x}" for _ in range(8))
+        self.planted.append(value)
+        return value
 
     def comment(self, thread: _Thread, done: int) -> dict:
         cfg, rng = self.cfg, self.rng

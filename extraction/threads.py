@@ -36,6 +36,7 @@ from extraction.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, ha
 from extraction.features import (Texts, as_array, combine_hashes, comment_words, is_absent, text_features, text_hashes,
                                  turn_cut, unescape_html)
 from extraction.filters import RULES, TURN_RULES, FiltersConfig, Rules
+from extraction.privacy import KINDS as PII_KINDS, Privacy, pseudonymize_column, scrub_column
 
 COMMENT_COLUMNS = ["id", "link_id", "parent_id", "parent_kind", "subreddit", "author", "body", "score", "created_utc"]
 SUBMISSION_COLUMNS = ["id", "title", "selftext", "over_18", "num_comments", "author", "score", "created_utc"]
@@ -165,21 +166,33 @@ class SessionView:
 
 
 def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: ChainsConfig, filters: FiltersConfig,
-                     split: SplitConfig, rules: Rules, timer: Timer | None = None) -> tuple[pa.Table, dict, np.ndarray, np.ndarray]:
+                     split: SplitConfig, rules: Rules, timer: Timer | None = None,
+                     privacy: Privacy | None = None) -> tuple[pa.Table, dict, np.ndarray, np.ndarray]:
     """Step 1 for one bucket. Returns (candidate sessions sorted by session_id, stats, trigram
     hashes, their counts); the candidates carry ``drop_reason`` (null = alive so far), ``split``
-    and the private columns ``_rows`` (turn row indices), ``_words``, ``_rkey``, ``_skey``."""
+    and the private columns ``_rows`` (turn row indices), ``_words``, ``_rkey``, ``_skey``.
+    ``privacy`` (``extraction.privacy``): the rules read the scrubbed text, the sessions store it
+    with placeholders, and the authors are pseudonymised after the turn rules (bots) read them."""
     timer = timer or Timer()
     chains.validate()
+    privacy = privacy or Privacy(False, False, "")
     comments, repeats = dedupe_by_id(comments.select(COMMENT_COLUMNS))
     if filters.unescape_html:
         comments = comments.set_column(comments.column_names.index("body"), "body", unescape_html(comments.column("body")))
-    n = comments.num_rows
+    pii = dict.fromkeys(PII_KINDS, 0)
     body = as_array(comments.column("body"))
+    if privacy.active:
+        stored, body, found = scrub_column(body, privacy)  # the rules read ``body``; the sessions keep ``stored``
+        comments = comments.set_column(comments.column_names.index("body"), "body", stored)
+        pii = {k: pii[k] + found[k] for k in pii}
+    n = comments.num_rows
     timer.lap("read")
 
     texts = Texts(body)
     cut = turn_cut(texts, comments.column("author"), rules)
+    if privacy.pseudonymize_authors:  # after the bot rule has read the real names
+        comments = comments.set_column(comments.column_names.index("author"), "author",
+                                       pseudonymize_column(comments.column("author"), privacy.salt))
     long_turn = comment_words(texts) > chains.max_turn_words if chains.max_turn_words else np.zeros(n, dtype=bool)
     timer.lap("turn rules")
     feats = text_features(texts, rules)
@@ -248,6 +261,14 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
         if filters.unescape_html:
             for name in ("title", "selftext"):
                 subs = subs.set_column(subs.column_names.index(name), name, unescape_html(subs.column(name)))
+        rule_title = {}  # what the rules read of the title and self text, when it differs from what is stored
+        if privacy.active:
+            for name in ("title", "selftext"):
+                stored, rule_title[name], found = scrub_column(as_array(subs.column(name)), privacy)
+                subs = subs.set_column(subs.column_names.index(name), name, stored)
+                pii = {k: pii[k] + found[k] for k in pii}
+        if privacy.pseudonymize_authors:
+            subs = subs.set_column(subs.column_names.index("author"), "author", pseudonymize_column(subs.column("author"), privacy.salt))
         end_links = pc.take(as_array(comments.column("link_id")), pa.array(ends, pa.int64()))
         sidx = _np(pc.index_in(end_links, value_set=as_array(subs.column("id"))), -1).astype(np.int64)
         over_18 = pc.take(as_array(subs.column("over_18")), pa.array(np.where(sidx >= 0, sidx, None), pa.int64()))
@@ -255,11 +276,14 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
                            else np.full(subs.num_rows, -1), -1)
         thread_comments = counts[sidx]  # sidx -1: no submission, so -1
         title = as_array(subs.column("title"))
+        title_read = rule_title.get("title", title)
         if chains.include_selftext:
             self_text = as_array(subs.column("selftext"))
             has_self = ~is_absent(self_text)  # a [removed] or [deleted] self text is no text
             joined = pc.binary_join_element_wise(title, self_text, "\n\n")
             title = pc.if_else(pa.array(has_self), joined, title)
+            joined_read = pc.binary_join_element_wise(title_read, rule_title.get("selftext", self_text), "\n\n")
+            title_read = pc.if_else(pa.array(has_self), joined_read, title_read)
         if chains.include_title:
             title_ok = _np(pc.is_valid(title), False)
             has_title = (end_code == _ROOT) & (sidx >= 0) & title_ok[np.maximum(sidx, 0)] & (num_turns < T)
@@ -276,7 +300,7 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
     # -- session rules, as array expressions over the turn matrix ---------------------------------
     ext = {name: np.append(values, values.dtype.type(0)) for name, values in feats.items()}  # index -1: no turn
     if s_cols is not None and chains.include_title:
-        title_feats = text_features(Texts(s_cols["text"]), rules, title=True)
+        title_feats = text_features(Texts(title_read), rules, title=True)
         ext = {name: np.concatenate([feats[name], title_feats[name], [feats[name].dtype.type(0)]]) for name in feats}
     reason = np.zeros(ns, dtype=np.int16)
     code = {r: i for i, r in enumerate(REASONS)}
@@ -361,10 +385,11 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
         "_words": pa.array(total_words, pa.int64()),
         "_rkey": pa.array(rkey, pa.uint64()),
         "_skey": pa.array(skey, pa.uint64()),
+        **({"_rtext": pc.take(body, ends_arr)} if privacy.active else {}),  # the response as the rules read it
     })
     table = table.take(pc.sort_indices(table, sort_keys=[("session_id", "ascending")]))
     stats = {"rows": n + repeats, "comments": n, "duplicate_ids": repeats, "valid": int(valid.sum()),
-             "parent_cycles": int(on_cycle.sum()),
+             "parent_cycles": int(on_cycle.sum()), "pii": pii,
              "cut_by_turn_rule": {r: int((cut == i + 1).sum()) for i, r in enumerate(TURN_RULES)},
              "candidates": ns}
     timer.lap("sessions")
@@ -429,8 +454,11 @@ def finish_bucket(candidates: pa.Table, dropped: pa.Table, frequent: np.ndarray 
     alive = np.flatnonzero(reason == None)  # noqa: E711
     turns = as_array(candidates.column("turns"))
     if filters.bland and frequent is not None and len(alive):
-        offsets = _np(turns.offsets)
-        responses = pc.take(turns.values, pa.array(offsets[1:][alive] - 1, pa.int64()))
+        if "_rtext" in candidates.column_names:  # scrubbed text: the rules read its plain-word form
+            responses = pc.take(as_array(candidates.column("_rtext")), pa.array(alive, pa.int64()))
+        else:
+            offsets = _np(turns.offsets)
+            responses = pc.take(turns.values, pa.array(offsets[1:][alive] - 1, pa.int64()))
         reason[alive[bland_responses(responses, frequent, filters.bland_fraction)]] = "bland"
     timer.lap("corpus rules")
     if dropped.num_rows:
@@ -443,7 +471,7 @@ def finish_bucket(candidates: pa.Table, dropped: pa.Table, frequent: np.ndarray 
     final = candidates.set_column(candidates.column_names.index("drop_reason"), "drop_reason", pa.array(reason, pa.string()))
     stats = bucket_report(final, reason, comments, valid)
     timer.lap("corpus rules")
-    return final.drop_columns(["_rows", "_words", "_rkey", "_skey"]), stats
+    return final.drop_columns([c for c in ("_rows", "_words", "_rkey", "_skey", "_rtext") if c in final.column_names]), stats
 
 
 def bucket_report(sessions: pa.Table, reason: np.ndarray, comments: int, valid: int) -> dict:
@@ -498,7 +526,7 @@ def frequent_trigrams(hashes: np.ndarray, counts: np.ndarray, min_count: int) ->
 
 
 def run_local(comments: pa.Table, submissions: pa.Table | None, chains: ChainsConfig, filters: FiltersConfig,
-              split: SplitConfig, buckets: int = 1) -> tuple[pa.Table, list[dict], list[dict]]:
+              split: SplitConfig, buckets: int = 1, privacy: Privacy | None = None) -> tuple[pa.Table, list[dict], list[dict]]:
     """The three steps in one process over ``buckets`` thread buckets: what the extract job does
     across Spark tasks, for tests and small inputs. Returns every candidate session with its final
     ``drop_reason``, and the per-bucket counts of steps 1 and 3."""
@@ -511,7 +539,7 @@ def run_local(comments: pa.Table, submissions: pa.Table | None, chains: ChainsCo
         if not part.num_rows:
             continue
         subs = submissions.filter(pa.array(in_subs == b)) if submissions is not None else None
-        candidates, stats, g, n = build_candidates(part, subs, chains, filters, split, rules)
+        candidates, stats, g, n = build_candidates(part, subs, chains, filters, split, rules, privacy=privacy)
         built[b] = (candidates, stats)
         grams.append(g)
         counts.append(n)

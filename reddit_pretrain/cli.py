@@ -253,7 +253,7 @@ def check_overrides(config_name: str, args: list[str], command: str = "the comma
     known = _dotted_keys(tree)
     fixed = []
     for arg, p in parsed:
-        if p is None or p[1] in choices or p[1].startswith("hydra.") or p[0] == "~":
+        if p is None or p[1] in choices or p[1].startswith(("hydra.", "hydra/")) or p[0] == "~":
             fixed.append(arg)
             continue
         prefix, key, value = p

@@ -12,6 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+os.environ.setdefault("REDDIT_PRETRAIN_SALT", "the tests' salt")  # pseudonyms without a salt file in the user's home
 
 
 def pytest_collection_modifyitems(config, items):

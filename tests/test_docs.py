@@ -40,7 +40,7 @@ def test_readme_stage_by_stage_commands_run_as_written(tmp_path):
     script = re.search(r"```bash\n(.*?)```", block, re.S).group(1)
     assert script.startswith("source .venv/bin/activate\n") and "reddit-pretrain chat" in script
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", str(tmp_path)), "HF_HUB_OFFLINE": "1",
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1",
            "DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu"), "TMPDIR": str(tmp_path)}
     result = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=1500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-4000:]

@@ -10,6 +10,7 @@ from extraction.extract import ExtractConfig
 from extraction.report import merge_reports
 from extraction.filters import FiltersConfig
 from extraction.records import COMMENT_SCHEMA, SUBMISSION_SCHEMA
+from extraction.privacy import Privacy
 from extraction.reference import reference_extract
 from extraction.threads import dedupe_by_id, resolve_duplicates, run_local, thread_bucket
 
@@ -155,7 +156,7 @@ def generated(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("threads")
     write_month(str(root), SynthConfig(comments=8000, seed=17, megathreads=1, megathread_comments=800, deep_chains=1,
-                                       deep_chain_depth=300, p_url=0.08, p_markup=0.08))
+                                       deep_chain_depth=300, p_url=0.08, p_markup=0.08, p_pii=0.03, p_mention=0.02))
     tables = {}
     for kind in ("RC", "RS"):
         with open(root / f"{kind}_2015-01.zst", "rb") as f:
@@ -192,15 +193,22 @@ CONFIGS = {
 }
 
 
+PRIVATE = Privacy(scrub_pii=True, pseudonymize_authors=True, salt="test salt")
+CONFIGS["default-private"] = (*CONFIGS["default"], PRIVATE)
+CONFIGS["replies-titles-date-private"] = (*CONFIGS["replies-titles-date"], PRIVATE)
+
+
 @pytest.mark.parametrize("name", list(CONFIGS))
 @pytest.mark.parametrize("buckets", [1, 5])
 def test_every_session_and_the_accounting_match_the_reference(generated, name, buckets):
     comments, submissions = generated
-    chains, filters, split, use_subs = CONFIGS[name]
+    chains, filters, split, use_subs, *private = CONFIGS[name]
+    privacy = private[0] if private else None
     subs = submissions if use_subs else None
-    sessions, built, finished = run_local(comments, subs, chains, filters, split, buckets)
+    sessions, built, finished = run_local(comments, subs, chains, filters, split, buckets, privacy)
     got = {r["session_id"]: r for r in sessions.to_pylist()}
-    ref, accounting = reference_extract(comments.to_pylist(), subs.to_pylist() if subs is not None else None, chains, filters, split)
+    ref, accounting = reference_extract(comments.to_pylist(), subs.to_pylist() if subs is not None else None, chains, filters,
+                                        split, privacy)
     assert set(got) == set(ref)
     for sid, expected in ref.items():
         assert {f: got[sid][f] for f in FIELDS} == {f: expected[f] for f in FIELDS}, sid
@@ -209,6 +217,15 @@ def test_every_session_and_the_accounting_match_the_reference(generated, name, b
     assert not filters.thread_comments or "thread_comments" in reasons
     report = merge_reports(ExtractConfig(chains=chains, filters=filters, split=split), built, finished)
     assert report["comments"] == accounting
+    if privacy is not None:
+        import re
+
+        assert all(report["comments"]["pii_masked"][k] > 0 for k in ("email", "phone", "ip"))
+        stored = [t for s in got.values() for t in s["turns"] if t]
+        assert not [t for t in stored if re.search(r"@gmail\.com|\bu/user[0-9]+|\b[0-9]{3}-[0-9]{4}\b", t)]
+        assert any("<EMAIL>" in t for t in stored) and any("<PHONE>" in t for t in stored) and any("<IP>" in t for t in stored)
+        authors = {a for s in got.values() for a in s["authors"]}
+        assert authors and all(a is None or a == "[deleted]" or re.fullmatch("[0-9a-f]{16}", a) for a in authors)
     assert report["sessions"]["kept"] == sum(r["drop_reason"] is None for r in ref.values())
     assert {r["rule"]: r["out"] for r in report["rules"]} == {
         rule: sum(r["drop_reason"] == rule for r in ref.values()) for rule in {r["rule"] for r in report["rules"]}}

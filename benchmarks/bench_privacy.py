@@ -1,0 +1,144 @@
+"""PII masking and pseudonymous authors (``extraction.privacy``): what they catch, and what they cost.
+
+    python benchmarks/bench_privacy.py [--comments 100000] [--cost-comments 1000000]
+
+1. Quality, on a generated month with planted e-mail addresses, phone numbers (US and international
+   forms) and IPv4/IPv6 addresses inside ordinary English comments (``SynthConfig.p_pii``), and
+   ``u/name`` mentions (``p_mention``), extracted with privacy on and off (default rules otherwise):
+   the planted values found in any stored turn; of the candidate sessions whose response carries
+   a planted value, the share kept, against the share of the other sessions kept; author names and
+   mentions stored verbatim.
+2. Cost, on the 1M-comment benchmark month (``benchmarks.common.synthetic_month``, ingested once):
+   extract with ``privacy.scrub_pii`` and ``privacy.pseudonymize_authors`` on against both off, the
+   same SparkSession (``local[2]``), one run each: seconds and the ratio.
+
+Prints tables and writes benchmarks/results/privacy.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import CACHE, synthetic_month, table, write_results  # noqa: E402
+
+
+def sessions(folder: Path):
+    import pyarrow.dataset as ds
+
+    return ds.dataset(str(folder / "sessions"), format="parquet", partitioning="hive").to_table(
+        columns=["session_id", "turns", "authors"])
+
+
+def rejects(folder: Path):
+    import pyarrow.dataset as ds
+
+    return ds.dataset(str(folder / "rejects"), format="parquet").to_table(columns=["session_id", "turns", "drop_reason"])
+
+
+def quality(comments: int, work: Path) -> dict:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from extraction.extract import ExtractConfig, run_extract
+    from extraction.ingest import IngestConfig, run_ingest
+    from extraction.privacy import PrivacyConfig
+    from extraction.synth import SynthConfig, write_month
+
+    dumps = CACHE / f"privacy-{comments}"
+    stats = write_month(str(dumps), SynthConfig(comments=comments, seed=7, p_pii=0.03, p_mention=0.02))
+    run_ingest(IngestConfig(inputs=[str(dumps / "*.zst")], output=str(work / "ingest"), force=True))
+    base = ExtractConfig(input=str(work / "ingest"), force=True)
+    base.filters.bland_min_count = max(5, comments // 4000)
+    runs = {}
+    for name, on in (("on", True), ("off", False)):
+        cfg = replace(base, output=str(work / f"extract_{name}"), privacy=PrivacyConfig(on, on, "benchmark salt"))
+        report = run_extract(cfg)
+        kept, dropped = sessions(work / f"extract_{name}"), rejects(work / f"extract_{name}")
+        runs[name] = {"report": report, "kept": kept, "dropped": dropped}
+    values = sorted(set(stats.pii_values))
+    # Sessions whose response carries a planted value, found in the run without masking.
+    off_all = pa.concat_tables([runs["off"]["kept"].select(["session_id", "turns"]), runs["off"]["dropped"].select(["session_id", "turns"])])
+    responses = off_all.column("turns").to_pylist()
+    pattern = re.compile("|".join(re.escape(v) for v in values))
+    carrying = {sid for sid, turns in zip(off_all.column("session_id").to_pylist(), responses) if turns and pattern.search(turns[-1])}
+    on_kept = set(runs["on"]["kept"].column("session_id").to_pylist())
+    on_candidates = set(on_kept) | set(runs["on"]["dropped"].column("session_id").to_pylist())
+    others = on_candidates - carrying
+    off_kept = set(runs["off"]["kept"].column("session_id").to_pylist())
+    stored_on = pa.concat_tables([runs["on"]["kept"].select(["turns", "authors"]), runs["on"]["dropped"].select(["turns"]).append_column(
+        "authors", pa.nulls(runs["on"]["dropped"].num_rows, pa.list_(pa.string())))])
+    text_on = "\n".join(t for turns in stored_on.column("turns").to_pylist() if turns for t in turns if t)
+    authors_on = [a for row in runs["on"]["kept"].column("authors").to_pylist() for a in row]
+    found_on = sum(1 for v in values if v in text_on)
+    text_off = "\n".join(t for turns in runs["off"]["kept"].column("turns").to_pylist() for t in turns if t)
+    return {
+        "comments": comments, "planted_values": len(values), "planted_found_in_stored_turns_on": found_on,
+        "planted_found_in_kept_turns_off": sum(1 for v in values if v in text_off),
+        "sessions_carrying_pii": len(carrying),
+        "kept_share_carrying_pii_on": round(len(carrying & on_kept) / max(1, len(carrying)), 4),
+        "kept_share_carrying_pii_off": round(len(carrying & off_kept) / max(1, len(carrying)), 4),
+        "kept_share_other_sessions_on": round(len(others & on_kept) / max(1, len(others)), 4),
+        "authors_stored_verbatim_on": sum(1 for a in authors_on if a and re.fullmatch(r"user[0-9]+", a)),
+        "authors_stored_verbatim_off": sum(1 for a in runs["off"]["kept"].column("authors").to_pylist() for a in [a]
+                                           if a and any(re.fullmatch(r"user[0-9]+", x or "") for x in a)),
+        "mentions_verbatim_on": len(re.findall(r"\bu/user[0-9]+", text_on)),
+        "pii_masked": runs["on"]["report"]["comments"]["pii_masked"],
+        "author_sample_on": authors_on[:3],
+        "candidates_on": int(pc.sum(pa.array([len(on_candidates)])).as_py()),
+    }
+
+
+def cost(comments: int, work: Path) -> dict:
+    from extraction.extract import ExtractConfig, run_extract
+    from extraction.ingest import IngestConfig, run_ingest
+    from extraction.privacy import PrivacyConfig
+    from extraction.spark import SparkConfig, build_spark
+
+    month = synthetic_month(comments, seed=0, megathreads=1, megathread_comments=min(100_000, comments // 10), deep_chains=1,
+                            deep_chain_depth=3000)
+    spark_cfg = SparkConfig(master="local[2]", in_process_below_bytes=0)
+    spark = build_spark(spark_cfg)
+    run_ingest(IngestConfig(inputs=[str(month / "*.zst")], output=str(work / "ingest_cost"), spark=spark_cfg), spark)
+    rows = []
+    for name, on in (("off", False), ("on", True), ("off again", False)):
+        cfg = ExtractConfig(input=str(work / "ingest_cost"), output=str(work / f"cost_{name.replace(' ', '_')}"), force=True,
+                            spark=spark_cfg, privacy=PrivacyConfig(on, on, "benchmark salt"))
+        cfg.filters.bland_min_count = comments // 4000
+        started = time.time()
+        report = run_extract(cfg, spark)
+        rows.append({"run": name, "privacy": "on" if on else "off", "seconds": round(time.time() - started, 2),
+                     "task seconds": round(sum(report["stage_seconds"].values()), 2), "kept": report["sessions"]["kept"]})
+    off = min(r["seconds"] for r in rows if r["privacy"] == "off")
+    for r in rows:
+        r["vs off"] = round(r["seconds"] / off, 3)
+    return {"comments": comments, "runs": rows, "ratio_on_vs_off": next(r["vs off"] for r in rows if r["privacy"] == "on")}
+
+
+def main() -> int:
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--comments", type=int, default=100_000, help="comments of the planted month (quality)")
+    parser.add_argument("--cost-comments", type=int, default=1_000_000, help="comments of the cost month (0: no cost run)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-privacy-"))
+    q = quality(args.comments, work)
+    print(table([{"what": k, "value": v} for k, v in q.items() if not isinstance(v, (dict, list))], ["what", "value"]))
+    print("PII masked:", q["pii_masked"], "authors stored as:", q["author_sample_on"])
+    c = cost(args.cost_comments, work) if args.cost_comments else None
+    if c:
+        print(table(c["runs"], ["run", "privacy", "seconds", "vs off", "task seconds", "kept"]))
+    path = write_results("privacy", {"quality": q, "cost": c})
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
