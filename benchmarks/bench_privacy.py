@@ -5,9 +5,9 @@
 1. Quality, on a generated month with planted e-mail addresses, phone numbers (US and international
    forms) and IPv4/IPv6 addresses inside ordinary English comments (``SynthConfig.p_pii``), and
    ``u/name`` mentions (``p_mention``), extracted with privacy on and off (default rules otherwise):
-   the planted values found in any stored turn; of the candidate sessions whose response carries
-   a planted value, the share kept, against the share of the other sessions kept; author names and
-   mentions stored verbatim.
+   the planted values found in any stored turn; of the sessions that reach the rules (not dropped
+   for their length) and whose response carries a planted value, the share kept, against the share
+   of the other such sessions, and why the rest were dropped; author names and mentions stored verbatim.
 2. Cost, on the 1M-comment benchmark month (``benchmarks.common.synthetic_month``, ingested once):
    extract with ``privacy.scrub_pii`` and ``privacy.pseudonymize_authors`` on against both off, the
    same SparkSession (``local[2]``), one run each: seconds and the ratio.
@@ -67,10 +67,14 @@ def quality(comments: int, work: Path) -> dict:
     off_all = pa.concat_tables([runs["off"]["kept"].select(["session_id", "turns"]), runs["off"]["dropped"].select(["session_id", "turns"])])
     responses = off_all.column("turns").to_pylist()
     pattern = re.compile("|".join(re.escape(v) for v in values))
-    carrying = {sid for sid, turns in zip(off_all.column("session_id").to_pylist(), responses) if turns and pattern.search(turns[-1])}
+    length = {sid for sid, r in zip(runs["off"]["dropped"].column("session_id").to_pylist(),
+                                    runs["off"]["dropped"].column("drop_reason").to_pylist()) if r in ("min_turns", "max_turns")}
+    # Sessions that reach the rules (not dropped for their length) and whose response carries a value.
+    carrying = {sid for sid, turns in zip(off_all.column("session_id").to_pylist(), responses)
+                if turns and pattern.search(turns[-1]) and sid not in length}
     on_kept = set(runs["on"]["kept"].column("session_id").to_pylist())
     on_candidates = set(on_kept) | set(runs["on"]["dropped"].column("session_id").to_pylist())
-    others = on_candidates - carrying
+    others = on_candidates - carrying - length
     off_kept = set(runs["off"]["kept"].column("session_id").to_pylist())
     stored_on = pa.concat_tables([runs["on"]["kept"].select(["turns", "authors"]), runs["on"]["dropped"].select(["turns"]).append_column(
         "authors", pa.nulls(runs["on"]["dropped"].num_rows, pa.list_(pa.string())))])
@@ -78,7 +82,13 @@ def quality(comments: int, work: Path) -> dict:
     authors_on = [a for row in runs["on"]["kept"].column("authors").to_pylist() for a in row]
     found_on = sum(1 for v in values if v in text_on)
     text_off = "\n".join(t for turns in runs["off"]["kept"].column("turns").to_pylist() for t in turns if t)
+    def reasons(run: str) -> dict:
+        table = runs[run]["dropped"]
+        picked = [r for sid, r in zip(table.column("session_id").to_pylist(), table.column("drop_reason").to_pylist()) if sid in carrying]
+        return dict(sorted(((r, picked.count(r)) for r in set(picked)), key=lambda kv: -kv[1]))
+
     return {
+        "drop_reasons_carrying_pii_on": reasons("on"), "drop_reasons_carrying_pii_off": reasons("off"),
         "comments": comments, "planted_values": len(values), "planted_found_in_stored_turns_on": found_on,
         "planted_found_in_kept_turns_off": sum(1 for v in values if v in text_off),
         "sessions_carrying_pii": len(carrying),
@@ -132,6 +142,8 @@ def main() -> int:
     q = quality(args.comments, work)
     print(table([{"what": k, "value": v} for k, v in q.items() if not isinstance(v, (dict, list))], ["what", "value"]))
     print("PII masked:", q["pii_masked"], "authors stored as:", q["author_sample_on"])
+    print("why sessions carrying PII were dropped, on:", q["drop_reasons_carrying_pii_on"])
+    print("why sessions carrying PII were dropped, off:", q["drop_reasons_carrying_pii_off"])
     c = cost(args.cost_comments, work) if args.cost_comments else None
     if c:
         print(table(c["runs"], ["run", "privacy", "seconds", "vs off", "task seconds", "kept"]))

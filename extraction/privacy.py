@@ -7,8 +7,8 @@
   kept or dropped for its conversation, and the placeholders' ``<``, ``>`` and capitals never look
   like a quote, markup, a URL or shouting. Scores, years, prices, times and version numbers
   (``v2.7.18``) are left alone; a four-part dotted number is taken as an IPv4 address.
-* ``privacy.pseudonymize_authors``: every author becomes ``HMAC-SHA256(salt, name.lower())``, its
-  first 16 hex digits: the same author gets the same pseudonym in every month and run with the
+* ``privacy.pseudonymize_authors``: every author becomes the keyed BLAKE2b hash of its lower-cased
+  name (key: the salt's SHA-256; 8 bytes, 16 hex digits): the same author gets the same pseudonym in every month and run with the
   same salt, and no name can be recovered without it. ``[deleted]`` and missing authors stay as
   they are. Reddit's own mentions (``u/name``, ``/u/name``) become ``u/<the mentioned author's
   pseudonym>``, so a reply naming its parent's author still points at the same pseudonym. The bot
@@ -26,7 +26,6 @@ the same way (ASCII classes, ``re.ASCII``), and tests compare the two.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 import re
 from dataclasses import dataclass
@@ -43,6 +42,8 @@ PII_KINDS: tuple[tuple[str, str, str, str], ...] = (
     ("phone", r"\+[0-9]{1,3}[ .-]?\(?[0-9]{1,4}\)?[ .-]?[0-9]{3,4}[ .-]?[0-9]{3,4}\b", "<PHONE>", "phone"),
 )
 KINDS = ("email", "phone", "ip")
+ANY_PII = "|".join(f"(?:{pattern})" for _, pattern, _, _ in PII_KINDS)
+"""Matches a text that holds anything to mask (the rows the per-kind passes need to see)."""
 _COMPILED = [(kind, re.compile(pattern, re.ASCII), stored, rule) for kind, pattern, stored, rule in PII_KINDS]
 MENTION = r"(?:^|[^A-Za-z0-9_/])/?u/[A-Za-z0-9_-]{3,20}"
 """Where a ``u/name`` mention may be (RE2 has no look-behind: the character before is part of it)."""
@@ -103,10 +104,16 @@ class Privacy:
 # Plain Python (the reference)
 
 
-def pseudonym(name: str | None, salt: str) -> str | None:
+def _key(salt: str) -> bytes:
+    return hashlib.sha256(salt.encode()).digest()
+
+
+def pseudonym(name: str | None, salt: str, key: bytes | None = None) -> str | None:
+    """The keyed BLAKE2b hash of the lower-cased name (8 bytes, 16 hex digits; the key is the salt's
+    SHA-256): stable for a salt, not reversible without it. ``[deleted]`` and None stay."""
     if name is None or name in KEPT_AUTHORS:
         return name
-    return hmac.new(salt.encode(), name.lower().encode(), hashlib.sha256).hexdigest()[:16]
+    return hashlib.blake2b(name.lower().encode(), key=key or _key(salt), digest_size=8).hexdigest()
 
 
 def pseudonymize_mentions_text(text: str, salt: str) -> str:
@@ -150,11 +157,19 @@ def scrub_column(texts, privacy: Privacy):
                 values[i] = pseudonymize_mentions_text(values[i], privacy.salt)
             texts = pa.array(values, pa.string())
     stored = rule = texts
-    if privacy.scrub_pii:
-        for kind, pattern, placeholder, word in PII_KINDS:
-            counts[kind] += int(pc.sum(pc.count_substring_regex(stored, pattern)).as_py() or 0)
-            stored = pc.replace_substring_regex(stored, pattern, placeholder)
-            rule = pc.replace_substring_regex(rule, pattern, word)
+    if privacy.scrub_pii and len(texts):
+        # One pass finds the rows with anything to mask (few); the passes per kind run on those alone.
+        # A row without a match cannot gain one: no placeholder holds an @, a digit or a colon.
+        hit = pc.fill_null(pc.match_substring_regex(texts, ANY_PII), False)
+        rows = np.flatnonzero(hit.to_numpy(zero_copy_only=False))
+        if len(rows):
+            some_stored = some_rule = pc.take(texts, pa.array(rows, pa.int64()))
+            for kind, pattern, placeholder, word in PII_KINDS:
+                counts[kind] += int(pc.sum(pc.count_substring_regex(some_stored, pattern)).as_py() or 0)
+                some_stored = pc.replace_substring_regex(some_stored, pattern, placeholder)
+                some_rule = pc.replace_substring_regex(some_rule, pattern, word)
+            stored = pc.replace_with_mask(texts, hit, some_stored)
+            rule = pc.replace_with_mask(texts, hit, some_rule)
     return stored, rule, counts
 
 
@@ -165,5 +180,6 @@ def pseudonymize_column(names, salt: str):
 
     names = names.combine_chunks() if isinstance(names, pa.ChunkedArray) else names
     encoded = pc.dictionary_encode(names)
-    mapped = pa.array([pseudonym(n, salt) for n in encoded.dictionary.to_pylist()], pa.string())
+    key = _key(salt)
+    mapped = pa.array([pseudonym(n, salt, key) for n in encoded.dictionary.to_pylist()], pa.string())
     return pc.take(mapped, encoded.indices)

@@ -334,9 +334,11 @@ class _Generator:
         if rng.random() < cfg.p_emoji:
             body += " " + rng.choice(_EMOJI)
         if cfg.p_pii and rng.random() < cfg.p_pii:  # no draw when off: the same months as before
-            value = self.pii_value()
-            body += rng.choice([f" You can reach me at {value} if you want.", f" My old one was {value} by the way.",
-                                f" Call me on {value} tonight."])
+            words = body.split(" ")
+            lead = rng.choice(["reach me at", "mine is", "try", "it was", "use", "contact", "write to", "at", "call",
+                               "from", "ask", "via", "see", "on", "or", "and"])
+            words.insert(rng.randrange(len(words) + 1), f"{lead} {self.pii_value()}")
+            body = " ".join(words)
         if cfg.p_mention and rng.random() < cfg.p_mention:
             body += f" Thanks u/user{rng.randrange(2 * 10**5)} for the tip."
         if rng.random() < cfg.p_deleted_author:
