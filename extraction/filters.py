@@ -62,6 +62,15 @@ class FiltersConfig:
     nsfw: bool = True
     """Drops sessions whose submission is ``over_18`` or whose subreddit is in ``nsfw_subreddits_path``."""
     nsfw_subreddits_path: str = "lists/nsfw_subreddits.txt"
+    language: bool = True
+    """Drops a session whose comment turns are, together, in a language not in ``languages`` with a
+    confidence of at least ``language_min_confidence`` (``extraction.language``: a cheap English pass,
+    then CLD2). Turns of fewer than ``language_min_letters`` letters are undetermined and count for
+    nothing, so "lol" or "same" never make a session foreign."""
+    languages: list[str] = field(default_factory=lambda: ["en"])
+    """ISO 639-1 codes of the languages kept."""
+    language_min_confidence: float = 0.5
+    language_min_letters: int = 20
     url: bool = True
     """DialoGPT 1: a URL in the source or the target."""
     markup: bool = True
@@ -113,6 +122,9 @@ class FiltersConfig:
             raise ValueError("max_words_total, max_word_chars must be >= 1 and word_repeat_times >= 2")
         if not 0 < self.bland_fraction <= 1:
             raise ValueError("bland_fraction must be in (0, 1]")
+        if self.language and (not self.languages or not 0 <= self.language_min_confidence <= 1 or self.language_min_letters < 1):
+            raise ValueError("filters.languages must name a language, language_min_confidence be in [0, 1] and "
+                             "language_min_letters >= 1")
         re.compile(self.shouting_pattern)
         for name, value, allowed in (("normalize", self.normalize, ("none", "dialogpt")),
                                      ("markup_turns", self.markup_turns, ("response", "any")),
@@ -217,6 +229,8 @@ RULES: tuple[Rule, ...] = (
          lambda v: v.subreddit_in(v.rules.blocked_subreddits)),
     Rule("nsfw", "session", "subreddit and submission", None, ("nsfw_subreddits_path",),
          lambda v: v.over_18 | v.subreddit_in(v.rules.nsfw_subreddits)),
+    Rule("language", "session", "comment turns", None, ("languages", "language_min_confidence", "language_min_letters"),
+         lambda v: v.foreign),
     Rule("url", "session", "any turn", "url", (), lambda v: v.any_turn("url")),
     Rule("markup", "session", "response (markup_turns)", "markup", ("markup_chars", "markup_turns"),
          lambda v: _turns(v, "markup", v.cfg.markup_turns)),
@@ -259,6 +273,8 @@ class Rules:
     nsfw_subreddits: frozenset[str] = frozenset()
     common_words: frozenset[str] = frozenset()
     offensive: re.Pattern | None = None
+    english_words: frozenset[str] = frozenset()
+    """The language rule's cheap English pass reads the common-word list too."""
     url_pattern: re.Pattern = _URL
 
     @classmethod
@@ -272,6 +288,7 @@ class Rules:
             frozenset(read_list(cfg.nsfw_subreddits_path)) if cfg.nsfw else frozenset(),
             frozenset(read_list(cfg.common_words_path)) if cfg.common_word else frozenset(),
             re.compile(r"\b(?:" + "|".join(re.escape(p) for p in phrases) + r")\b") if phrases else None,
+            english_words=frozenset(read_list(cfg.common_words_path)) if cfg.language else frozenset(),
         )
 
     # -- per-text checks ---------------------------------------------------------------------
@@ -325,6 +342,19 @@ class Rules:
     def is_offensive(self, text: str) -> bool:
         return self.offensive is not None and self.offensive.search(text.lower()) is not None
 
+    def session_language(self, comment_turns: list[str]) -> tuple[str, float]:
+        """(language, confidence) of a session from its comment turns (``extraction.language``)."""
+        from extraction.language import comment_language, session_language
+
+        per_turn = [comment_language(t, self.english_words, self.cfg.language_min_letters) for t in comment_turns]
+        return session_language([p[0] for p in per_turn], [p[1] for p in per_turn], [p[2] for p in per_turn])
+
+    def is_foreign(self, comment_turns: list[str]) -> bool:
+        from extraction.language import UNDETERMINED
+
+        language, confidence = self.session_language(comment_turns)
+        return language != UNDETERMINED and language not in self.cfg.languages and confidence >= self.cfg.language_min_confidence
+
     def subreddit_reason(self, subreddit: str | None, over_18: bool | None) -> str | None:
         sub = (subreddit or "").lower()
         if self.cfg.subreddit_blocklist and sub in self.blocked_subreddits:
@@ -373,6 +403,8 @@ class Rules:
         reason = self.subreddit_reason(subreddit, over_18)
         if reason:
             return reason
+        if cfg.language and self.is_foreign(turns[1:] if first_turn_is_title else turns):
+            return "language"
         if cfg.normalize == "dialogpt":
             f = [self.normalized_features(t) for t in turns]
             url = [x["url"] for x in f]

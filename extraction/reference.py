@@ -158,7 +158,10 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
         else:
             reason = rules.session_reason([t["read"] or "" for t in turns], end["subreddit"], over_18,
                                           turns[-1]["score"], has_title, thread_comments)
-        sessions[session_id] = {"link_id": end["link_id"], "subreddit": end["subreddit"],
+        language, confidence = rules.session_language([t["read"] or "" for t in (turns[1:] if has_title else turns)]) \
+            if filters.language else (None, None)
+        sessions[session_id] = {"link_id": end["link_id"], "subreddit": end["subreddit"], "language": language,
+                                "language_confidence": confidence,
                                 "turn_ids": [t["id"] for t in turns], "turns": [t["text"] for t in turns],
                                 "authors": [t["author"] for t in turns], "scores": [t["score"] for t in turns],
                                 "created_utc": [t["created_utc"] for t in turns], "num_turns": len(turns),

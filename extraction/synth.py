@@ -63,6 +63,48 @@ _NON_ENGLISH = [
     "这个问题很有意思，我也想知道答案。",
     "Αυτό είναι πολύ ενδιαφέρον.",
 ]
+FOREIGN_PHRASES = {  # what threads wholly in another language are made of (p_foreign_thread)
+    "es": ["Creo que tienes razón, pero no estoy seguro.", "¿Alguien sabe dónde puedo comprar uno de estos?",
+           "Me pasó lo mismo la semana pasada.", "Qué buena idea, gracias por compartir.", "No entiendo por qué la gente se queja tanto.",
+           "Yo lo compré el año pasado y funciona muy bien.", "Eso depende de lo que quieras hacer con él.",
+           "La verdad es que el precio me parece demasiado alto.", "Mi hermano tiene uno y dice que vale la pena.",
+           "Hoy hace mucho calor en mi ciudad.", "Estoy de acuerdo contigo en casi todo.", "¿Y tú qué opinas de la nueva versión?"],
+    "de": ["Ich glaube, du hast recht, aber ich bin mir nicht sicher.", "Weiß jemand, wo man so etwas kaufen kann?",
+           "Das ist mir letzte Woche auch passiert.", "Gute Idee, danke fürs Teilen.", "Ich verstehe nicht, warum sich alle so aufregen.",
+           "Ich habe es letztes Jahr gekauft und es funktioniert sehr gut.", "Das kommt darauf an, was du damit machen willst.",
+           "Ehrlich gesagt finde ich den Preis zu hoch.", "Mein Bruder hat auch eins und sagt, es lohnt sich.",
+           "Heute ist es bei uns wirklich heiß.", "Da stimme ich dir fast vollständig zu.", "Und was hältst du von der neuen Version?"],
+    "fr": ["Je pense que tu as raison, mais je n'en suis pas sûr.", "Quelqu'un sait où on peut acheter ça ?",
+           "Il m'est arrivé la même chose la semaine dernière.", "Bonne idée, merci pour le partage.",
+           "Je ne comprends pas pourquoi les gens se plaignent autant.", "Je l'ai acheté l'année dernière et ça marche très bien.",
+           "Ça dépend de ce que tu veux en faire.", "Honnêtement, je trouve que le prix est trop élevé.",
+           "Mon frère en a un et il dit que ça vaut le coup.", "Il fait vraiment chaud chez nous aujourd'hui.",
+           "Je suis d'accord avec toi sur presque tout.", "Et toi, tu en penses quoi de la nouvelle version ?"],
+    "it": ["Penso che tu abbia ragione, ma non ne sono sicuro.", "Qualcuno sa dove si può comprare una cosa del genere?",
+           "È successo anche a me la settimana scorsa.", "Bella idea, grazie per averlo condiviso.",
+           "Non capisco perché la gente si lamenti così tanto.", "L'ho comprato l'anno scorso e funziona benissimo.",
+           "Dipende da cosa ci vuoi fare.", "Sinceramente il prezzo mi sembra troppo alto.",
+           "Mio fratello ne ha uno e dice che ne vale la pena.", "Oggi fa davvero caldo qui da noi.",
+           "Sono d'accordo con te quasi su tutto.", "E tu cosa ne pensi della nuova versione?"],
+    "nl": ["Ik denk dat je gelijk hebt, maar ik weet het niet zeker.", "Weet iemand waar je zoiets kunt kopen?",
+           "Dat is mij vorige week ook overkomen.", "Goed idee, bedankt voor het delen.", "Ik snap niet waarom iedereen zo klaagt.",
+           "Ik heb het vorig jaar gekocht en het werkt heel goed.", "Dat hangt ervan af wat je ermee wilt doen.",
+           "Eerlijk gezegd vind ik de prijs te hoog.", "Mijn broer heeft er ook een en hij zegt dat het de moeite waard is.",
+           "Het is vandaag echt warm bij ons.", "Ik ben het bijna helemaal met je eens.", "En wat vind jij van de nieuwe versie?"],
+    "pt": ["Acho que você tem razão, mas não tenho certeza.", "Alguém sabe onde posso comprar um desses?",
+           "Aconteceu a mesma coisa comigo na semana passada.", "Boa ideia, obrigado por compartilhar.",
+           "Não entendo por que as pessoas reclamam tanto.", "Comprei no ano passado e funciona muito bem.",
+           "Depende do que você quer fazer com isso.", "Sinceramente, acho o preço alto demais.",
+           "Meu irmão tem um e diz que vale a pena.", "Hoje está muito calor aqui na minha cidade.",
+           "Concordo com você em quase tudo.", "E você, o que acha da nova versão?"],
+    "ru": ["Думаю, ты прав, но я не уверен.", "Кто-нибудь знает, где такое можно купить?",
+           "У меня было то же самое на прошлой неделе.", "Отличная идея, спасибо, что поделился.",
+           "Не понимаю, почему все так жалуются.", "Я купил его в прошлом году, и он отлично работает.",
+           "Зависит от того, что ты хочешь с ним делать.", "Честно говоря, цена мне кажется слишком высокой.",
+           "У моего брата такой же, и он говорит, что оно того стоит.", "Сегодня у нас очень жарко.",
+           "Я согласен с тобой почти во всём.", "А ты что думаешь о новой версии?"],
+}
+
 _EMOJI = ["😂", "👍", "🔥", "🙃", "❤️", "🤔", "🎉", "👀"]
 _BOTS = ["AutoModerator", "RemindMeBot", "WikiTextBot", "converter-bot", "tweet_poster_bot"]
 
@@ -113,6 +155,9 @@ class SynthConfig:
     IPv4/IPv6 address inside otherwise ordinary text; each value planted is listed in the stats."""
     p_mention: float = 0.0
     """Share of comments that thank another author by name (``u/<name>``)."""
+    p_foreign_thread: float = 0.0
+    """Share of ordinary threads written wholly in another language (Spanish, German, French, Italian,
+    Dutch, Portuguese or Russian): the title and every comment; listed in the stats."""
     zstd_level: int = 3
     zstd_window_log: int = 31
     """2**31 = 2 GiB, as Pushshift's ``--long=31``."""
@@ -131,6 +176,8 @@ class SynthStats:
     paths: list[str] = field(default_factory=list)
     pii_values: list[str] = field(default_factory=list)
     """Every PII value planted (``p_pii``), to check none is stored."""
+    foreign_threads: dict[str, str] = field(default_factory=dict)
+    """Thread (submission id) -> its language, for the threads written in another (``p_foreign_thread``)."""
 
 
 def _base36(number: int) -> str:
@@ -222,7 +269,7 @@ _NEXT_ROLE = {"root": "question", "question": "answer", "answer": "follow_up", "
 
 class _Thread:
     __slots__ = ("link_id", "subreddit", "planned", "written", "ids", "roles", "nouns", "shape", "count_from", "topic",
-                 "title_noun")
+                 "title_noun", "language")
 
     def __init__(self, link_id: str, subreddit: str, planned: int, shape: str, topic: str = "phone"):
         self.link_id = link_id
@@ -236,6 +283,7 @@ class _Thread:
         self.shape = shape  # "normal", "mega" or "chain"
         self.count_from = 0
         self.topic = topic
+        self.language: str | None = None  # None: English; else a key of FOREIGN_PHRASES
 
 
 class _Generator:
@@ -273,12 +321,17 @@ class _Generator:
         self.next_submission += 1
         subreddit = "counting" if shape == "chain" else rng.choices(self.subreddits, cum_weights=self.sub_cum)[0]
         thread = _Thread(sid, subreddit, planned, shape, rng.choice(sorted(TOPICS)))
+        if cfg.p_foreign_thread and shape == "normal" and rng.random() < cfg.p_foreign_thread:  # no draw when off
+            thread.language = rng.choice(sorted(FOREIGN_PHRASES))
+            self.stats.foreign_threads[sid] = thread.language
         self.stats.threads += 1
         self.stats.max_thread_comments = max(self.stats.max_thread_comments, planned)
         if rng.random() < cfg.p_missing_submission:
             return thread, None
         ts = self.timestamp(done)
-        if shape != "chain" and rng.random() < cfg.p_conversation:
+        if thread.language:
+            title = self.foreign(thread.language, 1).rstrip(".!?")
+        elif shape != "chain" and rng.random() < cfg.p_conversation:
             title, thread.title_noun = self.talk.say(thread.topic, "question")
         else:
             title = "Counting thread" if shape == "chain" else self.text.sentence(4, 14).rstrip(".!?")
@@ -317,6 +370,11 @@ class _Generator:
         if r < cfg.p_bot:
             bot = rng.choice(_BOTS)
             return bot, f"I am a bot. {self.text.sentence()} [Info](https://www.reddit.com/r/{bot}/wiki)", "noise", None
+        if thread.language:
+            body = self.foreign(thread.language, rng.randint(1, 3))
+            if rng.random() < cfg.p_emoji:
+                body += " " + rng.choice(_EMOJI)
+            return ("[deleted]" if rng.random() < cfg.p_deleted_author else author), body, "noise", None
         # A conversation mostly goes on once started; noise and top-level comments start one now and then.
         goes_on = parent_role in ("question", "answer", "follow_up")
         role = _NEXT_ROLE[parent_role] if rng.random() < (0.9 if goes_on else cfg.p_conversation) else "noise"
@@ -344,6 +402,9 @@ class _Generator:
         if rng.random() < cfg.p_deleted_author:
             author = "[deleted]"
         return author, body, role, noun
+
+    def foreign(self, language: str, sentences: int) -> str:
+        return " ".join(self.rng.sample(FOREIGN_PHRASES[language], sentences))
 
     def pii_value(self) -> str:
         """One planted e-mail address, phone number or IP address, in one of the forms people write."""

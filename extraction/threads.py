@@ -36,12 +36,13 @@ from extraction.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, ha
 from extraction.features import (Texts, as_array, combine_hashes, comment_words, is_absent, text_features, text_hashes,
                                  turn_cut, unescape_html)
 from extraction.filters import RULES, TURN_RULES, FiltersConfig, Rules
+from extraction.language import comment_languages
 from extraction.privacy import KINDS as PII_KINDS, Privacy, pseudonymize_column, scrub_column
 
 COMMENT_COLUMNS = ["id", "link_id", "parent_id", "parent_kind", "subreddit", "author", "body", "score", "created_utc"]
 SUBMISSION_COLUMNS = ["id", "title", "selftext", "over_18", "num_comments", "author", "score", "created_utc"]
 SESSION_COLUMNS = ["session_id", "link_id", "subreddit", "turn_ids", "turns", "authors", "created_utc", "scores",
-                   "num_turns", "has_title", "over_18", "chain_end"]
+                   "num_turns", "has_title", "over_18", "chain_end", "language", "language_confidence"]
 
 # chain_end codes
 _OPEN, _ROOT, _MISSING, _TRUNCATED, _LONG, _CYCLE, _CUT = 0, 1, 2, 3, 4, 5, 6  # _CUT + index of the turn rule
@@ -135,8 +136,10 @@ class SessionView:
 
     def __init__(self, cfg: FiltersConfig, rules: Rules, ext: dict, M: np.ndarray, ends: np.ndarray, feats: dict,
                  subreddit: pa.Array, over_18: np.ndarray, response_score: np.ndarray, response_score_known: np.ndarray,
-                 thread_comments: np.ndarray | None, num_turns: np.ndarray):
+                 thread_comments: np.ndarray | None, num_turns: np.ndarray, foreign: np.ndarray | None = None):
         self.cfg, self.rules, self._ext, self._M, self._ends, self._feats = cfg, rules, ext, M, ends, feats
+        self.foreign = foreign if foreign is not None else np.zeros(len(ends), dtype=bool)
+        """Sessions in a language the config does not keep (``extraction.language``)."""
         self._subreddit = subreddit
         self.over_18 = over_18
         self.response_score = response_score
@@ -196,6 +199,7 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
     long_turn = comment_words(texts) > chains.max_turn_words if chains.max_turn_words else np.zeros(n, dtype=bool)
     timer.lap("turn rules")
     feats = text_features(texts, rules)
+    language = comment_languages(texts, rules.english_words, filters.language_min_letters) if filters.language else None
     trigram_hashes, _ = texts.words.trigram_hashes() if filters.bland else (np.zeros(0, np.uint64), None)
     del texts
     grams, gram_counts = np.unique(trigram_hashes, return_counts=True) if filters.bland else (np.zeros(0, np.uint64), np.zeros(0, np.int64))
@@ -310,10 +314,11 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
 
     drop("min_turns", num_turns < chains.min_turns)
     drop("max_turns", (end_code == _TRUNCATED) & (chains.long_chains == "drop"))
+    session_lang, session_conf, foreign = _session_languages(language, M, n, filters)
     view = SessionView(filters, rules, ext, M, ends, feats,
                        pc.take(as_array(comments.column("subreddit")), pa.array(ends, pa.int64())), _np(over_18, False).astype(bool),
                        _np(comments.column("score"), 0)[ends], _np(pc.is_valid(comments.column("score")), False)[ends],
-                       thread_comments, num_turns)
+                       thread_comments, num_turns, foreign)
     for rule in RULES:
         if rule.kind == "session" and getattr(filters, rule.name):
             drop(rule.name, rule.fails(view))
@@ -379,6 +384,8 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
         "has_title": pa.array(has_title),
         "over_18": over_18,
         "chain_end": pa.array(np.array(CHAIN_ENDS, dtype=object)[end_code], pa.string()),
+        "language": pa.array(session_lang, pa.string()),
+        "language_confidence": pa.array(session_conf, pa.float64()),
         "drop_reason": pa.array(np.array(REASONS, dtype=object)[reason], pa.string()),
         "split": pa.array(session_split, pa.string()),
         "_rows": _lists(offsets, pa.array(flat, pa.int64())),
@@ -394,6 +401,40 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
              "candidates": ns}
     timer.lap("sessions")
     return table, stats, grams, gram_counts.astype(np.int64)
+
+
+def _session_languages(language, M: np.ndarray, n: int, filters: FiltersConfig):
+    """(language, confidence, is it foreign) of each session from its comment turns' languages
+    (``extraction.language.session_language``, vectorised over the turn matrix; a title, index >= n,
+    counts for nothing). Nones and no foreign session when the rule is off."""
+    ns = len(M)
+    if language is None:
+        return np.full(ns, None, dtype=object), np.full(ns, None, dtype=object), np.zeros(ns, dtype=bool)
+    from extraction.language import UNDETERMINED
+
+    codes, confidence, letters = language
+    names, code_index = np.unique(np.append(codes, UNDETERMINED).astype(str), return_inverse=True)
+    und = int(np.searchsorted(names, UNDETERMINED))
+    is_comment = (M >= 0) & (M < n)
+    rows = np.where(is_comment, M, n)  # n: the appended undetermined entry
+    code = code_index[rows]
+    weight = np.where(is_comment & (code != und), np.append(letters, 0)[rows], 0).astype(np.float64)
+    conf = np.append(confidence, 0.0)[rows]
+    same = code[:, :, None] == code[:, None, :]  # [session, t, u]: turns t and u in one language
+    votes = (same * weight[:, None, :]).sum(axis=2)
+    votes = np.where(weight > 0, votes, -1.0)
+    winner = np.argmax(votes, axis=1)  # the first turn of the most letters
+    total = weight.sum(axis=1)
+    win_code = code[np.arange(ns), winner]
+    agree = code == win_code[:, None]
+    score = (weight * conf * agree).sum(axis=1)
+    has = total > 0
+    ratio = score / np.where(has, total, 1.0)
+    session_conf = np.array([round(float(x), 3) if h else 0.0 for x, h in zip(ratio, has)], dtype=np.float64)  # as Python rounds
+    session_lang = np.where(has, names[win_code], UNDETERMINED).astype(object)
+    kept = np.isin(session_lang.astype(str), list(filters.languages))
+    foreign = has & ~kept & (session_conf >= filters.language_min_confidence)
+    return session_lang, session_conf, foreign
 
 
 def resolve_duplicates(keys: pa.Table, on_sessions: bool, on_responses: bool) -> pa.Table:

@@ -46,3 +46,10 @@ def test_readme_stage_by_stage_commands_run_as_written(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-4000:]
     assert "bot> " in result.stdout and "Traceback" not in result.stderr
     assert (tmp_path / "work" / "model" / "config.json").exists() and (tmp_path / "work" / "extract" / "extract_report.html").exists()
+    # Then the front page's loading example (pandas, datasets, the shard reader, a transformers pipeline).
+    python = re.search(r"```python\n(.*?)```", readme.split("<!-- tested-python:begin -->", 1)[1].split(
+        "<!-- tested-python:end -->", 1)[0], re.S).group(1)
+    loaded = subprocess.run([str(tmp_path / ".venv" / "bin" / "python"), "-c", python], cwd=tmp_path, capture_output=True,
+                            text=True, env=env, timeout=600)
+    assert loaded.returncode == 0, loaded.stdout[-3000:] + loaded.stderr[-4000:]
+    assert "'role': 'assistant'" in loaded.stdout and "turns" in loaded.stdout

@@ -17,7 +17,7 @@ from extraction.threads import dedupe_by_id, resolve_duplicates, run_local, thre
 COMMENTS = COMMENT_SCHEMA.remove(COMMENT_SCHEMA.get_field_index("month"))
 SUBMISSIONS = SUBMISSION_SCHEMA.remove(SUBMISSION_SCHEMA.get_field_index("month"))
 FIELDS = ("link_id", "subreddit", "turn_ids", "turns", "authors", "scores", "created_utc", "num_turns", "has_title",
-          "over_18", "chain_end", "drop_reason", "split")
+          "over_18", "chain_end", "drop_reason", "split", "language", "language_confidence")
 
 
 def comment(cid, parent, link="L", body=None, author="alice", score=3, ts=1420070400):
@@ -156,7 +156,8 @@ def generated(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("threads")
     write_month(str(root), SynthConfig(comments=8000, seed=17, megathreads=1, megathread_comments=800, deep_chains=1,
-                                       deep_chain_depth=300, p_url=0.08, p_markup=0.08, p_pii=0.03, p_mention=0.02))
+                                       deep_chain_depth=300, p_url=0.08, p_markup=0.08, p_pii=0.03, p_mention=0.02,
+                                       p_foreign_thread=0.05))
     tables = {}
     for kind in ("RC", "RS"):
         with open(root / f"{kind}_2015-01.zst", "rb") as f:
@@ -215,6 +216,7 @@ def test_every_session_and_the_accounting_match_the_reference(generated, name, b
     reasons = {r["drop_reason"] for r in ref.values()}
     assert {"min_turns", "url"} <= reasons and (not filters.bland or "bland" in reasons)
     assert not filters.thread_comments or "thread_comments" in reasons
+    assert not filters.language or "language" in reasons
     report = merge_reports(ExtractConfig(chains=chains, filters=filters, split=split), built, finished)
     assert report["comments"] == accounting
     if privacy is not None:
@@ -255,8 +257,10 @@ def test_every_rule_drops_a_hand_written_session_as_the_reference_does():
     rows += [comment("L17a", "L17", link="L17", body="a lone top-level comment")]
     rows += [comment(f"L18{i}", f"L18{i - 1}" if i else "L18", link="L18") for i in range(8)]
     rows += thread("L19", "it is fine but few")
+    rows += thread("L20", "Je ne suis pas d'accord avec toi, mais c'est vraiment une bonne idée.",
+                   context="Quelqu'un sait où on peut acheter ça ? Merci pour le partage.")  # the language rule
     subs = [{"id": f"L{i}", "subreddit": "AskReddit", "author": "op", "title": "t", "selftext": "", "over_18": False,
-             "num_comments": 1 if i == 19 else 5, "score": 1, "created_utc": 1420070000} for i in range(1, 20)]
+             "num_comments": 1 if i == 19 else 5, "score": 1, "created_utc": 1420070000} for i in range(1, 21)]
     comments = pa.Table.from_pylist(rows, schema=COMMENTS)
     submissions = pa.Table.from_pylist(subs, schema=SUBMISSIONS)
     filters = FiltersConfig(bland_min_count=3, bland_fraction=0.5, thread_comments=True)

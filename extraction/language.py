@@ -1,0 +1,105 @@
+"""The language of each comment and of each session, for the ``language`` rule.
+
+Per comment, in three steps, the first that decides wins:
+
+1. fewer than ``language_min_letters`` letters (``lol``, ``same``, ``+1``): undetermined (``und``),
+   which no rule holds against a session;
+2. a cheap pass that settles most English text without an identifier: no letter outside A-Z (emoji
+   and curly quotes are no letters) and at least 3 distinct words of the top-50 English list
+   (words split on whitespace, lower-cased, with their punctuation stripped): English, confidence 1;
+3. CLD2 (``pycld2``: Google's compact language detector, its model inside the wheel): its first
+   language and percent when it calls the result reliable, else undetermined.
+
+Per session, over its comment turns (a title is left out): each determined turn votes for its
+language with its letters; the language with the most letters wins (the earliest turn on a tie),
+and the session's confidence is the letters of the turns that agree, weighted by their confidence,
+over the letters of every determined turn. The rule drops a session whose language is not in
+``filters.languages`` with a confidence of at least ``filters.language_min_confidence``.
+
+``comment_languages`` is the vectorised step 1-2 over an Arrow column (CLD2 runs only on the rows
+they leave); ``comment_language`` is the plain-Python reference, and ``session_language`` combines
+either the same way.
+"""
+
+from __future__ import annotations
+
+import string
+
+import numpy as np
+
+UNDETERMINED = "und"
+_PUNCTUATION = string.punctuation + "“”‘’«»…"
+
+
+def _cld2(text: str) -> tuple[str, float]:
+    import pycld2
+
+    try:
+        reliable, _, details = pycld2.detect(text)
+    except Exception:  # pycld2.error on bytes it cannot read (lone surrogates): nothing to tell
+        return UNDETERMINED, 0.0
+    code, percent = details[0][1], details[0][2]
+    if not reliable or code in ("un", "xxx"):
+        return UNDETERMINED, 0.0
+    return code.split("-")[0], percent / 100.0
+
+
+def comment_language(text: str | None, common: frozenset[str], min_letters: int) -> tuple[str, float, int]:
+    """(ISO 639-1 code or ``und``, confidence in [0, 1], letters) of one comment: the reference."""
+    if not text:
+        return UNDETERMINED, 0.0, 0
+    letters = sum(c.isalpha() for c in text)
+    if letters < min_letters:
+        return UNDETERMINED, 0.0, letters
+    if sum(c.isalpha() and c.isascii() for c in text) == letters and \
+            len({w.strip(_PUNCTUATION) for w in text.lower().split()} & common) >= 3:
+        return "en", 1.0, letters
+    code, confidence = _cld2(text)
+    return code, confidence, letters
+
+
+def comment_languages(texts, common: frozenset[str], min_letters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``comment_language`` of every text of an ``extraction.features.Texts`` (its words are the
+    cheap pass's), as arrays (codes as objects); CLD2 runs only on the rows steps 1-2 leave."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = texts.texts
+    n = len(column)
+    codes = np.full(n, UNDETERMINED, dtype=object)
+    confidence = np.zeros(n, dtype=np.float64)
+    letters = pc.fill_null(pc.count_substring_regex(column, r"\pL"), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    enough = letters >= min_letters
+    english = np.zeros(n, dtype=bool)
+    if common and n:
+        words = texts.words
+        stripped = pc.utf8_trim(words.vocabulary, _PUNCTUATION)
+        in_common = pc.fill_null(pc.index_in(stripped, value_set=pa.array(sorted(common), pa.string())), -1).to_numpy(
+            zero_copy_only=False)
+        which = in_common[words.code] if len(words.code) else np.zeros(0, np.int64)
+        hit = which >= 0
+        distinct = np.unique(words.row[hit].astype(np.int64) * 1024 + which[hit])
+        counts = np.bincount(distinct // 1024, minlength=n)
+        ascii_letters = pc.fill_null(pc.count_substring_regex(column, "[A-Za-z]"), 0).to_numpy(zero_copy_only=False)
+        english = enough & (ascii_letters == letters) & (counts >= 3)
+    codes[english], confidence[english] = "en", 1.0
+    values = None
+    for i in np.flatnonzero(enough & ~english):  # what the cheap pass leaves: CLD2, one text at a time
+        if values is None:
+            values = column.to_pylist()
+        codes[i], confidence[i] = _cld2(values[i])
+    return codes, confidence, letters
+
+
+def session_language(codes, confidence, letters) -> tuple[str, float]:
+    """(language, confidence) of a session from its comment turns' (in turn order)."""
+    determined = [(c, p, n) for c, p, n in zip(codes, confidence, letters) if c != UNDETERMINED]
+    if not determined:
+        return UNDETERMINED, 0.0
+    total = float(sum(n for _, _, n in determined))
+    votes: dict[str, float] = {}
+    for c, _, n in determined:
+        votes[c] = votes.get(c, 0.0) + n
+    best = max(votes.values())
+    winner = next(c for c, _, _ in determined if votes[c] == best)
+    return winner, round(sum(p * n for c, p, n in determined if c == winner) / total, 3)
