@@ -58,6 +58,33 @@ def comment_language(text: str | None, common: frozenset[str], min_letters: int)
     return code, confidence, letters
 
 
+def _letters(column) -> tuple[np.ndarray, np.ndarray]:
+    """(letters, letters outside A-Z) of each text, as ``str.isalpha`` counts them: ASCII rows (most)
+    from the UTF-8 bytes at once, the others in Python."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(column)
+    filled = pc.fill_null(column, "")
+    filled = filled.combine_chunks() if isinstance(filled, pa.ChunkedArray) else filled
+    offsets = np.frombuffer(filled.buffers()[1], dtype=np.int32)[filled.offset: filled.offset + n + 1]
+    data = np.frombuffer(filled.buffers()[2], dtype=np.uint8) if filled.buffers()[2] is not None else np.zeros(0, np.uint8)
+    lo = int(offsets[0]) if n else 0
+    segment = data[lo: int(offsets[-1])] if n else data[:0]
+    is_letter = (np.bitwise_or(segment, 0x20) - np.uint8(ord("a"))) < 26  # uint8 wraps below "a"
+    cum = np.zeros(len(segment) + 1, dtype=np.int64)
+    np.cumsum(is_letter, out=cum[1:])
+    letters = cum[offsets[1:] - lo] - cum[offsets[:-1] - lo]
+    other = np.zeros(n, dtype=np.int64)
+    is_ascii = pc.string_is_ascii(filled).to_numpy(zero_copy_only=False)
+    slow = np.flatnonzero(~is_ascii)
+    if len(slow):
+        values = pc.take(filled, pa.array(slow, pa.int64())).to_pylist()
+        letters[slow] = [sum(c.isalpha() for c in v) for v in values]
+        other[slow] = [sum(c.isalpha() and not c.isascii() for c in v) for v in values]
+    return letters, other
+
+
 def comment_languages(texts, common: frozenset[str], min_letters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``comment_language`` of every text of an ``extraction.features.Texts`` (its words are the
     cheap pass's), as arrays (codes as objects); CLD2 runs only on the rows steps 1-2 leave."""
@@ -68,7 +95,7 @@ def comment_languages(texts, common: frozenset[str], min_letters: int) -> tuple[
     n = len(column)
     codes = np.full(n, UNDETERMINED, dtype=object)
     confidence = np.zeros(n, dtype=np.float64)
-    letters = pc.fill_null(pc.count_substring_regex(column, r"\pL"), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    letters, other = _letters(column) if n else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     enough = letters >= min_letters
     english = np.zeros(n, dtype=bool)
     if common and n:
@@ -77,17 +104,22 @@ def comment_languages(texts, common: frozenset[str], min_letters: int) -> tuple[
         in_common = pc.fill_null(pc.index_in(stripped, value_set=pa.array(sorted(common), pa.string())), -1).to_numpy(
             zero_copy_only=False)
         which = in_common[words.code] if len(words.code) else np.zeros(0, np.int64)
-        hit = which >= 0
-        distinct = np.unique(words.row[hit].astype(np.int64) * 1024 + which[hit])
-        counts = np.bincount(distinct // 1024, minlength=n)
-        ascii_letters = pc.fill_null(pc.count_substring_regex(column, "[A-Za-z]"), 0).to_numpy(zero_copy_only=False)
-        english = enough & (ascii_letters == letters) & (counts >= 3)
+        hit = np.flatnonzero(which >= 0)
+        distinct = np.zeros(n, dtype=np.int64)
+        if len(hit) and len(common) <= 64:  # a row's distinct common words as the bits of one integer
+            bits = np.left_shift(np.uint64(1), which[hit].astype(np.uint64))
+            rows = words.row[hit]  # each row's words are contiguous
+            starts = np.flatnonzero(np.concatenate([[True], rows[1:] != rows[:-1]]))
+            distinct[rows[starts]] = [int(m).bit_count() for m in np.bitwise_or.reduceat(bits, starts)]
+        elif len(hit):  # a longer list: distinct (row, word) pairs
+            pairs = np.unique(words.row[hit].astype(np.int64) * len(common) + which[hit])
+            distinct = np.bincount(pairs // len(common), minlength=n)
+        english = enough & (other == 0) & (distinct >= 3)
     codes[english], confidence[english] = "en", 1.0
-    values = None
-    for i in np.flatnonzero(enough & ~english):  # what the cheap pass leaves: CLD2, one text at a time
-        if values is None:
-            values = column.to_pylist()
-        codes[i], confidence[i] = _cld2(values[i])
+    doubtful = np.flatnonzero(enough & ~english)
+    if len(doubtful):  # what the cheap pass leaves: CLD2, one text at a time
+        for i, text in zip(doubtful, pc.take(column, pa.array(doubtful, pa.int64())).to_pylist()):
+            codes[i], confidence[i] = _cld2(text)
     return codes, confidence, letters
 
 
@@ -102,4 +134,4 @@ def session_language(codes, confidence, letters) -> tuple[str, float]:
         votes[c] = votes.get(c, 0.0) + n
     best = max(votes.values())
     winner = next(c for c, _, _ in determined if votes[c] == best)
-    return winner, round(sum(p * n for c, p, n in determined if c == winner) / total, 3)
+    return winner, float(np.round(sum(p * n for c, p, n in determined if c == winner) / total, 3))  # numpy's rounding, as the vectorised form

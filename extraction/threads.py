@@ -429,8 +429,7 @@ def _session_languages(language, M: np.ndarray, n: int, filters: FiltersConfig):
     agree = code == win_code[:, None]
     score = (weight * conf * agree).sum(axis=1)
     has = total > 0
-    ratio = score / np.where(has, total, 1.0)
-    session_conf = np.array([round(float(x), 3) if h else 0.0 for x, h in zip(ratio, has)], dtype=np.float64)  # as Python rounds
+    session_conf = np.where(has, np.round(score / np.where(has, total, 1.0), 3), 0.0)  # rounded as session_language does
     session_lang = np.where(has, names[win_code], UNDETERMINED).astype(object)
     kept = np.isin(session_lang.astype(str), list(filters.languages))
     foreign = has & ~kept & (session_conf >= filters.language_min_confidence)
