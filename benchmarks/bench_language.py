@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import CACHE, synthetic_month, table, write_results  # noqa: E402
+from benchmarks.common import CACHE, extract_off_on_off, synthetic_month, table, write_results  # noqa: E402
 
 
 def labelled_texts(per_language: int) -> list[tuple[str, str]]:
@@ -126,32 +126,13 @@ def rule_on_month(comments: int, work: Path) -> dict:
 
 
 def cost(comments: int, work: Path) -> dict:
-    from extraction.extract import ExtractConfig, run_extract
-    from extraction.ingest import IngestConfig, run_ingest
     from extraction.privacy import PrivacyConfig
-    from extraction.spark import SparkConfig, build_spark
 
-    month = synthetic_month(comments, seed=0, megathreads=1, megathread_comments=min(100_000, comments // 10), deep_chains=1,
-                            deep_chain_depth=3000)
-    spark_cfg = SparkConfig(master="local[2]", in_process_below_bytes=0)
-    spark = build_spark(spark_cfg)
-    run_ingest(IngestConfig(inputs=[str(month / "*.zst")], output=str(work / "ingest_cost"), spark=spark_cfg), spark)
-    rows = []
-    for name, on in (("off", False), ("on", True), ("off again", False)):
-        cfg = ExtractConfig(input=str(work / "ingest_cost"), output=str(work / f"cost_{name.replace(' ', '_')}"), force=True,
-                            spark=spark_cfg, privacy=PrivacyConfig(on, on, "benchmark salt"))
-        cfg.filters.bland_min_count = comments // 4000
+    def switch(cfg, on: bool) -> None:  # the language rule and both privacy transforms together
+        cfg.privacy = PrivacyConfig(on, on, "benchmark salt")
         cfg.filters.language = on
-        started = time.time()
-        report = run_extract(cfg, spark)
-        rows.append({"run": name, "language + privacy": "on" if on else "off", "seconds": round(time.time() - started, 2),
-                     "task seconds": round(sum(report["stage_seconds"].values()), 2),
-                     "session rules s": report["stage_seconds"].get("session rules"),
-                     "features s": report["stage_seconds"].get("features"), "kept": report["sessions"]["kept"]})
-    off = min(r["seconds"] for r in rows if r["language + privacy"] == "off")
-    for r in rows:
-        r["vs off"] = round(r["seconds"] / off, 3)
-    return {"comments": comments, "runs": rows, "ratio_on_vs_off": next(r["vs off"] for r in rows if r["language + privacy"] == "on")}
+
+    return extract_off_on_off(comments, work, switch)
 
 
 def main() -> int:
@@ -170,7 +151,7 @@ def main() -> int:
     print("dropped by the language rule, per language:", rule["dropped_by_language_per_language"])
     c = cost(args.cost_comments, work) if args.cost_comments else None
     if c:
-        print(table(c["runs"], ["run", "language + privacy", "seconds", "vs off", "task seconds", "features s", "kept"]))
+        print(table(c["runs"], ["run", "on", "seconds", "vs off", "task seconds", "kept"]))
     print(f"results: {write_results('language', {'identifiers': ids, 'rule': rule, 'cost': c})}")
     return 0
 

@@ -20,13 +20,12 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import CACHE, synthetic_month, table, write_results  # noqa: E402
+from benchmarks.common import CACHE, extract_off_on_off, table, write_results  # noqa: E402
 
 
 def sessions(folder: Path):
@@ -44,7 +43,6 @@ def rejects(folder: Path):
 
 def quality(comments: int, work: Path) -> dict:
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     from extraction.extract import ExtractConfig, run_extract
     from extraction.ingest import IngestConfig, run_ingest
@@ -101,34 +99,14 @@ def quality(comments: int, work: Path) -> dict:
         "mentions_verbatim_on": len(re.findall(r"\bu/user[0-9]+", text_on)),
         "pii_masked": runs["on"]["report"]["comments"]["pii_masked"],
         "author_sample_on": authors_on[:3],
-        "candidates_on": int(pc.sum(pa.array([len(on_candidates)])).as_py()),
+        "candidates_on": len(on_candidates),
     }
 
 
 def cost(comments: int, work: Path) -> dict:
-    from extraction.extract import ExtractConfig, run_extract
-    from extraction.ingest import IngestConfig, run_ingest
     from extraction.privacy import PrivacyConfig
-    from extraction.spark import SparkConfig, build_spark
 
-    month = synthetic_month(comments, seed=0, megathreads=1, megathread_comments=min(100_000, comments // 10), deep_chains=1,
-                            deep_chain_depth=3000)
-    spark_cfg = SparkConfig(master="local[2]", in_process_below_bytes=0)
-    spark = build_spark(spark_cfg)
-    run_ingest(IngestConfig(inputs=[str(month / "*.zst")], output=str(work / "ingest_cost"), spark=spark_cfg), spark)
-    rows = []
-    for name, on in (("off", False), ("on", True), ("off again", False)):
-        cfg = ExtractConfig(input=str(work / "ingest_cost"), output=str(work / f"cost_{name.replace(' ', '_')}"), force=True,
-                            spark=spark_cfg, privacy=PrivacyConfig(on, on, "benchmark salt"))
-        cfg.filters.bland_min_count = comments // 4000
-        started = time.time()
-        report = run_extract(cfg, spark)
-        rows.append({"run": name, "privacy": "on" if on else "off", "seconds": round(time.time() - started, 2),
-                     "task seconds": round(sum(report["stage_seconds"].values()), 2), "kept": report["sessions"]["kept"]})
-    off = min(r["seconds"] for r in rows if r["privacy"] == "off")
-    for r in rows:
-        r["vs off"] = round(r["seconds"] / off, 3)
-    return {"comments": comments, "runs": rows, "ratio_on_vs_off": next(r["vs off"] for r in rows if r["privacy"] == "on")}
+    return extract_off_on_off(comments, work, lambda cfg, on: setattr(cfg, "privacy", PrivacyConfig(on, on, "benchmark salt")))
 
 
 def main() -> int:
@@ -146,7 +124,7 @@ def main() -> int:
     print("why sessions carrying PII were dropped, off:", q["drop_reasons_carrying_pii_off"])
     c = cost(args.cost_comments, work) if args.cost_comments else None
     if c:
-        print(table(c["runs"], ["run", "privacy", "seconds", "vs off", "task seconds", "kept"]))
+        print(table(c["runs"], ["run", "on", "seconds", "vs off", "task seconds", "kept"]))
     path = write_results("privacy", {"quality": q, "cost": c})
     print(f"results: {path}")
     return 0

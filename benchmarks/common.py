@@ -38,6 +38,37 @@ def synthetic_month(comments: int, seed: int = 0, month: str = "2015-01", **kw) 
     return folder
 
 
+def extract_off_on_off(comments: int, work: Path, switch) -> dict:
+    """Extract of the cost month (``synthetic_month``, ingested once) three times in one SparkSession
+    (``local[2]``): off, on, off again, where ``switch(cfg, on)`` sets what is compared on an
+    ``ExtractConfig``. Seconds, task seconds by stage, kept sessions, and each run against the
+    faster off run."""
+    from extraction.extract import ExtractConfig, run_extract
+    from extraction.ingest import IngestConfig, run_ingest
+    from extraction.spark import SparkConfig, build_spark
+
+    month = synthetic_month(comments, seed=0, megathreads=1, megathread_comments=min(100_000, comments // 10), deep_chains=1,
+                            deep_chain_depth=3000)
+    spark_cfg = SparkConfig(master="local[2]", in_process_below_bytes=0)
+    spark = build_spark(spark_cfg)
+    run_ingest(IngestConfig(inputs=[str(month / "*.zst")], output=str(work / "ingest_cost"), spark=spark_cfg), spark)
+    rows = []
+    for name, on in (("off", False), ("on", True), ("off again", False)):
+        cfg = ExtractConfig(input=str(work / "ingest_cost"), output=str(work / f"cost_{name.replace(' ', '_')}"), force=True,
+                            spark=spark_cfg)
+        cfg.filters.bland_min_count = comments // 4000
+        switch(cfg, on)
+        started = time.time()
+        report = run_extract(cfg, spark)
+        rows.append({"run": name, "on": on, "seconds": round(time.time() - started, 2),
+                     "task seconds": round(sum(report["stage_seconds"].values()), 2), "stages": report["stage_seconds"],
+                     "kept": report["sessions"]["kept"]})
+    off = min(r["seconds"] for r in rows if not r["on"])
+    for r in rows:
+        r["vs off"] = round(r["seconds"] / off, 3)
+    return {"comments": comments, "runs": rows, "ratio_on_vs_off": next(r["vs off"] for r in rows if r["on"])}
+
+
 def free_port() -> int:
     """A free TCP port on loopback, for torchrun's --master_port."""
     with socket.socket() as s:
