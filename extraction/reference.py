@@ -53,11 +53,12 @@ def cycle_ids(comments: list[dict]) -> set[str]:
     return out
 
 
-def chain_walk(comments: list[dict], cut: dict, cfg: ChainsConfig) -> list[tuple[str, list[str], str]]:
+def chain_walk(comments: list[dict], cut: dict, cfg: ChainsConfig, cycles: set[str] | None = None) -> list[tuple[str, list[str], str]]:
     """(session id, turn ids first to last, chain end) of every session end, parents within the
-    thread; a comment on a cycle of parent links has its parent link cut (``parent_cycle``)."""
+    thread; a comment on a cycle of parent links (``cycles``, else ``cycle_ids``) has its parent
+    link cut (``parent_cycle``)."""
     by_id = {c["id"]: c for c in comments}
-    cycles = cycle_ids(comments)
+    cycles = cycle_ids(comments) if cycles is None else cycles
     valid = [c for c in comments if cut[c["id"]] is None]
     parents_of_valid = {(c["parent_id"], c["link_id"]) for c in valid if c["parent_kind"] == "comment" and c["id"] not in cycles}
     ends = [c for c in valid if cfg.mode == "replies" or (c["id"], c["link_id"]) not in parents_of_valid]
@@ -81,8 +82,8 @@ def chain_walk(comments: list[dict], cut: dict, cfg: ChainsConfig) -> list[tuple
             if node["id"] in cycles:
                 chain_end = "parent_cycle"
                 break
-            parent = by_id.get(node["parent_id"])
-            if parent is None or parent["link_id"] != node["link_id"]:
+            parent = _parent(by_id, node)
+            if parent is None:
                 chain_end = "missing_parent"
                 break
             if cut[parent["id"]] is not None:
@@ -134,7 +135,8 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
         if privacy.pseudonymize_authors:
             subs = {k: {**s, "author": pseudonym(s["author"], privacy.salt)} for k, s in subs.items()}
     sessions: dict[str, dict] = {}
-    for session_id, ids, chain_end in chain_walk(comments, cut, chains):
+    cycles = cycle_ids(comments)
+    for session_id, ids, chain_end in chain_walk(comments, cut, chains, cycles):
         end = by_id[session_id]
         turns = [{"id": i, "text": by_id[i]["body"], "read": by_id[i]["_read_body"], "author": by_id[i]["author"],
                   "score": by_id[i]["score"], "created_utc": by_id[i]["created_utc"]} for i in ids]
@@ -211,7 +213,7 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
         "cut_by_turn_rule": {r: sum(1 for v in cut.values() if v == r) for r in TURN_RULES},
         "only_in_rejected_sessions": dict(in_rejected),
         "not_in_any_session": valid - len(used) - sum(in_rejected.values()),
-        "parent_cycles": len(cycle_ids(comments)),
+        "parent_cycles": len(cycles),
     }
     for session in sessions.values():
         del session["_read_response"]

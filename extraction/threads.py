@@ -392,7 +392,7 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
         "_words": pa.array(total_words, pa.int64()),
         "_rkey": pa.array(rkey, pa.uint64()),
         "_skey": pa.array(skey, pa.uint64()),
-        **({"_rtext": pc.take(body, ends_arr)} if privacy.active else {}),  # the response as the rules read it
+        **({"_rtext": pc.take(body, ends_arr)} if privacy.scrub_pii else {}),  # the response as the rules read it
     })
     table = table.take(pc.sort_indices(table, sort_keys=[("session_id", "ascending")]))
     stats = {"rows": n + repeats, "comments": n, "duplicate_ids": repeats, "valid": int(valid.sum()),

@@ -13,7 +13,6 @@ still written, for tools that read it; folders from before ``COMPLETE.json`` cou
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -37,17 +36,9 @@ class CheckpointError(ConfigError):
 
 
 def _sha256_files(folder: str, names: list[str]) -> dict[str, str]:
-    from concurrent.futures import ThreadPoolExecutor
+    from reddit_pretrain.shards import sha256_files
 
-    def digest(name: str) -> str:
-        h = hashlib.sha256()
-        with open(os.path.join(folder, name), "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-        return h.hexdigest()
-
-    with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
-        return dict(zip(names, pool.map(digest, names)))
+    return dict(zip(names, sha256_files([os.path.join(folder, n) for n in names], max(1, min(8, os.cpu_count() or 1)))))
 
 
 def mark_complete(folder: str) -> None:

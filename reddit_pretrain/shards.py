@@ -69,13 +69,17 @@ def shard_files(folder: str, manifest: dict, splits: list[str] | None = None) ->
     return out
 
 
-def verify_files(files: list[tuple[str, str]], threads: int = 4) -> list[str]:
-    """The paths among ``files`` whose sha256 is not the one given, hashed by ``threads`` threads
-    (hashlib lets go of the GIL while it hashes)."""
+def sha256_files(paths: list[str], threads: int = 4) -> list[str]:
+    """The sha256 of each file, hashed by ``threads`` threads (hashlib lets go of the GIL while it hashes)."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        digests = list(pool.map(lambda f: _sha256(f[0]), files))
+        return list(pool.map(_sha256, paths))
+
+
+def verify_files(files: list[tuple[str, str]], threads: int = 4) -> list[str]:
+    """The paths among ``files`` whose sha256 is not the one given (``sha256_files``)."""
+    digests = sha256_files([path for path, _ in files], threads)
     return [path for (path, expected), got in zip(files, digests) if got != expected]
 
 
