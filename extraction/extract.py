@@ -43,6 +43,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import re
 import sys
 import time
@@ -104,9 +105,15 @@ def fingerprint(cfg: ExtractConfig) -> str:
     ingest_marker = storage.join(cfg.input, "_INGEST_DONE.json")
     lists = {}
     for name, value in asdict(cfg.filters).items():
-        if name.endswith("_path"):
+        if name.endswith("_path") and name != "classifier_path":
             with fsspec.open(resolve_list_path(value), "rb") as f:
                 lists[name] = hashlib.sha256(f.read()).hexdigest()
+    if cfg.filters.classifier:  # the model's files, so another model (or a retrained one) runs again
+        from reddit_pretrain.shards import sha256_files
+
+        root = cfg.filters.classifier_path
+        files = sorted(os.path.join(d, f) for d, _, names in os.walk(root) for f in names) if os.path.isdir(root) else [root]
+        lists["classifier"] = dict(zip((os.path.relpath(f, root) for f in files), sha256_files(files)))
     material = {
         "input": storage.read_json(ingest_marker).get("fingerprint") if storage.exists(ingest_marker) else None,
         "chains": asdict(cfg.chains), "filters": asdict(cfg.filters), "split": asdict(cfg.split),
@@ -125,6 +132,13 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
 
     cfg.validate()
     storage.check_writable(cfg.output)  # before Spark starts: one line, not a late traceback
+    if cfg.filters.classifier:  # loaded once here, so a wrong path or label is one line before Spark starts
+        from extraction.classifier import ClassifierError, from_config
+
+        try:
+            from_config(cfg.filters).labels
+        except ClassifierError as e:
+            raise ExtractError(str(e)) from None
     say = lambda msg: print(f"[extract] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     staged = storage.StagedOutput(cfg.output, DONE_MARKER, fingerprint(cfg), OUTPUTS, job="extract")
     if not cfg.force and staged.is_complete():

@@ -219,33 +219,46 @@ class Texts:
         return len(self.texts)
 
 
+def _null(texts: Texts) -> np.ndarray:
+    return pc.is_null(texts.texts).to_numpy(zero_copy_only=False)
+
+
+def deleted_comments(texts: Texts, authors, rules: Rules) -> np.ndarray:
+    """The ``deleted`` turn rule: no body, or one of ``deleted_bodies`` (around spaces)."""
+    bodies = texts.texts
+    deleted = _bool(pc.is_in(pc.utf8_trim_whitespace(bodies), value_set=pa.array(list(rules.cfg.deleted_bodies), pa.string())))
+    return deleted | _null(texts)
+
+
+def bot_comments(texts: Texts, authors, rules: Rules) -> np.ndarray:
+    """The ``bots`` turn rule, judged once per distinct author."""
+    encoded = pc.dictionary_encode(as_array(authors))
+    names = encoded.dictionary
+    lowered = pc.utf8_lower(names)
+    is_bot = _bool(pc.is_in(lowered, value_set=pa.array(sorted(rules.bot_authors), pa.string())))
+    for suffix in rules.cfg.bot_suffixes:
+        is_bot |= _bool(pc.ends_with(lowered, suffix))
+    is_bot = np.append(_with_python(is_bot, names, python_rows(names), rules.is_bot), False)
+    return is_bot[pc.fill_null(encoded.indices, len(names)).to_numpy(zero_copy_only=False)]
+
+
+def quote_comments(texts: Texts, authors, rules: Rules) -> np.ndarray:
+    bodies = texts.texts
+    quote = pc.match_substring_regex(bodies, "&gt;|>") if rules.cfg.quotes_anywhere else pc.match_substring_regex(bodies, _QUOTE_RE2)
+    return _bool(quote) & ~_null(texts)
+
+
+def short_comments(texts: Texts, authors, rules: Rules) -> np.ndarray:
+    return (comment_words(texts) < rules.cfg.min_comment_words) & ~_null(texts)
+
+
 def turn_cut(texts: Texts, authors, rules: Rules) -> np.ndarray:
     """Index + 1 in ``TURN_RULES`` of the first turn rule each comment fails, 0 when it can be a turn."""
     from extraction.filters import TURN_RULES
 
-    cfg = rules.cfg
-    bodies = texts.texts
-    is_null = pc.is_null(bodies).to_numpy(zero_copy_only=False)
-    cut = np.zeros(len(bodies), dtype=np.int8)
-    # Assigned last rule first, so the first rule that fails wins.
-    if cfg.short_comment:
-        cut[(comment_words(texts) < cfg.min_comment_words) & ~is_null] = TURN_RULES.index("short_comment") + 1
-    if cfg.quotes:
-        quote = pc.match_substring_regex(bodies, "&gt;|>") if cfg.quotes_anywhere else pc.match_substring_regex(bodies, _QUOTE_RE2)
-        cut[_bool(quote) & ~is_null] = TURN_RULES.index("quotes") + 1
-    if cfg.bots:
-        encoded = pc.dictionary_encode(as_array(authors))
-        names = encoded.dictionary
-        lowered = pc.utf8_lower(names)
-        is_bot = _bool(pc.is_in(lowered, value_set=pa.array(sorted(rules.bot_authors), pa.string())))
-        for suffix in cfg.bot_suffixes:
-            is_bot |= _bool(pc.ends_with(lowered, suffix))
-        is_bot = np.append(_with_python(is_bot, names, python_rows(names), rules.is_bot), False)
-        codes = pc.fill_null(encoded.indices, len(names)).to_numpy(zero_copy_only=False)
-        cut[is_bot[codes]] = TURN_RULES.index("bots") + 1
-    if cfg.deleted:
-        deleted = _bool(pc.is_in(pc.utf8_trim_whitespace(bodies), value_set=pa.array(list(cfg.deleted_bodies), pa.string())))
-        cut[deleted | is_null] = TURN_RULES.index("deleted") + 1
+    cut = np.zeros(len(texts), dtype=np.int8)
+    for rule in reversed(rules.on("turn")):  # assigned last rule first, so the first rule that fails wins
+        cut[np.asarray(rule.fails(texts, authors, rules), dtype=bool)] = TURN_RULES.index(rule.name) + 1
     return cut
 
 
@@ -256,79 +269,85 @@ def comment_words(texts: Texts) -> np.ndarray:
     return words.per_row - np.bincount(words.row[only_backslashes[words.code]], minlength=len(texts))
 
 
-def _normalized_features(texts: Texts, rules: Rules, title: bool) -> dict[str, np.ndarray]:
-    """``filters.normalize=dialogpt``: per text in Python (the form needs NLTK's tokenizer)."""
-    n = len(texts)
-    names = ("n_words", "url", "markup", "shouting", "long_word", "word_repeat")
-    out = {name: np.zeros(n, dtype=np.int64 if name == "n_words" else bool) for name in names}
-    for i, text in enumerate(texts.texts.to_pylist()):
-        f = rules.normalized_features(text or "")
-        for name in ("n_words", "url") if title else names:
-            out[name][i] = f[name]
-    off = np.zeros(n, bool)
-    if title:  # titles are context for url and max_words only
-        out["common_word"], out["offensive"] = off, off
-        return out
-    cfg = rules.cfg
-    out["common_word"] = _with_python(None, texts.texts, off, rules.has_common_word) if cfg.common_word else np.ones(n, bool)
-    out["offensive"] = _with_python(None, texts.texts, off, rules.is_offensive) if cfg.offensive else off
-    return out
+# -- the session rules' features: each the vectorised form of a ``filters.Feature`` -------------
+
+
+def n_words(texts: Texts, rules: Rules) -> np.ndarray:
+    return texts.words.per_row.astype(np.int64)
+
+
+def has_url(texts: Texts, rules: Rules) -> np.ndarray:
+    raw = texts.texts
+    pattern = rules.url_pattern.pattern
+    url = _regex(raw, pattern, ignore_case=True)
+    relaxed = r"\.(?:" + pattern.rsplit(r"\.(?:", 1)[1].split(")", 1)[0] + ")" if r"\.(?:" in pattern else ""
+    off = np.zeros(len(raw), bool)
+    return _with_python(url, raw, _unicode_suspects(raw, relaxed, True) if url is not None else off, rules.has_url)
+
+
+def has_long_word(texts: Texts, rules: Rules) -> np.ndarray:
+    chars = rules.cfg.max_word_chars
+    long_word = _regex(texts.texts, f"[^{_PY_SPACE}]{{{chars + 1},}}") if chars < 999 else None
+    return _with_python(long_word, texts.texts, np.zeros(len(texts), bool), rules.has_long_word)
+
+
+def is_shouting(texts: Texts, rules: Rules) -> np.ndarray:
+    raw, pattern = texts.texts, rules.cfg.shouting_pattern
+    shouting = _regex(raw, pattern)
+    off = np.zeros(len(raw), bool)
+    suspects = off if _ascii_only_pattern(pattern) else ~_bool(pc.string_is_ascii(raw))
+    return _with_python(shouting, raw, suspects if shouting is not None else off, rules.is_shouting)
+
+
+def has_markup(texts: Texts, rules: Rules) -> np.ndarray:
+    chars = rules.cfg.markup_chars
+    if not chars:
+        return np.zeros(len(texts), bool)
+    found = _regex(texts.texts, "[" + "".join("\\x{%x}" % ord(c) for c in chars) + "]")
+    return _with_python(found, texts.texts, np.zeros(len(texts), bool), rules.has_markup)
+
+
+def has_repeat(texts: Texts, rules: Rules) -> np.ndarray:
+    return _with_python(texts.words.repeats(len(texts), rules.cfg.word_repeat_times), texts.texts, texts.slow, rules.has_repeat)
+
+
+def has_common_word(texts: Texts, rules: Rules) -> np.ndarray:
+    usable = sorted(w for w in rules.common_words if w and all(c in _WORD_CHARS for c in w))
+    found = _regex(texts.lowered, "(?:^|[^a-z])(?:" + "|".join(_re2_escape(w) for w in usable) + ")(?:[^a-z]|$)") \
+        if usable else np.zeros(len(texts), bool)
+    return _with_python(found, texts.texts, texts.slow, rules.has_common_word)
+
+
+def is_offensive(texts: Texts, rules: Rules) -> np.ndarray:
+    if rules.offensive is None:
+        return np.zeros(len(texts), bool)
+    pattern = rules.offensive.pattern
+    found = _regex(texts.lowered, pattern)
+    suspects = texts.slow | _unicode_suspects(texts.lowered, pattern.replace(r"\b", "")) if found is not None \
+        else np.zeros(len(texts), bool)
+    return _with_python(found, texts.texts, suspects, rules.is_offensive)
 
 
 def text_features(texts: Texts, rules: Rules, title: bool = False) -> dict[str, np.ndarray]:
-    """Every per-text feature the session rules read (``filters.RULES``), one value per text.
+    """Every per-text feature the session rules switched on read (``Rules.features``), one value per text.
 
-    Titles are context for ``url`` and ``max_words`` only (``Rules.session_reason``): their other
-    features are left False. Null texts count as empty."""
-    cfg = rules.cfg
-    if cfg.normalize == "dialogpt":
-        return _normalized_features(texts, rules, title)
-    raw, lowered, slow = texts.texts, texts.lowered, texts.slow
-    n = len(raw)
-    off = np.zeros(n, bool)
-    out = {"n_words": texts.words.per_row.astype(np.int64)}
-    if cfg.url:
-        url = _regex(raw, rules.url_pattern.pattern, ignore_case=True)
-        relaxed = r"\.(?:" + rules.url_pattern.pattern.rsplit(r"\.(?:", 1)[1].split(")", 1)[0] + ")" if r"\.(?:" in rules.url_pattern.pattern else ""
-        out["url"] = _with_python(url, raw, _unicode_suspects(raw, relaxed, True) if url is not None else off, rules.has_url)
-    else:
-        out["url"] = off
-    if title:
-        for name in ("long_word", "shouting", "markup", "word_repeat", "common_word", "offensive"):
-            out[name] = off
-        return out
-    if cfg.long_word:
-        long_word = _regex(raw, f"[^{_PY_SPACE}]{{{cfg.max_word_chars + 1},}}") if cfg.max_word_chars < 999 else None
-        out["long_word"] = _with_python(long_word, raw, off, rules.has_long_word)
-    else:
-        out["long_word"] = off
-    if cfg.shouting:
-        shouting = _regex(raw, cfg.shouting_pattern)
-        suspects = off if _ascii_only_pattern(cfg.shouting_pattern) else ~_bool(pc.string_is_ascii(raw))
-        out["shouting"] = _with_python(shouting, raw, suspects if shouting is not None else off, rules.is_shouting)
-    else:
-        out["shouting"] = off
-    if cfg.markup and cfg.markup_chars:
-        out["markup"] = _with_python(_regex(raw, "[" + "".join("\\x{%x}" % ord(c) for c in cfg.markup_chars) + "]"),
-                                     raw, off, rules.has_markup)
-    else:
-        out["markup"] = off
-    out["word_repeat"] = _with_python(texts.words.repeats(n, cfg.word_repeat_times), raw, slow, rules.has_repeat) \
-        if cfg.word_repeat else off
-    if cfg.common_word:
-        usable = sorted(w for w in rules.common_words if w and all(c in _WORD_CHARS for c in w))
-        found = _regex(lowered, "(?:^|[^a-z])(?:" + "|".join(_re2_escape(w) for w in usable) + ")(?:[^a-z]|$)") \
-            if usable else off.copy()
-        out["common_word"] = _with_python(found, raw, slow, rules.has_common_word)
-    else:
-        out["common_word"] = np.ones(n, bool)
-    if cfg.offensive and rules.offensive is not None:
-        pattern = rules.offensive.pattern
-        found = _regex(lowered, pattern)
-        suspects = slow | _unicode_suspects(lowered, pattern.replace(r"\b", "")) if found is not None else off
-        out["offensive"] = _with_python(found, raw, suspects, rules.is_offensive)
-    else:
-        out["offensive"] = off
+    Titles are context for the features declared ``titles`` only (``url``, ``n_words``): their
+    other features are False (0). Null texts count as empty. With ``filters.normalize=dialogpt``
+    the features declared ``normalized`` are computed per text, in Python (the released extractor's
+    form needs NLTK's tokenizer)."""
+    n = len(texts)
+    wanted = [f for f in rules.features()]
+    normalized = [f for f in wanted if f.normalized and (f.titles or not title)] if rules.cfg.normalize == "dialogpt" else []
+    out = {f.name: np.zeros(n, dtype=f.dtype) for f in normalized}
+    if normalized:
+        for i, text in enumerate(texts.texts.to_pylist()):
+            values = rules.normalized_features(text or "")
+            for f in normalized:
+                out[f.name][i] = values[f.name]
+    for f in wanted:
+        if f.name in out:
+            continue
+        out[f.name] = np.asarray(f.vectorised(texts, rules), dtype=f.dtype) if f.titles or not title else np.zeros(n, dtype=f.dtype)
     return out
 
 

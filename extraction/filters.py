@@ -1,137 +1,40 @@
-"""DialoGPT's filter rules (and a few more) as plain Python, tested without Spark.
+"""The filter rules: each one declared once, as a ``Rule``, with its plain-Python reference.
 
-Two kinds of rule:
+A rule's declaration (``RULES``, in the order the rules are tried) holds everything about it: its
+switch ``filters.<name>`` and its settings (``FiltersConfig`` is made from the declarations), what
+it reads, its per-text feature with the feature's plain-Python reference and vectorised form, its
+session (or comment) test in both forms, the lists it loads, and whether the project's rule set
+switches it on. The report's rows, the reject reasons, the chain ends, the configuration reference
+and its rules table follow from ``RULES``; presets name the rules they switch on
+(``filters.rules``), so a rule added later is off in them.
+
+Three kinds of rule:
 
 * turn rules judge one comment. A comment that fails one cannot be a turn: the chain is cut
-  where it stands, and what remains of the chain is still used when long enough. They are
-  ``deleted`` (``[deleted]``/``[removed]`` bodies), ``bots`` and ``quotes``.
+  where it stands, and what remains of the chain is still used when long enough.
 * session rules judge a whole session (context turns + the response, its last turn); a session
-  that fails one is set aside with the name of the first rule it failed, in ``SESSION_RULES``
-  order. ``bland`` and the duplicate rules need the whole corpus and are applied by Spark
-  (``extraction.chains``), after these.
+  that fails one is set aside with the name of the first rule it failed, in ``RULES`` order.
+* corpus rules (``bland``, the duplicates) need the whole corpus and are applied by Spark
+  (``extraction.extract``, ``extraction.threads``), after the session rules.
 
-Every rule has a switch and its thresholds in ``FiltersConfig`` (``conf/extract.yaml``), and
-lists are plain files whose paths the user sets (examples in ``conf/lists/``).
+Your own rule: declare it in a module of yours with ``add_rule(Rule(...), before="offensive")`` and
+name the module in ``REDDIT_PRETRAIN_RULES`` (comma-separated modules, importable on the driver and
+on the executors: ``extraction.spark`` passes the variable on to them). Its switch and settings are
+then ``filters.<name>`` keys like any other, and it is off in the presets that list their rules.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from reddit_pretrain import CONF_DIR
-
-@dataclass
-class FiltersConfig:
-    """Which rules run and their thresholds. DialoGPT's published values are the defaults."""
-
-    unescape_html: bool = True
-    """Pushshift texts are HTML-escaped as Reddit's API returns them (``&amp;``, ``&lt;``, ``&gt;``):
-    undo that once, before every rule and in the stored sessions."""
-    normalize: str = "none"
-    """``none``: rules read the clean text. ``dialogpt``: the rules that read words and characters
-    (url, markup, max_words, long_word, shouting, min_words, word_repeat) judge each turn as DialoGPT's
-    released extractor normalised it (``extraction.dialogpt``); the sessions keep the clean text."""
-    deleted: bool = True
-    """Turn rule: a body in ``deleted_bodies`` (or none at all) cuts the chain."""
-    deleted_bodies: list[str] = field(default_factory=lambda: ["[deleted]", "[removed]"])
-    """The released extractor removes ``[deleted]`` only."""
-    bots: bool = True
-    """Turn rule: bot authors cut the chain (listed in ``bot_authors_path`` or ending in a suffix)."""
-    bot_authors_path: str = "lists/bot_authors.txt"
-    bot_suffixes: list[str] = field(default_factory=lambda: ["bot", "_bot", "-bot"])
-    quotes: bool = True
-    """Turn rule: a comment quoting another (``>`` or ``&gt;`` at a line start) cuts the chain."""
-    quotes_anywhere: bool = False
-    """The quote rule matches ``>`` or ``&gt;`` anywhere in the body (the released extractor)."""
-    short_comment: bool = False
-    """Turn rule: a comment of fewer than ``min_comment_words`` whitespace words (backslashes
-    removed) cuts the chain (the released extractor: 2)."""
-    min_comment_words: int = 2
-    thread_comments: bool = False
-    """Drops every session of a thread whose submission says fewer than ``min_thread_comments``
-    comments, or is missing (the released extractor reads only such threads). Needs submissions."""
-    min_thread_comments: int = 2
-
-    subreddit_blocklist: bool = True
-    subreddit_blocklist_path: str = "lists/subreddit_blocklist.txt"
-    nsfw: bool = True
-    """Drops sessions whose submission is ``over_18`` or whose subreddit is in ``nsfw_subreddits_path``."""
-    nsfw_subreddits_path: str = "lists/nsfw_subreddits.txt"
-    language: bool = True
-    """Drops a session whose comment turns are, together, in a language not in ``languages`` with a
-    confidence of at least ``language_min_confidence`` (``extraction.language``: a cheap English pass,
-    then CLD2). Turns of fewer than ``language_min_letters`` letters are undetermined and count for
-    nothing, so "lol" or "same" never make a session foreign."""
-    languages: list[str] = field(default_factory=lambda: ["en"])
-    """ISO 639-1 codes of the languages kept."""
-    language_min_confidence: float = 0.5
-    language_min_letters: int = 20
-    url: bool = True
-    """DialoGPT 1: a URL in the source or the target."""
-    markup: bool = True
-    """DialoGPT 4: the response contains one of ``markup_chars`` (the paper: ``[ ]``; the extractor adds ``( )``)."""
-    markup_chars: str = "[]()"
-    markup_turns: str = "response"
-    """Which turns the markup rule reads: ``response`` (the paper) or ``any`` comment turn (the released extractor)."""
-    max_words: bool = True
-    """DialoGPT 5: source + target longer than ``max_words_total`` words."""
-    max_words_total: int = 200
-    long_word: bool = True
-    """Released extractor: any turn with a word longer than ``max_word_chars`` characters."""
-    max_word_chars: int = 30
-    long_word_turns: str = "any"
-    """Which turns the long-word rule reads: ``any`` comment turn, or the ``response`` (the released extractor)."""
-    shouting: bool = True
-    """Released extractor: any turn matching ``shouting_pattern``."""
-    shouting_pattern: str = "[A-Z]{5,}"
-    min_words: bool = True
-    """Released extractor: a response of fewer than ``min_response_words`` words."""
-    min_response_words: int = 2
-    word_repeat: bool = True
-    """DialoGPT 2: the response repeats a word ``word_repeat_times`` times in a row."""
-    word_repeat_times: int = 3
-    common_word: bool = True
-    """DialoGPT 3: the response has none of the words in ``common_words_path`` (likely not English)."""
-    common_words_path: str = "lists/top50_english.txt"
-    offensive: bool = True
-    """DialoGPT 6: the response contains a phrase from ``offensive_phrases_path``."""
-    offensive_phrases_path: str = "lists/offensive_phrases.txt"
-    min_score: bool = True
-    """Released extractor: the response's score is below ``min_target_score`` (a missing score passes)."""
-    min_target_score: int = 1
-    missing_score_passes: bool = True
-    """A response without a score passes the score rule; false counts it as 0 (the released extractor)."""
-
-    bland: bool = True
-    """DialoGPT 7: at least ``bland_fraction`` of the response's word trigrams occur more than
-    ``bland_min_count`` times among all comment bodies of the input (a distributed count)."""
-    bland_min_count: int = 1000
-    bland_fraction: float = 0.9
-    duplicate_session: bool = True
-    """Exact duplicate sessions (same turns): the one with the smallest session id is kept."""
-    duplicate_response: bool = True
-    """Exact duplicate responses: the session with the smallest session id is kept."""
-
-    def validate(self) -> None:
-        if self.max_words_total < 1 or self.max_word_chars < 1 or self.word_repeat_times < 2:
-            raise ValueError("max_words_total, max_word_chars must be >= 1 and word_repeat_times >= 2")
-        if not 0 < self.bland_fraction <= 1:
-            raise ValueError("bland_fraction must be in (0, 1]")
-        if self.language and (not self.languages or not 0 <= self.language_min_confidence <= 1 or self.language_min_letters < 1):
-            raise ValueError("filters.languages must name a language, language_min_confidence be in [0, 1] and "
-                             "language_min_letters >= 1")
-        re.compile(self.shouting_pattern)
-        for name, value, allowed in (("normalize", self.normalize, ("none", "dialogpt")),
-                                     ("markup_turns", self.markup_turns, ("response", "any")),
-                                     ("long_word_turns", self.long_word_turns, ("any", "response"))):
-            if value not in allowed:
-                raise ValueError(f"filters.{name} must be one of {allowed}, not {value!r}")
-
 
 def resolve_list_path(path: str) -> str:
     """A list path as given, else relative to the project's ``conf/`` folder."""
@@ -183,11 +86,57 @@ def words(text: str) -> list[str]:
     return text.split()
 
 
+# -- declarations ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One ``filters.<name>`` setting of a rule, with its default and its documentation."""
+
+    name: str
+    type: Any
+    default: Any
+    doc: str = ""
+    choices: tuple = ()
+    """The values allowed, when only some are."""
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def as_field(self) -> dataclasses.Field:
+        if isinstance(self.default, (list, dict, set)):
+            value = self.default
+            return field(default_factory=lambda: type(value)(value))
+        return field(default=self.default)
+
+    def check(self, value) -> None:
+        if self.choices and value not in self.choices:
+            raise ValueError(f"filters.{self.name} must be one of {self.choices}, not {value!r}")
+        if self.minimum is not None and value < self.minimum:
+            raise ValueError(f"filters.{self.name} must be >= {self.minimum}, not {value!r}")
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"filters.{self.name} must be <= {self.maximum}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A value computed once per text that session rules read: ``reference(rules, text)`` is the
+    plain-Python form, ``vectorised(texts, rules)`` the same over a column
+    (``extraction.features.Texts``); the parity tests compare the two on every declared feature."""
+
+    name: str
+    reference: Callable
+    vectorised: Callable
+    dtype: Any = bool
+    titles: bool = False
+    """Computed for a submission title used as a turn too; otherwise a title's value is False (0)."""
+    normalized: bool = False
+    """With ``filters.normalize=dialogpt`` it is read from the released extractor's form of the text."""
+
+
 @dataclass(frozen=True)
 class Rule:
     """One rule, declared once. ``name`` is its switch in ``FiltersConfig``, its ``drop_reason``
-    (``cut_<name>`` as a chain end for turn rules) and its row in the report; the order of ``RULES``
-    is the order in which rules are tried (a session is counted under the first it fails)."""
+    (``cut_<name>`` as a chain end for turn rules) and its row in the report."""
 
     name: str
     kind: str
@@ -195,79 +144,102 @@ class Rule:
     reads: str
     """Which text it reads: ``comment``, ``author``, ``subreddit``, ``response``, ``any turn``
     (the title included), ``comment turns`` (every turn but a title), ``corpus``."""
-    feature: str | None
-    """The per-comment feature (``extraction.features.text_features``) the vectorised form reads, if any."""
-    thresholds: tuple[str, ...] = ()
-    """The ``FiltersConfig`` fields that tune it."""
+    doc: str
+    """What the rule does: the documentation of its switch."""
+    settings: tuple[Setting, ...] = ()
+    on: bool = True
+    """Switched on in the project's rule set (``filters.rules`` unset)."""
+    feature: Feature | None = None
+    """The per-text feature the session test reads, if any."""
+    check: Callable | None = None
+    """The plain-Python reference: turn rules ``check(rules, body, author)``, session rules
+    ``check(rules, session)`` (a ``Session``); True when the comment or session fails."""
     fails: Callable | None = None
-    """Session rules: the vectorised test, ``fails(view) -> bool array`` over a bucket's sessions
-    (``extraction.threads.SessionView``); ``Rules.session_reason`` is its plain-Python reference."""
+    """The vectorised form: turn rules ``fails(texts, authors, rules)`` over a column of comments,
+    session rules ``fails(view)`` over a bucket's sessions (``extraction.threads.SessionView``)."""
+    load: Callable | None = None
+    """``load(cfg) -> {name: value}``: what the rule needs loaded (lists), set on ``Rules``."""
+    turns_setting: str | None = None
+    """The setting that says whether it reads the ``response`` or the comment turns."""
+    validate: Callable | None = None
+    """``validate(cfg)``: raises ValueError on settings that make no sense together."""
+    explain: Callable | None = None
+    """``explain(row) -> str``: what decided a rejected session when its text does not show it (the
+    report's examples; ``row`` holds ``extraction.report.EXAMPLE_COLUMNS``)."""
+
+    @property
+    def thresholds(self) -> tuple[str, ...]:
+        """The ``FiltersConfig`` fields that tune it."""
+        return tuple(s.name for s in self.settings)
+
+    @property
+    def normalized(self) -> bool:
+        return self.feature is not None and self.feature.normalized
 
     def reads_in(self, cfg: "FiltersConfig") -> str:
         """What this rule reads under ``cfg`` (``off`` when switched off), for the docs and the report."""
         if not getattr(cfg, self.name):
             return "off"
-        turns = {"markup": cfg.markup_turns, "long_word": cfg.long_word_turns}.get(self.name)
-        reads = self.reads.split(" (")[0] if turns is None else "response" if turns == "response" else "comment turns"
-        if cfg.normalize == "dialogpt" and self.name in NORMALIZED_RULES:
+        reads = self.reads.split(" (")[0]
+        if self.turns_setting:
+            reads = "response" if getattr(cfg, self.turns_setting) == "response" else "comment turns"
+        if cfg.normalize == "dialogpt" and self.normalized:
             reads += ", in DialoGPT's normalised form"
         return reads
 
 
-def _turns(v, feature: str, which: str) -> np.ndarray:
-    return v.response(feature) if which == "response" else v.any_turn(feature)
-
-
-RULES: tuple[Rule, ...] = (
-    Rule("deleted", "turn", "comment", "cut", ("deleted_bodies",)),
-    Rule("bots", "turn", "author", "cut", ("bot_authors_path", "bot_suffixes")),
-    Rule("quotes", "turn", "comment", "cut", ("quotes_anywhere",)),
-    Rule("short_comment", "turn", "comment", "cut", ("min_comment_words",)),
-    Rule("thread_comments", "session", "submission", None, ("min_thread_comments",),
-         lambda v: v.thread_comments < v.cfg.min_thread_comments if v.thread_comments is not None else v.none()),
-    Rule("subreddit_blocklist", "session", "subreddit", None, ("subreddit_blocklist_path",),
-         lambda v: v.subreddit_in(v.rules.blocked_subreddits)),
-    Rule("nsfw", "session", "subreddit and submission", None, ("nsfw_subreddits_path",),
-         lambda v: v.over_18 | v.subreddit_in(v.rules.nsfw_subreddits)),
-    Rule("language", "session", "comment turns", None, ("languages", "language_min_confidence", "language_min_letters"),
-         lambda v: v.foreign),
-    Rule("url", "session", "any turn", "url", (), lambda v: v.any_turn("url")),
-    Rule("markup", "session", "response (markup_turns)", "markup", ("markup_chars", "markup_turns"),
-         lambda v: _turns(v, "markup", v.cfg.markup_turns)),
-    Rule("max_words", "session", "any turn", "n_words", ("max_words_total",),
-         lambda v: v.total("n_words") + (2 * v.num_turns - 2 if v.cfg.normalize == "dialogpt" else 0) > v.cfg.max_words_total),
-    Rule("long_word", "session", "comment turns (long_word_turns)", "long_word", ("max_word_chars", "long_word_turns"),
-         lambda v: _turns(v, "long_word", v.cfg.long_word_turns)),
-    Rule("shouting", "session", "comment turns", "shouting", ("shouting_pattern",), lambda v: v.any_turn("shouting")),
-    Rule("min_words", "session", "response", "n_words", ("min_response_words",),
-         lambda v: v.response("n_words") < v.cfg.min_response_words),
-    Rule("word_repeat", "session", "response", "word_repeat", ("word_repeat_times",), lambda v: v.response("word_repeat")),
-    Rule("common_word", "session", "response", "common_word", ("common_words_path",), lambda v: ~v.response("common_word")),
-    Rule("offensive", "session", "response", "offensive", ("offensive_phrases_path",), lambda v: v.response("offensive")),
-    Rule("min_score", "session", "response", None, ("min_target_score", "missing_score_passes"),
-         lambda v: (v.response_score_known | ~np.bool_(v.cfg.missing_score_passes)) & (v.response_score < v.cfg.min_target_score)),
-    Rule("bland", "corpus", "response", "trigrams", ("bland_min_count", "bland_fraction")),
-    Rule("duplicate_session", "corpus", "any turn", None),
-    Rule("duplicate_response", "corpus", "response", None),
-)
-RULES_BY_NAME = {rule.name: rule for rule in RULES}
-NORMALIZED_RULES = ("url", "markup", "max_words", "long_word", "shouting", "min_words", "word_repeat")
-"""The rules that judge the normalised form with ``normalize=dialogpt`` (``extraction.dialogpt``)."""
-TURN_RULES = tuple(r.name for r in RULES if r.kind == "turn")
-SESSION_RULES = tuple(r.name for r in RULES if r.kind == "session")
-CORPUS_RULES = tuple(r.name for r in RULES if r.kind == "corpus")
-"""Applied after the session rules, in this order."""
-
-
 @dataclass
+class Session:
+    """One session as the session rules' references read it (``Rules.session_reason``)."""
+
+    rules: "Rules"
+    turns: list[str]
+    """The texts, the response last."""
+    subreddit: str | None
+    over_18: bool | None
+    response_score: int | None
+    first_turn_is_title: bool = False
+    thread_comments: int | None = None
+    """The submission's ``num_comments`` (-1 when the submission is missing; None without submissions)."""
+    _normalized: list | None = None
+
+    @property
+    def cfg(self) -> "FiltersConfig":
+        return self.rules.cfg
+
+    @property
+    def response(self) -> str:
+        return self.turns[-1]
+
+    @property
+    def comment_turns(self) -> list[str]:
+        return self.turns[1:] if self.first_turn_is_title else self.turns
+
+    def values(self, feature: Feature) -> list:
+        """``feature`` of every turn, a title's False (0) unless the feature reads titles."""
+        if self.cfg.normalize == "dialogpt" and feature.normalized:
+            if self._normalized is None:
+                self._normalized = [self.rules.normalized_features(t) for t in self.turns]
+            values = [f[feature.name] for f in self._normalized]
+        else:
+            values = [feature.reference(self.rules, t) for t in self.turns]
+        if self.first_turn_is_title and not feature.titles:
+            values[0] = feature.dtype(0)
+        return values
+
+    def turns_value(self, feature: Feature, which: str) -> bool:
+        """The response's value (``which == "response"``), else whether any comment turn has it."""
+        values = self.values(feature)
+        return bool(values[-1]) if which == "response" else any(values)
+
+
 class Rules:
     """The rules of a FiltersConfig with their lists loaded: the plain-Python reference.
 
-    ``turn_reason`` and ``session_reason`` judge one comment or one session; the ``is_``/``has_``
-    methods are the per-text checks they are made of, which ``extraction.features`` also calls
-    for the texts its vectorised forms cannot judge exactly like Python."""
+    ``turn_reason`` and ``session_reason`` judge one comment or one session by each rule's ``check``;
+    the ``is_``/``has_`` methods are the per-text checks the features' references are made of, which
+    ``extraction.features`` also calls for the texts its vectorised forms cannot judge like Python."""
 
-    cfg: FiltersConfig
     bot_authors: frozenset[str] = frozenset()
     blocked_subreddits: frozenset[str] = frozenset()
     nsfw_subreddits: frozenset[str] = frozenset()
@@ -276,20 +248,35 @@ class Rules:
     english_words: frozenset[str] = frozenset()
     """The language rule's cheap English pass reads the common-word list too."""
     url_pattern: re.Pattern = _URL
+    classifier: Any = None
+    """The ``classifier`` rule's model (``extraction.classifier.Classifier``), loaded at its first use."""
+
+    def __init__(self, cfg: "FiltersConfig", **loaded):
+        self.cfg = cfg
+        for name, value in loaded.items():
+            setattr(self, name, value)
 
     @classmethod
-    def load(cls, cfg: FiltersConfig) -> "Rules":
+    def load(cls, cfg: "FiltersConfig") -> "Rules":
         cfg.validate()
-        phrases = read_list(cfg.offensive_phrases_path) if cfg.offensive else []
-        return cls(
-            cfg,
-            frozenset(read_list(cfg.bot_authors_path)) if cfg.bots else frozenset(),
-            frozenset(read_list(cfg.subreddit_blocklist_path)) if cfg.subreddit_blocklist else frozenset(),
-            frozenset(read_list(cfg.nsfw_subreddits_path)) if cfg.nsfw else frozenset(),
-            frozenset(read_list(cfg.common_words_path)) if cfg.common_word else frozenset(),
-            re.compile(r"\b(?:" + "|".join(re.escape(p) for p in phrases) + r")\b") if phrases else None,
-            english_words=frozenset(read_list(cfg.common_words_path)) if cfg.language else frozenset(),
-        )
+        loaded = {}
+        for rule in RULES:
+            if rule.load is not None and getattr(cfg, rule.name):
+                loaded.update(rule.load(cfg))
+        return cls(cfg, **loaded)
+
+    def on(self, kind: str) -> tuple[Rule, ...]:
+        """The rules of ``kind`` switched on, in order."""
+        return tuple(r for r in RULES if r.kind == kind and getattr(self.cfg, r.name))
+
+    def features(self) -> list[Feature]:
+        """The features the session rules switched on read, each once, ``n_words`` first (the
+        report's word counts read it too)."""
+        out = [N_WORDS]
+        for rule in self.on("session"):
+            if rule.feature is not None and rule.feature not in out:
+                out.append(rule.feature)
+        return out
 
     # -- per-text checks ---------------------------------------------------------------------
 
@@ -356,95 +343,321 @@ class Rules:
         return language != UNDETERMINED and language not in self.cfg.languages and confidence >= self.cfg.language_min_confidence
 
     def subreddit_reason(self, subreddit: str | None, over_18: bool | None) -> str | None:
-        sub = (subreddit or "").lower()
-        if self.cfg.subreddit_blocklist and sub in self.blocked_subreddits:
-            return "subreddit_blocklist"
-        if self.cfg.nsfw and (over_18 is True or sub in self.nsfw_subreddits):
-            return "nsfw"
+        """The first of the rules that read only the subreddit and the submission that fails."""
+        session = Session(self, [""], subreddit, over_18, None)
+        for rule in self.on("session"):
+            if rule.name in ("subreddit_blocklist", "nsfw") and rule.check(self, session):
+                return rule.name
         return None
 
-    # -- turn rules --------------------------------------------------------------------------
+    # -- the rules ---------------------------------------------------------------------------
 
     def turn_reason(self, body: str | None, author: str | None) -> str | None:
         """Name of the first turn rule this comment fails, or None if it can be a turn."""
-        cfg = self.cfg
-        if cfg.deleted and self.is_deleted(body):
-            return "deleted"
-        if cfg.bots and self.is_bot(author):
-            return "bots"
-        if cfg.quotes and body is not None and self.is_quote(body):
-            return "quotes"
-        if cfg.short_comment and body is not None and self.is_short(body):
-            return "short_comment"
+        for rule in self.on("turn"):
+            if rule.check(self, body, author):
+                return rule.name
         return None
 
-    # -- session rules -----------------------------------------------------------------------
-
-    def session_reason(
-        self,
-        turns: list[str],
-        subreddit: str | None,
-        over_18: bool | None,
-        response_score: int | None,
-        first_turn_is_title: bool = False,
-        thread_comments: int | None = None,
-    ) -> str | None:
-        """Name of the first session rule (SESSION_RULES order) the session fails, or None.
+    def session_reason(self, turns: list[str], subreddit: str | None, over_18: bool | None, response_score: int | None,
+                       first_turn_is_title: bool = False, thread_comments: int | None = None) -> str | None:
+        """Name of the first session rule (``RULES`` order) the session fails, or None.
 
         ``turns`` are the texts, the response last. A submission title used as the first turn
         is context like any other, but the word-level rules for "any turn" skip it (titles are
         not comments and DialoGPT's rules were written for comments). ``thread_comments``: the
         submission's ``num_comments`` (-1 when the submission is missing; None without submissions).
         """
-        cfg = self.cfg
-        response = turns[-1]
-        if cfg.thread_comments and thread_comments is not None and thread_comments < cfg.min_thread_comments:
-            return "thread_comments"
-        reason = self.subreddit_reason(subreddit, over_18)
-        if reason:
-            return reason
-        if cfg.language and self.is_foreign(turns[1:] if first_turn_is_title else turns):
-            return "language"
-        if cfg.normalize == "dialogpt":
-            f = [self.normalized_features(t) for t in turns]
-            url = [x["url"] for x in f]
-            markup = [x["markup"] for x in f]
-            n_words = [x["n_words"] for x in f]
-            long_word = [x["long_word"] for x in f]
-            shouting = [x["shouting"] for x in f]
-            repeat = f[-1]["word_repeat"]
-            extra_words = 2 * len(turns) - 2
-        else:
-            url = [self.has_url(t) for t in turns]
-            markup = [self.has_markup(t) for t in turns]
-            n_words = [len(words(t)) for t in turns]
-            long_word = [self.has_long_word(t) for t in turns]
-            shouting = [self.is_shouting(t) for t in turns]
-            repeat = self.has_repeat(response)
-            extra_words = 0
-        first = 1 if first_turn_is_title else 0
-        if cfg.url and any(url):
-            return "url"
-        if cfg.markup and (markup[-1] if cfg.markup_turns == "response" else any(markup[first:])):
-            return "markup"
-        if cfg.max_words and sum(n_words) + extra_words > cfg.max_words_total:
-            return "max_words"
-        if cfg.long_word and (long_word[-1] if cfg.long_word_turns == "response" else any(long_word[first:])):
-            return "long_word"
-        if cfg.shouting and any(shouting[first:]):
-            return "shouting"
-        if cfg.min_words and n_words[-1] < cfg.min_response_words:
-            return "min_words"
-        if cfg.word_repeat and repeat:
-            return "word_repeat"
-        if cfg.common_word and not self.has_common_word(response):
-            return "common_word"
-        if cfg.offensive and self.is_offensive(response):
-            return "offensive"
-        if cfg.min_score and (response_score is not None or not cfg.missing_score_passes) \
-                and (response_score or 0) < cfg.min_target_score:
-            return "min_score"
+        session = Session(self, turns, subreddit, over_18, response_score, first_turn_is_title, thread_comments)
+        for rule in self.on("session"):
+            if rule.check(self, session):
+                return rule.name
         return None
+
+
+def _vectorised(name: str) -> Callable:
+    """``extraction.features.<name>``, imported when first called (that module imports this one)."""
+    def call(*args):
+        return getattr(importlib.import_module("extraction.features"), name)(*args)
+
+    call.__name__ = name
+    return call
+
+
+def _read_set(path_setting: str) -> Callable:
+    return lambda cfg: frozenset(read_list(getattr(cfg, path_setting)))
+
+
+N_WORDS = Feature("n_words", lambda r, t: len(words(t)), _vectorised("n_words"), dtype=np.int64, titles=True, normalized=True)
+URL = Feature("url", lambda r, t: r.has_url(t), _vectorised("has_url"), titles=True, normalized=True)
+MARKUP = Feature("markup", lambda r, t: r.has_markup(t), _vectorised("has_markup"), normalized=True)
+LONG_WORD = Feature("long_word", lambda r, t: r.has_long_word(t), _vectorised("has_long_word"), normalized=True)
+SHOUTING = Feature("shouting", lambda r, t: r.is_shouting(t), _vectorised("is_shouting"), normalized=True)
+WORD_REPEAT = Feature("word_repeat", lambda r, t: r.has_repeat(t), _vectorised("has_repeat"), normalized=True)
+COMMON_WORD = Feature("common_word", lambda r, t: r.has_common_word(t), _vectorised("has_common_word"))
+OFFENSIVE = Feature("offensive", lambda r, t: r.is_offensive(t), _vectorised("is_offensive"))
+
+
+def _dialogpt_extra_words(cfg, num_turns):
+    """The released extractor counts a weight and an EOS token per turn but the first (``max_words``)."""
+    return 2 * num_turns - 2 if cfg.normalize == "dialogpt" else 0 * num_turns
+
+
+def _check_language(cfg) -> None:
+    if not cfg.languages:
+        raise ValueError("filters.languages must name a language")
+
+
+_RULES: list[Rule] = [
+    Rule("deleted", "turn", "comment", "A body in ``deleted_bodies`` (or none at all) cuts the chain.",
+         (Setting("deleted_bodies", list[str], ["[deleted]", "[removed]"], "The released extractor removes ``[deleted]`` only."),),
+         check=lambda r, body, author: r.is_deleted(body), fails=_vectorised("deleted_comments")),
+    Rule("bots", "turn", "author", "Bot authors cut the chain (listed in ``bot_authors_path`` or ending in a suffix).",
+         (Setting("bot_authors_path", str, "lists/bot_authors.txt"), Setting("bot_suffixes", list[str], ["bot", "_bot", "-bot"])),
+         check=lambda r, body, author: r.is_bot(author), fails=_vectorised("bot_comments"),
+         load=lambda cfg: {"bot_authors": _read_set("bot_authors_path")(cfg)}),
+    Rule("quotes", "turn", "comment", "A comment quoting another (``>`` or ``&gt;`` at a line start) cuts the chain.",
+         (Setting("quotes_anywhere", bool, False, "The quote rule matches ``>`` or ``&gt;`` anywhere in the body (the released extractor)."),),
+         check=lambda r, body, author: body is not None and r.is_quote(body), fails=_vectorised("quote_comments")),
+    Rule("short_comment", "turn", "comment", "A comment of fewer than ``min_comment_words`` whitespace words (backslashes "
+         "removed) cuts the chain (the released extractor: 2).", (Setting("min_comment_words", int, 2, minimum=0),), on=False,
+         check=lambda r, body, author: body is not None and r.is_short(body), fails=_vectorised("short_comments")),
+    Rule("thread_comments", "session", "submission", "Drops every session of a thread whose submission says fewer than "
+         "``min_thread_comments`` comments, or is missing (the released extractor reads only such threads). Needs submissions.",
+         (Setting("min_thread_comments", int, 2),), on=False,
+         check=lambda r, s: s.thread_comments is not None and s.thread_comments < r.cfg.min_thread_comments,
+         fails=lambda v: v.thread_comments < v.cfg.min_thread_comments if v.thread_comments is not None else v.none()),
+    Rule("subreddit_blocklist", "session", "subreddit", "Drops sessions of a subreddit listed in ``subreddit_blocklist_path``.",
+         (Setting("subreddit_blocklist_path", str, "lists/subreddit_blocklist.txt"),),
+         check=lambda r, s: (s.subreddit or "").lower() in r.blocked_subreddits,
+         fails=lambda v: v.subreddit_in(v.rules.blocked_subreddits), explain=lambda row: f"r/{row['subreddit']}",
+         load=lambda cfg: {"blocked_subreddits": _read_set("subreddit_blocklist_path")(cfg)}),
+    Rule("nsfw", "session", "subreddit and submission",
+         "Drops sessions whose submission is ``over_18`` or whose subreddit is in ``nsfw_subreddits_path``.",
+         (Setting("nsfw_subreddits_path", str, "lists/nsfw_subreddits.txt"),),
+         check=lambda r, s: s.over_18 is True or (s.subreddit or "").lower() in r.nsfw_subreddits,
+         fails=lambda v: v.over_18 | v.subreddit_in(v.rules.nsfw_subreddits),
+         explain=lambda row: f"r/{row['subreddit']}, submission over_18 {row['over_18']}",
+         load=lambda cfg: {"nsfw_subreddits": _read_set("nsfw_subreddits_path")(cfg)}),
+    Rule("language", "session", "comment turns",
+         "Drops a session whose comment turns are, together, in a language not in ``languages`` with a confidence of at "
+         "least ``language_min_confidence`` (``extraction.language``: a cheap English pass, then CLD2). Turns of fewer "
+         "than ``language_min_letters`` letters are undetermined and count for nothing, so \"lol\" or \"same\" never make "
+         "a session foreign.",
+         (Setting("languages", list[str], ["en"], "ISO 639-1 codes of the languages kept."),
+          Setting("language_min_confidence", float, 0.5, minimum=0, maximum=1),
+          Setting("language_min_letters", int, 20, minimum=1)),
+         check=lambda r, s: r.is_foreign(s.comment_turns), fails=lambda v: v.foreign,
+         load=lambda cfg: {"english_words": _read_set("common_words_path")(cfg)}, validate=_check_language,
+         explain=lambda row: f"language {row.get('language')}, confidence {_round(row.get('language_confidence'))}"),
+    Rule("url", "session", "any turn", "DialoGPT 1: a URL in the source or the target.", feature=URL,
+         check=lambda r, s: any(s.values(URL)), fails=lambda v: v.any_turn("url")),
+    Rule("markup", "session", "response (markup_turns)",
+         "DialoGPT 4: the response contains one of ``markup_chars`` (the paper: ``[ ]``; the extractor adds ``( )``).",
+         (Setting("markup_chars", str, "[]()"),
+          Setting("markup_turns", str, "response", "Which turns the markup rule reads: ``response`` (the paper) or ``any`` "
+                  "comment turn (the released extractor).", choices=("response", "any"))),
+         feature=MARKUP, turns_setting="markup_turns",
+         check=lambda r, s: s.turns_value(MARKUP, r.cfg.markup_turns), fails=lambda v: v.turns("markup", v.cfg.markup_turns)),
+    Rule("max_words", "session", "any turn", "DialoGPT 5: source + target longer than ``max_words_total`` words.",
+         (Setting("max_words_total", int, 200, minimum=1),), feature=N_WORDS,
+         check=lambda r, s: sum(s.values(N_WORDS)) + _dialogpt_extra_words(r.cfg, len(s.turns)) > r.cfg.max_words_total,
+         fails=lambda v: v.total("n_words") + _dialogpt_extra_words(v.cfg, v.num_turns) > v.cfg.max_words_total),
+    Rule("long_word", "session", "comment turns (long_word_turns)",
+         "Released extractor: any turn with a word longer than ``max_word_chars`` characters.",
+         (Setting("max_word_chars", int, 30, minimum=1),
+          Setting("long_word_turns", str, "any", "Which turns the long-word rule reads: ``any`` comment turn, or the "
+                  "``response`` (the released extractor).", choices=("any", "response"))),
+         feature=LONG_WORD, turns_setting="long_word_turns",
+         check=lambda r, s: s.turns_value(LONG_WORD, r.cfg.long_word_turns), fails=lambda v: v.turns("long_word", v.cfg.long_word_turns)),
+    Rule("shouting", "session", "comment turns", "Released extractor: any turn matching ``shouting_pattern``.",
+         (Setting("shouting_pattern", str, "[A-Z]{5,}"),), feature=SHOUTING,
+         check=lambda r, s: any(s.values(SHOUTING)), fails=lambda v: v.any_turn("shouting"),
+         validate=lambda cfg: re.compile(cfg.shouting_pattern)),
+    Rule("min_words", "session", "response", "Released extractor: a response of fewer than ``min_response_words`` words.",
+         (Setting("min_response_words", int, 2),), feature=N_WORDS,
+         check=lambda r, s: s.values(N_WORDS)[-1] < r.cfg.min_response_words,
+         fails=lambda v: v.response("n_words") < v.cfg.min_response_words),
+    Rule("word_repeat", "session", "response", "DialoGPT 2: the response repeats a word ``word_repeat_times`` times in a row.",
+         (Setting("word_repeat_times", int, 3, minimum=2),), feature=WORD_REPEAT,
+         check=lambda r, s: bool(s.values(WORD_REPEAT)[-1]), fails=lambda v: v.response("word_repeat")),
+    Rule("common_word", "session", "response",
+         "DialoGPT 3: the response has none of the words in ``common_words_path`` (likely not English).",
+         (Setting("common_words_path", str, "lists/top50_english.txt"),), feature=COMMON_WORD,
+         check=lambda r, s: not r.has_common_word(s.response), fails=lambda v: ~v.response("common_word"),
+         load=lambda cfg: {"common_words": _read_set("common_words_path")(cfg)}),
+    Rule("offensive", "session", "response", "DialoGPT 6: the response contains a phrase from ``offensive_phrases_path``.",
+         (Setting("offensive_phrases_path", str, "lists/offensive_phrases.txt"),), feature=OFFENSIVE,
+         check=lambda r, s: r.is_offensive(s.response), fails=lambda v: v.response("offensive"),
+         load=lambda cfg: {"offensive": _phrases(read_list(cfg.offensive_phrases_path))}),
+    Rule("min_score", "session", "response",
+         "Released extractor: the response's score is below ``min_target_score`` (a missing score passes).",
+         (Setting("min_target_score", int, 1),
+          Setting("missing_score_passes", bool, True, "A response without a score passes the score rule; false counts it "
+                  "as 0 (the released extractor).")),
+         check=lambda r, s: (s.response_score is not None or not r.cfg.missing_score_passes)
+         and (s.response_score or 0) < r.cfg.min_target_score,
+         fails=lambda v: (v.response_score_known | ~np.bool_(v.cfg.missing_score_passes)) & (v.response_score < v.cfg.min_target_score),
+         explain=lambda row: f"reply score {row['scores'][-1] if row['scores'] else None}"),
+    Rule("classifier", "session", "response",
+         "A classifier of yours as a tagger (``extraction.classifier``): ``classifier_path``, a Hugging Face "
+         "text-classification model folder or a fastText ``.bin``, scores each response still kept after the rules "
+         "above, in batches inside the Spark tasks; the score is stored as the session's ``classifier_score``, and a "
+         "session scored below ``classifier_min_score`` is dropped.",
+         (Setting("classifier_path", str, "", "The model: a folder every executor can read, or a fastText file."),
+          Setting("classifier_label", str, "", "The label whose probability is the score (unset: a binary model's "
+                  "second label, a one-logit model's only one)."),
+          Setting("classifier_min_score", float, 0.5, "Sessions whose response scores below this are dropped.",
+                  minimum=0, maximum=1),
+          Setting("classifier_batch_size", int, 64, minimum=1),
+          Setting("classifier_max_length", int, 256, "Tokens of a response the model reads (the rest is cut).", minimum=1),
+          Setting("classifier_threads", int, 1, "Torch threads per Spark task.", minimum=1)),
+         on=False, check=lambda r, s: r.classifier.score(s.response) < r.cfg.classifier_min_score,
+         fails=lambda v: v.classifier_scores() < v.cfg.classifier_min_score,
+         load=lambda cfg: {"classifier": _classifier(cfg)},
+         validate=lambda cfg: _check_classifier(cfg),
+         explain=lambda row: f"classifier score {_round(row.get('classifier_score'))}"),
+    Rule("bland", "corpus", "response", "DialoGPT 7: at least ``bland_fraction`` of the response's word trigrams occur more "
+         "than ``bland_min_count`` times among all comment bodies of the input (a distributed count).",
+         (Setting("bland_min_count", int, 1000, minimum=1), Setting("bland_fraction", float, 0.9, minimum=0, maximum=1)),
+         validate=lambda cfg: cfg.bland_fraction > 0 or _raise("filters.bland_fraction must be in (0, 1]")),
+    Rule("duplicate_session", "corpus", "any turn", "Exact duplicate sessions (same turns): the one with the smallest "
+         "session id is kept."),
+    Rule("duplicate_response", "corpus", "response", "Exact duplicate responses: the session with the smallest session id is kept."),
+]
+
+
+def _round(value) -> str:
+    return "unknown" if value is None else f"{value:.3f}"
+
+
+def _raise(message: str):
+    raise ValueError(message)
+
+
+def _check_classifier(cfg) -> None:
+    if not cfg.classifier_path:
+        raise ValueError("filters.classifier needs filters.classifier_path: a Hugging Face text-classification model "
+                         "folder or a fastText .bin")
+    if "://" not in cfg.classifier_path and not os.path.exists(cfg.classifier_path):
+        raise ValueError(f"filters.classifier_path {cfg.classifier_path!r} does not exist")
+
+
+def _classifier(cfg):
+    from extraction.classifier import from_config
+
+    return from_config(cfg)
+
+
+def _phrases(phrases: list[str]) -> re.Pattern | None:
+    return re.compile(r"\b(?:" + "|".join(re.escape(p) for p in phrases) + r")\b") if phrases else None
+
+
+def add_rule(rule: Rule, *, before: str | None = None, after: str | None = None) -> None:
+    """Declares a rule of your own (from a module named in ``REDDIT_PRETRAIN_RULES``), tried just
+    ``before`` or ``after`` the rule named (last of its kind when neither is given)."""
+    if "FiltersConfig" in globals():
+        raise RuntimeError("add_rule runs while extraction.filters is imported: name the module in REDDIT_PRETRAIN_RULES")
+    names = [r.name for r in _RULES]
+    if rule.name in names or not re.fullmatch(r"[a-z][a-z0-9_]*", rule.name):
+        raise ValueError(f"a rule needs a new lower-case name, not {rule.name!r}")
+    if rule.kind not in ("turn", "session") or rule.check is None or rule.fails is None:
+        raise ValueError(f"rule {rule.name!r}: your own rules are turn or session rules with a check and a fails")
+    taken = {f.name for f in dataclasses.fields(_FiltersBase)} | set(names) | {s.name for r in _RULES for s in r.settings}
+    clash = [s.name for s in rule.settings if s.name in taken]
+    if clash:
+        raise ValueError(f"rule {rule.name!r}: settings {clash} are taken")
+    anchor = before or after
+    if anchor is not None:
+        if anchor not in names:
+            raise ValueError(f"rule {rule.name!r}: no rule {anchor!r} to go {'before' if before else 'after'}")
+        if _RULES[names.index(anchor)].kind != rule.kind:
+            raise ValueError(f"rule {rule.name!r} is a {rule.kind} rule: it goes among the {rule.kind} rules")
+        index = names.index(anchor) + (0 if before else 1)
+    else:
+        index = max(i for i, r in enumerate(_RULES) if r.kind == rule.kind) + 1
+    _RULES.insert(index, rule)
+
+
+@dataclass
+class _FiltersBase:
+    """Which rules run and their thresholds. DialoGPT's published values are the defaults."""
+
+    unescape_html: bool = True
+    """Pushshift texts are HTML-escaped as Reddit's API returns them (``&amp;``, ``&lt;``, ``&gt;``):
+    undo that once, before every rule and in the stored sessions."""
+    normalize: str = "none"
+    """``none``: rules read the clean text. ``dialogpt``: the rules that read words and characters
+    (url, markup, max_words, long_word, shouting, min_words, word_repeat) judge each turn as DialoGPT's
+    released extractor normalised it (``extraction.dialogpt``); the sessions keep the clean text."""
+    rules: Optional[list[str]] = None
+    """The rules switched on, by name: the presets list theirs, so a rule added later is off in them.
+    Unset: the project's rule set (every rule declared on). A rule's own switch, ``filters.<rule>``,
+    wins over the list."""
+
+    def __post_init__(self):
+        listed = None if self.rules is None else set(self.rules)
+        for rule in RULES:
+            if getattr(self, rule.name) is None:
+                setattr(self, rule.name, rule.on if listed is None else rule.name in listed)
+
+    def validate(self) -> None:
+        if self.normalize not in ("none", "dialogpt"):
+            raise ValueError(f"filters.normalize must be one of ('none', 'dialogpt'), not {self.normalize!r}")
+        if self.rules is not None:
+            unknown = [name for name in self.rules if name not in RULES_BY_NAME]
+            if unknown:
+                import difflib
+
+                hints = [f"{u!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, RULES_BY_NAME, 1)) else repr(u)
+                         for u in unknown]
+                raise ValueError(f"filters.rules names no such rule: {', '.join(hints)}")
+        for rule in RULES:
+            if not getattr(self, rule.name):
+                continue
+            for setting in rule.settings:
+                setting.check(getattr(self, setting.name))
+            if rule.validate is not None:
+                rule.validate(self)
+
+
+for _module in filter(None, (m.strip() for m in os.environ.get("REDDIT_PRETRAIN_RULES", "").split(","))):
+    importlib.import_module(_module)
+
+RULES: tuple[Rule, ...] = tuple(_RULES)
+"""Every rule, in the order they are tried: a session is counted under the first it fails."""
+RULES_BY_NAME = {rule.name: rule for rule in RULES}
+
+
+def _make_config() -> type:
+    fields, docs = [], {}
+    for rule in RULES:
+        fields.append((rule.name, Optional[bool], field(default=None)))
+        kind = {"turn": "Turn rule: ", "corpus": "Corpus rule: "}.get(rule.kind, "")
+        docs[rule.name] = kind + " ".join(rule.doc.split()) + " Unset: as ``filters.rules`` says (the project's rule " \
+            f"set: {'on' if rule.on else 'off'})."
+        for setting in rule.settings:
+            fields.append((setting.name, setting.type, setting.as_field()))
+            if setting.doc:
+                docs[setting.name] = " ".join(setting.doc.split())
+    cls = dataclasses.make_dataclass("FiltersConfig", fields, bases=(_FiltersBase,), namespace={"__module__": __name__})
+    cls.__doc__ = _FiltersBase.__doc__
+    cls.__field_docs__ = docs
+    cls.__unset_fields__ = tuple(rule.name for rule in RULES)
+    """Left unset in the Hydra schema (``reddit_pretrain.cli.register_schemas``): they follow ``filters.rules``."""
+    """The documentation of the fields made from the rules' declarations (``jobs/config_reference.py``)."""
+    return cls
+
+
+FiltersConfig = _make_config()
+"""Made from ``_FiltersBase`` and every rule's switch (``Optional[bool]``: unset follows
+``filters.rules``) and settings."""
+NORMALIZED_RULES = tuple(r.name for r in RULES if r.normalized)
+"""The rules that judge the normalised form with ``normalize=dialogpt`` (``extraction.dialogpt``)."""
+TURN_RULES = tuple(r.name for r in RULES if r.kind == "turn")
+SESSION_RULES = tuple(r.name for r in RULES if r.kind == "session")
+CORPUS_RULES = tuple(r.name for r in RULES if r.kind == "corpus")
+"""Applied after the session rules, in this order."""
 
 
 def _has_repeat(tokens: list[str], times: int) -> bool:

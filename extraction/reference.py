@@ -162,8 +162,11 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
                                           turns[-1]["score"], has_title, thread_comments)
         language, confidence = rules.session_language([t["read"] or "" for t in (turns[1:] if has_title else turns)]) \
             if filters.language else (None, None)
+        # the classifier judges the sessions that reach it: those it keeps or drops
+        classifier_score = rules.classifier.score(turns[-1]["read"] or "") \
+            if filters.classifier and reason in (None, "classifier") else None
         sessions[session_id] = {"link_id": end["link_id"], "subreddit": end["subreddit"], "language": language,
-                                "language_confidence": confidence,
+                                "language_confidence": confidence, "classifier_score": classifier_score,
                                 "turn_ids": [t["id"] for t in turns], "turns": [t["text"] for t in turns],
                                 "authors": [t["author"] for t in turns], "scores": [t["score"] for t in turns],
                                 "created_utc": [t["created_utc"] for t in turns], "num_turns": len(turns),

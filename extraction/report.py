@@ -162,6 +162,11 @@ def annotate_rules(report: dict, cfg) -> None:
                             for name, count in cut.items()]
 
 
+EXAMPLE_COLUMNS = ("drop_reason", "turns", "subreddit", "scores", "over_18", "language", "language_confidence",
+                   "classifier_score")
+"""What the report reads of a rejected session: its turns and what a rule's ``explain`` may show."""
+
+
 def rejected_examples(rejects_folder: str, per_rule: int = EXAMPLES_PER_RULE) -> tuple[dict, dict]:
     """Up to ``per_rule`` rejected sessions per drop reason (turns cut to ``EXAMPLE_TURN_CHARS``),
     the first ones in file order: the same input gives the same examples; and beside each, the
@@ -182,7 +187,9 @@ def rejected_examples(rejects_folder: str, per_rule: int = EXAMPLES_PER_RULE) ->
         if not wanted:
             continue
         with fs.open(path, "rb") as f:
-            table = pq.read_table(f, columns=["drop_reason", "turns", "subreddit", "scores", "over_18"])
+            columns = pq.read_schema(f).names
+        with fs.open(path, "rb") as f:
+            table = pq.read_table(f, columns=[c for c in columns if c in EXAMPLE_COLUMNS])
         for reason in sorted(wanted):
             rows = table.filter(pc.equal(table.column("drop_reason"), reason)).slice(0, per_rule - len(examples.get(reason, [])))
             for row in rows.to_pylist():
@@ -193,14 +200,12 @@ def rejected_examples(rejects_folder: str, per_rule: int = EXAMPLES_PER_RULE) ->
 
 
 def _deciding_field(reason: str, row: dict) -> str | None:
-    """What decided a rejection that the turns' text does not show (the score, the subreddit)."""
-    if reason == "min_score":
-        return f"reply score {row['scores'][-1] if row['scores'] else None}"
-    if reason == "nsfw":
-        return f"r/{row['subreddit']}, submission over_18 {row['over_18']}"
-    if reason == "subreddit_blocklist":
-        return f"r/{row['subreddit']}"
-    return None
+    """What decided a rejection that the turns' text does not show (the score, the subreddit, the
+    language): the rule's own ``explain`` (``extraction.filters.Rule``)."""
+    from extraction.filters import RULES_BY_NAME
+
+    rule = RULES_BY_NAME.get(reason)
+    return rule.explain(row) if rule is not None and rule.explain is not None else None
 
 
 def ingest_summary(ingest_report: dict) -> dict:

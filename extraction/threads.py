@@ -35,14 +35,15 @@ import pyarrow.compute as pc
 from extraction.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, hash_split
 from extraction.features import (Texts, as_array, combine_hashes, comment_words, is_absent, text_features, text_hashes,
                                  turn_cut, unescape_html)
-from extraction.filters import RULES, TURN_RULES, FiltersConfig, Rules
+from extraction.filters import TURN_RULES, FiltersConfig, Rules
 from extraction.language import comment_languages
 from extraction.privacy import KINDS as PII_KINDS, Privacy, pseudonymize_column, scrub_column
 
 COMMENT_COLUMNS = ["id", "link_id", "parent_id", "parent_kind", "subreddit", "author", "body", "score", "created_utc"]
 SUBMISSION_COLUMNS = ["id", "title", "selftext", "over_18", "num_comments", "author", "score", "created_utc"]
 SESSION_COLUMNS = ["session_id", "link_id", "subreddit", "turn_ids", "turns", "authors", "created_utc", "scores",
-                   "num_turns", "has_title", "over_18", "chain_end", "language", "language_confidence"]
+                   "num_turns", "has_title", "over_18", "chain_end", "language", "language_confidence",
+                   "classifier_score"]
 
 # chain_end codes
 _OPEN, _ROOT, _MISSING, _TRUNCATED, _LONG, _CYCLE, _CUT = 0, 1, 2, 3, 4, 5, 6  # _CUT + index of the turn rule
@@ -136,8 +137,15 @@ class SessionView:
 
     def __init__(self, cfg: FiltersConfig, rules: Rules, ext: dict, M: np.ndarray, ends: np.ndarray, feats: dict,
                  subreddit: pa.Array, over_18: np.ndarray, response_score: np.ndarray, response_score_known: np.ndarray,
-                 thread_comments: np.ndarray | None, num_turns: np.ndarray, foreign: np.ndarray | None = None):
+                 thread_comments: np.ndarray | None, num_turns: np.ndarray, foreign: np.ndarray | None = None,
+                 texts: pa.Array | None = None, alive=None):
         self.cfg, self.rules, self._ext, self._M, self._ends, self._feats = cfg, rules, ext, M, ends, feats
+        self._texts = texts
+        """Every comment's text as the rules read it."""
+        self._alive = alive
+        """``alive()``: the sessions no rule has dropped yet."""
+        self.classifier_score = np.full(len(ends), np.nan)
+        """The ``classifier`` rule's score of each response it judged (NaN: not judged)."""
         self.foreign = foreign if foreign is not None else np.zeros(len(ends), dtype=bool)
         """Sessions in a language the config does not keep (``extraction.language``)."""
         self._subreddit = subreddit
@@ -159,6 +167,19 @@ class SessionView:
 
     def response(self, feature: str) -> np.ndarray:
         return self._feats[feature][self._ends]
+
+    def turns(self, feature: str, which: str) -> np.ndarray:
+        """The response's ``feature`` (``which == "response"``), else whether any turn has it."""
+        return self.response(feature) if which == "response" else self.any_turn(feature)
+
+    def classifier_scores(self) -> np.ndarray:
+        """The classifier's score of the response of every session still alive (``extraction.classifier``),
+        each distinct response once, in batches; NaN for the others (no rule holds NaN against a session)."""
+        rows = np.flatnonzero(self._alive())
+        comments, inverse = np.unique(self._ends[rows], return_inverse=True)
+        texts = pc.take(self._texts, pa.array(comments, pa.int64())).to_pylist()
+        self.classifier_score[rows] = self.rules.classifier.scores(texts)[inverse]
+        return self.classifier_score
 
     def subreddit_in(self, names: frozenset) -> np.ndarray:
         """Sessions whose subreddit, lower-cased, is in ``names``."""
@@ -318,10 +339,9 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
     view = SessionView(filters, rules, ext, M, ends, feats,
                        pc.take(as_array(comments.column("subreddit")), pa.array(ends, pa.int64())), _np(over_18, False).astype(bool),
                        _np(comments.column("score"), 0)[ends], _np(pc.is_valid(comments.column("score")), False)[ends],
-                       thread_comments, num_turns, foreign)
-    for rule in RULES:
-        if rule.kind == "session" and getattr(filters, rule.name):
-            drop(rule.name, rule.fails(view))
+                       thread_comments, num_turns, foreign, body, lambda: reason == 0)
+    for rule in rules.on("session"):
+        drop(rule.name, np.asarray(rule.fails(view), dtype=bool))
     total_words = view.total("n_words")
     cfg = filters
     timer.lap("session rules")
@@ -386,6 +406,7 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
         "chain_end": pa.array(np.array(CHAIN_ENDS, dtype=object)[end_code], pa.string()),
         "language": pa.array(session_lang, pa.string()),
         "language_confidence": pa.array(session_conf, pa.float64()),
+        "classifier_score": pa.array(view.classifier_score, pa.float64(), from_pandas=True),
         "drop_reason": pa.array(np.array(REASONS, dtype=object)[reason], pa.string()),
         "split": pa.array(session_split, pa.string()),
         "_rows": _lists(offsets, pa.array(flat, pa.int64())),

@@ -21,6 +21,8 @@ BEGIN, END = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
 
 
 def _field_docs(cls) -> dict[str, str]:
+    if "__field_docs__" in vars(cls):  # made from declarations (extraction.filters.FiltersConfig): its base's, then its own
+        return {**_field_docs(cls.__mro__[1]), **cls.__field_docs__}
     tree = ast.parse(inspect.getsource(cls))
     body = tree.body[0].body
     docs = {}
@@ -33,6 +35,8 @@ def _field_docs(cls) -> dict[str, str]:
 
 
 def _default(f: dataclasses.Field) -> str:
+    if f.default is None:
+        return "unset"
     if f.default is not dataclasses.MISSING:
         return repr(f.default)
     if f.default_factory is not dataclasses.MISSING:
@@ -55,7 +59,12 @@ def _rows(cls, prefix: str = "", sections: dict | None = None) -> list[str]:
         if dataclasses.is_dataclass(kind):
             rows += _rows(kind, f"{prefix}{f.name}.")
             continue
-        name = getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if typing.get_origin(kind) is typing.Union and len(args) == 1:  # Optional[X]: X, or unset
+            kind = args[0]
+            name = f"{getattr(kind, '__name__', kind)} or unset"
+        else:
+            name = getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
         text = docs.get(f.name, "").replace("|", "\\|")
         rows.append(f"| `{prefix}{f.name}` | {name} | `{_default(f)}` | {text} |")
     return rows

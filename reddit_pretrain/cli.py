@@ -43,9 +43,34 @@ def register_schemas(config_name: str, schema: type, groups: dict[str, type] | N
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
-    store.store(name=f"{config_name}_schema", node=schema)
+    store.store(name=f"{config_name}_schema", node=_unset_defaults(schema))
     for group, node in (groups or {}).items():
-        store.store(group=group, name=f"{group}_schema", node=node)
+        store.store(group=group, name=f"{group}_schema", node=_unset_defaults(node))
+
+
+def _unset_defaults(schema: type):
+    """``schema`` as a typed node whose settings that a config class resolves itself when left
+    unset (its ``__unset_fields__``: the rule switches of ``extraction.filters.FiltersConfig``, which
+    follow ``filters.rules``) stay unset, so the YAML and the command line decide them, not the
+    default instance a ``default_factory`` made."""
+    import dataclasses
+
+    from omegaconf import OmegaConf, open_dict
+
+    node = OmegaConf.structured(schema)
+
+    def walk(cfg, cls) -> None:
+        for f in dataclasses.fields(cls):
+            value = cfg.get(f.name) if f.name in cfg else None
+            kind = OmegaConf.get_type(cfg, f.name) if f.name in cfg else None
+            if f.name in getattr(cls, "__unset_fields__", ()):
+                with open_dict(cfg):
+                    cfg[f.name] = None
+            elif kind is not None and dataclasses.is_dataclass(kind) and value is not None:
+                walk(value, kind)
+
+    walk(node, schema)
+    return node
 
 
 def _conf_dir() -> str:

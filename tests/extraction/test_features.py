@@ -2,6 +2,7 @@
 
 import random
 import sys
+from typing import Optional
 
 import numpy as np
 import pyarrow as pa
@@ -47,10 +48,13 @@ def rules(request):
 
 
 def reference_features(rules: Rules, text) -> dict:
-    t = text or ""
-    return {"url": rules.has_url(t), "n_words": len(words(t)), "long_word": rules.has_long_word(t),
-            "shouting": rules.is_shouting(t), "markup": rules.has_markup(t), "word_repeat": rules.has_repeat(t),
-            "common_word": rules.has_common_word(t), "offensive": rules.is_offensive(t)}
+    """Every declared feature's plain-Python reference on one text."""
+    return {f.name: f.dtype(f.reference(rules, text or "")) for f in rules.features()}
+
+
+def test_the_default_rules_read_every_feature(rules):
+    assert {f.name for f in rules.features()} == {"url", "n_words", "long_word", "shouting", "markup", "word_repeat",
+                                                  "common_word", "offensive"}
 
 
 @pytest.mark.parametrize("texts", [TRICKY, random_texts(4000, 1)], ids=["tricky", "random"])
@@ -58,7 +62,7 @@ def test_every_text_feature_matches_the_reference(rules, texts):
     got = text_features(Texts(pa.array(texts, pa.string())), rules)
     for i, text in enumerate(texts):
         expected = reference_features(rules, text)
-        assert {k: bool(got[k][i]) if k != "n_words" else int(got[k][i]) for k in expected} == expected, repr(text)
+        assert {k: got[k][i] for k in expected} == expected, repr(text)
 
 
 @pytest.mark.parametrize("texts", [TRICKY, random_texts(4000, 2)], ids=["tricky", "random"])
@@ -108,7 +112,8 @@ def test_every_rule_is_declared_once_with_its_switch_and_thresholds():
     fields = FiltersConfig.__dataclass_fields__
     assert len({r.name for r in RULES}) == len(RULES)
     for rule in RULES:
-        assert rule.name in fields and fields[rule.name].type in (bool, "bool"), rule.name
+        assert rule.name in fields and fields[rule.name].type == Optional[bool], rule.name
+        assert isinstance(getattr(FiltersConfig(), rule.name), bool), rule.name  # resolved from filters.rules
         assert all(t in fields for t in rule.thresholds), rule.name
     assert [r for r in SESSION_RULES] == [r.name for r in RULES if r.kind == "session"]
 
