@@ -23,7 +23,10 @@ class ChainsConfig:
 
     mode: str = "leaves"
     """``leaves``: one session per leaf (root-to-leaf path), as DialoGPT. ``replies``: one per
-    reply, with its ancestors as context, as PolyAI's conversational-datasets."""
+    reply, with its ancestors as context, as PolyAI's conversational-datasets. ``longest``: one per
+    chain head (a top-level comment, or the comment just below a cut), its longest path down to a
+    leaf (the smallest leaf id of the longest), as Dolma's Reddit threads: sibling leaves no longer
+    repeat their shared context in session after session."""
     min_turns: int = 2
     max_turns: int = 5
     long_chains: str = "keep_last"
@@ -38,8 +41,8 @@ class ChainsConfig:
     extractor: 30). It stays in the tree, so its parent is no leaf. 0: no limit."""
 
     def validate(self) -> None:
-        if self.mode not in ("leaves", "replies"):
-            raise ValueError(f"chains.mode must be 'leaves' or 'replies', not {self.mode!r}")
+        if self.mode not in ("leaves", "replies", "longest"):
+            raise ValueError(f"chains.mode must be 'leaves', 'replies' or 'longest', not {self.mode!r}")
         if self.long_chains not in ("keep_last", "drop"):
             raise ValueError(f"chains.long_chains must be 'keep_last' or 'drop', not {self.long_chains!r}")
         if self.max_turn_words < 0:

@@ -121,7 +121,7 @@ def fingerprint(cfg: ExtractConfig) -> str:
                     "salt": hashlib.sha256(resolve_salt(cfg.privacy)[0].encode()).hexdigest()
                     if cfg.privacy.pseudonymize_authors else None},
         "use_submissions": cfg.use_submissions, "sessions_per_file": cfg.sessions_per_file, "lists": lists,
-        "code": "extract-v4",
+        "code": "extract-v5",
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
@@ -170,6 +170,17 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         storage.write_bytes_atomic(storage.join(settings.work, "frequent.npy"), frequent.tobytes())
         say(f"2/3 corpus counts: {len(frequent):,} frequent trigrams, "
             f"{sum(r['duplicates'] for r, _ in reduced):,} duplicates ({wall['corpus rules']:.1f} s)")
+        near, near_results = None, []
+        if cfg.filters.near_duplicate:
+            buckets = [{"bucket": r["bucket"]} for r, _ in built]
+            near_results += job("near duplicates: texts", buckets, functools.partial(_near_texts_task, settings))
+            checked = job("near duplicates: verify", buckets, functools.partial(_near_verify_task, settings))
+            (near, _), = job("near duplicates: clusters", [{"buckets": [r["bucket"] for r, _ in built]}],
+                             functools.partial(_near_clusters_task, settings))
+            near_results += checked + [(near, None)]
+            say(f"   near duplicates: {sum(r['pairs'] for r, _ in checked):,} candidate pairs, "
+                f"{near['verified']:,} verified, {near['near_duplicates']['clusters']:,} clusters, {near['dropped']:,} "
+                f"replies to drop ({sum(wall[k] for k in wall if k.startswith('near')):.1f} s)")
         finished = job("write", [{"bucket": r["bucket"], "comments": r["stats"]["comments"], "valid": r["stats"]["valid"]}
                                  for r, _ in built], functools.partial(_write_task, settings))
         finished.sort(key=lambda r: r[0]["bucket"])
@@ -180,7 +191,7 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         from extraction.report import (annotate_rules, format_report, ingest_summary, merge_reports, rejected_examples,
                                        render_report, run_info)
 
-        report = merge_reports(cfg, [r for r, _ in built], [r for r, _ in finished])
+        report = merge_reports(cfg, [r for r, _ in built], [r for r, _ in finished] + [r for r, _ in near_results])
         expected = plan.ingested_comments
         if expected is not None and expected != report["comments"]["comments"]:
             raise ExtractError(f"{cfg.input}: the ingest report counts {expected:,} comments but its tables hold "
@@ -300,7 +311,8 @@ class _Settings:
 
 _KEYS = pa.schema([("_rkey", pa.uint64()), ("_skey", pa.uint64()), ("session_id", pa.string()), ("bucket", pa.int64())])
 _GRAMS = pa.schema([("h", pa.uint64()), ("n", pa.int64())])
-_DROPPED = pa.schema([("bucket", pa.int64()), ("session_id", pa.string()), ("reason", pa.string())])
+_DROPPED = pa.schema([("bucket", pa.int64()), ("session_id", pa.string()), ("reason", pa.string()),
+                      ("duplicate_of", pa.string())])
 _ROW_GROUP_ROWS = 32_768
 """Parquet row groups of the sessions: the tokenize job's tasks are runs of them."""
 
@@ -341,6 +353,15 @@ def _sessions_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]
     exchange.write_partitioned(_work_file(settings, "keys", b), keys,
                                exchange.hash_partition(_np(keys.column("_rkey")), settings.reducers), settings.reducers)
     timer.lap("writes")
+    if settings.filters.near_duplicate:
+        from extraction.threads import near_duplicate_inputs
+
+        bands, texts = near_duplicate_inputs(candidates, b, settings.filters)
+        timer.lap("near duplicates")
+        exchange.write_partitioned(_work_file(settings, "nd_bands", b), bands,
+                                   exchange.hash_partition(_np(bands.column("band")), settings.reducers), settings.reducers)
+        exchange.write_table(_work_file(settings, "nd_texts", b), texts)
+        timer.lap("writes")
     return {"bucket": b, "stats": stats, "seconds": timer.seconds}, None
 
 
@@ -359,7 +380,58 @@ def _corpus_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     exchange.write_partitioned(_work_file(settings, "dropped", r), dropped.cast(_DROPPED), _np(dropped.column("bucket")),
                                settings.buckets)
     timer.lap("corpus rules")
+    if settings.filters.near_duplicate:
+        from extraction.threads import ND_BANDS, near_duplicate_pairs
+
+        bands = exchange.read_partition([_work_file(settings, "nd_bands", b) for b in range(settings.buckets)], r, ND_BANDS)
+        pairs = near_duplicate_pairs(bands, settings.filters.near_duplicate_max_group)
+        exchange.write_partitioned(_work_file(settings, "nd_pairs", r), pairs, _np(pairs.column("a_bucket")), settings.buckets)
+        timer.lap("near duplicates")
     return {"reducer": r, "frequent": len(frequent), "duplicates": dropped.num_rows, "seconds": timer.seconds}, frequent.tobytes()
+
+
+def _near_texts_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
+    """Near duplicates, first lookup: the candidate pairs whose ``a`` is in this bucket, with a's text,
+    passed on to the bucket of ``b``."""
+    from extraction import exchange
+    from extraction.threads import ND_PAIRS, Timer, with_texts
+
+    timer = Timer()
+    b = task["bucket"]
+    pairs = exchange.read_partition([_work_file(settings, "nd_pairs", r) for r in range(settings.reducers)], b, ND_PAIRS)
+    pairs = with_texts(pairs, exchange.read_table(_work_file(settings, "nd_texts", b)), "a")
+    exchange.write_partitioned(_work_file(settings, "nd_pairs_a", b), pairs, _np(pairs.column("b_bucket")), settings.buckets)
+    timer.lap("near duplicates")
+    return {"bucket": b, "pairs": pairs.num_rows, "seconds": timer.seconds}, None
+
+
+def _near_verify_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
+    """Near duplicates, second lookup: the pairs whose ``b`` is in this bucket, with b's text, verified."""
+    from extraction import exchange
+    from extraction.threads import ND_PAIRS_A, Timer, verify_pairs, with_texts
+
+    timer = Timer()
+    b = task["bucket"]
+    pairs = exchange.read_partition([_work_file(settings, "nd_pairs_a", a) for a in range(settings.buckets)], b, ND_PAIRS_A)
+    pairs = with_texts(pairs, exchange.read_table(_work_file(settings, "nd_texts", b)), "b")
+    verified = verify_pairs(pairs, settings.filters.near_duplicate_shingle, settings.filters.near_duplicate_threshold)
+    exchange.write_table(_work_file(settings, "nd_verified", b), verified)
+    timer.lap("near duplicates")
+    return {"bucket": b, "pairs": pairs.num_rows, "verified": verified.num_rows, "seconds": timer.seconds}, None
+
+
+def _near_clusters_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
+    """Near duplicates, last step (one task): the clusters of the verified pairs, the dropped members
+    passed on to their buckets."""
+    from extraction import exchange
+    from extraction.threads import ND_VERIFIED, Timer, near_duplicate_clusters
+
+    timer = Timer()
+    verified = exchange.read_partition([_work_file(settings, "nd_verified", b) for b in task["buckets"]], 0, ND_VERIFIED)
+    dropped, summary = near_duplicate_clusters(verified)
+    exchange.write_partitioned(_work_file(settings, "nd_dropped", 0), dropped, _np(dropped.column("bucket")), settings.buckets)
+    timer.lap("near duplicates")
+    return {"near_duplicates": summary, "verified": verified.num_rows, "dropped": dropped.num_rows, "seconds": timer.seconds}, None
 
 
 def _write_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
@@ -372,13 +444,19 @@ def _write_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     b = task["bucket"]
     candidates = exchange.read_table(_work_file(settings, "candidates", b))
     dropped = exchange.read_partition([_work_file(settings, "dropped", r) for r in range(settings.reducers)], b, _DROPPED)
+    near = None
+    if settings.filters.near_duplicate:
+        from extraction.threads import ND_DROPPED
+
+        near = exchange.read_partition([_work_file(settings, "nd_dropped", 0)], b, ND_DROPPED)
     frequent = None
     if settings.filters.bland:
         fs, path = storage.filesystem(storage.join(settings.work, "frequent.npy"))
         with fs.open(path, "rb") as f:
             frequent = np.frombuffer(f.read(), dtype=np.uint64)
     timer.lap("read")
-    sessions, stats = finish_bucket(candidates, dropped, frequent, settings.filters, task["comments"], task["valid"], timer)
+    sessions, stats = finish_bucket(candidates, dropped, frequent, settings.filters, task["comments"], task["valid"], timer,
+                                    near)
 
     def write(url: str, table: pa.Table) -> None:
         fs, path = storage.filesystem(url)
@@ -395,7 +473,7 @@ def _write_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
         for seq, start in enumerate(range(0, rows.num_rows, settings.sessions_per_file)):
             write(storage.join(settings.staging, "sessions", f"split={name}", f"part-{b:05d}-{seq:04d}.parquet"),
                   rows.slice(start, settings.sessions_per_file))
-    rejects = sessions.filter(pc.invert(kept_mask)).select(SESSION_COLUMNS + ["drop_reason", "split"])
+    rejects = sessions.filter(pc.invert(kept_mask)).select(SESSION_COLUMNS + ["drop_reason", "split", "duplicate_of"])
     write(storage.join(settings.staging, "rejects", f"part-{b:05d}.parquet"), rejects)
     timer.lap("writes")
     return {"bucket": b, "report": stats, "seconds": timer.seconds}, None

@@ -163,9 +163,19 @@ class Rule:
     """The setting that says whether it reads the ``response`` or the comment turns."""
     validate: Callable | None = None
     """``validate(cfg)``: raises ValueError on settings that make no sense together."""
+    switch_name: str | None = None
+    """Its switch in ``FiltersConfig`` when that is not its name."""
     explain: Callable | None = None
     """``explain(row) -> str``: what decided a rejected session when its text does not show it (the
     report's examples; ``row`` holds ``extraction.report.EXAMPLE_COLUMNS``)."""
+
+    @property
+    def switch(self) -> str:
+        """Its switch in ``FiltersConfig``: ``filters.<switch>``."""
+        return self.switch_name or self.name
+
+    def is_on(self, cfg) -> bool:
+        return bool(getattr(cfg, self.switch))
 
     @property
     def thresholds(self) -> tuple[str, ...]:
@@ -178,7 +188,7 @@ class Rule:
 
     def reads_in(self, cfg: "FiltersConfig") -> str:
         """What this rule reads under ``cfg`` (``off`` when switched off), for the docs and the report."""
-        if not getattr(cfg, self.name):
+        if not self.is_on(cfg):
             return "off"
         reads = self.reads.split(" (")[0]
         if self.turns_setting:
@@ -261,13 +271,13 @@ class Rules:
         cfg.validate()
         loaded = {}
         for rule in RULES:
-            if rule.load is not None and getattr(cfg, rule.name):
+            if rule.load is not None and rule.is_on(cfg):
                 loaded.update(rule.load(cfg))
         return cls(cfg, **loaded)
 
     def on(self, kind: str) -> tuple[Rule, ...]:
         """The rules of ``kind`` switched on, in order."""
-        return tuple(r for r in RULES if r.kind == kind and getattr(self.cfg, r.name))
+        return tuple(r for r in RULES if r.kind == kind and r.is_on(self.cfg))
 
     def features(self) -> list[Feature]:
         """The features the session rules switched on read, each once, ``n_words`` first (the
@@ -524,6 +534,19 @@ _RULES: list[Rule] = [
     Rule("duplicate_session", "corpus", "any turn", "Exact duplicate sessions (same turns): the one with the smallest "
          "session id is kept."),
     Rule("duplicate_response", "corpus", "response", "Exact duplicate responses: the session with the smallest session id is kept."),
+    Rule("near_duplicate_response", "corpus", "response",
+         "Near-duplicate responses (``extraction.neardup``): responses whose word-shingle Jaccard is at least "
+         "``near_duplicate_threshold`` are linked (MinHash LSH candidates, each pair verified exactly), linked ones "
+         "form clusters, and of each cluster the session with the smallest session id is kept; the others' rejects "
+         "name it (``duplicate_of``). Responses of fewer than ``near_duplicate_shingle`` words are not judged.",
+         (Setting("near_duplicate_threshold", float, 0.8, "The Jaccard of two responses' word shingles at which they "
+                  "are near duplicates.", minimum=0, maximum=1),
+          Setting("near_duplicate_shingle", int, 5, "Words per shingle.", minimum=1),
+          Setting("near_duplicate_bands", int, 20, "LSH bands of the MinHash signature.", minimum=1),
+          Setting("near_duplicate_rows", int, 5, "MinHash values per band (the signature has bands x rows).", minimum=1),
+          Setting("near_duplicate_max_group", int, 64, "A band group of more responses than this is checked against "
+                  "its smallest session id only (n - 1 pairs, not n x n).", minimum=2)),
+         switch_name="near_duplicate"),
 ]
 
 
@@ -598,8 +621,8 @@ class _FiltersBase:
     def __post_init__(self):
         listed = None if self.rules is None else set(self.rules)
         for rule in RULES:
-            if getattr(self, rule.name) is None:
-                setattr(self, rule.name, rule.on if listed is None else rule.name in listed)
+            if getattr(self, rule.switch) is None:
+                setattr(self, rule.switch, rule.on if listed is None else rule.name in listed)
 
     def validate(self) -> None:
         if self.normalize not in ("none", "dialogpt"):
@@ -613,7 +636,7 @@ class _FiltersBase:
                          for u in unknown]
                 raise ValueError(f"filters.rules names no such rule: {', '.join(hints)}")
         for rule in RULES:
-            if not getattr(self, rule.name):
+            if not rule.is_on(self):
                 continue
             for setting in rule.settings:
                 setting.check(getattr(self, setting.name))
@@ -632,9 +655,9 @@ RULES_BY_NAME = {rule.name: rule for rule in RULES}
 def _make_config() -> type:
     fields, docs = [], {}
     for rule in RULES:
-        fields.append((rule.name, Optional[bool], field(default=None)))
+        fields.append((rule.switch, Optional[bool], field(default=None)))
         kind = {"turn": "Turn rule: ", "corpus": "Corpus rule: "}.get(rule.kind, "")
-        docs[rule.name] = kind + " ".join(rule.doc.split()) + " Unset: as ``filters.rules`` says (the project's rule " \
+        docs[rule.switch] = kind + " ".join(rule.doc.split()) + " Unset: as ``filters.rules`` says (the project's rule " \
             f"set: {'on' if rule.on else 'off'})."
         for setting in rule.settings:
             fields.append((setting.name, setting.type, setting.as_field()))
@@ -643,7 +666,7 @@ def _make_config() -> type:
     cls = dataclasses.make_dataclass("FiltersConfig", fields, bases=(_FiltersBase,), namespace={"__module__": __name__})
     cls.__doc__ = _FiltersBase.__doc__
     cls.__field_docs__ = docs
-    cls.__unset_fields__ = tuple(rule.name for rule in RULES)
+    cls.__unset_fields__ = tuple(rule.switch for rule in RULES)
     """Left unset in the Hydra schema (``reddit_pretrain.cli.register_schemas``): they follow ``filters.rules``."""
     """The documentation of the fields made from the rules' declarations (``jobs/config_reference.py``)."""
     return cls

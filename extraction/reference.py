@@ -63,6 +63,21 @@ def chain_walk(comments: list[dict], cut: dict, cfg: ChainsConfig, cycles: set[s
     parents_of_valid = {(c["parent_id"], c["link_id"]) for c in valid if c["parent_kind"] == "comment" and c["id"] not in cycles}
     ends = [c for c in valid if cfg.mode == "replies" or (c["id"], c["link_id"]) not in parents_of_valid]
     long = {c["id"]: bool(cfg.max_turn_words) and comment_words(c["body"] or "") > cfg.max_turn_words for c in valid}
+    if cfg.mode == "longest":  # per chain head, its deepest leaf (the smallest id of the deepest)
+        best: dict[str, tuple[int, str]] = {}
+        for end in ends:
+            if long[end["id"]]:
+                continue
+            node, depth = end, 0
+            while node["parent_kind"] == "comment" and node["id"] not in cycles:
+                parent = _parent(by_id, node)
+                if parent is None or cut[parent["id"]] is not None or long[parent["id"]]:
+                    break
+                node, depth = parent, depth + 1
+            if node["id"] not in best or (-depth, end["id"]) < (-best[node["id"]][0], best[node["id"]][1]):
+                best[node["id"]] = (depth, end["id"])
+        chosen = {leaf for _, leaf in best.values()}
+        ends = [c for c in ends if c["id"] in chosen]
     out = []
     for end in ends:
         if long[end["id"]]:
@@ -173,6 +188,9 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
                                 "has_title": has_title, "over_18": over_18, "chain_end": chain_end, "drop_reason": reason,
                                 "_read_response": turns[-1]["read"] if turns else None}
 
+    judged = [sid for sid in sorted(sessions) if sessions[sid]["drop_reason"] is None]  # what the corpus rules see
+    for s in sessions.values():
+        s["duplicate_of"] = None
     if filters.bland:
         counts = Counter(g for c in comments if c["_read_body"] for g in trigrams(c["_read_body"]))
         for s in sessions.values():
@@ -189,9 +207,11 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
             s = sessions[sid]
             if s["drop_reason"] is None:
                 if key(s) in keeper:
-                    s["drop_reason"] = reason
+                    s["drop_reason"], s["duplicate_of"] = reason, keeper[key(s)]
                 else:
                     keeper[key(s)] = sid
+    if filters.near_duplicate:
+        _near_duplicates(sessions, judged, filters)
 
     starts: dict[str, int] = {}
     for c in comments:
@@ -222,6 +242,54 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
         del session["_read_response"]
     accounting["pii_masked"] = pii
     return sessions, accounting
+
+
+def similar_pairs(sets: dict[str, set], threshold: float) -> list[tuple[str, str]]:
+    """Every pair (a < b) of sets with Jaccard at least ``threshold``, exactly, by prefix filtering: with
+    each set's elements ordered rarest first, two sets that alike share one of the first
+    ``len - ceil(threshold * len) + 1`` elements of each, so only pairs sharing a prefix element are compared."""
+    import math
+
+    from extraction.neardup import jaccard
+
+    frequency = Counter(g for grams in sets.values() for g in grams)
+    index: dict[int, list[str]] = {}
+    out = set()
+    for sid in sorted(sets):
+        grams = sorted(sets[sid], key=lambda g: (frequency[g], g))
+        prefix = grams[: len(grams) - math.ceil(threshold * len(grams)) + 1] if threshold > 0 else grams
+        for g in prefix:
+            for other in index.get(g, ()):
+                if (other, sid) not in out and jaccard(sets[other], sets[sid]) >= threshold:
+                    out.add((other, sid))
+            index.setdefault(g, []).append(sid)
+    return sorted(out)
+
+
+def _near_duplicates(sessions: dict[str, dict], judged: list[str], filters: FiltersConfig) -> None:
+    """``near_duplicate_response`` over every pair (no LSH): responses of shingle Jaccard at least the
+    threshold are linked, clusters are the linked components, and every member but the smallest
+    session id is dropped if no earlier rule dropped it, naming that one."""
+    from extraction.neardup import jaccard, shingle_set
+
+    sets = {sid: shingle_set(sessions[sid]["_read_response"], filters.near_duplicate_shingle) for sid in judged}
+    sets = {sid: g for sid, g in sets.items() if g}
+    parent = {sid: sid for sid in sets}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in similar_pairs(sets, filters.near_duplicate_threshold):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    for sid in sets:
+        root = find(sid)
+        if root != sid and sessions[sid]["drop_reason"] is None:
+            sessions[sid]["drop_reason"], sessions[sid]["duplicate_of"] = "near_duplicate_response", root
 
 
 def _split(link_id: str, start: int | None, cfg: SplitConfig) -> str:

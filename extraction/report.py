@@ -41,6 +41,9 @@ def merge_reports(cfg, built: list[dict], finished: list[dict]) -> dict:
     words_hist = np.zeros(len(WORD_EDGES), dtype=np.int64)
     acc = {"used_in_sessions": 0, "not_in_any_session": 0, "only_in_rejected_sessions": {}}
     candidates = two_splits = 0
+    near = next((f["near_duplicates"] for f in finished if "near_duplicates" in f), None)  # corpus-wide, one entry
+    timed = built + finished  # (every task's seconds, those of the steps between the buckets too)
+    finished = [f for f in finished if "report" in f]
     for f in finished:
         r = f["report"]
         candidates += r["candidates"]
@@ -86,8 +89,8 @@ def merge_reports(cfg, built: list[dict], finished: list[dict]) -> dict:
     if accounted != ingested:
         raise ExtractError(f"comment accounting does not add up: {accounted} != {ingested}")
     stage_seconds: dict[str, float] = {}
-    for result in built + finished:
-        for k, v in result["seconds"].items():
+    for result in timed:
+        for k, v in result.get("seconds", {}).items():
             stage_seconds[k] = round(stage_seconds.get(k, 0.0) + v, 3)
     top = sorted(subs.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0] or ""))[: cfg.report_top_subreddits]
     return {
@@ -98,6 +101,7 @@ def merge_reports(cfg, built: list[dict], finished: list[dict]) -> dict:
         "subreddits": [{"subreddit": k, "sessions": s, "kept": kept} for k, (s, kept) in top],
         "turns_histogram": dict(zip(_labels(turn_edges), turns_hist.tolist())),
         "words_histogram": dict(zip(_labels(WORD_EDGES), words_hist.tolist())),
+        **({"near_duplicates": near} if near is not None else {}),
         "comments": accounting,
         "buckets": len(built),
         "stage_seconds": stage_seconds,
@@ -128,6 +132,10 @@ def format_report(report: dict, output: str) -> str:
     if c.get("parent_cycles"):
         lines.append(f"parent cycles: {c['parent_cycles']:,} comments lie on a cycle of parent links (their own parent, "
                      "or A -> B -> A): each one's parent link was cut (chain_end parent_cycle)")
+    if report.get("near_duplicates", {}).get("clusters"):
+        near = report["near_duplicates"]
+        lines.append(f"near-duplicate replies: {near['clusters']:,} clusters, sizes "
+                     + ", ".join(f"{k}: {v:,}" for k, v in near["sizes"].items() if v))
     if any(c.get("pii_masked", {}).values()):
         lines.append("PII masked in the stored texts: " + ", ".join(f"{k} {v:,}" for k, v in c["pii_masked"].items()))
     if report.get("stage_seconds"):
@@ -147,7 +155,7 @@ def rule_settings(cfg) -> dict[str, dict]:
                               "chains.long_chains": cfg.chains.long_chains}}
     for rule in RULES:
         values = {f"filters.{field}": getattr(cfg.filters, field) for field in rule.thresholds}
-        settings[rule.name] = {"on": bool(getattr(cfg.filters, rule.name)), **values}
+        settings[rule.name] = {"on": rule.is_on(cfg.filters), **values}
     return settings
 
 
@@ -307,6 +315,17 @@ def _html(report: dict, png: bytes) -> str:
         examples.append(f"<h3>{html.escape(rule)}</h3><ol>{items}</ol>")
     inputs = [[i["file"], i["kind"], i["status"], i["lines"], i["rows"], i["rejects"]] for i in ingest.get("inputs", [])]
     rejects = [[k, v] for k, v in sorted(ingest.get("rejects_by_reason", {}).items())]
+    near = report.get("near_duplicates")
+    near_html = "<p>off</p>"
+    if near is not None:
+        sizes = sorted(near["sizes"].items(), key=lambda kv: int(kv[0].split("-")[0].rstrip("+")))
+        clusters = "".join(
+            f"<h3>{e['size']:,} replies; kept {html.escape(e['kept'])}</h3><ol><li><b>kept:</b> {html.escape(e['kept_text'])}</li>"
+            + "".join(f"<li>{html.escape(d['session_id'])}: {html.escape(d['text'])}</li>" for d in e["dropped"]) + "</ol>"
+            for e in near["examples"])
+        near_html = (f"<p>{near['clusters']:,} clusters of near-duplicate replies (the smallest session id of each kept; "
+                     f"rejects name it in <code>duplicate_of</code>)</p>{_table([[k, v] for k, v in sizes], ['replies in the cluster', 'clusters'])}"
+                     f"<p>The largest clusters (texts shortened):</p>{clusters or '<p>none</p>'}")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Extraction report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
@@ -322,6 +341,7 @@ reddit-pretrain {html.escape(str(run.get('code_version', '?')))}; {report.get('s
 <h2>Sessions per split</h2>{_table([[k, v] for k, v in sorted(report['sessions']['per_split'].items())], ['split', 'sessions'])}
 <h2>Every comment accounted for</h2>{_table(accounting, ['where', 'comments'])}
 <h2>Privacy: PII masked in the stored texts</h2>{_table([[k, v] for k, v in c.get('pii_masked', {}).items()], ['kind', 'matches'])}
+<h2>Near-duplicate replies</h2>{near_html}
 <h2>Examples of rejected sessions (the first {EXAMPLES_PER_RULE} per rule; turns shortened)</h2>
 {''.join(examples) or '<p>none</p>'}
 <h2>Ingest: the dumps read</h2>{_table(inputs, ['file', 'kind', 'status', 'lines', 'rows', 'lines set aside'])}

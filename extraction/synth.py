@@ -158,6 +158,14 @@ class SynthConfig:
     p_foreign_thread: float = 0.0
     """Share of ordinary threads written wholly in another language (Spanish, German, French, Italian,
     Dutch, Portuguese or Russian): the title and every comment; listed in the stats."""
+    copypasta_clusters: int = 0
+    """Clusters of near copies planted as ordinary replies: an original of ``copypasta_words`` words
+    and ``copypasta_copies`` copies, each one small edit from it (a word replaced, dropped or
+    appended) with a word 5-gram Jaccard to it of at least ``copypasta_min_jaccard``; listed in the
+    stats with each copy's Jaccard. Drawn from a random stream of their own."""
+    copypasta_copies: tuple[int, int] = (8, 15)
+    copypasta_words: tuple[int, int] = (80, 130)
+    copypasta_min_jaccard: float = 0.85
     zstd_level: int = 3
     zstd_window_log: int = 31
     """2**31 = 2 GiB, as Pushshift's ``--long=31``."""
@@ -178,6 +186,9 @@ class SynthStats:
     """Every PII value planted (``p_pii``), to check none is stored."""
     foreign_threads: dict[str, str] = field(default_factory=dict)
     """Thread (submission id) -> its language, for the threads written in another (``p_foreign_thread``)."""
+    copypasta: list[list[dict]] = field(default_factory=list)
+    """Per planted cluster (``copypasta_clusters``), its members as written: ``id`` (comment id),
+    ``text``, ``jaccard`` (word 5-gram Jaccard to the cluster's original, 1.0 for the original)."""
 
 
 def _base36(number: int) -> str:
@@ -308,6 +319,46 @@ class _Generator:
             self.sub_cum.append(total)
         self.stats = SynthStats()
         self.planted = self.stats.pii_values
+        self.plants = self._copypasta() if cfg.copypasta_clusters else []
+        """(comment index, cluster, text, jaccard) still to write, in index order."""
+
+    def _copypasta(self) -> list[tuple[int, int, str, float]]:
+        """The planted clusters' texts and the comment indices they go to (``copypasta_clusters``)."""
+        from extraction.neardup import jaccard, shingle_set
+
+        cfg = self.cfg
+        rng = random.Random(f"copypasta {cfg.seed}")  # its own stream: the rest of the month is drawn as without it
+        text = _Text(rng)
+        members = []
+        for cluster in range(cfg.copypasta_clusters):
+            words: list[str] = []
+            target = rng.randint(*cfg.copypasta_words)
+            while len(words) < target:
+                words += text.sentence(8, 20).split()
+            original = " ".join(words[:target])
+            grams = shingle_set(original, 5)
+            members.append((cluster, original, 1.0))
+            for _ in range(rng.randint(*cfg.copypasta_copies)):
+                for _attempt in range(100):
+                    edited = list(words[:target])
+                    kind, at = rng.randrange(3), rng.randrange(target)
+                    if kind == 0:
+                        edited[at] = rng.choice([w for w in text.words[:200] if w != edited[at]])
+                    elif kind == 1:
+                        del edited[at]
+                    else:
+                        edited.append(rng.choice(text.words[:200]))
+                    copy = " ".join(edited)
+                    similarity = jaccard(grams, shingle_set(copy, 5))
+                    if copy != original and similarity >= cfg.copypasta_min_jaccard:
+                        break
+                else:
+                    raise ValueError("copypasta_words too short for copypasta_min_jaccard")
+                members.append((cluster, copy, round(similarity, 4)))
+        rng.shuffle(members)
+        at = sorted(rng.sample(range(cfg.comments), len(members)))
+        self.stats.copypasta = [[] for _ in range(cfg.copypasta_clusters)]
+        return [(i, c, t, j) for i, (c, t, j) in zip(at, members)]
 
     def timestamp(self, done: int) -> int:
         return self.month_start + int(self.month_seconds * done / max(1, self.cfg.comments))
@@ -446,7 +497,12 @@ class _Generator:
             parent = f"t1_{_base36(36**7 + rng.randrange(10**9))}"  # never written
             parent_role = "noise"
             self.stats.orphans += 1
-        author, body, role, noun = self.body(thread, parent_role, parent_noun)
+        if self.plants and done >= self.plants[0][0] and thread.shape == "normal" and not thread.language:
+            _, cluster, body, similarity = self.plants.pop(0)  # a planted copy, as an ordinary reply
+            author, role, noun = f"user{rng.randrange(2 * 10**5)}", "noise", None
+            self.stats.copypasta[cluster].append({"id": cid, "text": body, "jaccard": similarity})
+        else:
+            author, body, role, noun = self.body(thread, parent_role, parent_noun)
         ts = self.timestamp(done)
         record = {
             "author": author,

@@ -88,6 +88,30 @@ def cycle_members(pidx: np.ndarray) -> np.ndarray:
     return on[:n]
 
 
+def longest_ends(leaves: np.ndarray, pidx: np.ndarray, usable: np.ndarray, ids: pa.Array) -> np.ndarray:
+    """``chains.mode=longest``: of the ``leaves`` (not ``usable`` ones give no turn and are left out),
+    per chain head the one with the longest walk up through ``usable`` comments, ties to the smallest
+    id; sorted. The head and the length of every walk by pointer doubling (log2(n) steps)."""
+    n = len(pidx)
+    leaves = leaves[usable[leaves]]
+    if not len(leaves):
+        return leaves
+    up = np.where((pidx >= 0) & usable[np.maximum(pidx, 0)], pidx, -1)
+    jump = np.where(up >= 0, up, np.arange(n))
+    dist = (up >= 0).astype(np.int64)
+    steps = 1
+    while steps < n:
+        dist = dist + dist[jump]
+        jump = jump[jump]
+        steps *= 2
+    head, depth = jump[leaves], dist[leaves]
+    rank = np.unique(np.array(pc.take(ids, pa.array(leaves, pa.int64())).to_pylist(), dtype=str), return_inverse=True)[1]
+    order = np.lexsort((rank, -depth, head))  # per head: the deepest, then the smallest id
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = head[order][1:] != head[order][:-1]
+    return np.sort(leaves[order[first]])
+
+
 def dedupe_by_id(table: pa.Table) -> tuple[pa.Table, int]:
     """One row per id: the smallest by the other columns in order (nulls first), as Spark's
     ``min(struct(...))`` picks it. Returns the table and how many rows were repeats."""
@@ -240,10 +264,12 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
     on_cycle = cycle_members(pidx)  # parent links that loop: cut, so a walk never repeats a comment
     pidx[on_cycle] = -1
     valid = cut == 0
-    if chains.mode == "leaves":
+    if chains.mode in ("leaves", "longest"):
         has_valid_child = np.zeros(n, dtype=bool)
         has_valid_child[pidx[valid & (pidx >= 0)]] = True
         ends = np.flatnonzero(valid & ~has_valid_child)
+        if chains.mode == "longest":
+            ends = longest_ends(ends, pidx, valid & ~long_turn, as_array(comments.column("id")))
     else:
         ends = np.flatnonzero(valid)
     T = chains.max_turns
@@ -459,22 +485,26 @@ def _session_languages(language, M: np.ndarray, n: int, filters: FiltersConfig):
 
 def resolve_duplicates(keys: pa.Table, on_sessions: bool, on_responses: bool) -> pa.Table:
     """Step 2 for one range of response hashes: rows (``_rkey``, ``_skey``, ``session_id``, ``bucket``) of
-    surviving sessions -> those dropped as ``duplicate_session`` or ``duplicate_response``.
+    surviving sessions -> those dropped as ``duplicate_session`` or ``duplicate_response``, each with
+    the session it duplicates (``duplicate_of``, the one kept).
 
     Sessions with the same turns have the same response, so every duplicate group lies inside one
     response group and one range of response hashes holds everything both rules need. In each
     group of equal turns the smallest session id stays; among those, the smallest of each response."""
     empty = pa.table({"bucket": pa.array([], pa.int64()), "session_id": pa.array([], pa.string()),
-                      "reason": pa.array([], pa.string())})
+                      "reason": pa.array([], pa.string()), "duplicate_of": pa.array([], pa.string())})
     if keys.num_rows == 0:
         return empty
     keys = keys.take(pc.sort_indices(keys, sort_keys=[("_rkey", "ascending"), ("_skey", "ascending"), ("session_id", "ascending")]))
     r, s = _np(keys.column("_rkey")), _np(keys.column("_skey"))
+    ids = np.array(keys.column("session_id").to_pylist(), dtype=object)
     reason = np.full(keys.num_rows, None, dtype=object)
+    of = np.full(keys.num_rows, None, dtype=object)
     new_session = np.ones(len(r), dtype=bool)
     new_session[1:] = (r[1:] != r[:-1]) | (s[1:] != s[:-1])
     if on_sessions:
         reason[~new_session] = "duplicate_session"
+        of[~new_session] = ids[np.maximum.accumulate(np.where(new_session, np.arange(len(r)), 0))][~new_session]
     if on_responses:
         keepers = np.flatnonzero(reason == None)  # noqa: E711
         by_id = pc.sort_indices(keys.select(["_rkey", "session_id"]).take(pa.array(keepers, pa.int64())),
@@ -483,12 +513,143 @@ def resolve_duplicates(keys: pa.Table, on_sessions: bool, on_responses: bool) ->
         first = np.ones(len(keepers), dtype=bool)
         first[1:] = r[keepers][1:] != r[keepers][:-1]
         reason[keepers[~first]] = "duplicate_response"
+        group_first = keepers[np.maximum.accumulate(np.where(first, np.arange(len(keepers)), 0))]
+        of[keepers[~first]] = ids[group_first[~first]]
     dropped = np.flatnonzero(reason != None)  # noqa: E711
     if not len(dropped):
         return empty
     idx = pa.array(dropped, pa.int64())
     return pa.table({"bucket": pc.take(keys.column("bucket"), idx), "session_id": pc.take(keys.column("session_id"), idx),
-                     "reason": pa.array(reason[dropped], pa.string())})
+                     "reason": pa.array(reason[dropped], pa.string()), "duplicate_of": pa.array(of[dropped], pa.string())})
+
+
+# -- near duplicates (extraction.neardup): the steps between the buckets ---------------------------
+
+ND_BANDS = pa.schema([("band", pa.uint64()), ("session_id", pa.string()), ("bucket", pa.int64())])
+ND_TEXTS = pa.schema([("session_id", pa.string()), ("text", pa.string())])
+ND_PAIRS = pa.schema([("a", pa.string()), ("a_bucket", pa.int64()), ("b", pa.string()), ("b_bucket", pa.int64())])
+ND_PAIRS_A = ND_PAIRS.append(pa.field("a_text", pa.string()))
+ND_VERIFIED = ND_PAIRS.append(pa.field("jaccard", pa.float64())).append(pa.field("a_text", pa.string())) \
+    .append(pa.field("b_text", pa.string()))
+ND_DROPPED = pa.schema([("bucket", pa.int64()), ("session_id", pa.string()), ("duplicate_of", pa.string())])
+EXAMPLE_CHARS = 300
+"""Texts of the report's example clusters are cut to this."""
+
+
+def response_texts(candidates: pa.Table, rows: np.ndarray) -> pa.Array:
+    """The response of each candidate in ``rows`` as the rules read it (PII as plain words)."""
+    idx = pa.array(rows, pa.int64())
+    if "_rtext" in candidates.column_names:
+        return pc.take(as_array(candidates.column("_rtext")), idx)
+    turns = as_array(candidates.column("turns"))
+    return pc.take(turns.values, pa.array(_np(turns.offsets)[1:][rows] - 1, pa.int64()))
+
+
+def near_duplicate_inputs(candidates: pa.Table, bucket: int, filters: FiltersConfig) -> tuple[pa.Table, pa.Table]:
+    """Step 1's part for one bucket: the band keys (``ND_BANDS``) and the texts (``ND_TEXTS``) of the
+    surviving sessions whose response has a shingle. With ``duplicate_response`` on, a response equal
+    to one of a smaller session id in the bucket is left out (that rule drops it; the cluster is
+    the same without it)."""
+    from extraction import neardup
+
+    alive = np.flatnonzero(_np(pc.is_null(candidates.column("drop_reason"))))  # (candidates are sorted by session_id)
+    if filters.duplicate_response and len(alive):
+        _, first = np.unique(_np(candidates.column("_rkey"))[alive], return_index=True)
+        alive = alive[np.sort(first)]
+    texts = response_texts(candidates, alive)
+    hashes, row = neardup.shingles(texts, filters.near_duplicate_shingle)
+    sig, present = neardup.signatures(hashes, row, len(alive), filters.near_duplicate_bands * filters.near_duplicate_rows)
+    keys = neardup.band_keys(sig, filters.near_duplicate_bands, filters.near_duplicate_rows)
+    ids = pc.take(as_array(candidates.column("session_id")), pa.array(alive[present], pa.int64()))
+    bands = pa.table({"band": pa.array(keys.ravel(), pa.uint64()),
+                      "session_id": pc.take(ids, pa.array(np.repeat(np.arange(len(present)), filters.near_duplicate_bands), pa.int64())),
+                      "bucket": pa.array(np.full(keys.size, bucket, dtype=np.int64))}, schema=ND_BANDS)
+    return bands, pa.table({"session_id": ids, "text": pc.take(texts, pa.array(present, pa.int64()))}, schema=ND_TEXTS)
+
+
+def near_duplicate_pairs(bands: pa.Table, max_group: int) -> pa.Table:
+    """Step 2's part for one range of band keys: the candidate pairs (``ND_PAIRS``, ``a`` above ``b``)."""
+    from extraction import neardup
+
+    ids = as_array(bands.column("session_id"))
+    a, b = neardup.candidate_pairs(_np(bands.column("band")), ids, max_group)
+    take = lambda name, rows: pc.take(as_array(bands.column(name)), pa.array(rows, pa.int64()))  # noqa: E731
+    return pa.table({"a": take("session_id", a), "a_bucket": take("bucket", a), "b": take("session_id", b),
+                     "b_bucket": take("bucket", b)}, schema=ND_PAIRS)
+
+
+def with_texts(pairs: pa.Table, texts: pa.Table, side: str) -> pa.Table:
+    """``pairs`` with the text of their ``side`` (``a`` or ``b``) session from ``texts`` (one bucket's)."""
+    where = pc.index_in(pairs.column(side), value_set=as_array(texts.column("session_id")))
+    return pairs.append_column(f"{side}_text", pc.take(as_array(texts.column("text")), where))
+
+
+def verify_pairs(pairs: pa.Table, shingle: int, threshold: float) -> pa.Table:
+    """The pairs (with both texts) whose exact shingle Jaccard is at least ``threshold`` (``ND_VERIFIED``)."""
+    from extraction import neardup
+
+    if not pairs.num_rows:
+        return ND_VERIFIED.empty_table()
+    both = pa.concat_arrays([as_array(pairs.column("a_text")), as_array(pairs.column("b_text"))])
+    encoded = pc.dictionary_encode(both)
+    hashes, row = neardup.shingles(encoded.dictionary, shingle)
+    starts = np.searchsorted(row, np.arange(len(encoded.dictionary) + 1))
+    sets = [hashes[starts[i]:starts[i + 1]] for i in range(len(encoded.dictionary))]
+    code = _np(encoded.indices)
+    n = pairs.num_rows
+    jac = np.array([_jaccard(sets[code[i]], sets[code[n + i]]) for i in range(n)], dtype=np.float64)
+    keep = jac >= threshold
+    out = pairs.filter(pa.array(keep)).append_column("jaccard", pa.array(jac[keep], pa.float64()))
+    cut = lambda name: pc.utf8_slice_codeunits(as_array(out.column(name)), 0, EXAMPLE_CHARS)  # noqa: E731
+    return pa.table({**{f: out.column(f) for f in ("a", "a_bucket", "b", "b_bucket", "jaccard")},
+                     "a_text": cut("a_text"), "b_text": cut("b_text")}, schema=ND_VERIFIED)
+
+
+def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.unique(a), np.unique(b)
+    union = len(a) + len(b)
+    if not union:
+        return 0.0
+    common = len(np.intersect1d(a, b, assume_unique=True))
+    return common / (union - common)
+
+
+CLUSTER_EDGES = [2, 3, 5, 10, 20, 50, 100, 1000]
+"""Edges of the report's histogram of near-duplicate cluster sizes (the last bucket is open)."""
+
+
+def near_duplicate_clusters(verified: pa.Table, examples: int = 3) -> tuple[pa.Table, dict]:
+    """The last step, over every verified pair: the clusters (connected components), every member
+    but the smallest session id dropped (``ND_DROPPED``), and for the report the histogram of cluster
+    sizes and the ``examples`` largest clusters (ties: the smallest kept id) with their texts."""
+    from extraction import neardup
+
+    members, roots = neardup.components(as_array(verified.column("a")), as_array(verified.column("b")))
+    ids = pa.concat_arrays([as_array(verified.column("a")), as_array(verified.column("b"))])
+    buckets = pa.concat_arrays([as_array(verified.column("a_bucket")), as_array(verified.column("b_bucket"))])
+    texts = pa.concat_arrays([as_array(verified.column("a_text")), as_array(verified.column("b_text"))])
+    where = pc.index_in(members, value_set=ids)
+    dropped = pa.table({"bucket": pc.take(buckets, where), "session_id": members, "duplicate_of": roots}, schema=ND_DROPPED)
+    summary = {"clusters": 0, "sizes": dict.fromkeys(_labels_of(CLUSTER_EDGES), 0), "examples": []}
+    if len(members):
+        names, sizes = np.unique(np.array(roots.to_pylist(), dtype=str), return_counts=True)
+        sizes = sizes + 1  # the kept one
+        summary["clusters"] = int(len(names))
+        hist = np.bincount(np.searchsorted(CLUSTER_EDGES, sizes, side="right") - 1, minlength=len(CLUSTER_EDGES))
+        summary["sizes"] = dict(zip(_labels_of(CLUSTER_EDGES), hist.tolist()))
+        text_of = dict(zip(ids.to_pylist(), texts.to_pylist()))
+        by_root: dict[str, list[str]] = {}
+        for m, r in sorted(zip(members.to_pylist(), roots.to_pylist())):
+            by_root.setdefault(r, []).append(m)
+        for i in sorted(range(len(names)), key=lambda i: (-sizes[i], names[i]))[:examples]:
+            root = str(names[i])
+            summary["examples"].append({"kept": root, "kept_text": text_of[root], "size": int(sizes[i]),
+                                        "dropped": [{"session_id": m, "text": text_of[m]} for m in by_root[root][:3]]})
+    return dropped, summary
+
+
+def _labels_of(edges: list[int]) -> list[str]:
+    return [f"{a}-{b - 1}" if b - 1 > a else str(a) for a, b in zip(edges, edges[1:])] + [f"{edges[-1]}+"]
 
 
 def bland_responses(responses: pa.Array, frequent: np.ndarray, fraction: float) -> np.ndarray:
@@ -506,10 +667,11 @@ def bland_responses(responses: pa.Array, frequent: np.ndarray, fraction: float) 
 
 
 def finish_bucket(candidates: pa.Table, dropped: pa.Table, frequent: np.ndarray | None, filters: FiltersConfig,
-                  comments: int, valid: int, timer: Timer | None = None) -> tuple[pa.Table, dict]:
+                  comments: int, valid: int, timer: Timer | None = None, near: pa.Table | None = None) -> tuple[pa.Table, dict]:
     """Step 3 for one bucket: ``bland`` (``frequent``: the sorted frequent trigram hashes), then the
-    duplicates ``dropped`` by ``resolve_duplicates``. Returns the sessions with their final
-    ``drop_reason`` (private columns removed) and the bucket's report counts."""
+    duplicates ``dropped`` by ``resolve_duplicates``, then the near duplicates ``near`` (``ND_DROPPED``
+    rows of this bucket). Returns the sessions with their final ``drop_reason`` and ``duplicate_of``
+    (private columns removed) and the bucket's report counts."""
     timer = timer or Timer()
     reason = np.array(as_array(candidates.column("drop_reason")).to_pylist() if candidates.num_rows else [], dtype=object)
     alive = np.flatnonzero(reason == None)  # noqa: E711
@@ -522,14 +684,22 @@ def finish_bucket(candidates: pa.Table, dropped: pa.Table, frequent: np.ndarray 
             responses = pc.take(turns.values, pa.array(offsets[1:][alive] - 1, pa.int64()))
         reason[alive[bland_responses(responses, frequent, filters.bland_fraction)]] = "bland"
     timer.lap("corpus rules")
-    if dropped.num_rows:
-        ids = as_array(candidates.column("session_id"))
-        where = _np(pc.index_in(dropped.column("session_id"), value_set=ids), -1)
-        dup_reason = np.array(dropped.column("reason").to_pylist(), dtype=object)
-        ok = (where >= 0)
-        take = where[ok][reason[where[ok]] == None]  # noqa: E711  (bland stays bland)
-        reason[take] = dup_reason[ok][reason[where[ok]] == None]  # noqa: E711
+    duplicate_of = np.full(len(reason), None, dtype=object)
+    ids = as_array(candidates.column("session_id"))
+    near = near if near is not None else ND_DROPPED.empty_table()
+    near = near.append_column("reason", pa.array(np.full(near.num_rows, "near_duplicate_response", dtype=object), pa.string()))
+    for table in (dropped, near):  # exact duplicates first, then near ones: the first rule that drops a session names it
+        if not table.num_rows:
+            continue
+        where = _np(pc.index_in(table.column("session_id"), value_set=ids), -1)
+        dup_reason = np.array(table.column("reason").to_pylist(), dtype=object)
+        of = np.array(table.column("duplicate_of").to_pylist(), dtype=object)
+        ok = np.flatnonzero(where >= 0)
+        ok = ok[reason[where[ok]] == None]  # noqa: E711  (bland stays bland)
+        reason[where[ok]] = dup_reason[ok]
+        duplicate_of[where[ok]] = of[ok]
     final = candidates.set_column(candidates.column_names.index("drop_reason"), "drop_reason", pa.array(reason, pa.string()))
+    final = final.append_column("duplicate_of", pa.array(duplicate_of, pa.string()))
     stats = bucket_report(final, reason, comments, valid)
     timer.lap("corpus rules")
     return final.drop_columns([c for c in ("_rows", "_words", "_rkey", "_skey", "_rtext") if c in final.column_names]), stats
@@ -594,7 +764,7 @@ def run_local(comments: pa.Table, submissions: pa.Table | None, chains: ChainsCo
     rules = Rules.load(filters)
     in_comments = thread_bucket(comments.column("link_id"), buckets)
     in_subs = thread_bucket(submissions.column("id"), buckets) if submissions is not None else None
-    built, grams, counts, keys = {}, [], [], []
+    built, grams, counts, keys, bands, texts = {}, [], [], [], [], {}
     for b in range(buckets):
         part = comments.filter(pa.array(in_comments == b))
         if not part.num_rows:
@@ -607,14 +777,30 @@ def run_local(comments: pa.Table, submissions: pa.Table | None, chains: ChainsCo
         alive = candidates.filter(pc.is_null(candidates.column("drop_reason")))
         keys.append(pa.table({"_rkey": alive.column("_rkey"), "_skey": alive.column("_skey"),
                               "session_id": alive.column("session_id"), "bucket": pa.array(np.full(alive.num_rows, b))}))
+        if filters.near_duplicate:
+            band_rows, texts[b] = near_duplicate_inputs(candidates, b, filters)
+            bands.append(band_rows)
     frequent = frequent_trigrams(np.concatenate(grams), np.concatenate(counts), filters.bland_min_count) if grams else None
     dropped = resolve_duplicates(pa.concat_tables(keys), filters.duplicate_session, filters.duplicate_response) if keys \
         else resolve_duplicates(pa.table({"_rkey": [], "_skey": [], "session_id": [], "bucket": []}), False, False)
+    near, near_summary = ND_DROPPED.empty_table(), None
+    if filters.near_duplicate:
+        pairs = near_duplicate_pairs(pa.concat_tables(bands) if bands else ND_BANDS.empty_table(), filters.near_duplicate_max_group)
+        verified = []
+        for b in sorted(texts):  # the two lookups of the Spark job, by bucket
+            mine = with_texts(pairs.filter(pc.equal(pairs.column("a_bucket"), b)), texts[b], "a")
+            for b2 in sorted(texts):
+                theirs = with_texts(mine.filter(pc.equal(mine.column("b_bucket"), b2)), texts[b2], "b")
+                verified.append(verify_pairs(theirs, filters.near_duplicate_shingle, filters.near_duplicate_threshold))
+        near, near_summary = near_duplicate_clusters(pa.concat_tables(verified) if verified else ND_VERIFIED.empty_table())
     sessions, finished = [], []
     for b, (candidates, stats) in built.items():
         mine = dropped.filter(pc.equal(dropped.column("bucket"), b))
-        final, report = finish_bucket(candidates, mine, frequent, filters, stats["comments"], stats["valid"])
+        final, report = finish_bucket(candidates, mine, frequent, filters, stats["comments"], stats["valid"],
+                                      near=near.filter(pc.equal(near.column("bucket"), b)))
         sessions.append(final)
         finished.append({"bucket": b, "report": report, "seconds": {}})
+    if near_summary is not None:
+        finished.append({"near_duplicates": near_summary})  # corpus-wide: one entry, no bucket
     stats = [{"bucket": b, "stats": s, "seconds": {}} for b, (_, s) in built.items()]
     return pa.concat_tables(sessions) if sessions else None, stats, finished

@@ -121,7 +121,8 @@ def _rules() -> list[str]:
     for rule in RULES:
         thresholds = ", ".join(f"`filters.{t}`" for t in rule.thresholds)
         reads = " | ".join(rule.reads_in(cfg) for cfg in presets.values())
-        rows.append(f"| `{rule.name}` | {rule.kind} | {thresholds} | {reads} |")
+        name = f"`{rule.name}`" + (f" (`filters.{rule.switch}`)" if rule.switch != rule.name else "")
+        rows.append(f"| {name} | {rule.kind} | {thresholds} | {reads} |")
     return rows + [""]
 
 

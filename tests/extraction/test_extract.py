@@ -15,7 +15,7 @@ from extraction.synth import SynthConfig, write_month
 def ingested(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("extract")
     write_month(str(root / "dumps"), SynthConfig(comments=15_000, seed=31, megathreads=1, megathread_comments=3000,
-                                                 deep_chains=1, deep_chain_depth=500))
+                                                 deep_chains=1, deep_chain_depth=500, copypasta_clusters=8))
     run_ingest(IngestConfig(inputs=[str(root / "dumps" / "*.zst")], output=str(root / "ingest")), spark)
     return root
 
@@ -47,7 +47,14 @@ def test_extract_end_to_end(spark, ingested, tmp_path, capsys):
     assert min(r.num_turns for r in sessions.select("num_turns").collect()) >= 2
     assert max(r.num_turns for r in sessions.select("num_turns").collect()) <= 5
     reasons = {r.drop_reason for r in rejects.select("drop_reason").distinct().collect()}
-    assert {"min_turns", "url", "bland"} <= reasons
+    assert {"min_turns", "url", "bland", "near_duplicate_response"} <= reasons
+    near = rejects.where("drop_reason = 'near_duplicate_response'").select("session_id", "duplicate_of").collect()
+    kept_ids = {r.session_id for r in sessions.select("session_id").collect()}
+    bland_ids = {r.session_id for r in rejects.where("drop_reason = 'bland'").select("session_id").collect()}
+    # each names the smallest id of its cluster: kept, unless bland (the only rule after the session rules that can drop it)
+    assert near and all(r.duplicate_of < r.session_id and r.duplicate_of in kept_ids | bland_ids for r in near)
+    assert any(r.duplicate_of in kept_ids for r in near)
+    assert report["near_duplicates"]["clusters"] > 0 and len(report["near_duplicates"]["examples"]) == 3
     funnel = {r["rule"]: r for r in report["rules"]}
     assert sum(r["out"] for r in report["rules"]) == s["candidates"] - s["kept"]
     assert funnel["bland"]["out"] > 0
@@ -84,7 +91,7 @@ def test_extract_end_to_end(spark, ingested, tmp_path, capsys):
     assert report["ingest"]["rejects_by_reason"] == ingest["totals"]["rejects_by_reason"] != {}
     assert sorted(i["file"] for i in report["ingest"]["inputs"]) == ["RC_2015-01.zst", "RS_2015-01.zst"]
     assert report["run"]["date_utc"][:2] == "20" and "+git." in report["run"]["code_version"]
-    for heading in ("dropped %", "Examples of rejected sessions", "lines set aside, by reason", "RC_2015-01.zst",
+    for heading in ("dropped %", "Examples of rejected sessions", "Near-duplicate replies", "replies in the cluster", "lines set aside, by reason", "RC_2015-01.zst",
                     report["run"]["code_version"]):
         assert heading in page
     assert "src=\"data:image/png;base64," in page and "<link" not in page and "src=\"http" not in page  # one file

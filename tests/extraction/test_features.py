@@ -112,8 +112,8 @@ def test_every_rule_is_declared_once_with_its_switch_and_thresholds():
     fields = FiltersConfig.__dataclass_fields__
     assert len({r.name for r in RULES}) == len(RULES)
     for rule in RULES:
-        assert rule.name in fields and fields[rule.name].type == Optional[bool], rule.name
-        assert isinstance(getattr(FiltersConfig(), rule.name), bool), rule.name  # resolved from filters.rules
+        assert rule.switch in fields and fields[rule.switch].type == Optional[bool], rule.name
+        assert isinstance(getattr(FiltersConfig(), rule.switch), bool), rule.name  # resolved from filters.rules
         assert all(t in fields for t in rule.thresholds), rule.name
     assert [r for r in SESSION_RULES] == [r.name for r in RULES if r.kind == "session"]
 

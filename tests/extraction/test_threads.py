@@ -17,7 +17,7 @@ from extraction.threads import dedupe_by_id, resolve_duplicates, run_local, thre
 COMMENTS = COMMENT_SCHEMA.remove(COMMENT_SCHEMA.get_field_index("month"))
 SUBMISSIONS = SUBMISSION_SCHEMA.remove(SUBMISSION_SCHEMA.get_field_index("month"))
 FIELDS = ("link_id", "subreddit", "turn_ids", "turns", "authors", "scores", "created_utc", "num_turns", "has_title",
-          "over_18", "chain_end", "drop_reason", "split", "language", "language_confidence")
+          "over_18", "chain_end", "drop_reason", "split", "language", "language_confidence", "duplicate_of")
 
 
 def comment(cid, parent, link="L", body=None, author="alice", score=3, ts=1420070400):
@@ -45,6 +45,19 @@ def test_replies_mode_gives_one_session_per_reply():
     s, _, _ = run([comment("a", "L"), comment("b", "a"), comment("c", "b")], ChainsConfig(mode="replies"))
     assert {k: v["turn_ids"] for k, v in s.items()} == {"a": ["a"], "b": ["a", "b"], "c": ["a", "b", "c"]}
     assert s["a"]["drop_reason"] == "min_turns" and s["b"]["drop_reason"] is None
+
+
+def test_longest_mode_gives_one_session_per_chain_head():
+    """a -> b (leaf), a -> c -> d -> e (leaf), c -> f (leaf): one session for top-level a, its longest
+    path; g -> h, g -> i (a tie: the smaller id); j -> [deleted] k -> l -> m: the cut makes l a head."""
+    rows = [comment("a", "L"), comment("b", "a"), comment("c", "a"), comment("d", "c"), comment("e", "d"), comment("f", "c"),
+            comment("g", "L"), comment("i", "g"), comment("h", "g"),
+            comment("j", "L"), comment("k", "j", body="[deleted]"), comment("l", "k"), comment("m", "l")]
+    s, _, _ = run(rows, ChainsConfig(mode="longest"))
+    assert {k: v["turn_ids"] for k, v in s.items()} == {"e": ["a", "c", "d", "e"], "h": ["g", "h"], "m": ["l", "m"], "j": ["j"]}
+    assert s["j"]["drop_reason"] == "min_turns"  # (its only reply is deleted: j is a leaf of one turn)
+    leaves, _, _ = run(rows)
+    assert sorted(leaves) == ["b", "e", "f", "h", "i", "j", "m"]
 
 
 def test_deep_chain_keeps_the_last_turns_or_is_dropped():
@@ -157,7 +170,7 @@ def generated(tmp_path_factory):
     root = tmp_path_factory.mktemp("threads")
     write_month(str(root), SynthConfig(comments=8000, seed=17, megathreads=1, megathread_comments=800, deep_chains=1,
                                        deep_chain_depth=300, p_url=0.08, p_markup=0.08, p_pii=0.03, p_mention=0.02,
-                                       p_foreign_thread=0.05))
+                                       p_foreign_thread=0.05, copypasta_clusters=6))
     tables = {}
     for kind in ("RC", "RS"):
         with open(root / f"{kind}_2015-01.zst", "rb") as f:
@@ -189,6 +202,8 @@ CONFIGS = {
                             SplitConfig(method="date", valid_from="2015-01-20", test_from="2015-01-26"), True),
     "comments-only": (ChainsConfig(include_title=True, max_turns=3), FiltersConfig(bland=False, duplicate_response=False,
                                                                                    markup=False, min_score=False), SplitConfig(), False),
+    "longest-titles": (ChainsConfig(mode="longest", include_title=True, max_turn_words=40), FiltersConfig(bland_min_count=15),
+                       SplitConfig(), True),
     "dialogpt-released": (*preset("dialogpt_released"), SplitConfig(), True),
     "dialogpt-paper": (*preset("dialogpt_paper", bland_min_count=15), SplitConfig(), True),
 }
@@ -217,6 +232,7 @@ def test_every_session_and_the_accounting_match_the_reference(generated, name, b
     assert {"min_turns", "url"} <= reasons and (not filters.bland or "bland" in reasons)
     assert not filters.thread_comments or "thread_comments" in reasons
     assert not filters.language or "language" in reasons
+    assert not filters.near_duplicate or "near_duplicate_response" in reasons
     report = merge_reports(ExtractConfig(chains=chains, filters=filters, split=split), built, finished)
     assert report["comments"] == accounting
     if privacy is not None:
@@ -259,8 +275,11 @@ def test_every_rule_drops_a_hand_written_session_as_the_reference_does():
     rows += thread("L19", "it is fine but few")
     rows += thread("L20", "Je ne suis pas d'accord avec toi, mais c'est vraiment une bonne idée.",
                    context="Quelqu'un sait où on peut acheter ça ? Merci pour le partage.")  # the language rule
+    pasta = ("my grandfather told me this story when i was a boy and i have never forgotten a single word of it since "
+             "that long summer we spent at the lake house by the old mill")
+    rows += thread("L21", pasta) + thread("L22", pasta + " truly")  # near duplicates: one word appended
     subs = [{"id": f"L{i}", "subreddit": "AskReddit", "author": "op", "title": "t", "selftext": "", "over_18": False,
-             "num_comments": 1 if i == 19 else 5, "score": 1, "created_utc": 1420070000} for i in range(1, 21)]
+             "num_comments": 1 if i == 19 else 5, "score": 1, "created_utc": 1420070000} for i in range(1, 23)]
     comments = pa.Table.from_pylist(rows, schema=COMMENTS)
     submissions = pa.Table.from_pylist(subs, schema=SUBMISSIONS)
     filters = FiltersConfig(bland_min_count=3, bland_fraction=0.5, thread_comments=True)

@@ -1,0 +1,194 @@
+"""Near-duplicate replies: MinHash signatures, LSH bands, verified pairs and clusters.
+
+The ``near_duplicate_response`` rule (``filters.near_duplicate``) drops every reply but one of each
+cluster of replies that are near copies of each other, across the whole corpus:
+
+1. **Text.** A reply is read as the rules read it (PII masked to plain words, so two replies that
+   differ in a masked address are alike), lower-cased, every run of characters that are neither
+   letters nor digits made one space. Its shingles are its word ``near_duplicate_shingle``-grams
+   (5), hashed to 64 bits. A reply of fewer words than that has no shingle and is not judged: its
+   copies are exact duplicates, which ``duplicate_response`` removes.
+2. **Signature.** ``near_duplicate_bands`` x ``near_duplicate_rows`` (20 x 5) MinHash values per
+   reply: the minimum over its shingles of each of that many 32-bit hash functions (multiply-shift:
+   the top 32 bits of ``a * x + b`` modulo 2**64, ``a`` odd, of the shingle's splitmix64 hash),
+   computed vectorised over a whole bucket.
+3. **Bands.** The values of each band hash to one 64-bit band key; two replies that share a band
+   key are candidates. The probability that a pair of Jaccard ``s`` shares a band is
+   ``1 - (1 - s**r)**b`` (the S-curve; ``s_curve``): with 20 x 5 at the threshold 0.8, 0.9996, so a
+   pair at the threshold is missed 4 times in 10,000; a pair at 0.5 becomes a candidate with
+   probability 0.47 and at 0.3 with 0.05 (candidates are verified, so this costs time only).
+4. **Pairs.** Band keys are exchanged between the Spark tasks by key range (``extraction.exchange``,
+   nothing goes to the driver). In each group of replies sharing a key, every pair is a candidate
+   when the group has at most ``near_duplicate_max_group`` (64) replies; in a larger group (a reply
+   posted thousands of times) each reply is paired with the group's smallest session id only, so a
+   group of n replies gives n - 1 pairs, never n x n.
+5. **Verify.** Every candidate pair's exact Jaccard of shingle sets is computed from the two texts;
+   pairs at ``near_duplicate_threshold`` (0.8) or above are near duplicates.
+6. **Clusters.** Near duplicates are linked transitively (A ~ B and B ~ C put A, B and C in one
+   cluster even when A and C differ more): the connected components of the verified pairs. The
+   reply of the smallest session id of each cluster is kept, every other is dropped with
+   ``duplicate_of`` naming it. The same on every run and with any number of tasks.
+
+``extraction.reference`` does steps 1, 5 and 6 over every pair, without LSH.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_MASK32 = np.uint64(0xFFFFFFFF)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def normalize(texts) -> pa.Array:
+    """Lower-cased, every run of non-letters-or-digits one space, trimmed (null: empty)."""
+    from extraction.features import as_array
+
+    out = pc.utf8_lower(pc.fill_null(as_array(texts), ""))
+    out = pc.replace_substring_regex(out, r"[^\p{L}\p{N}]+", " ")
+    return pc.utf8_trim_whitespace(out)
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        x = x + _GOLDEN
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def shingles(texts, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hash, row) of every word ``k``-gram of the normalised texts (rows with fewer words have none)."""
+    from extraction.features import word_hash
+
+    normalized = normalize(texts)
+    split = pc.utf8_split_whitespace(normalized)
+    lengths = pc.list_value_length(split).to_numpy(zero_copy_only=False).astype(np.int64)
+    lengths[pc.equal(normalized, "").to_numpy(zero_copy_only=False)] = 0
+    flat = pc.list_flatten(split)
+    row = np.repeat(np.arange(len(lengths)), lengths)
+    if not len(row):
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    flat = pc.filter(flat, pa.array(np.repeat(lengths > 0, pc.list_value_length(split).to_numpy(zero_copy_only=False))))
+    encoded = pc.dictionary_encode(flat)
+    h = word_hash(encoded.dictionary.to_pylist())[encoded.indices.to_numpy(zero_copy_only=False)]
+    n = len(h) - k + 1
+    if n <= 0:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    acc = np.full(n, np.uint64(k), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(k):
+            acc = _splitmix(acc ^ h[j:j + n])
+    same = row[k - 1:] == row[:n]
+    return acc[same], row[:n][same]
+
+
+def shingle_set(text: str | None, k: int) -> set[int]:
+    """The shingle hashes of one text (the reference, and the verification of a pair)."""
+    h, _ = shingles(pa.array([text or ""], pa.string()), k)
+    return set(h.tolist())
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a or b else 0.0
+
+
+def signatures(hashes: np.ndarray, rows: np.ndarray, n: int, num_perm: int, chunk: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:
+    """MinHash signatures (``num_perm`` uint32 values) of the rows that have shingles, and which rows those are.
+
+    ``hashes``/``rows`` as ``shingles`` gives them (rows in order). Work is done in pieces of about
+    ``chunk`` hash evaluations, so memory stays bounded whatever the bucket."""
+    present = np.unique(rows)
+    if not len(present):
+        return np.zeros((0, num_perm), np.uint32), present
+    starts = np.searchsorted(rows, present)
+    mult = _splitmix(np.arange(1, num_perm + 1, dtype=np.uint64)) | np.uint64(1)  # odd multipliers
+    add = _splitmix(np.arange(num_perm + 1, 2 * num_perm + 1, dtype=np.uint64))
+    x = _splitmix(hashes)
+    out = np.empty((len(present), num_perm), dtype=np.uint32)
+    per = max(1, chunk // max(1, len(hashes)))  # functions per pass over all shingles
+    with np.errstate(over="ignore"):
+        for p in range(0, num_perm, per):
+            values = x[:, None] * mult[None, p:p + per]  # multiply-shift hashing: the top 32 bits of a * x + b
+            values += add[None, p:p + per]
+            values >>= np.uint64(32)
+            out[:, p:p + values.shape[1]] = np.minimum.reduceat(values, starts, axis=0)
+    return out, present
+
+
+def band_keys(sig: np.ndarray, bands: int, rows_per_band: int) -> np.ndarray:
+    """One 64-bit key per band per signature, shape (n, bands); keys of different bands never meet."""
+    n = len(sig)
+    out = np.empty((n, bands), dtype=np.uint64)
+    for b in range(bands):
+        acc = np.full(n, _splitmix(np.array([b + 1], np.uint64))[0], dtype=np.uint64)
+        for j in range(rows_per_band):
+            acc = _splitmix(acc ^ sig[:, b * rows_per_band + j].astype(np.uint64))
+        out[:, b] = acc
+    return out
+
+
+def s_curve(s: float, bands: int, rows_per_band: int) -> float:
+    """The probability that a pair of Jaccard ``s`` shares at least one band."""
+    return 1.0 - (1.0 - s ** rows_per_band) ** bands
+
+
+def candidate_pairs(keys: np.ndarray, ids: pa.Array, max_group: int) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs (index a, index b), a's id above b's, from rows (band key, session id):
+    every pair of a group of at most ``max_group`` rows sharing a key, else each row with the
+    group's smallest id. Each pair once."""
+    if not len(keys):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    rank = _id_rank(ids)
+    order = np.lexsort((rank, keys))
+    k = keys[order]
+    start = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    size = np.diff(np.r_[start, len(k)])
+    pair = size == 2  # the common case, vectorised
+    a_out, b_out = [order[start[pair] + 1]], [order[start[pair]]]
+    multi = size > 2
+    small = multi & (size <= max_group)
+    for s0, n in zip(start[small], size[small]):
+        members = order[s0:s0 + n]  # sorted by id
+        i, j = np.triu_indices(n, 1)
+        a_out.append(members[j])
+        b_out.append(members[i])
+    for s0, n in zip(start[multi & ~small], size[multi & ~small]):
+        members = order[s0:s0 + n]
+        a_out.append(members[1:])
+        b_out.append(np.full(n - 1, members[0]))
+    a, b = np.concatenate(a_out), np.concatenate(b_out)
+    if not len(a):
+        return a, b
+    pairs = np.unique(np.stack([rank[a], rank[b]], axis=1), axis=0, return_index=True)[1]
+    return a[pairs], b[pairs]
+
+
+def _id_rank(ids: pa.Array) -> np.ndarray:
+    """Each id's rank among the distinct ids, in string order (equal ids, equal ranks)."""
+    values = np.array(ids.to_pylist(), dtype=object)
+    _, inverse = np.unique(values.astype(str), return_inverse=True)
+    return inverse
+
+
+def components(a: pa.Array, b: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """The connected components of the pairs (a[i], b[i]) of session ids: (member, the smallest id
+    of its component) for every id that is not that smallest one, sorted by member."""
+    ids = pa.concat_arrays([a, b]) if len(a) else pa.array([], pa.string())
+    if not len(ids):
+        return pa.array([], pa.string()), pa.array([], pa.string())
+    names, inverse = np.unique(np.array(ids.to_pylist(), dtype=str), return_inverse=True)
+    u, v = inverse[: len(a)], inverse[len(a):]
+    label = np.arange(len(names))
+    while True:  # min-label propagation with pointer jumping: labels only fall, so it ends
+        before = label.copy()
+        low = np.minimum(label[u], label[v])
+        np.minimum.at(label, u, low)
+        np.minimum.at(label, v, low)
+        label = label[label]
+        if np.array_equal(label, before):
+            break
+    members = np.flatnonzero(label != np.arange(len(names)))
+    return pa.array(names[members].tolist(), pa.string()), pa.array(names[label[members]].tolist(), pa.string())
