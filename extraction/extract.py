@@ -191,7 +191,7 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         from extraction.report import (annotate_rules, format_report, ingest_summary, merge_reports, rejected_examples,
                                        render_report, run_info)
 
-        report = merge_reports(cfg, [r for r, _ in built], [r for r, _ in finished] + [r for r, _ in near_results])
+        report = merge_reports(cfg, [r for r, _ in built], [r for r, _ in finished] + [r for r, _ in reduced + near_results])
         expected = plan.ingested_comments
         if expected is not None and expected != report["comments"]["comments"]:
             raise ExtractError(f"{cfg.input}: the ingest report counts {expected:,} comments but its tables hold "
@@ -356,8 +356,9 @@ def _sessions_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]
     if settings.filters.near_duplicate:
         from extraction.threads import near_duplicate_inputs
 
-        bands, texts = near_duplicate_inputs(candidates, b, settings.filters)
-        timer.lap("near duplicates")
+        bands, texts, aliases = near_duplicate_inputs(candidates, b, settings.filters)
+        timer.lap("near duplicates: signatures")
+        exchange.write_table(_work_file(settings, "nd_aliases", b), aliases)
         exchange.write_partitioned(_work_file(settings, "nd_bands", b), bands,
                                    exchange.hash_partition(_np(bands.column("band")), settings.reducers), settings.reducers)
         exchange.write_table(_work_file(settings, "nd_texts", b), texts)
@@ -384,9 +385,10 @@ def _corpus_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
         from extraction.threads import ND_BANDS, near_duplicate_pairs
 
         bands = exchange.read_partition([_work_file(settings, "nd_bands", b) for b in range(settings.buckets)], r, ND_BANDS)
-        pairs = near_duplicate_pairs(bands, settings.filters.near_duplicate_max_group)
+        pairs, same = near_duplicate_pairs(bands, settings.filters.near_duplicate_max_group, settings.filters.near_duplicate_threshold)
         exchange.write_partitioned(_work_file(settings, "nd_pairs", r), pairs, _np(pairs.column("a_bucket")), settings.buckets)
-        timer.lap("near duplicates")
+        exchange.write_table(_work_file(settings, "nd_same", r), same)
+        timer.lap("near duplicates: pairs")
     return {"reducer": r, "frequent": len(frequent), "duplicates": dropped.num_rows, "seconds": timer.seconds}, frequent.tobytes()
 
 
@@ -401,7 +403,7 @@ def _near_texts_task(settings: _Settings, task: dict) -> tuple[dict, bytes | Non
     pairs = exchange.read_partition([_work_file(settings, "nd_pairs", r) for r in range(settings.reducers)], b, ND_PAIRS)
     pairs = with_texts(pairs, exchange.read_table(_work_file(settings, "nd_texts", b)), "a")
     exchange.write_partitioned(_work_file(settings, "nd_pairs_a", b), pairs, _np(pairs.column("b_bucket")), settings.buckets)
-    timer.lap("near duplicates")
+    timer.lap("near duplicates: texts")
     return {"bucket": b, "pairs": pairs.num_rows, "seconds": timer.seconds}, None
 
 
@@ -414,9 +416,10 @@ def _near_verify_task(settings: _Settings, task: dict) -> tuple[dict, bytes | No
     b = task["bucket"]
     pairs = exchange.read_partition([_work_file(settings, "nd_pairs_a", a) for a in range(settings.buckets)], b, ND_PAIRS_A)
     pairs = with_texts(pairs, exchange.read_table(_work_file(settings, "nd_texts", b)), "b")
+    timer.lap("near duplicates: texts")
     verified = verify_pairs(pairs, settings.filters.near_duplicate_shingle, settings.filters.near_duplicate_threshold)
     exchange.write_table(_work_file(settings, "nd_verified", b), verified)
-    timer.lap("near duplicates")
+    timer.lap("near duplicates: verify")
     return {"bucket": b, "pairs": pairs.num_rows, "verified": verified.num_rows, "seconds": timer.seconds}, None
 
 
@@ -427,10 +430,12 @@ def _near_clusters_task(settings: _Settings, task: dict) -> tuple[dict, bytes | 
     from extraction.threads import ND_VERIFIED, Timer, near_duplicate_clusters
 
     timer = Timer()
-    verified = exchange.read_partition([_work_file(settings, "nd_verified", b) for b in task["buckets"]], 0, ND_VERIFIED)
+    verified = exchange.read_partition([_work_file(settings, kind, b) for kind in ("nd_aliases", "nd_verified")
+                                        for b in task["buckets"]]
+                                       + [_work_file(settings, "nd_same", r) for r in range(settings.reducers)], 0, ND_VERIFIED)
     dropped, summary = near_duplicate_clusters(verified)
     exchange.write_partitioned(_work_file(settings, "nd_dropped", 0), dropped, _np(dropped.column("bucket")), settings.buckets)
-    timer.lap("near duplicates")
+    timer.lap("near duplicates: clusters")
     return {"near_duplicates": summary, "verified": verified.num_rows, "dropped": dropped.num_rows, "seconds": timer.seconds}, None
 
 

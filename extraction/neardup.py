@@ -59,11 +59,12 @@ def _splitmix(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
-def shingles(texts, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(hash, row) of every word ``k``-gram of the normalised texts (rows with fewer words have none)."""
-    from extraction.features import word_hash
+def shingles(texts, k: int, normalized: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(hash, row) of every word ``k``-gram of the normalised texts (rows with fewer words have none);
+    ``normalized``: the texts are ``normalize``'s already."""
+    from extraction.features import as_array, word_hash
 
-    normalized = normalize(texts)
+    normalized = pc.fill_null(as_array(texts), "") if normalized else normalize(texts)
     split = pc.utf8_split_whitespace(normalized)
     lengths = pc.list_value_length(split).to_numpy(zero_copy_only=False).astype(np.int64)
     lengths[pc.equal(normalized, "").to_numpy(zero_copy_only=False)] = 0
@@ -146,31 +147,41 @@ def candidate_pairs(keys: np.ndarray, ids: pa.Array, max_group: int) -> tuple[np
     k = keys[order]
     start = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
     size = np.diff(np.r_[start, len(k)])
-    pair = size == 2  # the common case, vectorised
-    a_out, b_out = [order[start[pair] + 1]], [order[start[pair]]]
-    multi = size > 2
-    small = multi & (size <= max_group)
-    for s0, n in zip(start[small], size[small]):
-        members = order[s0:s0 + n]  # sorted by id
+    a_out, b_out = [], []
+    for n in np.unique(size[(size > 1) & (size <= max_group)]):  # groups of one size at once: every pair
+        starts = start[size == n]
+        members = order[starts[:, None] + np.arange(n)[None, :]]  # (groups, n), each row sorted by id
         i, j = np.triu_indices(n, 1)
-        a_out.append(members[j])
-        b_out.append(members[i])
-    for s0, n in zip(start[multi & ~small], size[multi & ~small]):
-        members = order[s0:s0 + n]
-        a_out.append(members[1:])
-        b_out.append(np.full(n - 1, members[0]))
+        a_out.append(members[:, j].ravel())
+        b_out.append(members[:, i].ravel())
+    big = size > max_group  # a star: each member with the group's smallest id
+    if big.any():
+        counts = size[big]
+        firsts = start[big]
+        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        rows = np.repeat(firsts, counts) + within
+        keep = within > 0
+        a_out.append(order[rows[keep]])
+        b_out.append(order[np.repeat(firsts, counts)[keep]])
+    if not a_out:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     a, b = np.concatenate(a_out), np.concatenate(b_out)
     if not len(a):
         return a, b
-    pairs = np.unique(np.stack([rank[a], rank[b]], axis=1), axis=0, return_index=True)[1]
+    key = rank[a].astype(np.int64) * np.int64(rank.max() + 1) + rank[b]
+    pairs = np.unique(key, return_index=True)[1]
     return a[pairs], b[pairs]
 
 
 def _id_rank(ids: pa.Array) -> np.ndarray:
     """Each id's rank among the distinct ids, in string order (equal ids, equal ranks)."""
-    values = np.array(ids.to_pylist(), dtype=object)
-    _, inverse = np.unique(values.astype(str), return_inverse=True)
-    return inverse
+    from extraction.features import as_array
+
+    encoded = pc.dictionary_encode(as_array(ids))
+    order = pc.sort_indices(encoded.dictionary).to_numpy(zero_copy_only=False)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
 def components(a: pa.Array, b: pa.Array) -> tuple[pa.Array, pa.Array]:

@@ -164,7 +164,7 @@ class SynthConfig:
     appended) with a word 5-gram Jaccard to it of at least ``copypasta_min_jaccard``; listed in the
     stats with each copy's Jaccard. Drawn from a random stream of their own."""
     copypasta_copies: tuple[int, int] = (8, 15)
-    copypasta_words: tuple[int, int] = (80, 130)
+    copypasta_words: tuple[int, int] = (70, 100)
     copypasta_min_jaccard: float = 0.85
     zstd_level: int = 3
     zstd_window_log: int = 31

@@ -525,7 +525,10 @@ def resolve_duplicates(keys: pa.Table, on_sessions: bool, on_responses: bool) ->
 
 # -- near duplicates (extraction.neardup): the steps between the buckets ---------------------------
 
-ND_BANDS = pa.schema([("band", pa.uint64()), ("session_id", pa.string()), ("bucket", pa.int64())])
+ND_BANDS = pa.schema([("band", pa.uint64()), ("session_id", pa.string()), ("bucket", pa.int64()), ("shingles", pa.int32()),
+                      ("text_hash", pa.uint64())])
+"""A band key of a response, with what step 2 needs besides: its count of distinct shingles (the
+size bound) and the hash of its normalised text (equal texts are linked without a lookup)."""
 ND_TEXTS = pa.schema([("session_id", pa.string()), ("text", pa.string())])
 ND_PAIRS = pa.schema([("a", pa.string()), ("a_bucket", pa.int64()), ("b", pa.string()), ("b_bucket", pa.int64())])
 ND_PAIRS_A = ND_PAIRS.append(pa.field("a_text", pa.string()))
@@ -545,37 +548,96 @@ def response_texts(candidates: pa.Table, rows: np.ndarray) -> pa.Array:
     return pc.take(turns.values, pa.array(_np(turns.offsets)[1:][rows] - 1, pa.int64()))
 
 
-def near_duplicate_inputs(candidates: pa.Table, bucket: int, filters: FiltersConfig) -> tuple[pa.Table, pa.Table]:
-    """Step 1's part for one bucket: the band keys (``ND_BANDS``) and the texts (``ND_TEXTS``) of the
-    surviving sessions whose response has a shingle. With ``duplicate_response`` on, a response equal
-    to one of a smaller session id in the bucket is left out (that rule drops it; the cluster is
-    the same without it)."""
+def near_duplicate_inputs(candidates: pa.Table, bucket: int, filters: FiltersConfig) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Step 1's part for one bucket, over the surviving sessions whose response has a shingle: the
+    band keys (``ND_BANDS``) and texts (``ND_TEXTS``) of one response per normalised text (the
+    smallest session id), and the others, already near duplicates of it (Jaccard 1), as verified
+    pairs (``ND_VERIFIED``). Responses equal once normalised never reach the pairs: a text repeated
+    hundreds of times is one signature."""
     from extraction import neardup
 
     alive = np.flatnonzero(_np(pc.is_null(candidates.column("drop_reason"))))  # (candidates are sorted by session_id)
-    if filters.duplicate_response and len(alive):
-        _, first = np.unique(_np(candidates.column("_rkey"))[alive], return_index=True)
-        alive = alive[np.sort(first)]
-    texts = response_texts(candidates, alive)
-    hashes, row = neardup.shingles(texts, filters.near_duplicate_shingle)
-    sig, present = neardup.signatures(hashes, row, len(alive), filters.near_duplicate_bands * filters.near_duplicate_rows)
+    texts = neardup.normalize(response_texts(candidates, alive))  # compared, stored and shown normalised from here on
+    normalized = pc.dictionary_encode(texts)
+    codes = _np(normalized.indices)
+    _, first = np.unique(codes, return_index=True)  # the first of each normalised text: its smallest session id
+    reps = np.sort(first)
+    hashes, row = neardup.shingles(pc.take(texts, pa.array(reps, pa.int64())), filters.near_duplicate_shingle, normalized=True)
+    sig, present = neardup.signatures(hashes, row, len(reps), filters.near_duplicate_bands * filters.near_duplicate_rows)
     keys = neardup.band_keys(sig, filters.near_duplicate_bands, filters.near_duplicate_rows)
-    ids = pc.take(as_array(candidates.column("session_id")), pa.array(alive[present], pa.int64()))
-    bands = pa.table({"band": pa.array(keys.ravel(), pa.uint64()),
-                      "session_id": pc.take(ids, pa.array(np.repeat(np.arange(len(present)), filters.near_duplicate_bands), pa.int64())),
-                      "bucket": pa.array(np.full(keys.size, bucket, dtype=np.int64))}, schema=ND_BANDS)
-    return bands, pa.table({"session_id": ids, "text": pc.take(texts, pa.array(present, pa.int64()))}, schema=ND_TEXTS)
+    ids_all = pc.take(as_array(candidates.column("session_id")), pa.array(alive, pa.int64()))
+    judged = reps[present]  # indices into alive
+    ids = pc.take(ids_all, pa.array(judged, pa.int64()))
+    sizes = _distinct_per_row(hashes, row, len(reps))[present]  # (for the pairs' size bound)
+    each = np.repeat(np.arange(len(judged)), filters.near_duplicate_bands)
+    text_hash = text_hashes(normalized.dictionary)[codes[judged]]
+    bands = pa.table({"band": pa.array(keys.ravel(), pa.uint64()), "session_id": pc.take(ids, pa.array(each, pa.int64())),
+                      "bucket": pa.array(np.full(keys.size, bucket, dtype=np.int64)),
+                      "shingles": pa.array(sizes[each].astype(np.int32)), "text_hash": pa.array(text_hash[each], pa.uint64())},
+                     schema=ND_BANDS)
+    rep_of = first[codes]
+    has_shingles = np.zeros(len(alive), dtype=bool)
+    has_shingles[judged] = True
+    alias = np.flatnonzero((rep_of != np.arange(len(alive))) & has_shingles[rep_of])
+    cut = lambda rows: pc.utf8_slice_codeunits(pc.take(texts, pa.array(rows, pa.int64())), 0, EXAMPLE_CHARS)  # noqa: E731
+    aliases = pa.table({"a": pc.take(ids_all, pa.array(alias, pa.int64())), "a_bucket": pa.array(np.full(len(alias), bucket), pa.int64()),
+                        "b": pc.take(ids_all, pa.array(rep_of[alias], pa.int64())),
+                        "b_bucket": pa.array(np.full(len(alias), bucket), pa.int64()),
+                        "jaccard": pa.array(np.ones(len(alias))), "a_text": cut(alias), "b_text": cut(rep_of[alias])}, schema=ND_VERIFIED)
+    return bands, pa.table({"session_id": ids, "text": pc.take(texts, pa.array(judged, pa.int64()))}, schema=ND_TEXTS), aliases
 
 
-def near_duplicate_pairs(bands: pa.Table, max_group: int) -> pa.Table:
-    """Step 2's part for one range of band keys: the candidate pairs (``ND_PAIRS``, ``a`` above ``b``)."""
+def _distinct_per_row(hashes: np.ndarray, row: np.ndarray, n: int) -> np.ndarray:
+    """How many distinct shingles each of ``n`` rows has."""
+    if not len(row):
+        return np.zeros(n, np.int64)
+    order = np.lexsort((hashes, row))
+    h, r = hashes[order], row[order]
+    new = np.ones(len(r), dtype=bool)
+    new[1:] = (r[1:] != r[:-1]) | (h[1:] != h[:-1])
+    return np.bincount(r[new], minlength=n)
+
+
+def near_duplicate_pairs(bands: pa.Table, max_group: int, threshold: float = 0.0) -> tuple[pa.Table, pa.Table]:
+    """Step 2's part for one range of band keys: (candidate pairs ``ND_PAIRS``, ``a`` above ``b``;
+    pairs already verified ``ND_VERIFIED``). Responses of one normalised text (from different
+    buckets) are linked to the smallest id among them directly (Jaccard 1, texts left null) and only
+    that one takes part in the candidate pairs; pairs whose shingle counts alone rule the threshold
+    out (Jaccard <= smaller / larger count) are left out."""
     from extraction import neardup
 
+    empty = ND_PAIRS.empty_table(), ND_VERIFIED.empty_table()
+    if not bands.num_rows:
+        return empty
+    ids = as_array(bands.column("session_id"))
+    rank = neardup._id_rank(ids)
+    text = _np(bands.column("text_hash"))
+    order = np.lexsort((rank, text))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = text[order][1:] != text[order][:-1]
+    rep = order[np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))]  # per row: its text's smallest id
+    rep_of = np.empty(len(order), dtype=np.int64)
+    rep_of[order] = rep
+    take = lambda name, rows: pc.take(as_array(bands.column(name)), pa.array(rows, pa.int64()))  # noqa: E731
+    same_rows = np.flatnonzero(rank != rank[rep_of])
+    if len(same_rows):
+        key = rank[same_rows].astype(np.int64)  # one link per response
+        same_rows = same_rows[np.unique(key, return_index=True)[1]]
+    nulls = pa.nulls(len(same_rows), pa.string())
+    same = pa.table({"a": take("session_id", same_rows), "a_bucket": take("bucket", same_rows),
+                     "b": take("session_id", rep_of[same_rows]), "b_bucket": take("bucket", rep_of[same_rows]),
+                     "jaccard": pa.array(np.ones(len(same_rows))), "a_text": nulls, "b_text": nulls}, schema=ND_VERIFIED)
+    keep = np.flatnonzero(rank == rank[rep_of])  # one row per text and band
+    bands = bands.take(pa.array(keep, pa.int64()))
     ids = as_array(bands.column("session_id"))
     a, b = neardup.candidate_pairs(_np(bands.column("band")), ids, max_group)
+    size = _np(bands.column("shingles")).astype(np.float64)
+    possible = np.minimum(size[a], size[b]) >= threshold * np.maximum(size[a], size[b])
+    a, b = a[possible], b[possible]
     take = lambda name, rows: pc.take(as_array(bands.column(name)), pa.array(rows, pa.int64()))  # noqa: E731
-    return pa.table({"a": take("session_id", a), "a_bucket": take("bucket", a), "b": take("session_id", b),
-                     "b_bucket": take("bucket", b)}, schema=ND_PAIRS)
+    pairs = pa.table({"a": take("session_id", a), "a_bucket": take("bucket", a), "b": take("session_id", b),
+                      "b_bucket": take("bucket", b)}, schema=ND_PAIRS)
+    return pairs, same
 
 
 def with_texts(pairs: pa.Table, texts: pa.Table, side: str) -> pa.Table:
@@ -592,12 +654,7 @@ def verify_pairs(pairs: pa.Table, shingle: int, threshold: float) -> pa.Table:
         return ND_VERIFIED.empty_table()
     both = pa.concat_arrays([as_array(pairs.column("a_text")), as_array(pairs.column("b_text"))])
     encoded = pc.dictionary_encode(both)
-    hashes, row = neardup.shingles(encoded.dictionary, shingle)
-    starts = np.searchsorted(row, np.arange(len(encoded.dictionary) + 1))
-    sets = [hashes[starts[i]:starts[i + 1]] for i in range(len(encoded.dictionary))]
-    code = _np(encoded.indices)
-    n = pairs.num_rows
-    jac = np.array([_jaccard(sets[code[i]], sets[code[n + i]]) for i in range(n)], dtype=np.float64)
+    jac = pair_jaccard(encoded.dictionary, _np(encoded.indices), shingle, normalized=True)
     keep = jac >= threshold
     out = pairs.filter(pa.array(keep)).append_column("jaccard", pa.array(jac[keep], pa.float64()))
     cut = lambda name: pc.utf8_slice_codeunits(as_array(out.column(name)), 0, EXAMPLE_CHARS)  # noqa: E731
@@ -605,13 +662,32 @@ def verify_pairs(pairs: pa.Table, shingle: int, threshold: float) -> pa.Table:
                      "a_text": cut("a_text"), "b_text": cut("b_text")}, schema=ND_VERIFIED)
 
 
-def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.unique(a), np.unique(b)
-    union = len(a) + len(b)
-    if not union:
-        return 0.0
-    common = len(np.intersect1d(a, b, assume_unique=True))
-    return common / (union - common)
+def pair_jaccard(texts: pa.Array, code: np.ndarray, shingle: int, normalized: bool = False) -> np.ndarray:
+    """The exact shingle Jaccard of pairs of texts, vectorised: pair ``i`` is ``texts[code[i]]`` and
+    ``texts[code[n + i]]``. Each text's distinct shingles once, keyed by (text, shingle) in one sorted
+    array; each shingle of a pair's first text is looked up under the second text's key."""
+    from extraction import neardup
+
+    n = len(code) // 2
+    hashes, row = neardup.shingles(texts, shingle, normalized)
+    keyed = neardup._splitmix(hashes ^ (row.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))  # (text, shingle) as one key
+    keyed, first = np.unique(keyed, return_index=True)
+    size = np.bincount(row[first], minlength=len(texts))  # distinct shingles per text
+    distinct_row, distinct_hash = row[first], hashes[first]
+    by_text = np.argsort(distinct_row, kind="stable")
+    start = np.concatenate([[0], np.cumsum(size)])
+    a, b = code[:n], code[n:]
+    counts = size[a]
+    pair_of = np.repeat(np.arange(n), counts)
+    offsets = np.repeat(start[a] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    mine = distinct_hash[by_text[np.arange(counts.sum()) + offsets]]  # each pair's first text's shingles
+    query = neardup._splitmix(mine ^ (np.repeat(b, counts).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
+    at = np.minimum(np.searchsorted(keyed, query), max(len(keyed) - 1, 0))
+    hit = keyed[at] == query if len(keyed) else np.zeros(len(query), bool)
+    common = np.bincount(pair_of[hit], minlength=n)
+    union = size[a] + size[b] - common
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, common / np.maximum(union, 1), 0.0)
 
 
 CLUSTER_EDGES = [2, 3, 5, 10, 20, 50, 100, 1000]
@@ -637,14 +713,18 @@ def near_duplicate_clusters(verified: pa.Table, examples: int = 3) -> tuple[pa.T
         summary["clusters"] = int(len(names))
         hist = np.bincount(np.searchsorted(CLUSTER_EDGES, sizes, side="right") - 1, minlength=len(CLUSTER_EDGES))
         summary["sizes"] = dict(zip(_labels_of(CLUSTER_EDGES), hist.tolist()))
-        text_of = dict(zip(ids.to_pylist(), texts.to_pylist()))
+        text_of: dict = {}
+        for i, t in zip(ids.to_pylist(), texts.to_pylist()):  # (links between equal texts carry none)
+            if t is not None:
+                text_of[i] = t
         by_root: dict[str, list[str]] = {}
         for m, r in sorted(zip(members.to_pylist(), roots.to_pylist())):
             by_root.setdefault(r, []).append(m)
         for i in sorted(range(len(names)), key=lambda i: (-sizes[i], names[i]))[:examples]:
             root = str(names[i])
-            summary["examples"].append({"kept": root, "kept_text": text_of[root], "size": int(sizes[i]),
-                                        "dropped": [{"session_id": m, "text": text_of[m]} for m in by_root[root][:3]]})
+            same = "(the kept text, once normalised)"
+            summary["examples"].append({"kept": root, "kept_text": text_of.get(root, same), "size": int(sizes[i]),
+                                        "dropped": [{"session_id": m, "text": text_of.get(m, same)} for m in by_root[root][:3]]})
     return dropped, summary
 
 
@@ -764,7 +844,7 @@ def run_local(comments: pa.Table, submissions: pa.Table | None, chains: ChainsCo
     rules = Rules.load(filters)
     in_comments = thread_bucket(comments.column("link_id"), buckets)
     in_subs = thread_bucket(submissions.column("id"), buckets) if submissions is not None else None
-    built, grams, counts, keys, bands, texts = {}, [], [], [], [], {}
+    built, grams, counts, keys, bands, texts, aliases = {}, [], [], [], [], {}, []
     for b in range(buckets):
         part = comments.filter(pa.array(in_comments == b))
         if not part.num_rows:
@@ -778,15 +858,17 @@ def run_local(comments: pa.Table, submissions: pa.Table | None, chains: ChainsCo
         keys.append(pa.table({"_rkey": alive.column("_rkey"), "_skey": alive.column("_skey"),
                               "session_id": alive.column("session_id"), "bucket": pa.array(np.full(alive.num_rows, b))}))
         if filters.near_duplicate:
-            band_rows, texts[b] = near_duplicate_inputs(candidates, b, filters)
+            band_rows, texts[b], alias = near_duplicate_inputs(candidates, b, filters)
             bands.append(band_rows)
+            aliases.append(alias)
     frequent = frequent_trigrams(np.concatenate(grams), np.concatenate(counts), filters.bland_min_count) if grams else None
     dropped = resolve_duplicates(pa.concat_tables(keys), filters.duplicate_session, filters.duplicate_response) if keys \
         else resolve_duplicates(pa.table({"_rkey": [], "_skey": [], "session_id": [], "bucket": []}), False, False)
     near, near_summary = ND_DROPPED.empty_table(), None
     if filters.near_duplicate:
-        pairs = near_duplicate_pairs(pa.concat_tables(bands) if bands else ND_BANDS.empty_table(), filters.near_duplicate_max_group)
-        verified = []
+        pairs, same = near_duplicate_pairs(pa.concat_tables(bands) if bands else ND_BANDS.empty_table(),
+                                           filters.near_duplicate_max_group, filters.near_duplicate_threshold)
+        verified = list(aliases) + [same]
         for b in sorted(texts):  # the two lookups of the Spark job, by bucket
             mine = with_texts(pairs.filter(pc.equal(pairs.column("a_bucket"), b)), texts[b], "a")
             for b2 in sorted(texts):

@@ -186,8 +186,8 @@ def test_the_command_line_resolves_the_presets_rule_lists(config_name):
             return cfg.filters if config_name == "extract" else cfg.extract.filters
 
         project = filters()
-        assert [r.name for r in RULES if getattr(project, r.name)] == [r.name for r in RULES if r.on]
+        assert [r.name for r in RULES if r.is_on(project)] == [r.name for r in RULES if r.on]
         released = filters("preset=dialogpt_released")
         listed = OmegaConf.load(f"{CONF_DIR}/preset/dialogpt_released.yaml").filters.rules
-        assert [r.name for r in RULES if getattr(released, r.name)] == list(listed)
+        assert [r.name for r in RULES if r.is_on(released)] == list(listed)
         assert filters("preset=dialogpt_paper", "filters.bots=true" if config_name == "extract" else "extract.filters.bots=true").bots

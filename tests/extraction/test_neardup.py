@@ -1,0 +1,102 @@
+"""The near-duplicate machinery piece by piece (the whole rule against the reference: test_threads.py)."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from extraction import neardup
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_texts_are_compared_without_case_punctuation_markup_or_emoji():
+    texts = ["**The QUICK brown fox** jumps, over the lazy dog!", "the quick brown fox jumps over the lazy dog 🔥",
+             "  the\tquick\nbrown fox jumps over the lazy dog", None, "¿Qué tal? Très bien"]
+    assert neardup.normalize(pa.array(texts)).to_pylist() == ["the quick brown fox jumps over the lazy dog"] * 3 + \
+        ["", "qué tal très bien"]
+    sets = [neardup.shingle_set(t, 5) for t in texts]
+    assert sets[0] == sets[1] == sets[2] and len(sets[0]) == 5 and sets[3] == set()
+    assert neardup.shingle_set("only four words here", 5) == set()  # short replies have no shingle: not judged
+    assert len(neardup.shingle_set("one two three four five", 5)) == 1
+
+
+def test_shingles_of_a_column_are_those_of_each_text():
+    rng = np.random.default_rng(0)
+    words = ["a", "b", "c", "d", "Ünï", "e-f"]
+    texts = [" ".join(rng.choice(words, rng.integers(0, 12))) for _ in range(400)] + ["", None]
+    h, row = neardup.shingles(pa.array(texts, pa.string()), 3)
+    for i, t in enumerate(texts):
+        assert set(h[row == i].tolist()) == neardup.shingle_set(t, 3), t
+        n = len((t or "").replace("-", " ").split())
+        assert (row == i).sum() == max(0, n - 2)
+
+
+def test_signatures_estimate_the_jaccard_without_bias():
+    rng = np.random.default_rng(1)
+    errors = []
+    for _ in range(300):
+        base = rng.integers(0, 2**63, 40, dtype=np.uint64)
+        k = int(rng.integers(0, 30))
+        other = np.concatenate([base[k:], rng.integers(0, 2**63, k, dtype=np.uint64)])
+        sig, present = neardup.signatures(np.concatenate([base, other]), np.repeat([0, 1], 40), 2, 100, chunk=64)
+        truth = neardup.jaccard(set(base.tolist()), set(other.tolist()))
+        errors.append((sig[0] == sig[1]).mean() - truth)
+    assert abs(np.mean(errors)) < 0.01 and np.std(errors) < 0.06  # 100 values: about 0.04 of spread
+
+
+def test_a_reply_posted_thousands_of_times_gives_n_minus_one_pairs():
+    n = 5000
+    keys = np.repeat(np.arange(20, dtype=np.uint64), n)  # every copy in all 20 bands
+    ids = pa.array([f"c{i:05d}" for i in range(n)] * 20)
+    a, b = neardup.candidate_pairs(keys, ids, max_group=64)
+    assert len(a) == n - 1 and set(ids.take(pa.array(b)).to_pylist()) == {"c00000"}
+    small = neardup.candidate_pairs(np.zeros(5, np.uint64), pa.array(["e", "d", "c", "b", "a"]), max_group=64)
+    assert len(small[0]) == 10  # a small group: every pair, each once, a above b
+    names = np.array(["e", "d", "c", "b", "a"])
+    assert all(x > y for x, y in zip(names[small[0]], names[small[1]]))
+
+
+def test_clusters_link_through_chains_and_keep_the_smallest_id():
+    members, roots = neardup.components(pa.array(["b", "c", "e", "g"]), pa.array(["a", "b", "d", "f"]))
+    assert dict(zip(members.to_pylist(), roots.to_pylist())) == {"b": "a", "c": "a", "e": "d", "g": "f"}
+
+
+def test_the_guides_s_curve_is_the_one_computed():
+    guide = (REPO / "docs" / "guide.md").read_text()
+    table = guide[guide.index("| Jaccard of the pair |"):].splitlines()[:3]
+    jaccards = [float(x) for x in table[0].split("|")[2:-1]]
+    chances = [float(x) for x in table[2].split("|")[2:-1]]
+    for s, p in zip(jaccards, chances):
+        assert neardup.s_curve(s, 20, 5) == pytest.approx(p, abs=0.0051), s
+    assert re.search(r"missed 4 times in 10,000", guide) and round(1 - neardup.s_curve(0.8, 20, 5), 4) == 0.0004
+
+
+def test_planted_copies_are_one_edit_from_their_original(tmp_path):
+    from extraction.synth import SynthConfig, write_month
+
+    stats = write_month(str(tmp_path), SynthConfig(comments=3000, seed=2, copypasta_clusters=5))
+    assert len(stats.copypasta) == 5
+    for cluster in stats.copypasta:
+        assert 9 <= len(cluster) <= 16
+        original = next(m for m in cluster if m["jaccard"] == 1.0)
+        for m in cluster:
+            assert m["jaccard"] >= 0.85
+            assert round(neardup.jaccard(neardup.shingle_set(original["text"], 5), neardup.shingle_set(m["text"], 5)), 4) \
+                == m["jaccard"]
+            assert abs(len(m["text"].split()) - len(original["text"].split())) <= 1
+
+
+def test_the_vectorised_jaccard_of_pairs_is_the_exact_one():
+    from extraction.threads import pair_jaccard
+
+    rng = np.random.default_rng(3)
+    vocabulary = ["a", "b", "c", "d", "e", "f", "g"]
+    texts = [" ".join(rng.choice(vocabulary, rng.integers(0, 15))) for _ in range(300)] + ["", "a b"]
+    code = rng.integers(0, len(texts), 2000)
+    got = pair_jaccard(pa.array(texts), code, 2)
+    for i in range(1000):
+        a, b = neardup.shingle_set(texts[code[i]], 2), neardup.shingle_set(texts[code[1000 + i]], 2)
+        assert got[i] == pytest.approx(neardup.jaccard(a, b)), (texts[code[i]], texts[code[1000 + i]])
