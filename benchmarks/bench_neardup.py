@@ -131,7 +131,8 @@ def pairs_vs_truth(judged: list[str], response: dict, sample: int, filters) -> d
     text_hash = text_hashes(neardup.normalize(pa.array([texts[i].as_py() for i in present], pa.string())))
     bands = pa.table({"band": pa.array(keys.ravel(), pa.uint64()), "session_id": names.take(pa.array(each)),
                       "bucket": pa.array([0] * keys.size, pa.int64()), "shingles": pa.array(sizes[each], pa.int32()),
-                      "text_hash": pa.array(text_hash[each], pa.uint64())}, schema=ND_BANDS)
+                      "text_hash": pa.array(text_hash[each], pa.uint64()),
+                      "band_index": pa.array(np.tile(np.arange(keys.shape[1]), len(present)).astype(np.int8))}, schema=ND_BANDS)
     candidates, same = near_duplicate_pairs(bands, filters.near_duplicate_max_group, t)
     text_of = dict(zip(ids, neardup.normalize(texts).to_pylist()))  # (verify_pairs reads normalised texts)
     with_texts = candidates.append_column("a_text", pa.array([text_of[a] for a in candidates.column("a").to_pylist()])) \
@@ -226,7 +227,7 @@ def longest_tokens(work: Path, spark, comments: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--comments", type=int, default=200_000, help="comments of the planted month")
-    parser.add_argument("--clusters", type=int, default=12)
+    parser.add_argument("--clusters", type=int, default=40)
     parser.add_argument("--sample", type=int, default=20_000)
     parser.add_argument("--cost-comments", type=int, default=1_000_000, help="0: no cost runs")
     parser.add_argument("--scale", type=int, default=4)

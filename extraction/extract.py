@@ -396,11 +396,12 @@ def _near_texts_task(settings: _Settings, task: dict) -> tuple[dict, bytes | Non
     """Near duplicates, first lookup: the candidate pairs whose ``a`` is in this bucket, with a's text,
     passed on to the bucket of ``b``."""
     from extraction import exchange
-    from extraction.threads import ND_PAIRS, Timer, with_texts
+    from extraction.threads import ND_PAIRS, Timer, unique_pairs, with_texts
 
     timer = Timer()
     b = task["bucket"]
     pairs = exchange.read_partition([_work_file(settings, "nd_pairs", r) for r in range(settings.reducers)], b, ND_PAIRS)
+    pairs = unique_pairs(pairs)  # a pair sharing several bands comes from several tasks: looked up once
     pairs = with_texts(pairs, exchange.read_table(_work_file(settings, "nd_texts", b)), "a")
     exchange.write_partitioned(_work_file(settings, "nd_pairs_a", b), pairs, _np(pairs.column("b_bucket")), settings.buckets)
     timer.lap("near duplicates: texts")

@@ -541,10 +541,10 @@ _RULES: list[Rule] = [
          "name it (``duplicate_of``). Responses of fewer than ``near_duplicate_shingle`` words are not judged.",
          (Setting("near_duplicate_threshold", float, 0.8, "The Jaccard of two responses' word shingles at which they "
                   "are near duplicates.", minimum=0, maximum=1),
-          Setting("near_duplicate_shingle", int, 5, "Words per shingle.", minimum=1),
+          Setting("near_duplicate_shingle", int, 4, "Words per shingle.", minimum=1),
           Setting("near_duplicate_bands", int, 20, "LSH bands of the MinHash signature.", minimum=1),
           Setting("near_duplicate_rows", int, 5, "MinHash values per band (the signature has bands x rows).", minimum=1),
-          Setting("near_duplicate_max_group", int, 64, "A band group of more responses than this is checked against "
+          Setting("near_duplicate_max_group", int, 8, "A band group of more responses than this is checked against "
                   "its smallest session id only (n - 1 pairs, not n x n).", minimum=2)),
          switch_name="near_duplicate"),
 ]

@@ -6,7 +6,7 @@ cluster of replies that are near copies of each other, across the whole corpus:
 1. **Text.** A reply is read as the rules read it (PII masked to plain words, so two replies that
    differ in a masked address are alike), lower-cased, every run of characters that are neither
    letters nor digits made one space. Its shingles are its word ``near_duplicate_shingle``-grams
-   (5), hashed to 64 bits. A reply of fewer words than that has no shingle and is not judged: its
+   (4), hashed to 64 bits. A reply of fewer words than that has no shingle and is not judged: its
    copies are exact duplicates, which ``duplicate_response`` removes.
 2. **Signature.** ``near_duplicate_bands`` x ``near_duplicate_rows`` (20 x 5) MinHash values per
    reply: the minimum over its shingles of each of that many 32-bit hash functions (multiply-shift:
@@ -17,17 +17,22 @@ cluster of replies that are near copies of each other, across the whole corpus:
    ``1 - (1 - s**r)**b`` (the S-curve; ``s_curve``): with 20 x 5 at the threshold 0.8, 0.9996, so a
    pair at the threshold is missed 4 times in 10,000; a pair at 0.5 becomes a candidate with
    probability 0.47 and at 0.3 with 0.05 (candidates are verified, so this costs time only).
-4. **Pairs.** Band keys are exchanged between the Spark tasks by key range (``extraction.exchange``,
-   nothing goes to the driver). In each group of replies sharing a key, every pair is a candidate
-   when the group has at most ``near_duplicate_max_group`` (64) replies; in a larger group (a reply
-   posted thousands of times) each reply is paired with the group's smallest session id only, so a
-   group of n replies gives n - 1 pairs, never n x n.
-5. **Verify.** Every candidate pair's exact Jaccard of shingle sets is computed from the two texts;
-   pairs at ``near_duplicate_threshold`` (0.8) or above are near duplicates.
+4. **Pairs.** Replies equal once normalised are linked to the smallest session id among them at
+   once (Jaccard 1): in their bucket, and across buckets through the hash of the normalised text
+   carried with each band key. Band keys are exchanged between the Spark tasks by key range
+   (``extraction.exchange``, nothing goes to the driver). In each group of the other replies
+   sharing a key, every pair is a candidate when the group has at most ``near_duplicate_max_group``
+   (8) replies; in a larger group each reply is paired with the group's smallest session id only,
+   so a group of n replies gives n - 1 pairs, never n x n. A pair whose shingle counts alone rule
+   the threshold out (Jaccard <= smaller / larger) is dropped there.
+5. **Verify.** The two texts of each candidate pair are looked up (by the bucket of one side, then
+   of the other) and the exact Jaccard of their shingle sets computed, vectorised; pairs at
+   ``near_duplicate_threshold`` (0.8) or above are near duplicates.
 6. **Clusters.** Near duplicates are linked transitively (A ~ B and B ~ C put A, B and C in one
-   cluster even when A and C differ more): the connected components of the verified pairs. The
-   reply of the smallest session id of each cluster is kept, every other is dropped with
-   ``duplicate_of`` naming it. The same on every run and with any number of tasks.
+   cluster even when A and C differ more): the connected components of the verified pairs, in one
+   task over those pairs alone. The reply of the smallest session id of each cluster is kept, every
+   other is dropped with ``duplicate_of`` naming it. The same on every run and with any number of
+   tasks.
 
 ``extraction.reference`` does steps 1, 5 and 6 over every pair, without LSH.
 """

@@ -270,7 +270,7 @@ def _near_duplicates(sessions: dict[str, dict], judged: list[str], filters: Filt
     """``near_duplicate_response`` over every pair (no LSH): responses of shingle Jaccard at least the
     threshold are linked, clusters are the linked components, and every member but the smallest
     session id is dropped if no earlier rule dropped it, naming that one."""
-    from extraction.neardup import jaccard, shingle_set
+    from extraction.neardup import shingle_set
 
     sets = {sid: shingle_set(sessions[sid]["_read_response"], filters.near_duplicate_shingle) for sid in judged}
     sets = {sid: g for sid, g in sets.items() if g}

@@ -526,9 +526,10 @@ def resolve_duplicates(keys: pa.Table, on_sessions: bool, on_responses: bool) ->
 # -- near duplicates (extraction.neardup): the steps between the buckets ---------------------------
 
 ND_BANDS = pa.schema([("band", pa.uint64()), ("session_id", pa.string()), ("bucket", pa.int64()), ("shingles", pa.int32()),
-                      ("text_hash", pa.uint64())])
+                      ("text_hash", pa.uint64()), ("band_index", pa.int8())])
 """A band key of a response, with what step 2 needs besides: its count of distinct shingles (the
-size bound) and the hash of its normalised text (equal texts are linked without a lookup)."""
+size bound), the hash of its normalised text (equal texts are linked without a lookup, by the
+task that holds their first band) and which band it is."""
 ND_TEXTS = pa.schema([("session_id", pa.string()), ("text", pa.string())])
 ND_PAIRS = pa.schema([("a", pa.string()), ("a_bucket", pa.int64()), ("b", pa.string()), ("b_bucket", pa.int64())])
 ND_PAIRS_A = ND_PAIRS.append(pa.field("a_text", pa.string()))
@@ -573,7 +574,8 @@ def near_duplicate_inputs(candidates: pa.Table, bucket: int, filters: FiltersCon
     text_hash = text_hashes(normalized.dictionary)[codes[judged]]
     bands = pa.table({"band": pa.array(keys.ravel(), pa.uint64()), "session_id": pc.take(ids, pa.array(each, pa.int64())),
                       "bucket": pa.array(np.full(keys.size, bucket, dtype=np.int64)),
-                      "shingles": pa.array(sizes[each].astype(np.int32)), "text_hash": pa.array(text_hash[each], pa.uint64())},
+                      "shingles": pa.array(sizes[each].astype(np.int32)), "text_hash": pa.array(text_hash[each], pa.uint64()),
+                      "band_index": pa.array(np.tile(np.arange(filters.near_duplicate_bands), len(judged)).astype(np.int8))},
                      schema=ND_BANDS)
     rep_of = first[codes]
     has_shingles = np.zeros(len(alive), dtype=bool)
@@ -619,10 +621,8 @@ def near_duplicate_pairs(bands: pa.Table, max_group: int, threshold: float = 0.0
     rep_of = np.empty(len(order), dtype=np.int64)
     rep_of[order] = rep
     take = lambda name, rows: pc.take(as_array(bands.column(name)), pa.array(rows, pa.int64()))  # noqa: E731
-    same_rows = np.flatnonzero(rank != rank[rep_of])
-    if len(same_rows):
-        key = rank[same_rows].astype(np.int64)  # one link per response
-        same_rows = same_rows[np.unique(key, return_index=True)[1]]
+    first_band = _np(bands.column("band_index")) == 0  # equal texts share every band key: the first band's task links them
+    same_rows = np.flatnonzero((rank != rank[rep_of]) & first_band)
     nulls = pa.nulls(len(same_rows), pa.string())
     same = pa.table({"a": take("session_id", same_rows), "a_bucket": take("bucket", same_rows),
                      "b": take("session_id", rep_of[same_rows]), "b_bucket": take("bucket", rep_of[same_rows]),
@@ -640,6 +640,14 @@ def near_duplicate_pairs(bands: pa.Table, max_group: int, threshold: float = 0.0
     return pairs, same
 
 
+def unique_pairs(pairs: pa.Table) -> pa.Table:
+    """Each candidate pair once, in a fixed order (a pair sharing several bands comes from several tasks)."""
+    if not pairs.num_rows:
+        return pairs
+    out = pairs.group_by(["a", "a_bucket", "b", "b_bucket"], use_threads=False).aggregate([])
+    return out.take(pc.sort_indices(out, sort_keys=[("a", "ascending"), ("b", "ascending")])).select(ND_PAIRS.names).cast(ND_PAIRS)
+
+
 def with_texts(pairs: pa.Table, texts: pa.Table, side: str) -> pa.Table:
     """``pairs`` with the text of their ``side`` (``a`` or ``b``) session from ``texts`` (one bucket's)."""
     where = pc.index_in(pairs.column(side), value_set=as_array(texts.column("session_id")))
@@ -647,9 +655,7 @@ def with_texts(pairs: pa.Table, texts: pa.Table, side: str) -> pa.Table:
 
 
 def verify_pairs(pairs: pa.Table, shingle: int, threshold: float) -> pa.Table:
-    """The pairs (with both texts) whose exact shingle Jaccard is at least ``threshold`` (``ND_VERIFIED``)."""
-    from extraction import neardup
-
+    """The pairs (with both normalised texts) whose exact shingle Jaccard is at least ``threshold`` (``ND_VERIFIED``)."""
     if not pairs.num_rows:
         return ND_VERIFIED.empty_table()
     both = pa.concat_arrays([as_array(pairs.column("a_text")), as_array(pairs.column("b_text"))])
@@ -870,7 +876,7 @@ def run_local(comments: pa.Table, submissions: pa.Table | None, chains: ChainsCo
                                            filters.near_duplicate_max_group, filters.near_duplicate_threshold)
         verified = list(aliases) + [same]
         for b in sorted(texts):  # the two lookups of the Spark job, by bucket
-            mine = with_texts(pairs.filter(pc.equal(pairs.column("a_bucket"), b)), texts[b], "a")
+            mine = with_texts(unique_pairs(pairs.filter(pc.equal(pairs.column("a_bucket"), b))), texts[b], "a")
             for b2 in sorted(texts):
                 theirs = with_texts(mine.filter(pc.equal(mine.column("b_bucket"), b2)), texts[b2], "b")
                 verified.append(verify_pairs(theirs, filters.near_duplicate_shingle, filters.near_duplicate_threshold))

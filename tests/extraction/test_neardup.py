@@ -100,3 +100,36 @@ def test_the_vectorised_jaccard_of_pairs_is_the_exact_one():
     for i in range(1000):
         a, b = neardup.shingle_set(texts[code[i]], 2), neardup.shingle_set(texts[code[1000 + i]], 2)
         assert got[i] == pytest.approx(neardup.jaccard(a, b)), (texts[code[i]], texts[code[1000 + i]])
+
+
+def test_a_thread_of_one_reply_posted_twenty_thousand_times_stays_linear():
+    """An "F" megathread: 20,000 copies of one reply and 2,000 one-word variants. Equal texts become
+    links to one of them; the variants' band groups are stars beyond near_duplicate_max_group; no
+    pair count grows with the square of the copies."""
+    from extraction.chains import ChainsConfig, SplitConfig
+    from extraction.filters import FiltersConfig, Rules
+    from extraction.records import COMMENT_SCHEMA
+    from extraction.threads import build_candidates, near_duplicate_inputs, near_duplicate_pairs, run_local
+
+    rng = np.random.default_rng(4)
+    words = "press f to pay respects to the fallen hero of this old thread".split()
+    rows = [{"id": "t0", "link_id": "M", "parent_id": "M", "parent_kind": "submission", "subreddit": "AskReddit",
+             "author": "op", "body": "he died doing what he loved most in his whole life", "score": 5, "created_utc": 1}]
+    for i in range(22_000):
+        text = list(words)
+        if i >= 20_000:
+            text[rng.integers(len(text))] = f"w{rng.integers(50)}"
+        rows.append({"id": f"r{i:06d}", "link_id": "M", "parent_id": "t0", "parent_kind": "comment", "subreddit": "AskReddit",
+                     "author": f"u{i}", "body": " ".join(text), "score": 5, "created_utc": 2})
+    comments = pa.Table.from_pylist(rows, schema=COMMENT_SCHEMA.remove(COMMENT_SCHEMA.get_field_index("month")))
+    filters = FiltersConfig(bland=False, language=False, duplicate_response=False, duplicate_session=False)
+    candidates, _, _, _ = build_candidates(comments, None, ChainsConfig(), filters, SplitConfig(), Rules.load(filters))
+    bands, texts, aliases = near_duplicate_inputs(candidates, 0, filters)
+    pairs, same = near_duplicate_pairs(bands, filters.near_duplicate_max_group, filters.near_duplicate_threshold)
+    assert texts.num_rows <= 2_001 and aliases.num_rows >= 19_999  # one signature per distinct text
+    assert pairs.num_rows < 20 * texts.num_rows  # linear, not 22,000 squared
+    sessions, _, _ = run_local(comments, None, ChainsConfig(), filters, SplitConfig())
+    reasons = sessions.column("drop_reason").to_pylist()
+    assert reasons.count("near_duplicate_response") >= 19_999
+    kept_copies = [t[-1] for t, r in zip(sessions.column("turns").to_pylist(), reasons) if r is None and t[-1] == " ".join(words)]
+    assert len(kept_copies) == 1
