@@ -633,8 +633,7 @@ def near_duplicate_pairs(bands: pa.Table, max_group: int, threshold: float = 0.0
     a, b = neardup.candidate_pairs(_np(bands.column("band")), ids, max_group)
     size = _np(bands.column("shingles")).astype(np.float64)
     possible = np.minimum(size[a], size[b]) >= threshold * np.maximum(size[a], size[b])
-    a, b = a[possible], b[possible]
-    take = lambda name, rows: pc.take(as_array(bands.column(name)), pa.array(rows, pa.int64()))  # noqa: E731
+    a, b = a[possible], b[possible]  # (``take`` reads the reduced ``bands``: it looks the name up when called)
     pairs = pa.table({"a": take("session_id", a), "a_bucket": take("bucket", a), "b": take("session_id", b),
                       "b_bucket": take("bucket", b)}, schema=ND_PAIRS)
     return pairs, same
@@ -705,6 +704,7 @@ def near_duplicate_clusters(verified: pa.Table, examples: int = 3) -> tuple[pa.T
     but the smallest session id dropped (``ND_DROPPED``), and for the report the histogram of cluster
     sizes and the ``examples`` largest clusters (ties: the smallest kept id) with their texts."""
     from extraction import neardup
+    from extraction.report import _labels as _labels_of  # the report's histogram labels
 
     members, roots = neardup.components(as_array(verified.column("a")), as_array(verified.column("b")))
     ids = pa.concat_arrays([as_array(verified.column("a")), as_array(verified.column("b"))])
@@ -732,10 +732,6 @@ def near_duplicate_clusters(verified: pa.Table, examples: int = 3) -> tuple[pa.T
             summary["examples"].append({"kept": root, "kept_text": text_of.get(root, same), "size": int(sizes[i]),
                                         "dropped": [{"session_id": m, "text": text_of.get(m, same)} for m in by_root[root][:3]]})
     return dropped, summary
-
-
-def _labels_of(edges: list[int]) -> list[str]:
-    return [f"{a}-{b - 1}" if b - 1 > a else str(a) for a, b in zip(edges, edges[1:])] + [f"{edges[-1]}+"]
 
 
 def bland_responses(responses: pa.Array, frequent: np.ndarray, fraction: float) -> np.ndarray:
