@@ -129,12 +129,27 @@ def _deepspeed_safe_globals() -> list:
     return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
 
 
+def _enum_member(cls, name):
+    """Stands in for ``builtins.getattr`` in the restricted unpickler, for one use only: CPython
+    3.11.0-3.11.3 pickle a member of an int or str enum (DeepSpeed's ZeroStageEnum) as
+    ``getattr(ZeroStageEnum, "optimizer_states")``. It returns members of the allowed enums and
+    refuses anything else; the real getattr is never allowed."""
+    import enum
+    import pickle
+
+    allowed = [c for c in _deepspeed_safe_globals() if isinstance(c, type) and issubclass(c, enum.Enum)]
+    if cls in allowed and isinstance(name, str) and name in cls.__members__:
+        return cls[name]
+    raise pickle.UnpicklingError(f"GLOBAL builtins.getattr of {getattr(cls, '__name__', type(cls).__name__)}.{name} "
+                                 "is refused (only members of DeepSpeed's enums are read)")
+
+
 def safe_load(path: str, mmap: bool = False):
     """``torch.load`` with the restricted unpickler (``weights_only=True``) and DeepSpeed's value types
     allowed; a file holding anything else raises ``pickle.UnpicklingError``."""
     import torch
 
-    with torch.serialization.safe_globals(_deepspeed_safe_globals()):
+    with torch.serialization.safe_globals([*_deepspeed_safe_globals(), (_enum_member, "builtins.getattr")]):
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pretrain.launch import signal_problem
+
 
 class ConfigError(ValueError):
     """A configuration that cannot train; raised before any step runs."""
@@ -119,6 +121,11 @@ class TrainerConfig:
     overwrite: bool = False
     """Start over in a ``trainer.out_dir`` that holds an earlier run: its checkpoints, metrics and
     logs are deleted first. Without it (and without ``model.init=resume``) such a folder is refused."""
+    stop_signals: list[str] = field(default_factory=lambda: ["SIGUSR1"])
+    """Signals after which every rank finishes its step, a checkpoint is written and the trainer exits
+    with status 3 (``pretrain.launch.STOPPED_EXIT``): Slurm's ``--signal=USR1@300`` before the time
+    limit, so that ``jobs/train_slurm.sbatch`` requeues the job and the next one resumes. Add SIGTERM
+    for a preemption with a grace time (``[SIGUSR1,SIGTERM]``); ``[]`` keeps every signal's default."""
     tensorboard: bool = True
     peak_flops_per_gpu: float = 989e12
     """For MFU: dense bf16 peak of one GPU (H100 SXM: 989 TFLOP/s)."""
@@ -179,6 +186,9 @@ class TrainConfig:
             raise ConfigError(f"optimizer.name must be adamw (the one optimizer the trainer builds), not {self.optimizer.name!r}")
         if self.scheduler.name not in ("cosine", "linear", "noam"):
             raise ConfigError(f"scheduler.name must be cosine, linear or noam, not {self.scheduler.name!r}")
+        for name in t.stop_signals:
+            if signal_problem(name):
+                raise ConfigError(f"trainer.stop_signals: {signal_problem(name)}")
         if t.global_batch_size is not None and t.global_batch_size < 1:
             raise ConfigError(f"trainer.global_batch_size must be >= 1 (or null), not {t.global_batch_size}")
         if not 0 <= m.dropout < 1:

@@ -5,7 +5,13 @@ process group."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
+
+STOPPED_EXIT = 3
+"""The trainer's exit status after a stop signal (``trainer.stop_signals``): a checkpoint of the
+step it stopped at is complete, and the run continues with ``model.init=resume``."""
 
 
 def strip_launcher_args() -> None:
@@ -30,7 +36,6 @@ def _die_with_launcher() -> None:
     """A worker started by a launcher (torchrun, deepspeed) gets SIGTERM when that launcher dies,
     even by SIGKILL, instead of training on and writing checkpoints nobody waits for (Linux)."""
     import ctypes
-    import signal
 
     if "LOCAL_RANK" not in os.environ or not sys.platform.startswith("linux"):
         return
@@ -97,3 +102,39 @@ def init_distributed(backend: str):
     with captured_output():  # DeepSpeed's communication-op build probe prints gcc lines on every start
         deepspeed.init_distributed(dist_backend=backend)
     return on_gpu
+
+
+def signal_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a stop signal (None when it can): a name such as SIGUSR1 or USR1."""
+    full = name if name.upper().startswith("SIG") else f"SIG{name}"
+    sig = getattr(signal, full.upper(), None)
+    if not isinstance(sig, signal.Signals):
+        return f"{name!r} is not a signal name (SIGUSR1, SIGUSR2, SIGTERM, ...)"
+    if sig in (signal.SIGKILL, signal.SIGSTOP):
+        return f"{name} cannot be caught"
+    return None
+
+
+class StopSignals:
+    """Catches the configured signals while training: the first one received is remembered
+    (``received``); the loop asks every rank at the end of each step (inside the all-reduce it does
+    anyway), so all ranks stop at the same step, write a checkpoint and exit. The earlier handlers
+    come back on ``restore``. Only the main thread can set handlers: elsewhere nothing is caught."""
+
+    def __init__(self, names: list[str]):
+        self.received: str | None = None
+        self._previous: dict[signal.Signals, object] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in names:
+            sig = signal.Signals[name.upper() if name.upper().startswith("SIG") else f"SIG{name.upper()}"]
+            self._previous[sig] = signal.signal(sig, self._catch)
+
+    def _catch(self, signum, frame) -> None:
+        if self.received is None:
+            self.received = signal.Signals(signum).name
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()

@@ -26,18 +26,23 @@ plus ``trainer_state.json`` (step, samples consumed, metrics), the resolved conf
 manifest, and every rank's RNG state; ``COMPLETE.json`` is written last (``pretrain.checkpoints``),
 so a checkpoint counts only once complete. Resuming gives the same losses as not stopping (bitwise
 on CPU in fp32).
+
+A stop signal (``trainer.stop_signals``, SIGUSR1 by default: Slurm's ``--signal=USR1@300``) makes
+every rank finish its step, write a checkpoint of it and exit with status 3
+(``pretrain.launch.STOPPED_EXIT``); ``jobs/train_slurm.sbatch`` then requeues its job, which resumes.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 
 from pretrain.checkpoints import (CheckpointError, check_resumable, checkpoint_root, latest_checkpoint, restore_rng,
                                   save_checkpoint)
 from pretrain.config import BatchSizes, ConfigError, TrainConfig, deepspeed_config, resolve_precision
-from pretrain.launch import init_distributed, set_cpu_threads, strip_launcher_args
+from pretrain.launch import STOPPED_EXIT, StopSignals, init_distributed, set_cpu_threads, strip_launcher_args
 from pretrain.metrics import MetricsLogger, flops_per_token, model_flops_utilisation, num_parameters, truncate_metrics
 
 
@@ -322,8 +327,10 @@ def train(cfg: TrainConfig) -> dict:
     step, consumed = state["step"], state["samples_consumed"]
     last = {}
     window_start, window_tokens, window_targets = time.time(), 0, 0
+    stop = StopSignals(cfg.trainer.stop_signals)
+    stopping = False
     engine.train()
-    while step < cfg.trainer.max_steps:
+    while step < cfg.trainer.max_steps and not stopping:
         losses, targets = [], []
         for micro_step in range(batch.gradient_accumulation_steps):
             b = micro_batch(train_source, sampler, consumed, micro_step, rank, world, batch.micro_batch_size_per_gpu)
@@ -336,8 +343,11 @@ def train(cfg: TrainConfig) -> dict:
         consumed += batch.global_batch_size
         step += 1
         window_tokens += tokens_per_step
-        reduced = torch.stack([torch.stack(losses).mean(), torch.stack(targets).sum().to(losses[0].dtype)])
+        # One all-reduce: the mean loss, the target count, and whether any rank caught a stop signal.
+        reduced = torch.stack([torch.stack(losses).mean(), torch.stack(targets).sum().to(losses[0].dtype),
+                               torch.tensor(float(stop.received is not None), dtype=losses[0].dtype, device=device)])
         dist.all_reduce(reduced)
+        stopping = reduced[2].item() > 0
         window_targets += int(reduced[1].item())
         last = {"kind": "train", "step": step, "loss": reduced[0].item() / world, "lr": scheduler.get_last_lr()[0],
                 "grad_norm": float(engine.get_global_grad_norm() or 0.0)}
@@ -365,17 +375,24 @@ def train(cfg: TrainConfig) -> dict:
             if rank == 0:
                 for s in samples:
                     print(f"[train] sample: {s['prompt']!r} -> {s['reply']!r}", flush=True)
-        if step % cfg.trainer.checkpoint_interval == 0 or step == cfg.trainer.max_steps:
+        if step % cfg.trainer.checkpoint_interval == 0 or step == cfg.trainer.max_steps or stopping:
             state = {"step": step, "samples_consumed": consumed, "metrics": {k: v for k, v in last.items() if k != "kind"}}
             folder = save_checkpoint(engine, cfg, manifest, state, rank)
             if rank == 0:
                 print(f"[train] checkpoint {folder}", flush=True)
+    stop.restore()
     logger.close()
+    if stopping:
+        last["stopped_by"] = stop.received or "another rank's signal"
+        if rank == 0:
+            print(f"[train] stopped by {last['stopped_by']} at step {step} of {cfg.trainer.max_steps}, after its checkpoint: "
+                  f"continue with model.init=resume (exit status {STOPPED_EXIT}; jobs/train_slurm.sbatch requeues itself)",
+                  flush=True)
     if rank == 0:
         from pretrain.curves import plot_curves
 
         plot_curves(os.path.join(cfg.trainer.out_dir, "metrics.jsonl"), os.path.join(cfg.trainer.out_dir, "curves.png"))
-        print(f"[train] done: metrics {cfg.trainer.out_dir}/metrics.jsonl, curves {cfg.trainer.out_dir}/curves.png, "
+        print(f"[train] {'stopped' if stopping else 'done'}: metrics {cfg.trainer.out_dir}/metrics.jsonl, curves {cfg.trainer.out_dir}/curves.png, "
               f"checkpoints {checkpoint_root(cfg)}; export: reddit-pretrain export {checkpoint_root(cfg)} <out>", flush=True)
     dist.barrier()
     return last
@@ -386,12 +403,15 @@ def _train_then_close(cfg: TrainConfig) -> dict:
     group open can abort in C++ at exit ("terminate called without an active exception", status
     -6) after printing its one-line error."""
     try:
-        return train(cfg)
+        result = train(cfg)
     finally:
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
+    if result.get("stopped_by"):
+        sys.exit(STOPPED_EXIT)  # a checkpoint of this step is complete: the run is to be resumed
+    return result
 
 
 def main() -> None:

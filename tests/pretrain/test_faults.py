@@ -202,3 +202,49 @@ def test_the_export_behaves_like_a_hub_model(trained, tmp_path):
     card = (tmp_path / "model" / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: text-generation\n")
     assert "- steps: 2" in card and "validation loss:" in card and "RC_2015-01.zst" in card and "rules on: deleted, bots" in card
+
+
+def _resave_as_python_3_11_early(path, member_name=None):
+    """Re-pickles a checkpoint file as CPython 3.11.0-3.11.3 do: a member of an int enum (DeepSpeed's
+    ZeroStageEnum) as ``getattr(ZeroStageEnum, name)``; with ``member_name`` a rigged name instead."""
+    import pickle
+    import types
+
+    import torch
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+
+    class EarlyPickler(pickle.Pickler):
+        def reducer_override(self, obj):
+            if isinstance(obj, ZeroStageEnum):
+                return getattr, (ZeroStageEnum, member_name or obj.name)
+            return NotImplemented
+
+    state = torch.load(path, map_location="cpu", weights_only=False)  # the test's own file
+    torch.save(state, path, pickle_module=types.SimpleNamespace(Pickler=EarlyPickler, __name__="pickle"))
+    assert b"getattr" in open(path, "rb").read()
+
+
+def _reseal(step):
+    import hashlib
+
+    complete = json.loads((step / "COMPLETE.json").read_text())
+    for name in complete["files"]:
+        data = (step / name).read_bytes()
+        complete["files"][name], complete["sha256"][name] = len(data), hashlib.sha256(data).hexdigest()
+    (step / "COMPLETE.json").write_text(json.dumps(complete))
+
+
+def test_a_checkpoint_written_by_python_3_11_early_releases_loads_and_getattr_stays_refused(trained, tmp_path):
+    run_dir = copy_run(trained, tmp_path)
+    step = run_dir / "checkpoints" / "step_0000002"
+    victim = step / "zero_pp_rank_0_mp_rank_00_optim_states.pt"
+    _resave_as_python_3_11_early(victim)
+    _reseal(step)
+    result = export(step, tmp_path / "model")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "model" / "config.json").exists()
+    # The stand-in for getattr reads enum members only: any other attribute is refused.
+    _resave_as_python_3_11_early(victim, member_name="__class__")
+    _reseal(step)
+    result = export(step, tmp_path / "rigged")
+    assert result.returncode == 2 and "getattr" in result.stderr and "refuse" in result.stderr, result.stderr[-2000:]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -200,6 +201,8 @@ def test_deepspeed_launcher_and_hydra_overrides(shards_dir, tmp_path):
         (["optimizer.name=sgd"], "optimizer.name must be adamw"),
         (["trainer.keep_last=0"], "trainer.keep_last must be >= 1"),
         (["data.seq_len=0"], "data.seq_len must be >= 1"),
+        (["trainer.stop_signals=[SIGKILL]"], "SIGKILL cannot be caught"),
+        (["trainer.stop_signals=[USR9]"], "'USR9' is not a signal name"),
     ],
 )
 def test_bad_configs_fail_before_any_step(shards_dir, tmp_path, overrides, message):
@@ -315,6 +318,41 @@ def test_workers_exit_when_their_launcher_is_killed(shards_dir, tmp_path):
                 p.kill()
             except (psutil.Error, ProcessLookupError):
                 pass
+
+
+@pytest.mark.slow
+def test_a_stop_signal_to_one_rank_stops_all_after_a_checkpoint_and_resume_is_exact(shards_dir, tmp_path):
+    """SIGUSR1 (what Slurm sends before a time limit) to one worker only: both ranks stop at the same
+    step, after a complete checkpoint of it, with exit status 3; resuming gives an uninterrupted
+    run's losses, bitwise. (Under Slurm itself: tests/test_slurm.py.)"""
+    import signal
+    import time
+
+    import psutil
+
+    common = ["deepspeed=zero2", "model.dropout=0.1", "trainer.max_steps=80", "trainer.checkpoint_interval=1000",
+              "trainer.eval_interval=1000", "trainer.tensorboard=false"]
+    straight, out = tmp_path / "straight", tmp_path / "stopped"
+    check(torchrun(base(shards_dir, straight, *common)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+           "-m", "pretrain.train", *base(shards_dir, out, *common)]
+    launcher = subprocess.Popen(cmd, cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not (out / "metrics.jsonl").exists():
+            time.sleep(0.1)
+        workers = [p for p in psutil.Process(launcher.pid).children(recursive=True) if "pretrain.train" in " ".join(p.cmdline())]
+        assert len(workers) == 2
+        os.kill(workers[-1].pid, signal.SIGUSR1)
+        output = launcher.communicate(timeout=300)[0]
+    finally:
+        launcher.kill()
+    stopped_at = int(re.search(r"stopped by .+ at step (\d+) of 80", output).group(1))
+    assert launcher.returncode != 0 and re.search(r"exitcode\s*: 3", output), output[-3000:]  # torchrun names it
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.startswith("step_")) == [f"step_{stopped_at:07d}"]
+    assert (out / "checkpoints" / f"step_{stopped_at:07d}" / "COMPLETE.json").exists()
+    check(torchrun(base(shards_dir, out, *common, "model.init=resume")))
+    assert losses(out) == losses(straight)
 
 
 @pytest.mark.slow
