@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, list[str], str]] = {
     "extract": ("extraction.extract", [], "ingested comments -> dialogue sessions: chains, rules, splits, report"),
     "train-tokenizer": ("extraction.train_tokenizer", [], "a byte-level BPE tokenizer trained on the train split"),
     "tokenize": ("extraction.tokenize", [], "sessions -> memory-mappable token shards with a manifest"),
+    "export-dataset": ("extraction.export_dataset", [], "sessions -> a Hugging Face dataset folder (chat messages, a dataset card)"),
     "inspect": ("pretrain.shard_tools", ["inspect"], "counts, lengths and decoded documents of a shard set"),
     "export-megatron": ("pretrain.shard_tools", ["export-megatron"], "a split as a Megatron-LM / GPT-NeoX .bin/.idx"),
     "train": ("pretrain.train", [], "DeepSpeed ZeRO training of GPT-2 on token shards (one process; torchrun for more)"),
