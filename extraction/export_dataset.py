@@ -110,6 +110,7 @@ def export_dataset(extract: str, out: str, roles: str = "parity", rows_per_file:
     if not storage.exists(storage.join(extract, "_EXTRACT_DONE.json")):
         raise DatasetExportError(f"{extract} is not a finished extract (no _EXTRACT_DONE.json): run reddit-pretrain "
                                  "extract to the end first")
+    storage.check_writable(out)
     storage.check_replaceable(out, "the dataset export", owned=set(), marker=MARKER, overwrite=overwrite, reads=extract)
     schema = _schema(extract)
     tmp = storage.staging_name(out) if storage.is_local(out) else out.rstrip("/") + ".tmp"

@@ -25,7 +25,9 @@ import hashlib
 import itertools
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -68,8 +70,6 @@ class TokenizeConfig:
     def validate(self) -> None:
         if self.too_long not in ("keep_last", "drop"):
             raise TokenizeError(f"too_long must be 'keep_last' or 'drop', not {self.too_long!r}")
-        if not storage.is_local(self.output):
-            raise TokenizeError("output must be a local or shared-filesystem folder (shards are memory-mapped)")
         if self.max_session_tokens < 2 or self.tokens_per_shard < 1 or self.sessions_per_task < 1:
             raise TokenizeError("max_session_tokens >= 2, tokens_per_shard >= 1 and sessions_per_task >= 1 please")
         from extraction.extract import SPLITS
@@ -161,7 +161,9 @@ def tokenize_task(task: dict, settings: _TaskSettings) -> dict:
     from reddit_pretrain.shards import ShardWriter
 
     tokenizer, eos_id = _load(settings.tokenizer_json, settings.eos_token)
-    writer = ShardWriter(settings.shards_dir, f"{task['split']}-{task['index']:05d}", task["split"],
+    remote = not storage.is_local(settings.shards_dir)  # object storage: written here, then uploaded
+    folder = tempfile.mkdtemp(prefix="reddit-pretrain-shards-") if remote else settings.shards_dir
+    writer = ShardWriter(folder, f"{task['split']}-{task['index']:05d}", task["split"],
                          settings.vocab_size, settings.tokens_per_shard, settings.loss_mask)
     counts = {"sessions": 0, "written": 0, "tokens": 0, **{r: 0 for r in SKIP_REASONS}}
     try:
@@ -174,8 +176,17 @@ def tokenize_task(task: dict, settings: _TaskSettings) -> dict:
                     writer.add_batch(tokens, mask if settings.loss_mask else None, doc_lengths)
     except BaseException:
         writer.abort()  # a failed task leaves no open file and no partial shard (a full disk gets its space back)
+        if remote:
+            shutil.rmtree(folder, ignore_errors=True)
         raise
     entries = writer.close()
+    if remote:
+        try:
+            fs, target = storage.filesystem(settings.shards_dir)
+            names = sorted(os.listdir(folder))
+            fs.put([os.path.join(folder, n) for n in names], [f"{target.rstrip('/')}/{n}" for n in names])
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
     return {"task": task["index"], "split": task["split"], "counts": counts, "shards": entries}
 
 
@@ -274,8 +285,10 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     with staged.writing() as staging:  # refuses a folder not its own, or one another job writes
         fs, sessions_root = storage.filesystem(storage.join(cfg.input, "sessions"))
         spark = session_for(cfg.spark, fs.du(sessions_root, total=True) if fs.exists(sessions_root) else 0, spark)
-        shards_dir = storage.local_path(storage.join(staging, SHARDS_DIR))
-        os.makedirs(shards_dir, exist_ok=True)
+        shards_dir = storage.join(staging, SHARDS_DIR)
+        if storage.is_local(shards_dir):
+            shards_dir = storage.local_path(shards_dir)
+            os.makedirs(shards_dir, exist_ok=True)
         started = time.time()
         settings = _TaskSettings(tokenizer_json, cfg.eos_token, shards_dir, vocab_size, cfg.max_session_tokens,
                                  cfg.too_long, cfg.min_turns, cfg.tokens_per_shard, cfg.loss_mask)
@@ -318,7 +331,7 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
             code_version=code_version(),
             seconds=round(time.time() - started, 3),
         )
-        write_manifest(storage.local_path(staging), manifest)
+        write_manifest(staging, manifest)
         staged.commit(finished_utc=int(time.time()))
     print_(f"shards in {cfg.output}; inspect with: reddit-pretrain inspect {cfg.output}")
     return manifest

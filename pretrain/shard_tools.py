@@ -174,6 +174,40 @@ def inspect(folder: str, show: int = 3, verify: bool = False) -> str:
     return "\n".join(lines)
 
 
+def fetch(source: str, dest: str) -> str:
+    """Copies the shard set ``source`` (any filesystem fsspec reaches: s3://, gs://, hdfs://) to the
+    local folder ``dest``: into a sibling staging folder, every file's sha256 checked against the
+    manifest, then renamed into place. An earlier copy of the same shard set is replaced; any other
+    content of ``dest`` is refused. Returns a line saying what was copied."""
+    import json
+
+    from reddit_pretrain import storage
+    from reddit_pretrain.shards import MANIFEST, shard_files, verify_files
+
+    if not storage.is_local(dest):
+        raise ShardError(f"{dest}: fetch-shards copies to a local or shared folder, not to a URL")
+    if not storage.exists(storage.join(source, MANIFEST)):
+        raise ShardError(f"{source}: no {MANIFEST} (not a shard set, or its writing did not finish)")
+    storage.check_replaceable(dest, "fetch-shards", owned={MANIFEST, "shards", "tokenizer", "_TOKENIZE_DONE.json"}, reads=source)
+    tmp = storage.staging_name(dest)
+    fs, root = storage.filesystem(source)
+    try:
+        fs.get(root.rstrip("/") + "/", tmp.rstrip("/") + "/", recursive=True)
+        with open(os.path.join(tmp, MANIFEST)) as f:
+            manifest = json.load(f)
+        files = shard_files(tmp, manifest)
+        bad = verify_files(files, threads=max(1, min(8, os.cpu_count() or 1)))
+        if bad:
+            raise ShardError(f"{len(bad)} file(s) copied from {source} do not match their sha256 in the manifest: "
+                             + ", ".join(os.path.basename(b) for b in bad[:5]))
+        storage.replace_dir(tmp, dest)
+    except BaseException:
+        storage.remove(tmp)
+        raise
+    size = sum(os.path.getsize(os.path.join(dest, os.path.relpath(p, tmp))) for p, _ in files)
+    return f"copied {source} to {dest}: {len(files)} shard files, {size / 2**20:.1f} MiB, sha256 checked"
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -200,9 +234,16 @@ def main(argv: list[str] | None = None) -> int:
     p_export.add_argument("--split", default="train", help="which split to export")
     p_export.add_argument("--no-labels", action="store_true", help="do not write the _label files")
     p_export.add_argument("--overwrite", action="store_true", help="replace existing files that are not an earlier export")
+    p_fetch = sub.add_parser("fetch", help="copy a shard set from object storage to a local folder, sha256-checked",
+                             description="Copies a shard set (s3://, gs://, hdfs://, ...) to a local or shared folder, "
+                                         "checks every file against the manifest's sha256, and renames it into place.")
+    p_fetch.add_argument("source", help="the shard set's URL (the tokenize job's output)")
+    p_fetch.add_argument("dest", help="a local folder; an earlier copy of a shard set there is replaced")
     args = parser.parse_args(argv)
     try:
-        if args.command == "inspect":
+        if args.command == "fetch":
+            print(fetch(args.source, args.dest))
+        elif args.command == "inspect":
             print(inspect(args.folder, args.show, args.verify))
         else:
             print(" ".join(export_megatron(ShardSet(args.folder, args.split), args.prefix, not args.no_labels, args.overwrite)))

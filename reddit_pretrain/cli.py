@@ -356,5 +356,13 @@ def run_hydra(config_name: str, schema: type, run: Callable[[object], object],
             if extra:
                 print(extra, file=sys.stderr)
             sys.exit(2)
+        except Exception as err:  # an object store's credentials, bucket or permissions: one line too
+            from reddit_pretrain.storage import remote_error
+
+            line = remote_error(err)
+            if line is None:
+                raise
+            print(f"error: {line}", file=sys.stderr)
+            sys.exit(2)
 
     _main()

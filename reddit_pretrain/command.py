@@ -25,8 +25,10 @@ COMMANDS: dict[str, tuple[str, list[str], str]] = {
     "export-dataset": ("extraction.export_dataset", [], "sessions -> a Hugging Face dataset folder (chat messages, a dataset card)"),
     "inspect": ("pretrain.shard_tools", ["inspect"], "counts, lengths and decoded documents of a shard set"),
     "export-megatron": ("pretrain.shard_tools", ["export-megatron"], "a split as a Megatron-LM / GPT-NeoX .bin/.idx"),
+    "fetch-shards": ("pretrain.shard_tools", ["fetch"], "copy a shard set from s3:// (or any URL) to a local folder, sha256-checked"),
     "train": ("pretrain.train", [], "DeepSpeed ZeRO training of GPT-2 on token shards (one process; torchrun for more)"),
     "export": ("pretrain.export", [], "a checkpoint -> a Hugging Face model folder"),
+    "evaluate": ("pretrain.evaluate", [], "DialoGPT's metrics of an exported model on the test split (BLEU, entropy, distinct)"),
     "chat": ("pretrain.chat", [], "talk to an exported model in the terminal"),
 }
 PROG = "reddit-pretrain"
@@ -44,7 +46,7 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from reddit_pretrain import cli
+    from reddit_pretrain import cli, storage
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
@@ -67,7 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = [cli.PROG, *rest]
         module.main()
         return 0
-    return module.main([*prefix, *rest]) or 0
+    try:
+        return module.main([*prefix, *rest]) or 0
+    except Exception as err:  # an object store's credentials, bucket or permissions: one line
+        line = storage.remote_error(err)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -113,7 +113,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     storage.check_writable(cfg.out)  # before anything is generated or Spark starts
     started = time.time()
     say = lambda msg: print(f"[pipeline] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    paths = {name: os.path.join(cfg.out, name) for name in ("dumps", "ingest", "extract", "tokenizer", "shards", "train", "model")}
+    paths = {name: os.path.join(cfg.out, name) for name in ("dumps", "ingest", "extract", "tokenizer", "shards", "train", "model",
+                                                           "evaluation")}
     inputs = list(cfg.input)
     if not inputs:
         month = cfg.demo.month
@@ -173,6 +174,12 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     valid = [r for r in records if r["kind"] == "valid"][-1]
     samples = [r for r in records if r["kind"] == "samples"][-1]["samples"]
     topical = on_topic(paths["model"]) if not cfg.input else None
+    from pretrain.evaluate import evaluate, format_table, write
+
+    say("evaluating the model and the same model untrained on the test split (DialoGPT's metrics)")
+    evaluations = [(name, evaluate(paths["model"], paths["extract"], n_contexts=100, max_sessions=500, untrained=name == "untrained"))
+                   for name in ("trained", "untrained")]
+    write(evaluations, paths["evaluation"])
     summary = {
         "on_topic": topical,
         "seconds": round(time.time() - started, 1),
@@ -181,6 +188,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         "valid_loss": valid["valid_loss"],
         "valid_perplexity": valid["valid_perplexity"],
         "samples": samples,
+        "evaluation": {name: {"perplexity": r["test"]["perplexity"], **r["rows"]["greedy"]} for name, r in evaluations},
         "paths": paths,
     }
     print(f"""
@@ -202,6 +210,8 @@ Pipeline finished in {summary['seconds']:.0f} s
               f"trained {topical['trained']:.0%}, the same model untrained {topical['untrained']:.0%}")
         for prompt, answer in topical["pairs"][:6]:
             print(f"    {prompt!r} -> {answer!r}")
+    print(f"  DialoGPT's metrics on the test split ({paths['evaluation']}/evaluation.json, evaluation.png):")
+    print("    " + format_table(evaluations).replace("\n", "\n    "))
     print(f"\nChat with it:  .venv/bin/reddit-pretrain chat {paths['model']}")
     return summary
 

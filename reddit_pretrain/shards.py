@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reddit_pretrain import storage
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SHARDS_DIR = "shards"
@@ -201,12 +203,8 @@ class ShardWriter:
 
 
 def write_manifest(folder: str, manifest: dict) -> None:
-    """Writes manifest.json atomically (temporary name, then rename)."""
-    path = os.path.join(folder, MANIFEST)
-    with open(path + ".tmp", "w") as f:
-        json.dump(manifest, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(path + ".tmp", path)
+    """Writes manifest.json atomically (temporary name, then rename; on object storage, one put)."""
+    storage.write_bytes_atomic(storage.join(folder, MANIFEST), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
 
 
 def new_manifest(*, tokenizer: dict, vocab_size: int, eos_id: int, shards: list[dict], **extra) -> dict:
@@ -240,6 +238,10 @@ class ShardSet:
     """
 
     def __init__(self, folder: str, split: str | None = None, verify_checksums: bool = False):
+        if not storage.is_local(folder):
+            raise ShardError(f"{folder} is on object storage, and shards are memory-mapped: copy them to a local or shared "
+                             f"folder first with `reddit-pretrain fetch-shards {folder} <folder>` (every file sha256-checked), "
+                             "then read that folder")
         self.folder = folder
         path = os.path.join(folder, MANIFEST)
         if not os.path.exists(path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import posixpath
 import re
@@ -19,6 +20,9 @@ from typing import Any
 
 import fsspec
 from fsspec.core import url_to_fs
+
+for _chatty in ("botocore", "aiobotocore", "s3fs", "boto3"):  # "Found endpoint for s3 via ..." on every start
+    logging.getLogger(_chatty).setLevel(logging.WARNING)
 
 
 def filesystem(url: str):
@@ -144,8 +148,15 @@ def replace_dir(src: str, dst: str) -> None:
         fs.rm(dst_path, recursive=True)
     if is_local(src):
         os.replace(src_path, dst_path)
-    else:
-        fs.mv(src_path, dst_path, recursive=True)
+        return
+    # An object store has no folders to rename: every object is copied to its new key, then the
+    # old ones deleted (fsspec's recursive mv trips over "folder" keys that do not exist on S3).
+    files = fs.find(src_path)
+    if fs.isfile(src_path):
+        fs.copy(src_path, dst_path)
+    elif files:
+        fs.copy(files, [dst_path.rstrip("/") + "/" + posixpath.relpath(f, src_path) for f in files])
+    fs.rm(src_path, recursive=True)
 
 
 def check_replaceable(folder: str, what: str, owned: set[str], marker: str | None = None, overwrite: bool = False,
@@ -202,10 +213,21 @@ class OutputNotWritable(OSError):
     """A job's output folder cannot be made or written (found before any work starts)."""
 
 
+_BUCKET_STORES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
+
+
 def check_writable(url: str) -> None:
     """Raises OutputNotWritable when a local output folder lies under a file or on a read-only or
-    forbidden place; remote outputs (s3://, hdfs://, ...) are left to their first write."""
+    forbidden place, or when an object store's bucket does not exist (fsspec would create it);
+    other remote outputs (hdfs://, ...) are left to their first write."""
     if not is_local(url):
+        protocol = url.split("://", 1)[0]
+        if protocol in _BUCKET_STORES:
+            fs, path = filesystem(url)
+            bucket = path.split("/", 1)[0]
+            if not fs.exists(bucket):
+                raise OutputNotWritable(f"output {url}: the bucket {bucket!r} does not exist, or these credentials cannot "
+                                        "see it: create it first (the jobs do not create buckets)")
         return
     path = os.path.abspath(local_path(url))
     if os.path.exists(path) and not os.path.isdir(path):
@@ -406,3 +428,21 @@ class StagedOutput:
             if full is not None:
                 raise full from None
             raise
+
+
+def remote_error(err: BaseException) -> str | None:
+    """One line for an object store's error that would otherwise end in a stack trace (no
+    credentials, access denied, no such bucket), or None for any other error."""
+    name, text = type(err).__name__, str(err)
+    if name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"):
+        return (f"no credentials for object storage ({text}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+                "AWS_PROFILE, or run where an instance role applies; AWS_ENDPOINT_URL points at another S3-compatible store")
+    if name in ("EndpointConnectionError", "ConnectTimeoutError"):
+        return f"object storage cannot be reached ({text}): check AWS_ENDPOINT_URL and the network"
+    if "NoSuchBucket" in text or "bucket does not exist" in text.lower():
+        return f"no such bucket: {text}"
+    if isinstance(err, PermissionError) and ("AccessDenied" in text or "Forbidden" in text or "403" in text):
+        return f"access denied by object storage: {text}"
+    if name == "ClientError":
+        return f"object storage refused the request: {text}"
+    return None

@@ -1,6 +1,7 @@
 """The one-command pipeline: a config made of the stages' own configs, its groups under the stage
 commands' names, the settings it derives refused when set, and a whole small run."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,8 @@ def test_a_small_pipeline_end_to_end(tmp_path):
                       "model=tiny", "trainer=ci", "extract.filters.bland_min_count=5", "train.data.seq_len=32")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Pipeline finished" in result.stdout and "replies on the question's topic" in result.stdout
+    assert "DialoGPT's metrics on the test split" in result.stdout and "untrained greedy" in result.stdout
+    assert {"trained", "untrained"} <= set(json.loads((out / "evaluation" / "evaluation.json").read_text()))
     trained = yaml.safe_load((out / "train_config.yaml").read_text())
     assert trained["data"]["shards"] == str(out / "shards") and trained["model"]["name"] == "tiny"
     assert (out / "model" / "config.json").exists() and (out / "extract" / "extract_report.html").exists()
