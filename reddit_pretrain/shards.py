@@ -31,8 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reddit_pretrain import storage
-
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SHARDS_DIR = "shards"
@@ -202,9 +200,17 @@ class ShardWriter:
         self._open = False
 
 
+def manifest_text(manifest: dict) -> str:
+    """manifest.json's text (the same bytes wherever it is written)."""
+    return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+
+
 def write_manifest(folder: str, manifest: dict) -> None:
-    """Writes manifest.json atomically (temporary name, then rename; on object storage, one put)."""
-    storage.write_bytes_atomic(storage.join(folder, MANIFEST), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    """Writes manifest.json atomically (temporary name, then rename)."""
+    path = os.path.join(folder, MANIFEST)
+    with open(path + ".tmp", "w") as f:
+        f.write(manifest_text(manifest))
+    os.replace(path + ".tmp", path)
 
 
 def new_manifest(*, tokenizer: dict, vocab_size: int, eos_id: int, shards: list[dict], **extra) -> dict:
@@ -238,7 +244,7 @@ class ShardSet:
     """
 
     def __init__(self, folder: str, split: str | None = None, verify_checksums: bool = False):
-        if not storage.is_local(folder):
+        if "://" in folder and not folder.startswith("file://"):
             raise ShardError(f"{folder} is on object storage, and shards are memory-mapped: copy them to a local or shared "
                              f"folder first with `reddit-pretrain fetch-shards {folder} <folder>` (every file sha256-checked), "
                              "then read that folder")
