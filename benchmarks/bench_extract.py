@@ -12,7 +12,9 @@ In one run, on generated months (one megathread of up to 100k comments, one r/co
   memory of this process, the Spark JVM and its Python workers, sampled every 0.2 s), and the
   task seconds of each stage;
 * the whole commands a user types (``python -m extraction.ingest ...``, then ``python -m
-  extraction.extract ...``), Spark start-up included, on the main month and on a ``--small`` one.
+  extraction.extract ...``), and the one command that runs both on one Spark session
+  (``python -m reddit_pretrain.pipeline input=[...] stop_after=extract``), Spark start-up included,
+  on the main month and on a ``--small`` one.
 
 With ``--event-log DIR`` Spark's event log of the main run is kept and summarised (jobs, task
 seconds per job). Prints tables and writes benchmarks/results/extract.json.
@@ -129,6 +131,22 @@ def commands(folder: Path, comments: int, cores: int) -> dict:
     return {"comments": comments, "seconds": seconds}
 
 
+def one_command(folder: Path, comments: int, cores: int) -> dict:
+    """The same two stages as one command on one Spark session: the pipeline with stop_after=extract."""
+    out = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    try:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "reddit_pretrain.pipeline", f"input=[{folder}/RC_2015-01.zst,{folder}/RS_2015-01.zst]",
+                        f"out={out}", "stop_after=extract", f"extract.filters.bland_min_count={max(20, comments // 4000)}",
+                        f"spark.master='local[{cores}]'"], cwd=REPO, env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seconds = time.perf_counter() - started
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return {"comments": comments, "seconds": seconds}
+
+
 def event_log_summary(folder: Path) -> list[dict]:
     """Jobs of Spark's event log: description, stages, tasks, task seconds."""
     import zstandard
@@ -192,8 +210,13 @@ def main() -> None:
         r["vs_floor"] = r["comments_per_s_per_core"] / the_floor["lines_per_s_per_core"]
         r["seconds_per_comment_vs_main"] = (r["seconds"] / r["comments"]) / base
     wall = [{"run": f"commands, {args.comments:,} comments", **commands(main_month, args.comments, args.cores)}]
+    wall.append({"run": f"one command (pipeline stop_after=extract), {args.comments:,} comments",
+                 **one_command(main_month, args.comments, args.cores)})
     if args.small:
         wall.append({"run": f"commands, {args.small:,} comments", **commands(small_month, args.small, args.cores)})
+        wall.append({"run": f"one command, {args.small:,} comments", **one_command(small_month, args.small, args.cores)})
+    for w in wall:
+        w["comments_per_s_per_core"] = w["comments"] / w["seconds"] / args.cores
 
     print(f"floor (zstd + orjson.loads, one process, {the_floor['lines']:,} lines of RC_2015-01.zst): "
           f"{the_floor['lines_per_s_per_core']:,.0f} lines/s")
@@ -206,8 +229,9 @@ def main() -> None:
     print("\ntask seconds per stage (summed over tasks) and wall seconds per Spark job:")
     print(table([{"run": r["run"], **r["stage_seconds"], **{f"job {k}": v for k, v in r["job_seconds"].items()}} for r in rows],
                 ["run", *stages, *[f"job {k}" for k in rows[0]["job_seconds"]]]))
-    print("\nwhole commands (python -m extraction.ingest, then extraction.extract; Spark start-up included):")
-    print(table(wall, ["run", "comments", "seconds"]))
+    print("\nwhole commands (python -m extraction.ingest, then extraction.extract; or the pipeline stopping after\n"
+          "extract, one Spark session; Spark start-up included):")
+    print(table(wall, ["run", "comments", "seconds", "comments_per_s_per_core"]))
     result = {"cores": args.cores, "floor": the_floor, "rows": rows, "commands": wall}
     if args.event_log:
         summary = event_log_summary(args.event_log)

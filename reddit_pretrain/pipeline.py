@@ -74,6 +74,9 @@ class PipelineConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     nproc: int = 2
     """Training processes (GPUs, or CPU processes with DS_ACCELERATOR=cpu) for torchrun on this machine."""
+    stop_after: str = "evaluate"
+    """The last stage to run: ingest, extract, tokenize, train, export or evaluate (every stage). On real
+    dumps, ``stop_after=tokenize`` runs the three data jobs on one Spark session (one start-up)."""
 
     def validate(self) -> None:
         """The settings the pipeline itself decides must be left alone in the stage configs."""
@@ -83,8 +86,13 @@ class PipelineConfig:
                 raise PipelineConfigError(f"{key} is set by the pipeline (from {source}); set {source} instead")
         if self.nproc < 1:
             raise PipelineConfigError("nproc must be at least 1")
+        if self.stop_after not in STAGES:
+            raise PipelineConfigError(f"stop_after must be one of {', '.join(STAGES)}, not {self.stop_after!r}")
         self.train.validate()
 
+
+STAGES = ("ingest", "extract", "tokenize", "train", "export", "evaluate")
+"""The pipeline's stages in order (``stop_after`` names the last one to run)."""
 
 DERIVED = {"ingest.inputs": "input=", "ingest.output": "out=", "ingest.spark": "spark.*",
            "extract.input": "out=", "extract.output": "out=", "extract.spark": "spark.*",
@@ -125,8 +133,12 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     # Each job starts Spark when its input needs it (small ones run in this process); they share it.
     say("ingest")
     run_ingest(dataclasses.replace(cfg.ingest, inputs=inputs, output=paths["ingest"], spark=cfg.spark))
+    if cfg.stop_after == "ingest":
+        return _stopped(cfg, paths, started)
     say("chains, filters, splits")
     extract = run_extract(dataclasses.replace(cfg.extract, input=paths["ingest"], output=paths["extract"], spark=cfg.spark))
+    if cfg.stop_after == "extract":
+        return _stopped(cfg, paths, started)
     tokenizer = cfg.tokenizer.name
     if tokenizer is None:
         tokenizer = paths["tokenizer"]
@@ -140,6 +152,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
 
     if SparkSession.getActiveSession() is not None:
         SparkSession.getActiveSession().stop()
+    if cfg.stop_after == "tokenize":
+        return _stopped(cfg, paths, started)
 
     say(f"train on {cfg.nproc} processes")
     train_cfg = dataclasses.replace(cfg.train, data=dataclasses.replace(cfg.train.data, shards=paths["shards"]),
@@ -164,9 +178,13 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         raise PipelineConfigError(f"training stopped with an error (above); its config: {config_file}; run it alone with "
                                   f"reddit-pretrain train {' '.join(config_args)}")
 
+    if cfg.stop_after == "train":
+        return _stopped(cfg, paths, started)
     from pretrain.export import export
 
     export(os.path.join(paths["train"], "checkpoints"), paths["model"])
+    if cfg.stop_after == "export":
+        return _stopped(cfg, paths, started)
     import json
 
     with open(os.path.join(paths["train"], "metrics.jsonl")) as f:
@@ -214,6 +232,16 @@ Pipeline finished in {summary['seconds']:.0f} s
     print("    " + format_table(evaluations).replace("\n", "\n    "))
     print(f"\nChat with it:  .venv/bin/reddit-pretrain chat {paths['model']}")
     return summary
+
+
+def _stopped(cfg: PipelineConfig, paths: dict, started: float) -> dict:
+    """The summary of a run that ``stop_after`` ended early."""
+    done = STAGES[:STAGES.index(cfg.stop_after) + 1]
+    seconds = round(time.time() - started, 1)
+    folders = {"tokenize": "shards", "export": "model"}
+    print(f"Pipeline stopped after {cfg.stop_after} (stop_after) in {seconds:.0f} s: "
+          + ", ".join(f"{stage} {paths[folders.get(stage, stage)]}" for stage in done))
+    return {"stopped_after": cfg.stop_after, "seconds": seconds, "paths": paths}
 
 
 def write_train_config(cfg: TrainConfig, path: str) -> str:

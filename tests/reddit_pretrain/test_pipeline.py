@@ -22,7 +22,8 @@ def test_the_pipeline_config_is_the_stage_configs():
                       "extract.filters.bland_min_count=7", "tokenize.max_session_tokens=300")
     assert result.returncode == 0, result.stderr[-2000:]
     cfg = yaml.safe_load(result.stdout)
-    assert set(cfg) == {"input", "out", "demo", "spark", "ingest", "extract", "tokenizer", "tokenize", "train", "nproc"}
+    assert set(cfg) == {"input", "out", "demo", "spark", "ingest", "extract", "tokenizer", "tokenize", "train", "nproc",
+                        "stop_after"}
     assert cfg["extract"]["filters"]["normalize"] == "dialogpt" and cfg["extract"]["filters"]["bland_min_count"] == 7
     assert (cfg["train"]["model"]["name"], cfg["train"]["model"]["n_layer"]) == ("gpt2-124m", 12)
     assert cfg["train"]["trainer"]["max_steps"] == 20 and cfg["train"]["optimizer"]["lr"] == 2e-3  # optimizer=demo stays
@@ -67,6 +68,18 @@ def test_a_small_pipeline_end_to_end(tmp_path):
                      "model=tiny", "trainer=ci", "extract.filters.bland_min_count=5", "train.data.seq_len=32")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "nothing to do" in again.stderr and "deleting the earlier run" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_stop_after_runs_the_data_stages_only(tmp_path):
+    out = tmp_path / "data"
+    result = pipeline(f"out={out}", "demo.comments=3000", "demo.megathread_comments=300", "demo.deep_chain_depth=30",
+                      "extract.filters.bland_min_count=5", "stop_after=tokenize")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Pipeline stopped after tokenize" in result.stdout
+    assert (out / "shards" / "manifest.json").exists() and not (out / "train").exists() and not (out / "model").exists()
+    bad = pipeline(f"out={tmp_path}/x", "stop_after=shards")
+    assert bad.returncode == 2 and "stop_after must be one of ingest, extract, tokenize, train, export, evaluate" in bad.stderr
 
 
 def test_an_input_that_matches_nothing_is_one_line(tmp_path):
