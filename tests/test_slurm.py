@@ -22,16 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.net import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "scancel", "sinfo")
 SALT = "slurm-test-salt"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tools() -> dict[str, str] | None:
