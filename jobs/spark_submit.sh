@@ -16,6 +16,8 @@
 # the installed package (reddit_pretrain/conf in the wheel), so use PACKED_ENV (the packed env has
 # the package installed) or install reddit-pretrain[data] on the workers; a wheel on --py-files
 # alone is a zip, which Hydra's config folder cannot be read from.
+# The driver logs Spark's warnings and errors only (jobs/log4j2-driver.properties, client mode);
+# SPARK_DRIVER_LOG4J=default keeps Spark's own INFO log.
 # Object stores: s3:// paths work for the Python readers/writers through fsspec (pip install s3fs)
 # and for Spark through s3a:// (hadoop-aws on the cluster); hdfs:// needs pyarrow's libhdfs.
 set -euo pipefail
@@ -33,6 +35,9 @@ WHEEL="$(ls dist/wheel/reddit_pretrain-*.whl)"
 
 ARGS=(--master "$MASTER" --deploy-mode "$DEPLOY_MODE" --name "reddit-pretrain-$JOB" --py-files "$WHEEL"
       --conf spark.sql.execution.arrow.pyspark.enabled=true --conf spark.sql.session.timeZone=UTC)
+if [ "$DEPLOY_MODE" = client ] && [ "${SPARK_DRIVER_LOG4J:-quiet}" = quiet ]; then  # warnings and errors only
+  ARGS+=(--driver-java-options "-Dlog4j2.configurationFile=file:$(pwd)/jobs/log4j2-driver.properties")
+fi
 if [ -n "${PACKED_ENV:-}" ]; then
   ARGS+=(--archives "$PACKED_ENV#environment" --conf spark.pyspark.python=./environment/bin/python
          --conf spark.executorEnv.PYSPARK_PYTHON=./environment/bin/python)
