@@ -139,7 +139,7 @@ def export_dataset(extract: str, out: str, roles: str = "parity", rows_per_file:
                             write(full.slice(0, rows_per_file), hub, written)
                             pending = [full.slice(rows_per_file)]
             rest = pa.concat_tables(pending) if pending else schema.empty_table()
-            if rest.num_rows or not written:  # an empty split still gets a file: it loads, with its features
+            if rest.num_rows:  # an empty split gets no file, and the card does not list it (datasets cannot load one)
                 write(rest, hub, written)
             for i, (name, _, _) in enumerate(written):  # the Hub's names: train-00000-of-00003.parquet
                 storage.rename(storage.join(tmp, name), storage.join(tmp, f"data/{hub}-{i:05d}-of-{len(written):05d}.parquet"))
@@ -205,14 +205,17 @@ def dataset_card(schema, sizes: dict, report: dict, roles: str) -> str:
     privacy = config.get("privacy") or {}
     languages = (config.get("filters") or {}).get("languages") or ["en"]
     total = sum(s["num_examples"] for s in sizes.values())
+    present = {hub: s for hub, s in sizes.items() if s["num_examples"]}
+    if not present:
+        raise DatasetExportError("every split is empty: the extract kept no session")
     lines = ["---", "configs:", "- config_name: default", "  data_files:"]
-    for hub in sizes:
+    for hub in present:
         lines += [f"  - split: {hub}", f"    path: data/{hub}-*"]
     lines += ["dataset_info:", "  features:"]
     for field in schema:
         lines += _feature_yaml(field, "  ")
     lines += ["  splits:"]
-    for hub, s in sizes.items():
+    for hub, s in present.items():
         lines += [f"  - name: {hub}", f"    num_bytes: {s['num_bytes']}", f"    num_examples: {s['num_examples']}"]
     lines += [f"  dataset_size: {sum(s['num_bytes'] for s in sizes.values())}",
               "language:", *[f"- {code}" for code in languages], "license: other",
@@ -224,7 +227,8 @@ def dataset_card(schema, sizes: dict, report: dict, roles: str) -> str:
     lines += ["# Reddit conversations", "",
               f"Dialogue sessions (root-to-leaf comment chains) extracted from Pushshift Reddit dumps by reddit-pretrain "
               f"({code}), DialoGPT style. {total:,} sessions: "
-              + ", ".join(f"{hub} {s['num_examples']:,}" for hub, s in sizes.items()) + ".", "",
+              + ", ".join(f"{hub} {s['num_examples']:,}" for hub, s in sizes.items()) + "."
+              + ("" if len(present) == len(sizes) else " An empty split has no files and is not listed above."), "",
               "## Use", "", "```python", "from datasets import load_dataset",
               'ds = load_dataset("<this folder or its Hub name>")',
               'print(ds["train"][0]["messages"])   # [{"role": "user", "content": ...}, {"role": "assistant", ...}]',

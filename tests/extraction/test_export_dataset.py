@@ -107,3 +107,20 @@ def test_export_refuses_a_folder_it_did_not_write_and_an_unfinished_extract(extr
     before = {p.name: p.read_bytes() for p in (first / "data").iterdir()}
     export_dataset(str(extracted / "extract"), str(first))
     assert {p.name: p.read_bytes() for p in (first / "data").iterdir()} == before
+
+
+def test_an_empty_split_is_left_out_and_the_rest_loads(extracted, tmp_path):
+    """A small extract can keep no test session: that split gets no file and no entry in the card
+    (datasets cannot load an empty Parquet split), and the others load."""
+    import shutil
+
+    from datasets import load_dataset
+
+    extract = tmp_path / "extract"
+    shutil.copytree(extracted / "extract", extract)
+    shutil.rmtree(extract / "sessions" / "split=test")
+    sizes = export_dataset(str(extract), str(tmp_path / "dataset"))
+    assert sizes["test"] == {"num_examples": 0, "num_bytes": 0, "files": 0}
+    ds = load_dataset(str(tmp_path / "dataset"))
+    assert set(ds) == {"train", "validation"} and len(ds["validation"]) == sizes["validation"]["num_examples"]
+    assert "split: test" not in (tmp_path / "dataset" / "README.md").read_text()
