@@ -1,6 +1,7 @@
 """The Slurm batch scripts under a real Slurm: munged, slurmctld and slurmd of Debian's slurm-wlm
-started on this machine (a one-node cluster whose configuration and munge key live in a temporary
-folder), both scripts submitted with sbatch as the README shows for CPU nodes, and their outputs
+started on this machine (a cluster of two nodes emulated here, whose configuration and munge key
+live in a temporary folder), both scripts submitted with sbatch as the README shows for CPU nodes,
+on one node and on two, and their outputs
 checked: extraction's sessions and shards against a local run of the same dumps; training through
 a stop signal, Slurm's requeue and a cancel with a resubmission, each continuing from its
 checkpoint with the losses of an uninterrupted run, bitwise.
@@ -28,6 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "scancel", "sinfo")
 SALT = "slurm-test-salt"
+NODES = ("node1", "node2")
 
 
 
@@ -82,24 +84,28 @@ class Slurm:
         (root / "slurm.conf").write_text("\n".join([
             "ClusterName=rptest", f"SlurmctldHost={host}", "SlurmUser=root", "SlurmdUser=root",
             "AuthType=auth/munge", "CredType=cred/munge", f"AuthInfo=socket={socket_path},cred_expire=10",  # a requeued job waits cred_expire (120 s by default)
-            f"SlurmctldPort={free_port()}", f"SlurmdPort={free_port()}",
-            f"StateSaveLocation={root / 'state'}", f"SlurmdSpoolDir={root / 'spool'}",
-            f"SlurmctldPidFile={root / 'slurmctld.pid'}", f"SlurmdPidFile={root / 'slurmd.pid'}",
-            f"SlurmctldLogFile={root / 'log' / 'slurmctld.log'}", f"SlurmdLogFile={root / 'log' / 'slurmd.log'}",
+            f"SlurmctldPort={free_port()}",
+            f"StateSaveLocation={root / 'state'}", f"SlurmdSpoolDir={root / 'spool'}/%n",
+            f"SlurmctldPidFile={root / 'slurmctld.pid'}", f"SlurmdPidFile={root / 'slurmd.%n.pid'}",
+            f"SlurmctldLogFile={root / 'log' / 'slurmctld.log'}", f"SlurmdLogFile={root / 'log' / 'slurmd.%n.log'}",
             "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "MpiDefault=none",
             "SelectType=select/cons_tres", "SelectTypeParameters=CR_CPU_Memory", "SchedulerType=sched/backfill",
             "ReturnToService=2", "AccountingStorageType=accounting_storage/none", "JobCompType=jobcomp/none",
             "JobAcctGatherType=jobacct_gather/none", "MinJobAge=3600", "KillWait=10", "InactiveLimit=0",
-            f"NodeName={host} CPUs={os.cpu_count()} RealMemory={memory_mb} State=UNKNOWN",
+            # Two nodes emulated on this machine (one slurmd each, `slurmd -N`), reached at loopback:
+            # names that do not resolve, as on clusters whose NodeAddr is not the node's name.
+            *[f"NodeName={node} NodeHostname={host} NodeAddr=127.0.0.1 Port={free_port()} CPUs={os.cpu_count()} "
+              f"RealMemory={memory_mb} State=UNKNOWN" for node in NODES],
             "PartitionName=cpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP", ""]))
         self._daemon("slurmctld", "-D", "-c", "-i")
-        self._daemon("slurmd", "-D")
-        self._wait(lambda: "idle" in subprocess.run([self.tools["sinfo"], "-h", "-o", "%T"], env=self.env,
-                                                    capture_output=True, text=True).stdout,
-                   "the Slurm node", root / "log" / "slurmctld.log")
+        for node in NODES:
+            self._daemon("slurmd", "-D", "-N", node)
+        self._wait(lambda: subprocess.run([self.tools["sinfo"], "-h", "-N", "-o", "%T"], env=self.env,
+                                          capture_output=True, text=True).stdout.split() == ["idle"] * len(NODES),
+                   "the Slurm nodes", root / "log" / "slurmctld.log")
 
     def _daemon(self, name: str, *args: str) -> None:
-        log = open(self.root / "log" / f"{name}.out", "w")
+        log = open(self.root / "log" / f"{name}{''.join(a for a in args if a in NODES)}.out", "w")
         self.procs.append(subprocess.Popen([self.tools[name], *args], env=self.env, stdout=log, stderr=subprocess.STDOUT))
 
     def _wait(self, ready, what: str, log: Path, timeout: float = 90) -> None:
@@ -173,52 +179,78 @@ def job_env(**extra) -> dict:
             "PYTHONUNBUFFERED": "1", "REDDIT_PRETRAIN_SALT": SALT, **extra}
 
 
-@pytest.mark.slow
-def test_extract_script_under_slurm_gives_the_local_output(slurm, tmp_path, monkeypatch):
-    import pyarrow.parquet as pq
-
+@pytest.fixture(scope="module")
+def month(tmp_path_factory) -> Path:
+    """A generated month, and the local run of it (ingest, extract) that every Slurm run must equal."""
     from extraction.extract import ExtractConfig, run_extract
     from extraction.ingest import IngestConfig, run_ingest
     from extraction.synth import SynthConfig, write_month
+
+    root = tmp_path_factory.mktemp("slurm-month")
+    write_month(str(root / "dumps"), SynthConfig(comments=6_000, seed=71))
+    os.environ["REDDIT_PRETRAIN_SALT"] = SALT
+    try:
+        run_ingest(IngestConfig(inputs=[f"{root}/dumps/RC_*.zst", f"{root}/dumps/RS_*.zst"], output=str(root / "ingest")))
+        run_extract(ExtractConfig(input=str(root / "ingest"), output=str(root / "extract")))
+    finally:
+        del os.environ["REDDIT_PRETRAIN_SALT"]
+    return root
+
+
+def check_extraction(out: Path, month: Path, tmp_path: Path) -> None:
+    """The Slurm run's sessions, rejects and shards are the local run's bytes (the shards made here
+    with the tokenizer the job trained)."""
+    import pyarrow.parquet as pq
+
     from extraction.tokenize import TokenizeConfig, run_tokenize
 
-    dumps, out = tmp_path / "dumps", tmp_path / "run"
-    write_month(str(dumps), SynthConfig(comments=6_000, seed=71))
-    # As the README shows for one small node, with the job's log and the Spark logs kept here; the
-    # master's configured port is taken (by this test), so Spark binds the next one.
-    with socket.socket() as taken:
-        taken.bind(("0.0.0.0", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        job = slurm.submit("--nodes", "1", "--cpus-per-task", "2", f"--output={tmp_path}/slurm-%x-%j.out",
-                           "jobs/extract_slurm.sbatch", str(dumps), str(out),
-                           env=job_env(LOG_DIR=str(tmp_path / "logs"), VOCAB_SIZE="1000",
-                                       SPARK_MASTER_PORT=str(port), SPARK_MASTER_WEBUI_PORT=str(free_port())))
-        info = slurm.wait_done(job)
-    log = read(info["StdOut"])
-    assert "[slurm] 1 worker(s) registered" in log and "[slurm] done" in log, log[-4000:]
-    assert "Spark master spark://" in log and f":{port} up" not in log
-    assert (tmp_path / "logs" / "spark-master.log").exists()
-
-    monkeypatch.setenv("REDDIT_PRETRAIN_SALT", SALT)
-    run_ingest(IngestConfig(inputs=[f"{dumps}/RC_*.zst", f"{dumps}/RS_*.zst"], output=str(tmp_path / "l-ingest")))
-    run_extract(ExtractConfig(input=str(tmp_path / "l-ingest"), output=str(tmp_path / "l-extract")))
-    run_tokenize(TokenizeConfig(input=str(tmp_path / "l-extract"), output=str(tmp_path / "l-shards"),
-                                tokenizer=str(out / "tokenizer")))
+    run_tokenize(TokenizeConfig(input=str(month / "extract"), output=str(tmp_path / "l-shards"), tokenizer=str(out / "tokenizer")))
     assert pq.read_table(out / "extract" / "sessions").num_rows > 500
-    for table in ("sessions", "rejects"):  # the same bytes as the local run's
-        ours = sorted((out / "extract" / table).rglob("*.parquet"))
-        assert ours and [p.relative_to(out / "extract") for p in ours] == \
-            [p.relative_to(tmp_path / "l-extract") for p in sorted((tmp_path / "l-extract" / table).rglob("*.parquet"))]
-        for path in ours:
-            assert path.read_bytes() == (tmp_path / "l-extract" / path.relative_to(out / "extract")).read_bytes(), path
+    for table in ("sessions", "rejects"):
+        ours = sorted(p.relative_to(out / "extract") for p in (out / "extract" / table).rglob("*.parquet"))
+        assert ours and ours == sorted(p.relative_to(month / "extract") for p in (month / "extract" / table).rglob("*.parquet"))
+        for name in ours:
+            assert (out / "extract" / name).read_bytes() == (month / "extract" / name).read_bytes(), name
     manifest = json.loads((out / "shards" / "manifest.json").read_text())
-    local_manifest = json.loads((tmp_path / "l-shards" / "manifest.json").read_text())
-    assert manifest["splits"] == local_manifest["splits"]
+    assert manifest["splits"] == json.loads((tmp_path / "l-shards" / "manifest.json").read_text())["splits"]
     shard_files = sorted(p.relative_to(out / "shards") for p in (out / "shards" / "shards").rglob("*") if p.is_file())
     assert shard_files
     for name in shard_files:
         assert (out / "shards" / name).read_bytes() == (tmp_path / "l-shards" / name).read_bytes(), name
+
+
+def submit_extract(slurm: Slurm, month: Path, tmp_path: Path, nodes: int, cpus: int, **env) -> tuple[Path, str]:
+    """The README's extraction command for CPU nodes, with the job's log and Spark's logs kept here."""
+    out = tmp_path / "run"
+    job = slurm.submit("--nodes", str(nodes), "--cpus-per-task", str(cpus), f"--output={tmp_path}/slurm-%x-%j.out",
+                       "jobs/extract_slurm.sbatch", str(month / "dumps"), str(out),
+                       env=job_env(LOG_DIR=str(tmp_path / "logs"), VOCAB_SIZE="1000",
+                                   SPARK_MASTER_WEBUI_PORT=str(free_port()), **env))
+    log = read(slurm.wait_done(job)["StdOut"])
+    assert f"[slurm] {nodes} worker(s) registered" in log and "[slurm] done" in log, log[-4000:]
+    assert (tmp_path / "logs" / "spark-master.log").exists()
+    return out, log
+
+
+@pytest.mark.slow
+def test_extract_script_under_slurm_gives_the_local_output(slurm, month, tmp_path):
+    # The master's configured port is taken (by this test), so Spark binds the next one.
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out, log = submit_extract(slurm, month, tmp_path, nodes=1, cpus=2, SPARK_MASTER_PORT=str(port))
+    assert "Spark master spark://" in log and f":{port} up" not in log
+    check_extraction(out, month, tmp_path)
+
+
+@pytest.mark.slow
+def test_extract_script_on_two_nodes(slurm, month, tmp_path):
+    """A master and two workers, one a node: the steps share the allocation (the master's step and
+    the head node's worker), and the output is the same bytes."""
+    out, log = submit_extract(slurm, month, tmp_path, nodes=2, cpus=1, SPARK_MASTER_PORT=str(free_port()))
+    assert "1 cores and" in log, log[-3000:]
+    check_extraction(out, month, tmp_path)
 
 
 def train_losses(out: Path) -> dict[int, float]:
@@ -233,22 +265,33 @@ def last_step(out: Path) -> int:
         return 0
 
 
-@pytest.mark.slow
-def test_train_script_under_slurm_stops_on_its_signal_requeues_and_resumes(slurm, shards_dir, tmp_path):
-    steps = 150
-    overrides = [f"data.shards={shards_dir}", "model=tiny", "trainer=ci", "data.seq_len=64", f"trainer.max_steps={steps}",
+STEPS = 150
+
+
+def submit_train(slurm: Slurm, shards, tmp_path: Path, out: Path, *extra: str, nodes: int = 1) -> str:
+    """The README's training command for CPU nodes: two processes on one node, or one on each of two."""
+    overrides = [f"data.shards={shards}", "model=tiny", "trainer=ci", "data.seq_len=64", f"trainer.max_steps={STEPS}",
                  "trainer.checkpoint_interval=40", "trainer.eval_interval=50", "trainer.keep_last=10",
                  "trainer.tensorboard=false"]
+    return slurm.submit("--gpus-per-node=0", f"--cpus-per-task={2 // nodes}", "--nodes", str(nodes),
+                        f"--output={tmp_path}/slurm-%x-%j.out", "jobs/train_slurm.sbatch", *overrides,
+                        f"trainer.out_dir={out}", *extra, env=job_env(GPUS_PER_NODE=str(2 // nodes)))
 
-    def submit(out: Path, *extra: str) -> str:  # the README's command for CPU nodes
-        return slurm.submit("--gpus-per-node=0", "--cpus-per-task=2", "--nodes", "1", f"--output={tmp_path}/slurm-%x-%j.out",
-                            "jobs/train_slurm.sbatch", *overrides, f"trainer.out_dir={out}", *extra,
-                            env=job_env(GPUS_PER_NODE="2"))
 
-    straight = tmp_path / "straight"
-    slurm.wait_done(submit(straight))
-    expected = train_losses(straight)
-    assert sorted(expected) == list(range(1, steps + 1))
+@pytest.fixture(scope="module")
+def uninterrupted(slurm, shards_dir, tmp_path_factory) -> dict[int, float]:
+    """Every step's loss of a run that nothing stopped (two processes on one node)."""
+    tmp = tmp_path_factory.mktemp("slurm-straight")
+    slurm.wait_done(submit_train(slurm, shards_dir, tmp, tmp / "straight"))
+    losses = train_losses(tmp / "straight")
+    assert sorted(losses) == list(range(1, STEPS + 1))
+    return losses
+
+
+@pytest.mark.slow
+def test_train_script_under_slurm_stops_on_its_signal_requeues_and_resumes(slurm, shards_dir, uninterrupted, tmp_path):
+    def submit(out: Path, *extra: str) -> str:
+        return submit_train(slurm, shards_dir, tmp_path, out, *extra)
 
     # 1. The signal Slurm sends before the time limit (--signal=USR1@300), sent now.
     out = tmp_path / "stopped"
@@ -258,7 +301,7 @@ def test_train_script_under_slurm_stops_on_its_signal_requeues_and_resumes(slurm
     requeued = slurm.wait_for(job, lambda i: int(i["Restarts"]) >= 1 and i["JobState"] == "PENDING", "the requeue")
     log = read(requeued["StdOut"])
     stopped_at = int(re.search(r"stopped by SIGUSR1 at step (\d+)", log).group(1))
-    assert 15 <= stopped_at < steps and "requeueing job" in log
+    assert 15 <= stopped_at < STEPS and "requeueing job" in log
     assert (out / "checkpoints" / f"step_{stopped_at:07d}" / "COMPLETE.json").exists()
     # 2. The requeued run resumes by itself; cancelled (scancel: SIGTERM) after its next checkpoint.
     first_after = (stopped_at // 40 + 1) * 40
@@ -274,7 +317,17 @@ def test_train_script_under_slurm_stops_on_its_signal_requeues_and_resumes(slurm
     log = read(info["StdOut"])
     resumed_from = int(re.search(r"resuming from \S+/step_(\d+)", log).group(1))
     assert resumed_from >= first_after and "[train] done" in log
-    assert train_losses(out) == expected  # every step's loss, bitwise, across the stop, the requeue and the cancel
+    assert train_losses(out) == uninterrupted  # every step's loss, bitwise, across the stop, the requeue and the cancel
+
+
+@pytest.mark.slow
+def test_train_script_on_two_nodes(slurm, shards_dir, uninterrupted, tmp_path):
+    """One trainer on each of two nodes, the rendezvous at the first node's address (NodeAddr): the
+    losses of two processes on one node, bitwise."""
+    info = slurm.wait_done(submit_train(slurm, shards_dir, tmp_path, tmp_path / "two", nodes=2))
+    log = read(info["StdOut"])
+    assert "2 node(s) x 1 process(es)" in log and "rendezvous 127.0.0.1:" in log and "world 2" in log, log[-3000:]
+    assert train_losses(tmp_path / "two") == uninterrupted
 
 
 @pytest.mark.slow
