@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 
+from extraction.extract import DONE_MARKER
 from reddit_pretrain import storage
 
 SPLITS = {"train": "train", "valid": "validation", "test": "test"}
@@ -66,12 +67,11 @@ def MESSAGE_TYPE():  # noqa: N802 (a type, built on first use: pyarrow is import
 
 
 def _split_files(extract: str, split: str) -> list[str]:
-    fs, path = storage.filesystem(storage.join(extract, "sessions", f"split={split}"))
-    if not fs.exists(path):
+    """The split's Parquet files, in name order (none for an empty split)."""
+    try:
+        return storage.expand_inputs([storage.join(extract, "sessions", f"split={split}", "*.parquet")])
+    except FileNotFoundError:
         return []
-    files = sorted(p for p in fs.glob(path.rstrip("/") + "/*.parquet"))
-    protocol = extract.split("://", 1)[0] + "://" if not storage.is_local(extract) else ""
-    return [protocol + p if protocol and not p.startswith(protocol) else p for p in files]
 
 
 def _schema(extract: str):
@@ -107,8 +107,8 @@ def export_dataset(extract: str, out: str, roles: str = "parity", rows_per_file:
         raise DatasetExportError(f"--roles must be one of {', '.join(ROLES)}, not {roles!r}")
     if rows_per_file < 1:
         raise DatasetExportError(f"--rows-per-file must be >= 1, not {rows_per_file}")
-    if not storage.exists(storage.join(extract, "_EXTRACT_DONE.json")):
-        raise DatasetExportError(f"{extract} is not a finished extract (no _EXTRACT_DONE.json): run reddit-pretrain "
+    if not storage.exists(storage.join(extract, DONE_MARKER)):
+        raise DatasetExportError(f"{extract} is not a finished extract (no {DONE_MARKER}): run reddit-pretrain "
                                  "extract to the end first")
     storage.check_writable(out)
     storage.check_replaceable(out, "the dataset export", owned=set(), marker=MARKER, overwrite=overwrite, reads=extract)

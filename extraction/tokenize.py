@@ -264,7 +264,7 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     """Runs the tokenize job; returns the manifest (also ``<output>/manifest.json``)."""
     from extraction.spark import session_for, where
     from extraction.train_tokenizer import resolve_tokenizer
-    from reddit_pretrain.shards import MANIFEST, SHARDS_DIR, manifest_text, new_manifest, token_dtype, write_manifest
+    from reddit_pretrain.shards import MANIFEST, SHARDS_DIR, manifest_text, new_manifest, token_dtype
 
     cfg.validate()
     storage.check_writable(cfg.output)  # before Spark starts: one line, not a late traceback
@@ -331,10 +331,7 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
             code_version=code_version(),
             seconds=round(time.time() - started, 3),
         )
-        if storage.is_local(staging):
-            write_manifest(storage.local_path(staging), manifest)
-        else:
-            storage.write_bytes_atomic(storage.join(staging, MANIFEST), manifest_text(manifest).encode())
+        storage.write_bytes_atomic(storage.join(staging, MANIFEST), manifest_text(manifest).encode())
         staged.commit(finished_utc=int(time.time()))
     print_(f"shards in {cfg.output}; inspect with: reddit-pretrain inspect {cfg.output}")
     return manifest

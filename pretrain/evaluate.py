@@ -239,25 +239,32 @@ def generate(model, tokenizer, prompts: list[list[str]], sample: bool, seed: int
 
 
 def evaluate(model_dir: str, source: str, n_contexts: int = 200, max_sessions: int = 2000, seed: int = 0,
-             untrained: bool = False, max_new_tokens: int = 30) -> dict:
+             untrained: bool = False, max_new_tokens: int = 30) -> list[tuple[str, dict]]:
+    """``[("trained", result)]``, and ``("untrained", result)`` after it with ``untrained``: the
+    test split, its contexts and the human row are read and scored once for both."""
     from pretrain.console import quiet_libraries
 
     quiet_libraries()
     sessions = test_sessions(source)
-    model, tokenizer = load(model_dir, untrained, seed)
     chosen = contexts(sessions, n_contexts, seed)
     if not chosen:
         raise EvaluateError(f"{source}: no test session has two turns or more (a context and a reply)")
     prompts, references = [c for c, _ in chosen], [r for _, r in chosen]
-    greedy = generate(model, tokenizer, prompts, False, seed, max_new_tokens)
-    sampled = generate(model, tokenizer, prompts, True, seed, max_new_tokens)
-    rows = {"greedy": score(greedy, references), "sampled": score(sampled, references), "human": human(references)}
-    return {"model": model_dir, "untrained": untrained, "source": source, "seed": seed,
+    humans = human(references)
+    results = []
+    for name in ("trained", "untrained") if untrained else ("trained",):
+        model, tokenizer = load(model_dir, name == "untrained", seed)
+        greedy = generate(model, tokenizer, prompts, False, seed, max_new_tokens)
+        sampled = generate(model, tokenizer, prompts, True, seed, max_new_tokens)
+        rows = {"greedy": score(greedy, references), "sampled": score(sampled, references), "human": humans}
+        results.append((name, {
+            "model": model_dir, "untrained": name == "untrained", "source": source, "seed": seed,
             "test": perplexity(model, tokenizer, sessions[:max_sessions]),
             "contexts": len(chosen), "multi_reference_contexts": sum(len(r) >= 2 for r in references),
             "references": sum(len(r) for r in references), "rows": rows,
             "examples": [{"context": p[-MAX_HISTORY:], "greedy": g, "sampled": s, "references": r[:3]}
-                         for p, g, s, r in zip(prompts[:5], greedy, sampled, references)]}
+                         for p, g, s, r in zip(prompts[:5], greedy, sampled, references)]}))
+    return results
 
 
 def format_table(results: list[tuple[str, dict]]) -> str:
@@ -328,11 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --contexts, --max-sessions and --max-new-tokens must be >= 1", file=sys.stderr)
         return 2
     try:
-        results = [("trained", evaluate(args.model, args.data, args.contexts, args.max_sessions, args.seed, False,
-                                        args.max_new_tokens))]
-        if args.untrained:
-            results.append(("untrained", evaluate(args.model, args.data, args.contexts, args.max_sessions, args.seed, True,
-                                                  args.max_new_tokens)))
+        results = evaluate(args.model, args.data, args.contexts, args.max_sessions, args.seed, args.untrained,
+                           args.max_new_tokens)
         out = args.out or args.model.rstrip("/") + "-evaluation"
         write(results, out)
     except (EvaluateError, OSError) as err:

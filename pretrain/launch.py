@@ -104,11 +104,17 @@ def init_distributed(backend: str):
     return on_gpu
 
 
+def _signal(name: str) -> signal.Signals | None:
+    """The signal a name such as SIGUSR1 or USR1 names, or None."""
+    full = name.upper() if name.upper().startswith("SIG") else f"SIG{name.upper()}"
+    sig = getattr(signal, full, None)
+    return sig if isinstance(sig, signal.Signals) else None
+
+
 def signal_problem(name: str) -> str | None:
     """Why ``name`` cannot be a stop signal (None when it can): a name such as SIGUSR1 or USR1."""
-    full = name if name.upper().startswith("SIG") else f"SIG{name}"
-    sig = getattr(signal, full.upper(), None)
-    if not isinstance(sig, signal.Signals):
+    sig = _signal(name)
+    if sig is None:
         return f"{name!r} is not a signal name (SIGUSR1, SIGUSR2, SIGTERM, ...)"
     if sig in (signal.SIGKILL, signal.SIGSTOP):
         return f"{name} cannot be caught"
@@ -127,7 +133,7 @@ class StopSignals:
         if threading.current_thread() is not threading.main_thread():
             return
         for name in names:
-            sig = signal.Signals[name.upper() if name.upper().startswith("SIG") else f"SIG{name.upper()}"]
+            sig = _signal(name)
             self._previous[sig] = signal.signal(sig, self._catch)
 
     def _catch(self, signum, frame) -> None:

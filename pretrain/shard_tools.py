@@ -182,13 +182,13 @@ def fetch(source: str, dest: str) -> str:
     import json
 
     from reddit_pretrain import storage
-    from reddit_pretrain.shards import MANIFEST, shard_files, verify_files
+    from reddit_pretrain.shards import MANIFEST, SHARDS_DIR, shard_files, verify_files
 
     if not storage.is_local(dest):
         raise ShardError(f"{dest}: fetch-shards copies to a local or shared folder, not to a URL")
     if not storage.exists(storage.join(source, MANIFEST)):
         raise ShardError(f"{source}: no {MANIFEST} (not a shard set, or its writing did not finish)")
-    storage.check_replaceable(dest, "fetch-shards", owned={MANIFEST, "shards", "tokenizer", "_TOKENIZE_DONE.json"}, reads=source)
+    storage.check_replaceable(dest, "fetch-shards", owned={MANIFEST, SHARDS_DIR, "tokenizer", "_TOKENIZE_DONE.json"}, reads=source)
     tmp = storage.staging_name(dest)
     fs, root = storage.filesystem(source)
     try:

@@ -16,6 +16,7 @@ Besides composing the config, this owns two things every job shares:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -29,6 +30,22 @@ _FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "
 
 PROG: str | None = None
 """The command line's name when a job runs under the ``reddit-pretrain`` command (``reddit_pretrain.command``)."""
+
+
+@contextlib.contextmanager
+def remote_errors_in_one_line():
+    """An object store's missing credentials, bucket or permission (``storage.remote_error``) end
+    the command with one line and exit status 2 instead of a stack trace; any other error passes."""
+    from reddit_pretrain.storage import remote_error
+
+    try:
+        yield
+    except Exception as err:
+        line = remote_error(err)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        sys.exit(2)
 
 
 def prog(default: str) -> str:
@@ -348,21 +365,14 @@ def run_hydra(config_name: str, schema: type, run: Callable[[object], object],
         hc = HydraConfig.get()
         for note in apply_user_picks(cfg, config_name, dict(hc.runtime.choices), list(hc.overrides.task)):
             print(note, file=sys.stderr)
-        try:
-            run(OmegaConf.to_object(cfg))
-        except errors as err:
-            print(f"error: {err}", file=sys.stderr)
-            extra = hint() if hint else None
-            if extra:
-                print(extra, file=sys.stderr)
-            sys.exit(2)
-        except Exception as err:  # an object store's credentials, bucket or permissions: one line too
-            from reddit_pretrain.storage import remote_error
-
-            line = remote_error(err)
-            if line is None:
-                raise
-            print(f"error: {line}", file=sys.stderr)
-            sys.exit(2)
+        with remote_errors_in_one_line():  # the job's own errors first, then an object store's
+            try:
+                run(OmegaConf.to_object(cfg))
+            except errors as err:
+                print(f"error: {err}", file=sys.stderr)
+                extra = hint() if hint else None
+                if extra:
+                    print(extra, file=sys.stderr)
+                sys.exit(2)
 
     _main()

@@ -46,7 +46,7 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from reddit_pretrain import cli, storage
+    from reddit_pretrain import cli
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
@@ -69,14 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = [cli.PROG, *rest]
         module.main()
         return 0
-    try:
+    with cli.remote_errors_in_one_line():
         return module.main([*prefix, *rest]) or 0
-    except Exception as err:  # an object store's credentials, bucket or permissions: one line
-        line = storage.remote_error(err)
-        if line is None:
-            raise
-        print(f"error: {line}", file=sys.stderr)
-        return 2
 
 
 if __name__ == "__main__":

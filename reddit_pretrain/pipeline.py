@@ -195,8 +195,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     from pretrain.evaluate import evaluate, format_table, write
 
     say("evaluating the model and the same model untrained on the test split (DialoGPT's metrics)")
-    evaluations = [(name, evaluate(paths["model"], paths["extract"], n_contexts=100, max_sessions=500, untrained=name == "untrained"))
-                   for name in ("trained", "untrained")]
+    evaluations = evaluate(paths["model"], paths["extract"], n_contexts=100, max_sessions=500, untrained=True)
     write(evaluations, paths["evaluation"])
     summary = {
         "on_topic": topical,

@@ -151,11 +151,12 @@ def replace_dir(src: str, dst: str) -> None:
         return
     # An object store has no folders to rename: every object is copied to its new key, then the
     # old ones deleted (fsspec's recursive mv trips over "folder" keys that do not exist on S3).
-    files = fs.find(src_path)
     if fs.isfile(src_path):
         fs.copy(src_path, dst_path)
-    elif files:
-        fs.copy(files, [dst_path.rstrip("/") + "/" + posixpath.relpath(f, src_path) for f in files])
+    else:
+        files = fs.find(src_path)
+        if files:
+            fs.copy(files, [dst_path.rstrip("/") + "/" + posixpath.relpath(f, src_path) for f in files])
     fs.rm(src_path, recursive=True)
 
 
