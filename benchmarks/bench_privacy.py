@@ -7,7 +7,9 @@
    ``u/name`` mentions (``p_mention``), extracted with privacy on and off (default rules otherwise):
    the planted values found in any stored turn; of the sessions that reach the rules (not dropped
    for their length) and whose response carries a planted value, the share kept, against the share
-   of the other such sessions, and why the rest were dropped; author names and mentions stored verbatim.
+   of the other such sessions, and why the rest were dropped; of the sessions carrying a value that
+   the session rules pass once the value is removed, the share they pass with it masked (a session
+   kept or dropped for its conversation, not for the detail); author names and mentions stored verbatim.
 2. Cost, on the 1M-comment benchmark month (``benchmarks.common.synthetic_month``, ingested once):
    extract with ``privacy.scrub_pii`` and ``privacy.pseudonymize_authors`` on against both off, the
    same SparkSession (``local[2]``), one run each: seconds and the ratio.
@@ -32,13 +34,14 @@ def sessions(folder: Path):
     import pyarrow.dataset as ds
 
     return ds.dataset(str(folder / "sessions"), format="parquet", partitioning="hive").to_table(
-        columns=["session_id", "turns", "authors"])
+        columns=["session_id", "turns", "authors", "subreddit", "over_18", "scores", "has_title"])
 
 
 def rejects(folder: Path):
     import pyarrow.dataset as ds
 
-    return ds.dataset(str(folder / "rejects"), format="parquet").to_table(columns=["session_id", "turns", "drop_reason"])
+    return ds.dataset(str(folder / "rejects"), format="parquet").to_table(
+        columns=["session_id", "turns", "drop_reason", "subreddit", "over_18", "scores", "has_title"])
 
 
 def quality(comments: int, work: Path) -> dict:
@@ -85,7 +88,30 @@ def quality(comments: int, work: Path) -> dict:
         picked = [r for sid, r in zip(table.column("session_id").to_pylist(), table.column("drop_reason").to_pylist()) if sid in carrying]
         return dict(sorted(((r, picked.count(r)) for r in set(picked)), key=lambda kv: -kv[1]))
 
+    # The masked detail against no detail at all: each session carrying a value, judged by the session
+    # rules (their plain-Python references) on its turns as the rules read them (a plain word in each
+    # placeholder's place) and on the same turns with the placeholders removed.
+    from extraction.filters import Rules
+    from extraction.privacy import PII_KINDS
+
+    rules = Rules.load(base.filters)
+    words = {stored: word for _, _, stored, word in PII_KINDS}
+    on_all = pa.concat_tables([runs["on"]["kept"].select(["session_id", "turns", "subreddit", "over_18", "scores", "has_title"]),
+                               runs["on"]["dropped"].select(["session_id", "turns", "subreddit", "over_18", "scores", "has_title"])])
+    pass_removed = pass_masked = 0
+    for row in on_all.to_pylist():
+        if row["session_id"] not in carrying:
+            continue
+        judged = []
+        for replace_with in (lambda p: words[p], lambda p: ""):
+            turns = [re.sub("|".join(map(re.escape, words)), lambda m: replace_with(m.group(0)), t or "") for t in row["turns"]]
+            judged.append(rules.session_reason(turns, row["subreddit"], row["over_18"], row["scores"][-1], row["has_title"]))
+        if judged[1] is None:
+            pass_removed += 1
+            pass_masked += judged[0] is None
     return {
+        "carrying_pii_passing_the_session_rules_with_the_value_removed": pass_removed,
+        "of_those_passing_with_the_value_masked": round(pass_masked / max(1, pass_removed), 4),
         "drop_reasons_carrying_pii_on": reasons("on"), "drop_reasons_carrying_pii_off": reasons("off"),
         "comments": comments, "planted_values": len(values), "planted_found_in_stored_turns_on": found_on,
         "planted_found_in_kept_turns_off": sum(1 for v in values if v in text_off),

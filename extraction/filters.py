@@ -449,17 +449,6 @@ _RULES: list[Rule] = [
          fails=lambda v: v.over_18 | v.subreddit_in(v.rules.nsfw_subreddits),
          explain=lambda row: f"r/{row['subreddit']}, submission over_18 {row['over_18']}",
          load=lambda cfg: {"nsfw_subreddits": _read_set("nsfw_subreddits_path")(cfg)}),
-    Rule("language", "session", "comment turns",
-         "Drops a session whose comment turns are, together, in a language not in ``languages`` with a confidence of at "
-         "least ``language_min_confidence`` (``extraction.language``: a cheap English pass, then CLD2). Turns of fewer "
-         "than ``language_min_letters`` letters are undetermined and count for nothing, so \"lol\" or \"same\" never make "
-         "a session foreign.",
-         (Setting("languages", list[str], ["en"], "ISO 639-1 codes of the languages kept."),
-          Setting("language_min_confidence", float, 0.5, minimum=0, maximum=1),
-          Setting("language_min_letters", int, 20, minimum=1)),
-         check=lambda r, s: r.is_foreign(s.comment_turns), fails=lambda v: v.foreign,
-         load=lambda cfg: {"english_words": _read_set("common_words_path")(cfg)}, validate=_check_language,
-         explain=lambda row: f"language {row.get('language')}, confidence {_round(row.get('language_confidence'))}"),
     Rule("url", "session", "any turn", "DialoGPT 1: a URL in the source or the target.", feature=URL,
          check=lambda r, s: any(s.values(URL)), fails=lambda v: v.any_turn("url")),
     Rule("markup", "session", "response (markup_turns)",
@@ -509,6 +498,18 @@ _RULES: list[Rule] = [
          and (s.response_score or 0) < r.cfg.min_target_score,
          fails=lambda v: (v.response_score_known | ~np.bool_(v.cfg.missing_score_passes)) & (v.response_score < v.cfg.min_target_score),
          explain=lambda row: f"reply score {row['scores'][-1] if row['scores'] else None}"),
+    Rule("language", "session", "comment turns",
+         "Drops a session whose comment turns are, together, in a language not in ``languages`` with a confidence of at "
+         "least ``language_min_confidence`` (``extraction.language``: a cheap English pass, then CLD2). Turns of fewer "
+         "than ``language_min_letters`` letters are undetermined and count for nothing, so \"lol\" or \"same\" never make "
+         "a session foreign. Tried after every other session rule but the classifier (it is the dearer), so a session "
+         "dropped before carries no language.",
+         (Setting("languages", list[str], ["en"], "ISO 639-1 codes of the languages kept."),
+          Setting("language_min_confidence", float, 0.5, minimum=0, maximum=1),
+          Setting("language_min_letters", int, 20, minimum=1)),
+         check=lambda r, s: r.is_foreign(s.comment_turns), fails=lambda v: v.foreign(),
+         load=lambda cfg: {"english_words": _read_set("common_words_path")(cfg)}, validate=_check_language,
+         explain=lambda row: f"language {row.get('language')}, confidence {_round(row.get('language_confidence'))}"),
     Rule("classifier", "session", "response",
          "A classifier of yours as a tagger (``extraction.classifier``): ``classifier_path``, a Hugging Face "
          "text-classification model folder or a fastText ``.bin``, scores each response still kept after the rules "

@@ -180,6 +180,14 @@ def pseudonymize_column(names, salt: str):
 
     names = names.combine_chunks() if isinstance(names, pa.ChunkedArray) else names
     encoded = pc.dictionary_encode(names)
-    key = _key(salt)
-    mapped = pa.array([pseudonym(n, salt, key) for n in encoded.dictionary.to_pylist()], pa.string())
+    keyed = hashlib.blake2b(key=_key(salt), digest_size=8).copy  # the key set up once, copied for each name
+
+    def one(name):
+        if name is None or name in KEPT_AUTHORS:
+            return name
+        h = keyed()
+        h.update(name.lower().encode())
+        return h.hexdigest()
+
+    mapped = pa.array([one(n) for n in encoded.dictionary.to_pylist()], pa.string())
     return pc.take(mapped, encoded.indices)

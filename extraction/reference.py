@@ -150,6 +150,8 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
         if privacy.pseudonymize_authors:
             subs = {k: {**s, "author": pseudonym(s["author"], privacy.salt)} for k, s in subs.items()}
     sessions: dict[str, dict] = {}
+    names = [r.name for r in rules.on("session")]
+    from_language = set(names[names.index("language"):]) if "language" in names else set()
     cycles = cycle_ids(comments)
     for session_id, ids, chain_end in chain_walk(comments, cut, chains, cycles):
         end = by_id[session_id]
@@ -175,8 +177,9 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
         else:
             reason = rules.session_reason([t["read"] or "" for t in turns], end["subreddit"], over_18,
                                           turns[-1]["score"], has_title, thread_comments)
+        # the language rule judges the sessions that reach it (the session rules from it on drop or keep them)
         language, confidence = rules.session_language([t["read"] or "" for t in (turns[1:] if has_title else turns)]) \
-            if filters.language else (None, None)
+            if filters.language and (reason is None or reason in from_language) else (None, None)
         # the classifier judges the sessions that reach it: those it keeps or drops
         classifier_score = rules.classifier.score(turns[-1]["read"] or "") \
             if filters.classifier and reason in (None, "classifier") else None

@@ -36,7 +36,7 @@ from extraction.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, ha
 from extraction.features import (Texts, as_array, combine_hashes, comment_words, is_absent, text_features, text_hashes,
                                  turn_cut, unescape_html)
 from extraction.filters import TURN_RULES, FiltersConfig, Rules
-from extraction.language import comment_languages
+from extraction.language import UNDETERMINED, common_word_counts, languages_of
 from extraction.privacy import KINDS as PII_KINDS, Privacy, pseudonymize_column, scrub_column
 
 COMMENT_COLUMNS = ["id", "link_id", "parent_id", "parent_kind", "subreddit", "author", "body", "score", "created_utc"]
@@ -161,7 +161,7 @@ class SessionView:
 
     def __init__(self, cfg: FiltersConfig, rules: Rules, ext: dict, M: np.ndarray, ends: np.ndarray, feats: dict,
                  subreddit: pa.Array, over_18: np.ndarray, response_score: np.ndarray, response_score_known: np.ndarray,
-                 thread_comments: np.ndarray | None, num_turns: np.ndarray, foreign: np.ndarray | None = None,
+                 thread_comments: np.ndarray | None, num_turns: np.ndarray, common_words: np.ndarray | None = None,
                  texts: pa.Array | None = None, alive=None):
         self.cfg, self.rules, self._ext, self._M, self._ends, self._feats = cfg, rules, ext, M, ends, feats
         self._texts = texts
@@ -170,8 +170,11 @@ class SessionView:
         """``alive()``: the sessions no rule has dropped yet."""
         self.classifier_score = np.full(len(ends), np.nan)
         """The ``classifier`` rule's score of each response it judged (NaN: not judged)."""
-        self.foreign = foreign if foreign is not None else np.zeros(len(ends), dtype=bool)
-        """Sessions in a language the config does not keep (``extraction.language``)."""
+        self._common_words = common_words
+        """Each comment's ``extraction.language.common_word_counts`` (None: the language rule is off)."""
+        self.language = np.full(len(ends), None, dtype=object)
+        self.language_confidence = np.full(len(ends), None, dtype=object)
+        """The ``language`` rule's language and confidence of each session it judged (None: not judged)."""
         self._subreddit = subreddit
         self.over_18 = over_18
         self.response_score = response_score
@@ -204,6 +207,22 @@ class SessionView:
         texts = pc.take(self._texts, pa.array(comments, pa.int64())).to_pylist()
         self.classifier_score[rows] = self.rules.classifier.scores(texts)[inverse]
         return self.classifier_score
+
+    def foreign(self) -> np.ndarray:
+        """Sessions still alive whose comment turns are in a language the config does not keep
+        (``extraction.language``): the letters and CLD2 for those turns alone."""
+        rows = np.flatnonzero(self._alive())
+        foreign = np.zeros(len(self._ends), dtype=bool)
+        if not len(rows):
+            return foreign
+        M, n = self._M[rows], len(self._texts)
+        is_comment = (M >= 0) & (M < n)  # a title (index >= n) has no vote
+        turns = np.unique(M[is_comment])
+        local = np.where(is_comment, np.searchsorted(turns, np.where(is_comment, M, 0)), -1)
+        language = languages_of(self._texts, self._common_words, self.cfg.language_min_letters, turns)
+        lang, conf, foreign[rows] = _session_languages(language, local, len(turns), self.cfg)
+        self.language[rows], self.language_confidence[rows] = lang, conf
+        return foreign
 
     def subreddit_in(self, names: frozenset) -> np.ndarray:
         """Sessions whose subreddit, lower-cased, is in ``names``."""
@@ -244,7 +263,7 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
     long_turn = comment_words(texts) > chains.max_turn_words if chains.max_turn_words else np.zeros(n, dtype=bool)
     timer.lap("turn rules")
     feats = text_features(texts, rules)
-    language = comment_languages(texts, rules.english_words, filters.language_min_letters) if filters.language else None
+    common_words = common_word_counts(texts, rules.english_words) if filters.language else None  # the language's cheap pass
     trigram_hashes, _ = texts.words.trigram_hashes() if filters.bland else (np.zeros(0, np.uint64), None)
     del texts
     grams, gram_counts = np.unique(trigram_hashes, return_counts=True) if filters.bland else (np.zeros(0, np.uint64), np.zeros(0, np.int64))
@@ -361,11 +380,10 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
 
     drop("min_turns", num_turns < chains.min_turns)
     drop("max_turns", (end_code == _TRUNCATED) & (chains.long_chains == "drop"))
-    session_lang, session_conf, foreign = _session_languages(language, M, n, filters)
     view = SessionView(filters, rules, ext, M, ends, feats,
                        pc.take(as_array(comments.column("subreddit")), pa.array(ends, pa.int64())), _np(over_18, False).astype(bool),
                        _np(comments.column("score"), 0)[ends], _np(pc.is_valid(comments.column("score")), False)[ends],
-                       thread_comments, num_turns, foreign, body, lambda: reason == 0)
+                       thread_comments, num_turns, common_words, body, lambda: reason == 0)
     for rule in rules.on("session"):
         drop(rule.name, np.asarray(rule.fails(view), dtype=bool))
     total_words = view.total("n_words")
@@ -430,8 +448,8 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
         "has_title": pa.array(has_title),
         "over_18": over_18,
         "chain_end": pa.array(np.array(CHAIN_ENDS, dtype=object)[end_code], pa.string()),
-        "language": pa.array(session_lang, pa.string()),
-        "language_confidence": pa.array(session_conf, pa.float64()),
+        "language": pa.array(view.language, pa.string()),
+        "language_confidence": pa.array(view.language_confidence, pa.float64()),
         "classifier_score": pa.array(view.classifier_score, pa.float64(), from_pandas=True),
         "drop_reason": pa.array(np.array(REASONS, dtype=object)[reason], pa.string()),
         "split": pa.array(session_split, pa.string()),
@@ -453,12 +471,8 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
 def _session_languages(language, M: np.ndarray, n: int, filters: FiltersConfig):
     """(language, confidence, is it foreign) of each session from its comment turns' languages
     (``extraction.language.session_language``, vectorised over the turn matrix; a title, index >= n,
-    counts for nothing). Nones and no foreign session when the rule is off."""
+    counts for nothing)."""
     ns = len(M)
-    if language is None:
-        return np.full(ns, None, dtype=object), np.full(ns, None, dtype=object), np.zeros(ns, dtype=bool)
-    from extraction.language import UNDETERMINED
-
     codes, confidence, letters = language
     names, code_index = np.unique(np.append(codes, UNDETERMINED).astype(str), return_inverse=True)
     und = int(np.searchsorted(names, UNDETERMINED))

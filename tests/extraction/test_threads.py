@@ -273,7 +273,7 @@ def test_every_rule_drops_a_hand_written_session_as_the_reference_does():
     rows += [comment("L17a", "L17", link="L17", body="a lone top-level comment")]
     rows += [comment(f"L18{i}", f"L18{i - 1}" if i else "L18", link="L18") for i in range(8)]
     rows += thread("L19", "it is fine but few")
-    rows += thread("L20", "Je ne suis pas d'accord avec toi, mais c'est vraiment une bonne idée.",
+    rows += thread("L20", "Je ne suis pas d'accord avec toi, mais il a vraiment une bonne idée.",
                    context="Quelqu'un sait où on peut acheter ça ? Merci pour le partage.")  # the language rule
     pasta = ("my grandfather told me this story when i was a boy and i have never forgotten a single word of it since "
              "that long summer we spent at the lake house by the old mill")
