@@ -15,7 +15,7 @@ import io
 import os
 import re
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import zstandard
 
@@ -38,6 +38,9 @@ class DumpReadError(RuntimeError):
         super().__init__(
             f"cannot read dump {path!r}: {cause} (after {line_number} complete lines)"
         )
+
+    def __reduce__(self):  # crosses from a worker process intact
+        return type(self), (self.path, self.line_number, self.cause)
 
 
 @dataclass(frozen=True)
@@ -108,14 +111,25 @@ class LineBlock:
     lines: list[bytes]
     compressed_bytes_read: int  # cumulative, at the end of this block
     decompressed_bytes_read: int  # cumulative, at the end of this block
+    skipped: int = 0
+    """Lines of a block ``iter_line_blocks`` was told not to split (``lines`` is then empty)."""
+
+    @property
+    def num_lines(self) -> int:
+        return self.skipped or len(self.lines)
 
 
 def iter_line_blocks(
     path: str,
     read_size_bytes: int = DEFAULT_READ_SIZE_BYTES,
     max_window_bytes: int = ZSTD_MAX_WINDOW_BYTES,
+    wanted: Callable[[int], bool] | None = None,
 ) -> Iterator[LineBlock]:
     """Streams a ``.zst`` NDJSON file as blocks of complete lines.
+
+    ``wanted(compressed bytes read at the block's end)``: when it says no, the block's lines are
+    only counted, not split (``LineBlock.skipped``): a task that parses one piece of a file reads
+    past the others at the speed of decompression.
 
     Each step decompresses at most ``read_size_bytes`` of output, so a block is bounded however
     well the data compresses. Concatenated frames are read one after the other. Raises
@@ -140,6 +154,15 @@ def iter_line_blocks(
                 if not chunk:
                     break
                 decompressed += len(chunk)
+                if wanted is not None and not wanted(walker.bytes_read):
+                    count = chunk.count(b"\n")
+                    if count:
+                        pending = chunk[chunk.rindex(b"\n") + 1:]
+                        yield LineBlock(line_number, [], walker.bytes_read, decompressed, skipped=count)
+                        line_number += count
+                    else:
+                        pending += chunk
+                    continue
                 lines = (pending + chunk).split(b"\n") if pending else chunk.split(b"\n")
                 pending = lines.pop()
                 if lines:

@@ -2,18 +2,29 @@
 
     python -m extraction.ingest 'inputs=[/data/RC_2015-01.zst,/data/RS_2015-01.zst]' output=out/ingest
 
-How the work is spread: a dump is one zstd frame and cannot be split, so each input file is one
-Spark task (files run in parallel across executors, largest first; Spark schedules, retries and
-reports them). Inside a task the file is streamed in bounded blocks (``extraction.dumps``), each
-block parsed into Arrow columns (``extraction.records``) and written straight to Parquet by
+How the work is spread: files run in parallel across executors, largest first (Spark schedules,
+retries and reports the tasks). A task streams its file in bounded blocks (``extraction.dumps``),
+each block parsed into Arrow columns (``extraction.records``) and written straight to Parquet by
 pyarrow, partitioned by month, as datatrove's writers do: rows never cross into the JVM, which
-measured 2x faster than handing Arrow batches to Spark's own Parquet writer
-(BENCHMARKS.md). Only one line of counters per file comes back to the driver.
+measured 2x faster than handing Arrow batches to Spark's own Parquet writer (BENCHMARKS.md).
+Only one line of counters per task comes back to the driver.
+
+One big dump (a per-subreddit dump of 100+ GB) need not wait for one core: a zstd frame cannot be
+entered in the middle, but decompression runs about 10x faster than parsing, so ``pieces_per_file``
+tasks read the same file, each decompressing it from the start, counting the lines of the blocks
+before its share without splitting or parsing them, parsing the blocks of its share (a block
+belongs to the piece in whose equal share of the compressed bytes it ends: ``piece_of``) and
+stopping at the next. Automatic by default: each file gets its share of the cores, so a lone dump
+is parsed on all of them and a month of many dumps runs one task a file as before. The pieces
+write ``part-<file>-<piece>-<sequence>.parquet``, which sort in line order, so a bucket's files
+read in name order give the rows of one task in the same order (and the extract job the same
+bytes); their counters add up to the file's line of the report. The in-process runner parses
+pieces in as many worker processes as its master's cores (``local[N]``).
 
 Small inputs (under ``spark.in_process_below_bytes``, local master) run the same task function in
 this process, without starting Spark (``extraction.spark.session_for``): the same files, the same bytes.
 
-File names are deterministic (``part-<file index>-<sequence>.parquet``) and each file appears
+File names are deterministic (``part-<file index>[-<piece>]-<sequence>.parquet``) and each file appears
 by rename, so a retried or speculative task writes the same names with the same bytes.
 
 Re-runs: everything is written under ``<output>/_staging-<run id>/`` and moved into place table
@@ -79,6 +90,12 @@ class IngestConfig:
     """Caps Parquet file size: a 40 GB month becomes many files, not one."""
     progress_interval_s: float = 15.0
     """Seconds between progress lines from each running file."""
+    pieces_per_file: int = 0
+    """Tasks that parse one dump, each its own share of the file (decompression, about 10x faster
+    than parsing, is repeated up to each share). 0: automatic, each file its share of the cores
+    (a single big dump on all of them, many dumps one task each), at most 16; 1: one task a file."""
+    piece_min_bytes: int = 16 << 20
+    """A piece is at least this many compressed bytes: smaller dumps are one task."""
     thread_buckets: int = 0
     """Comments and submissions are written bucketed by thread (``bucket=NNNNN`` folders), so the
     extract job reads whole threads without a shuffle; one extract task per bucket. 0 picks a
@@ -95,6 +112,10 @@ class IngestConfig:
             raise IngestError(f"on_corrupt_file must be 'fail' or 'record', not {self.on_corrupt_file!r}")
         if self.read_size_bytes < 1024:
             raise IngestError("read_size_bytes must be at least 1024")
+        if not 0 <= self.pieces_per_file <= MAX_PIECES:
+            raise IngestError(f"pieces_per_file must be between 0 (automatic) and {MAX_PIECES}")
+        if self.piece_min_bytes < 1:
+            raise IngestError("piece_min_bytes must be positive")
         if not 0 <= self.thread_buckets <= 65_536:
             raise IngestError("thread_buckets must be between 0 (automatic) and 65536")
 
@@ -119,8 +140,10 @@ class _PartitionedParquet:
     (``month=YYYY-MM/bucket=NNNNN``), rolled at a row limit."""
 
     def __init__(self, table_dir: str, file_index: int, schema: pa.Schema, max_rows_per_file: int, partition: bool,
-                 buckets: int = 1, bucket_key: str | None = None):
+                 buckets: int = 1, bucket_key: str | None = None, piece: int | None = None):
         self.table_dir = table_dir
+        self.stem = f"part-{file_index:06d}" + (f"-{piece:03d}" if piece is not None else "")
+        """``part-<file>[-<piece>]``: names sort in line order (a piece's rows follow the piece before)."""
         self.buckets = buckets
         self.bucket_key = bucket_key
         self.file_index = file_index
@@ -165,7 +188,7 @@ class _PartitionedParquet:
         if state is None:
             sequence = self._sequence.get(folder, 0)
             self._sequence[folder] = sequence + 1
-            name = f"part-{self.file_index:06d}-{sequence:04d}.parquet"
+            name = f"{self.stem}-{sequence:04d}.parquet"
             final = storage.join(self.table_dir, folder, name) if folder else storage.join(self.table_dir, name)
             fs, path = storage.filesystem(final)
             fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
@@ -194,13 +217,28 @@ class _PartitionedParquet:
             raise first
 
 
-def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str | None = None) -> dict:
+def piece_of(compressed_bytes_read: int, pieces: int, size: int) -> int:
+    """The piece a block belongs to, from the compressed bytes read at its end: piece ``p`` of
+    ``pieces`` holds the blocks that end in the p-th equal share of the file's ``size`` bytes."""
+    return min(pieces - 1, max(0, compressed_bytes_read - 1) * pieces // max(1, size))
+
+
+def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str | None = None,
+                piece: int = 0, pieces: int = 1, size: int = 0) -> dict:
     """Streams one dump (``kind`` RC or RS; from its name when not given) into Parquet rows and
-    rejects under ``settings.staging``; returns its counters."""
+    rejects under ``settings.staging``; returns its counters.
+
+    ``pieces`` > 1: this task parses only the blocks of piece ``piece`` (``piece_of``, ``size`` the
+    file's compressed bytes): it decompresses the file from its start (a zstd frame cannot be
+    entered in the middle), counts the lines of the pieces before without splitting or parsing
+    them, parses its own, and stops at the next piece. The pieces' counters add up to the file's."""
     name = parse_dump_name(path)
     kind = kind or (name.kind if name else "RC")
-    source = path.rsplit("/", 1)[-1]
+    file_name = path.rsplit("/", 1)[-1]
+    source = file_name + (f" (piece {piece + 1} of {pieces})" if pieces > 1 else "")
     stats = {
+        "piece": piece,
+        "pieces": pieces,
         "file_index": file_index,
         "path": path,
         "kind": kind,
@@ -216,17 +254,26 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str |
     }
     file_month = name.month if name else None  # per-subreddit dumps span many months
     started = last_progress = time.time()
+    named_piece = piece if pieces > 1 else None
     rows = _PartitionedParquet(storage.join(settings.staging, TABLES[kind]), file_index, SCHEMAS[kind],
                                settings.max_records_per_file, partition=True, buckets=settings.thread_buckets,
-                               bucket_key="link_id" if kind == "RC" else "id")
+                               bucket_key="link_id" if kind == "RC" else "id", piece=named_piece)
     rejects = _PartitionedParquet(storage.join(settings.staging, "rejects"), file_index, REJECT_SCHEMA,
-                                  settings.max_records_per_file, partition=False)
+                                  settings.max_records_per_file, partition=False, piece=named_piece)
+    wanted = (lambda read: piece_of(read, pieces, size) == piece) if pieces > 1 else None
+    before = 0  # decompressed bytes of the pieces before this one
     try:
-        for block in iter_line_blocks(path, settings.read_size_bytes, settings.max_window_bytes):
-            result = parse_block(kind, source, block.first_line_number, block.lines)
+        for block in iter_line_blocks(path, settings.read_size_bytes, settings.max_window_bytes, wanted):
+            owner = piece_of(block.compressed_bytes_read, pieces, size) if pieces > 1 else 0
+            if owner < piece:
+                before = block.decompressed_bytes_read
+                continue
+            if owner > piece:
+                break
+            result = parse_block(kind, file_name, block.first_line_number, block.lines)
             stats["lines"] += len(block.lines)
             stats["compressed_bytes"] = block.compressed_bytes_read
-            stats["decompressed_bytes"] = block.decompressed_bytes_read
+            stats["decompressed_bytes"] = block.decompressed_bytes_read - before
             if file_month is not None and result.rows.num_rows:
                 # Kept, in the partition of their own month, and counted: a 2006 comment inside RC_2015-06.
                 outside = pc.sum(pc.invert(pc.equal(pc.fill_null(result.rows.column("month"), ""), file_month))).as_py()
@@ -260,7 +307,8 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str |
 
 
 def _ingest_task(settings: _TaskSettings, task: dict) -> tuple[dict, None]:
-    return ingest_file(task["file_index"], task["path"], settings, task.get("kind")), None
+    return ingest_file(task["file_index"], task["path"], settings, task.get("kind"), task.get("piece", 0),
+                       task.get("pieces", 1), task.get("size", 0)), None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,14 +321,66 @@ def spark_ddl(schema: pa.Schema) -> str:
     return ", ".join(f"`{f.name}` {names[f.type]}" for f in schema)
 
 
-def ingest_files(spark, files: list[tuple[int, str]], settings: _TaskSettings, kinds: dict[str, str] | None = None) -> list[dict]:
-    """Runs one task per (file_index, path) dump (``spark.run_tasks``); returns each file's counters."""
+def ingest_files(spark, files: list[tuple[int, str]], settings: _TaskSettings, kinds: dict[str, str] | None = None,
+                 pieces: dict[str, int] | None = None, sizes: dict[str, int] | None = None, workers: int = 1) -> list[dict]:
+    """Runs one task per piece of each (file_index, path) dump (``spark.run_tasks``; ``pieces`` per
+    path, 1 when absent; ``workers``: processes of the in-process runner); returns each file's
+    counters, its pieces' added up."""
     import functools
 
     from extraction.spark import run_tasks
 
-    tasks = [{"file_index": i, "path": p, "kind": (kinds or {}).get(p)} for i, p in files]
-    return [stats for stats, _ in run_tasks(spark, f"ingest {len(files)} dumps", tasks, functools.partial(_ingest_task, settings))]
+    pieces, sizes = pieces or {}, sizes or {}
+    tasks = [{"file_index": i, "path": p, "kind": (kinds or {}).get(p), "piece": k, "pieces": pieces.get(p, 1),
+              "size": sizes.get(p, 0)}
+             for i, p in files for k in reversed(range(pieces.get(p, 1)))]  # a file's last piece reads longest: first
+    results = run_tasks(spark, f"ingest {len(files)} dumps ({len(tasks)} tasks)", tasks,
+                        functools.partial(_ingest_task, settings), workers=workers)
+    return merge_pieces([stats for stats, _ in results])
+
+
+def merge_pieces(per_piece: list[dict]) -> list[dict]:
+    """One line of counters per file from its pieces' (in the order the files first appear)."""
+    files: dict[int, dict] = {}
+    for stats in sorted(per_piece, key=lambda s: (s["file_index"], s.get("piece", 0))):
+        merged = files.get(stats["file_index"])
+        if merged is None:
+            files[stats["file_index"]] = {**stats, "rejects_by_reason": dict(stats["rejects_by_reason"]),
+                                          "piece_seconds": [stats["seconds"]]}
+            continue
+        merged["piece_seconds"].append(stats["seconds"])
+        for key in ("lines", "rows", "rejects", "decompressed_bytes", "rows_outside_file_month"):
+            merged[key] += stats[key]
+        for reason, n in stats["rejects_by_reason"].items():
+            merged["rejects_by_reason"][reason] = merged["rejects_by_reason"].get(reason, 0) + n
+        merged["compressed_bytes"] = max(merged["compressed_bytes"], stats["compressed_bytes"])
+        merged["seconds"] = max(merged["seconds"], stats["seconds"])
+        if merged["status"] == "ok" and stats["status"] != "ok":
+            merged["status"], merged["error"] = stats["status"], stats["error"]
+    order = list(dict.fromkeys(s["file_index"] for s in per_piece))
+    out = []
+    for index in order:
+        merged = files[index]
+        merged.pop("piece", None)
+        if merged["pieces"] == 1:
+            merged.pop("piece_seconds")
+        out.append(merged)
+    return out
+
+
+def pieces_per_file(infos: list[dict], cores: int, setting: int, min_bytes: int) -> dict[str, int]:
+    """How many tasks parse each file: ``setting`` when given (capped so a piece is at least
+    ``min_bytes`` compressed), else the file's share of the ``cores`` (a file of half the input
+    bytes gets half the cores), at most 16 (each piece decompresses the file up to its own part)."""
+    total = sum(i["size"] for i in infos) or 1
+    out = {}
+    for info in infos:
+        wanted = setting if setting else round(cores * info["size"] / total)
+        out[info["path"]] = max(1, min(wanted, MAX_PIECES, info["size"] // max(1, min_bytes)))
+    return out
+
+
+MAX_PIECES = 16
 
 
 BUCKET_TARGET_BYTES = 16 << 20
@@ -339,7 +439,7 @@ def _clear_error(exc: BaseException) -> IngestError | None:
 
 def run_ingest(cfg: IngestConfig, spark=None) -> dict:
     """Runs the ingest job and returns its report (also written to ``<output>/ingest_report.json``)."""
-    from extraction.spark import cores, session_for, where
+    from extraction.spark import cores, local_cores, session_for, where
 
     cfg.validate()
     storage.check_writable(cfg.output)  # before Spark starts: one line, not a late traceback
@@ -371,16 +471,23 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
         settings = _TaskSettings(staging, cfg.read_size_bytes, cfg.max_window_bytes, cfg.on_corrupt_file,
                                  cfg.progress_interval_s, cfg.max_records_per_file, buckets)
         started = time.time()
-        print_(f"{len(files)} files -> {output}, {where(spark)}")
+        workers = cores(spark) if spark is not None else local_cores(cfg.spark)
+        pieces = pieces_per_file(infos, workers, cfg.pieces_per_file, cfg.piece_min_bytes)
+        if spark is None and max(pieces.values(), default=1) == 1:
+            workers = 1  # small dumps, one task each: starting worker processes costs more than it saves
+        split = {p.rsplit("/", 1)[-1]: k for p, k in pieces.items() if k > 1}
+        print_(f"{len(files)} files -> {output}, {where(spark, workers)}"
+               + (f"; parsed in pieces: {', '.join(f'{n} {k}' for n, k in sorted(split.items()))}" if split else ""))
         try:
-            per_file = ingest_files(spark, _order_for_scheduling(infos), settings, kinds)
+            per_file = ingest_files(spark, _order_for_scheduling(infos), settings, kinds, pieces,
+                                    {i["path"]: i["size"] for i in infos}, workers)
         except Exception as exc:  # Spark wraps executor errors; surface ours by name
             clear = _clear_error(exc)
             if clear is not None:
                 raise clear from None
             raise
         seconds = time.time() - started
-        report = build_report(per_file, seconds, cores(spark))
+        report = build_report(per_file, seconds, workers)
         report["thread_buckets"] = buckets
         storage.remove_unfinished(staging)  # parts of attempts Spark killed or retried
         _check_counts(staging, report)

@@ -180,10 +180,11 @@ def session_for(cfg: SparkConfig, input_bytes: int, spark=None):
     return build_spark(cfg)
 
 
-def where(spark) -> str:
-    """Where a job's tasks run, for its progress line."""
+def where(spark, workers: int = 1) -> str:
+    """Where a job's tasks run, for its progress line (``workers``: processes of the in-process runner)."""
     if spark is None:
-        return "in this process (a small input: no Spark; spark.in_process_below_bytes)"
+        pool = f", {workers} worker processes" if workers > 1 else ""
+        return f"in this process (a small input: no Spark; spark.in_process_below_bytes{pool})"
     return f"on Spark {spark.sparkContext.master} ({spark.sparkContext.defaultParallelism} cores)"
 
 
@@ -191,15 +192,38 @@ def cores(spark) -> int:
     return 1 if spark is None else spark.sparkContext.defaultParallelism
 
 
-def run_tasks(spark, description: str, tasks: list[dict], fn: Callable[[dict], tuple[dict, bytes | None]]) -> list[tuple[dict, bytes | None]]:
-    """Runs ``fn(task)`` for each task dict, one Spark task each (one Spark job), or one after the
-    other in this process when ``spark`` is None; returns the (JSON result, bytes) pairs in the
-    order of ``tasks`` (Spark collects partitions in order). The rows the tasks work on never pass
-    through Spark: the tasks read and write files themselves."""
+def local_cores(cfg: SparkConfig) -> int:
+    """The cores a local master gives (``local``: 1, ``local[N]``/``local[N,F]``: N, ``local[*]``:
+    this machine's); 1 for any other master."""
+    import re
+
+    match = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\d+)?\])?", cfg.master or "")
+    if not match:
+        return 1
+    if match.group(1) == "*":
+        return os.cpu_count() or 1
+    return int(match.group(1) or 1)
+
+
+def run_tasks(spark, description: str, tasks: list[dict], fn: Callable[[dict], tuple[dict, bytes | None]],
+              workers: int = 1) -> list[tuple[dict, bytes | None]]:
+    """Runs ``fn(task)`` for each task dict, one Spark task each (one Spark job), or in this process
+    when ``spark`` is None (one after the other, or in a pool of ``workers`` fresh processes);
+    returns the (JSON result, bytes) pairs in the order of ``tasks`` (Spark collects partitions in
+    order). The rows the tasks work on never pass through Spark: the tasks read and write files
+    themselves."""
     if not tasks:
         return []
     if spark is None:
-        return [fn(json.loads(json.dumps(task))) for task in tasks]
+        tasks = [json.loads(json.dumps(task)) for task in tasks]
+        if workers > 1 and len(tasks) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn: a fresh interpreter, not a fork of one whose threads (Arrow's, a JVM's) may hold locks
+            with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn")) as pool:
+                return list(pool.map(fn, tasks))
+        return [fn(task) for task in tasks]
     import pyarrow as pa
 
     schema = pa.schema([("result", pa.string()), ("blob", pa.binary())])

@@ -61,6 +61,20 @@ def test_line_numbers_and_byte_counts(tmp_path):
     assert blocks[-1].compressed_bytes_read == os.path.getsize(path)
 
 
+def test_blocks_not_wanted_are_counted_and_the_rest_split_as_before(tmp_path):
+    data = ("\n".join(LINES * 500)).encode()  # the last line has no newline
+    path = tmp_path / "RC_2015-01.zst"
+    write_zst(path, data)
+    every = list(iter_line_blocks(str(path), read_size_bytes=1024))
+    middle = every[len(every) // 2].compressed_bytes_read
+    some = list(iter_line_blocks(str(path), read_size_bytes=1024, wanted=lambda read: read >= middle))
+    assert [b.first_line_number for b in some] == [b.first_line_number for b in every]
+    assert [b.num_lines for b in some] == [b.num_lines for b in every]
+    assert [b.lines for b in some if b.compressed_bytes_read >= middle] == \
+        [b.lines for b in every if b.compressed_bytes_read >= middle]  # a line split across the cut stays whole
+    assert all(not b.lines and b.skipped for b in some if b.compressed_bytes_read < middle)
+
+
 def test_final_line_without_newline_is_kept(tmp_path):
     path = tmp_path / "RC_2015-01.zst"
     write_zst(path, b'{"a":1}\n{"b":2}')

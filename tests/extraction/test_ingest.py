@@ -299,3 +299,86 @@ def test_a_full_disk_is_one_line_and_gives_its_space_back(dumps, tmp_path, small
                              f"output={disk / 'out'}"], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: no space left on {disk} (tmpfs) writing ")
+
+
+def _rows_in_file_order(path):
+    """A table's rows as the extract job reads a bucket: its files in name order, rows in file order."""
+    import pyarrow.parquet as pq
+
+    files = sorted(str(p.relative_to(path)) for p in path.rglob("*.parquet"))
+    return [(f.rsplit("/", 1)[0] if "/" in f else "", row) for f in files for row in pq.read_table(path / f).to_pylist()]
+
+
+def _same_as_one_task(folder, tmp_path, spark=None, **kw):
+    inputs = [folder / "RC_2015-01.zst", folder / "RS_2015-01.zst"]
+    one = ingest(spark, inputs, tmp_path / "one", pieces_per_file=1)
+    many = ingest(spark, inputs, tmp_path / "many", piece_min_bytes=1024, **kw)
+    for name in ("comments", "submissions", "rejects"):
+        assert _rows_in_file_order(tmp_path / "many" / name) == _rows_in_file_order(tmp_path / "one" / name), name
+    strip = lambda report: [{k: v for k, v in f.items() if k not in ("seconds", "pieces", "piece_seconds")} for f in report["files"]]  # noqa: E731
+    assert strip(many) == strip(one) and many["totals"] == one["totals"]
+    return one, many
+
+
+def test_one_dump_parsed_in_pieces_gives_the_rows_of_one_task_in_the_same_order(dumps, tmp_path):
+    folder, stats = dumps
+    one, many = _same_as_one_task(folder, tmp_path, pieces_per_file=5, read_size_bytes=64 << 10)
+    assert {f["path"].rsplit("/", 1)[-1]: f["pieces"] for f in many["files"]} == {"RC_2015-01.zst": 5, "RS_2015-01.zst": 5}
+    names = {p.name for p in (tmp_path / "many" / "comments").rglob("*.parquet")}
+    assert {n.split("-")[2] for n in names} == {f"{k:03d}" for k in range(5)}  # every piece wrote rows
+    assert many["totals"]["lines"] == stats.comments + stats.submissions
+    # the extract job reads the same rows in the same order: the same bytes
+    from extraction.extract import ExtractConfig, run_extract
+
+    outputs = {}
+    for name in ("one", "many"):
+        run_extract(ExtractConfig(input=str(tmp_path / name), output=str(tmp_path / f"extract_{name}")))
+        outputs[name] = {str(p.relative_to(tmp_path / f"extract_{name}")): p.read_bytes()
+                         for p in (tmp_path / f"extract_{name}").rglob("*.parquet")}
+    assert outputs["one"] == outputs["many"]
+
+
+def test_automatic_pieces_follow_the_cores_and_the_sizes():
+    from extraction.ingest import pieces_per_file
+
+    infos = [{"path": "big", "size": 600 << 20}, {"path": "small", "size": 20 << 20}]
+    assert pieces_per_file(infos, 2, 0, 16 << 20) == {"big": 2, "small": 1}
+    assert pieces_per_file(infos, 1, 0, 16 << 20) == {"big": 1, "small": 1}  # one core: one task a file, as before
+    assert pieces_per_file(infos, 64, 0, 16 << 20) == {"big": 16, "small": 1}  # at most 16; a piece >= 16 MiB
+    assert pieces_per_file([{"path": f"m{i}", "size": 100 << 20} for i in range(8)], 8, 0, 16 << 20) == \
+        {f"m{i}": 1 for i in range(8)}  # many dumps: one task each
+    assert pieces_per_file(infos, 2, 4, 16 << 20) == {"big": 4, "small": 1}  # asked for: still >= 16 MiB a piece
+
+
+def test_a_truncated_dump_in_pieces_keeps_the_lines_before_the_damage(dumps, tmp_path):
+    folder, _ = dumps
+    broken = tmp_path / "in" / "RC_2015-03.zst"
+    broken.parent.mkdir()
+    data = (folder / "RC_2015-01.zst").read_bytes()
+    broken.write_bytes(data[: len(data) * 2 // 3])
+    reports = [ingest(None, [broken], tmp_path / f"out{k}", on_corrupt_file="record", pieces_per_file=k,
+                      piece_min_bytes=1024, read_size_bytes=64 << 10) for k in (1, 4)]
+    files = [r["files"][0] for r in reports]
+    assert files[0]["status"] == files[1]["status"] == "failed" and files[0]["error"] == files[1]["error"]
+    assert files[0]["lines"] == files[1]["lines"] > 0 and files[0]["rows"] == files[1]["rows"]
+    with pytest.raises(IngestError, match=r"RC_2015-03\.zst.*truncated"):
+        ingest(None, [broken], tmp_path / "out_fail", pieces_per_file=4, piece_min_bytes=1024)
+
+
+def test_the_in_process_runner_parses_pieces_in_worker_processes(dumps, tmp_path):
+    from extraction.spark import SparkConfig
+
+    folder, _ = dumps
+    cfg = SparkConfig(master="local[2]", in_process_below_bytes=1 << 40)
+    reports = {}
+    for name, kw in (("one", {"pieces_per_file": 1}), ("two", {"pieces_per_file": 2, "piece_min_bytes": 1024})):
+        reports[name] = run_ingest(IngestConfig(inputs=[str(folder / "RC_2015-01.zst")], output=str(tmp_path / name),
+                                                spark=cfg, **kw))
+    assert reports["two"]["cores"] == 2 and reports["one"]["cores"] == 1  # one task: no worker processes
+    assert _rows_in_file_order(tmp_path / "two" / "comments") == _rows_in_file_order(tmp_path / "one" / "comments")
+
+
+@pytest.mark.slow
+def test_pieces_on_spark_give_the_rows_of_one_task(dumps, tmp_path, spark):
+    folder, _ = dumps
+    _same_as_one_task(folder, tmp_path, spark, pieces_per_file=3)
