@@ -135,8 +135,12 @@ def pairs_vs_truth(judged: list[str], response: dict, sample: int, filters) -> d
                       "band_index": pa.array(np.tile(np.arange(keys.shape[1]), len(present)).astype(np.int8))}, schema=ND_BANDS)
     candidates, same = near_duplicate_pairs(bands, filters.near_duplicate_max_group, t)
     text_of = dict(zip(ids, neardup.normalize(texts).to_pylist()))  # (verify_pairs reads normalised texts)
-    with_texts = candidates.append_column("a_text", pa.array([text_of[a] for a in candidates.column("a").to_pylist()])) \
-        .append_column("b_text", pa.array([text_of[b] for b in candidates.column("b").to_pylist()]))
+    sketch_of = dict(zip(names.to_pylist(), (row.tobytes() for row in neardup.sketch(sig))))
+    with_texts = candidates
+    for side in ("a", "b"):
+        members = with_texts.column(side).to_pylist()
+        with_texts = with_texts.append_column(f"{side}_text", pa.array([text_of[x] for x in members], pa.string())) \
+            .append_column(f"{side}_sketch", pa.array([sketch_of[x] for x in members], pa.binary()))
     verified = pa.concat_tables([verify_pairs(with_texts, k, t), same])
     seconds = time.time() - started
     links = list(zip(verified.column("a").to_pylist(), verified.column("b").to_pylist()))

@@ -173,9 +173,13 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         near, near_results = None, []
         if cfg.filters.near_duplicate:
             buckets = [{"bucket": r["bucket"]} for r, _ in built]
-            near_results += job("near duplicates: texts", buckets, functools.partial(_near_texts_task, settings))
-            checked = job("near duplicates: verify", buckets, functools.partial(_near_verify_task, settings))
-            (near, _), = job("near duplicates: clusters", [{"buckets": [r["bucket"] for r, _ in built]}],
+            candidates = sum(r.get("near_pairs", 0) for r, _ in reduced)
+            checked = []
+            if candidates:  # (no candidate pair in the whole corpus: nothing to look up or verify)
+                near_results += job("near duplicates: texts", buckets, functools.partial(_near_texts_task, settings))
+                checked = job("near duplicates: verify", buckets, functools.partial(_near_verify_task, settings))
+            (near, _), = job("near duplicates: clusters", [{"buckets": [r["bucket"] for r, _ in built],
+                                                            "verified": bool(candidates)}],
                              functools.partial(_near_clusters_task, settings))
             near_results += checked + [(near, None)]
             say(f"   near duplicates: {sum(r['pairs'] for r, _ in checked):,} candidate pairs, "
@@ -389,6 +393,8 @@ def _corpus_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
         exchange.write_partitioned(_work_file(settings, "nd_pairs", r), pairs, _np(pairs.column("a_bucket")), settings.buckets)
         exchange.write_table(_work_file(settings, "nd_same", r), same)
         timer.lap("near duplicates: pairs")
+        return {"reducer": r, "frequent": len(frequent), "duplicates": dropped.num_rows, "near_pairs": pairs.num_rows,
+                "seconds": timer.seconds}, frequent.tobytes()
     return {"reducer": r, "frequent": len(frequent), "duplicates": dropped.num_rows, "seconds": timer.seconds}, frequent.tobytes()
 
 
@@ -431,8 +437,8 @@ def _near_clusters_task(settings: _Settings, task: dict) -> tuple[dict, bytes | 
     from extraction.threads import ND_VERIFIED, Timer, near_duplicate_clusters
 
     timer = Timer()
-    verified = exchange.read_partition([_work_file(settings, kind, b) for kind in ("nd_aliases", "nd_verified")
-                                        for b in task["buckets"]]
+    kinds = ("nd_aliases", "nd_verified") if task.get("verified", True) else ("nd_aliases",)
+    verified = exchange.read_partition([_work_file(settings, kind, b) for kind in kinds for b in task["buckets"]]
                                        + [_work_file(settings, "nd_same", r) for r in range(settings.reducers)], 0, ND_VERIFIED)
     dropped, summary = near_duplicate_clusters(verified)
     exchange.write_partitioned(_work_file(settings, "nd_dropped", 0), dropped, _np(dropped.column("bucket")), settings.buckets)

@@ -9,9 +9,9 @@ cluster of replies that are near copies of each other, across the whole corpus:
    (4), hashed to 64 bits. A reply of fewer words than that has no shingle and is not judged: its
    copies are exact duplicates, which ``duplicate_response`` removes.
 2. **Signature.** ``near_duplicate_bands`` x ``near_duplicate_rows`` (20 x 5) MinHash values per
-   reply: the minimum over its shingles of each of that many 32-bit hash functions (multiply-shift:
-   the top 32 bits of ``a * x + b`` modulo 2**64, ``a`` odd, of the shingle's splitmix64 hash),
-   computed vectorised over a whole bucket.
+   reply: the minimum over its shingles of each of that many 16-bit hash functions (multiply-shift
+   in 32 bits: the top 16 bits of ``a * x + b`` modulo 2**32, ``a`` odd, of the shingle's splitmix64
+   hash folded to 32 bits), computed vectorised over a whole bucket.
 3. **Bands.** The values of each band hash to one 64-bit band key; two replies that share a band
    key are candidates. The probability that a pair of Jaccard ``s`` shares a band is
    ``1 - (1 - s**r)**b`` (the S-curve; ``s_curve``): with 20 x 5 at the threshold 0.8, 0.9996, so a
@@ -26,8 +26,11 @@ cluster of replies that are near copies of each other, across the whole corpus:
    so a group of n replies gives n - 1 pairs, never n x n. A pair whose shingle counts alone rule
    the threshold out (Jaccard <= smaller / larger) is dropped there.
 5. **Verify.** The two texts of each candidate pair are looked up (by the bucket of one side, then
-   of the other) and the exact Jaccard of their shingle sets computed, vectorised; pairs at
-   ``near_duplicate_threshold`` (0.8) or above are near duplicates.
+   of the other) with the sketches of their signatures (``sketch``: a byte of each value); a pair
+   whose sketches agree in fewer values than ``agreement_cutoff`` allows (a pair at the threshold
+   falls below it once in a million) is let go, and for the others the exact Jaccard of their
+   shingle sets is computed, vectorised; pairs at ``near_duplicate_threshold`` (0.8) or above are
+   near duplicates.
 6. **Clusters.** Near duplicates are linked transitively (A ~ B and B ~ C put A, B and C in one
    cluster even when A and C differ more): the connected components of the verified pairs, in one
    task over those pairs alone. The reply of the smallest session id of each cluster is kept, every
@@ -101,26 +104,41 @@ def jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b) if a or b else 0.0
 
 
-def signatures(hashes: np.ndarray, rows: np.ndarray, n: int, num_perm: int, chunk: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:
-    """MinHash signatures (``num_perm`` uint32 values) of the rows that have shingles, and which rows those are.
+def signatures(hashes: np.ndarray, rows: np.ndarray, n: int, num_perm: int, block: int = 1 << 15,
+               per: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """MinHash signatures (``num_perm`` 16-bit values, held as uint32) of the rows that have
+    shingles, and which rows those are.
 
-    ``hashes``/``rows`` as ``shingles`` gives them (rows in order). Work is done in pieces of about
-    ``chunk`` hash evaluations, so memory stays bounded whatever the bucket."""
+    ``hashes``/``rows`` as ``shingles`` gives them (rows in order). Each hash function is 32-bit
+    multiply-shift over the shingle's splitmix64 hash folded to 32 bits: the top 16 bits of
+    ``a * x + b`` modulo 2**32 (``a`` odd). In 32 bits numpy multiplies with SIMD, far faster than
+    in 64; 16 bits make two different minima equal 1 time in 65,536, which adds (1 - J) / 65,536
+    to a pair's agreement. The work goes in pieces of whole rows of about ``block`` shingles, ``per``
+    functions at a time, so each piece stays in the CPU's cache (memory, not arithmetic, was the
+    cost of one pass over a whole bucket) and memory is bounded whatever the bucket."""
     present = np.unique(rows)
     if not len(present):
         return np.zeros((0, num_perm), np.uint32), present
     starts = np.searchsorted(rows, present)
-    mult = _splitmix(np.arange(1, num_perm + 1, dtype=np.uint64)) | np.uint64(1)  # odd multipliers
-    add = _splitmix(np.arange(num_perm + 1, 2 * num_perm + 1, dtype=np.uint64))
-    x = _splitmix(hashes)
+    seeds = _splitmix(np.arange(1, 2 * num_perm + 1, dtype=np.uint64))
+    mult = (seeds[:num_perm] & _MASK32).astype(np.uint32)[:, None] | np.uint32(1)  # odd multipliers
+    add = (seeds[num_perm:] >> np.uint64(32)).astype(np.uint32)[:, None]
+    mixed = _splitmix(hashes)
+    x = ((mixed >> np.uint64(32)) ^ (mixed & _MASK32)).astype(np.uint32)
     out = np.empty((len(present), num_perm), dtype=np.uint32)
-    per = max(1, chunk // max(1, len(hashes)))  # functions per pass over all shingles
+    ends = np.append(starts[1:], len(x))
+    first = 0
     with np.errstate(over="ignore"):
-        for p in range(0, num_perm, per):
-            values = x[:, None] * mult[None, p:p + per]  # multiply-shift hashing: the top 32 bits of a * x + b
-            values += add[None, p:p + per]
-            values >>= np.uint64(32)
-            out[:, p:p + values.shape[1]] = np.minimum.reduceat(values, starts, axis=0)
+        while first < len(starts):  # rows first..last-1: whole rows of about ``block`` shingles
+            last = max(first + 1, int(np.searchsorted(ends, starts[first] + block, side="right")))
+            lo, hi = int(starts[first]), int(ends[last - 1])
+            piece, local = x[lo:hi], starts[first:last] - lo
+            for p in range(0, num_perm, per):
+                values = piece[None, :] * mult[p:p + per]  # (functions, shingles)
+                values += add[p:p + per]
+                values >>= np.uint32(16)
+                out[first:last, p:p + per] = np.minimum.reduceat(values, local, axis=1).T
+            first = last
     return out, present
 
 
@@ -134,6 +152,33 @@ def band_keys(sig: np.ndarray, bands: int, rows_per_band: int) -> np.ndarray:
             acc = _splitmix(acc ^ sig[:, b * rows_per_band + j].astype(np.uint64))
         out[:, b] = acc
     return out
+
+
+SKETCH_MISS = 1e-6
+"""The chance that a pair at the threshold is left out by its signatures' agreement (``agreement_cutoff``)."""
+
+
+def sketch(sig: np.ndarray) -> np.ndarray:
+    """The lowest 8 bits of each signature value, one byte each (n, num_perm): what travels with a
+    reply's text to the verification. Two replies' bytes agree where their values do, and by
+    chance 1 time in 256 where not."""
+    return (sig & np.uint32(0xFF)).astype(np.uint8)
+
+
+def agreement_cutoff(threshold: float, values: int, miss: float = SKETCH_MISS) -> int:
+    """The fewest agreeing sketch bytes a candidate pair needs to be verified: the largest ``c``
+    such that a pair at the threshold (each byte agreeing with probability at least the threshold,
+    independently: one hash function each) has fewer than ``c`` with probability at most ``miss``."""
+    from math import comb
+
+    p = min(1.0, threshold)
+    below = 0.0
+    for c in range(values + 1):  # below = P(agreeing < c)
+        term = comb(values, c) * p ** c * (1 - p) ** (values - c)
+        if below + term > miss:
+            return c
+        below += term
+    return values
 
 
 def s_curve(s: float, bands: int, rows_per_band: int) -> float:
@@ -192,10 +237,17 @@ def _id_rank(ids: pa.Array) -> np.ndarray:
 def components(a: pa.Array, b: pa.Array) -> tuple[pa.Array, pa.Array]:
     """The connected components of the pairs (a[i], b[i]) of session ids: (member, the smallest id
     of its component) for every id that is not that smallest one, sorted by member."""
-    ids = pa.concat_arrays([a, b]) if len(a) else pa.array([], pa.string())
+    from extraction.features import as_array
+
+    ids = pa.concat_arrays([as_array(a), as_array(b)]) if len(a) else pa.array([], pa.string())
     if not len(ids):
         return pa.array([], pa.string()), pa.array([], pa.string())
-    names, inverse = np.unique(np.array(ids.to_pylist(), dtype=str), return_inverse=True)
+    encoded = pc.dictionary_encode(ids)
+    order = pc.sort_indices(encoded.dictionary).to_numpy(zero_copy_only=False)  # the ids in string order
+    names = pc.take(encoded.dictionary, pa.array(order, pa.int64()))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    inverse = rank[encoded.indices.to_numpy(zero_copy_only=False)]
     u, v = inverse[: len(a)], inverse[len(a):]
     label = np.arange(len(names))
     while True:  # min-label propagation with pointer jumping: labels only fall, so it ends
@@ -206,5 +258,5 @@ def components(a: pa.Array, b: pa.Array) -> tuple[pa.Array, pa.Array]:
         label = label[label]
         if np.array_equal(label, before):
             break
-    members = np.flatnonzero(label != np.arange(len(names)))
-    return pa.array(names[members].tolist(), pa.string()), pa.array(names[label[members]].tolist(), pa.string())
+    members = np.flatnonzero(label != np.arange(len(names)))  # in string order: sorted by member
+    return pc.take(names, pa.array(members, pa.int64())), pc.take(names, pa.array(label[members], pa.int64()))

@@ -544,9 +544,10 @@ ND_BANDS = pa.schema([("band", pa.uint64()), ("session_id", pa.string()), ("buck
 """A band key of a response, with what step 2 needs besides: its count of distinct shingles (the
 size bound), the hash of its normalised text (equal texts are linked without a lookup, by the
 task that holds their first band) and which band it is."""
-ND_TEXTS = pa.schema([("session_id", pa.string()), ("text", pa.string())])
+ND_TEXTS = pa.schema([("session_id", pa.string()), ("text", pa.string()), ("sketch", pa.binary())])
+"""A reply's normalised text and its signature's sketch (``extraction.neardup.sketch``)."""
 ND_PAIRS = pa.schema([("a", pa.string()), ("a_bucket", pa.int64()), ("b", pa.string()), ("b_bucket", pa.int64())])
-ND_PAIRS_A = ND_PAIRS.append(pa.field("a_text", pa.string()))
+ND_PAIRS_A = ND_PAIRS.append(pa.field("a_text", pa.string())).append(pa.field("a_sketch", pa.binary()))
 ND_VERIFIED = ND_PAIRS.append(pa.field("jaccard", pa.float64())).append(pa.field("a_text", pa.string())) \
     .append(pa.field("b_text", pa.string()))
 ND_DROPPED = pa.schema([("bucket", pa.int64()), ("session_id", pa.string()), ("duplicate_of", pa.string())])
@@ -585,7 +586,7 @@ def near_duplicate_inputs(candidates: pa.Table, bucket: int, filters: FiltersCon
     ids = pc.take(ids_all, pa.array(judged, pa.int64()))
     sizes = _distinct_per_row(hashes, row, len(reps))[present]  # (for the pairs' size bound)
     each = np.repeat(np.arange(len(judged)), filters.near_duplicate_bands)
-    text_hash = text_hashes(normalized.dictionary)[codes[judged]]
+    text_hash = text_hashes(pc.take(normalized.dictionary, pa.array(codes[judged], pa.int64())))  # (judged: one per text)
     bands = pa.table({"band": pa.array(keys.ravel(), pa.uint64()), "session_id": pc.take(ids, pa.array(each, pa.int64())),
                       "bucket": pa.array(np.full(keys.size, bucket, dtype=np.int64)),
                       "shingles": pa.array(sizes[each].astype(np.int32)), "text_hash": pa.array(text_hash[each], pa.uint64()),
@@ -600,7 +601,11 @@ def near_duplicate_inputs(candidates: pa.Table, bucket: int, filters: FiltersCon
                         "b": pc.take(ids_all, pa.array(rep_of[alias], pa.int64())),
                         "b_bucket": pa.array(np.full(len(alias), bucket), pa.int64()),
                         "jaccard": pa.array(np.ones(len(alias))), "a_text": cut(alias), "b_text": cut(rep_of[alias])}, schema=ND_VERIFIED)
-    return bands, pa.table({"session_id": ids, "text": pc.take(texts, pa.array(judged, pa.int64()))}, schema=ND_TEXTS), aliases
+    sketches = neardup.sketch(sig)
+    sketch_column = pa.Array.from_buffers(pa.binary(), len(sketches), [None, pa.py_buffer(
+        (np.arange(len(sketches) + 1, dtype=np.int32) * sketches.shape[1]).tobytes()), pa.py_buffer(sketches.tobytes())])
+    return bands, pa.table({"session_id": ids, "text": pc.take(texts, pa.array(judged, pa.int64())), "sketch": sketch_column},
+                           schema=ND_TEXTS), aliases
 
 
 def _distinct_per_row(hashes: np.ndarray, row: np.ndarray, n: int) -> np.ndarray:
@@ -623,6 +628,14 @@ def near_duplicate_pairs(bands: pa.Table, max_group: int, threshold: float = 0.0
     from extraction import neardup
 
     empty = ND_PAIRS.empty_table(), ND_VERIFIED.empty_table()
+    # Only rows whose band key another row shares can pair, and copies of one text share every key:
+    # the rest (most rows) leave here, before any sort of session ids.
+    key = _np(bands.column("band"))
+    order = np.argsort(key)
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = key[order][1:] != key[order][:-1]
+    size = np.diff(np.append(np.flatnonzero(first), len(key)))
+    bands = bands.take(pa.array(np.sort(order[np.repeat(size > 1, size)]), pa.int64()))
     if not bands.num_rows:
         return empty
     ids = as_array(bands.column("session_id"))
@@ -662,13 +675,34 @@ def unique_pairs(pairs: pa.Table) -> pa.Table:
 
 
 def with_texts(pairs: pa.Table, texts: pa.Table, side: str) -> pa.Table:
-    """``pairs`` with the text of their ``side`` (``a`` or ``b``) session from ``texts`` (one bucket's)."""
+    """``pairs`` with the text and sketch of their ``side`` (``a`` or ``b``) session from ``texts`` (one bucket's)."""
     where = pc.index_in(pairs.column(side), value_set=as_array(texts.column("session_id")))
-    return pairs.append_column(f"{side}_text", pc.take(as_array(texts.column("text")), where))
+    pairs = pairs.append_column(f"{side}_text", pc.take(as_array(texts.column("text")), where))
+    return pairs.append_column(f"{side}_sketch", pc.take(as_array(texts.column("sketch")), where))
+
+
+def _sketch_matrix(column) -> np.ndarray:
+    """The sketches of a binary column (each ``num_perm`` bytes) as an (n, num_perm) uint8 array."""
+    array = as_array(column)
+    array = pc.take(array, pa.array(np.arange(len(array)), pa.int64()))  # offsets from 0, values contiguous
+    offsets = np.frombuffer(array.buffers()[1], np.int32)[array.offset: array.offset + len(array) + 1]
+    width = int(offsets[1] - offsets[0]) if len(array) else 0
+    data = np.frombuffer(array.buffers()[2], np.uint8) if width else np.zeros(0, np.uint8)
+    return data[offsets[0]: offsets[0] + width * len(array)].reshape(len(array), width)
 
 
 def verify_pairs(pairs: pa.Table, shingle: int, threshold: float) -> pa.Table:
-    """The pairs (with both normalised texts) whose exact shingle Jaccard is at least ``threshold`` (``ND_VERIFIED``)."""
+    """The pairs (with both normalised texts and sketches) whose exact shingle Jaccard is at least
+    ``threshold`` (``ND_VERIFIED``). A pair whose sketches agree in fewer values than a pair at the
+    threshold would but once in a million (``neardup.agreement_cutoff``) is not verified."""
+    from extraction import neardup
+
+    if not pairs.num_rows:
+        return ND_VERIFIED.empty_table()
+    a_sketch, b_sketch = _sketch_matrix(pairs.column("a_sketch")), _sketch_matrix(pairs.column("b_sketch"))
+    if a_sketch.shape == b_sketch.shape and a_sketch.shape[1]:
+        agree = (a_sketch == b_sketch).sum(axis=1)
+        pairs = pairs.filter(pa.array(agree >= neardup.agreement_cutoff(threshold, a_sketch.shape[1])))
     if not pairs.num_rows:
         return ND_VERIFIED.empty_table()
     both = pa.concat_arrays([as_array(pairs.column("a_text")), as_array(pairs.column("b_text"))])
@@ -728,23 +762,29 @@ def near_duplicate_clusters(verified: pa.Table, examples: int = 3) -> tuple[pa.T
     dropped = pa.table({"bucket": pc.take(buckets, where), "session_id": members, "duplicate_of": roots}, schema=ND_DROPPED)
     summary = {"clusters": 0, "sizes": dict.fromkeys(_labels_of(CLUSTER_EDGES), 0), "examples": []}
     if len(members):
-        names, sizes = np.unique(np.array(roots.to_pylist(), dtype=str), return_counts=True)
-        sizes = sizes + 1  # the kept one
+        encoded = pc.dictionary_encode(roots)  # roots come sorted with their members: group them
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        sizes = np.bincount(codes) + 1  # the kept one
+        names = encoded.dictionary
         summary["clusters"] = int(len(names))
         hist = np.bincount(np.searchsorted(CLUSTER_EDGES, sizes, side="right") - 1, minlength=len(CLUSTER_EDGES))
         summary["sizes"] = dict(zip(_labels_of(CLUSTER_EDGES), hist.tolist()))
-        text_of: dict = {}
-        for i, t in zip(ids.to_pylist(), texts.to_pylist()):  # (links between equal texts carry none)
-            if t is not None:
-                text_of[i] = t
-        by_root: dict[str, list[str]] = {}
-        for m, r in sorted(zip(members.to_pylist(), roots.to_pylist())):
-            by_root.setdefault(r, []).append(m)
-        for i in sorted(range(len(names)), key=lambda i: (-sizes[i], names[i]))[:examples]:
-            root = str(names[i])
+        name_rank = np.empty(len(names), dtype=np.int64)
+        name_rank[pc.sort_indices(names).to_numpy(zero_copy_only=False)] = np.arange(len(names))
+        top = np.lexsort((name_rank, -sizes))[:examples]  # the largest, ties: the smallest kept id
+        for i in top:
+            root = names[int(i)].as_py()
+            in_cluster = np.flatnonzero(codes == i)[:3]  # (members are sorted)
+            shown = [root] + pc.take(members, pa.array(in_cluster, pa.int64())).to_pylist()
+            text_of = {}  # (links between equal texts carry none: the first link with a text)
+            for sid in shown:
+                hit = np.flatnonzero(pc.fill_null(pc.equal(ids, sid), False).to_numpy(zero_copy_only=False)
+                                     & pc.is_valid(texts).to_numpy(zero_copy_only=False))
+                if len(hit):
+                    text_of[sid] = texts[int(hit[0])].as_py()
             same = "(the kept text, once normalised)"
             summary["examples"].append({"kept": root, "kept_text": text_of.get(root, same), "size": int(sizes[i]),
-                                        "dropped": [{"session_id": m, "text": text_of.get(m, same)} for m in by_root[root][:3]]})
+                                        "dropped": [{"session_id": m, "text": text_of.get(m, same)} for m in shown[1:]]})
     return dropped, summary
 
 

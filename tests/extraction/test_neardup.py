@@ -41,7 +41,7 @@ def test_signatures_estimate_the_jaccard_without_bias():
         base = rng.integers(0, 2**63, 40, dtype=np.uint64)
         k = int(rng.integers(0, 30))
         other = np.concatenate([base[k:], rng.integers(0, 2**63, k, dtype=np.uint64)])
-        sig, present = neardup.signatures(np.concatenate([base, other]), np.repeat([0, 1], 40), 2, 100, chunk=64)
+        sig, present = neardup.signatures(np.concatenate([base, other]), np.repeat([0, 1], 40), 2, 100, block=16, per=7)
         truth = neardup.jaccard(set(base.tolist()), set(other.tolist()))
         errors.append((sig[0] == sig[1]).mean() - truth)
     assert abs(np.mean(errors)) < 0.01 and np.std(errors) < 0.06  # 100 values: about 0.04 of spread
@@ -133,3 +133,23 @@ def test_a_thread_of_one_reply_posted_twenty_thousand_times_stays_linear():
     assert reasons.count("near_duplicate_response") >= 19_999
     kept_copies = [t[-1] for t, r in zip(sessions.column("turns").to_pylist(), reasons) if r is None and t[-1] == " ".join(words)]
     assert len(kept_copies) == 1
+
+
+def test_the_sketch_filter_lets_pairs_above_the_threshold_through_and_most_below_go():
+    from math import comb
+
+    cutoff = neardup.agreement_cutoff(0.8, 100)
+    p = 0.8
+    assert sum(comb(100, c) * p ** c * (1 - p) ** (100 - c) for c in range(cutoff)) <= neardup.SKETCH_MISS
+    rng = np.random.default_rng(4)
+    kept = {True: [], False: []}
+    for _ in range(400):
+        base = rng.integers(0, 2**63, 60, dtype=np.uint64)
+        k = int(rng.integers(0, 45))
+        other = np.concatenate([base[k:], rng.integers(0, 2**63, k, dtype=np.uint64)])
+        sig, _ = neardup.signatures(np.concatenate([base, other]), np.repeat([0, 1], 60), 2, 100)
+        sk = neardup.sketch(sig)
+        truth = neardup.jaccard(set(base.tolist()), set(other.tolist()))
+        kept[truth >= 0.8].append(int((sk[0] == sk[1]).sum()) >= cutoff)
+    assert all(kept[True]) and len(kept[True]) > 20  # never a pair at or above the threshold
+    assert np.mean(kept[False]) < 0.5  # most pairs below it spared the exact check
