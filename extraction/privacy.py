@@ -108,12 +108,24 @@ def _key(salt: str) -> bytes:
     return hashlib.sha256(salt.encode()).digest()
 
 
-def pseudonym(name: str | None, salt: str, key: bytes | None = None) -> str | None:
+def pseudonym(name: str | None, salt: str) -> str | None:
     """The keyed BLAKE2b hash of the lower-cased name (8 bytes, 16 hex digits; the key is the salt's
     SHA-256): stable for a salt, not reversible without it. ``[deleted]`` and None stay."""
-    if name is None or name in KEPT_AUTHORS:
-        return name
-    return hashlib.blake2b(name.lower().encode(), key=key or _key(salt), digest_size=8).hexdigest()
+    return pseudonymizer(salt)(name)
+
+
+def pseudonymizer(salt: str):
+    """``pseudonym`` for one salt, the keyed hash set up once and copied for each name."""
+    keyed = hashlib.blake2b(key=_key(salt), digest_size=8).copy
+
+    def one(name: str | None) -> str | None:
+        if name is None or name in KEPT_AUTHORS:
+            return name
+        h = keyed()
+        h.update(name.lower().encode())
+        return h.hexdigest()
+
+    return one
 
 
 def pseudonymize_mentions_text(text: str, salt: str) -> str:
@@ -180,14 +192,6 @@ def pseudonymize_column(names, salt: str):
 
     names = names.combine_chunks() if isinstance(names, pa.ChunkedArray) else names
     encoded = pc.dictionary_encode(names)
-    keyed = hashlib.blake2b(key=_key(salt), digest_size=8).copy  # the key set up once, copied for each name
-
-    def one(name):
-        if name is None or name in KEPT_AUTHORS:
-            return name
-        h = keyed()
-        h.update(name.lower().encode())
-        return h.hexdigest()
-
+    one = pseudonymizer(salt)
     mapped = pa.array([one(n) for n in encoded.dictionary.to_pylist()], pa.string())
     return pc.take(mapped, encoded.indices)

@@ -772,14 +772,14 @@ def near_duplicate_clusters(verified: pa.Table, examples: int = 3) -> tuple[pa.T
         name_rank = np.empty(len(names), dtype=np.int64)
         name_rank[pc.sort_indices(names).to_numpy(zero_copy_only=False)] = np.arange(len(names))
         top = np.lexsort((name_rank, -sizes))[:examples]  # the largest, ties: the smallest kept id
+        has_text = pc.is_valid(texts).to_numpy(zero_copy_only=False)
         for i in top:
             root = names[int(i)].as_py()
             in_cluster = np.flatnonzero(codes == i)[:3]  # (members are sorted)
             shown = [root] + pc.take(members, pa.array(in_cluster, pa.int64())).to_pylist()
             text_of = {}  # (links between equal texts carry none: the first link with a text)
             for sid in shown:
-                hit = np.flatnonzero(pc.fill_null(pc.equal(ids, sid), False).to_numpy(zero_copy_only=False)
-                                     & pc.is_valid(texts).to_numpy(zero_copy_only=False))
+                hit = np.flatnonzero(pc.fill_null(pc.equal(ids, sid), False).to_numpy(zero_copy_only=False) & has_text)
                 if len(hit):
                     text_of[sid] = texts[int(hit[0])].as_py()
             same = "(the kept text, once normalised)"
