@@ -82,7 +82,9 @@ def month(comments: int) -> Path:
                            deep_chains=1, deep_chain_depth=min(3_000, comments // 100))
 
 
-def run(spark, folder: Path, comments: int, cores: int) -> dict:
+def run(spark, folder: Path, comments: int, cores: int, overrides: dict | None = None) -> dict:
+    """Ingest + extract of ``folder`` on ``spark``; ``overrides``: extract settings (``filters.x``,
+    ``privacy.x``) to change."""
     from extraction.extract import ExtractConfig, run_extract
     from extraction.filters import FiltersConfig
     from extraction.ingest import IngestConfig, run_ingest
@@ -93,8 +95,12 @@ def run(spark, folder: Path, comments: int, cores: int) -> dict:
             started = time.perf_counter()
             ingest = run_ingest(IngestConfig(inputs=[str(folder / "*.zst")], output=str(out / "ingest")), spark)
             middle = time.perf_counter()
-            report = run_extract(ExtractConfig(input=str(out / "ingest"), output=str(out / "extract"),
-                                               filters=FiltersConfig(bland_min_count=max(20, comments // 4000))), spark)
+            cfg = ExtractConfig(input=str(out / "ingest"), output=str(out / "extract"),
+                                filters=FiltersConfig(bland_min_count=max(20, comments // 4000)))
+            for key, value in (overrides or {}).items():
+                section, name = key.split(".")
+                setattr(getattr(cfg, section), name, value)
+            report = run_extract(cfg, spark)
             done = time.perf_counter()
     finally:
         shutil.rmtree(out, ignore_errors=True)

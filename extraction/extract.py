@@ -154,9 +154,10 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
                              max(plan.buckets) + 1, len(plan.buckets), cfg.sessions_per_file, Privacy.of(cfg.privacy))
         wall: dict[str, float] = {}
 
-        def job(name: str, tasks: list[dict], fn) -> list[tuple[dict, bytes | None]]:
+        def job(name: str, tasks: list[dict], fn, here: bool = False) -> list[tuple[dict, bytes | None]]:
+            """``here``: in this process even on Spark (one small task: a Spark job costs more than it)."""
             t = time.time()
-            results = run_tasks(spark, f"extract: {name}", tasks, fn)
+            results = run_tasks(None if here else spark, f"extract: {name}", tasks, fn)
             wall[name] = round(time.time() - t, 3)
             return results
 
@@ -180,7 +181,7 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
                 checked = job("near duplicates: verify", buckets, functools.partial(_near_verify_task, settings))
             (near, _), = job("near duplicates: clusters", [{"buckets": [r["bucket"] for r, _ in built],
                                                             "verified": bool(candidates)}],
-                             functools.partial(_near_clusters_task, settings))
+                             functools.partial(_near_clusters_task, settings), here=True)
             near_results += checked + [(near, None)]
             say(f"   near duplicates: {sum(r['pairs'] for r, _ in checked):,} candidate pairs, "
                 f"{near['verified']:,} verified, {near['near_duplicates']['clusters']:,} clusters, {near['dropped']:,} "
@@ -189,6 +190,7 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
                                  for r, _ in built], functools.partial(_write_task, settings))
         finished.sort(key=lambda r: r[0]["bucket"])
         say(f"3/3 bland, duplicates, splits and writes ({wall['write']:.1f} s)")
+        exchanged = storage.tree_bytes(settings.work)  # what the tasks handed each other (Spark's shuffle, in files)
         storage.remove(settings.work)
         storage.remove_unfinished(staging)
 
@@ -202,6 +204,7 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
                                f"{report['comments']['comments']:,}: the ingest output is damaged; run ingest again")
         report["seconds"] = round(time.time() - started, 3)
         report["job_seconds"] = wall
+        report["exchange_bytes"] = exchanged
         report["input"] = cfg.input
         report["config"] = {"chains": asdict(cfg.chains), "filters": asdict(cfg.filters), "split": asdict(cfg.split),
                             "privacy": {"scrub_pii": cfg.privacy.scrub_pii, "pseudonymize_authors": cfg.privacy.pseudonymize_authors,
@@ -431,8 +434,8 @@ def _near_verify_task(settings: _Settings, task: dict) -> tuple[dict, bytes | No
 
 
 def _near_clusters_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
-    """Near duplicates, last step (one task): the clusters of the verified pairs, the dropped members
-    passed on to their buckets."""
+    """Near duplicates, last step (one task, run in the driver): the clusters of the verified pairs,
+    the dropped members passed on to their buckets."""
     from extraction import exchange
     from extraction.threads import ND_VERIFIED, Timer, near_duplicate_clusters
 

@@ -32,8 +32,8 @@ cluster of replies that are near copies of each other, across the whole corpus:
    shingle sets is computed, vectorised; pairs at ``near_duplicate_threshold`` (0.8) or above are
    near duplicates.
 6. **Clusters.** Near duplicates are linked transitively (A ~ B and B ~ C put A, B and C in one
-   cluster even when A and C differ more): the connected components of the verified pairs, in one
-   task over those pairs alone. The reply of the smallest session id of each cluster is kept, every
+   cluster even when A and C differ more): the connected components of the verified pairs, in the
+   driver over those pairs alone. The reply of the smallest session id of each cluster is kept, every
    other is dropped with ``duplicate_of`` naming it. The same on every run and with any number of
    tasks.
 
@@ -51,12 +51,70 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 def normalize(texts) -> pa.Array:
-    """Lower-cased, every run of non-letters-or-digits one space, trimmed (null: empty)."""
+    """Lower-cased, every run of non-letters-or-digits one space, trimmed (null: empty).
+
+    ASCII texts (most of Reddit) are done byte by byte in numpy (``_normalize_ascii``), the others
+    by Arrow's lower-casing and one RE2 replacement; both give the same text for an ASCII text."""
     from extraction.features import as_array
 
-    out = pc.utf8_lower(pc.fill_null(as_array(texts), ""))
-    out = pc.replace_substring_regex(out, r"[^\p{L}\p{N}]+", " ")
+    texts = pc.fill_null(as_array(texts), "")
+    if texts.type != pa.string():
+        texts = texts.cast(pa.string())
+    ascii_rows = pc.string_is_ascii(texts).to_numpy(zero_copy_only=False)
+    if ascii_rows.all():
+        return _normalize_ascii(texts)
+    if not ascii_rows.any():
+        return _normalize_unicode(texts)
+    ascii_at, other_at = np.flatnonzero(ascii_rows), np.flatnonzero(~ascii_rows)
+    both = pa.concat_arrays([_normalize_ascii(pc.take(texts, pa.array(ascii_at, pa.int64()))),
+                             _normalize_unicode(pc.take(texts, pa.array(other_at, pa.int64())))])
+    place = np.empty(len(texts), dtype=np.int64)  # row i of the input is row place[i] of ``both``
+    place[ascii_at] = np.arange(len(ascii_at))
+    place[other_at] = len(ascii_at) + np.arange(len(other_at))
+    return pc.take(both, pa.array(place, pa.int64()))
+
+
+def _normalize_unicode(texts: pa.Array) -> pa.Array:
+    out = pc.replace_substring_regex(pc.utf8_lower(texts), r"[^\p{L}\p{N}]+", " ")
     return pc.utf8_trim_whitespace(out)
+
+
+_ASCII_MAP = np.full(256, 32, dtype=np.uint8)  # every byte that is no ASCII letter or digit: a space
+_ASCII_MAP[48:58] = np.arange(48, 58)
+_ASCII_MAP[97:123] = np.arange(97, 123)
+_ASCII_MAP[65:91] = np.arange(97, 123)
+
+
+def _normalize_ascii(texts: pa.Array) -> pa.Array:
+    """``normalize`` of texts that are all ASCII (no nulls), vectorised over their bytes: letters
+    lower-cased, other bytes spaces, a space kept only where it is the first after a word and
+    another word follows in the same text."""
+    n = len(texts)
+    offsets = np.frombuffer(texts.buffers()[1], np.int32)[texts.offset: texts.offset + n + 1].astype(np.int64)
+    data = texts.buffers()[2]
+    if data is None or offsets[-1] == offsets[0]:
+        return pa.array([""] * n, pa.string())
+    mapped = _ASCII_MAP[np.frombuffer(data, np.uint8)[offsets[0]: offsets[-1]]]
+    offsets -= offsets[0]
+    word = mapped != 32
+    starts = offsets[:-1][offsets[:-1] < offsets[1:]]  # the first byte of each non-empty text
+    after_word = np.empty(len(word), dtype=bool)  # the byte before is a word byte of the same text
+    after_word[0] = False
+    after_word[1:] = word[:-1]
+    after_word[starts] = False
+    keep = word | after_word  # words, and the first byte of each run of others after a word ...
+    ends = offsets[1:][offsets[:-1] < offsets[1:]]
+    position = np.where(word, np.arange(len(word), dtype=np.int32), np.int32(-1))
+    last_word = np.maximum.reduceat(position, starts)  # ... but the run that ends a text
+    trailing = (~word[ends - 1]) & (last_word >= starts)
+    keep[last_word[trailing] + 1] = False
+    per_text = np.zeros(n, dtype=np.int64)
+    per_text[offsets[:-1] < offsets[1:]] = np.add.reduceat(keep.view(np.uint8), starts, dtype=np.int64)
+    kept = np.concatenate([[0], np.cumsum(per_text)])
+    if kept[-1] >= 2**31:
+        return _normalize_unicode(texts)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(kept.astype(np.int32).tobytes()),
+                                                  pa.py_buffer(mapped[keep].tobytes())])
 
 
 def _splitmix(x: np.ndarray) -> np.ndarray:
@@ -67,22 +125,34 @@ def _splitmix(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
-def shingles(texts, k: int, normalized: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(hash, row) of every word ``k``-gram of the normalised texts (rows with fewer words have none);
-    ``normalized``: the texts are ``normalize``'s already."""
+def words(texts, normalized: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(hash, row) of every word of the normalised texts, in order (``normalized``: the texts are
+    ``normalize``'s already)."""
     from extraction.features import as_array, word_hash
 
     normalized = pc.fill_null(as_array(texts), "") if normalized else normalize(texts)
     split = pc.utf8_split_whitespace(normalized)
     lengths = pc.list_value_length(split).to_numpy(zero_copy_only=False).astype(np.int64)
-    lengths[pc.equal(normalized, "").to_numpy(zero_copy_only=False)] = 0
     flat = pc.list_flatten(split)
-    row = np.repeat(np.arange(len(lengths)), lengths)
-    if not len(row):
+    empty = pc.equal(normalized, "").to_numpy(zero_copy_only=False)
+    if empty.any():  # (an empty text splits into one empty word)
+        flat = pc.filter(flat, pa.array(np.repeat(~empty, lengths)))
+        lengths[empty] = 0
+    if not len(flat):
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    flat = pc.filter(flat, pa.array(np.repeat(lengths > 0, pc.list_value_length(split).to_numpy(zero_copy_only=False))))
     encoded = pc.dictionary_encode(flat)
     h = word_hash(encoded.dictionary.to_pylist())[encoded.indices.to_numpy(zero_copy_only=False)]
+    return h, np.repeat(np.arange(len(lengths)), lengths)
+
+
+def shingles(texts, k: int, normalized: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(hash, row) of every word ``k``-gram of the normalised texts (rows with fewer words have none);
+    ``normalized``: the texts are ``normalize``'s already."""
+    return word_shingles(*words(texts, normalized), k)
+
+
+def word_shingles(h: np.ndarray, row: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``shingles`` from ``words``' (hash, row)."""
     n = len(h) - k + 1
     if n <= 0:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
@@ -92,6 +162,34 @@ def shingles(texts, k: int, normalized: bool = False) -> tuple[np.ndarray, np.nd
             acc = _splitmix(acc ^ h[j:j + n])
     same = row[k - 1:] == row[:n]
     return acc[same], row[:n][same]
+
+
+def text_hashes(h: np.ndarray, row: np.ndarray, n: int) -> np.ndarray:
+    """A 64-bit hash of each of ``n`` normalised texts from ``words``' (hash, row): equal texts (the
+    same words in the same order) get equal hashes, in every process; a text without words 0."""
+    out = np.zeros(n, dtype=np.uint64)
+    if not len(h):
+        return out
+    first = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+    position = np.arange(len(h)) - np.repeat(first, np.diff(np.r_[first, len(h)]))
+    with np.errstate(over="ignore"):
+        mixed = _splitmix(h ^ _splitmix(position.astype(np.uint64)))
+        total = np.add.reduceat(mixed, first)
+        out[row[first]] = _splitmix(total ^ np.diff(np.r_[first, len(h)]).astype(np.uint64))
+    return out
+
+
+def distinct_per_row(hashes: np.ndarray, row: np.ndarray, n: int) -> np.ndarray:
+    """How many distinct shingles each of ``n`` rows has (``rows`` ascending, as ``shingles`` gives
+    them): one sort of (row, hash) packed in 64 bits, the hash cut to what the row leaves."""
+    if not len(row):
+        return np.zeros(n, np.int64)
+    bits = max(1, int(n).bit_length())
+    packed = (row.astype(np.uint64) << np.uint64(64 - bits)) | (hashes >> np.uint64(bits))
+    packed.sort()
+    new = np.ones(len(packed), dtype=bool)
+    new[1:] = packed[1:] != packed[:-1]
+    return np.bincount((packed[new] >> np.uint64(64 - bits)).astype(np.int64), minlength=n)
 
 
 def shingle_set(text: str | None, k: int) -> set[int]:

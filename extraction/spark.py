@@ -10,6 +10,7 @@ needs, and the outputs are the same bytes either way.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -224,18 +225,14 @@ def run_tasks(spark, description: str, tasks: list[dict], fn: Callable[[dict], t
             with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn")) as pool:
                 return list(pool.map(fn, tasks))
         return [fn(task) for task in tasks]
-    import pyarrow as pa
-
-    schema = pa.schema([("result", pa.string()), ("blob", pa.binary())])
-
-    def run(batches):
-        for batch in batches:
-            for text in batch.column("task").to_pylist():
-                result, blob = fn(json.loads(text))
-                yield pa.RecordBatch.from_pydict({"result": [json.dumps(result)], "blob": [blob]}, schema=schema)
-
     sc = spark.sparkContext
     sc.setJobDescription(description)
-    rdd = sc.parallelize([(json.dumps(t),) for t in tasks], len(tasks))
-    rows = spark.createDataFrame(rdd, "task string").mapInArrow(run, "result string, blob binary").collect()
-    return [(json.loads(row.result), row.blob) for row in rows]
+    # A plain RDD of the task texts, mapped and collected: a DataFrame with mapInArrow ran the same
+    # tasks but cost about 0.15 s more per job in query planning and Arrow batches for a few dicts.
+    texts = [json.dumps(t) for t in tasks]
+    return sc.parallelize(texts, len(texts)).map(functools.partial(_run_one, fn)).collect()
+
+
+def _run_one(fn: Callable[[dict], tuple[dict, bytes | None]], text: str) -> tuple[dict, bytes | None]:
+    result, blob = fn(json.loads(text))
+    return json.loads(json.dumps(result)), blob

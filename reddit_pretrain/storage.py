@@ -119,6 +119,12 @@ def remove(url: str) -> None:
         fs.rm(path, recursive=True)
 
 
+def tree_bytes(url: str) -> int:
+    """The bytes of every file under ``url`` (0 when it does not exist)."""
+    fs, path = filesystem(url)
+    return int(fs.du(path, total=True)) if fs.exists(path) else 0
+
+
 def remove_unfinished(url: str, suffix: str = ".tmp") -> int:
     """Deletes files under ``url`` whose name ends with ``suffix``; returns how many."""
     fs, path = filesystem(url)

@@ -23,6 +23,33 @@ def test_texts_are_compared_without_case_punctuation_markup_or_emoji():
     assert len(neardup.shingle_set("one two three four five", 5)) == 1
 
 
+def test_ascii_texts_are_normalised_in_numpy_as_the_regex_does():
+    """``normalize`` does ASCII texts byte by byte: the same texts as Arrow's lower-casing and one RE2
+    replacement (``_normalize_unicode``), in any mix with other texts, nulls, empty texts and slices."""
+    import pyarrow.compute as pc
+
+    rng = np.random.default_rng(2)
+    pieces = ["a", "Zq", "9", " ", "  ", "\t", "\n", "-", "_", ".", "'", "\x00", "\x7f", "~", "\r", "é", "Ä", "🙂", "ß", "İ"]
+    texts = ["".join(rng.choice(pieces[:15] if i % 3 else pieces, rng.integers(0, 25))) for i in range(5000)]
+    texts += ["", " ", "   a   ", None, "A", "a!", "!a", "x " * 5, "ONE two", "\u00a0a\u00a0b"]
+    column = pa.array(texts, pa.string())
+    for part in (column, column.slice(37, 2000), pa.array([t for t in texts if t is None or t.isascii()], pa.string())):
+        expected = neardup._normalize_unicode(pc.fill_null(part, "")).to_pylist()
+        assert neardup.normalize(part).to_pylist() == expected
+        assert neardup.normalize(pa.chunked_array([part])).to_pylist() == expected
+    assert neardup.normalize(pa.array(["", None], pa.string())).to_pylist() == ["", ""]
+
+
+def test_text_hashes_are_equal_exactly_for_equal_texts_and_shingles_are_counted_distinct():
+    texts = pa.array(["a b c d", "a b c d", "a b c d e", "b a c d", "", "a", "a b c d a b c d", "x y x y x y"], pa.string())
+    h, row = neardup.words(texts, normalized=True)
+    hashes = neardup.text_hashes(h, row, len(texts))
+    assert hashes[0] == hashes[1] and len(set(hashes[[0, 2, 3, 5, 6]].tolist())) == 5 and hashes[4] == 0
+    sh, srow = neardup.word_shingles(h, row, 2)
+    assert neardup.distinct_per_row(sh, srow, len(texts)).tolist() == [3, 3, 4, 3, 0, 0, 4, 2]
+    assert np.array_equal(neardup.text_hashes(*neardup.words(pa.array(["A, b c-d"])), 1), hashes[:1])  # once normalised
+
+
 def test_shingles_of_a_column_are_those_of_each_text():
     rng = np.random.default_rng(0)
     words = ["a", "b", "c", "d", "Ünï", "e-f"]
