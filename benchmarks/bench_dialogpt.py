@@ -13,7 +13,8 @@ to 100k comments, one r/counting chain of up to 3,000):
   sends it). Without ``--keep_keys``: the released key lists name only 2005-2017's instances, and
   this month is none of them. Its input is the month less its few lines that are not UTF-8
   (its reader stops at the first one with a UnicodeDecodeError; ours counts and sets them aside),
-  with the submissions' ``domain`` and ``permalink`` that real dumps carry (``for_dialogpt``). Seconds of each step, instances written, peak memory;
+  with the submissions' ``domain`` and ``permalink`` that real dumps carry (``for_dialogpt``).
+  Seconds of each step, instances written, peak memory;
 * **ours**, ``local[--cores]``, with today's default rules and with the rules of the data-quality
   round (language, PII masking and pseudonyms, near duplicates) switched off as well:
   the Spark time (ingest + extract from a started SparkSession to the committed outputs, the
@@ -32,13 +33,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_extract import month, run  # noqa: E402
+from benchmarks.bench_extract import PeakMemory, month, run  # noqa: E402
 from benchmarks.common import machine, synthetic_month, table, write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,25 +57,11 @@ def timed(cmd: list[str], log: Path | None = None, cwd: Path | None = None) -> t
     started = time.perf_counter()
     with open(log or "/dev/null", "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
-        peak, stop = [0], threading.Event()
-
-        def sample():
-            root = psutil.Process(proc.pid)
-            while not stop.is_set():
-                try:
-                    peak[0] = max(peak[0], sum(p.memory_info().rss for p in [root] + root.children(recursive=True)))
-                except psutil.Error:
-                    pass
-                time.sleep(0.1)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        code = proc.wait()
-        stop.set()
-        sampler.join()
+        with PeakMemory(psutil.Process(proc.pid)) as memory:
+            code = proc.wait()
     if code:
         raise SystemExit(f"{' '.join(cmd[:3])} ... failed (exit {code}): see {log}")
-    return time.perf_counter() - started, peak[0]
+    return time.perf_counter() - started, memory.peak
 
 
 def for_dialogpt(source: Path, target: Path) -> int:

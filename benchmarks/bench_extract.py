@@ -41,13 +41,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class PeakMemory:
-    """Largest sum of resident memory of this process and all its children (the Spark JVM and its
-    Python workers), sampled every 0.2 s; also the largest of each part on its own."""
+    """Largest sum of resident memory of this process (or ``process``) and all its children (the
+    Spark JVM and its Python workers), sampled every 0.2 s; also the largest of each part on its own."""
 
-    def __init__(self):
+    def __init__(self, process=None):
         import psutil
 
-        self.process = psutil.Process()
+        self.process = process or psutil.Process()
         self.peak = 0
         self.parts = {"driver": 0, "jvm": 0, "workers": 0}
         self._stop = threading.Event()

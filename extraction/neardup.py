@@ -97,22 +97,20 @@ def _normalize_ascii(texts: pa.Array) -> pa.Array:
     mapped = _ASCII_MAP[np.frombuffer(data, np.uint8)[offsets[0]: offsets[-1]]]
     offsets -= offsets[0]
     word = mapped != 32
-    starts = offsets[:-1][offsets[:-1] < offsets[1:]]  # the first byte of each non-empty text
+    nonempty = offsets[:-1] < offsets[1:]
+    starts, ends = offsets[:-1][nonempty], offsets[1:][nonempty]  # the first byte and the end of each non-empty text
     after_word = np.empty(len(word), dtype=bool)  # the byte before is a word byte of the same text
     after_word[0] = False
     after_word[1:] = word[:-1]
     after_word[starts] = False
     keep = word | after_word  # words, and the first byte of each run of others after a word ...
-    ends = offsets[1:][offsets[:-1] < offsets[1:]]
     position = np.where(word, np.arange(len(word), dtype=np.int32), np.int32(-1))
     last_word = np.maximum.reduceat(position, starts)  # ... but the run that ends a text
     trailing = (~word[ends - 1]) & (last_word >= starts)
     keep[last_word[trailing] + 1] = False
     per_text = np.zeros(n, dtype=np.int64)
-    per_text[offsets[:-1] < offsets[1:]] = np.add.reduceat(keep.view(np.uint8), starts, dtype=np.int64)
-    kept = np.concatenate([[0], np.cumsum(per_text)])
-    if kept[-1] >= 2**31:
-        return _normalize_unicode(texts)
+    per_text[nonempty] = np.add.reduceat(keep.view(np.uint8), starts, dtype=np.int64)
+    kept = np.concatenate([[0], np.cumsum(per_text)])  # (never more bytes than the int32 offsets held)
     return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(kept.astype(np.int32).tobytes()),
                                                   pa.py_buffer(mapped[keep].tobytes())])
 
@@ -171,11 +169,12 @@ def text_hashes(h: np.ndarray, row: np.ndarray, n: int) -> np.ndarray:
     if not len(h):
         return out
     first = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
-    position = np.arange(len(h)) - np.repeat(first, np.diff(np.r_[first, len(h)]))
+    length = np.diff(np.r_[first, len(h)])
+    position = np.arange(len(h)) - np.repeat(first, length)
     with np.errstate(over="ignore"):
         mixed = _splitmix(h ^ _splitmix(position.astype(np.uint64)))
         total = np.add.reduceat(mixed, first)
-        out[row[first]] = _splitmix(total ^ np.diff(np.r_[first, len(h)]).astype(np.uint64))
+        out[row[first]] = _splitmix(total ^ length.astype(np.uint64))
     return out
 
 
