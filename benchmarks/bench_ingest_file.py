@@ -15,8 +15,10 @@ on a fresh output, in this order:
 Each Spark run gets its own SparkSession, started before the clock (ingest time only). Every run
 must give the same rows in the same order (a digest of each table's ids and bodies, read as the
 extract job reads a bucket: files in name order) and the same report counters; the table prints
-each run's seconds against its one-core run and the per-piece seconds (where the time goes: the
-last piece decompresses the whole file and parses its share).
+each run's seconds against its one-core run, the per-piece seconds (where the time goes: the
+last piece decodes the whole file, hands the others their lines and parses its own smaller share)
+and the peak resident memory of every process of the run (``bench_extract.PeakMemory``: this
+one, Spark's JVM, the Python workers), which shows how many zstd windows were held at once.
 
 Prints a table and writes benchmarks/results/ingest_file.json.
 """
@@ -78,6 +80,7 @@ def digest(table_dir: Path) -> str:
 
 
 def run(path: Path, out: Path, master: str, in_process: bool) -> dict:
+    from benchmarks.bench_extract import PeakMemory
     from extraction.ingest import IngestConfig, run_ingest
     from extraction.spark import SparkConfig, build_spark
 
@@ -85,15 +88,17 @@ def run(path: Path, out: Path, master: str, in_process: bool) -> dict:
                       conf={"spark.ui.showConsoleProgress": "false"})
     spark = None if in_process else build_spark(cfg)
     try:
-        started = time.perf_counter()
-        report = run_ingest(IngestConfig(inputs=[str(path)], output=str(out), spark=cfg), spark)
-        seconds = time.perf_counter() - started
+        with PeakMemory() as memory:  # this process, the JVM and every Python worker
+            started = time.perf_counter()
+            report = run_ingest(IngestConfig(inputs=[str(path)], output=str(out), spark=cfg), spark)
+            seconds = time.perf_counter() - started
     finally:
         if spark is not None:
             spark.stop()
     f = report["files"][0]
     return {"run": f"{'in process' if in_process else 'Spark'} {master}", "seconds": round(seconds, 2),
             "pieces": f["pieces"], "piece seconds": f.get("piece_seconds", [f["seconds"]]),
+            "peak GiB": round(memory.peak / 2**30, 2), "workers GiB": round(memory.parts["workers"] / 2**30, 2),
             "lines": report["totals"]["lines"], "rows": report["totals"]["comments_rows"],
             "rejects": report["totals"]["rejects"], "digest": {t: digest(out / t)[:16] for t in ("comments", "rejects")}}
 
@@ -123,7 +128,8 @@ def main() -> int:
         r["vs one core"] = round(r["seconds"] / one["seconds"], 3)
         r["vs decompression"] = round(r["seconds"] / floor["seconds"], 2)
     same = len({(r["lines"], r["rows"], r["rejects"], tuple(sorted(r["digest"].items()))) for r in rows}) == 1
-    print(table(rows, ["run", "pieces", "seconds", "vs one core", "vs decompression", "piece seconds", "rows", "rejects"]))
+    print(table(rows, ["run", "pieces", "seconds", "vs one core", "vs decompression", "piece seconds", "peak GiB",
+                       "rows", "rejects"]))
     print(f"same rows, rejects and order in every run: {same}")
     path_out = write_results("ingest_file", {"machine": machine(), "comments": args.comments,
                                              "compressed_bytes": path.stat().st_size, "decompression": floor,

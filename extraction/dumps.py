@@ -113,6 +113,8 @@ class LineBlock:
     decompressed_bytes_read: int  # cumulative, at the end of this block
     skipped: int = 0
     """Lines of a block ``iter_line_blocks`` was told not to split (``lines`` is then empty)."""
+    data: bytes | None = None
+    """With ``keep_skipped``: a skipped block's lines as they stand in the file, each ending in a newline."""
 
     @property
     def num_lines(self) -> int:
@@ -124,12 +126,14 @@ def iter_line_blocks(
     read_size_bytes: int = DEFAULT_READ_SIZE_BYTES,
     max_window_bytes: int = ZSTD_MAX_WINDOW_BYTES,
     wanted: Callable[[int], bool] | None = None,
+    keep_skipped: bool = False,
 ) -> Iterator[LineBlock]:
     """Streams a ``.zst`` NDJSON file as blocks of complete lines.
 
     ``wanted(compressed bytes read at the block's end)``: when it says no, the block's lines are
     only counted, not split (``LineBlock.skipped``): a task that parses one piece of a file reads
-    past the others at the speed of decompression.
+    past the others at the speed of decompression. ``keep_skipped``: a skipped block also carries
+    its lines' bytes unsplit (``LineBlock.data``), for a task that hands them on to another.
 
     Each step decompresses at most ``read_size_bytes`` of output, so a block is bounded however
     well the data compresses. Concatenated frames are read one after the other. Raises
@@ -157,8 +161,10 @@ def iter_line_blocks(
                 if wanted is not None and not wanted(walker.bytes_read):
                     count = chunk.count(b"\n")
                     if count:
-                        pending = chunk[chunk.rindex(b"\n") + 1:]
-                        yield LineBlock(line_number, [], walker.bytes_read, decompressed, skipped=count)
+                        end = chunk.rindex(b"\n") + 1
+                        data = (pending + chunk[:end] if pending else chunk[:end]) if keep_skipped else None
+                        pending = chunk[end:]
+                        yield LineBlock(line_number, [], walker.bytes_read, decompressed, skipped=count, data=data)
                         line_number += count
                     else:
                         pending += chunk

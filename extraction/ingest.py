@@ -11,15 +11,22 @@ Only one line of counters per task comes back to the driver.
 
 One big dump (a per-subreddit dump of 100+ GB) need not wait for one core: a zstd frame cannot be
 entered in the middle, but decompression runs about 10x faster than parsing, so ``pieces_per_file``
-tasks read the same file, each decompressing it from the start, counting the lines of the blocks
-before its share without splitting or parsing them, parsing the blocks of its share (a block
-belongs to the piece in whose equal share of the compressed bytes it ends: ``piece_of``) and
-stopping at the next. Automatic by default: each file gets its share of the cores, so a lone dump
-is parsed on all of them and a month of many dumps runs one task a file as before. The pieces
-write ``part-<file>-<piece>-<sequence>.parquet``, which sort in line order, so a bucket's files
-read in name order give the rows of one task in the same order (and the extract job the same
-bytes); their counters add up to the file's line of the report. The in-process runner parses
-pieces in as many worker processes as its master's cores (``local[N]``).
+tasks share the file, one decompression between them. The task of the last piece decodes the whole
+file once: the blocks of the other pieces (a block belongs to the piece in whose share of the
+compressed bytes it ends: ``piece_of``; the last piece's share is smaller, as its task also
+decodes: ``decoder_share``) are handed on unsplit, zstd-compressed, through files in the staging folder
+(``_relay/<file>-<piece>/``, each written then renamed; ``_Relay``), and it parses its own. The
+other pieces' tasks parse those blocks as they appear. One zstd window per file, however many
+pieces (each decoder of a Pushshift dump holds 2 GiB). Automatic by default: each file gets its
+share of the cores, so a lone dump is parsed on all of them and a month of many dumps runs one task
+a file as before. The decoding task comes first in the job (Spark and the worker pool start tasks
+in order), and it never waits for the others, so the pieces cannot wait on each other in a circle;
+a piece that hears nothing new for ``piece_wait_s`` stops with an error. The relayed blocks stay
+until the job ends, so a retried task finds them again. The pieces write
+``part-<file>-<piece>-<sequence>.parquet``, which sort in line order, so a bucket's files read in
+name order give the rows of one task in the same order (and the extract job the same bytes); their
+counters add up to the file's line of the report. The in-process runner parses pieces in as many
+worker processes as its master's cores (``local[N]``).
 
 Small inputs (under ``spark.in_process_below_bytes``, local master) run the same task function in
 this process, without starting Spark (``extraction.spark.session_for``): the same files, the same bytes.
@@ -42,18 +49,22 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import struct
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import zstandard
 
 from reddit_pretrain import storage
 from extraction.dumps import (
     DEFAULT_READ_SIZE_BYTES,
     ZSTD_MAX_WINDOW_BYTES,
     DumpReadError,
+    LineBlock,
     dump_kind,
     iter_line_blocks,
     parse_dump_name,
@@ -91,11 +102,16 @@ class IngestConfig:
     progress_interval_s: float = 15.0
     """Seconds between progress lines from each running file."""
     pieces_per_file: int = 0
-    """Tasks that parse one dump, each its own share of the file (decompression, about 10x faster
-    than parsing, is repeated up to each share). 0: automatic, each file its share of the cores
-    (a single big dump on all of them, many dumps one task each), at most 16; 1: one task a file."""
+    """Tasks that parse one dump, each its own share of the file; the last one's task decodes the
+    whole file once and hands the other shares' lines on (while the job runs the staging folder
+    holds them, zstd-compressed). 0: automatic, each file its share of the cores (a single big
+    dump on all of them, many dumps one task each), at most 5 (more would wait for the one task
+    that decodes the file); 1: one task a file; at most 16 when set."""
     piece_min_bytes: int = 16 << 20
     """A piece is at least this many compressed bytes: smaller dumps are one task."""
+    piece_wait_s: float = 900.0
+    """How long a piece's task waits for the next block from its file's decoding task before it
+    stops with an error (that task lost, not yet started, or stuck)."""
     thread_buckets: int = 0
     """Comments and submissions are written bucketed by thread (``bucket=NNNNN`` folders), so the
     extract job reads whole threads without a shuffle; one extract task per bucket. 0 picks a
@@ -116,6 +132,8 @@ class IngestConfig:
             raise IngestError(f"pieces_per_file must be between 0 (automatic) and {MAX_PIECES}")
         if self.piece_min_bytes < 1:
             raise IngestError("piece_min_bytes must be positive")
+        if self.piece_wait_s <= 0:
+            raise IngestError("piece_wait_s must be positive")
         if not 0 <= self.thread_buckets <= 65_536:
             raise IngestError("thread_buckets must be between 0 (automatic) and 65536")
 
@@ -133,6 +151,7 @@ class _TaskSettings:
     progress_interval_s: float
     max_records_per_file: int
     thread_buckets: int
+    piece_wait_s: float = 900.0
 
 
 class _PartitionedParquet:
@@ -217,10 +236,142 @@ class _PartitionedParquet:
             raise first
 
 
+# What the task of a file's last piece spends besides parsing, as fractions of the time parsing
+# the whole file takes (measured on the 10M-comment generated month: BENCHMARKS.md, "One zstd
+# window a file"): decoding the whole file, handing the other pieces' lines on (zstd level 1),
+# and what reading them back adds to the other pieces.
+DECODE_COST = 0.12
+RELAY_COST = 0.13
+RELAY_READ_COST = 0.05
+
+
+def decoder_share(pieces: int) -> float:
+    """The share of the file the last piece parses, so that its task (which also decodes the file
+    and hands the other pieces their lines) ends with the others: 0.42 of two pieces, 0.09 of
+    four, nothing from six on (then the decoding sets the pace)."""
+    if pieces == 1:
+        return 1.0
+    others = (1 + RELAY_READ_COST) / (pieces - 1)
+    return max(0.0, (others - DECODE_COST - RELAY_COST) / (1 - RELAY_COST + others))
+
+
 def piece_of(compressed_bytes_read: int, pieces: int, size: int) -> int:
-    """The piece a block belongs to, from the compressed bytes read at its end: piece ``p`` of
-    ``pieces`` holds the blocks that end in the p-th equal share of the file's ``size`` bytes."""
-    return min(pieces - 1, max(0, compressed_bytes_read - 1) * pieces // max(1, size))
+    """The piece a block belongs to, from the compressed bytes read at its end: of the file's
+    ``size`` bytes, pieces 0 to ``pieces - 2`` hold equal shares in order and the last piece, whose
+    task also decodes the whole file, what is left (``decoder_share``)."""
+    if pieces == 1:
+        return 0
+    at = max(0, compressed_bytes_read - 1) / max(1, size)  # where the block ends, 0 <= at < 1
+    return min(pieces - 1, int(at * (pieces - 1) / (1 - decoder_share(pieces))))
+
+
+RELAY_FOLDER = "_relay"
+RELAY_LEVEL = 1
+_RELAY_HEADER = "<5q"  # first line, lines, compressed bytes read, decompressed read, decompressed before
+_RELAY_END = "END.json"
+
+
+class _Relay:
+    """The blocks one file's decoding task hands to the task of piece ``piece``: numbered files in
+    ``<staging>/_relay/<file>-<piece>/``, each a header and the lines' bytes (zstd level 1: about 6x
+    smaller, and here faster to write than the raw bytes), and ``END.json`` last, with how many
+    blocks there are and the error that stopped the decoding task, if one did."""
+
+    def __init__(self, staging: str, file_index: int, piece: int):
+        self.folder = storage.join(staging, RELAY_FOLDER, f"{file_index:06d}-{piece:03d}")
+        self.blocks = 0
+
+    def _block(self, seq: int) -> str:
+        return storage.join(self.folder, f"{seq:08d}.block")
+
+    def put(self, block: LineBlock, before: int) -> None:
+        header = struct.pack(_RELAY_HEADER, block.first_line_number, block.skipped, block.compressed_bytes_read,
+                                    block.decompressed_bytes_read, before)
+        storage.write_bytes_atomic(self._block(self.blocks), header + zstandard.ZstdCompressor(level=RELAY_LEVEL).compress(block.data))
+        self.blocks += 1
+
+    def end(self, error: BaseException | None = None) -> None:
+        detail = None
+        if isinstance(error, DumpReadError):
+            detail = {"path": error.path, "line_number": error.line_number, "cause": error.cause}
+        elif error is not None:
+            detail = {"message": f"{type(error).__name__}: {error}"}
+        storage.write_json_atomic(storage.join(self.folder, _RELAY_END), {"blocks": self.blocks, "error": detail})
+
+    def read(self, path: str, file_name: str, piece: int, pieces: int, wait_s: float) -> Iterator[tuple[LineBlock, int]]:
+        """The blocks in order as the decoding task writes them, each with the decompressed bytes
+        before the piece; raises the decoding task's error after the blocks written before it."""
+        seq, heard, delay, end = 0, time.time(), 0.005, None
+        decompressor = zstandard.ZstdDecompressor()
+        while end is None or seq < end["blocks"]:
+            data = storage.read_bytes_if_exists(self._block(seq))
+            if data is not None:
+                first, lines, compressed, decompressed, before = struct.unpack_from(_RELAY_HEADER, data)
+                text = decompressor.decompress(data[struct.calcsize(_RELAY_HEADER):])
+                block = LineBlock(first, text.split(b"\n")[:-1], compressed, decompressed)
+                if len(block.lines) != lines:
+                    raise IngestError(f"{file_name}: relayed block {seq} of piece {piece + 1} holds {len(block.lines)} lines, "
+                                      f"its header says {lines}")
+                yield block, before
+                seq, heard, delay = seq + 1, time.time(), 0.005
+                continue
+            if end is not None:  # the end says more blocks than there are
+                raise IngestError(f"{file_name}: block {seq} of piece {piece + 1} is missing from {self.folder}")
+            end = storage.read_json_if_exists(storage.join(self.folder, _RELAY_END))
+            if end is not None:
+                continue  # blocks written before the end are read first
+            if time.time() - heard > wait_s:
+                raise IngestError(f"{file_name}: piece {piece + 1} of {pieces} heard nothing from the task decoding the "
+                                  f"file (piece {pieces}) for {wait_s:.0f} s (ingest.piece_wait_s); was it lost or never started?")
+            time.sleep(delay)
+            delay = min(0.2, delay * 2)
+        error = end["error"]
+        if error and "cause" in error:
+            raise DumpReadError(error["path"], error["line_number"], error["cause"])
+        if error:
+            raise IngestError(f"{file_name}: the task decoding the file (piece {pieces}) failed: {error['message']}")
+
+
+class _Decoder:
+    """The last piece's task: decodes the whole file once, hands each earlier piece its blocks
+    (``_Relay``) and yields its own, each with the decompressed bytes before the piece. Whatever
+    stops it (the file's damage, its own parsing's error: ``fail``), the earlier pieces hear of it."""
+
+    def __init__(self, path: str, settings: _TaskSettings, file_index: int, pieces: int, size: int):
+        self.path, self.settings, self.pieces, self.size = path, settings, pieces, size
+        self.relays = [_Relay(settings.staging, file_index, p) for p in range(pieces - 1)]
+        self.ended = 0  # relays[:ended] have their END
+
+    def _end_until(self, piece: int, error: BaseException | None = None) -> None:
+        while self.ended < piece:
+            self.relays[self.ended].end(error)
+            self.ended += 1
+
+    def fail(self, error: BaseException) -> None:
+        self._end_until(len(self.relays), error)
+
+    def __iter__(self) -> Iterator[tuple[LineBlock, int]]:
+        last, pieces, size = self.pieces - 1, self.pieces, self.size
+        owner, before, previous_end = 0, 0, 0
+        try:
+            for block in iter_line_blocks(self.path, self.settings.read_size_bytes, self.settings.max_window_bytes,
+                                          lambda read: piece_of(read, pieces, size) == last, keep_skipped=True):
+                piece = piece_of(block.compressed_bytes_read, pieces, size)
+                if piece != owner:
+                    owner, before = piece, previous_end
+                self._end_until(min(piece, last))
+                previous_end = block.decompressed_bytes_read
+                if piece < last:
+                    self.relays[piece].put(block, before)
+                else:
+                    yield block, before
+            self._end_until(last)
+        except GeneratorExit:
+            self.fail(RuntimeError("the task stopped before the end of the file"))
+            raise
+        except BaseException as exc:
+            self.fail(exc)
+            raise
 
 
 def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str | None = None,
@@ -229,9 +380,9 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str |
     rejects under ``settings.staging``; returns its counters.
 
     ``pieces`` > 1: this task parses only the blocks of piece ``piece`` (``piece_of``, ``size`` the
-    file's compressed bytes): it decompresses the file from its start (a zstd frame cannot be
-    entered in the middle), counts the lines of the pieces before without splitting or parsing
-    them, parses its own, and stops at the next piece. The pieces' counters add up to the file's."""
+    file's compressed bytes). The last piece's task decodes the file (a zstd frame cannot be
+    entered in the middle) and hands the other pieces their blocks (``_Decoder``); the
+    others read them (``_Relay.read``). The pieces' counters add up to the file's."""
     name = parse_dump_name(path)
     kind = kind or (name.kind if name else "RC")
     file_name = path.rsplit("/", 1)[-1]
@@ -260,16 +411,15 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str |
                                bucket_key="link_id" if kind == "RC" else "id", piece=named_piece)
     rejects = _PartitionedParquet(storage.join(settings.staging, "rejects"), file_index, REJECT_SCHEMA,
                                   settings.max_records_per_file, partition=False, piece=named_piece)
-    wanted = (lambda read: piece_of(read, pieces, size) == piece) if pieces > 1 else None
-    before = 0  # decompressed bytes of the pieces before this one
+    decoder = None
+    if pieces == 1:
+        blocks = ((block, 0) for block in iter_line_blocks(path, settings.read_size_bytes, settings.max_window_bytes))
+    elif piece == pieces - 1:
+        blocks = decoder = _Decoder(path, settings, file_index, pieces, size)
+    else:
+        blocks = _Relay(settings.staging, file_index, piece).read(path, file_name, piece, pieces, settings.piece_wait_s)
     try:
-        for block in iter_line_blocks(path, settings.read_size_bytes, settings.max_window_bytes, wanted):
-            owner = piece_of(block.compressed_bytes_read, pieces, size) if pieces > 1 else 0
-            if owner < piece:
-                before = block.decompressed_bytes_read
-                continue
-            if owner > piece:
-                break
+        for block, before in blocks:
             result = parse_block(kind, file_name, block.first_line_number, block.lines)
             stats["lines"] += len(block.lines)
             stats["compressed_bytes"] = block.compressed_bytes_read
@@ -294,6 +444,10 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str |
             raise
         stats["status"] = "failed"
         stats["error"] = str(err)
+    except BaseException as exc:
+        if decoder is not None:
+            decoder.fail(exc)  # the other pieces stop waiting for blocks
+        raise
     finally:
         try:
             rows.close()
@@ -369,18 +523,21 @@ def merge_pieces(per_piece: list[dict]) -> list[dict]:
 
 
 def pieces_per_file(infos: list[dict], cores: int, setting: int, min_bytes: int) -> dict[str, int]:
-    """How many tasks parse each file: ``setting`` when given (capped so a piece is at least
-    ``min_bytes`` compressed), else the file's share of the ``cores`` (a file of half the input
-    bytes gets half the cores), at most 16 (each piece decompresses the file up to its own part)."""
+    """How many tasks parse each file: ``setting`` when given (at most ``MAX_PIECES``), else the
+    file's share of the ``cores`` (a file of half the input bytes gets half the cores), at most
+    ``PACED_PIECES``; a piece is at least ``min_bytes`` compressed either way."""
     total = sum(i["size"] for i in infos) or 1
     out = {}
     for info in infos:
-        wanted = setting if setting else round(cores * info["size"] / total)
-        out[info["path"]] = max(1, min(wanted, MAX_PIECES, info["size"] // max(1, min_bytes)))
+        wanted = min(setting, MAX_PIECES) if setting else min(round(cores * info["size"] / total), PACED_PIECES)
+        out[info["path"]] = max(1, min(wanted, info["size"] // max(1, min_bytes)))
     return out
 
 
 MAX_PIECES = 16
+PACED_PIECES = 1 + int((1 + RELAY_READ_COST) / (DECODE_COST + RELAY_COST))
+"""Beyond this many pieces (5) the one decoding task cannot keep the others busy: the file's
+decoding and handing on sets the pace, and more tasks would wait, not parse."""
 
 
 BUCKET_TARGET_BYTES = 16 << 20
@@ -420,7 +577,7 @@ def fingerprint(cfg: IngestConfig, infos: list[dict], kinds: dict[str, str] | No
         "on_corrupt_file": cfg.on_corrupt_file,
         "max_records_per_file": cfg.max_records_per_file,
         "thread_buckets": cfg.thread_buckets or auto_thread_buckets(infos, kinds),
-        "code": "ingest-v2",
+        "code": "ingest-v3",
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
@@ -469,7 +626,7 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
         if note:
             print_(note)
         settings = _TaskSettings(staging, cfg.read_size_bytes, cfg.max_window_bytes, cfg.on_corrupt_file,
-                                 cfg.progress_interval_s, cfg.max_records_per_file, buckets)
+                                 cfg.progress_interval_s, cfg.max_records_per_file, buckets, cfg.piece_wait_s)
         started = time.time()
         workers = cores(spark) if spark is not None else local_cores(cfg.spark)
         pieces = pieces_per_file(infos, workers, cfg.pieces_per_file, cfg.piece_min_bytes)
@@ -489,6 +646,7 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
         seconds = time.time() - started
         report = build_report(per_file, seconds, workers)
         report["thread_buckets"] = buckets
+        storage.remove(storage.join(staging, RELAY_FOLDER))  # the lines handed between a file's pieces
         storage.remove_unfinished(staging)  # parts of attempts Spark killed or retried
         _check_counts(staging, report)
         storage.write_json_atomic(storage.join(staging, REPORT_FILE), report)

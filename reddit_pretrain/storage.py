@@ -108,6 +108,23 @@ def read_json(url: str) -> Any:
         return json.loads(f.read())
 
 
+def read_bytes_if_exists(url: str) -> bytes | None:
+    """The file's bytes, or None when there is no such file (one request, not a check and a read)."""
+    try:
+        if is_local(url):
+            with open(local_path(url), "rb") as f:
+                return f.read()
+        with fsspec.open(url, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def read_json_if_exists(url: str) -> Any:
+    data = read_bytes_if_exists(url)
+    return None if data is None else json.loads(data)
+
+
 def exists(url: str) -> bool:
     fs, path = filesystem(url)
     return fs.exists(path)

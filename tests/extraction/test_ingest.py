@@ -344,7 +344,8 @@ def test_automatic_pieces_follow_the_cores_and_the_sizes():
     infos = [{"path": "big", "size": 600 << 20}, {"path": "small", "size": 20 << 20}]
     assert pieces_per_file(infos, 2, 0, 16 << 20) == {"big": 2, "small": 1}
     assert pieces_per_file(infos, 1, 0, 16 << 20) == {"big": 1, "small": 1}  # one core: one task a file, as before
-    assert pieces_per_file(infos, 64, 0, 16 << 20) == {"big": 16, "small": 1}  # at most 16; a piece >= 16 MiB
+    assert pieces_per_file(infos, 64, 0, 16 << 20) == {"big": 5, "small": 1}  # at most 5: the decoding sets the pace
+    assert pieces_per_file(infos, 64, 64, 16 << 20) == {"big": 16, "small": 1}  # asked for: at most 16; >= 16 MiB a piece
     assert pieces_per_file([{"path": f"m{i}", "size": 100 << 20} for i in range(8)], 8, 0, 16 << 20) == \
         {f"m{i}": 1 for i in range(8)}  # many dumps: one task each
     assert pieces_per_file(infos, 2, 4, 16 << 20) == {"big": 4, "small": 1}  # asked for: still >= 16 MiB a piece
@@ -363,6 +364,67 @@ def test_a_truncated_dump_in_pieces_keeps_the_lines_before_the_damage(dumps, tmp
     assert files[0]["lines"] == files[1]["lines"] > 0 and files[0]["rows"] == files[1]["rows"]
     with pytest.raises(IngestError, match=r"RC_2015-03\.zst.*truncated"):
         ingest(None, [broken], tmp_path / "out_fail", pieces_per_file=4, piece_min_bytes=1024)
+
+
+def test_a_file_in_pieces_is_decoded_once_and_its_relayed_lines_leave_with_the_job(dumps, tmp_path, monkeypatch):
+    import extraction.ingest as ingest_module
+
+    from extraction.spark import SparkConfig
+
+    folder, _ = dumps
+    opened = []
+    real = ingest_module.iter_line_blocks
+    monkeypatch.setattr(ingest_module, "iter_line_blocks", lambda path, *a, **kw: opened.append(path) or real(path, *a, **kw))
+    # local[1]: the pieces run one after the other in this process, where the counter is
+    for name, pieces in (("one", 1), ("many", 4)):
+        run_ingest(IngestConfig(inputs=[str(folder / "RC_2015-01.zst"), str(folder / "RS_2015-01.zst")],
+                                output=str(tmp_path / name), pieces_per_file=pieces, piece_min_bytes=1024,
+                                read_size_bytes=64 << 10, spark=SparkConfig(master="local[1]")))
+    for name in ("comments", "submissions", "rejects"):
+        assert _rows_in_file_order(tmp_path / "many" / name) == _rows_in_file_order(tmp_path / "one" / name), name
+    assert sorted(p.rsplit("/", 1)[-1] for p in opened) == ["RC_2015-01.zst", "RC_2015-01.zst", "RS_2015-01.zst",
+                                                            "RS_2015-01.zst"]  # one task and four pieces: one decoder each
+    assert not list(tmp_path.rglob("_relay")) and not list(tmp_path.rglob("*.block"))
+
+
+def test_damage_inside_an_early_piece_reaches_every_piece(dumps, tmp_path):
+    folder, _ = dumps
+    broken = tmp_path / "in" / "RC_2015-03.zst"
+    broken.parent.mkdir()
+    data = bytearray((folder / "RC_2015-01.zst").read_bytes())
+    middle = len(data) // 5  # inside the first of four pieces
+    data[middle:middle + 64] = bytes(64)
+    broken.write_bytes(bytes(data))
+    reports = [ingest(None, [broken], tmp_path / f"out{k}", on_corrupt_file="record", pieces_per_file=k,
+                      piece_min_bytes=1024, read_size_bytes=64 << 10) for k in (1, 4)]
+    files = [r["files"][0] for r in reports]
+    assert files[0]["status"] == files[1]["status"] == "failed" and files[0]["error"] == files[1]["error"]
+    assert files[0]["lines"] == files[1]["lines"] > 0 and files[0]["rows"] == files[1]["rows"]
+    with pytest.raises(IngestError, match=r"RC_2015-03\.zst"):  # the pieces hear of it: no piece waits
+        ingest(None, [broken], tmp_path / "out_fail", pieces_per_file=4, piece_min_bytes=1024, read_size_bytes=64 << 10)
+
+
+def test_a_piece_whose_decoding_task_never_comes_stops_with_a_clear_error(dumps, tmp_path):
+    from extraction.ingest import _TaskSettings, ingest_file
+
+    folder, _ = dumps
+    path = folder / "RC_2015-01.zst"
+    settings = _TaskSettings(str(tmp_path / "staging"), 64 << 10, 2**31, "fail", 60.0, 1_000_000, 4, piece_wait_s=0.05)
+    with pytest.raises(IngestError, match=r"piece 1 of 2 heard nothing from the task decoding the file \(piece 2\) "
+                                          r"for 0 s \(ingest.piece_wait_s\)"):
+        ingest_file(0, str(path), settings, "RC", piece=0, pieces=2, size=path.stat().st_size)
+
+
+def test_pieces_share_a_file_and_the_decoding_piece_parses_less():
+    from extraction.ingest import decoder_share, piece_of
+
+    assert [piece_of(read, 1, 300) for read in (1, 150, 300)] == [0, 0, 0]
+    for pieces in (2, 3, 4, 5, 16):
+        share = decoder_share(pieces)
+        shares = [sum(piece_of(read, pieces, 100_000) == p for read in range(1, 100_001)) for p in range(pieces)]
+        assert sum(shares) == 100_000 and abs(shares[-1] / 100_000 - share) < 1e-3, pieces
+        assert max(shares[:-1]) - min(shares[:-1]) <= 1  # the others equal
+    assert 0.3 < decoder_share(2) < 0.5 and decoder_share(4) < 0.15 and decoder_share(6) == decoder_share(16) == 0
 
 
 def test_the_in_process_runner_parses_pieces_in_worker_processes(dumps, tmp_path):
