@@ -145,6 +145,9 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         say(f"{cfg.output} is complete for this input and settings; nothing to do (force=true runs again)")
         return storage.read_json(storage.join(cfg.output, REPORT_FILE))
     plan = plan_buckets(cfg)
+    from extraction.report import load_plotting_in_background
+
+    load_plotting_in_background()  # while the jobs run, not after them
     with staged.writing() as staging:  # refuses a folder not its own, or one another job writes
         spark = session_for(cfg.spark, plan.bytes, spark)
         started = time.time()

@@ -19,7 +19,6 @@ hand-written texts, those edge cases included. Trigrams are those of ``filters.t
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 import numpy as np
@@ -110,10 +109,69 @@ def is_absent(texts) -> np.ndarray:
 # -- words and their hashes --------------------------------------------------------------------
 
 
-def word_hash(words: list[str]) -> np.ndarray:
-    """Stable 64-bit hashes of words (blake2b), the same in every process and on every machine."""
-    return np.fromiter((int.from_bytes(hashlib.blake2b(w.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
-                        for w in words), dtype=np.uint64, count=len(words))
+def word_hash(words) -> np.ndarray:
+    """Stable 64-bit hashes of strings (an Arrow string array, or a list of str; null hashes as the
+    empty string), the same in every process and on every machine. Each string's UTF-8 bytes are
+    read 8 at a time (little-endian, the last word zero-padded); each word, mixed with its
+    position, goes through splitmix64's finaliser; the sum of a string's words, mixed with its
+    length, through it again. Vectorised over all the words of many strings at once (cProfile: a
+    Python BLAKE2b per string was 1.0 s of every million comments' extract)."""
+    array = as_array(words) if not isinstance(words, list) else pa.array(words, pa.string())
+    array = pc.fill_null(array, "")
+    if pa.types.is_large_string(array.type):
+        array = array.cast(pa.string())
+    n = len(array)
+    out = np.zeros(n, np.uint64)
+    if not n:
+        return out
+    offsets = np.frombuffer(array.buffers()[1], np.int32)[array.offset: array.offset + n + 1].astype(np.int64)
+    start, length = offsets[:-1], np.diff(offsets)
+    data = array.buffers()[2]
+    padded = np.zeros(int(offsets[-1]) + 8, np.uint8)  # room for the last 8-byte read
+    if data is not None and offsets[-1]:
+        padded[: offsets[-1]] = np.frombuffer(data, np.uint8, count=int(offsets[-1]))
+    # every byte offset as the start of a little-endian 8-byte word (unaligned reads)
+    eights = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+    chunks = (length + 7) // 8
+    ends = np.cumsum(chunks)
+    lo = 0
+    while lo < n:  # strings in groups of about 4M words: bounded memory
+        hi = max(lo + 1, int(np.searchsorted(ends, (ends[lo - 1] if lo else 0) + _GROUP_WORDS, side="right")))
+        out[lo:hi] = _hash_group(eights, start[lo:hi], length[lo:hi], chunks[lo:hi])
+        lo = hi
+    return out
+
+
+def _hash_group(eights: np.ndarray, start: np.ndarray, length: np.ndarray, chunks: np.ndarray) -> np.ndarray:
+    total = int(chunks.sum())
+    owner = np.repeat(np.arange(len(start)), chunks)
+    first = np.cumsum(chunks) - chunks
+    k = np.arange(total) - first[owner]  # the word's place in its string
+    word = eights[start[owner] + 8 * k]
+    left = length[owner] - 8 * k
+    short = left < 8
+    with np.errstate(over="ignore"):
+        word[short] &= (np.uint64(1) << (left[short].astype(np.uint64) * np.uint64(8))) - np.uint64(1)
+        mixed = _finalise(word ^ (k.astype(np.uint64) * _WORD_PLACE))
+        sums = np.zeros(len(start), np.uint64)
+        some = chunks > 0
+        if total:
+            sums[some] = np.add.reduceat(mixed, first[some])
+        return _finalise(sums ^ (length.astype(np.uint64) * _WORD_PLACE + _WORD_SEED))
+
+
+_WORD_PLACE = np.uint64(0xD6E8FEB86659FD93)
+_GROUP_WORDS = 4 << 20
+_WORD_SEED = np.uint64(0x243F6A8885A308D3)
+
+
+def _finalise(x: np.ndarray) -> np.ndarray:
+    """splitmix64's step and finaliser."""
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
 
 
 class Words:
@@ -150,7 +208,7 @@ class Words:
         row = self.row
         if len(row) < 3:
             return np.zeros(0, np.uint64), np.zeros(0, np.int64)
-        h = word_hash(self.vocabulary.to_pylist())[self.code]
+        h = word_hash(self.vocabulary)[self.code]
         same = row[2:] == row[:-2]
         with np.errstate(over="ignore"):
             x = h[:-2] * _K1
@@ -191,7 +249,7 @@ def _mix3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 def text_hashes(texts: pa.Array) -> np.ndarray:
     """A 64-bit hash of each whole text (null -> hash of the empty text)."""
-    return word_hash([t or "" for t in texts.to_pylist()])
+    return word_hash(texts)
 
 
 def combine_hashes(columns: np.ndarray) -> np.ndarray:

@@ -280,14 +280,15 @@ class _Relay:
     def __init__(self, staging: str, file_index: int, piece: int):
         self.folder = storage.join(staging, RELAY_FOLDER, f"{file_index:06d}-{piece:03d}")
         self.blocks = 0
+        self._compressor = zstandard.ZstdCompressor(level=RELAY_LEVEL)
 
     def _block(self, seq: int) -> str:
         return storage.join(self.folder, f"{seq:08d}.block")
 
     def put(self, block: LineBlock, before: int) -> None:
         header = struct.pack(_RELAY_HEADER, block.first_line_number, block.skipped, block.compressed_bytes_read,
-                                    block.decompressed_bytes_read, before)
-        storage.write_bytes_atomic(self._block(self.blocks), header + zstandard.ZstdCompressor(level=RELAY_LEVEL).compress(block.data))
+                             block.decompressed_bytes_read, before)
+        storage.write_bytes_atomic(self._block(self.blocks), header + self._compressor.compress(block.data))
         self.blocks += 1
 
     def end(self, error: BaseException | None = None) -> None:
@@ -298,7 +299,7 @@ class _Relay:
             detail = {"message": f"{type(error).__name__}: {error}"}
         storage.write_json_atomic(storage.join(self.folder, _RELAY_END), {"blocks": self.blocks, "error": detail})
 
-    def read(self, path: str, file_name: str, piece: int, pieces: int, wait_s: float) -> Iterator[tuple[LineBlock, int]]:
+    def read(self, file_name: str, piece: int, pieces: int, wait_s: float) -> Iterator[tuple[LineBlock, int]]:
         """The blocks in order as the decoding task writes them, each with the decompressed bytes
         before the piece; raises the decoding task's error after the blocks written before it."""
         seq, heard, delay, end = 0, time.time(), 0.005, None
@@ -417,7 +418,7 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str |
     elif piece == pieces - 1:
         blocks = decoder = _Decoder(path, settings, file_index, pieces, size)
     else:
-        blocks = _Relay(settings.staging, file_index, piece).read(path, file_name, piece, pieces, settings.piece_wait_s)
+        blocks = _Relay(settings.staging, file_index, piece).read(file_name, piece, pieces, settings.piece_wait_s)
     try:
         for block, before in blocks:
             result = parse_block(kind, file_name, block.first_line_number, block.lines)

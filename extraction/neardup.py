@@ -139,7 +139,7 @@ def words(texts, normalized: bool = False) -> tuple[np.ndarray, np.ndarray]:
     if not len(flat):
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
     encoded = pc.dictionary_encode(flat)
-    h = word_hash(encoded.dictionary.to_pylist())[encoded.indices.to_numpy(zero_copy_only=False)]
+    h = word_hash(encoded.dictionary)[encoded.indices.to_numpy(zero_copy_only=False)]
     return h, np.repeat(np.arange(len(lengths)), lengths)
 
 

@@ -134,3 +134,27 @@ def test_word_repeats_of_any_length_match_the_reference(times):
     texts = [" ".join(rng.choice(["a", "A", "b"]) for _ in range(rng.randrange(0, 9))) for _ in range(3000)] + [None, ""]
     got = Texts(pa.array(texts, pa.string())).words.repeats(len(texts), times)
     assert [bool(g) for g in got] == [_has_repeat(words(t or ""), times) for t in texts]
+
+
+def test_word_hashes_are_stable_and_the_same_for_every_form_of_a_column(monkeypatch):
+    import numpy as np
+    import pyarrow as pa
+
+    from extraction.features import word_hash
+
+    # pinned: the same on every machine and in every process (hashes move between tasks)
+    assert [hex(h) for h in word_hash(["", "hello", "copypasta is long text"])] == \
+        ["0x2cb0f69f4abea221", "0x89ea2d0cc5b586e3", "0x91bb8e1d4a025b57"]
+    words = ["", "a", "abcdefgh", "abcdefghi", "ab\x00", "ab", "héllo wörld", "x" * 1000, "x" * 1001, "日本語のテキスト"]
+    h = word_hash(words)
+    assert len(set(h.tolist())) == len(words)  # lengths and the bytes past each 8 all count
+    column = pa.array(["zz", None] + words)
+    assert np.array_equal(word_hash(column)[2:], h) and word_hash(column)[1] == h[0]  # null hashes as ""
+    assert np.array_equal(word_hash(column.slice(2)), h)
+    assert np.array_equal(word_hash(pa.chunked_array([column.slice(0, 5), column.slice(5)]))[2:], h)
+    assert np.array_equal(word_hash(column.cast(pa.large_string()))[2:], h)
+    assert len(word_hash(pa.array([], pa.string()))) == 0
+    import extraction.features as features
+
+    monkeypatch.setattr(features, "_GROUP_WORDS", 3)  # many small groups of strings: the same hashes
+    assert np.array_equal(word_hash(column)[2:], h)

@@ -60,6 +60,11 @@ def test_pseudonyms_are_keyed_stable_and_shared_with_mentions():
     assert scrub_text("thanks u/SomeUser!", ON)[0] == f"thanks u/{a}!"  # a mention names the same pseudonym
     column = pseudonymize_column(pa.array(["SomeUser", None, "[deleted]", "SomeUser"]), "pepper")
     assert column.to_pylist() == [a, None, "[deleted]", a]
+    # the column's names are each hashed as pseudonym hashes one (Python lower-cases what is not ASCII)
+    names = ["ÄrgerLich", "İstanbul", "ΣΟΦΙΑ", "x_Y-1", "", "[Deleted]", None, "x_y-1"]
+    chunked = pa.chunked_array([pa.array(names[:3]), pa.array(names[3:])])
+    assert pseudonymize_column(chunked, "pepper").to_pylist() == [pseudonym(n, "pepper") for n in names]
+    assert pseudonymize_column(pa.array([None, None], pa.string()), "pepper").to_pylist() == [None, None]
 
 
 def test_the_salt_comes_from_the_setting_the_environment_or_a_private_file(tmp_path, monkeypatch):
