@@ -470,12 +470,6 @@ def _ingest_task(settings: _TaskSettings, task: dict) -> tuple[dict, None]:
 # Driver side
 
 
-def spark_ddl(schema: pa.Schema) -> str:
-    """Spark DDL for the flat Arrow schemas of ``extraction.records``."""
-    names = {pa.string(): "STRING", pa.int64(): "BIGINT", pa.bool_(): "BOOLEAN", pa.binary(): "BINARY"}
-    return ", ".join(f"`{f.name}` {names[f.type]}" for f in schema)
-
-
 def ingest_files(spark, files: list[tuple[int, str]], settings: _TaskSettings, kinds: dict[str, str] | None = None,
                  pieces: dict[str, int] | None = None, sizes: dict[str, int] | None = None, workers: int = 1) -> list[dict]:
     """Runs one task per piece of each (file_index, path) dump (``spark.run_tasks``; ``pieces`` per

@@ -160,8 +160,6 @@ def test_thread_bucket_is_stable_and_spreads():
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     """A generated month (every quirk of the generator) as Arrow tables, without Spark."""
-    import json
-
     import zstandard
 
     from extraction.records import parse_block
@@ -177,7 +175,6 @@ def generated(tmp_path_factory):
             lines = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(f).read().splitlines()
         rows = parse_block(kind, f"{kind}_2015-01.zst", 1, lines).rows
         tables[kind] = pa.Table.from_batches([rows]).drop_columns(["month"])
-    assert json  # (parse_block's rejects are the malformed lines, not needed here)
     # Overlapping dumps: a few ids twice, one with a different body.
     extra = tables["RC"].slice(0, 40).to_pylist()
     extra[0]["body"] = "a different body for the same id"
