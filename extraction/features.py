@@ -152,12 +152,12 @@ def _hash_group(eights: np.ndarray, start: np.ndarray, length: np.ndarray, chunk
     short = left < 8
     with np.errstate(over="ignore"):
         word[short] &= (np.uint64(1) << (left[short].astype(np.uint64) * np.uint64(8))) - np.uint64(1)
-        mixed = _finalise(word ^ (k.astype(np.uint64) * _WORD_PLACE))
+        mixed = splitmix64(word ^ (k.astype(np.uint64) * _WORD_PLACE))
         sums = np.zeros(len(start), np.uint64)
         some = chunks > 0
         if total:
             sums[some] = np.add.reduceat(mixed, first[some])
-        return _finalise(sums ^ (length.astype(np.uint64) * _WORD_PLACE + _WORD_SEED))
+        return splitmix64(sums ^ (length.astype(np.uint64) * _WORD_PLACE + _WORD_SEED))
 
 
 _WORD_PLACE = np.uint64(0xD6E8FEB86659FD93)
@@ -165,8 +165,9 @@ _GROUP_WORDS = 4 << 20
 _WORD_SEED = np.uint64(0x243F6A8885A308D3)
 
 
-def _finalise(x: np.ndarray) -> np.ndarray:
-    """splitmix64's step and finaliser."""
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's step and finaliser, element-wise on uint64 (the one mixer of every hash here:
+    words, shingles, MinHash permutations)."""
     with np.errstate(over="ignore"):
         x = x + np.uint64(0x9E3779B97F4A7C15)
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)

@@ -151,7 +151,7 @@ class _TaskSettings:
     progress_interval_s: float
     max_records_per_file: int
     thread_buckets: int
-    piece_wait_s: float = 900.0
+    piece_wait_s: float
 
 
 class _PartitionedParquet:

@@ -46,8 +46,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from extraction.features import as_array, splitmix64, word_hash
+
 _MASK32 = np.uint64(0xFFFFFFFF)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 def normalize(texts) -> pa.Array:
@@ -55,7 +56,6 @@ def normalize(texts) -> pa.Array:
 
     ASCII texts (most of Reddit) are done byte by byte in numpy (``_normalize_ascii``), the others
     by Arrow's lower-casing and one RE2 replacement; both give the same text for an ASCII text."""
-    from extraction.features import as_array
 
     texts = pc.fill_null(as_array(texts), "")
     if texts.type != pa.string():
@@ -115,18 +115,9 @@ def _normalize_ascii(texts: pa.Array) -> pa.Array:
                                                   pa.py_buffer(mapped[keep].tobytes())])
 
 
-def _splitmix(x: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        x = x + _GOLDEN
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
-
-
 def words(texts, normalized: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(hash, row) of every word of the normalised texts, in order (``normalized``: the texts are
     ``normalize``'s already)."""
-    from extraction.features import as_array, word_hash
 
     normalized = pc.fill_null(as_array(texts), "") if normalized else normalize(texts)
     split = pc.utf8_split_whitespace(normalized)
@@ -157,7 +148,7 @@ def word_shingles(h: np.ndarray, row: np.ndarray, k: int) -> tuple[np.ndarray, n
     acc = np.full(n, np.uint64(k), dtype=np.uint64)
     with np.errstate(over="ignore"):
         for j in range(k):
-            acc = _splitmix(acc ^ h[j:j + n])
+            acc = splitmix64(acc ^ h[j:j + n])
     same = row[k - 1:] == row[:n]
     return acc[same], row[:n][same]
 
@@ -172,9 +163,9 @@ def text_hashes(h: np.ndarray, row: np.ndarray, n: int) -> np.ndarray:
     length = np.diff(np.r_[first, len(h)])
     position = np.arange(len(h)) - np.repeat(first, length)
     with np.errstate(over="ignore"):
-        mixed = _splitmix(h ^ _splitmix(position.astype(np.uint64)))
+        mixed = splitmix64(h ^ splitmix64(position.astype(np.uint64)))
         total = np.add.reduceat(mixed, first)
-        out[row[first]] = _splitmix(total ^ length.astype(np.uint64))
+        out[row[first]] = splitmix64(total ^ length.astype(np.uint64))
     return out
 
 
@@ -217,10 +208,10 @@ def signatures(hashes: np.ndarray, rows: np.ndarray, n: int, num_perm: int, bloc
     if not len(present):
         return np.zeros((0, num_perm), np.uint32), present
     starts = np.searchsorted(rows, present)
-    seeds = _splitmix(np.arange(1, 2 * num_perm + 1, dtype=np.uint64))
+    seeds = splitmix64(np.arange(1, 2 * num_perm + 1, dtype=np.uint64))
     mult = (seeds[:num_perm] & _MASK32).astype(np.uint32)[:, None] | np.uint32(1)  # odd multipliers
     add = (seeds[num_perm:] >> np.uint64(32)).astype(np.uint32)[:, None]
-    mixed = _splitmix(hashes)
+    mixed = splitmix64(hashes)
     x = ((mixed >> np.uint64(32)) ^ (mixed & _MASK32)).astype(np.uint32)
     out = np.empty((len(present), num_perm), dtype=np.uint32)
     ends = np.append(starts[1:], len(x))
@@ -244,9 +235,9 @@ def band_keys(sig: np.ndarray, bands: int, rows_per_band: int) -> np.ndarray:
     n = len(sig)
     out = np.empty((n, bands), dtype=np.uint64)
     for b in range(bands):
-        acc = np.full(n, _splitmix(np.array([b + 1], np.uint64))[0], dtype=np.uint64)
+        acc = np.full(n, splitmix64(np.array([b + 1], np.uint64))[0], dtype=np.uint64)
         for j in range(rows_per_band):
-            acc = _splitmix(acc ^ sig[:, b * rows_per_band + j].astype(np.uint64))
+            acc = splitmix64(acc ^ sig[:, b * rows_per_band + j].astype(np.uint64))
         out[:, b] = acc
     return out
 
@@ -322,7 +313,6 @@ def candidate_pairs(keys: np.ndarray, ids: pa.Array, max_group: int) -> tuple[np
 
 def _id_rank(ids: pa.Array) -> np.ndarray:
     """Each id's rank among the distinct ids, in string order (equal ids, equal ranks)."""
-    from extraction.features import as_array
 
     encoded = pc.dictionary_encode(as_array(ids))
     order = pc.sort_indices(encoded.dictionary).to_numpy(zero_copy_only=False)
@@ -334,7 +324,6 @@ def _id_rank(ids: pa.Array) -> np.ndarray:
 def components(a: pa.Array, b: pa.Array) -> tuple[pa.Array, pa.Array]:
     """The connected components of the pairs (a[i], b[i]) of session ids: (member, the smallest id
     of its component) for every id that is not that smallest one, sorted by member."""
-    from extraction.features import as_array
 
     ids = pa.concat_arrays([as_array(a), as_array(b)]) if len(a) else pa.array([], pa.string())
     if not len(ids):

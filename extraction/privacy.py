@@ -114,9 +114,14 @@ def pseudonym(name: str | None, salt: str) -> str | None:
     return pseudonymizer(salt)(name)
 
 
+def _keyed(salt: str):
+    """A fresh keyed BLAKE2b (8 bytes) for ``salt`` on each call: the key set up once, then copied."""
+    return hashlib.blake2b(key=_key(salt), digest_size=8).copy
+
+
 def pseudonymizer(salt: str):
     """``pseudonym`` for one salt, the keyed hash set up once and copied for each name."""
-    keyed = hashlib.blake2b(key=_key(salt), digest_size=8).copy
+    keyed = _keyed(salt)
 
     def one(name: str | None) -> str | None:
         if name is None or name in KEPT_AUTHORS:
@@ -202,7 +207,7 @@ def pseudonymize_column(names, salt: str):
     lowered = pc.ascii_lower(distinct).cast(pa.binary()).to_pylist()
     for i in np.flatnonzero(~pc.string_is_ascii(distinct).to_numpy(zero_copy_only=False)):
         lowered[i] = distinct[int(i)].as_py().lower().encode()
-    keyed = hashlib.blake2b(key=_key(salt), digest_size=8).copy
+    keyed = _keyed(salt)
     digests = []
     for name in lowered:
         h = keyed()

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from extraction.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, hash_split
-from extraction.features import (Texts, as_array, combine_hashes, comment_words, is_absent, text_features, text_hashes,
+from extraction.features import (Texts, as_array, combine_hashes, splitmix64, comment_words, is_absent, text_features, text_hashes,
                                  turn_cut, unescape_html)
 from extraction.filters import TURN_RULES, FiltersConfig, Rules
 from extraction.language import UNDETERMINED, common_word_counts, languages_of
@@ -720,7 +720,7 @@ def pair_jaccard(texts: pa.Array, code: np.ndarray, shingle: int, normalized: bo
 
     n = len(code) // 2
     hashes, row = neardup.shingles(texts, shingle, normalized)
-    keyed = neardup._splitmix(hashes ^ (row.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))  # (text, shingle) as one key
+    keyed = splitmix64(hashes ^ (row.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))  # (text, shingle) as one key
     keyed, first = np.unique(keyed, return_index=True)
     size = np.bincount(row[first], minlength=len(texts))  # distinct shingles per text
     distinct_row, distinct_hash = row[first], hashes[first]
@@ -731,7 +731,7 @@ def pair_jaccard(texts: pa.Array, code: np.ndarray, shingle: int, normalized: bo
     pair_of = np.repeat(np.arange(n), counts)
     offsets = np.repeat(start[a] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
     mine = distinct_hash[by_text[np.arange(counts.sum()) + offsets]]  # each pair's first text's shingles
-    query = neardup._splitmix(mine ^ (np.repeat(b, counts).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
+    query = splitmix64(mine ^ (np.repeat(b, counts).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
     at = np.minimum(np.searchsorted(keyed, query), max(len(keyed) - 1, 0))
     hit = keyed[at] == query if len(keyed) else np.zeros(len(query), bool)
     common = np.bincount(pair_of[hit], minlength=n)
