@@ -11,8 +11,8 @@ In one run, on generated months (one megathread of up to 100k comments, one r/co
   the floor, seconds per comment against the main run, peak memory (the largest sum of resident
   memory of this process, the Spark JVM and its Python workers, sampled every 0.2 s), and the
   task seconds of each stage;
-* the whole commands a user types (``python -m extraction.ingest ...``, then ``python -m
-  extraction.extract ...``), and the one command that runs both on one Spark session
+* the whole commands a user types (``python -m extraction.ingest.job ...``, then ``python -m
+  extraction.sessions.job ...``), and the one command that runs both on one Spark session
   (``python -m reddit_pretrain.pipeline input=[...] stop_after=extract``), Spark start-up included,
   on the main month and on a ``--small`` one.
 
@@ -85,9 +85,9 @@ def month(comments: int) -> Path:
 def run(spark, folder: Path, comments: int, cores: int, overrides: dict | None = None) -> dict:
     """Ingest + extract of ``folder`` on ``spark``; ``overrides``: extract settings (``filters.x``,
     ``privacy.x``) to change."""
-    from extraction.extract import ExtractConfig, run_extract
-    from extraction.filters import FiltersConfig
-    from extraction.ingest import IngestConfig, run_ingest
+    from extraction.sessions.job import ExtractConfig, run_extract
+    from extraction.sessions.filters import FiltersConfig
+    from extraction.ingest.job import IngestConfig, run_ingest
 
     out = Path(tempfile.mkdtemp(prefix="bench-extract-"))
     try:
@@ -126,8 +126,8 @@ def commands(folder: Path, comments: int, cores: int) -> dict:
     spark = [f"spark.master='local[{cores}]'"]  # quoted: brackets are Hydra list syntax
     try:
         started = time.perf_counter()
-        for args in (["extraction.ingest", f"inputs=[{folder}/RC_2015-01.zst,{folder}/RS_2015-01.zst]", f"output={out}/ingest"],
-                     ["extraction.extract", f"input={out}/ingest", f"output={out}/extract",
+        for args in (["extraction.ingest.job", f"inputs=[{folder}/RC_2015-01.zst,{folder}/RS_2015-01.zst]", f"output={out}/ingest"],
+                     ["extraction.sessions.job", f"input={out}/ingest", f"output={out}/extract",
                       f"filters.bland_min_count={max(20, comments // 4000)}"]):
             subprocess.run([sys.executable, "-m", *args, *spark], cwd=REPO, env=env, check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -235,7 +235,7 @@ def main() -> None:
     print("\ntask seconds per stage (summed over tasks) and wall seconds per Spark job:")
     print(table([{"run": r["run"], **r["stage_seconds"], **{f"job {k}": v for k, v in r["job_seconds"].items()}} for r in rows],
                 ["run", *stages, *[f"job {k}" for k in rows[0]["job_seconds"]]]))
-    print("\nwhole commands (python -m extraction.ingest, then extraction.extract; or the pipeline stopping after\n"
+    print("\nwhole commands (python -m extraction.ingest.job, then extraction.sessions.job; or the pipeline stopping after\n"
           "extract, one Spark session; Spark start-up included):")
     print(table(wall, ["run", "comments", "seconds", "comments_per_s_per_core"]))
     result = {"cores": args.cores, "floor": the_floor, "rows": rows, "commands": wall}

@@ -22,7 +22,7 @@ from benchmarks.common import floor, synthetic_month, table, write_results  # no
 
 
 def ingest(paths: list[Path], cores: int, repeats: int) -> dict:
-    from extraction.ingest import IngestConfig, run_ingest
+    from extraction.ingest.job import IngestConfig, run_ingest
     from extraction.spark import SparkConfig, build_spark
 
     spark = build_spark(SparkConfig(master=f"local[{cores}]", log_level="ERROR",

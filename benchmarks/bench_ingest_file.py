@@ -39,7 +39,7 @@ from benchmarks.common import machine, synthetic_month, table, write_results  # 
 
 
 def decompress_only(path: Path) -> dict:
-    from extraction.dumps import iter_line_blocks
+    from extraction.ingest.dumps import iter_line_blocks
 
     started = time.perf_counter()
     lines = decompressed = 0
@@ -81,7 +81,7 @@ def digest(table_dir: Path) -> str:
 
 def run(path: Path, out: Path, master: str, in_process: bool) -> dict:
     from benchmarks.bench_extract import PeakMemory
-    from extraction.ingest import IngestConfig, run_ingest
+    from extraction.ingest.job import IngestConfig, run_ingest
     from extraction.spark import SparkConfig, build_spark
 
     cfg = SparkConfig(master=master, log_level="ERROR", in_process_below_bytes=1 << 50 if in_process else 0,

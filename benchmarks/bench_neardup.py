@@ -12,7 +12,7 @@ In one run:
   and of the replies that have no near duplicate at all (exact Jaccard, every pair), the share kept
   by this rule (the target: >= 99%);
 * **pairs against the truth**: on ``--sample`` replies of that month that reach the corpus rules, the
-  pairs at the threshold by exact Jaccard over every pair (prefix filtering, ``extraction.reference``)
+  pairs at the threshold by exact Jaccard over every pair (prefix filtering, ``tests.kit.reference``)
   against the pairs the rule finds (LSH candidates, verified): precision and recall, and the same
   for the clusters;
 * **cost**: extract of the 1M-comment benchmark month with the rule off and on, ``--repeats`` times
@@ -51,11 +51,11 @@ def _read(folder: Path):
 
 
 def planted(comments: int, clusters: int, work: Path) -> tuple[dict, list[str], dict]:
-    from extraction.extract import ExtractConfig, run_extract
-    from extraction.ingest import IngestConfig, run_ingest
-    from extraction.neardup import shingle_set
-    from extraction.reference import similar_pairs
-    from extraction.synth import SynthConfig, write_month
+    from extraction.sessions.job import ExtractConfig, run_extract
+    from extraction.ingest.job import IngestConfig, run_ingest
+    from extraction.sessions.neardup import shingle_set
+    from tests.kit.reference import similar_pairs
+    from reddit_pretrain.synth import SynthConfig, write_month
 
     dumps = CACHE / f"neardup-{comments}-{clusters}"
     stats = write_month(str(dumps), SynthConfig(comments=comments, seed=11, copypasta_clusters=clusters))
@@ -109,9 +109,9 @@ def pairs_vs_truth(judged: list[str], response: dict, sample: int, filters) -> d
     import numpy as np
     import pyarrow as pa
 
-    from extraction import neardup
-    from extraction.reference import similar_pairs
-    from extraction.threads import ND_BANDS, near_duplicate_pairs, verify_pairs
+    from extraction.sessions import neardup
+    from tests.kit.reference import similar_pairs
+    from extraction.sessions.threads import ND_BANDS, near_duplicate_pairs, verify_pairs
 
     rng = random.Random(5)
     ids = sorted(rng.sample(judged, min(sample, len(judged))))
@@ -165,8 +165,8 @@ def pairs_vs_truth(judged: list[str], response: dict, sample: int, filters) -> d
 
 
 def cost(comments: int, work: Path, spark, repeats: int = 2) -> dict:
-    from extraction.extract import ExtractConfig, run_extract
-    from extraction.ingest import IngestConfig, run_ingest
+    from extraction.sessions.job import ExtractConfig, run_extract
+    from extraction.ingest.job import IngestConfig, run_ingest
     from extraction.spark import SparkConfig
 
     month = synthetic_month(comments, seed=0, megathreads=1, megathread_comments=min(100_000, comments // 10), deep_chains=1,
@@ -203,9 +203,9 @@ def longest_tokens(work: Path, spark, comments: int) -> dict:
     import pyarrow.parquet as pq
     from transformers import PreTrainedTokenizerFast
 
-    from extraction.extract import ExtractConfig, run_extract
+    from extraction.sessions.job import ExtractConfig, run_extract
     from extraction.spark import SparkConfig
-    from extraction.train_tokenizer import train_tokenizer
+    from extraction.tokenize.train_tokenizer import train_tokenizer
 
     spark_cfg = SparkConfig(master="local[2]", in_process_below_bytes=0)
     out = {}
@@ -243,7 +243,7 @@ def main() -> int:
     print(table(quality["clusters"], ["cluster", "members", "min jaccard", "responses judged", "kept", "dropped as near duplicate"]))
     print(table([{"what": k, "value": v} for k, v in quality["summary"].items()], ["what", "value"]))
     print("cluster sizes found:", quality["sizes"])
-    from extraction.filters import FiltersConfig
+    from extraction.sessions.filters import FiltersConfig
 
     truth = pairs_vs_truth(judged, response, args.sample, FiltersConfig())
     print(table([{"what": k, "value": v} for k, v in truth.items()], ["what", "value"]))

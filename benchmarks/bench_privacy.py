@@ -1,4 +1,4 @@
-"""PII masking and pseudonymous authors (``extraction.privacy``): what they catch, and what they cost.
+"""PII masking and pseudonymous authors (``extraction.sessions.privacy``): what they catch, and what they cost.
 
     python benchmarks/bench_privacy.py [--comments 100000] [--cost-comments 1000000]
 
@@ -47,10 +47,10 @@ def rejects(folder: Path):
 def quality(comments: int, work: Path) -> dict:
     import pyarrow as pa
 
-    from extraction.extract import ExtractConfig, run_extract
-    from extraction.ingest import IngestConfig, run_ingest
-    from extraction.privacy import PrivacyConfig
-    from extraction.synth import SynthConfig, write_month
+    from extraction.sessions.job import ExtractConfig, run_extract
+    from extraction.ingest.job import IngestConfig, run_ingest
+    from extraction.sessions.privacy import PrivacyConfig
+    from reddit_pretrain.synth import SynthConfig, write_month
 
     dumps = CACHE / f"privacy-{comments}"
     stats = write_month(str(dumps), SynthConfig(comments=comments, seed=7, p_pii=0.03, p_mention=0.02))
@@ -91,8 +91,8 @@ def quality(comments: int, work: Path) -> dict:
     # The masked detail against no detail at all: each session carrying a value, judged by the session
     # rules (their plain-Python references) on its turns as the rules read them (a plain word in each
     # placeholder's place) and on the same turns with the placeholders removed.
-    from extraction.filters import Rules
-    from extraction.privacy import PII_KINDS
+    from extraction.sessions.filters import Rules
+    from extraction.sessions.privacy import PII_KINDS
 
     rules = Rules.load(base.filters)
     words = {stored: word for _, _, stored, word in PII_KINDS}
@@ -130,7 +130,7 @@ def quality(comments: int, work: Path) -> dict:
 
 
 def cost(comments: int, work: Path) -> dict:
-    from extraction.privacy import PrivacyConfig
+    from extraction.sessions.privacy import PrivacyConfig
 
     return extract_off_on_off(comments, work, lambda cfg, on: setattr(cfg, "privacy", PrivacyConfig(on, on, "benchmark salt")))
 

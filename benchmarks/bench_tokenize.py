@@ -30,10 +30,10 @@ from benchmarks.common import CACHE, synthetic_month, table, write_results  # no
 
 
 def prepare(comments: int, spark) -> tuple[Path, Path]:
-    from extraction.extract import ExtractConfig, run_extract
-    from extraction.filters import FiltersConfig
-    from extraction.ingest import IngestConfig, run_ingest
-    from extraction.train_tokenizer import train_tokenizer
+    from extraction.sessions.job import ExtractConfig, run_extract
+    from extraction.sessions.filters import FiltersConfig
+    from extraction.ingest.job import IngestConfig, run_ingest
+    from extraction.tokenize.train_tokenizer import train_tokenizer
 
     root = CACHE / f"tokenize-{comments}"
     folder = synthetic_month(comments, seed=3)
@@ -63,7 +63,7 @@ def plain(extract: Path, tokenizer: Path) -> dict:
 
 
 def job(extract: Path, tokenizer: Path, spark, cores: int) -> dict:
-    from extraction.tokenize import TokenizeConfig, run_tokenize
+    from extraction.tokenize.job import TokenizeConfig, run_tokenize
 
     out = Path(tempfile.mkdtemp(prefix="bench-tokenize-"))
     try:

@@ -30,7 +30,7 @@ def machine() -> str:
 
 def synthetic_month(comments: int, seed: int = 0, month: str = "2015-01", **kw) -> Path:
     """A generated dump of ``comments`` comments, cached between runs."""
-    from extraction.synth import GENERATOR_VERSION, SynthConfig, write_month
+    from reddit_pretrain.synth import GENERATOR_VERSION, SynthConfig, write_month
 
     folder = CACHE / f"synth-v{GENERATOR_VERSION}-{comments}-{seed}-{month}"
     if not (folder / f"RC_{month}.zst").exists():
@@ -45,8 +45,8 @@ def extract_off_on_off(comments: int, work: Path, switch, repeats: int = 1) -> d
     stage, kept sessions, and each run against the fastest off run; the ratio is the fastest on
     run against the fastest off run (the first run of a session is slower: the month's files come
     into the page cache, Python workers start)."""
-    from extraction.extract import ExtractConfig, run_extract
-    from extraction.ingest import IngestConfig, run_ingest
+    from extraction.sessions.job import ExtractConfig, run_extract
+    from extraction.ingest.job import IngestConfig, run_ingest
     from extraction.spark import SparkConfig, build_spark
 
     month = synthetic_month(comments, seed=0, megathreads=1, megathread_comments=min(100_000, comments // 10), deep_chains=1,

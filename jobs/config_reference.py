@@ -21,7 +21,7 @@ BEGIN, END = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
 
 
 def _field_docs(cls) -> dict[str, str]:
-    if "__field_docs__" in vars(cls):  # made from declarations (extraction.filters.FiltersConfig): its base's, then its own
+    if "__field_docs__" in vars(cls):  # made from declarations (extraction.sessions.filters.FiltersConfig): its base's, then its own
         return {**_field_docs(cls.__mro__[1]), **cls.__field_docs__}
     tree = ast.parse(inspect.getsource(cls))
     body = tree.body[0].body
@@ -71,9 +71,9 @@ def _rows(cls, prefix: str = "", sections: dict | None = None) -> list[str]:
 
 
 def reference() -> str:
-    from extraction.extract import ExtractConfig
-    from extraction.ingest import IngestConfig
-    from extraction.tokenize import TokenizeConfig
+    from extraction.sessions.job import ExtractConfig
+    from extraction.ingest.job import IngestConfig
+    from extraction.tokenize.job import TokenizeConfig
     from pretrain.config import TrainConfig
     from reddit_pretrain.pipeline import PipelineConfig
 
@@ -96,7 +96,7 @@ def _presets() -> dict[str, object]:
     from omegaconf import OmegaConf
 
     from reddit_pretrain import CONF_DIR
-    from extraction.filters import FiltersConfig
+    from extraction.sessions.filters import FiltersConfig
 
     names = sorted(p.stem for p in Path(CONF_DIR, "preset").glob("*.yaml"))
     names = ["project"] + [n for n in names if n != "project"]
@@ -108,12 +108,12 @@ def _presets() -> dict[str, object]:
 
 
 def _rules() -> list[str]:
-    """The rules in the order they are tried, from their one declaration (``extraction.filters.RULES``),
+    """The rules in the order they are tried, from their one declaration (``extraction.sessions.filters.RULES``),
     and what each reads under each preset (``conf/preset/``)."""
-    from extraction.filters import RULES
+    from extraction.sessions.filters import RULES
 
     presets = _presets()
-    rows = ["Rules, in the order they are tried (a session is counted under the first it fails; `extraction.filters.RULES`), "
+    rows = ["Rules, in the order they are tried (a session is counted under the first it fails; `extraction.sessions.filters.RULES`), "
             "and which turns each reads under each preset (`preset=<name>`; *response*: the last turn; *comment turns*: "
             "every turn but a submission title; *any turn*: the title too):\n",
             "| rule (`filters.<rule>` switch) | kind | thresholds | " + " | ".join(f"`{p}`" for p in presets) + " |",

@@ -13,7 +13,7 @@ import sys
 # The driver runs from the checkout, whose conf/ Hydra reads; executors import the shipped wheel.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-JOBS = {"ingest": "extraction.ingest", "extract": "extraction.extract", "tokenize": "extraction.tokenize"}
+JOBS = {"ingest": "extraction.ingest.job", "extract": "extraction.sessions.job", "tokenize": "extraction.tokenize.job"}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in JOBS:

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reddit_pretrain.layout import IGNORE_INDEX
 from reddit_pretrain.shards import ShardError, ShardSet
-
-IGNORE_INDEX = -100
 
 
 def padded_session(shards: ShardSet, index: int, max_tokens: int, pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -37,7 +37,8 @@ import re
 import sys
 from collections import Counter, defaultdict
 
-from reddit_pretrain import storage
+from reddit_pretrain import layout, storage
+from reddit_pretrain.layout import IGNORE_INDEX
 
 METRICS = ("bleu2", "bleu4", "entropy4", "distinct1", "distinct2", "length")
 HEADERS = {"bleu2": "BLEU-2", "bleu4": "BLEU-4", "entropy4": "Entropy-4", "distinct1": "Distinct-1",
@@ -110,11 +111,11 @@ def human(references: list[list[str]]) -> dict:
 
 def test_sessions(source: str) -> list[dict]:
     """The test split's sessions (``turn_ids``, ``turns``) of an extract folder or a dataset folder
-    (``extraction.export_dataset``), in their order."""
+    (``extraction.sessions.export_dataset``), in their order."""
     import pyarrow.parquet as pq
 
-    if storage.exists(storage.join(source, "_EXTRACT_DONE.json")):
-        pattern, columns = storage.join(source, "sessions", "split=test", "*.parquet"), ["turn_ids", "turns"]
+    if storage.exists(storage.join(source, layout.EXTRACT_DONE)):
+        pattern, columns = storage.join(source, layout.SESSIONS, layout.split_folder(layout.TEST), "*.parquet"), ["turn_ids", "turns"]
     elif storage.exists(storage.join(source, "reddit_pretrain_dataset.json")) or storage.exists(storage.join(source, "data")):
         pattern, columns = storage.join(source, "data", "test-*.parquet"), ["turn_ids", "messages"]
     else:
@@ -190,17 +191,17 @@ def perplexity(model, tokenizer, sessions: list[dict], batch_size: int = 16) -> 
             chunk = docs[start:start + batch_size]
             width = max(len(t) for t, _ in chunk)
             ids = np.full((len(chunk), width), eos, dtype=np.int64)
-            labels = np.full((len(chunk), width), -100, dtype=np.int64)
+            labels = np.full((len(chunk), width), IGNORE_INDEX, dtype=np.int64)
             attention = np.zeros((len(chunk), width), dtype=np.int64)
             for i, (t, m) in enumerate(chunk):
                 ids[i, :len(t)], attention[i, :len(t)] = t, 1
-                labels[i, :len(t)] = np.where(m == 1, t, -100)
+                labels[i, :len(t)] = np.where(m == 1, t, IGNORE_INDEX)
             logits = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(attention)).logits
             targets = torch.from_numpy(labels[:, 1:])
             loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                                                     targets.reshape(-1), ignore_index=-100, reduction="sum")
+                                                     targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
             total += loss.item()
-            count += int((targets != -100).sum())
+            count += int((targets != IGNORE_INDEX).sum())
     loss = total / max(count, 1)
     return {"loss": loss, "perplexity": math.exp(min(loss, 50)), "tokens": count, "sessions": len(docs)}
 

@@ -19,9 +19,8 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2LMHeadModel
 
+from reddit_pretrain.layout import EOS_TOKEN, IGNORE_INDEX as IGNORE
 from reddit_pretrain.shards import tokenizer_folder
-
-IGNORE = -100
 
 
 class GPT2ForDialogue(GPT2LMHeadModel):
@@ -54,7 +53,7 @@ def load_tokenizer(manifest: dict, shards_folder: str | None = None):
 
     if os.path.exists(os.path.join(folder, "tokenizer_config.json")):
         return AutoTokenizer.from_pretrained(folder)
-    eos = manifest["tokenizer"].get("eos_token", "<|endoftext|>")
+    eos = manifest["tokenizer"].get("eos_token", EOS_TOKEN)
     return PreTrainedTokenizerFast(tokenizer_file=os.path.join(folder, "tokenizer.json"), eos_token=eos, bos_token=eos)
 
 

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 
+from reddit_pretrain.layout import IGNORE_INDEX, TOKENIZE_DONE
 from reddit_pretrain.shards import ShardError, ShardSet, tokenizer_folder
 
 # ---------------------------------------------------------------------------------------------
@@ -25,7 +26,7 @@ _MEGATRON_DTYPES = {np.dtype("u1"): 1, np.dtype("i1"): 2, np.dtype("<i2"): 3, np
 
 LABEL_SUFFIX = "_label"
 """``<prefix>_label.bin/.idx``: the loss mask as GPT-NeoX label data (token id, or -100: no loss)."""
-NO_LOSS = -100
+NO_LOSS = IGNORE_INDEX
 
 
 def _write_megatron(prefix: str, arrays, dtype: np.dtype) -> None:
@@ -188,7 +189,7 @@ def fetch(source: str, dest: str) -> str:
         raise ShardError(f"{dest}: fetch-shards copies to a local or shared folder, not to a URL")
     if not storage.exists(storage.join(source, MANIFEST)):
         raise ShardError(f"{source}: no {MANIFEST} (not a shard set, or its writing did not finish)")
-    storage.check_replaceable(dest, "fetch-shards", owned={MANIFEST, SHARDS_DIR, "tokenizer", "_TOKENIZE_DONE.json"}, reads=source)
+    storage.check_replaceable(dest, "fetch-shards", owned={MANIFEST, SHARDS_DIR, "tokenizer", TOKENIZE_DONE}, reads=source)
     tmp = storage.staging_name(dest)
     fs, root = storage.filesystem(source)
     try:

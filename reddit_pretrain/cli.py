@@ -67,7 +67,7 @@ def register_schemas(config_name: str, schema: type, groups: dict[str, type] | N
 
 def _unset_defaults(schema: type):
     """``schema`` as a typed node whose settings that a config class resolves itself when left
-    unset (its ``__unset_fields__``: the rule switches of ``extraction.filters.FiltersConfig``, which
+    unset (its ``__unset_fields__``: the rule switches of ``extraction.sessions.filters.FiltersConfig``, which
     follow ``filters.rules``) stay unset, so the YAML and the command line decide them, not the
     default instance a ``default_factory`` made."""
     import dataclasses

@@ -17,12 +17,12 @@ import sys
 
 COMMANDS: dict[str, tuple[str, list[str], str]] = {
     "pipeline": ("reddit_pretrain.pipeline", [], "every stage in one command: dumps -> Parquet -> sessions -> shards -> model"),
-    "synth": ("extraction.synth", [], "write a generated Pushshift month (RC_/RS_YYYY-MM.zst) to try the stages on"),
-    "ingest": ("extraction.ingest", [], "Pushshift dumps -> Parquet tables of comments, submissions and rejects"),
-    "extract": ("extraction.extract", [], "ingested comments -> dialogue sessions: chains, rules, splits, report"),
-    "train-tokenizer": ("extraction.train_tokenizer", [], "a byte-level BPE tokenizer trained on the train split"),
-    "tokenize": ("extraction.tokenize", [], "sessions -> memory-mappable token shards with a manifest"),
-    "export-dataset": ("extraction.export_dataset", [], "sessions -> a Hugging Face dataset folder (chat messages, a dataset card)"),
+    "synth": ("reddit_pretrain.synth", [], "write a generated Pushshift month (RC_/RS_YYYY-MM.zst) to try the stages on"),
+    "ingest": ("extraction.ingest.job", [], "Pushshift dumps -> Parquet tables of comments, submissions and rejects"),
+    "extract": ("extraction.sessions.job", [], "ingested comments -> dialogue sessions: chains, rules, splits, report"),
+    "train-tokenizer": ("extraction.tokenize.train_tokenizer", [], "a byte-level BPE tokenizer trained on the train split"),
+    "tokenize": ("extraction.tokenize.job", [], "sessions -> memory-mappable token shards with a manifest"),
+    "export-dataset": ("extraction.sessions.export_dataset", [], "sessions -> a Hugging Face dataset folder (chat messages, a dataset card)"),
     "inspect": ("pretrain.shard_tools", ["inspect"], "counts, lengths and decoded documents of a shard set"),
     "export-megatron": ("pretrain.shard_tools", ["export-megatron"], "a split as a Megatron-LM / GPT-NeoX .bin/.idx"),
     "fetch-shards": ("pretrain.shard_tools", ["fetch"], "copy a shard set from s3:// (or any URL) to a local folder, sha256-checked"),
@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, list[str], str]] = {
 }
 PROG = "reddit-pretrain"
 
-_HYDRA_JOBS = {"reddit_pretrain.pipeline", "extraction.ingest", "extraction.extract", "extraction.tokenize", "pretrain.train"}
+_HYDRA_JOBS = {"reddit_pretrain.pipeline", "extraction.ingest.job", "extraction.sessions.job", "extraction.tokenize.job", "pretrain.train"}
 
 
 def usage() -> str:

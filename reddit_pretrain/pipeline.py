@@ -29,13 +29,14 @@ import time
 from dataclasses import dataclass, field
 from operator import attrgetter
 
-from extraction.extract import ExtractConfig
-from extraction.ingest import IngestConfig
+from extraction.sessions.job import ExtractConfig
+from extraction.ingest.job import IngestConfig
 from extraction.spark import SparkConfig
-from extraction.synth import SynthConfig
-from extraction.tokenize import TokenizeConfig
-from extraction.train_tokenizer import DEFAULT_VOCAB_SIZE
+from reddit_pretrain.synth import SynthConfig
+from extraction.tokenize.job import TokenizeConfig
+from extraction.tokenize.train_tokenizer import DEFAULT_VOCAB_SIZE
 from pretrain.config import TrainConfig
+from reddit_pretrain import layout
 
 GROUP_ALIASES = {"preset": "preset@extract", **{g: f"{g}@train.{g}" for g in
                                                  ("model", "data", "optimizer", "scheduler", "deepspeed", "trainer")}}
@@ -52,9 +53,9 @@ class PipelineConfigError(ValueError):
 class TokenizerSetup:
     name: str | None = None
     """A tokenizer name or folder for the tokenize job; null trains a byte-level BPE of
-    ``vocab_size`` on the train split (``extraction.train_tokenizer``)."""
+    ``vocab_size`` on the train split (``extraction.tokenize.train_tokenizer``)."""
     vocab_size: int = DEFAULT_VOCAB_SIZE
-    """What the trained tokenizer aims for (``extraction.train_tokenizer.DEFAULT_VOCAB_SIZE``)."""
+    """What the trained tokenizer aims for (``extraction.tokenize.train_tokenizer.DEFAULT_VOCAB_SIZE``)."""
 
 
 @dataclass
@@ -64,7 +65,7 @@ class PipelineConfig:
     out: str = "out/demo"
     """Every stage's folder is under it: dumps/ ingest/ extract/ tokenizer/ shards/ train/ model/."""
     demo: SynthConfig = field(default_factory=SynthConfig)
-    """The generated month when ``input`` is empty (extraction.synth)."""
+    """The generated month when ``input`` is empty (reddit_pretrain.synth)."""
     spark: SparkConfig = field(default_factory=SparkConfig)
     """One Spark for every stage."""
     ingest: IngestConfig = field(default_factory=IngestConfig)
@@ -110,11 +111,11 @@ def _free_port() -> int:
 def run_pipeline(cfg: PipelineConfig) -> dict:
     import dataclasses
 
-    from extraction.extract import run_extract
-    from extraction.ingest import run_ingest
-    from extraction.synth import write_month
-    from extraction.tokenize import run_tokenize
-    from extraction.train_tokenizer import train_tokenizer
+    from extraction.sessions.job import run_extract
+    from extraction.ingest.job import run_ingest
+    from reddit_pretrain.synth import write_month
+    from extraction.tokenize.job import run_tokenize
+    from extraction.tokenize.train_tokenizer import train_tokenizer
     from reddit_pretrain import storage
 
     cfg.validate()
@@ -211,9 +212,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     print(f"""
 Pipeline finished in {summary['seconds']:.0f} s
   dumps             {paths['dumps'] if not cfg.input else ', '.join(cfg.input)}
-  ingest (Parquet)  {paths['ingest']}/comments, submissions, rejects; ingest_report.json
+  ingest (Parquet)  {paths['ingest']}/comments, submissions, rejects; {layout.INGEST_REPORT}
   sessions          {paths['extract']}/sessions (train/valid/test), rejects; {extract['sessions']['kept']:,} kept
-  report picture    {paths['extract']}/extract_report.png  (page: extract_report.html)
+  report picture    {paths['extract']}/{layout.EXTRACT_REPORT_PNG}  (page: {layout.EXTRACT_REPORT_HTML})
   tokenizer         {tokenizer}
   token shards      {paths['shards']} ({summary['train_tokens']:,} train tokens; reddit-pretrain inspect {paths['shards']})
   checkpoints       {paths['train']}/checkpoints; curves {paths['train']}/curves.png; metrics.jsonl; tensorboard/
@@ -260,11 +261,11 @@ def write_train_config(cfg: TrainConfig, path: str) -> str:
 
 def on_topic(model_dir: str) -> dict:
     """How often the exported model answers a question about one of the generated month's topics
-    (``extraction.synth.TOPICS``) with a word of that topic, against the same model untrained."""
+    (``reddit_pretrain.synth.TOPICS``) with a word of that topic, against the same model untrained."""
     import torch
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    from extraction.synth import TOPICS
+    from reddit_pretrain.synth import TOPICS
     from pretrain.chat import reply
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -289,10 +290,10 @@ def on_topic(model_dir: str) -> dict:
 
 def main() -> None:
     from extraction import spark
-    from extraction.extract import ExtractError
-    from extraction.ingest import IngestError
-    from extraction.tokenize import TokenizeError
-    from extraction.train_tokenizer import TokenizerNotFound
+    from extraction.sessions.job import ExtractError
+    from extraction.ingest.job import IngestError
+    from extraction.tokenize.job import TokenizeError
+    from extraction.tokenize.train_tokenizer import TokenizerNotFound
     from reddit_pretrain.cli import run_hydra
     from reddit_pretrain.shards import ShardError
     from reddit_pretrain.storage import OutputNotWritable

@@ -64,11 +64,11 @@ def real_dump() -> Path:
 @pytest.fixture(scope="session")
 def extracted(tmp_path_factory):
     """A small generated month taken through ingest and extract once per test run."""
-    from extraction.chains import SplitConfig
-    from extraction.extract import ExtractConfig, run_extract
-    from extraction.filters import FiltersConfig
-    from extraction.ingest import IngestConfig, run_ingest
-    from extraction.synth import SynthConfig, write_month
+    from extraction.sessions.chains import SplitConfig
+    from extraction.sessions.job import ExtractConfig, run_extract
+    from extraction.sessions.filters import FiltersConfig
+    from extraction.ingest.job import IngestConfig, run_ingest
+    from reddit_pretrain.synth import SynthConfig, write_month
 
     root = tmp_path_factory.mktemp("pipeline")
     write_month(str(root / "dumps"), SynthConfig(comments=12_000, seed=41))
@@ -82,7 +82,7 @@ def extracted(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tokenizer_dir(extracted):
     """A byte-level BPE tokenizer trained on the train split of ``extracted``."""
-    from extraction.train_tokenizer import train_tokenizer
+    from extraction.tokenize.train_tokenizer import train_tokenizer
 
     return train_tokenizer(str(extracted / "extract" / "sessions"), str(extracted / "tokenizer"), vocab_size=600)
 
@@ -90,7 +90,7 @@ def tokenizer_dir(extracted):
 @pytest.fixture(scope="session")
 def shards_dir(extracted, tokenizer_dir):
     """Token shards of ``extracted``, made by the tokenize job with the trained tokenizer."""
-    from extraction.tokenize import TokenizeConfig, run_tokenize
+    from extraction.tokenize.job import TokenizeConfig, run_tokenize
 
     out = extracted / "shards"
     run_tokenize(TokenizeConfig(input=str(extracted / "extract"), output=str(out), tokenizer=tokenizer_dir,

@@ -49,7 +49,7 @@ def rows(spark, path):
 
 @pytest.fixture(scope="module")
 def dumps(tmp_path_factory):
-    from extraction.synth import SynthConfig, write_month
+    from reddit_pretrain.synth import SynthConfig, write_month
 
     folder = tmp_path_factory.mktemp("cluster-dumps")
     for i, month in enumerate(("2015-01", "2015-02", "2015-03")):
@@ -59,9 +59,9 @@ def dumps(tmp_path_factory):
 
 @pytest.mark.slow
 def test_cluster_output_equals_local_mode(spark, cluster, dumps, tmp_path):
-    from extraction.extract import ExtractConfig, run_extract
-    from extraction.filters import FiltersConfig
-    from extraction.ingest import IngestConfig, run_ingest
+    from extraction.sessions.job import ExtractConfig, run_extract
+    from extraction.sessions.filters import FiltersConfig
+    from extraction.ingest.job import IngestConfig, run_ingest
 
     inputs = f"inputs=[{dumps}/RC_*.zst,{dumps}/RS_*.zst]"
     result = submit(cluster, "ingest", inputs, f"output={tmp_path}/c-ingest")
@@ -91,9 +91,9 @@ def executors() -> list[int]:
 
 @pytest.mark.slow
 def test_a_killed_executor_does_not_change_the_output(spark, cluster, dumps, tmp_path):
-    from extraction.extract import ExtractConfig, run_extract
-    from extraction.filters import FiltersConfig
-    from extraction.ingest import IngestConfig, run_ingest
+    from extraction.sessions.job import ExtractConfig, run_extract
+    from extraction.sessions.filters import FiltersConfig
+    from extraction.ingest.job import IngestConfig, run_ingest
 
     killed = []
 

@@ -11,8 +11,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_BASE = ["reddit_pretrain/__init__.py", "reddit_pretrain/cli.py", "reddit_pretrain/storage.py",
-               "reddit_pretrain/shards.py", "reddit_pretrain/documents.py"]
-ORCHESTRATION = ["reddit_pretrain/pipeline.py", "reddit_pretrain/command.py"]  # drive both sides
+               "reddit_pretrain/shards.py", "reddit_pretrain/documents.py", "reddit_pretrain/layout.py"]
+ORCHESTRATION = ["reddit_pretrain/pipeline.py", "reddit_pretrain/command.py",  # drive both sides
+                 "reddit_pretrain/synth.py"]  # the demo's generated month, written with the data side's writer
 
 
 def imported(path: Path) -> set[str]:
@@ -31,8 +32,8 @@ def forbidden(files, prefixes) -> list[str]:
             if any(name == p or name.startswith(p + ".") for p in prefixes)]
 
 
-def package(name: str) -> list[str]:
-    return sorted(str(p.relative_to(REPO)) for p in (REPO / name).glob("*.py"))
+def package(name: str, deep: bool = False) -> list[str]:
+    return sorted(str(p.relative_to(REPO)) for p in (REPO / name).glob("**/*.py" if deep else "*.py"))
 
 
 def test_the_layers_are_the_ones_drawn():
@@ -43,14 +44,14 @@ def test_the_training_side_never_imports_the_data_side():
     assert forbidden(package("pretrain"), ["extraction", "pyspark", "reddit_pretrain.pipeline"]) == []
 
 
-TAGGER = "extraction/classifier.py"
+TAGGER = "extraction/sessions/classifier.py"
 """The one data-side module that may run torch and transformers: a user's Hugging Face classifier
 (``filters.classifier``), imported inside its functions, so extract needs neither unless it is on."""
 
 
 def test_the_data_side_never_imports_the_training_side():
-    assert forbidden(package("extraction"), ["pretrain", "deepspeed", "reddit_pretrain.pipeline"]) == []
-    assert forbidden([f for f in package("extraction") if f != TAGGER], ["torch", "transformers"]) == []
+    assert forbidden(package("extraction", deep=True), ["pretrain", "deepspeed", "reddit_pretrain.pipeline"]) == []
+    assert forbidden([f for f in package("extraction", deep=True) if f != TAGGER], ["torch", "transformers"]) == []
     top_level = {alias.name.split(".")[0] for node in ast.parse((REPO / TAGGER).read_text()).body
                  if isinstance(node, (ast.Import, ast.ImportFrom))
                  for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])}
@@ -75,10 +76,98 @@ def test_a_forbidden_import_is_caught(tmp_path):
 
 
 @pytest.mark.parametrize("module, heavy", [("reddit_pretrain.shards", ["pyspark", "torch"]),
-                                           ("extraction.filters", ["torch", "transformers", "deepspeed"])])
+                                           ("extraction.sessions.filters", ["torch", "transformers", "deepspeed"])])
 def test_importing_a_side_does_not_load_the_other(module, heavy):
     import subprocess
 
     code = f"import sys, {module}; print([m for m in {heavy!r} if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr[-2000:]
+
+
+def _code_strings(path: Path):
+    """(line, value) of every string constant of ``path``'s code, docstrings left out, and of every -100."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    docstrings |= {id(node.value) for node in ast.walk(tree)  # attribute docstrings: a bare string after an assignment
+                   if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node.lineno, node.value
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant) \
+                and node.operand.value == 100:
+            yield node.lineno, -100
+
+
+LAYOUT_OWNER = "reddit_pretrain/layout.py"
+STAGE_NAMES = ["_INGEST_DONE", "_EXTRACT_DONE", "_TOKENIZE_DONE", "ingest_report.json", "extract_report.", "bucket=",
+               "month=", "split=", "<|endoftext|>"]
+"""What one stage writes and the next reads: named once, in ``reddit_pretrain.layout``."""
+
+
+def test_stage_to_stage_names_are_written_only_by_their_owner():
+    product = package("extraction", deep=True) + package("pretrain") + package("reddit_pretrain")
+    found = [f"{f}:{line}: {value!r}" for f in product if f != LAYOUT_OWNER for line, value in _code_strings(REPO / f)
+             if (isinstance(value, str) and any(name in value for name in STAGE_NAMES))
+             or (value == -100 and f != "reddit_pretrain/synth.py")]  # (the generator's -100 is a comment's score)
+    assert found == [], "use reddit_pretrain.layout's names (IGNORE_INDEX for -100)"
+
+
+def test_the_name_check_finds_a_literal(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text('"""A docstring may say _EXTRACT_DONE.json."""\nDONE = "_EXTRACT_DONE.json"\nIGNORE = -100\n')
+    assert [value for _, value in _code_strings(bad)] == ["_EXTRACT_DONE.json", -100]
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_import_cycles():
+    """Between the project's modules, counting imports inside functions too: none may only hide a cycle."""
+    files = package("extraction", deep=True) + package("pretrain") + package("reddit_pretrain")
+    modules = {_module(REPO / f): REPO / f for f in files}
+    graph = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] + [f"{node.module}.{a.name}" for a in node.names] \
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else []
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != name and not name.startswith(target + "."):  # a package's own __init__
+                    deps.add(target)
+        graph[name] = deps
+
+    def reaches(start, goal, seen):
+        return any(d == goal or (d not in seen and not seen.add(d) and reaches(d, goal, seen)) for d in graph[start])
+
+    cycles = sorted(f"{a} -> {b} -> ... -> {a}" for a in graph for b in graph[a] if reaches(b, a, {b}) or b == a)
+    assert cycles == []
+
+
+def test_the_readme_drawing_names_every_stage_folder_and_module():
+    """The data-flow drawing on the front page is the layout: each stage folder it names exists and
+    holds exactly the modules it lists."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("## The data flow, and where its code lives")
+    drawing = text[start:text.index("```", text.index("```", start) + 3)]
+    drawn = {}
+    folder = None
+    for line in drawing.splitlines():
+        for word in line.replace(",", " ").replace(";", " ").split():
+            if word.startswith("extraction/") and word.endswith("/"):
+                folder = word.rstrip("/")
+                drawn.setdefault(folder, set())
+            elif folder and word.endswith(".py") and "/" not in word:
+                drawn[folder].add(word)
+    on_disk = {str(p.relative_to(REPO)): {f.name for f in p.glob("*.py") if f.name != "__init__.py"}
+               for p in (REPO / "extraction").iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    on_disk.pop("extraction/spark")  # named below the drawing, with what it holds
+    assert drawn == on_disk
+    assert sorted(p.name for p in (REPO / "extraction").glob("*.py")) == ["__init__.py"], "a module belongs to a stage folder"

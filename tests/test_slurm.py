@@ -182,9 +182,9 @@ def job_env(**extra) -> dict:
 @pytest.fixture(scope="module")
 def month(tmp_path_factory) -> Path:
     """A generated month, and the local run of it (ingest, extract) that every Slurm run must equal."""
-    from extraction.extract import ExtractConfig, run_extract
-    from extraction.ingest import IngestConfig, run_ingest
-    from extraction.synth import SynthConfig, write_month
+    from extraction.sessions.job import ExtractConfig, run_extract
+    from extraction.ingest.job import IngestConfig, run_ingest
+    from reddit_pretrain.synth import SynthConfig, write_month
 
     root = tmp_path_factory.mktemp("slurm-month")
     write_month(str(root / "dumps"), SynthConfig(comments=6_000, seed=71))
@@ -202,7 +202,7 @@ def check_extraction(out: Path, month: Path, tmp_path: Path) -> None:
     with the tokenizer the job trained)."""
     import pyarrow.parquet as pq
 
-    from extraction.tokenize import TokenizeConfig, run_tokenize
+    from extraction.tokenize.job import TokenizeConfig, run_tokenize
 
     run_tokenize(TokenizeConfig(input=str(month / "extract"), output=str(tmp_path / "l-shards"), tokenizer=str(out / "tokenizer")))
     assert pq.read_table(out / "extract" / "sessions").num_rows > 500

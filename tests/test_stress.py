@@ -9,11 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from extraction.extract import ExtractConfig, run_extract
-from extraction.filters import FiltersConfig
-from extraction.ingest import IngestConfig, run_ingest
-from extraction.synth import SynthConfig, write_month
-from extraction.tokenize import TokenizeConfig, run_tokenize
+from extraction.sessions.job import ExtractConfig, run_extract
+from extraction.sessions.filters import FiltersConfig
+from extraction.ingest.job import IngestConfig, run_ingest
+from reddit_pretrain.synth import SynthConfig, write_month
+from extraction.tokenize.job import TokenizeConfig, run_tokenize
 
 
 @pytest.mark.slow

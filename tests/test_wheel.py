@@ -40,13 +40,13 @@ def test_the_wheel_carries_its_config_and_runs_every_command(tmp_path):
 
     where = run("-c", "import reddit_pretrain, extraction, pretrain; print(reddit_pretrain.CONF_DIR, extraction.__file__)")
     assert where.split()[0] == str(site / "reddit_pretrain" / "conf") and str(site) in where.split()[1]
-    run("-m", "extraction.synth", "--out", "dumps", "--comments", "3000", "--seed", "5")
-    run("-m", "extraction.ingest", "inputs=[dumps/RC_2015-01.zst,dumps/RS_2015-01.zst]", "output=ingest")
-    assert "preset: dialogpt_paper" in run("-m", "extraction.extract", "--help")
-    run("-m", "extraction.extract", "input=ingest", "output=extract", "preset=dialogpt_paper", "filters.bland=false",
+    run("-m", "reddit_pretrain.synth", "--out", "dumps", "--comments", "3000", "--seed", "5")
+    run("-m", "extraction.ingest.job", "inputs=[dumps/RC_2015-01.zst,dumps/RS_2015-01.zst]", "output=ingest")
+    assert "preset: dialogpt_paper" in run("-m", "extraction.sessions.job", "--help")
+    run("-m", "extraction.sessions.job", "input=ingest", "output=extract", "preset=dialogpt_paper", "filters.bland=false",
         "split.valid_fraction=0.1")
-    run("-m", "extraction.train_tokenizer", "--sessions", "extract/sessions", "--out", "tokenizer", "--vocab-size", "400")
-    run("-m", "extraction.tokenize", "input=extract", "output=shards", "tokenizer=tokenizer", "splits=[train,valid]")
+    run("-m", "extraction.tokenize.train_tokenizer", "--sessions", "extract/sessions", "--out", "tokenizer", "--vocab-size", "400")
+    run("-m", "extraction.tokenize.job", "input=extract", "output=shards", "tokenizer=tokenizer", "splits=[train,valid]")
     assert "[train]" in run("-m", "pretrain.shard_tools", "inspect", "shards")
     run("-m", "pretrain.train", "data.shards=shards", "trainer.out_dir=train", "trainer=ci", "trainer.max_steps=2",
         "data.seq_len=32", "deepspeed=zero0", "trainer.eval_interval=2", "trainer.checkpoint_interval=2")

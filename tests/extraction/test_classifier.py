@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from extraction.chains import ChainsConfig, SplitConfig
-from extraction.classifier import Classifier, ClassifierError
-from extraction.filters import FiltersConfig
+from extraction.sessions.chains import ChainsConfig, SplitConfig
+from extraction.sessions.classifier import Classifier, ClassifierError
+from extraction.sessions.filters import FiltersConfig
 
 BAD = re.compile(r"\bsauce\b", re.I)
 
@@ -20,8 +20,8 @@ def month(tmp_path_factory):
     """A generated month's comments as a table, and its distinct bodies."""
     import zstandard
 
-    from extraction.records import parse_block
-    from extraction.synth import SynthConfig, write_month
+    from extraction.ingest.records import parse_block
+    from reddit_pretrain.synth import SynthConfig, write_month
 
     root = tmp_path_factory.mktemp("month")
     write_month(str(root), SynthConfig(comments=3000, seed=23))
@@ -127,8 +127,8 @@ def test_labels_paths_and_settings_are_checked_with_one_line(hf_model, fasttext_
 
 @pytest.mark.parametrize("kind", ["hf", "fasttext"])
 def test_the_rule_drops_what_the_reference_drops_and_stores_the_score(request, month, kind):
-    from extraction.reference import reference_extract
-    from extraction.threads import run_local
+    from tests.kit.reference import reference_extract
+    from tests.kit.local import run_local
 
     path = request.getfixturevalue("hf_model" if kind == "hf" else "fasttext_model")
     comments, _ = month
@@ -150,7 +150,7 @@ def test_the_rule_drops_what_the_reference_drops_and_stores_the_score(request, m
     assert all(BAD.search(r["turns"][-1]) for r in dropped)
     assert all(r["classifier_score"] >= 0.5 and not BAD.search(r["turns"][-1]) for r in kept)
     # a session an earlier rule dropped was never judged (the corpus rules come after it)
-    from extraction.filters import CORPUS_RULES
+    from extraction.sessions.filters import CORPUS_RULES
 
     earlier = [r for r in got.values() if r["drop_reason"] not in (None, "classifier", *CORPUS_RULES)]
     assert earlier and all(r["classifier_score"] is None for r in earlier)
@@ -158,9 +158,9 @@ def test_the_rule_drops_what_the_reference_drops_and_stores_the_score(request, m
 
 @pytest.mark.slow
 def test_the_classifier_runs_inside_the_spark_tasks(spark, hf_model, tmp_path):
-    from extraction.extract import ExtractConfig, ExtractError, run_extract
-    from extraction.ingest import IngestConfig, run_ingest
-    from extraction.synth import SynthConfig, write_month
+    from extraction.sessions.job import ExtractConfig, ExtractError, run_extract
+    from extraction.ingest.job import IngestConfig, run_ingest
+    from reddit_pretrain.synth import SynthConfig, write_month
 
     write_month(str(tmp_path / "dumps"), SynthConfig(comments=3000, seed=23))
     run_ingest(IngestConfig(inputs=[str(tmp_path / "dumps" / "*.zst")], output=str(tmp_path / "ingest")), spark)

@@ -1,4 +1,4 @@
-"""The released DialoGPT extractor's text form (extraction.dialogpt) and preset=dialogpt_released on real data."""
+"""The released DialoGPT extractor's text form (extraction.sessions.dialogpt) and preset=dialogpt_released on real data."""
 
 import collections
 import json
@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from extraction import dialogpt
+from extraction.sessions import dialogpt
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -60,8 +60,8 @@ def test_released_preset_gives_exactly_the_released_instances(spark, real_dump, 
 
     from reddit_pretrain import CONF_DIR
     from reddit_pretrain.cli import register_schemas
-    from extraction.extract import ExtractConfig, run_extract
-    from extraction.ingest import IngestConfig, run_ingest
+    from extraction.sessions.job import ExtractConfig, run_extract
+    from extraction.ingest.job import IngestConfig, run_ingest
 
     rebuilt_submissions(real_dump, tmp_path / "RS_2005-12.zst")
     run_ingest(IngestConfig(inputs=[str(real_dump), str(tmp_path / "RS_2005-12.zst")], output=str(tmp_path / "i")), spark)

@@ -3,7 +3,7 @@ import os
 import pytest
 import zstandard
 
-from extraction.dumps import DumpReadError, dump_compressor, iter_line_blocks, parse_dump_name
+from extraction.ingest.dumps import DumpReadError, dump_compressor, iter_line_blocks, parse_dump_name
 
 
 def write_zst(path, data: bytes, window_log: int = 31, chunk: int = 1 << 16) -> None:

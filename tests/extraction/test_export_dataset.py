@@ -10,7 +10,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from extraction.export_dataset import DatasetExportError, export_dataset, roles_of
+from extraction.sessions.export_dataset import DatasetExportError, export_dataset, roles_of
 
 SPLITS = {"train": "train", "valid": "validation", "test": "test"}
 
@@ -95,7 +95,7 @@ def test_export_refuses_a_folder_it_did_not_write_and_an_unfinished_extract(extr
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
-    result = subprocess.run([sys.executable, "-m", "extraction.export_dataset", str(extracted / "extract"), str(other)],
+    result = subprocess.run([sys.executable, "-m", "extraction.sessions.export_dataset", str(extracted / "extract"), str(other)],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "holds files the dataset export did not write (notes.txt)" in result.stderr
     assert (other / "notes.txt").read_text() == "keep me"

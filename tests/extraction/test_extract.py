@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from extraction.chains import ChainsConfig, SplitConfig
-from extraction.extract import DONE_MARKER, ExtractConfig, ExtractError, run_extract
-from extraction.filters import FiltersConfig
-from extraction.ingest import IngestConfig, run_ingest
-from extraction.synth import SynthConfig, write_month
+from extraction.sessions.chains import ChainsConfig, SplitConfig
+from extraction.sessions.job import DONE_MARKER, ExtractConfig, ExtractError, run_extract
+from extraction.sessions.filters import FiltersConfig
+from extraction.ingest.job import IngestConfig, run_ingest
+from reddit_pretrain.synth import SynthConfig, write_month
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_extract_end_to_end(spark, ingested, tmp_path, capsys):
     # The Spark job gives what the same three steps give in one process, over any number of buckets.
     import pyarrow.parquet as pq
 
-    from extraction.threads import run_local
+    from tests.kit.local import run_local
 
     comments = pq.read_table(ingested / "ingest" / "comments").drop_columns(["month", "bucket"])
     submissions = pq.read_table(ingested / "ingest" / "submissions").drop_columns(["month", "bucket"])
@@ -203,7 +203,7 @@ def test_a_damaged_ingest_or_extract_output_stops_the_next_job(spark, ingested, 
     work with one clear error; the same for tokenize over a damaged extract output."""
     import shutil
 
-    from extraction.tokenize import TokenizeConfig, TokenizeError, run_tokenize
+    from extraction.tokenize.job import TokenizeConfig, TokenizeError, run_tokenize
 
     damaged = tmp_path / "ingest"
     shutil.copytree(ingested / "ingest", damaged)
@@ -241,7 +241,7 @@ def test_a_full_disk_is_one_line_and_gives_its_space_back(extracted, small_disk)
 def test_the_console_report_shows_every_rule_and_plain_counts(extracted):
     """A rule that dropped nothing is listed (it is on), one switched off says so, counts are text
     (no dict reprs), and the report names the field behind a rejection its text does not show."""
-    from extraction.report import format_report
+    from extraction.sessions.report import format_report
 
     report = json.loads((extracted / "extract" / "extract_report.json").read_text())
     text = format_report(report, "out")

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from extraction import features
-from extraction.features import Texts, text_features, turn_cut
-from extraction.filters import RULES, SESSION_RULES, TURN_RULES, FiltersConfig, Rules, trigrams, words
+from extraction.sessions import features
+from extraction.sessions.features import Texts, text_features, turn_cut
+from extraction.sessions.filters import RULES, SESSION_RULES, TURN_RULES, FiltersConfig, Rules, trigrams, words
 
 # Texts that have tripped, or could trip, a vectorised form: Unicode whitespace and case, \x1c-\x1f
 # (str.split() splits on them), URLs next to non-ASCII letters, phrases next to them, quotes.
@@ -128,7 +128,7 @@ def test_a_pattern_re2_cannot_run_falls_back_to_python():
 
 @pytest.mark.parametrize("times", [2, 3, 4, 5])
 def test_word_repeats_of_any_length_match_the_reference(times):
-    from extraction.filters import _has_repeat, words
+    from extraction.sessions.filters import _has_repeat, words
 
     rng = random.Random(times)
     texts = [" ".join(rng.choice(["a", "A", "b"]) for _ in range(rng.randrange(0, 9))) for _ in range(3000)] + [None, ""]
@@ -140,7 +140,7 @@ def test_word_hashes_are_stable_and_the_same_for_every_form_of_a_column(monkeypa
     import numpy as np
     import pyarrow as pa
 
-    from extraction.features import word_hash
+    from extraction.sessions.features import word_hash
 
     # pinned: the same on every machine and in every process (hashes move between tasks)
     assert [hex(h) for h in word_hash(["", "hello", "copypasta is long text"])] == \
@@ -154,7 +154,7 @@ def test_word_hashes_are_stable_and_the_same_for_every_form_of_a_column(monkeypa
     assert np.array_equal(word_hash(pa.chunked_array([column.slice(0, 5), column.slice(5)]))[2:], h)
     assert np.array_equal(word_hash(column.cast(pa.large_string()))[2:], h)
     assert len(word_hash(pa.array([], pa.string()))) == 0
-    import extraction.features as features
+    import extraction.sessions.features as features
 
     monkeypatch.setattr(features, "_GROUP_WORDS", 3)  # many small groups of strings: the same hashes
     assert np.array_equal(word_hash(column)[2:], h)

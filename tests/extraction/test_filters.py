@@ -2,7 +2,7 @@
 
 import pytest
 
-from extraction.filters import FiltersConfig, Rules, trigrams
+from extraction.sessions.filters import FiltersConfig, Rules, trigrams
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_lists_load_from_user_paths(tmp_path):
 def test_common_word_list_has_word_forms_and_contractions_match(rules, reply, english):
     import pyarrow as pa
 
-    from extraction.features import Texts, text_features
+    from extraction.sessions.features import Texts, text_features
 
     assert (judge(rules, [GOOD[0], reply]) != "common_word") is english
     assert bool(text_features(Texts(pa.array([reply])), rules)["common_word"][0]) is english

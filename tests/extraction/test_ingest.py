@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from extraction.ingest import DONE_MARKER, IngestConfig, IngestError, run_ingest
-from extraction.synth import SynthConfig, write_month
+from extraction.ingest.job import DONE_MARKER, IngestConfig, IngestError, run_ingest
+from reddit_pretrain.synth import SynthConfig, write_month
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_comments_and_submissions_are_bucketed_by_thread(dumps, tmp_path):
     """Every comment of a thread, and its submission, in one bucket= folder: what extract reads whole."""
     import pyarrow.parquet as pq
 
-    from extraction.ingest import auto_thread_buckets
+    from extraction.ingest.job import auto_thread_buckets
 
     folder, _ = dumps
     report = run_ingest(IngestConfig(inputs=[str(folder / "R*_2015-01.zst")], output=str(tmp_path / "out"), thread_buckets=8))
@@ -175,7 +175,7 @@ def test_comments_and_submissions_are_bucketed_by_thread(dumps, tmp_path):
     assert auto_thread_buckets([{"path": "RC_2015-01.zst", "size": 10}]) == 4
     assert auto_thread_buckets([{"path": "RC_2015-01.zst", "size": 100 << 20}, {"path": "RS_2015-01.zst", "size": 900 << 20}]) == 8
     # Years of dumps: the automatic count stops at 4,096 buckets and says so, with the count to set.
-    from extraction.ingest import capped_buckets_note
+    from extraction.ingest.job import capped_buckets_note
 
     years = [{"path": f"RC_20{y:02d}-{m:02d}.zst", "size": 20 << 30} for y in range(10, 18) for m in range(1, 13)]
     assert auto_thread_buckets(years) == 4096
@@ -211,7 +211,7 @@ def test_a_failed_spark_task_is_one_clear_line_and_a_log_file(dumps, tmp_path):
     truncated = tmp_path / "RC_2015-02.zst"
     truncated.write_bytes((folder / "RC_2015-02.zst").read_bytes()[:30_000])
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run([sys.executable, "-m", "extraction.ingest", f"inputs=[{truncated}]", f"output={tmp_path}/out",
+    result = subprocess.run([sys.executable, "-m", "extraction.ingest.job", f"inputs=[{truncated}]", f"output={tmp_path}/out",
                              "spark.master='local[1]'", "spark.in_process_below_bytes=0"], cwd=repo, capture_output=True, text=True)
     assert result.returncode == 2
     err = result.stderr
@@ -269,7 +269,7 @@ def test_a_second_ingest_into_the_same_output_is_refused_while_the_first_runs(tm
 
     write_month(str(tmp_path / "big"), SynthConfig(comments=150_000, seed=5))
     out = tmp_path / "out"
-    first = subprocess.Popen([sys.executable, "-m", "extraction.ingest", f"inputs=[{tmp_path / 'big'}/RC_2015-01.zst]",
+    first = subprocess.Popen([sys.executable, "-m", "extraction.ingest.job", f"inputs=[{tmp_path / 'big'}/RC_2015-01.zst]",
                               f"output={out}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (out / LOCK).exists() and first.poll() is None and time.time() < deadline:
@@ -295,7 +295,7 @@ def test_a_full_disk_is_one_line_and_gives_its_space_back(dumps, tmp_path, small
     with pytest.raises(OutputNotWritable, match=rf"no space left on {disk} \(tmpfs\) writing {disk}/out/"):
         ingest(None, [folder / "RC_2015-01.zst"], disk / "out")
     assert os.listdir(disk / "out") == [] and used_bytes(disk) - before < 64 << 10
-    result = subprocess.run([sys.executable, "-m", "extraction.ingest", f"inputs=[{folder / 'RC_2015-01.zst'}]",
+    result = subprocess.run([sys.executable, "-m", "extraction.ingest.job", f"inputs=[{folder / 'RC_2015-01.zst'}]",
                              f"output={disk / 'out'}"], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: no space left on {disk} (tmpfs) writing ")
@@ -328,7 +328,7 @@ def test_one_dump_parsed_in_pieces_gives_the_rows_of_one_task_in_the_same_order(
     assert {n.split("-")[2] for n in names} == {f"{k:03d}" for k in range(5)}  # every piece wrote rows
     assert many["totals"]["lines"] == stats.comments + stats.submissions
     # the extract job reads the same rows in the same order: the same bytes
-    from extraction.extract import ExtractConfig, run_extract
+    from extraction.sessions.job import ExtractConfig, run_extract
 
     outputs = {}
     for name in ("one", "many"):
@@ -339,7 +339,7 @@ def test_one_dump_parsed_in_pieces_gives_the_rows_of_one_task_in_the_same_order(
 
 
 def test_automatic_pieces_follow_the_cores_and_the_sizes():
-    from extraction.ingest import pieces_per_file
+    from extraction.ingest.job import pieces_per_file
 
     infos = [{"path": "big", "size": 600 << 20}, {"path": "small", "size": 20 << 20}]
     assert pieces_per_file(infos, 2, 0, 16 << 20) == {"big": 2, "small": 1}
@@ -367,7 +367,7 @@ def test_a_truncated_dump_in_pieces_keeps_the_lines_before_the_damage(dumps, tmp
 
 
 def test_a_file_in_pieces_is_decoded_once_and_its_relayed_lines_leave_with_the_job(dumps, tmp_path, monkeypatch):
-    import extraction.ingest as ingest_module
+    import extraction.ingest.job as ingest_module
 
     from extraction.spark import SparkConfig
 
@@ -405,7 +405,7 @@ def test_damage_inside_an_early_piece_reaches_every_piece(dumps, tmp_path):
 
 
 def test_a_piece_whose_decoding_task_never_comes_stops_with_a_clear_error(dumps, tmp_path):
-    from extraction.ingest import _TaskSettings, ingest_file
+    from extraction.ingest.job import _TaskSettings, ingest_file
 
     folder, _ = dumps
     path = folder / "RC_2015-01.zst"
@@ -416,7 +416,7 @@ def test_a_piece_whose_decoding_task_never_comes_stops_with_a_clear_error(dumps,
 
 
 def test_pieces_share_a_file_and_the_decoding_piece_parses_less():
-    from extraction.ingest import decoder_share, piece_of
+    from extraction.ingest.job import decoder_share, piece_of
 
     assert [piece_of(read, 1, 300) for read in (1, 150, 300)] == [0, 0, 0]
     for pieces in (2, 3, 4, 5, 16):

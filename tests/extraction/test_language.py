@@ -1,12 +1,12 @@
-"""The language of comments and sessions (extraction/language.py) and the language rule."""
+"""The language of comments and sessions (extraction/sessions/language.py) and the language rule."""
 
 import pyarrow as pa
 import pytest
 
-from extraction.features import Texts
-from extraction.filters import FiltersConfig, Rules, read_list
-from extraction.language import UNDETERMINED, comment_language, comment_languages, session_language
-from extraction.synth import FOREIGN_PHRASES
+from extraction.sessions.features import Texts
+from extraction.sessions.filters import FiltersConfig, Rules, read_list
+from extraction.sessions.language import UNDETERMINED, comment_language, comment_languages, session_language
+from reddit_pretrain.synth import FOREIGN_PHRASES
 
 COMMON = frozenset(read_list("lists/top50_english.txt"))
 
@@ -63,7 +63,7 @@ def test_the_rule_is_tried_after_the_other_session_rules_but_the_classifier():
     # the dearest of the session rules but one: the others settle most sessions before it reads a letter
     names = [r.name for r in Rules.load(FiltersConfig(classifier=False)).on("session")]
     assert names[-1] == "language"
-    from extraction.filters import RULES
+    from extraction.sessions.filters import RULES
     order = [r.name for r in RULES if r.kind == "session"]
     assert order.index("language") == order.index("classifier") - 1
     rules = Rules.load(FiltersConfig())

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from extraction import neardup
+from extraction.sessions import neardup
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -102,7 +102,7 @@ def test_the_guides_s_curve_is_the_one_computed():
 
 
 def test_planted_copies_are_one_edit_from_their_original(tmp_path):
-    from extraction.synth import SynthConfig, write_month
+    from reddit_pretrain.synth import SynthConfig, write_month
 
     stats = write_month(str(tmp_path), SynthConfig(comments=3000, seed=2, copypasta_clusters=5))
     assert len(stats.copypasta) == 5
@@ -117,7 +117,7 @@ def test_planted_copies_are_one_edit_from_their_original(tmp_path):
 
 
 def test_the_vectorised_jaccard_of_pairs_is_the_exact_one():
-    from extraction.threads import pair_jaccard
+    from extraction.sessions.threads import pair_jaccard
 
     rng = np.random.default_rng(3)
     vocabulary = ["a", "b", "c", "d", "e", "f", "g"]
@@ -133,10 +133,11 @@ def test_a_thread_of_one_reply_posted_twenty_thousand_times_stays_linear():
     """An "F" megathread: 20,000 copies of one reply and 2,000 one-word variants. Equal texts become
     links to one of them; the variants' band groups are stars beyond near_duplicate_max_group; no
     pair count grows with the square of the copies."""
-    from extraction.chains import ChainsConfig, SplitConfig
-    from extraction.filters import FiltersConfig, Rules
-    from extraction.records import COMMENT_SCHEMA
-    from extraction.threads import build_candidates, near_duplicate_inputs, near_duplicate_pairs, run_local
+    from extraction.sessions.chains import ChainsConfig, SplitConfig
+    from extraction.sessions.filters import FiltersConfig, Rules
+    from extraction.ingest.records import COMMENT_SCHEMA
+    from extraction.sessions.threads import build_candidates, near_duplicate_inputs, near_duplicate_pairs
+    from tests.kit.local import run_local
 
     rng = np.random.default_rng(4)
     words = "press f to pay respects to the fallen hero of this old thread".split()

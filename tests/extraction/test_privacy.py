@@ -1,4 +1,4 @@
-"""PII masking and pseudonymous authors (extraction/privacy.py): the forms caught, what is left
+"""PII masking and pseudonymous authors (extraction/sessions/privacy.py): the forms caught, what is left
 alone, the two engines agreeing, stable keyed pseudonyms, and the salt's sources."""
 
 import os
@@ -7,7 +7,7 @@ import stat
 import pyarrow as pa
 import pytest
 
-from extraction.privacy import Privacy, PrivacyConfig, pseudonym, pseudonymize_column, resolve_salt, scrub_column, scrub_text
+from extraction.sessions.privacy import Privacy, PrivacyConfig, pseudonym, pseudonymize_column, resolve_salt, scrub_column, scrub_text
 
 ON = Privacy(scrub_pii=True, pseudonymize_authors=True, salt="pepper")
 

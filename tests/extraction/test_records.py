@@ -1,7 +1,7 @@
 import orjson
 import pytest
 
-from extraction.records import COMMENT_SCHEMA, SUBMISSION_SCHEMA, parse_block
+from extraction.ingest.records import COMMENT_SCHEMA, SUBMISSION_SCHEMA, parse_block
 
 COMMENT = {
     "id": "c13",
@@ -109,9 +109,9 @@ def test_schemas_of_empty_blocks():
 
 def test_vectorised_path_agrees_with_per_line_reference(tmp_path):
     """Both parsers give the same rows and rejects on a dump full of quirks and damaged lines."""
-    from extraction.dumps import iter_line_blocks
-    from extraction.records import parse_block_per_line
-    from extraction.synth import SynthConfig, write_month
+    from extraction.ingest.dumps import iter_line_blocks
+    from extraction.ingest.records import parse_block_per_line
+    from reddit_pretrain.synth import SynthConfig, write_month
 
     write_month(str(tmp_path), SynthConfig(comments=6000, seed=5, p_malformed_line=0.01, p_invalid_utf8_line=0.01,
                                            p_orphan=0.05, p_missing_score=0.2))
@@ -141,7 +141,7 @@ def test_vectorised_path_agrees_with_per_line_reference(tmp_path):
                                           ("score", 99999999999999999999999), ("score", 1e30), ("score", 2**63),
                                           ("created_utc", "1e400"), ("created_utc", 1e300)])
 def test_numbers_outside_int64_are_bad_values_on_both_parsers(field, value):
-    from extraction.records import parse_block_per_line
+    from extraction.ingest.records import parse_block_per_line
 
     import json
 
@@ -158,7 +158,7 @@ def test_numbers_outside_int64_are_bad_values_on_both_parsers(field, value):
 
 
 def test_a_parent_or_id_naming_nothing_is_a_bad_value():
-    from extraction.records import parse_block_per_line
+    from extraction.ingest.records import parse_block_per_line
 
     lines = [line({**COMMENT, "parent_id": "t1_"}), line({**COMMENT, "parent_id": "t3_"}), line({**COMMENT, "id": "t1_"}),
              line({**COMMENT, "id": ""}), line(COMMENT)]

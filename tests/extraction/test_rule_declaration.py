@@ -19,8 +19,8 @@ OBSERVE = r'''
 import dataclasses, json, sys
 from omegaconf import OmegaConf
 from reddit_pretrain import CONF_DIR
-from extraction.filters import RULES, SESSION_RULES, FiltersConfig, Rules
-from extraction.threads import REASONS
+from extraction.sessions.filters import RULES, SESSION_RULES, FiltersConfig, Rules
+from extraction.sessions.threads import REASONS
 
 def preset(name):
     values = OmegaConf.load(f"{CONF_DIR}/preset/{name}.yaml").get("filters", {})
@@ -30,13 +30,13 @@ out = {"order": [r.name for r in RULES], "presets": {n: preset(n) for n in sys.a
        "reasons": [r for r in REASONS if r], "features": [f.name for f in Rules.load(FiltersConfig()).features()]}
 if len(sys.argv) > 2:  # the rule at work: both forms on a generated month, and the report
     import pyarrow as pa, zstandard
-    from extraction.chains import ChainsConfig, SplitConfig
-    from extraction.extract import ExtractConfig
-    from extraction.records import parse_block
-    from extraction.reference import reference_extract
-    from extraction.report import format_report, merge_reports
-    from extraction.synth import SynthConfig, write_month
-    from extraction.threads import run_local
+    from extraction.sessions.chains import ChainsConfig, SplitConfig
+    from extraction.sessions.job import ExtractConfig
+    from extraction.ingest.records import parse_block
+    from tests.kit.reference import reference_extract
+    from extraction.sessions.report import format_report, merge_reports
+    from reddit_pretrain.synth import SynthConfig, write_month
+    from tests.kit.local import run_local
     sys.path.insert(0, "jobs")
     from config_reference import reference
 
@@ -92,14 +92,14 @@ def test_a_toy_rule_declared_once_is_seen_everywhere(tmp_path):
 
 
 def test_a_rule_of_ones_own_is_refused_clearly():
-    from extraction.filters import Rule, add_rule
+    from extraction.sessions.filters import Rule, add_rule
 
     with pytest.raises(RuntimeError, match="REDDIT_PRETRAIN_RULES"):
         add_rule(Rule("late", "session", "response", "too late", check=lambda r, s: False, fails=lambda v: v.none()))
 
 
 def test_filters_rules_switches_rules_and_names_typos():
-    from extraction.filters import FiltersConfig, Rules
+    from extraction.sessions.filters import FiltersConfig, Rules
 
     cfg = FiltersConfig(rules=["url", "markup"], markup=False, bots=True)
     assert cfg.url and not cfg.markup and cfg.bots and not cfg.deleted and not cfg.language
@@ -114,11 +114,11 @@ def test_a_toy_rule_reaches_the_spark_extract_and_its_rejects(tmp_path):
     """The same toy rule through a real extract on Spark (python workers import it from the variable)."""
     script = r'''
 import json, sys
-from extraction.extract import ExtractConfig, run_extract
-from extraction.filters import FiltersConfig
-from extraction.ingest import IngestConfig, run_ingest
+from extraction.sessions.job import ExtractConfig, run_extract
+from extraction.sessions.filters import FiltersConfig
+from extraction.ingest.job import IngestConfig, run_ingest
 from extraction.spark import SparkConfig, build_spark
-from extraction.synth import SynthConfig, write_month
+from reddit_pretrain.synth import SynthConfig, write_month
 root = sys.argv[1]
 write_month(root + "/dumps", SynthConfig(comments=3000, seed=5))
 spark = build_spark(SparkConfig(master="local[2]"))
@@ -145,8 +145,8 @@ def test_the_guides_own_rule_example_works(tmp_path):
     (tmp_path / "myrules.py").write_text(code[:code.index("```")])
     check = r'''
 import pyarrow as pa
-from extraction.features import Texts, text_features
-from extraction.filters import FiltersConfig, Rules, RULES
+from extraction.sessions.features import Texts, text_features
+from extraction.sessions.filters import FiltersConfig, Rules, RULES
 names = [r.name for r in RULES]
 assert names.index("digits") == names.index("offensive") - 1
 rules = Rules.load(FiltersConfig(max_digits=3))
@@ -168,8 +168,8 @@ def test_the_command_line_resolves_the_presets_rule_lists(config_name):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from extraction.extract import ExtractConfig
-    from extraction.filters import RULES
+    from extraction.sessions.job import ExtractConfig
+    from extraction.sessions.filters import RULES
     from reddit_pretrain import CONF_DIR
     from reddit_pretrain.cli import register_schemas
     from reddit_pretrain.pipeline import PipelineConfig

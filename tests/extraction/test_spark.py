@@ -6,8 +6,8 @@ from omegaconf import OmegaConf
 
 from reddit_pretrain import CONF_DIR
 from reddit_pretrain.cli import register_schemas
-from extraction.extract import ExtractConfig
-from extraction.ingest import IngestConfig
+from extraction.sessions.job import ExtractConfig
+from extraction.ingest.job import IngestConfig
 from extraction.spark import spark_settings
 
 
@@ -36,11 +36,11 @@ def test_an_unwritable_output_is_one_line_before_spark_starts(tmp_path):
     readonly.chmod(0o555)
     (tmp_path / "ingest" / "comments").mkdir(parents=True)
     (tmp_path / "extract" / "sessions").mkdir(parents=True)
-    cases = [("extraction.ingest", f"inputs=[{tmp_path}/RC_2015-01.zst]", f"output={blocker}/out", "is a file"),
-             ("extraction.extract", f"input={tmp_path}/ingest", f"output={blocker}/out", "is a file"),
-             ("extraction.tokenize", f"input={tmp_path}/extract", f"output={blocker}", "is a file, not a folder")]
+    cases = [("extraction.ingest.job", f"inputs=[{tmp_path}/RC_2015-01.zst]", f"output={blocker}/out", "is a file"),
+             ("extraction.sessions.job", f"input={tmp_path}/ingest", f"output={blocker}/out", "is a file"),
+             ("extraction.tokenize.job", f"input={tmp_path}/extract", f"output={blocker}", "is a file, not a folder")]
     if os.geteuid() != 0:  # root writes anywhere: the read-only case needs an ordinary user
-        cases.append(("extraction.extract", f"input={tmp_path}/ingest", f"output={readonly}/out", "read-only"))
+        cases.append(("extraction.sessions.job", f"input={tmp_path}/ingest", f"output={readonly}/out", "read-only"))
     for module, first, output, message in cases:
         started = time.time()
         result = subprocess.run([sys.executable, "-m", module, first, output], cwd=REPO, capture_output=True, text=True)
@@ -57,10 +57,10 @@ def test_a_local_spark_keeps_the_console_to_the_jobs_lines(tmp_path):
     import subprocess
     import sys
 
-    from extraction.synth import SynthConfig, write_month
+    from reddit_pretrain.synth import SynthConfig, write_month
 
     write_month(str(tmp_path / "dumps"), SynthConfig(comments=300, seed=3))
-    base = [sys.executable, "-m", "extraction.ingest", f"inputs=[{tmp_path}/dumps/RC_2015-01.zst]",
+    base = [sys.executable, "-m", "extraction.ingest.job", f"inputs=[{tmp_path}/dumps/RC_2015-01.zst]",
             "spark.in_process_below_bytes=0", "spark.master='local[1]'"]
     ok = subprocess.run([*base, f"output={tmp_path}/ok"], capture_output=True, text=True, timeout=600)
     assert ok.returncode == 0, ok.stderr[-3000:]

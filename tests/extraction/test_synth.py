@@ -3,8 +3,8 @@ import collections
 import orjson
 import zstandard
 
-from extraction.dumps import iter_line_blocks
-from extraction.synth import SynthConfig, write_month
+from extraction.ingest.dumps import iter_line_blocks
+from reddit_pretrain.synth import SynthConfig, write_month
 
 
 def load(path):

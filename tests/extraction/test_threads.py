@@ -1,18 +1,19 @@
-"""Chains, session rules, corpus rules and splits of ``extraction.threads`` (no Spark needed):
+"""Chains, session rules, corpus rules and splits of ``extraction.sessions.threads`` (no Spark needed):
 hand-written threads, and every session of generated months against the plain-Python reference."""
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from extraction.chains import ChainsConfig, SplitConfig, hash_split
-from extraction.extract import ExtractConfig
-from extraction.report import merge_reports
-from extraction.filters import FiltersConfig
-from extraction.records import COMMENT_SCHEMA, SUBMISSION_SCHEMA
-from extraction.privacy import Privacy
-from extraction.reference import reference_extract
-from extraction.threads import dedupe_by_id, resolve_duplicates, run_local, thread_bucket
+from extraction.sessions.chains import ChainsConfig, SplitConfig, hash_split
+from extraction.sessions.job import ExtractConfig
+from extraction.sessions.report import merge_reports
+from extraction.sessions.filters import FiltersConfig
+from extraction.ingest.records import COMMENT_SCHEMA, SUBMISSION_SCHEMA
+from extraction.sessions.privacy import Privacy
+from tests.kit.reference import reference_extract
+from extraction.sessions.threads import dedupe_by_id, resolve_duplicates, thread_bucket
+from tests.kit.local import run_local
 
 COMMENTS = COMMENT_SCHEMA.remove(COMMENT_SCHEMA.get_field_index("month"))
 SUBMISSIONS = SUBMISSION_SCHEMA.remove(SUBMISSION_SCHEMA.get_field_index("month"))
@@ -162,8 +163,8 @@ def generated(tmp_path_factory):
     """A generated month (every quirk of the generator) as Arrow tables, without Spark."""
     import zstandard
 
-    from extraction.records import parse_block
-    from extraction.synth import SynthConfig, write_month
+    from extraction.ingest.records import parse_block
+    from reddit_pretrain.synth import SynthConfig, write_month
 
     root = tmp_path_factory.mktemp("threads")
     write_month(str(root), SynthConfig(comments=8000, seed=17, megathreads=1, megathread_comments=800, deep_chains=1,
@@ -249,7 +250,7 @@ def test_every_session_and_the_accounting_match_the_reference(generated, name, b
 def test_every_rule_drops_a_hand_written_session_as_the_reference_does():
     """One thread per rule, each failing that rule only at its response; the vectorised stages and
     the plain-Python reference agree on every session, and every rule is seen to fire."""
-    from extraction.chains import ALL_SESSION_REASONS
+    from extraction.sessions.chains import ALL_SESSION_REASONS
 
     def thread(link, reply, context="what do you think about the weather today", subreddit="AskReddit", score=3,
                author="bob"):
@@ -344,7 +345,7 @@ def test_parent_cycles_are_cut_and_counted_never_walked(mode):
 
 
 def test_cycle_members_of_a_parent_array():
-    from extraction.threads import cycle_members
+    from extraction.sessions.threads import cycle_members
 
     pidx = np.array([0, 0, 3, 2, 3, -1, 5, 8, 9, 7, 9])
     assert cycle_members(pidx).tolist() == [True, False, True, True, False, False, False, True, True, True, False]

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from extraction.tokenize import TokenizeConfig, TokenizeError, plan_tasks, run_tokenize
-from extraction.train_tokenizer import TokenizerNotFound, resolve_tokenizer
+from extraction.tokenize.job import TokenizeConfig, TokenizeError, plan_tasks, run_tokenize
+from extraction.tokenize.train_tokenizer import TokenizerNotFound, resolve_tokenizer
 from reddit_pretrain.shards import ShardSet
 
 
@@ -159,7 +159,7 @@ def test_a_folder_holding_other_files_is_not_replaced(extracted, tokenizer_dir, 
 
 
 def test_train_tokenizer_replaces_only_a_tokenizer_folder(extracted, tmp_path):
-    from extraction.train_tokenizer import main
+    from extraction.tokenize.train_tokenizer import main
 
     sessions = str(extracted / "extract" / "sessions")
     user = tmp_path / "user"
@@ -181,7 +181,7 @@ def test_a_hub_that_cannot_be_reached_fails_at_once(extracted, tmp_path):
 
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))  # nothing listens on port 9
-    result = subprocess.run([sys.executable, "-m", "extraction.tokenize", f"input={extracted / 'extract'}",
+    result = subprocess.run([sys.executable, "-m", "extraction.tokenize.job", f"input={extracted / 'extract'}",
                              f"output={tmp_path / 'out'}", "tokenizer=gpt2"], capture_output=True, text=True, env=env)
     assert result.returncode == 2 and "Retrying" not in result.stderr and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()

@@ -70,7 +70,7 @@ def model(shards_dir, tmp_path_factory):
 
 @pytest.mark.slow
 def test_evaluate_a_trained_model_from_an_extract_and_from_its_dataset(model, extracted, tmp_path):
-    from extraction.export_dataset import export_dataset
+    from extraction.sessions.export_dataset import export_dataset
 
     result = subprocess.run([sys.executable, "-m", "pretrain.evaluate", str(model), str(extracted / "extract"),
                              "--contexts", "40", "--max-sessions", "60", "--untrained", "--out", str(tmp_path / "a")],

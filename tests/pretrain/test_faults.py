@@ -112,7 +112,7 @@ def test_resume_with_another_world_size_says_which(trained, shards_dir, tmp_path
 
 
 def test_resume_on_other_shards_is_refused_unless_asked(trained, extracted, tokenizer_dir, shards_dir, tmp_path):
-    from extraction.tokenize import TokenizeConfig, run_tokenize
+    from extraction.tokenize.job import TokenizeConfig, run_tokenize
 
     other = tmp_path / "other_shards"  # the same tokenizer, other documents (shorter sessions)
     run_tokenize(TokenizeConfig(input=str(extracted / "extract"), output=str(other), tokenizer=tokenizer_dir,
@@ -148,8 +148,8 @@ def test_a_pretrained_model_of_another_tokenizer_is_refused(trained, extracted, 
     thousands); the vocabularies are compared whole and the run is refused naming both."""
     from transformers import AutoTokenizer
 
-    from extraction.tokenize import TokenizeConfig, run_tokenize
-    from extraction.train_tokenizer import train_tokenizer
+    from extraction.tokenize.job import TokenizeConfig, run_tokenize
+    from extraction.tokenize.train_tokenizer import train_tokenizer
 
     other_tok = train_tokenizer(str(extracted / "extract" / "sessions"), str(tmp_path / "tok_b"), vocab_size=600,
                                 split="valid")

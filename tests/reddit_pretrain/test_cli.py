@@ -16,10 +16,10 @@ def command(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("module, about, groups, absent", [
-    ("extraction.ingest", "Ingest job: Pushshift RC/RS dumps", [], ["== Groups", "model:", "preset:", "_schema"]),
-    ("extraction.extract", "Extract job: ingested comments", ["preset: dialogpt_paper, dialogpt_released, [project]"],
+    ("extraction.ingest.job", "Ingest job: Pushshift RC/RS dumps", [], ["== Groups", "model:", "preset:", "_schema"]),
+    ("extraction.sessions.job", "Extract job: ingested comments", ["preset: dialogpt_paper, dialogpt_released, [project]"],
      ["model:", "trainer:", "_schema"]),
-    ("extraction.tokenize", "Tokenize job: extracted sessions", [], ["== Groups", "model:", "_schema"]),
+    ("extraction.tokenize.job", "Tokenize job: extracted sessions", [], ["== Groups", "model:", "_schema"]),
     ("pretrain.train", "DeepSpeed ZeRO training of GPT-2",
      ["model: [demo], gpt2-1.5b, gpt2-124m, gpt2-355m, gpt2-774m, tiny", "experiment: demo, dialogpt_small   (none picked)",
       "deepspeed: zero0, zero1, [zero2]"], ["preset:", "_schema", "powered by Hydra"]),
@@ -98,7 +98,7 @@ def test_every_experiment_leaves_model_shape_to_the_model_group():
 def test_an_override_hydra_cannot_read_is_one_line_with_the_quoting(args, expected):
     """An unquoted path with a space (split by the shell) or a special character: Hydra's lexer error
     and 'See https://hydra.cc' become one line saying how to quote, exit status 2."""
-    result = command("extraction.ingest", *args)
+    result = command("extraction.ingest.job", *args)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("error: cannot read the override") and expected in result.stderr
 
@@ -133,7 +133,7 @@ def test_the_reddit_pretrain_command_runs_every_job():
     (["pretrain.train", "+trainer.max_step=20"], "typed section, so it would be ignored; did you mean trainer.max_steps?"),
     (["reddit_pretrain.pipeline", "+trainer.max_steps=5"], "did you mean train.trainer.max_steps?"),
     (["pretrain.train", "model=tny"], "model=tny: conf/model/ has no option 'tny'; did you mean tiny? (options: demo,"),
-    (["extraction.extract", "filters.blnd=3"], "did you mean filters.bland?"),
+    (["extraction.sessions.job", "filters.blnd=3"], "did you mean filters.bland?"),
 ])
 def test_a_mistyped_override_is_one_line_with_the_key_meant(args, expected):
     result = command(*args)
@@ -143,12 +143,12 @@ def test_a_mistyped_override_is_one_line_with_the_key_meant(args, expected):
 
 def test_one_value_for_a_list_setting_is_a_list_and_free_form_keys_may_be_added(tmp_path):
     from reddit_pretrain.cli import check_overrides, register_schemas
-    from extraction.ingest import IngestConfig
+    from extraction.ingest.job import IngestConfig
 
     register_schemas("ingest", IngestConfig)
     problem, fixed = check_overrides("ingest", ["inputs=a.zst", "+spark.conf.spark.driver.memory=3g", "output=o"])
     assert problem is None and fixed == ["inputs=[a.zst]", "+spark.conf.spark.driver.memory=3g", "output=o"]
-    result = command("extraction.ingest", f"inputs={tmp_path}/none.zst", f"output={tmp_path}/o")
+    result = command("extraction.ingest.job", f"inputs={tmp_path}/none.zst", f"output={tmp_path}/o")
     assert result.returncode == 2 and result.stderr.strip() == f"error: input '{tmp_path}/none.zst' matches no file"
 
 

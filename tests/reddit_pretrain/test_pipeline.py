@@ -96,7 +96,7 @@ def test_the_train_job_and_the_pipeline_train_with_the_same_defaults(capsys):
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from extraction.train_tokenizer import DEFAULT_VOCAB_SIZE, main as train_tokenizer_main
+    from extraction.tokenize.train_tokenizer import DEFAULT_VOCAB_SIZE, main as train_tokenizer_main
     from pretrain.config import GROUPS, TrainConfig
     from reddit_pretrain import CONF_DIR
     from reddit_pretrain.cli import register_schemas

@@ -22,10 +22,11 @@ import argparse
 import json
 import sys
 
-from extraction.extract import DONE_MARKER
-from reddit_pretrain import storage
+from reddit_pretrain import layout, storage
+from reddit_pretrain.layout import TEST, TRAIN, VALID
 
-SPLITS = {"train": "train", "valid": "validation", "test": "test"}
+SPLITS = {TRAIN: "train", VALID: "validation", TEST: "test"}
+"""Our split names -> the Hub's."""
 """The extract's split names -> the Hub's."""
 ROLES = ("parity", "author")
 MARKER = "reddit_pretrain_dataset.json"
@@ -69,7 +70,7 @@ def MESSAGE_TYPE():  # noqa: N802 (a type, built on first use: pyarrow is import
 def _split_files(extract: str, split: str) -> list[str]:
     """The split's Parquet files, in name order (none for an empty split)."""
     try:
-        return storage.expand_inputs([storage.join(extract, "sessions", f"split={split}", "*.parquet")])
+        return storage.expand_inputs([storage.join(extract, layout.SESSIONS, layout.split_folder(split), "*.parquet")])
     except FileNotFoundError:
         return []
 
@@ -87,7 +88,7 @@ def _schema(extract: str):
             fields = [f for f in schema if f.name not in ("turns", "split")]
             at = next(i for i, f in enumerate(fields) if f.name == "session_id") + 1
             return pa.schema(fields[:at] + [pa.field("messages", MESSAGE_TYPE())] + fields[at:])
-    raise DatasetExportError(f"{extract} has no sessions (sessions/split=train|valid|test/*.parquet): "
+    raise DatasetExportError(f"{extract} has no sessions ({layout.SESSIONS}/{layout.split_folder('|'.join(SPLITS))}/*.parquet): "
                              "give the output folder of reddit-pretrain extract")
 
 
@@ -107,8 +108,8 @@ def export_dataset(extract: str, out: str, roles: str = "parity", rows_per_file:
         raise DatasetExportError(f"--roles must be one of {', '.join(ROLES)}, not {roles!r}")
     if rows_per_file < 1:
         raise DatasetExportError(f"--rows-per-file must be >= 1, not {rows_per_file}")
-    if not storage.exists(storage.join(extract, DONE_MARKER)):
-        raise DatasetExportError(f"{extract} is not a finished extract (no {DONE_MARKER}): run reddit-pretrain "
+    if not storage.exists(storage.join(extract, layout.EXTRACT_DONE)):
+        raise DatasetExportError(f"{extract} is not a finished extract (no {layout.EXTRACT_DONE}): run reddit-pretrain "
                                  "extract to the end first")
     storage.check_writable(out)
     storage.check_replaceable(out, "the dataset export", owned=set(), marker=MARKER, overwrite=overwrite, reads=extract)
@@ -158,7 +159,7 @@ def export_dataset(extract: str, out: str, roles: str = "parity", rows_per_file:
 
 def _read_report(extract: str) -> dict:
     try:
-        return storage.read_json(storage.join(extract, "extract_report.json"))
+        return storage.read_json(storage.join(extract, layout.EXTRACT_REPORT))
     except (OSError, ValueError):
         return {}
 
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     from reddit_pretrain.storage import OutputNotWritable
 
     parser = argparse.ArgumentParser(
-        prog=prog("python -m extraction.export_dataset"), formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog=prog("python -m extraction.sessions.export_dataset"), formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Write the sessions of an extract as a Hugging Face dataset folder: train/validation/test "
                     "Parquet files with a messages column (chat format) and a dataset card; "
                     "datasets.load_dataset(OUT) loads it and it can be pushed to the Hub as it is.")

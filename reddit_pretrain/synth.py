@@ -13,7 +13,7 @@ the same config writes the same bytes.
 
 CLI::
 
-    python -m extraction.synth --out data/synth --month 2015-01 --comments 1000000 --seed 0
+    python -m reddit_pretrain.synth --out data/synth --month 2015-01 --comments 1000000 --seed 0
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 
 import orjson
 
-from extraction.dumps import dump_compressor
+from extraction.ingest.dumps import dump_compressor
 
 _COMMON = (
     "the be to of and a in that have i it for not on with he as you do at this but his by from "
@@ -324,7 +324,7 @@ class _Generator:
 
     def _copypasta(self) -> list[tuple[int, int, str, float]]:
         """The planted clusters' texts and the comment indices they go to (``copypasta_clusters``)."""
-        from extraction.neardup import jaccard, shingle_set
+        from extraction.sessions.neardup import jaccard, shingle_set
 
         cfg = self.cfg
         rng = random.Random(f"copypasta {cfg.seed}")  # its own stream: the rest of the month is drawn as without it
@@ -651,7 +651,7 @@ def write_month(out_dir: str, cfg: SynthConfig, progress: bool = False) -> Synth
 def main(argv: list[str] | None = None) -> int:
     from reddit_pretrain.cli import prog
 
-    parser = argparse.ArgumentParser(prog=prog("python -m extraction.synth"), description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog=prog("python -m reddit_pretrain.synth"), description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", required=True, help="output folder (RC_<month>.zst and RS_<month>.zst are written there)")
     defaults = SynthConfig()

@@ -92,7 +92,7 @@ def _letters(column) -> tuple[np.ndarray, np.ndarray]:
 
 
 def common_word_counts(texts, common: frozenset[str]) -> np.ndarray:
-    """How many distinct words of ``common`` each text of an ``extraction.features.Texts`` holds
+    """How many distinct words of ``common`` each text of an ``extraction.sessions.features.Texts`` holds
     (its words lower-cased, their punctuation stripped): the cheap pass's count, for every row."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -149,7 +149,7 @@ def languages_of(column, distinct: np.ndarray, min_letters: int, rows: np.ndarra
 
 
 def comment_languages(texts, common: frozenset[str], min_letters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``comment_language`` of every text of an ``extraction.features.Texts``, vectorised."""
+    """``comment_language`` of every text of an ``extraction.sessions.features.Texts``, vectorised."""
     return languages_of(texts.texts, common_word_counts(texts, common), min_letters)
 
 

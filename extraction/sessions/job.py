@@ -1,11 +1,11 @@
 """Extract job: ingested comments (and submissions) -> filtered dialogue sessions, split, reported.
 
-    python -m extraction.extract input=out/ingest output=out/extract
-    python -m extraction.extract input=out/ingest output=out/x chains.mode=replies chains.include_title=true \\
+    python -m extraction.sessions.job input=out/ingest output=out/extract
+    python -m extraction.sessions.job input=out/ingest output=out/x chains.mode=replies chains.include_title=true \\
         filters.bland_min_count=50 split.method=date split.valid_from=2015-01-25 split.test_from=2015-01-28
 
-Reads the ingest job's Parquet tables (``extraction.ingest``; submissions are optional), runs the
-stages of ``extraction.chains`` and writes, under ``output``:
+Reads the ingest job's Parquet tables (``extraction.ingest.job``; submissions are optional), runs the
+stages of ``extraction.sessions.chains`` and writes, under ``output``:
 
 * ``sessions/split=<train|valid|test>/*.parquet``: kept sessions (session_id, link_id, subreddit,
   turn_ids, turns, authors, created_utc, scores, num_turns, has_title, over_18, chain_end, split)
@@ -21,10 +21,10 @@ How it runs: the ingest job wrote comments and submissions bucketed by thread
 (``threads.thread_bucket``), so a bucket holds whole threads. Three sets of Spark tasks, three
 Spark jobs in all, whatever the input:
 
-1. one task per bucket (``extraction.threads.build_candidates``): whole threads in memory, every
+1. one task per bucket (``extraction.sessions.threads.build_candidates``): whole threads in memory, every
    feature computed once per comment, vectorised; chains, session rules and split as array
    expressions. It writes the bucket's candidate sessions, its trigram counts and the hashes the
-   duplicate rules need to ``_work/`` in staging (``extraction.exchange``: one file per task, a
+   duplicate rules need to ``_work/`` in staging (``extraction.spark.exchange``: one file per task, a
    batch per next task, the layout of Spark's shuffle, rows never in the JVM);
 2. one task per range of hashes: the corpus-wide trigram counts (frequent trigrams, summed as
    64-bit hashes) and the duplicate groups (``threads.resolve_duplicates``);
@@ -44,7 +44,6 @@ import functools
 import hashlib
 import json
 import os
-import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -53,21 +52,25 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from reddit_pretrain import storage
-from extraction.chains import ChainsConfig, SplitConfig
-from extraction.filters import FiltersConfig, Rules, resolve_list_path
-from extraction.privacy import Privacy, PrivacyConfig, resolve_salt
-from extraction.spark import SparkConfig
+from reddit_pretrain import layout, storage
+from reddit_pretrain.layout import SPLITS
+from extraction.sessions import ExtractError
+from extraction.sessions.chains import ChainsConfig, SplitConfig
+from extraction.sessions.filters import FiltersConfig, Rules, resolve_list_path
+from extraction.sessions.privacy import Privacy, PrivacyConfig, resolve_salt
+from extraction.sessions.features import as_array
+from extraction.sessions.report import (annotate_rules, format_report, ingest_summary, load_plotting_in_background,
+                                        merge_reports, rejected_examples, render_report, run_info)
+from extraction.sessions.threads import (COMMENT_COLUMNS, ND_BANDS, ND_DROPPED, ND_PAIRS, ND_PAIRS_A, ND_VERIFIED,
+                                         SESSION_COLUMNS, SUBMISSION_COLUMNS, Timer, build_candidates, finish_bucket,
+                                         frequent_trigrams, near_duplicate_clusters, near_duplicate_inputs,
+                                         near_duplicate_pairs, resolve_duplicates, unique_pairs, verify_pairs, with_texts)
+from extraction.spark import SparkConfig, exchange, run_tasks, session_for, where
 
-DONE_MARKER = "_EXTRACT_DONE.json"
-REPORT_FILE = "extract_report.json"
-OUTPUTS = ["sessions", "rejects", REPORT_FILE, "extract_report.png", "extract_report.html"]
+DONE_MARKER = layout.EXTRACT_DONE
+REPORT_FILE = layout.EXTRACT_REPORT
+OUTPUTS = [layout.SESSIONS, layout.REJECTS, REPORT_FILE, layout.EXTRACT_REPORT_PNG, layout.EXTRACT_REPORT_HTML]
 """What the extract job writes in its output folder (beside its marker); it replaces nothing else."""
-SPLITS = ("train", "valid", "test")
-
-
-class ExtractError(RuntimeError):
-    """A clear, user-facing reason the extract job stopped."""
 
 
 @dataclass
@@ -81,7 +84,7 @@ class ExtractConfig:
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
-    """PII masked and authors pseudonymised in the stored sessions (``extraction.privacy``)."""
+    """PII masked and authors pseudonymised in the stored sessions (``extraction.sessions.privacy``)."""
     use_submissions: bool = True
     """Join submissions (titles, over_18) when the input has them; false runs on comments only."""
     report_top_subreddits: int = 20
@@ -94,15 +97,15 @@ class ExtractConfig:
         self.chains.validate()
         self.filters.validate()
         self.split.validate()
-        if not storage.exists(storage.join(self.input, "comments")):
-            raise ExtractError(f"{self.input} has no comments/ table: run the ingest job first (extraction.ingest)")
+        if not storage.exists(storage.join(self.input, layout.COMMENTS)):
+            raise ExtractError(f"{self.input} has no comments/ table: run the ingest job first (extraction.ingest.job)")
 
 
 def fingerprint(cfg: ExtractConfig) -> str:
     """The input's completion marker (its own fingerprint), the settings, and the list contents."""
     import fsspec
 
-    ingest_marker = storage.join(cfg.input, "_INGEST_DONE.json")
+    ingest_marker = storage.join(cfg.input, layout.INGEST_DONE)
     lists = {}
     for name, value in asdict(cfg.filters).items():
         if name.endswith("_path") and name != "classifier_path":
@@ -128,12 +131,11 @@ def fingerprint(cfg: ExtractConfig) -> str:
 
 def run_extract(cfg: ExtractConfig, spark=None) -> dict:
     """Runs the extract job and returns its report (also written beside the output)."""
-    from extraction.spark import run_tasks, session_for, where
 
     cfg.validate()
     storage.check_writable(cfg.output)  # before Spark starts: one line, not a late traceback
     if cfg.filters.classifier:  # loaded once here, so a wrong path or label is one line before Spark starts
-        from extraction.classifier import ClassifierError, from_config
+        from extraction.sessions.classifier import ClassifierError, from_config
 
         try:
             from_config(cfg.filters).labels
@@ -145,7 +147,6 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         say(f"{cfg.output} is complete for this input and settings; nothing to do (force=true runs again)")
         return storage.read_json(storage.join(cfg.output, REPORT_FILE))
     plan = plan_buckets(cfg)
-    from extraction.report import load_plotting_in_background
 
     load_plotting_in_background()  # while the jobs run, not after them
     with staged.writing() as staging:  # refuses a folder not its own, or one another job writes
@@ -197,8 +198,6 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         storage.remove(settings.work)
         storage.remove_unfinished(staging)
 
-        from extraction.report import (annotate_rules, format_report, ingest_summary, merge_reports, rejected_examples,
-                                       render_report, run_info)
 
         report = merge_reports(cfg, [r for r, _ in built], [r for r, _ in finished] + [r for r, _ in reduced + near_results])
         expected = plan.ingested_comments
@@ -214,11 +213,11 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
                                         "salt_from": resolve_salt(cfg.privacy)[1] if cfg.privacy.pseudonymize_authors else None}}
         t = time.time()
         annotate_rules(report, cfg)
-        report["examples"], report["example_fields"] = rejected_examples(storage.join(staging, "rejects"))
+        report["examples"], report["example_fields"] = rejected_examples(storage.join(staging, layout.REJECTS))
         report["ingest"] = ingest_summary(plan.ingest_report)
         report["run"] = run_info()
         storage.write_json_atomic(storage.join(staging, REPORT_FILE), report)
-        render_report(report, storage.join(staging, "extract_report.png"), storage.join(staging, "extract_report.html"))
+        render_report(report, storage.join(staging, layout.EXTRACT_REPORT_PNG), storage.join(staging, layout.EXTRACT_REPORT_HTML))
         staged.commit(finished_utc=int(time.time()))
     report["stage_seconds"]["report"] = round(time.time() - t, 3)
     print(format_report(report, cfg.output))
@@ -248,33 +247,29 @@ class BucketPlan:
         return [{"bucket": b, **self.buckets[b]} for b in order]
 
 
-_BUCKET_DIR = re.compile(r"/bucket=(\d+)/")
-
-
 def plan_buckets(cfg: ExtractConfig) -> BucketPlan:
     """The ingest output's files grouped by thread bucket (an ingest output without buckets, from an
     older version, is one bucket)."""
-    report_path = storage.join(cfg.input, "ingest_report.json")
+    report_path = storage.join(cfg.input, layout.INGEST_REPORT)
     report = storage.read_json(report_path) if storage.exists(report_path) else {}
-    submissions = storage.join(cfg.input, "submissions")
+    submissions = storage.join(cfg.input, layout.SUBMISSIONS)
     use_submissions = cfg.use_submissions and storage.exists(submissions)
     buckets: dict[int, dict] = {}
     comments_files = 0
-    for table in ("comments", "submissions") if use_submissions else ("comments",):
+    for table in (layout.COMMENTS, layout.SUBMISSIONS) if use_submissions else (layout.COMMENTS,):
         fs, root = storage.filesystem(storage.join(cfg.input, table))
         for path, info in sorted(fs.find(root, detail=True).items()):
             name = path.rsplit("/", 1)[-1]
             if not name.endswith(".parquet") or name.startswith((".", "_")):
                 continue
-            match = _BUCKET_DIR.search(path)
-            bucket = int(match.group(1)) if match else 0
+            bucket = layout.bucket_of(path) or 0
             entry = buckets.setdefault(bucket, {"comments": [], "submissions": [], "bytes": 0})
             url = path if storage.is_local(cfg.input) else f"{fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol}://{path}"
             entry[table].append(url)
             entry["bytes"] += int(info.get("size") or 0)
             comments_files += table == "comments"
     if not comments_files:
-        raise ExtractError(f"{cfg.input}/comments holds no Parquet files: run the ingest job first (extraction.ingest)")
+        raise ExtractError(f"{cfg.input}/comments holds no Parquet files: run the ingest job first (extraction.ingest.job)")
     ingested = report.get("totals", {}).get("comments_rows")
     plan = BucketPlan({b: e for b, e in buckets.items() if e["comments"]}, use_submissions, comments_files, ingested, report)
     check_ingest_output(cfg, report, plan)
@@ -284,8 +279,8 @@ def plan_buckets(cfg: ExtractConfig) -> BucketPlan:
 def check_ingest_output(cfg: ExtractConfig, report: dict, plan: BucketPlan) -> None:
     """The input must be what the ingest job's marker and report describe: complete, with every
     table it reported and the rows of each (from the Parquet footers), before any work starts."""
-    if not storage.exists(storage.join(cfg.input, "_INGEST_DONE.json")) or not report:
-        raise ExtractError(f"{cfg.input} is not a complete ingest output (no _INGEST_DONE.json or ingest_report.json): "
+    if not storage.exists(storage.join(cfg.input, layout.INGEST_DONE)) or not report:
+        raise ExtractError(f"{cfg.input} is not a complete ingest output (no {layout.INGEST_DONE} or {layout.INGEST_REPORT}): "
                            "run the ingest job (again)")
 
     totals = report.get("totals", {})
@@ -343,8 +338,6 @@ def _work_file(settings: _Settings, kind: str, index: int) -> str:
 
 
 def _sessions_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
-    from extraction import exchange
-    from extraction.threads import COMMENT_COLUMNS, SUBMISSION_COLUMNS, Timer, build_candidates
 
     timer = Timer()
     comments = _read_parquet(task["comments"], COMMENT_COLUMNS)
@@ -364,7 +357,6 @@ def _sessions_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]
                                exchange.hash_partition(_np(keys.column("_rkey")), settings.reducers), settings.reducers)
     timer.lap("writes")
     if settings.filters.near_duplicate:
-        from extraction.threads import near_duplicate_inputs
 
         bands, texts, aliases = near_duplicate_inputs(candidates, b, settings.filters)
         timer.lap("near duplicates: signatures")
@@ -377,8 +369,6 @@ def _sessions_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]
 
 
 def _corpus_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
-    from extraction import exchange
-    from extraction.threads import Timer, frequent_trigrams, resolve_duplicates
 
     timer = Timer()
     r = task["reducer"]
@@ -392,7 +382,6 @@ def _corpus_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
                                settings.buckets)
     timer.lap("corpus rules")
     if settings.filters.near_duplicate:
-        from extraction.threads import ND_BANDS, near_duplicate_pairs
 
         bands = exchange.read_partition([_work_file(settings, "nd_bands", b) for b in range(settings.buckets)], r, ND_BANDS)
         pairs, same = near_duplicate_pairs(bands, settings.filters.near_duplicate_max_group, settings.filters.near_duplicate_threshold)
@@ -407,8 +396,6 @@ def _corpus_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
 def _near_texts_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     """Near duplicates, first lookup: the candidate pairs whose ``a`` is in this bucket, with a's text,
     passed on to the bucket of ``b``."""
-    from extraction import exchange
-    from extraction.threads import ND_PAIRS, Timer, unique_pairs, with_texts
 
     timer = Timer()
     b = task["bucket"]
@@ -422,8 +409,6 @@ def _near_texts_task(settings: _Settings, task: dict) -> tuple[dict, bytes | Non
 
 def _near_verify_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     """Near duplicates, second lookup: the pairs whose ``b`` is in this bucket, with b's text, verified."""
-    from extraction import exchange
-    from extraction.threads import ND_PAIRS_A, Timer, verify_pairs, with_texts
 
     timer = Timer()
     b = task["bucket"]
@@ -439,8 +424,6 @@ def _near_verify_task(settings: _Settings, task: dict) -> tuple[dict, bytes | No
 def _near_clusters_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     """Near duplicates, last step (one task, run in the driver): the clusters of the verified pairs,
     the dropped members passed on to their buckets."""
-    from extraction import exchange
-    from extraction.threads import ND_VERIFIED, Timer, near_duplicate_clusters
 
     timer = Timer()
     kinds = ("nd_aliases", "nd_verified") if task.get("verified", True) else ("nd_aliases",)
@@ -455,8 +438,6 @@ def _near_clusters_task(settings: _Settings, task: dict) -> tuple[dict, bytes | 
 def _write_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     import pyarrow.parquet as pq
 
-    from extraction import exchange
-    from extraction.threads import SESSION_COLUMNS, Timer, finish_bucket
 
     timer = Timer()
     b = task["bucket"]
@@ -464,7 +445,6 @@ def _write_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     dropped = exchange.read_partition([_work_file(settings, "dropped", r) for r in range(settings.reducers)], b, _DROPPED)
     near = None
     if settings.filters.near_duplicate:
-        from extraction.threads import ND_DROPPED
 
         near = exchange.read_partition([_work_file(settings, "nd_dropped", 0)], b, ND_DROPPED)
     frequent = None
@@ -489,16 +469,15 @@ def _write_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     for name in SPLITS:
         rows = kept.filter(pc.equal(split, name)).select(SESSION_COLUMNS)
         for seq, start in enumerate(range(0, rows.num_rows, settings.sessions_per_file)):
-            write(storage.join(settings.staging, "sessions", f"split={name}", f"part-{b:05d}-{seq:04d}.parquet"),
+            write(storage.join(settings.staging, layout.SESSIONS, layout.split_folder(name), layout.session_part(b, seq)),
                   rows.slice(start, settings.sessions_per_file))
     rejects = sessions.filter(pc.invert(kept_mask)).select(SESSION_COLUMNS + ["drop_reason", "split", "duplicate_of"])
-    write(storage.join(settings.staging, "rejects", f"part-{b:05d}.parquet"), rejects)
+    write(storage.join(settings.staging, layout.REJECTS, layout.reject_part(b)), rejects)
     timer.lap("writes")
     return {"bucket": b, "report": stats, "seconds": timer.seconds}, None
 
 
 def _np(array) -> np.ndarray:
-    from extraction.features import as_array
 
     return as_array(array).to_numpy(zero_copy_only=False)
 

@@ -53,7 +53,7 @@ KEPT_AUTHORS = ("[deleted]",)
 
 @dataclass
 class PrivacyConfig:
-    """What of the users' privacy the stored sessions keep (``extraction.privacy``)."""
+    """What of the users' privacy the stored sessions keep (``extraction.sessions.privacy``)."""
 
     scrub_pii: bool = True
     """E-mail addresses, phone numbers and IP addresses become ``<EMAIL>``, ``<PHONE>``, ``<IP>``

@@ -20,7 +20,7 @@ cluster of replies that are near copies of each other, across the whole corpus:
 4. **Pairs.** Replies equal once normalised are linked to the smallest session id among them at
    once (Jaccard 1): in their bucket, and across buckets through the hash of the normalised text
    carried with each band key. Band keys are exchanged between the Spark tasks by key range
-   (``extraction.exchange``, nothing goes to the driver). In each group of the other replies
+   (``extraction.spark.exchange``, nothing goes to the driver). In each group of the other replies
    sharing a key, every pair is a candidate when the group has at most ``near_duplicate_max_group``
    (8) replies; in a larger group each reply is paired with the group's smallest session id only,
    so a group of n replies gives n - 1 pairs, never n x n. A pair whose shingle counts alone rule
@@ -37,7 +37,7 @@ cluster of replies that are near copies of each other, across the whole corpus:
    other is dropped with ``duplicate_of`` naming it. The same on every run and with any number of
    tasks.
 
-``extraction.reference`` does steps 1, 5 and 6 over every pair, without LSH.
+``tests.kit.reference`` does steps 1, 5 and 6 over every pair, without LSH.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from extraction.features import as_array, splitmix64, word_hash
+from extraction.sessions.features import as_array, splitmix64, word_hash
 
 _MASK32 = np.uint64(0xFFFFFFFF)
 

@@ -5,7 +5,7 @@ The ingest job writes comments bucketed by thread (``thread_bucket`` of ``link_i
 bucket. A bucket is then processed alone, in memory, with pyarrow and numpy, in three steps:
 
 1. ``build_candidates``: one row per id (``dedupe_by_id``), the turn rules and every feature the
-   session rules read, computed once per comment (``extraction.features``); the chain walk as
+   session rules read, computed once per comment (``extraction.sessions.features``); the chain walk as
    ``max_turns - 1`` vectorised steps over a parent-index array; the session rules as array
    expressions over the turn-index matrix; the split; and what the corpus rules need: the
    bucket's trigram counts (64-bit hashes) and, per surviving session, hashes of its turns and
@@ -15,8 +15,8 @@ bucket. A bucket is then processed alone, in memory, with pyarrow and numpy, in 
 3. ``finish_bucket``: the corpus decisions applied (``bland`` from the frequent trigrams,
    then the duplicates), and the report's counts for the bucket.
 
-Nothing here knows about Spark, paths or files: ``extraction.extract`` reads and writes and runs
-the buckets as Spark tasks. The plain-Python reference of all of it is ``extraction.reference``;
+Nothing here knows about Spark, paths or files: ``extraction.sessions.job`` reads and writes and runs
+the buckets as Spark tasks. The plain-Python reference of all of it is ``tests.kit.reference``;
 ``tests/extraction/test_threads.py`` checks the two agree.
 
 Parents are looked up within the thread (same ``link_id``): a comment whose parent is in another
@@ -32,12 +32,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from extraction.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, hash_split
-from extraction.features import (Texts, as_array, combine_hashes, splitmix64, comment_words, is_absent, text_features, text_hashes,
+from reddit_pretrain.layout import SPLITS, TEST, TRAIN, VALID
+
+from extraction.sessions.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, hash_split
+from extraction.sessions.features import (Texts, as_array, combine_hashes, splitmix64, comment_words, is_absent, text_features, text_hashes,
                                  turn_cut, unescape_html)
-from extraction.filters import TURN_RULES, FiltersConfig, Rules
-from extraction.language import UNDETERMINED, common_word_counts, languages_of
-from extraction.privacy import KINDS as PII_KINDS, Privacy, pseudonymize_column, scrub_column
+from extraction.sessions.filters import TURN_RULES, FiltersConfig, Rules
+from extraction.sessions.language import UNDETERMINED, common_word_counts, languages_of
+from extraction.sessions.privacy import KINDS as PII_KINDS, Privacy, pseudonymize_column, scrub_column
 
 COMMENT_COLUMNS = ["id", "link_id", "parent_id", "parent_kind", "subreddit", "author", "body", "score", "created_utc"]
 SUBMISSION_COLUMNS = ["id", "title", "selftext", "over_18", "num_comments", "author", "score", "created_utc"]
@@ -171,7 +173,7 @@ class SessionView:
         self.classifier_score = np.full(len(ends), np.nan)
         """The ``classifier`` rule's score of each response it judged (NaN: not judged)."""
         self._common_words = common_words
-        """Each comment's ``extraction.language.common_word_counts`` (None: the language rule is off)."""
+        """Each comment's ``extraction.sessions.language.common_word_counts`` (None: the language rule is off)."""
         self.language = np.full(len(ends), None, dtype=object)
         self.language_confidence = np.full(len(ends), None, dtype=object)
         """The ``language`` rule's language and confidence of each session it judged (None: not judged)."""
@@ -200,7 +202,7 @@ class SessionView:
         return self.response(feature) if which == "response" else self.any_turn(feature)
 
     def classifier_scores(self) -> np.ndarray:
-        """The classifier's score of the response of every session still alive (``extraction.classifier``),
+        """The classifier's score of the response of every session still alive (``extraction.sessions.classifier``),
         each distinct response once, in batches; NaN for the others (no rule holds NaN against a session)."""
         rows = np.flatnonzero(self._alive())
         comments, inverse = np.unique(self._ends[rows], return_inverse=True)
@@ -210,7 +212,7 @@ class SessionView:
 
     def foreign(self) -> np.ndarray:
         """Sessions still alive whose comment turns are in a language the config does not keep
-        (``extraction.language``): the letters and CLD2 for those turns alone."""
+        (``extraction.sessions.language``): the letters and CLD2 for those turns alone."""
         rows = np.flatnonzero(self._alive())
         foreign = np.zeros(len(self._ends), dtype=bool)
         if not len(rows):
@@ -238,7 +240,7 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
     """Step 1 for one bucket. Returns (candidate sessions sorted by session_id, stats, trigram
     hashes, their counts); the candidates carry ``drop_reason`` (null = alive so far), ``split``
     and the private columns ``_rows`` (turn row indices), ``_words``, ``_rkey``, ``_skey``.
-    ``privacy`` (``extraction.privacy``): the rules read the scrubbed text, the sessions store it
+    ``privacy`` (``extraction.sessions.privacy``): the rules read the scrubbed text, the sessions store it
     with placeholders, and the authors are pseudonymised after the turn rules (bots) read them."""
     timer = timer or Timer()
     chains.validate()
@@ -393,7 +395,7 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
     # -- split -----------------------------------------------------------------------------------
     names = link.dictionary.to_pylist()
     if split.method == "hash":
-        per_link = np.array([hash_split(x, split) for x in names] + ["train"], dtype=object)
+        per_link = np.array([hash_split(x, split) for x in names] + [TRAIN], dtype=object)
     else:
         import datetime as dt
 
@@ -405,7 +407,7 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
         valid_day = (dt.date.fromisoformat(split.valid_from) - epoch).days
         test_day = (dt.date.fromisoformat(split.test_from) - epoch).days
         known = start != np.iinfo(np.int64).max
-        per_link = np.where(known & (day >= test_day), "test", np.where(known & (day >= valid_day), "valid", "train")).astype(object)
+        per_link = np.where(known & (day >= test_day), TEST, np.where(known & (day >= valid_day), VALID, TRAIN)).astype(object)
     session_split = per_link[np.where(link_code[ends] >= 0, link_code[ends], len(names))]
     timer.lap("split")
 
@@ -470,7 +472,7 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
 
 def _session_languages(language, M: np.ndarray, n: int, filters: FiltersConfig):
     """(language, confidence, is it foreign) of each session from its comment turns' languages
-    (``extraction.language.session_language``, vectorised over the turn matrix; a title, index >= n,
+    (``extraction.sessions.language.session_language``, vectorised over the turn matrix; a title, index >= n,
     counts for nothing)."""
     ns = len(M)
     codes, confidence, letters = language
@@ -537,7 +539,7 @@ def resolve_duplicates(keys: pa.Table, on_sessions: bool, on_responses: bool) ->
                      "reason": pa.array(reason[dropped], pa.string()), "duplicate_of": pa.array(of[dropped], pa.string())})
 
 
-# -- near duplicates (extraction.neardup): the steps between the buckets ---------------------------
+# -- near duplicates (extraction.sessions.neardup): the steps between the buckets ---------------------------
 
 ND_BANDS = pa.schema([("band", pa.uint64()), ("session_id", pa.string()), ("bucket", pa.int64()), ("shingles", pa.int32()),
                       ("text_hash", pa.uint64()), ("band_index", pa.int8())])
@@ -545,7 +547,7 @@ ND_BANDS = pa.schema([("band", pa.uint64()), ("session_id", pa.string()), ("buck
 size bound), the hash of its normalised text (equal texts are linked without a lookup, by the
 task that holds their first band) and which band it is."""
 ND_TEXTS = pa.schema([("session_id", pa.string()), ("text", pa.string()), ("sketch", pa.binary())])
-"""A reply's normalised text and its signature's sketch (``extraction.neardup.sketch``)."""
+"""A reply's normalised text and its signature's sketch (``extraction.sessions.neardup.sketch``)."""
 ND_PAIRS = pa.schema([("a", pa.string()), ("a_bucket", pa.int64()), ("b", pa.string()), ("b_bucket", pa.int64())])
 ND_PAIRS_A = ND_PAIRS.append(pa.field("a_text", pa.string())).append(pa.field("a_sketch", pa.binary()))
 ND_VERIFIED = ND_PAIRS.append(pa.field("jaccard", pa.float64())).append(pa.field("a_text", pa.string())) \
@@ -570,7 +572,7 @@ def near_duplicate_inputs(candidates: pa.Table, bucket: int, filters: FiltersCon
     smallest session id), and the others, already near duplicates of it (Jaccard 1), as verified
     pairs (``ND_VERIFIED``). Responses equal once normalised never reach the pairs: a text repeated
     hundreds of times is one signature."""
-    from extraction import neardup
+    from extraction.sessions import neardup
 
     alive = np.flatnonzero(_np(pc.is_null(candidates.column("drop_reason"))))  # (candidates are sorted by session_id)
     texts = neardup.normalize(response_texts(candidates, alive))  # compared, stored and shown normalised from here on
@@ -615,7 +617,7 @@ def near_duplicate_pairs(bands: pa.Table, max_group: int, threshold: float = 0.0
     buckets) are linked to the smallest id among them directly (Jaccard 1, texts left null) and only
     that one takes part in the candidate pairs; pairs whose shingle counts alone rule the threshold
     out (Jaccard <= smaller / larger count) are left out."""
-    from extraction import neardup
+    from extraction.sessions import neardup
 
     empty = ND_PAIRS.empty_table(), ND_VERIFIED.empty_table()
     # Only rows whose band key another row shares can pair, and copies of one text share every key:
@@ -692,7 +694,7 @@ def verify_pairs(pairs: pa.Table, shingle: int, threshold: float) -> pa.Table:
     """The pairs (with both normalised texts and sketches) whose exact shingle Jaccard is at least
     ``threshold`` (``ND_VERIFIED``). A pair whose sketches agree in fewer values than a pair at the
     threshold would but once in a million (``neardup.agreement_cutoff``) is not verified."""
-    from extraction import neardup
+    from extraction.sessions import neardup
 
     if not pairs.num_rows:
         return ND_VERIFIED.empty_table()
@@ -716,7 +718,7 @@ def pair_jaccard(texts: pa.Array, code: np.ndarray, shingle: int, normalized: bo
     """The exact shingle Jaccard of pairs of texts, vectorised: pair ``i`` is ``texts[code[i]]`` and
     ``texts[code[n + i]]``. Each text's distinct shingles once, keyed by (text, shingle) in one sorted
     array; each shingle of a pair's first text is looked up under the second text's key."""
-    from extraction import neardup
+    from extraction.sessions import neardup
 
     n = len(code) // 2
     hashes, row = neardup.shingles(texts, shingle, normalized)
@@ -748,8 +750,7 @@ def near_duplicate_clusters(verified: pa.Table, examples: int = 3) -> tuple[pa.T
     """The last step, over every verified pair: the clusters (connected components), every member
     but the smallest session id dropped (``ND_DROPPED``), and for the report the histogram of cluster
     sizes and the ``examples`` largest clusters (ties: the smallest kept id) with their texts."""
-    from extraction import neardup
-    from extraction.report import _labels as _labels_of  # the report's histogram labels
+    from extraction.sessions import neardup
 
     members, roots = neardup.components(as_array(verified.column("a")), as_array(verified.column("b")))
     ids = pa.concat_arrays([as_array(verified.column("a")), as_array(verified.column("b"))])
@@ -757,7 +758,7 @@ def near_duplicate_clusters(verified: pa.Table, examples: int = 3) -> tuple[pa.T
     texts = pa.concat_arrays([as_array(verified.column("a_text")), as_array(verified.column("b_text"))])
     where = pc.index_in(members, value_set=ids)
     dropped = pa.table({"bucket": pc.take(buckets, where), "session_id": members, "duplicate_of": roots}, schema=ND_DROPPED)
-    summary = {"clusters": 0, "sizes": dict.fromkeys(_labels_of(CLUSTER_EDGES), 0), "examples": []}
+    summary = {"clusters": 0, "sizes": dict.fromkeys(histogram_labels(CLUSTER_EDGES), 0), "examples": []}
     if len(members):
         encoded = pc.dictionary_encode(roots)  # roots come sorted with their members: group them
         codes = encoded.indices.to_numpy(zero_copy_only=False)
@@ -765,7 +766,7 @@ def near_duplicate_clusters(verified: pa.Table, examples: int = 3) -> tuple[pa.T
         names = encoded.dictionary
         summary["clusters"] = int(len(names))
         hist = np.bincount(np.searchsorted(CLUSTER_EDGES, sizes, side="right") - 1, minlength=len(CLUSTER_EDGES))
-        summary["sizes"] = dict(zip(_labels_of(CLUSTER_EDGES), hist.tolist()))
+        summary["sizes"] = dict(zip(histogram_labels(CLUSTER_EDGES), hist.tolist()))
         name_rank = np.empty(len(names), dtype=np.int64)
         name_rank[pc.sort_indices(names).to_numpy(zero_copy_only=False)] = np.arange(len(names))
         top = np.lexsort((name_rank, -sizes))[:examples]  # the largest, ties: the smallest kept id
@@ -839,14 +840,14 @@ def finish_bucket(candidates: pa.Table, dropped: pa.Table, frequent: np.ndarray 
 
 
 def bucket_report(sessions: pa.Table, reason: np.ndarray, comments: int, valid: int) -> dict:
-    """The report's counts for one bucket; ``extraction.extract.merge_reports`` adds them up."""
+    """The report's counts for one bucket; ``extraction.sessions.job.merge_reports`` adds them up."""
     reasons = pa.array(reason, pa.string())
     kept = _np(pc.is_null(reasons))
     rank = _np(pc.index_in(reasons, value_set=pa.array(ALL_SESSION_REASONS, pa.string())), len(ALL_SESSION_REASONS))
     by_reason = {ALL_SESSION_REASONS[r]: int(c) for r, c in zip(*np.unique(rank[~kept], return_counts=True))}
     kept_rows = sessions.filter(pa.array(kept))
     per_split = {r["values"]: r["counts"] for r in pc.value_counts(kept_rows.column("split")).to_pylist()}
-    per_split = {s: per_split[s] for s in ("train", "valid", "test") if s in per_split}
+    per_split = {s: per_split[s] for s in SPLITS if s in per_split}
     by_sub = pa.table({"subreddit": sessions.column("subreddit"), "kept": pa.array(kept.astype(np.int64))}) \
         .group_by("subreddit", use_threads=False).aggregate([("kept", "count"), ("kept", "sum")])
     subs = {name: [int(n), int(k)] for name, n, k in zip(by_sub.column("subreddit").to_pylist(),
@@ -880,6 +881,13 @@ def bucket_report(sessions: pa.Table, reason: np.ndarray, comments: int, valid: 
     }
 
 
+def histogram_labels(edges: list[int]) -> list[str]:
+    """A histogram's bin labels from its lower edges: ``3`` for a one-value bin, ``4-7``, and ``N+``
+    for the last (the report's turns, words and cluster sizes)."""
+    return [f"{edges[i]}" if edges[i + 1] - edges[i] == 1 else f"{edges[i]}-{edges[i + 1] - 1}"
+            for i in range(len(edges) - 1)] + [f"{edges[-1]}+"]
+
+
 def frequent_trigrams(hashes: np.ndarray, counts: np.ndarray, min_count: int) -> np.ndarray:
     """Sorted trigram hashes whose summed count is above ``min_count`` (partial counts in, any order)."""
     if not len(hashes):
@@ -887,55 +895,3 @@ def frequent_trigrams(hashes: np.ndarray, counts: np.ndarray, min_count: int) ->
     unique, inverse = np.unique(hashes, return_inverse=True)
     totals = np.bincount(inverse, weights=counts, minlength=len(unique))
     return unique[totals > min_count]
-
-
-def run_local(comments: pa.Table, submissions: pa.Table | None, chains: ChainsConfig, filters: FiltersConfig,
-              split: SplitConfig, buckets: int = 1, privacy: Privacy | None = None) -> tuple[pa.Table, list[dict], list[dict]]:
-    """The three steps in one process over ``buckets`` thread buckets: what the extract job does
-    across Spark tasks, for tests and small inputs. Returns every candidate session with its final
-    ``drop_reason``, and the per-bucket counts of steps 1 and 3."""
-    rules = Rules.load(filters)
-    in_comments = thread_bucket(comments.column("link_id"), buckets)
-    in_subs = thread_bucket(submissions.column("id"), buckets) if submissions is not None else None
-    built, grams, counts, keys, bands, texts, aliases = {}, [], [], [], [], {}, []
-    for b in range(buckets):
-        part = comments.filter(pa.array(in_comments == b))
-        if not part.num_rows:
-            continue
-        subs = submissions.filter(pa.array(in_subs == b)) if submissions is not None else None
-        candidates, stats, g, n = build_candidates(part, subs, chains, filters, split, rules, privacy=privacy)
-        built[b] = (candidates, stats)
-        grams.append(g)
-        counts.append(n)
-        alive = candidates.filter(pc.is_null(candidates.column("drop_reason")))
-        keys.append(pa.table({"_rkey": alive.column("_rkey"), "_skey": alive.column("_skey"),
-                              "session_id": alive.column("session_id"), "bucket": pa.array(np.full(alive.num_rows, b))}))
-        if filters.near_duplicate:
-            band_rows, texts[b], alias = near_duplicate_inputs(candidates, b, filters)
-            bands.append(band_rows)
-            aliases.append(alias)
-    frequent = frequent_trigrams(np.concatenate(grams), np.concatenate(counts), filters.bland_min_count) if grams else None
-    dropped = resolve_duplicates(pa.concat_tables(keys), filters.duplicate_session, filters.duplicate_response) if keys \
-        else resolve_duplicates(pa.table({"_rkey": [], "_skey": [], "session_id": [], "bucket": []}), False, False)
-    near, near_summary = ND_DROPPED.empty_table(), None
-    if filters.near_duplicate:
-        pairs, same = near_duplicate_pairs(pa.concat_tables(bands) if bands else ND_BANDS.empty_table(),
-                                           filters.near_duplicate_max_group, filters.near_duplicate_threshold)
-        verified = list(aliases) + [same]
-        for b in sorted(texts):  # the two lookups of the Spark job, by bucket
-            mine = with_texts(unique_pairs(pairs.filter(pc.equal(pairs.column("a_bucket"), b))), texts[b], "a")
-            for b2 in sorted(texts):
-                theirs = with_texts(mine.filter(pc.equal(mine.column("b_bucket"), b2)), texts[b2], "b")
-                verified.append(verify_pairs(theirs, filters.near_duplicate_shingle, filters.near_duplicate_threshold))
-        near, near_summary = near_duplicate_clusters(pa.concat_tables(verified) if verified else ND_VERIFIED.empty_table())
-    sessions, finished = [], []
-    for b, (candidates, stats) in built.items():
-        mine = dropped.filter(pc.equal(dropped.column("bucket"), b))
-        final, report = finish_bucket(candidates, mine, frequent, filters, stats["comments"], stats["valid"],
-                                      near=near.filter(pc.equal(near.column("bucket"), b)))
-        sessions.append(final)
-        finished.append({"bucket": b, "report": report, "seconds": {}})
-    if near_summary is not None:
-        finished.append({"near_duplicates": near_summary})  # corpus-wide: one entry, no bucket
-    stats = [{"bucket": b, "stats": s, "seconds": {}} for b, (_, s) in built.items()]
-    return pa.concat_tables(sessions) if sessions else None, stats, finished

@@ -14,8 +14,9 @@ Three kinds of rule:
   where it stands, and what remains of the chain is still used when long enough.
 * session rules judge a whole session (context turns + the response, its last turn); a session
   that fails one is set aside with the name of the first rule it failed, in ``RULES`` order.
-* corpus rules (``bland``, the duplicates) need the whole corpus and are applied by Spark
-  (``extraction.extract``, ``extraction.threads``), after the session rules.
+* corpus rules (``bland``, the exact duplicates, ``near_duplicate_response``) need the whole corpus:
+  the extract job's steps between the thread buckets apply them (``extraction.sessions.threads``,
+  ``extraction.sessions.neardup``), after the session rules.
 
 Your own rule: declare it in a module of yours with ``add_rule(Rule(...), before="offensive")`` and
 name the module in ``REDDIT_PRETRAIN_RULES`` (comma-separated modules, importable on the driver and
@@ -121,7 +122,7 @@ class Setting:
 class Feature:
     """A value computed once per text that session rules read: ``reference(rules, text)`` is the
     plain-Python form, ``vectorised(texts, rules)`` the same over a column
-    (``extraction.features.Texts``); the parity tests compare the two on every declared feature."""
+    (``extraction.sessions.features.Texts``); the parity tests compare the two on every declared feature."""
 
     name: str
     reference: Callable
@@ -156,7 +157,7 @@ class Rule:
     ``check(rules, session)`` (a ``Session``); True when the comment or session fails."""
     fails: Callable | None = None
     """The vectorised form: turn rules ``fails(texts, authors, rules)`` over a column of comments,
-    session rules ``fails(view)`` over a bucket's sessions (``extraction.threads.SessionView``)."""
+    session rules ``fails(view)`` over a bucket's sessions (``extraction.sessions.threads.SessionView``)."""
     load: Callable | None = None
     """``load(cfg) -> {name: value}``: what the rule needs loaded (lists), set on ``Rules``."""
     turns_setting: str | None = None
@@ -167,7 +168,7 @@ class Rule:
     """Its switch in ``FiltersConfig`` when that is not its name."""
     explain: Callable | None = None
     """``explain(row) -> str``: what decided a rejected session when its text does not show it (the
-    report's examples; ``row`` holds ``extraction.report.EXAMPLE_COLUMNS``)."""
+    report's examples; ``row`` holds ``extraction.sessions.report.EXAMPLE_COLUMNS``)."""
 
     @property
     def switch(self) -> str:
@@ -248,7 +249,7 @@ class Rules:
 
     ``turn_reason`` and ``session_reason`` judge one comment or one session by each rule's ``check``;
     the ``is_``/``has_`` methods are the per-text checks the features' references are made of, which
-    ``extraction.features`` also calls for the texts its vectorised forms cannot judge like Python."""
+    ``extraction.sessions.features`` also calls for the texts its vectorised forms cannot judge like Python."""
 
     bot_authors: frozenset[str] = frozenset()
     blocked_subreddits: frozenset[str] = frozenset()
@@ -259,7 +260,7 @@ class Rules:
     """The language rule's cheap English pass reads the common-word list too."""
     url_pattern: re.Pattern = _URL
     classifier: Any = None
-    """The ``classifier`` rule's model (``extraction.classifier.Classifier``), loaded at its first use."""
+    """The ``classifier`` rule's model (``extraction.sessions.classifier.Classifier``), loaded at its first use."""
 
     def __init__(self, cfg: "FiltersConfig", **loaded):
         self.cfg = cfg
@@ -305,13 +306,13 @@ class Rules:
         return _QUOTE.search(body) is not None
 
     def is_short(self, body: str) -> bool:
-        from extraction.dialogpt import comment_words
+        from extraction.sessions.dialogpt import comment_words
 
         return comment_words(body) < self.cfg.min_comment_words
 
     def normalized_features(self, text: str) -> dict:
         """``filters.normalize=dialogpt``: the rules' features of one turn in the released extractor's form."""
-        from extraction import dialogpt
+        from extraction.sessions import dialogpt
 
         raw = escape_html(text) if self.cfg.unescape_html else text
         cfg = self.cfg
@@ -340,14 +341,14 @@ class Rules:
         return self.offensive is not None and self.offensive.search(text.lower()) is not None
 
     def session_language(self, comment_turns: list[str]) -> tuple[str, float]:
-        """(language, confidence) of a session from its comment turns (``extraction.language``)."""
-        from extraction.language import comment_language, session_language
+        """(language, confidence) of a session from its comment turns (``extraction.sessions.language``)."""
+        from extraction.sessions.language import comment_language, session_language
 
         per_turn = [comment_language(t, self.english_words, self.cfg.language_min_letters) for t in comment_turns]
         return session_language([p[0] for p in per_turn], [p[1] for p in per_turn], [p[2] for p in per_turn])
 
     def is_foreign(self, comment_turns: list[str]) -> bool:
-        from extraction.language import UNDETERMINED
+        from extraction.sessions.language import UNDETERMINED
 
         language, confidence = self.session_language(comment_turns)
         return language != UNDETERMINED and language not in self.cfg.languages and confidence >= self.cfg.language_min_confidence
@@ -386,9 +387,9 @@ class Rules:
 
 
 def _vectorised(name: str) -> Callable:
-    """``extraction.features.<name>``, imported when first called (that module imports this one)."""
+    """``extraction.sessions.features.<name>``, imported when first called (that module imports this one)."""
     def call(*args):
-        return getattr(importlib.import_module("extraction.features"), name)(*args)
+        return getattr(importlib.import_module("extraction.sessions.features"), name)(*args)
 
     call.__name__ = name
     return call
@@ -500,7 +501,7 @@ _RULES: list[Rule] = [
          explain=lambda row: f"reply score {row['scores'][-1] if row['scores'] else None}"),
     Rule("language", "session", "comment turns",
          "Drops a session whose comment turns are, together, in a language not in ``languages`` with a confidence of at "
-         "least ``language_min_confidence`` (``extraction.language``: a cheap English pass, then CLD2). Turns of fewer "
+         "least ``language_min_confidence`` (``extraction.sessions.language``: a cheap English pass, then CLD2). Turns of fewer "
          "than ``language_min_letters`` letters are undetermined and count for nothing, so \"lol\" or \"same\" never make "
          "a session foreign. Tried after every other session rule but the classifier (it is the dearer), so a session "
          "dropped before carries no language.",
@@ -511,7 +512,7 @@ _RULES: list[Rule] = [
          load=lambda cfg: {"english_words": _read_set("common_words_path")(cfg)}, validate=_check_language,
          explain=lambda row: f"language {row.get('language')}, confidence {_round(row.get('language_confidence'))}"),
     Rule("classifier", "session", "response",
-         "A classifier of yours as a tagger (``extraction.classifier``): ``classifier_path``, a Hugging Face "
+         "A classifier of yours as a tagger (``extraction.sessions.classifier``): ``classifier_path``, a Hugging Face "
          "text-classification model folder or a fastText ``.bin``, scores each response still kept after the rules "
          "above, in batches inside the Spark tasks; the score is stored as the session's ``classifier_score``, and a "
          "session scored below ``classifier_min_score`` is dropped.",
@@ -536,7 +537,7 @@ _RULES: list[Rule] = [
          "session id is kept."),
     Rule("duplicate_response", "corpus", "response", "Exact duplicate responses: the session with the smallest session id is kept."),
     Rule("near_duplicate_response", "corpus", "response",
-         "Near-duplicate responses (``extraction.neardup``): responses whose word-shingle Jaccard is at least "
+         "Near-duplicate responses (``extraction.sessions.neardup``): responses whose word-shingle Jaccard is at least "
          "``near_duplicate_threshold`` are linked (MinHash LSH candidates, each pair verified exactly), linked ones "
          "form clusters, and of each cluster the session with the smallest session id is kept; the others' rejects "
          "name it (``duplicate_of``). Responses of fewer than ``near_duplicate_shingle`` words are not judged.",
@@ -568,7 +569,7 @@ def _check_classifier(cfg) -> None:
 
 
 def _classifier(cfg):
-    from extraction.classifier import from_config
+    from extraction.sessions.classifier import from_config
 
     return from_config(cfg)
 
@@ -581,7 +582,7 @@ def add_rule(rule: Rule, *, before: str | None = None, after: str | None = None)
     """Declares a rule of your own (from a module named in ``REDDIT_PRETRAIN_RULES``), tried just
     ``before`` or ``after`` the rule named (last of its kind when neither is given)."""
     if "FiltersConfig" in globals():
-        raise RuntimeError("add_rule runs while extraction.filters is imported: name the module in REDDIT_PRETRAIN_RULES")
+        raise RuntimeError("add_rule runs while extraction.sessions.filters is imported: name the module in REDDIT_PRETRAIN_RULES")
     names = [r.name for r in _RULES]
     if rule.name in names or not re.fullmatch(r"[a-z][a-z0-9_]*", rule.name):
         raise ValueError(f"a rule needs a new lower-case name, not {rule.name!r}")
@@ -613,7 +614,7 @@ class _FiltersBase:
     normalize: str = "none"
     """``none``: rules read the clean text. ``dialogpt``: the rules that read words and characters
     (url, markup, max_words, long_word, shouting, min_words, word_repeat) judge each turn as DialoGPT's
-    released extractor normalised it (``extraction.dialogpt``); the sessions keep the clean text."""
+    released extractor normalised it (``extraction.sessions.dialogpt``); the sessions keep the clean text."""
     rules: Optional[list[str]] = None
     """The rules switched on, by name: the presets list theirs, so a rule added later is off in them.
     Unset: the project's rule set (every rule declared on). A rule's own switch, ``filters.<rule>``,
@@ -677,7 +678,7 @@ FiltersConfig = _make_config()
 """Made from ``_FiltersBase`` and every rule's switch (``Optional[bool]``: unset follows
 ``filters.rules``) and settings."""
 NORMALIZED_RULES = tuple(r.name for r in RULES if r.normalized)
-"""The rules that judge the normalised form with ``normalize=dialogpt`` (``extraction.dialogpt``)."""
+"""The rules that judge the normalised form with ``normalize=dialogpt`` (``extraction.sessions.dialogpt``)."""
 TURN_RULES = tuple(r.name for r in RULES if r.kind == "turn")
 SESSION_RULES = tuple(r.name for r in RULES if r.kind == "session")
 CORPUS_RULES = tuple(r.name for r in RULES if r.kind == "corpus")

@@ -18,8 +18,7 @@ import sys
 from typing import Iterator
 
 from reddit_pretrain import storage
-
-EOS_TOKEN = "<|endoftext|>"
+from reddit_pretrain.layout import EOS_TOKEN, split_folder
 DEFAULT_VOCAB_SIZE = 4000
 """The vocabulary a trained tokenizer aims for, here and in the pipeline (GPT-2's is 50,257: a
 month of a small subreddit has too few distinct pairs to fill it)."""
@@ -92,7 +91,7 @@ def iter_turns(sessions_dir: str, split: str = "train", max_sessions: int | None
     """Turn texts of one split, in file order (sorted paths), as written by the extract job."""
     import pyarrow.parquet as pq
 
-    files = sorted(glob.glob(os.path.join(sessions_dir, f"split={split}", "*.parquet")))
+    files = sorted(glob.glob(os.path.join(sessions_dir, split_folder(split), "*.parquet")))
     if not files:
         raise FileNotFoundError(f"no {split} sessions under {sessions_dir} (run the extract job first)")
     seen = 0
@@ -147,12 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     from reddit_pretrain.cli import prog
 
     parser = argparse.ArgumentParser(
-        prog=prog("python -m extraction.train_tokenizer"), formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Train a byte-level BPE tokenizer (GPT-2's scheme, <|endoftext|> as EOS) on the turns of extracted "
+        prog=prog("python -m extraction.tokenize.train_tokenizer"), formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=f"Train a byte-level BPE tokenizer (GPT-2's scheme, {EOS_TOKEN} as EOS) on the turns of extracted "
                     "sessions; the folder loads with AutoTokenizer.from_pretrained and is what tokenize's tokenizer= takes.")
     parser.add_argument("--sessions", required=True, help="the extract job's sessions/ folder")
     parser.add_argument("--out", required=True, help="folder to write (tokenizer.json, tokenizer_config.json)")
-    parser.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB_SIZE, help="tokens to learn, <|endoftext|> included")
+    parser.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB_SIZE, help=f"tokens to learn, {EOS_TOKEN} included")
     parser.add_argument("--min-frequency", type=int, default=2, help="a byte pair is merged only if it occurs this often")
     parser.add_argument("--max-sessions", type=int, default=2_000_000, help="sessions read at most (in file order)")
     parser.add_argument("--split", default="train", help="which split's turns to learn from")

@@ -15,24 +15,21 @@ import time
 import numpy as np
 
 from reddit_pretrain import code_version, storage
+from reddit_pretrain import layout
+from reddit_pretrain.layout import SPLITS
+from extraction.sessions import ExtractError
+from extraction.sessions.chains import ALL_SESSION_REASONS
+from extraction.sessions.filters import RULES, RULES_BY_NAME, TURN_RULES
+from extraction.sessions.privacy import KINDS as PII_KINDS
+from extraction.sessions.threads import WORD_EDGES, histogram_labels
 
 EXAMPLES_PER_RULE = 3
 EXAMPLE_TURN_CHARS = 120
 
 
-def _labels(edges: list[int]) -> list[str]:
-    return [f"{edges[i]}" if edges[i + 1] - edges[i] == 1 else f"{edges[i]}-{edges[i + 1] - 1}"
-            for i in range(len(edges) - 1)] + [f"{edges[-1]}+"]
-
-
 def merge_reports(cfg, built: list[dict], finished: list[dict]) -> dict:
     """The extract report from the tasks' counts: rules funnel, splits, subreddits, histograms,
     where every comment went, and seconds per stage (task seconds, summed over tasks)."""
-    from extraction.chains import ALL_SESSION_REASONS
-    from extraction.extract import SPLITS, ExtractError
-    from extraction.filters import TURN_RULES
-    from extraction.privacy import KINDS as PII_KINDS
-    from extraction.threads import WORD_EDGES
 
     by_reason: dict[str, int] = {}
     per_split: dict[str, int] = {}
@@ -100,8 +97,8 @@ def merge_reports(cfg, built: list[dict], finished: list[dict]) -> dict:
         "rules": funnel,
         "threads_in_two_splits": two_splits,
         "subreddits": [{"subreddit": k, "sessions": s, "kept": kept} for k, (s, kept) in top],
-        "turns_histogram": dict(zip(_labels(turn_edges), turns_hist.tolist())),
-        "words_histogram": dict(zip(_labels(WORD_EDGES), words_hist.tolist())),
+        "turns_histogram": dict(zip(histogram_labels(turn_edges), turns_hist.tolist())),
+        "words_histogram": dict(zip(histogram_labels(WORD_EDGES), words_hist.tolist())),
         **({"near_duplicates": near} if near is not None else {}),
         "comments": accounting,
         "buckets": len(built),
@@ -111,8 +108,6 @@ def merge_reports(cfg, built: list[dict], finished: list[dict]) -> dict:
 
 def format_report(report: dict, output: str) -> str:
     """The console table of an extract report."""
-    from extraction.extract import SPLITS
-    from extraction.filters import TURN_RULES
 
     s = report["sessions"]
     lines = [f"Extract report ({output})", f"{'rule':<22}{'in':>12}{'dropped':>12}{'%':>8}"]
@@ -142,14 +137,13 @@ def format_report(report: dict, output: str) -> str:
     if report.get("stage_seconds"):
         lines.append("task seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in report["stage_seconds"].items()))
     lines.append(f"{report['seconds']:.1f} s; sessions in {output}/sessions, rejects in {output}/rejects, "
-                 f"report {output}/extract_report.html")
+                 f"report {output}/{layout.EXTRACT_REPORT_HTML}")
     return "\n".join(lines)
 
 
 def rule_settings(cfg) -> dict[str, dict]:
     """Per drop reason of the extract report: the settings that decide it (``on`` false when switched
     off). ``cfg`` is an ``ExtractConfig``."""
-    from extraction.filters import RULES
 
     settings = {"min_turns": {"on": True, "chains.min_turns": cfg.chains.min_turns},
                 "max_turns": {"on": True, "chains.max_turns": cfg.chains.max_turns,
@@ -210,8 +204,7 @@ def rejected_examples(rejects_folder: str, per_rule: int = EXAMPLES_PER_RULE) ->
 
 def _deciding_field(reason: str, row: dict) -> str | None:
     """What decided a rejection that the turns' text does not show (the score, the subreddit, the
-    language): the rule's own ``explain`` (``extraction.filters.Rule``)."""
-    from extraction.filters import RULES_BY_NAME
+    language): the rule's own ``explain`` (``extraction.sessions.filters.Rule``)."""
 
     rule = RULES_BY_NAME.get(reason)
     return rule.explain(row) if rule is not None and rule.explain is not None else None
@@ -289,7 +282,7 @@ def render_report(report: dict, png_url: str, html_url: str) -> None:
     ax.barh([s["subreddit"] for s in subs], [s["sessions"] for s in subs], color="#bdc3c7", label="candidates")
     ax.barh([s["subreddit"] for s in subs], [s["kept"] for s in subs], color="#27ae60", label="kept")
     splits = report["sessions"]["per_split"]
-    ax.set_title("top subreddits (sessions)\nkept per split: " + ", ".join(f"{k} {splits.get(k, 0):,}" for k in ("train", "valid", "test")))
+    ax.set_title("top subreddits (sessions)\nkept per split: " + ", ".join(f"{k} {splits.get(k, 0):,}" for k in SPLITS))
     ax.legend(loc="lower right")
 
     for ax, key, title in ((axes[1][0], "turns_histogram", "kept sessions by turns"),

@@ -2,7 +2,7 @@
 
 Slow and obvious on purpose: tests run it on generated and hand-written threads and compare every
 session (ids, turns, chain end, drop reason, split) and the report's counts with the extract job
-(``extraction.threads`` inside Spark). Only the corpus rules differ in form: the job counts
+(``extraction.sessions.threads`` inside Spark). Only the corpus rules differ in form: the job counts
 trigrams as 64-bit hashes, this counts the strings.
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
-from extraction.privacy import KINDS as PII_KINDS, Privacy, pseudonym, scrub_text
-from extraction.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, hash_split
-from extraction.dialogpt import comment_words
-from extraction.filters import ABSENT_TEXTS, TURN_RULES, FiltersConfig, Rules, trigrams, unescape_html, words
+from extraction.sessions.privacy import KINDS as PII_KINDS, Privacy, pseudonym, scrub_text
+from extraction.sessions.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, hash_split
+from extraction.sessions.dialogpt import comment_words
+from extraction.sessions.filters import ABSENT_TEXTS, TURN_RULES, FiltersConfig, Rules, trigrams, unescape_html, words
 
 _COLUMNS = ("link_id", "parent_id", "parent_kind", "subreddit", "author", "body", "score", "created_utc")
 
@@ -114,7 +114,7 @@ def chain_walk(comments: list[dict], cut: dict, cfg: ChainsConfig, cycles: set[s
 
 
 def _private(row: dict, fields: tuple[str, ...], privacy: Privacy, pii: dict) -> dict:
-    """``row`` with each text field scrubbed (``extraction.privacy``): the stored form under its
+    """``row`` with each text field scrubbed (``extraction.sessions.privacy``): the stored form under its
     name, what the rules read under ``_read_<name>``."""
     out = dict(row)
     for name in fields:
@@ -253,7 +253,7 @@ def similar_pairs(sets: dict[str, set], threshold: float) -> list[tuple[str, str
     ``len - ceil(threshold * len) + 1`` elements of each, so only pairs sharing a prefix element are compared."""
     import math
 
-    from extraction.neardup import jaccard
+    from extraction.sessions.neardup import jaccard
 
     frequency = Counter(g for grams in sets.values() for g in grams)
     index: dict[int, list[str]] = {}
@@ -273,7 +273,7 @@ def _near_duplicates(sessions: dict[str, dict], judged: list[str], filters: Filt
     """``near_duplicate_response`` over every pair (no LSH): responses of shingle Jaccard at least the
     threshold are linked, clusters are the linked components, and every member but the smallest
     session id is dropped if no earlier rule dropped it, naming that one."""
-    from extraction.neardup import shingle_set
+    from extraction.sessions.neardup import shingle_set
 
     sets = {sid: shingle_set(sessions[sid]["_read_response"], filters.near_duplicate_shingle) for sid in judged}
     sets = {sid: g for sid, g in sets.items() if g}

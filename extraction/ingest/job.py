@@ -1,10 +1,10 @@
 """Ingest job: Pushshift RC/RS dumps -> Parquet tables of comments, submissions and rejects.
 
-    python -m extraction.ingest 'inputs=[/data/RC_2015-01.zst,/data/RS_2015-01.zst]' output=out/ingest
+    python -m extraction.ingest.job 'inputs=[/data/RC_2015-01.zst,/data/RS_2015-01.zst]' output=out/ingest
 
 How the work is spread: files run in parallel across executors, largest first (Spark schedules,
-retries and reports the tasks). A task streams its file in bounded blocks (``extraction.dumps``),
-each block parsed into Arrow columns (``extraction.records``) and written straight to Parquet by
+retries and reports the tasks). A task streams its file in bounded blocks (``extraction.ingest.dumps``),
+each block parsed into Arrow columns (``extraction.ingest.records``) and written straight to Parquet by
 pyarrow, partitioned by month, as datatrove's writers do: rows never cross into the JVM, which
 measured 2x faster than handing Arrow batches to Spark's own Parquet writer (BENCHMARKS.md).
 Only one line of counters per task comes back to the driver.
@@ -41,7 +41,7 @@ next run clears its staging folder and starts again.
 
 Run::
 
-    python -m extraction.ingest 'inputs=[data/RC_2015-01.zst,data/RS_2015-01.zst]' output=out/ingest
+    python -m extraction.ingest.job 'inputs=[data/RC_2015-01.zst,data/RS_2015-01.zst]' output=out/ingest
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import zstandard
 
-from reddit_pretrain import storage
-from extraction.dumps import (
+from reddit_pretrain import layout, storage
+from reddit_pretrain.layout import TABLES
+from extraction.ingest.dumps import (
     DEFAULT_READ_SIZE_BYTES,
     ZSTD_MAX_WINDOW_BYTES,
     DumpReadError,
@@ -70,13 +71,12 @@ from extraction.dumps import (
     parse_dump_name,
     record_kind,
 )
-from extraction.records import COMMENT_SCHEMA, REJECT_SCHEMA, SUBMISSION_SCHEMA, parse_block, rejects_batch
+from extraction.ingest.records import COMMENT_SCHEMA, REJECT_SCHEMA, SUBMISSION_SCHEMA, parse_block, rejects_batch
 from extraction.spark import SparkConfig
 
-TABLES = {"RC": "comments", "RS": "submissions"}
 SCHEMAS = {"RC": COMMENT_SCHEMA, "RS": SUBMISSION_SCHEMA}
-DONE_MARKER = "_INGEST_DONE.json"
-REPORT_FILE = "ingest_report.json"
+DONE_MARKER = layout.INGEST_DONE
+REPORT_FILE = layout.INGEST_REPORT
 
 
 class IngestError(RuntimeError):
@@ -182,7 +182,7 @@ class _PartitionedParquet:
             return
         import numpy as np
 
-        from extraction.threads import thread_bucket
+        from extraction.sessions.threads import thread_bucket
 
         months = pc.dictionary_encode(batch.column("month"))
         names = months.dictionary.to_pylist()
@@ -194,7 +194,7 @@ class _PartitionedParquet:
         bounds = np.flatnonzero(np.diff(key)) + 1
         for start, end in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(key)]])):
             month, bucket = divmod(int(key[start]), self.buckets)
-            self._write_part(f"month={names[month] if month < len(names) else None}/bucket={bucket:05d}",
+            self._write_part(layout.bucket_folder(names[month] if month < len(names) else None, bucket),
                              data.slice(start, end - start))
 
     def _write_part(self, folder: str, batch: pa.RecordBatch) -> None:
@@ -410,7 +410,7 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str |
     rows = _PartitionedParquet(storage.join(settings.staging, TABLES[kind]), file_index, SCHEMAS[kind],
                                settings.max_records_per_file, partition=True, buckets=settings.thread_buckets,
                                bucket_key="link_id" if kind == "RC" else "id", piece=named_piece)
-    rejects = _PartitionedParquet(storage.join(settings.staging, "rejects"), file_index, REJECT_SCHEMA,
+    rejects = _PartitionedParquet(storage.join(settings.staging, layout.REJECTS), file_index, REJECT_SCHEMA,
                                   settings.max_records_per_file, partition=False, piece=named_piece)
     decoder = None
     if pieces == 1:
@@ -609,7 +609,7 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
     print_ = lambda msg: print(f"[ingest] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     infos = [storage.file_info(f) for f in files]  # one stat per input, remote ones included
     staged = storage.StagedOutput(output, DONE_MARKER, fingerprint(cfg, infos, kinds),
-                                  ["comments", "submissions", "rejects", REPORT_FILE], job="ingest")
+                                  [*TABLES.values(), layout.REJECTS, REPORT_FILE], job="ingest")
     if not cfg.force and staged.is_complete():
         print_(f"{output} is complete for these inputs and settings; nothing to do (force=true runs again)")
         return storage.read_json(storage.join(output, REPORT_FILE))
@@ -654,7 +654,7 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
 def _named_as_the_other_kind(files: list[str], kinds: dict[str, str], max_window_bytes: int) -> str | None:
     """A line naming the files whose name says comments (RC) but whose records are submissions, or
     the other way round: read as their name says, every line would be a missing_field reject."""
-    what = {"RC": "comments", "RS": "submissions"}
+    what = TABLES
     wrong = []
     for path in files:
         if parse_dump_name(path) is None:
@@ -675,8 +675,8 @@ def _named_as_the_other_kind(files: list[str], kinds: dict[str, str], max_window
 
 def _check_counts(staging: str, report: dict) -> None:
     """Rows in the Parquet footers must equal rows the tasks counted: nothing lost or doubled."""
-    for table in (*TABLES.values(), "rejects"):
-        expected = report["totals"][f"{table}_rows" if table != "rejects" else "rejects"]
+    for table in (*TABLES.values(), layout.REJECTS):
+        expected = report["totals"][f"{table}_rows" if table != layout.REJECTS else "rejects"]
         fs, path = storage.filesystem(storage.join(staging, table))
         parts = [storage.join(staging, table, p[len(path):].lstrip("/")) for p in fs.find(path) if p.endswith(".parquet")] \
             if fs.exists(path) else []

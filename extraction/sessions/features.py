@@ -1,6 +1,6 @@
 """What every rule needs, computed once per comment over a whole Arrow column (no per-row Python).
 
-The rules themselves are written once, in plain Python, in ``extraction.filters`` (``Rules``): that
+The rules themselves are written once, in plain Python, in ``extraction.sessions.filters`` (``Rules``): that
 is the reference. This module computes the same per-text features for a whole column with
 pyarrow.compute (RE2) and numpy, and agrees with the reference on every text:
 
@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from extraction.filters import Rules
+from extraction.sessions.filters import Rules
 
 _PY_SPACE = "\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}"
 """The characters ``str.split()`` splits on, as an RE2 class body."""
@@ -90,7 +90,7 @@ def _unicode_suspects(texts: pa.Array, relaxed: str, ignore_case: bool = False) 
 
 def unescape_html(texts) -> pa.Array:
     """``filters.unescape_html`` over a column."""
-    from extraction.filters import _HTML_ESCAPES
+    from extraction.sessions.filters import _HTML_ESCAPES
 
     out = as_array(texts)
     for escaped, plain in _HTML_ESCAPES:
@@ -100,7 +100,7 @@ def unescape_html(texts) -> pa.Array:
 
 def is_absent(texts) -> np.ndarray:
     """Null, empty, or one of ``filters.ABSENT_TEXTS`` (around spaces)."""
-    from extraction.filters import ABSENT_TEXTS
+    from extraction.sessions.filters import ABSENT_TEXTS
 
     stripped = pc.utf8_trim_whitespace(pc.fill_null(as_array(texts), ""))
     return _bool(pc.equal(stripped, "")) | _bool(pc.is_in(stripped, value_set=pa.array(list(ABSENT_TEXTS), pa.string())))
@@ -313,7 +313,7 @@ def short_comments(texts: Texts, authors, rules: Rules) -> np.ndarray:
 
 def turn_cut(texts: Texts, authors, rules: Rules) -> np.ndarray:
     """Index + 1 in ``TURN_RULES`` of the first turn rule each comment fails, 0 when it can be a turn."""
-    from extraction.filters import TURN_RULES
+    from extraction.sessions.filters import TURN_RULES
 
     cut = np.zeros(len(texts), dtype=np.int8)
     for rule in reversed(rules.on("turn")):  # assigned last rule first, so the first rule that fails wins

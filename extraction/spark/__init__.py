@@ -156,7 +156,7 @@ def build_spark(cfg: SparkConfig):
     if cfg.master:
         builder = builder.master(cfg.master)
     defaults = dict(DEFAULT_CONF)
-    if os.environ.get("REDDIT_PRETRAIN_RULES"):  # the user's own rules (extraction.filters.add_rule), on the executors too
+    if os.environ.get("REDDIT_PRETRAIN_RULES"):  # the user's own rules (extraction.sessions.filters.add_rule), on the executors too
         defaults["spark.executorEnv.REDDIT_PRETRAIN_RULES"] = os.environ["REDDIT_PRETRAIN_RULES"]
     settings = spark_settings(cfg.conf)
     to_file = _local(cfg) and SparkSession.getActiveSession() is None and "spark.driver.extraJavaOptions" not in settings

@@ -1,6 +1,6 @@
 """Tokenize job: extracted sessions -> EOS-joined token shards with a manifest (reddit_pretrain.shards).
 
-    python -m extraction.tokenize input=out/extract output=out/shards tokenizer=out/tokenizer
+    python -m extraction.tokenize.job input=out/extract output=out/shards tokenizer=out/tokenizer
 
 The driver plans tasks from the Parquet footers of the extract job's sessions (no count job, no
 shuffle): per split, the files in name order and their row groups packed into runs of at most
@@ -32,9 +32,11 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from reddit_pretrain import code_version, storage
+from reddit_pretrain import layout
+from reddit_pretrain.layout import SPLITS
 from extraction.spark import SparkConfig
 
-DONE_MARKER = "_TOKENIZE_DONE.json"
+DONE_MARKER = layout.TOKENIZE_DONE
 SKIP_REASONS = ("empty", "encode_error", "too_long")
 
 
@@ -51,8 +53,8 @@ class TokenizeConfig:
     output: str = "out/shards"
     tokenizer: str = "gpt2"
     """Hugging Face tokenizer: a local folder (or tokenizer.json), or a hub name (needs the hub)."""
-    eos_token: str = "<|endoftext|>"
-    splits: list[str] = field(default_factory=lambda: ["train", "valid", "test"])
+    eos_token: str = layout.EOS_TOKEN
+    splits: list[str] = field(default_factory=lambda: list(layout.SPLITS))
     max_session_tokens: int = 256
     too_long: str = "keep_last"
     """``keep_last`` (drop turns from the start until it fits) or ``drop``."""
@@ -72,12 +74,11 @@ class TokenizeConfig:
             raise TokenizeError(f"too_long must be 'keep_last' or 'drop', not {self.too_long!r}")
         if self.max_session_tokens < 2 or self.tokens_per_shard < 1 or self.sessions_per_task < 1:
             raise TokenizeError("max_session_tokens >= 2, tokens_per_shard >= 1 and sessions_per_task >= 1 please")
-        from extraction.extract import SPLITS
 
         unknown = [s for s in self.splits if s not in SPLITS]
         if not self.splits or unknown or len(set(self.splits)) != len(self.splits):
             raise TokenizeError(f"splits must name one or more of {', '.join(SPLITS)}, each once, not {list(self.splits)}")
-        if not storage.exists(storage.join(self.input, "sessions")):
+        if not storage.exists(storage.join(self.input, layout.SESSIONS)):
             raise TokenizeError(f"{self.input} has no sessions/ (run the extract job first)")
 
 
@@ -209,7 +210,7 @@ def plan_tasks(sessions_dir: str, splits: list[str], sessions_per_task: int) -> 
 
     tasks, rows = [], {}
     for split in splits:
-        folder = storage.join(sessions_dir, f"split={split}")
+        folder = storage.join(sessions_dir, layout.split_folder(split))
         files = [storage.join(folder, name) for name in storage.list_dir(folder)
                  if name.endswith(".parquet") and not name.startswith((".", "_"))]  # as Spark skips hidden files
         with ThreadPoolExecutor(16) as pool:
@@ -235,14 +236,14 @@ def plan_tasks(sessions_dir: str, splits: list[str], sessions_per_task: int) -> 
 
 def check_extract_output(folder: str, rows: dict[str, int]) -> None:
     """The sessions must be what the extract job's marker and report describe (rows per split)."""
-    report_path = storage.join(folder, "extract_report.json")
-    if not storage.exists(storage.join(folder, "_EXTRACT_DONE.json")) or not storage.exists(report_path):
-        raise TokenizeError(f"{folder} is not a complete extract output (no _EXTRACT_DONE.json or extract_report.json): "
+    report_path = storage.join(folder, layout.EXTRACT_REPORT)
+    if not storage.exists(storage.join(folder, layout.EXTRACT_DONE)) or not storage.exists(report_path):
+        raise TokenizeError(f"{folder} is not a complete extract output (no {layout.EXTRACT_DONE} or {layout.EXTRACT_REPORT}): "
                             "run the extract job (again)")
     expected = storage.read_json(report_path)["sessions"]["per_split"]
     for split, n in rows.items():
         if n != expected.get(split, 0):
-            raise TokenizeError(f"{folder}/sessions/split={split} holds {n:,} sessions but the extract report counts "
+            raise TokenizeError(f"{folder}/{layout.SESSIONS}/{layout.split_folder(split)} holds {n:,} sessions but the extract report counts "
                                 f"{expected.get(split, 0):,}: the extract output is damaged; run extract again (force=true)")
 
 
@@ -263,7 +264,7 @@ def _tokenize_task(settings: _TaskSettings, task: dict) -> tuple[dict, None]:
 def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     """Runs the tokenize job; returns the manifest (also ``<output>/manifest.json``)."""
     from extraction.spark import session_for, where
-    from extraction.train_tokenizer import resolve_tokenizer
+    from extraction.tokenize.train_tokenizer import resolve_tokenizer
     from reddit_pretrain.shards import MANIFEST, SHARDS_DIR, manifest_text, new_manifest, token_dtype
 
     cfg.validate()
@@ -272,7 +273,7 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     tokenizer, eos_id = _load(tokenizer_json, cfg.eos_token)  # a clear error now, not in the tasks
     vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
     token_dtype(vocab_size)  # a clear error now if it cannot be stored
-    extract_marker = storage.join(cfg.input, "_EXTRACT_DONE.json")
+    extract_marker = storage.join(cfg.input, layout.EXTRACT_DONE)
     material = {"input": storage.read_json(extract_marker).get("fingerprint") if storage.exists(extract_marker) else None,
                 "tokenizer": tokenizer_info["sha256"], "cfg": {k: v for k, v in asdict(cfg).items() if k not in ("force", "spark", "input", "output")},
                 "code": "tokenize-v1"}
@@ -283,7 +284,7 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
         print_(f"{cfg.output} is complete for this input, tokenizer and settings; nothing to do (force=true runs again)")
         return storage.read_json(storage.join(cfg.output, MANIFEST))
     with staged.writing() as staging:  # refuses a folder not its own, or one another job writes
-        fs, sessions_root = storage.filesystem(storage.join(cfg.input, "sessions"))
+        fs, sessions_root = storage.filesystem(storage.join(cfg.input, layout.SESSIONS))
         spark = session_for(cfg.spark, fs.du(sessions_root, total=True) if fs.exists(sessions_root) else 0, spark)
         shards_dir = storage.join(staging, SHARDS_DIR)
         if storage.is_local(shards_dir):
@@ -292,7 +293,7 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
         started = time.time()
         settings = _TaskSettings(tokenizer_json, cfg.eos_token, shards_dir, vocab_size, cfg.max_session_tokens,
                                  cfg.too_long, cfg.min_turns, cfg.tokens_per_shard, cfg.loss_mask)
-        tasks, sizes = plan_tasks(storage.join(cfg.input, "sessions"), list(cfg.splits), cfg.sessions_per_task)
+        tasks, sizes = plan_tasks(storage.join(cfg.input, layout.SESSIONS), list(cfg.splits), cfg.sessions_per_task)
         check_extract_output(cfg.input, sizes)
         print_(f"{sum(sizes.values()):,} sessions ({', '.join(f'{s} {n:,}' for s, n in sizes.items())}) in {len(tasks)} tasks, "
                f"{where(spark)}")
@@ -311,9 +312,9 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
             per_split[split] = totals
             print_(f"{split}: {n:,} sessions -> {totals['written']:,} documents, {totals['tokens']:,} tokens "
                    f"(skipped: {', '.join(f'{r} {totals[r]:,}' for r in SKIP_REASONS)})")
-        extract_report = storage.join(cfg.input, "extract_report.json")
+        extract_report = storage.join(cfg.input, layout.EXTRACT_REPORT)
         extraction = storage.read_json(extract_report) if storage.exists(extract_report) else {}
-        ingest_report = storage.join(extraction.get("input", ""), "ingest_report.json") if extraction else None
+        ingest_report = storage.join(extraction.get("input", ""), layout.INGEST_REPORT) if extraction else None
         dumps = [f["path"] for f in storage.read_json(ingest_report)["files"]] if ingest_report and storage.exists(ingest_report) else []
         manifest = new_manifest(
             tokenizer={**tokenizer_info, "eos_token": cfg.eos_token},
@@ -340,7 +341,7 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
 def main() -> None:
     from extraction import spark
     from reddit_pretrain.cli import run_hydra
-    from extraction.train_tokenizer import TokenizerNotFound
+    from extraction.tokenize.train_tokenizer import TokenizerNotFound
 
     run_hydra("tokenize", TokenizeConfig, run_tokenize, (TokenizeError, TokenizerNotFound, FileNotFoundError,
                                                             storage.OutputNotWritable, spark.SparkStartError),

@@ -1,16 +1,17 @@
 """How sessions are cut from comment trees and split: the settings, and the split hash.
 
-A session ends at a comment (a leaf, or any reply in ``replies`` mode) and walks up through its
-parents, at most ``max_turns`` of them; a comment that fails a turn rule cuts the chain where it
-stands. The walk itself runs in ``extraction.threads`` (vectorised, one bucket of whole threads
-at a time) and, one comment at a time, in ``extraction.reference``.
+A session ends at a comment (a leaf; any reply in ``replies`` mode; in ``longest`` mode the deepest
+leaf below each chain head) and walks up through its parents, at most ``max_turns`` of them; a comment that fails a turn rule cuts the chain where it
+stands. The walk itself runs in ``extraction.sessions.threads`` (vectorised, one bucket of whole threads
+at a time) and, one comment at a time, in ``tests.kit.reference``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from extraction.filters import CORPUS_RULES, SESSION_RULES
+from reddit_pretrain.layout import TEST, TRAIN, VALID
+from extraction.sessions.filters import CORPUS_RULES, SESSION_RULES
 
 CHAIN_REASONS = ("min_turns", "max_turns")
 """Sessions dropped for their length, before any filter rule."""
@@ -84,4 +85,4 @@ def hash_split(link_id: str, cfg: SplitConfig) -> str:
     import hashlib
 
     u = int(hashlib.sha256(link_id.encode()).hexdigest()[:8], 16) / 2**32
-    return "test" if u < cfg.test_fraction else "valid" if u < cfg.test_fraction + cfg.valid_fraction else "train"
+    return TEST if u < cfg.test_fraction else VALID if u < cfg.test_fraction + cfg.valid_fraction else TRAIN
