@@ -1,6 +1,7 @@
-"""The checkpoint layout, owned here: how the trainer writes a checkpoint, which folders are
-complete, which one a run resumes from and whether it fits the run (the trainer and the export
-both ask).
+"""The checkpoint layout, owned here: how the trainer writes a checkpoint and loads one back
+(``Checkpointer``: save and load, the RNG of every rank, the data position, the COMPLETE.json
+marker), which folders are complete, which one a run resumes from and whether it fits the run
+(the trainer and the export both ask).
 
 A checkpoint ``<out_dir>/checkpoints/step_NNNNNNN/`` is complete when ``COMPLETE.json`` is in it:
 written last, after every rank has written and flushed its files, it lists every file of the
@@ -362,6 +363,105 @@ def check_resumable(cfg: TrainConfig, folder: str, manifest: dict, world_size: i
                 f"restarts from the first sample of {cfg.data.shards} (step {state['step']} continues)")
         state["samples_consumed"] = 0
     return state
+
+
+class Checkpointer:
+    """Save and load of one run's checkpoints, for the trainer: where a run starts (a new run's
+    ``trainer.out_dir`` checked, or the checkpoint a resume continues from, checked whole before
+    anything is unpickled), loading it into the engine with every rank's RNG, and saving a step.
+
+        checkpointer = Checkpointer(cfg, manifest, rank, world)
+        state = checkpointer.start()       # {"step", "samples_consumed", ...}: before the engine exists
+        ...                                # the engine, built
+        checkpointer.load(engine)          # a resume's states and RNG; nothing for a new run
+        checkpointer.save(engine, state)   # -> the step's folder, complete
+    """
+
+    def __init__(self, cfg: TrainConfig, manifest: dict, rank: int, world: int):
+        self.cfg, self.manifest, self.rank, self.world = cfg, manifest, rank, world
+        self.root = checkpoint_root(cfg)
+        self.folder: str | None = None
+        """The checkpoint this run resumes from (``start`` finds it), or None."""
+
+    def _say(self, msg: str) -> None:
+        if self.rank == 0:
+            print(f"[train] {msg}", flush=True)
+
+    def start(self) -> dict:
+        """The trainer state the run starts from. ``model.init=resume``: the newest complete
+        checkpoint (or ``trainer.resume_from``), checked against this run (model, data, tokenizer,
+        world size) and its files against their sha256s and the restricted unpickler, and the
+        metrics file cut back to its step. A new run: refused if ``trainer.out_dir`` holds another
+        run, unless ``trainer.overwrite`` (then that run's files are deleted)."""
+        if self.cfg.model.init != "resume":
+            self._refuse_or_clear_earlier_run()
+            return {"step": 0, "samples_consumed": 0}
+        from pretrain.metrics import truncate_metrics
+
+        say = self._say if self.rank == 0 else None
+        folder = self.cfg.trainer.resume_from or latest_checkpoint(self.root, say)
+        if folder is None:
+            raise ConfigError(f"model.init=resume: no complete checkpoint in {self.root}")
+        why = problem(folder) if self.cfg.trainer.resume_from else None
+        if why:
+            raise ConfigError(f"trainer.resume_from={folder}: not a complete checkpoint: {why}")
+        self._say(f"resuming from {folder}")
+        state = check_resumable(self.cfg, folder, self.manifest, self.world, say)
+        self._check_files(folder)
+        if self.rank == 0:
+            truncate_metrics(os.path.join(self.cfg.trainer.out_dir, "metrics.jsonl"), state["step"])
+        self.folder = folder
+        return state
+
+    def load(self, engine) -> None:
+        """The resumed checkpoint's model, optimizer and scheduler states into ``engine``, and this
+        rank's RNG state; nothing for a new run."""
+        if self.folder is None:
+            return
+        root, tag = os.path.split(self.folder.rstrip("/"))
+        engine.load_checkpoint(root, tag=tag)  # unpickles: its files were checked in start()
+        restore_rng(self.folder, self.rank)
+
+    def save(self, engine, state: dict) -> str:
+        """``save_checkpoint`` of this run: the step's folder, complete."""
+        return save_checkpoint(engine, self.cfg, self.manifest, state, self.rank)
+
+    def _check_files(self, folder: str) -> None:
+        """Before DeepSpeed unpickles a checkpoint: sha256 against COMPLETE.json and the restricted
+        unpickler over every file (``check_before_unpickling``), once per node; a refusal stops
+        every process."""
+        from pretrain.launch import from_every_rank
+
+        refused = None
+        if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+            try:
+                note = check_before_unpickling(folder)
+                if note:
+                    self._say(f"note: {note}")
+            except CheckpointError as err:
+                refused = str(err)
+        refusals = [r for r in from_every_rank(refused) if r]
+        if refusals:
+            raise CheckpointError(refusals[0])
+
+    def _refuse_or_clear_earlier_run(self) -> None:
+        """A new run (not a resume) into a ``trainer.out_dir`` holding another run's checkpoints or
+        metrics would mix the two: refused, unless ``trainer.overwrite`` (then they are deleted first)."""
+        import torch.distributed as dist
+
+        cfg = self.cfg
+        earlier = existing_run(cfg)
+        dist.barrier()  # every rank has looked before rank 0 clears
+        if earlier is None:
+            return
+        if not cfg.trainer.overwrite:
+            raise ConfigError(f"trainer.out_dir {cfg.trainer.out_dir} holds another run ({earlier}): continue it with "
+                              "model.init=resume, start over with trainer.overwrite=true (deletes its "
+                              f"{', '.join(RUN_FILES)}), or choose a new trainer.out_dir")
+        if self.rank == 0:
+            print(f"[train] trainer.overwrite=true: deleting the earlier run in {cfg.trainer.out_dir} ({earlier})", flush=True)
+            clear_run(cfg)
+        dist.barrier()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ accumulation x world size = global batch, checked against ``trainer.global_batch
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from pretrain.launch import signal_problem
@@ -70,6 +71,20 @@ class OptimizerConfig:
     eps: float = 1e-8
     weight_decay: float = 0.1
 
+    def build(self, model, offload: bool):
+        """AdamW over ``model``'s parameters, weight decay on the matrices (ndim >= 2) only, not on
+        biases and norms; DeepSpeedCPUAdam when ZeRO offloads the optimizer to the CPU."""
+        import torch
+
+        decay = [p for _, p in model.named_parameters() if p.ndim >= 2]
+        no_decay = [p for _, p in model.named_parameters() if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if offload:
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+            return DeepSpeedCPUAdam(groups, lr=self.lr, betas=tuple(self.betas), eps=self.eps, adamw_mode=True)
+        return torch.optim.AdamW(groups, lr=self.lr, betas=tuple(self.betas), eps=self.eps)
+
 
 @dataclass
 class SchedulerConfig:
@@ -78,6 +93,26 @@ class SchedulerConfig:
     warmup_steps: int = 10
     min_lr_ratio: float = 0.1
     """cosine/linear: the learning rate decays to lr x this at max_steps."""
+
+    def factor(self, step: int, max_steps: int) -> float:
+        """The learning rate at ``step`` (from 0) as a fraction of ``optimizer.lr``."""
+        if self.name == "noam":
+            warm = max(1, self.warmup_steps)
+            return min((step + 1) / warm, math.sqrt(warm / (step + 1)))
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = min(1.0, (step - self.warmup_steps) / max(1, max_steps - self.warmup_steps))
+        shape = 0.5 * (1 + math.cos(math.pi * progress)) if self.name == "cosine" else 1 - progress
+        return self.min_lr_ratio + (1 - self.min_lr_ratio) * shape
+
+    def build(self, optimizer, max_steps: int):
+        """torch's LambdaLR of ``factor`` (a plain function, so the scheduler's state holds no code)."""
+        import torch
+
+        def factor(step: int) -> float:
+            return self.factor(step, max_steps)
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 @dataclass

@@ -84,6 +84,15 @@ def set_cpu_threads() -> int:
     return threads
 
 
+def from_every_rank(value) -> list:
+    """``value`` of every rank, in rank order (so a check one rank ran can stop them all)."""
+    import torch.distributed as dist
+
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, value)
+    return everyone
+
+
 def init_distributed(backend: str):
     import deepspeed
     import torch

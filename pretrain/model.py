@@ -43,6 +43,15 @@ class GPT2ForDialogue(GPT2LMHeadModel):
         return F.cross_entropy(logits.float(), targets, reduction="sum"), count
 
 
+def batch_loss(engine, batch, device):
+    """(summed token cross-entropy, target count) of a ``pretrain.data.Batch`` through ``engine``
+    (a DeepSpeed engine around ``GPT2ForDialogue``)."""
+    ids = torch.from_numpy(batch.input_ids).to(device)
+    targets = torch.from_numpy(batch.targets).to(device)
+    attention = torch.from_numpy(batch.attention_mask).to(device) if batch.attention_mask is not None else None
+    return engine(input_ids=ids, attention_mask=attention, targets=targets)
+
+
 def load_tokenizer(manifest: dict, shards_folder: str | None = None):
     """The Hugging Face tokenizer of a shard set (``reddit_pretrain.shards.tokenizer_folder`` finds
     it), or None when it is not on disk."""

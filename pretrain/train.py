@@ -6,9 +6,12 @@
 
 Hydra overrides work under every launcher: the DeepSpeed launcher's ``--local_rank`` argument is
 taken off the command line (into LOCAL_RANK) before Hydra reads it (``pretrain.launch``).
-This file is the loop; what it calls lives beside it: samples (``pretrain.data``), the model and
-its masked head (``pretrain.model``), checkpoints (``pretrain.checkpoints``), metrics and MFU
-(``pretrain.metrics``), the process group (``pretrain.launch``).
+This file is the loop (``train``: ``setup``, then ``train_step`` and the callbacks due after it,
+then ``finish``); what it calls lives beside it: samples (``pretrain.data``), the model and its
+masked head (``pretrain.model``), the optimizer and scheduler (``OptimizerConfig.build``,
+``SchedulerConfig.build`` in ``pretrain.config``), evaluation, sample replies and checkpoint saving
+between steps (``pretrain.callbacks``), save and load of checkpoints (``Checkpointer`` in
+``pretrain.checkpoints``), throughput and MFU (``pretrain.metrics``), the process group (``pretrain.launch``).
 
 Each step: ``gradient_accumulation_steps`` micro batches per rank (pretrain.data), loss is the
 mean token cross-entropy over targets (the first turn masked out, as in DialoGPT), DeepSpeed does
@@ -34,29 +37,21 @@ every rank finish its step, write a checkpoint of it and exit with status 3
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 
-from pretrain.checkpoints import (CheckpointError, check_resumable, checkpoint_root, latest_checkpoint, restore_rng,
-                                  save_checkpoint)
+from pretrain.callbacks import Checkpointing, Evaluation, Samples, StepContext
+from pretrain.checkpoints import Checkpointer, checkpoint_root
 from pretrain.config import BatchSizes, ConfigError, TrainConfig, deepspeed_config, resolve_precision
-from pretrain.launch import STOPPED_EXIT, StopSignals, init_distributed, set_cpu_threads, strip_launcher_args
-from pretrain.metrics import MetricsLogger, flops_per_token, model_flops_utilisation, num_parameters, truncate_metrics
+from pretrain.launch import (STOPPED_EXIT, StopSignals, from_every_rank, init_distributed, set_cpu_threads,
+                             strip_launcher_args)
+from pretrain.metrics import MetricsLogger, Throughput, num_parameters
 
 
 # ---------------------------------------------------------------------------------------------
-# Model
-
-
-def _from_every_rank(value) -> list:
-    """``value`` of every rank, in rank order (a check one rank ran stops them all)."""
-    import torch.distributed as dist
-
-    everyone: list = [None] * dist.get_world_size()
-    dist.all_gather_object(everyone, value)
-    return everyone
+# Checks and the model
 
 
 def _verify_shards(cfg: TrainConfig, manifest: dict, rank: int) -> None:
@@ -69,7 +64,7 @@ def _verify_shards(cfg: TrainConfig, manifest: dict, rank: int) -> None:
     mine = files[local_rank::local_world]
     started = time.time()
     bad = verify_files(mine, threads=max(1, (os.cpu_count() or 1) // local_world))
-    bad = sorted({path for paths in _from_every_rank(bad) for path in paths})
+    bad = sorted({path for paths in from_every_rank(bad) for path in paths})
     if bad:
         raise ShardError(f"{len(bad)} shard file(s) do not match their sha256 in the manifest (corrupted?): "
                          f"{', '.join(bad[:5])}; make the shards again, or data.verify_checksums=false to train anyway")
@@ -108,46 +103,6 @@ def _check_tokenizer_matches(manifest: dict, model_name: str, shards: str) -> No
                           f"with {model_name}'s tokenizer (tokenize tokenizer={model_name})")
 
 
-def _check_checkpoint_files(folder: str, rank: int) -> None:
-    """Before DeepSpeed unpickles a checkpoint: sha256 against COMPLETE.json and the restricted
-    unpickler over every file (``checkpoints.check_before_unpickling``), once per node; a refusal
-    stops every process."""
-    from pretrain.checkpoints import check_before_unpickling
-
-    problem = None
-    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
-        try:
-            note = check_before_unpickling(folder)
-            if note and rank == 0:
-                print(f"[train] note: {note}", flush=True)
-        except CheckpointError as err:
-            problem = str(err)
-    problems = [p for p in _from_every_rank(problem) if p]
-    if problems:
-        raise CheckpointError(problems[0])
-
-
-def _refuse_or_clear_earlier_run(cfg: TrainConfig, rank: int) -> None:
-    """A new run (not a resume) into a ``trainer.out_dir`` holding another run's checkpoints or
-    metrics would mix the two: refused, unless ``trainer.overwrite`` (then they are deleted first)."""
-    import torch.distributed as dist
-
-    from pretrain.checkpoints import RUN_FILES, clear_run, existing_run
-
-    earlier = existing_run(cfg)
-    dist.barrier()  # every rank has looked before rank 0 clears
-    if earlier is None:
-        return
-    if not cfg.trainer.overwrite:
-        raise ConfigError(f"trainer.out_dir {cfg.trainer.out_dir} holds another run ({earlier}): continue it with "
-                          "model.init=resume, start over with trainer.overwrite=true (deletes its "
-                          f"{', '.join(RUN_FILES)}), or choose a new trainer.out_dir")
-    if rank == 0:
-        print(f"[train] trainer.overwrite=true: deleting the earlier run in {cfg.trainer.out_dir} ({earlier})", flush=True)
-        clear_run(cfg)
-    dist.barrier()
-
-
 def build_model(cfg: TrainConfig, manifest: dict):
     """A GPT2LMHeadModel (pretrain.model.GPT2ForDialogue): new from the config, or loaded
     (pretrained), checked against the shards."""
@@ -173,84 +128,65 @@ def build_model(cfg: TrainConfig, manifest: dict):
     return model
 
 
-def lr_lambda(cfg: TrainConfig):
-    s, total = cfg.scheduler, cfg.trainer.max_steps
-
-    def factor(step: int) -> float:
-        if s.name == "noam":
-            warm = max(1, s.warmup_steps)
-            return min((step + 1) / warm, math.sqrt(warm / (step + 1)))
-        if step < s.warmup_steps:
-            return (step + 1) / s.warmup_steps
-        progress = min(1.0, (step - s.warmup_steps) / max(1, total - s.warmup_steps))
-        shape = 0.5 * (1 + math.cos(math.pi * progress)) if s.name == "cosine" else 1 - progress
-        return s.min_lr_ratio + (1 - s.min_lr_ratio) * shape
-
-    return factor
-
-
 # ---------------------------------------------------------------------------------------------
 # The loop
 
 
-def _loss(engine, batch, device):
-    import torch
-
-    ids = torch.from_numpy(batch.input_ids).to(device)
-    targets = torch.from_numpy(batch.targets).to(device)
-    attention = torch.from_numpy(batch.attention_mask).to(device) if batch.attention_mask is not None else None
-    return engine(input_ids=ids, attention_mask=attention, targets=targets)  # pretrain.model.GPT2ForDialogue
-
-
-def evaluate(engine, source, cfg: TrainConfig, rank: int, world: int, device) -> dict:
-    import torch
-    import torch.distributed as dist
-
-    from pretrain.data import eval_batches
-
-    engine.eval()
-    totals = torch.zeros(2, dtype=torch.float64, device=device)
-    with torch.no_grad():
-        for batch in eval_batches(source, rank, world, cfg.trainer.micro_batch_size_per_gpu, cfg.trainer.eval_batches):
-            loss_sum, count = _loss(engine, batch, device)
-            totals += torch.stack([loss_sum.double(), count.double()])
-    dist.all_reduce(totals)
-    engine.train()
-    loss = (totals[0] / totals[1].clamp(min=1)).item()
-    return {"valid_loss": loss, "valid_perplexity": math.exp(min(loss, 50)), "valid_tokens": int(totals[1].item())}
-
-
-def sample_replies(engine, cfg: TrainConfig, tok, eos_id: int, device) -> list[dict]:
-    """Greedy replies to the configured prompts, with the chat's n-gram rule (``pretrain.chat.DECODING``);
-    every rank runs generate, as ZeRO-3 needs."""
-    import torch
-
-    from pretrain.chat import DECODING
-
-    if tok is None:
-        return []
-    out = []
-    engine.eval()
-    for prompt in cfg.trainer.sample_prompts:
-        ids = torch.tensor([tok.encode(prompt) + [eos_id]], device=device)
-        with torch.no_grad():
-            generated = engine.module.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=cfg.trainer.sample_max_new_tokens,
-                                               do_sample=False, no_repeat_ngram_size=DECODING["no_repeat_ngram_size"],
-                                               eos_token_id=eos_id, pad_token_id=eos_id, synced_gpus=cfg.deepspeed.zero_stage == 3)
-        out.append({"prompt": prompt, "reply": tok.decode(generated[0, ids.shape[1]:], skip_special_tokens=True)})
-    engine.train()
-    return out
-
-
 def train(cfg: TrainConfig) -> dict:
     """Trains; returns the final metrics. Every check that can fail runs before the first step."""
+    run = setup(cfg)
+    ctx, t = run.ctx, cfg.trainer
+    callbacks = [Evaluation(run.valid_source, cfg), Samples(cfg, run.tokenizer, run.manifest["eos_id"]),
+                 Checkpointing(run.checkpointer, cfg)]  # in this order after a step, when due
+    stop = StopSignals(t.stop_signals)
+    last, stopping = {}, False
+    ctx.engine.train()
+    while ctx.step < t.max_steps and not stopping:
+        loss, targets, stopping = train_step(run, stop)
+        ctx.samples_consumed += run.batch.global_batch_size
+        ctx.step += 1
+        run.throughput.add(run.batch.global_batch_size * cfg.data.seq_len, targets)
+        last = {"kind": "train", "step": ctx.step, "loss": loss, "lr": run.scheduler.get_last_lr()[0],
+                "grad_norm": float(ctx.engine.get_global_grad_norm() or 0.0)}
+        if ctx.step % t.log_interval == 0 or ctx.step == t.max_steps:
+            last.update(run.throughput.read())
+            ctx.say(f"step {ctx.step}/{t.max_steps} loss {last['loss']:.4f} lr {last['lr']:.2e} grad norm "
+                    f"{last['grad_norm']:.3f} {last['tokens_per_s']:,.0f} tokens/s"
+                    + (f", MFU {last['mfu']:.1%}" if "mfu" in last else ""))
+        ctx.logger.log(last)
+        for callback in callbacks:
+            if callback.due(ctx.step, ctx.step == t.max_steps, stopping):
+                last.update(callback(ctx, last) or {})
+    stop.restore()
+    return finish(run, last, stop if stopping else None)
+
+
+@dataclass
+class Run:
+    """Everything ``train`` steps with, built and checked by ``setup`` before the first step."""
+    ctx: StepContext
+    batch: BatchSizes
+    manifest: dict
+    train_source: object
+    valid_source: object
+    sampler: object
+    scheduler: object
+    checkpointer: Checkpointer
+    throughput: Throughput
+    tokenizer: object
+
+
+def setup(cfg: TrainConfig) -> Run:
+    """The shards opened and verified, the process group, a new run's folder checked or a resume's
+    checkpoint found and checked, the model, optimizer, scheduler and DeepSpeed engine, the
+    checkpoint loaded; one line saying what will run."""
     import deepspeed
     import numpy as np
     import torch
     import torch.distributed as dist
 
     from pretrain.console import quiet_libraries
-    from pretrain.data import OrderedSampler, SampleSource, micro_batch
+    from pretrain.data import OrderedSampler, SampleSource
     from pretrain.model import load_tokenizer
     from reddit_pretrain.shards import ShardSet
 
@@ -266,134 +202,73 @@ def train(cfg: TrainConfig) -> dict:
         _verify_shards(cfg, manifest, rank)
     batch = BatchSizes.derive(cfg.trainer, world)
     precision = resolve_precision(cfg.deepspeed, on_gpu, on_gpu and torch.cuda.is_bf16_supported())
-    ds_config = deepspeed_config(cfg, batch, precision)
-
-    resume_folder = None
-    state = {"step": 0, "samples_consumed": 0}
-    if cfg.model.init == "resume":
-        from pretrain.checkpoints import problem
-
-        say = (lambda msg: print(f"[train] {msg}", flush=True)) if rank == 0 else None
-        resume_folder = cfg.trainer.resume_from or latest_checkpoint(checkpoint_root(cfg), say)
-        if resume_folder is None:
-            raise ConfigError(f"model.init=resume: no complete checkpoint in {checkpoint_root(cfg)}")
-        why = problem(resume_folder) if cfg.trainer.resume_from else None
-        if why:
-            raise ConfigError(f"trainer.resume_from={resume_folder}: not a complete checkpoint: {why}")
-        if say:
-            say(f"resuming from {resume_folder}")
-        state = check_resumable(cfg, resume_folder, manifest, world, say)
-        _check_checkpoint_files(resume_folder, rank)
-        if rank == 0:
-            truncate_metrics(os.path.join(cfg.trainer.out_dir, "metrics.jsonl"), state["step"])
-    else:
-        _refuse_or_clear_earlier_run(cfg, rank)
+    checkpointer = Checkpointer(cfg, manifest, rank, world)
+    state = checkpointer.start()
 
     torch.manual_seed(cfg.trainer.seed + rank)
     np.random.seed(cfg.trainer.seed + rank)
     model = build_model(cfg, manifest)
     train_source = SampleSource(train_set, cfg.data.mode, cfg.data.seq_len, cfg.data.use_loss_mask)
     valid_source = SampleSource(valid_set, cfg.data.mode, cfg.data.seq_len, cfg.data.use_loss_mask)
-    sampler = OrderedSampler(train_source.num_samples, cfg.trainer.seed)
+    optimizer = cfg.optimizer.build(model, offload=cfg.deepspeed.offload_optimizer)
+    scheduler = cfg.scheduler.build(optimizer, cfg.trainer.max_steps)
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
+                                           config=deepspeed_config(cfg, batch, precision))
+    checkpointer.load(engine)
+    ctx = StepContext(cfg, engine, engine.device, rank, world, MetricsLogger(cfg, rank), state["step"], state["samples_consumed"])
+    ctx.say(f"world {world}, {precision}, ZeRO {cfg.deepspeed.zero_stage}, global batch {batch.global_batch_size} "
+            f"({batch.micro_batch_size_per_gpu} x {batch.gradient_accumulation_steps} x {world}), "
+            f"{num_parameters(engine.module):,} parameters, {train_source.num_samples:,} train samples, from step {ctx.step}"
+            + (f", {threads} CPU thread{'s' if threads != 1 else ''} per process" if threads else ""))
+    return Run(ctx, batch, manifest, train_source, valid_source, OrderedSampler(train_source.num_samples, cfg.trainer.seed),
+               scheduler, checkpointer, Throughput(engine.module, cfg.data.seq_len, world, cfg.trainer.peak_flops_per_gpu, on_gpu),
+               load_tokenizer(manifest, cfg.data.shards))  # every rank generates the samples (ZeRO-3)
 
-    o = cfg.optimizer
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if cfg.deepspeed.offload_optimizer:
-        from deepspeed.ops.adam import DeepSpeedCPUAdam
 
-        optimizer = DeepSpeedCPUAdam(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, adamw_mode=True)
-    else:
-        optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
-    device = engine.device
-    if resume_folder is not None:
-        root, tag = os.path.split(resume_folder.rstrip("/"))
-        engine.load_checkpoint(root, tag=tag)  # unpickles: its files were checked first (_check_checkpoint_files)
-        restore_rng(resume_folder, rank)
+def train_step(run: Run, stop: StopSignals) -> tuple[float, int, bool]:
+    """One optimizer step: ``gradient_accumulation_steps`` micro batches on every rank (DeepSpeed
+    steps at the last), then one all-reduce of the mean loss, the target count and whether any rank
+    caught a stop signal. Returns (mean loss, targets, stopping)."""
+    import torch
+    import torch.distributed as dist
 
-    logger = MetricsLogger(cfg, rank)
-    tokenizer = load_tokenizer(manifest, cfg.data.shards)  # every rank generates the samples (ZeRO-3)
-    token_flops, target_flops = flops_per_token(engine.module, cfg.data.seq_len)
-    tokens_per_step = batch.global_batch_size * cfg.data.seq_len
-    if rank == 0:
-        print(f"[train] world {world}, {precision}, ZeRO {cfg.deepspeed.zero_stage}, global batch {batch.global_batch_size} "
-              f"({batch.micro_batch_size_per_gpu} x {batch.gradient_accumulation_steps} x {world}), "
-              f"{num_parameters(engine.module):,} parameters, "
-              f"{train_source.num_samples:,} train samples, from step {state['step']}"
-              + (f", {threads} CPU thread{'s' if threads != 1 else ''} per process" if threads else ""), flush=True)
-    step, consumed = state["step"], state["samples_consumed"]
-    last = {}
-    window_start, window_tokens, window_targets = time.time(), 0, 0
-    stop = StopSignals(cfg.trainer.stop_signals)
-    stopping = False
-    engine.train()
-    while step < cfg.trainer.max_steps and not stopping:
-        losses, targets = [], []
-        for micro_step in range(batch.gradient_accumulation_steps):
-            b = micro_batch(train_source, sampler, consumed, micro_step, rank, world, batch.micro_batch_size_per_gpu)
-            loss_sum, count = _loss(engine, b, device)
-            loss = loss_sum / count.clamp(min=1)
-            engine.backward(loss)
-            engine.step()
-            losses.append(loss.detach())
-            targets.append(count)
-        consumed += batch.global_batch_size
-        step += 1
-        window_tokens += tokens_per_step
-        # One all-reduce: the mean loss, the target count, and whether any rank caught a stop signal.
-        reduced = torch.stack([torch.stack(losses).mean(), torch.stack(targets).sum().to(losses[0].dtype),
-                               torch.tensor(float(stop.received is not None), dtype=losses[0].dtype, device=device)])
-        dist.all_reduce(reduced)
-        stopping = reduced[2].item() > 0
-        window_targets += int(reduced[1].item())
-        last = {"kind": "train", "step": step, "loss": reduced[0].item() / world, "lr": scheduler.get_last_lr()[0],
-                "grad_norm": float(engine.get_global_grad_norm() or 0.0)}
-        if step % cfg.trainer.log_interval == 0 or step == cfg.trainer.max_steps:
-            elapsed = time.time() - window_start
-            last["tokens_per_s"] = window_tokens / max(elapsed, 1e-9)
-            if on_gpu:
-                last["mfu"] = model_flops_utilisation((token_flops, target_flops), window_tokens, window_targets,
-                                                      elapsed, world, cfg.trainer.peak_flops_per_gpu)
-            window_start, window_tokens, window_targets = time.time(), 0, 0
-            if rank == 0:
-                extra = f", MFU {last['mfu']:.1%}" if "mfu" in last else ""
-                print(f"[train] step {step}/{cfg.trainer.max_steps} loss {last['loss']:.4f} lr {last['lr']:.2e} "
-                      f"grad norm {last['grad_norm']:.3f} {last['tokens_per_s']:,.0f} tokens/s{extra}", flush=True)
-        logger.log(last)
-        if step % cfg.trainer.eval_interval == 0 or step == cfg.trainer.max_steps:
-            metrics = {"kind": "valid", "step": step, **evaluate(engine, valid_source, cfg, rank, world, device)}
-            logger.log(metrics)
-            last.update(metrics)
-            if rank == 0:
-                print(f"[train] step {step} valid loss {metrics['valid_loss']:.4f} perplexity {metrics['valid_perplexity']:.2f}", flush=True)
-        if (cfg.trainer.sample_interval and step % cfg.trainer.sample_interval == 0) or step == cfg.trainer.max_steps:
-            samples = sample_replies(engine, cfg, tokenizer, manifest["eos_id"], device)
-            logger.log({"kind": "samples", "step": step, "samples": samples})
-            if rank == 0:
-                for s in samples:
-                    print(f"[train] sample: {s['prompt']!r} -> {s['reply']!r}", flush=True)
-        if step % cfg.trainer.checkpoint_interval == 0 or step == cfg.trainer.max_steps or stopping:
-            state = {"step": step, "samples_consumed": consumed, "metrics": {k: v for k, v in last.items() if k != "kind"}}
-            folder = save_checkpoint(engine, cfg, manifest, state, rank)
-            if rank == 0:
-                print(f"[train] checkpoint {folder}", flush=True)
-    stop.restore()
-    logger.close()
-    if stopping:
-        last["stopped_by"] = stop.received or "another rank's signal"
-        if rank == 0:
-            print(f"[train] stopped by {last['stopped_by']} at step {step} of {cfg.trainer.max_steps}, after its checkpoint: "
-                  f"continue with model.init=resume (exit status {STOPPED_EXIT}; jobs/train_slurm.sbatch requeues itself)",
-                  flush=True)
-    if rank == 0:
+    from pretrain.data import micro_batch
+    from pretrain.model import batch_loss
+
+    ctx, b = run.ctx, run.batch
+    losses, targets = [], []
+    for micro_step in range(b.gradient_accumulation_steps):
+        batch = micro_batch(run.train_source, run.sampler, ctx.samples_consumed, micro_step, ctx.rank, ctx.world,
+                            b.micro_batch_size_per_gpu)
+        loss_sum, count = batch_loss(ctx.engine, batch, ctx.device)
+        loss = loss_sum / count.clamp(min=1)
+        ctx.engine.backward(loss)
+        ctx.engine.step()
+        losses.append(loss.detach())
+        targets.append(count)
+    reduced = torch.stack([torch.stack(losses).mean(), torch.stack(targets).sum().to(losses[0].dtype),
+                           torch.tensor(float(stop.received is not None), dtype=losses[0].dtype, device=ctx.device)])
+    dist.all_reduce(reduced)
+    return reduced[0].item() / ctx.world, int(reduced[1].item()), reduced[2].item() > 0
+
+
+def finish(run: Run, last: dict, stopped: StopSignals | None) -> dict:
+    """The metrics file closed, the curves drawn, what happened said; every rank leaves together."""
+    import torch.distributed as dist
+
+    ctx, cfg = run.ctx, run.ctx.cfg
+    ctx.logger.close()
+    if stopped is not None:
+        last["stopped_by"] = stopped.received or "another rank's signal"
+        ctx.say(f"stopped by {last['stopped_by']} at step {ctx.step} of {cfg.trainer.max_steps}, after its checkpoint: "
+                f"continue with model.init=resume (exit status {STOPPED_EXIT}; jobs/train_slurm.sbatch requeues itself)")
+    if ctx.rank == 0:
         from pretrain.curves import plot_curves
 
-        plot_curves(os.path.join(cfg.trainer.out_dir, "metrics.jsonl"), os.path.join(cfg.trainer.out_dir, "curves.png"))
-        print(f"[train] {'stopped' if stopping else 'done'}: metrics {cfg.trainer.out_dir}/metrics.jsonl, curves {cfg.trainer.out_dir}/curves.png, "
-              f"checkpoints {checkpoint_root(cfg)}; export: reddit-pretrain export {checkpoint_root(cfg)} <out>", flush=True)
+        out = cfg.trainer.out_dir
+        plot_curves(os.path.join(out, "metrics.jsonl"), os.path.join(out, "curves.png"))
+        ctx.say(f"{'stopped' if stopped is not None else 'done'}: metrics {out}/metrics.jsonl, curves {out}/curves.png, "
+                f"checkpoints {checkpoint_root(cfg)}; export: reddit-pretrain export {checkpoint_root(cfg)} <out>")
     dist.barrier()
     return last
 
