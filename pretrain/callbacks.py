@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from pretrain.checkpoints import Checkpointer
 from pretrain.config import TrainConfig
+from pretrain.console import say
 
 
 @dataclass
@@ -29,8 +30,7 @@ class StepContext:
     samples_consumed: int = 0
 
     def say(self, msg: str) -> None:
-        if self.rank == 0:
-            print(f"[train] {msg}", flush=True)
+        say(msg, self.rank)
 
 
 class Callback:

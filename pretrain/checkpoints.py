@@ -19,6 +19,7 @@ import os
 import shutil
 
 from pretrain.config import ConfigError, TrainConfig
+from pretrain.console import say
 
 COMPLETE = "COMPLETE.json"
 PREFIX = "step_"
@@ -384,8 +385,7 @@ class Checkpointer:
         """The checkpoint this run resumes from (``start`` finds it), or None."""
 
     def _say(self, msg: str) -> None:
-        if self.rank == 0:
-            print(f"[train] {msg}", flush=True)
+        say(msg, self.rank)
 
     def start(self) -> dict:
         """The trainer state the run starts from. ``model.init=resume``: the newest complete
@@ -458,8 +458,8 @@ class Checkpointer:
             raise ConfigError(f"trainer.out_dir {cfg.trainer.out_dir} holds another run ({earlier}): continue it with "
                               "model.init=resume, start over with trainer.overwrite=true (deletes its "
                               f"{', '.join(RUN_FILES)}), or choose a new trainer.out_dir")
+        self._say(f"trainer.overwrite=true: deleting the earlier run in {cfg.trainer.out_dir} ({earlier})")
         if self.rank == 0:
-            print(f"[train] trainer.overwrite=true: deleting the earlier run in {cfg.trainer.out_dir} ({earlier})", flush=True)
             clear_run(cfg)
         dist.barrier()
 

@@ -57,3 +57,9 @@ def quiet_libraries() -> None:
         hf_logging.set_verbosity_error()
     except ImportError:
         pass
+
+
+def say(msg: str, rank: int = 0) -> None:
+    """``[train] msg`` on the console, from rank 0 only (every rank may call it)."""
+    if rank == 0:
+        print(f"[train] {msg}", flush=True)
