@@ -126,22 +126,44 @@ def _module(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """The import nodes under ``if TYPE_CHECKING:``: annotations only, never run."""
+    return {id(inner) for node in ast.walk(tree)
+            if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+            for stmt in node.body for inner in ast.walk(stmt)}
+
+
+def run_time_imports(tree: ast.AST) -> list[str]:
+    """Every module an import that runs names: statements at any depth, and
+    ``importlib.import_module("...")`` with a literal name (a dynamic import can hide a cycle too)."""
+    skip = _type_checking_only(tree)
+    targets = []
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            targets += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            targets += [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "import_module" \
+                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            targets.append(node.args[0].value)
+    return targets
+
+
 def test_no_import_cycles():
-    """Between the project's modules, counting imports inside functions too: none may only hide a cycle."""
+    """Between the project's modules, counting imports inside functions and ``importlib`` calls too:
+    none may only hide a cycle. Imports under ``if TYPE_CHECKING:`` never run and do not count."""
     files = package("extraction", deep=True) + package("pretrain") + package("reddit_pretrain")
     modules = {_module(REPO / f): REPO / f for f in files}
     graph = {}
     for name, path in modules.items():
         deps = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            targets = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module] + [f"{node.module}.{a.name}" for a in node.names] \
-                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else []
-            for target in targets:
-                while target and target not in modules:
-                    target = target.rpartition(".")[0]
-                if target and target != name and not name.startswith(target + "."):  # a package's own __init__
-                    deps.add(target)
+        for target in run_time_imports(ast.parse(path.read_text())):
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != name and not name.startswith(target + "."):  # a package's own __init__
+                deps.add(target)
         graph[name] = deps
 
     def reaches(start, goal, seen):
@@ -149,6 +171,15 @@ def test_no_import_cycles():
 
     cycles = sorted(f"{a} -> {b} -> ... -> {a}" for a in graph for b in graph[a] if reaches(b, a, {b}) or b == a)
     assert cycles == []
+
+
+def test_the_cycle_check_sees_dynamic_imports_and_skips_type_checking():
+    tree = ast.parse("import importlib\nfrom typing import TYPE_CHECKING\n"
+                     "if TYPE_CHECKING:\n    from extraction.sessions.filters import Rules\n"
+                     "def f():\n    return importlib.import_module('extraction.sessions.features')\n")
+    found = run_time_imports(tree)
+    assert "extraction.sessions.features" in found
+    assert "extraction.sessions.filters" not in found
 
 
 def test_the_readme_drawing_names_every_stage_folder_and_module():

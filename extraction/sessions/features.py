@@ -20,16 +20,23 @@ hand-written texts, those edge cases included. Trigrams are those of ``filters.t
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from extraction.sessions.filters import Rules
+if TYPE_CHECKING:  # annotations only: the rules' module imports this one for their vectorised forms
+    from extraction.sessions.filters import Rules
 
 _PY_SPACE = "\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}"
 """The characters ``str.split()`` splits on, as an RE2 class body."""
 _QUOTE_RE2 = rf"(?:^|\n)[{_PY_SPACE}]*(?:>|&gt;)"
+
+HTML_ESCAPES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
+"""Reddit's escaping, undone in this order (``&amp;`` last, so ``&amp;gt;`` becomes ``&gt;``)."""
+ABSENT_TEXTS = ("[removed]", "[deleted]")
+"""Bodies and self texts that stand for a text that is gone."""
 
 
 _PY_LOWER = "[\\x{130}\\x{3a3}\\x{1c89}\\x{a7cb}-\\x{a7cc}\\x{a7ce}\\x{a7d2}\\x{a7d4}\\x{a7da}\\x{a7dc}-\\x{a7dd}\\x{a7e2}\\x{ab6c}-\\x{ab6d}\\x{10d50}-\\x{10d65}\\x{16ea0}-\\x{16eb8}\\x{1df40}\\x{1df48}\\x{1df4a}\\x{1df4d}\\x{1df51}\\x{1df68}\\x{1df6a}\\x{1df6c}\\x{1df6e}\\x{1df72}\\x{1df74}\\x{1df76}\\x{1df78}\\x{1df7a}\\x{1df7c}\\x{1df7e}]"
@@ -90,18 +97,14 @@ def _unicode_suspects(texts: pa.Array, relaxed: str, ignore_case: bool = False) 
 
 def unescape_html(texts) -> pa.Array:
     """``filters.unescape_html`` over a column."""
-    from extraction.sessions.filters import _HTML_ESCAPES
-
     out = as_array(texts)
-    for escaped, plain in _HTML_ESCAPES:
+    for escaped, plain in HTML_ESCAPES:
         out = pc.replace_substring(out, escaped, plain)
     return out
 
 
 def is_absent(texts) -> np.ndarray:
-    """Null, empty, or one of ``filters.ABSENT_TEXTS`` (around spaces)."""
-    from extraction.sessions.filters import ABSENT_TEXTS
-
+    """Null, empty, or one of ``ABSENT_TEXTS`` (around spaces)."""
     stripped = pc.utf8_trim_whitespace(pc.fill_null(as_array(texts), ""))
     return _bool(pc.equal(stripped, "")) | _bool(pc.is_in(stripped, value_set=pa.array(list(ABSENT_TEXTS), pa.string())))
 
@@ -313,11 +316,9 @@ def short_comments(texts: Texts, authors, rules: Rules) -> np.ndarray:
 
 def turn_cut(texts: Texts, authors, rules: Rules) -> np.ndarray:
     """Index + 1 in ``TURN_RULES`` of the first turn rule each comment fails, 0 when it can be a turn."""
-    from extraction.sessions.filters import TURN_RULES
-
     cut = np.zeros(len(texts), dtype=np.int8)
     for rule in reversed(rules.on("turn")):  # assigned last rule first, so the first rule that fails wins
-        cut[np.asarray(rule.fails(texts, authors, rules), dtype=bool)] = TURN_RULES.index(rule.name) + 1
+        cut[np.asarray(rule.fails(texts, authors, rules), dtype=bool)] = rules.turn_code(rule.name)
     return cut
 
 

@@ -37,6 +37,9 @@ import numpy as np
 
 from reddit_pretrain import CONF_DIR
 
+from extraction.sessions import features as vectorised  # each rule's vectorised form
+from extraction.sessions.features import HTML_ESCAPES
+
 def resolve_list_path(path: str) -> str:
     """A list path as given, else relative to the project's ``conf/`` folder."""
     if "://" in path or os.path.isabs(path) or os.path.exists(path):
@@ -59,17 +62,13 @@ _WORD_CHARS = re.compile(r"[a-z]+")
 _QUOTE = re.compile(r"(?:^|\n)\s*(?:>|&gt;)")
 
 
-_HTML_ESCAPES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
-"""Reddit's escaping, undone in this order (``&amp;`` last, so ``&amp;gt;`` becomes ``&gt;``)."""
-ABSENT_TEXTS = ("[removed]", "[deleted]")
-"""Bodies and self texts that stand for a text that is gone."""
 
 
 def unescape_html(text: str | None) -> str | None:
     """Undoes Reddit's HTML escaping of a text once."""
     if text is None:
         return None
-    for escaped, plain in _HTML_ESCAPES:
+    for escaped, plain in HTML_ESCAPES:
         text = text.replace(escaped, plain)
     return text
 
@@ -77,7 +76,7 @@ def unescape_html(text: str | None) -> str | None:
 def escape_html(text: str) -> str:
     """Reddit's escaping again (for rules that must see the text as the dumps hold it): the same
     table, backwards (``&`` first)."""
-    for escaped, plain in reversed(_HTML_ESCAPES):
+    for escaped, plain in reversed(HTML_ESCAPES):
         text = text.replace(plain, escaped)
     return text
 
@@ -280,6 +279,11 @@ class Rules:
         """The rules of ``kind`` switched on, in order."""
         return tuple(r for r in RULES if r.kind == kind and r.is_on(self.cfg))
 
+    @staticmethod
+    def turn_code(name: str) -> int:
+        """The turn rule ``name``'s code in a cut column: its index in ``TURN_RULES`` + 1 (0: not cut)."""
+        return TURN_RULES.index(name) + 1
+
     def features(self) -> list[Feature]:
         """The features the session rules switched on read, each once, ``n_words`` first (the
         report's word counts read it too)."""
@@ -386,27 +390,18 @@ class Rules:
         return None
 
 
-def _vectorised(name: str) -> Callable:
-    """``extraction.sessions.features.<name>``, imported when first called (that module imports this one)."""
-    def call(*args):
-        return getattr(importlib.import_module("extraction.sessions.features"), name)(*args)
-
-    call.__name__ = name
-    return call
-
-
 def _read_set(path_setting: str) -> Callable:
     return lambda cfg: frozenset(read_list(getattr(cfg, path_setting)))
 
 
-N_WORDS = Feature("n_words", lambda r, t: len(words(t)), _vectorised("n_words"), dtype=np.int64, titles=True, normalized=True)
-URL = Feature("url", lambda r, t: r.has_url(t), _vectorised("has_url"), titles=True, normalized=True)
-MARKUP = Feature("markup", lambda r, t: r.has_markup(t), _vectorised("has_markup"), normalized=True)
-LONG_WORD = Feature("long_word", lambda r, t: r.has_long_word(t), _vectorised("has_long_word"), normalized=True)
-SHOUTING = Feature("shouting", lambda r, t: r.is_shouting(t), _vectorised("is_shouting"), normalized=True)
-WORD_REPEAT = Feature("word_repeat", lambda r, t: r.has_repeat(t), _vectorised("has_repeat"), normalized=True)
-COMMON_WORD = Feature("common_word", lambda r, t: r.has_common_word(t), _vectorised("has_common_word"))
-OFFENSIVE = Feature("offensive", lambda r, t: r.is_offensive(t), _vectorised("is_offensive"))
+N_WORDS = Feature("n_words", lambda r, t: len(words(t)), vectorised.n_words, dtype=np.int64, titles=True, normalized=True)
+URL = Feature("url", lambda r, t: r.has_url(t), vectorised.has_url, titles=True, normalized=True)
+MARKUP = Feature("markup", lambda r, t: r.has_markup(t), vectorised.has_markup, normalized=True)
+LONG_WORD = Feature("long_word", lambda r, t: r.has_long_word(t), vectorised.has_long_word, normalized=True)
+SHOUTING = Feature("shouting", lambda r, t: r.is_shouting(t), vectorised.is_shouting, normalized=True)
+WORD_REPEAT = Feature("word_repeat", lambda r, t: r.has_repeat(t), vectorised.has_repeat, normalized=True)
+COMMON_WORD = Feature("common_word", lambda r, t: r.has_common_word(t), vectorised.has_common_word)
+OFFENSIVE = Feature("offensive", lambda r, t: r.is_offensive(t), vectorised.is_offensive)
 
 
 def _dialogpt_extra_words(cfg, num_turns):
@@ -422,17 +417,17 @@ def _check_language(cfg) -> None:
 _RULES: list[Rule] = [
     Rule("deleted", "turn", "comment", "A body in ``deleted_bodies`` (or none at all) cuts the chain.",
          (Setting("deleted_bodies", list[str], ["[deleted]", "[removed]"], "The released extractor removes ``[deleted]`` only."),),
-         check=lambda r, body, author: r.is_deleted(body), fails=_vectorised("deleted_comments")),
+         check=lambda r, body, author: r.is_deleted(body), fails=vectorised.deleted_comments),
     Rule("bots", "turn", "author", "Bot authors cut the chain (listed in ``bot_authors_path`` or ending in a suffix).",
          (Setting("bot_authors_path", str, "lists/bot_authors.txt"), Setting("bot_suffixes", list[str], ["bot", "_bot", "-bot"])),
-         check=lambda r, body, author: r.is_bot(author), fails=_vectorised("bot_comments"),
+         check=lambda r, body, author: r.is_bot(author), fails=vectorised.bot_comments,
          load=lambda cfg: {"bot_authors": _read_set("bot_authors_path")(cfg)}),
     Rule("quotes", "turn", "comment", "A comment quoting another (``>`` or ``&gt;`` at a line start) cuts the chain.",
          (Setting("quotes_anywhere", bool, False, "The quote rule matches ``>`` or ``&gt;`` anywhere in the body (the released extractor)."),),
-         check=lambda r, body, author: body is not None and r.is_quote(body), fails=_vectorised("quote_comments")),
+         check=lambda r, body, author: body is not None and r.is_quote(body), fails=vectorised.quote_comments),
     Rule("short_comment", "turn", "comment", "A comment of fewer than ``min_comment_words`` whitespace words (backslashes "
          "removed) cuts the chain (the released extractor: 2).", (Setting("min_comment_words", int, 2, minimum=0),), on=False,
-         check=lambda r, body, author: body is not None and r.is_short(body), fails=_vectorised("short_comments")),
+         check=lambda r, body, author: body is not None and r.is_short(body), fails=vectorised.short_comments),
     Rule("thread_comments", "session", "submission", "Drops every session of a thread whose submission says fewer than "
          "``min_thread_comments`` comments, or is missing (the released extractor reads only such threads). Needs submissions.",
          (Setting("min_thread_comments", int, 2),), on=False,

@@ -25,8 +25,10 @@ thread counts as having a missing parent (Reddit never links across threads).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +36,7 @@ import pyarrow.compute as pc
 
 from reddit_pretrain.layout import SPLITS, TEST, TRAIN, VALID
 
+from extraction.sessions import neardup
 from extraction.sessions.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, hash_split
 from extraction.sessions.features import (Texts, as_array, combine_hashes, splitmix64, comment_words, is_absent, text_features, text_hashes,
                                  turn_cut, unescape_html)
@@ -234,6 +237,40 @@ class SessionView:
         return hit[pc.fill_null(encoded.indices, len(values)).to_numpy(zero_copy_only=False)]
 
 
+@dataclass
+class Walk:
+    """A bucket's chains, walked up from where each session ends (``walk_chains``)."""
+
+    ends: np.ndarray
+    """The comment row each session ends at (its response), one per session."""
+    M: np.ndarray
+    """The turn matrix, sessions x ``max_turns``: comment rows (a title: ``n`` + submission row), right-aligned, -1 no turn."""
+    end_code: np.ndarray
+    """Why each walk stopped (``CHAIN_ENDS``)."""
+    num_turns: np.ndarray
+    valid: np.ndarray
+    """Comments no turn rule cut."""
+    on_cycle: np.ndarray
+    """Comments whose parent link is on a cycle (cut)."""
+    link: pa.DictionaryArray
+    """Each comment's ``link_id``, dictionary-encoded; ``link_code`` its indices (-1: null)."""
+    link_code: np.ndarray
+
+
+@dataclass
+class Titles:
+    """What the submissions add to a bucket's sessions (``attach_titles``)."""
+
+    has_title: np.ndarray
+    over_18: pa.Array
+    thread_comments: np.ndarray | None = None
+    """The submission's ``num_comments`` per session (-1: no submission); None without submissions."""
+    columns: dict | None = None
+    """The submissions' columns as turns (id, author, text, score, created_utc), when titles are turns."""
+    text_read: pa.Array | None = None
+    """The title turns' text as the rules read it (scrubbed of PII when privacy is on)."""
+
+
 def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: ChainsConfig, filters: FiltersConfig,
                      split: SplitConfig, rules: Rules, timer: Timer | None = None,
                      privacy: Privacy | None = None) -> tuple[pa.Table, dict, np.ndarray, np.ndarray]:
@@ -245,34 +282,66 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
     timer = timer or Timer()
     chains.validate()
     privacy = privacy or Privacy(False, False, "")
-    comments, repeats = dedupe_by_id(comments.select(COMMENT_COLUMNS))
-    if filters.unescape_html:
-        comments = comments.set_column(comments.column_names.index("body"), "body", unescape_html(comments.column("body")))
     pii = dict.fromkeys(PII_KINDS, 0)
-    body = as_array(comments.column("body"))
-    if privacy.active:
-        stored, body, found = scrub_column(body, privacy)  # the rules read ``body``; the sessions keep ``stored``
-        comments = comments.set_column(comments.column_names.index("body"), "body", stored)
-        pii = {k: pii[k] + found[k] for k in pii}
-    n = comments.num_rows
+    comments, body, repeats = read_comments(comments, filters, privacy, pii)
     timer.lap("read")
-
     texts = Texts(body)
     cut = turn_cut(texts, comments.column("author"), rules)
     if privacy.pseudonymize_authors:  # after the bot rule has read the real names
         comments = comments.set_column(comments.column_names.index("author"), "author",
                                        pseudonymize_column(comments.column("author"), privacy.salt))
-    long_turn = comment_words(texts) > chains.max_turn_words if chains.max_turn_words else np.zeros(n, dtype=bool)
+    long_turn = comment_words(texts) > chains.max_turn_words if chains.max_turn_words else np.zeros(len(body), dtype=bool)
     timer.lap("turn rules")
     feats = text_features(texts, rules)
     common_words = common_word_counts(texts, rules.english_words) if filters.language else None  # the language's cheap pass
-    trigram_hashes, _ = texts.words.trigram_hashes() if filters.bland else (np.zeros(0, np.uint64), None)
+    grams, gram_counts = bucket_trigrams(texts, filters)
     del texts
-    grams, gram_counts = np.unique(trigram_hashes, return_counts=True) if filters.bland else (np.zeros(0, np.uint64), np.zeros(0, np.int64))
-    del trigram_hashes
     timer.lap("features")
+    walk = walk_chains(comments, cut, long_turn, chains)
+    titles = attach_titles(submissions, comments, walk, chains, filters, privacy, pii)
+    timer.lap("chains")
+    reason, view, ext = session_rules(comments, body, walk, titles, feats, common_words, chains, filters, rules)
+    total_words = view.total("n_words")
+    timer.lap("session rules")
+    session_split = split_sessions(comments, walk, split)
+    timer.lap("split")
+    table = session_table(comments, body, walk, titles, ext, reason, view, total_words, session_split, chains, filters, privacy)
+    stats = {"rows": len(body) + repeats, "comments": len(body), "duplicate_ids": repeats, "valid": int(walk.valid.sum()),
+             "parent_cycles": int(walk.on_cycle.sum()), "pii": pii,
+             "cut_by_turn_rule": {r: int((cut == i + 1).sum()) for i, r in enumerate(TURN_RULES)},
+             "candidates": len(walk.ends)}
+    timer.lap("sessions")
+    return table, stats, grams, gram_counts.astype(np.int64)
 
-    # -- chains ----------------------------------------------------------------------------------
+
+def read_comments(comments: pa.Table, filters: FiltersConfig, privacy: Privacy, pii: dict) -> tuple[pa.Table, pa.Array, int]:
+    """One row per id, HTML entities unescaped, PII scrubbed (counted into ``pii``). Returns the
+    comments as the sessions store them, the bodies as the rules read them, and the repeated ids."""
+    comments, repeats = dedupe_by_id(comments.select(COMMENT_COLUMNS))
+    if filters.unescape_html:
+        comments = comments.set_column(comments.column_names.index("body"), "body", unescape_html(comments.column("body")))
+    body = as_array(comments.column("body"))
+    if privacy.active:
+        stored, body, found = scrub_column(body, privacy)  # the rules read ``body``; the sessions keep ``stored``
+        comments = comments.set_column(comments.column_names.index("body"), "body", stored)
+        for kind in pii:
+            pii[kind] += found[kind]
+    return comments, body, repeats
+
+
+def bucket_trigrams(texts: Texts, filters: FiltersConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The bucket's distinct word-trigram hashes and their counts (the ``bland`` rule's input; empty when it is off)."""
+    if not filters.bland:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    hashes, _ = texts.words.trigram_hashes()
+    return np.unique(hashes, return_counts=True)
+
+
+def walk_chains(comments: pa.Table, cut: np.ndarray, long_turn: np.ndarray, chains: ChainsConfig) -> Walk:
+    """Where sessions end (``chains.mode``) and their turns, walked up the parent links in
+    ``max_turns - 1`` vectorised steps. A parent in another thread counts as missing; a cycle of
+    parent links is cut, so a walk never repeats a comment; a cut or long turn stops the walk below it."""
+    n = comments.num_rows
     kind = _np(comments.column("parent_kind"), "")
     is_comment_parent = kind == "comment"
     is_top = kind == "submission"
@@ -321,84 +390,97 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
         active[:] = False
         active[usable[is_comment_parent[pu]]] = True
     end_code[active] = _TRUNCATED
-    num_turns = (M >= 0).sum(axis=1)
+    return Walk(ends, M, end_code, (M >= 0).sum(axis=1), valid, on_cycle, link, link_code)
 
-    # -- titles and over_18 ----------------------------------------------------------------------
-    has_title = np.zeros(ns, dtype=bool)
-    over_18 = pa.nulls(ns, pa.bool_())
-    thread_comments = None
-    s_cols = None
-    if submissions is not None:
-        subs, _ = dedupe_by_id(submissions.select([c for c in SUBMISSION_COLUMNS if c in submissions.column_names]))
-        if filters.unescape_html:
-            for name in ("title", "selftext"):
-                subs = subs.set_column(subs.column_names.index(name), name, unescape_html(subs.column(name)))
-        rule_title = {}  # what the rules read of the title and self text, when it differs from what is stored
-        if privacy.active:
-            for name in ("title", "selftext"):
-                stored, rule_title[name], found = scrub_column(as_array(subs.column(name)), privacy)
-                subs = subs.set_column(subs.column_names.index(name), name, stored)
-                pii = {k: pii[k] + found[k] for k in pii}
-        if privacy.pseudonymize_authors:
-            subs = subs.set_column(subs.column_names.index("author"), "author", pseudonymize_column(subs.column("author"), privacy.salt))
-        end_links = pc.take(as_array(comments.column("link_id")), pa.array(ends, pa.int64()))
-        sidx = _np(pc.index_in(end_links, value_set=as_array(subs.column("id"))), -1).astype(np.int64)
-        over_18 = pc.take(as_array(subs.column("over_18")), pa.array(np.where(sidx >= 0, sidx, None), pa.int64()))
-        counts = np.append(_np(subs.column("num_comments"), -1) if "num_comments" in subs.column_names
-                           else np.full(subs.num_rows, -1), -1)
-        thread_comments = counts[sidx]  # sidx -1: no submission, so -1
-        title = as_array(subs.column("title"))
-        title_read = rule_title.get("title", title)
-        if chains.include_selftext:
-            self_text = as_array(subs.column("selftext"))
-            has_self = ~is_absent(self_text)  # a [removed] or [deleted] self text is no text
-            joined = pc.binary_join_element_wise(title, self_text, "\n\n")
-            title = pc.if_else(pa.array(has_self), joined, title)
-            joined_read = pc.binary_join_element_wise(title_read, rule_title.get("selftext", self_text), "\n\n")
-            title_read = pc.if_else(pa.array(has_self), joined_read, title_read)
-        if chains.include_title:
-            title_ok = _np(pc.is_valid(title), False)
-            has_title = (end_code == _ROOT) & (sidx >= 0) & title_ok[np.maximum(sidx, 0)] & (num_turns < T)
-            rows = np.flatnonzero(has_title)
-            M[rows, T - 1 - num_turns[rows]] = n + sidx[rows]
-            num_turns = num_turns + has_title
-        s_cols = {
+
+def attach_titles(submissions: pa.Table | None, comments: pa.Table, walk: Walk, chains: ChainsConfig,
+                  filters: FiltersConfig, privacy: Privacy, pii: dict) -> Titles:
+    """Each session's submission: ``over_18``, ``num_comments``, and (``chains.include_title``) the
+    title, with the self text when ``include_selftext``, as the first turn of a session whose walk
+    reached the root and has room for it (``walk.M`` and ``walk.num_turns`` are updated)."""
+    ns, n, T = len(walk.ends), comments.num_rows, chains.max_turns
+    titles = Titles(np.zeros(ns, dtype=bool), pa.nulls(ns, pa.bool_()))
+    if submissions is None:
+        return titles
+    subs, _ = dedupe_by_id(submissions.select([c for c in SUBMISSION_COLUMNS if c in submissions.column_names]))
+    if filters.unescape_html:
+        for name in ("title", "selftext"):
+            subs = subs.set_column(subs.column_names.index(name), name, unescape_html(subs.column(name)))
+    rule_title = {}  # what the rules read of the title and self text, when it differs from what is stored
+    if privacy.active:
+        for name in ("title", "selftext"):
+            stored, rule_title[name], found = scrub_column(as_array(subs.column(name)), privacy)
+            subs = subs.set_column(subs.column_names.index(name), name, stored)
+            for kind in pii:
+                pii[kind] += found[kind]
+    if privacy.pseudonymize_authors:
+        subs = subs.set_column(subs.column_names.index("author"), "author", pseudonymize_column(subs.column("author"), privacy.salt))
+    end_links = pc.take(as_array(comments.column("link_id")), pa.array(walk.ends, pa.int64()))
+    sidx = _np(pc.index_in(end_links, value_set=as_array(subs.column("id"))), -1).astype(np.int64)
+    titles.over_18 = pc.take(as_array(subs.column("over_18")), pa.array(np.where(sidx >= 0, sidx, None), pa.int64()))
+    counts = np.append(_np(subs.column("num_comments"), -1) if "num_comments" in subs.column_names
+                       else np.full(subs.num_rows, -1), -1)
+    titles.thread_comments = counts[sidx]  # sidx -1: no submission, so -1
+    title = as_array(subs.column("title"))
+    title_read = rule_title.get("title", title)
+    if chains.include_selftext:
+        self_text = as_array(subs.column("selftext"))
+        has_self = ~is_absent(self_text)  # a [removed] or [deleted] self text is no text
+        joined = pc.binary_join_element_wise(title, self_text, "\n\n")
+        title = pc.if_else(pa.array(has_self), joined, title)
+        joined_read = pc.binary_join_element_wise(title_read, rule_title.get("selftext", self_text), "\n\n")
+        title_read = pc.if_else(pa.array(has_self), joined_read, title_read)
+    if chains.include_title:
+        title_ok = _np(pc.is_valid(title), False)
+        titles.has_title = (walk.end_code == _ROOT) & (sidx >= 0) & title_ok[np.maximum(sidx, 0)] & (walk.num_turns < T)
+        rows = np.flatnonzero(titles.has_title)
+        walk.M[rows, T - 1 - walk.num_turns[rows]] = n + sidx[rows]
+        walk.num_turns = walk.num_turns + titles.has_title
+        titles.columns = {
             "id": pc.binary_join_element_wise("t3_", as_array(subs.column("id")), ""),
             "author": as_array(subs.column("author")), "text": title,
             "score": as_array(subs.column("score")), "created_utc": as_array(subs.column("created_utc")),
         }
-    timer.lap("chains")
+        titles.text_read = title_read
+    return titles
 
-    # -- session rules, as array expressions over the turn matrix ---------------------------------
+
+def session_rules(comments: pa.Table, body: pa.Array, walk: Walk, titles: Titles, feats: dict, common_words,
+                  chains: ChainsConfig, filters: FiltersConfig, rules: Rules) -> tuple[np.ndarray, SessionView, dict]:
+    """The session rules in their order, as array expressions over the turn matrix; the first that
+    fails names a session's drop reason. Returns (reason codes into ``REASONS``, the view the rules
+    read, with the classifier's and language's judgements, the per-turn features with titles)."""
     ext = {name: np.append(values, values.dtype.type(0)) for name, values in feats.items()}  # index -1: no turn
-    if s_cols is not None and chains.include_title:
-        title_feats = text_features(Texts(title_read), rules, title=True)
+    if titles.columns is not None:
+        title_feats = text_features(Texts(titles.text_read), rules, title=True)
         ext = {name: np.concatenate([feats[name], title_feats[name], [feats[name].dtype.type(0)]]) for name in feats}
-    reason = np.zeros(ns, dtype=np.int16)
+    ends = walk.ends
+    reason = np.zeros(len(ends), dtype=np.int16)
     code = {r: i for i, r in enumerate(REASONS)}
 
     def drop(name: str, fails: np.ndarray) -> None:
         reason[(reason == 0) & fails] = code[name]
 
-    drop("min_turns", num_turns < chains.min_turns)
-    drop("max_turns", (end_code == _TRUNCATED) & (chains.long_chains == "drop"))
-    view = SessionView(filters, rules, ext, M, ends, feats,
-                       pc.take(as_array(comments.column("subreddit")), pa.array(ends, pa.int64())), _np(over_18, False).astype(bool),
+    drop("min_turns", walk.num_turns < chains.min_turns)
+    drop("max_turns", (walk.end_code == _TRUNCATED) & (chains.long_chains == "drop"))
+    view = SessionView(filters, rules, ext, walk.M, ends, feats,
+                       pc.take(as_array(comments.column("subreddit")), pa.array(ends, pa.int64())),
+                       _np(titles.over_18, False).astype(bool),
                        _np(comments.column("score"), 0)[ends], _np(pc.is_valid(comments.column("score")), False)[ends],
-                       thread_comments, num_turns, common_words, body, lambda: reason == 0)
+                       titles.thread_comments, walk.num_turns, common_words, body, lambda: reason == 0)
     for rule in rules.on("session"):
         drop(rule.name, np.asarray(rule.fails(view), dtype=bool))
-    total_words = view.total("n_words")
-    cfg = filters
-    timer.lap("session rules")
+    return reason, view, ext
 
-    # -- split -----------------------------------------------------------------------------------
-    names = link.dictionary.to_pylist()
+
+def split_sessions(comments: pa.Table, walk: Walk, split: SplitConfig) -> np.ndarray:
+    """Each session's split, decided per thread (``link_id``) so no thread spans two splits: by a
+    hash of the id, or by the day the thread's first comment in the bucket was written."""
+    names = walk.link.dictionary.to_pylist()
+    link_code = walk.link_code
     if split.method == "hash":
         per_link = np.array([hash_split(x, split) for x in names] + [TRAIN], dtype=object)
     else:
-        import datetime as dt
-
         created = _np(comments.column("created_utc"), np.iinfo(np.int64).max)
         start = np.full(len(names) + 1, np.iinfo(np.int64).max, dtype=np.int64)
         np.minimum.at(start, np.where(link_code >= 0, link_code, len(names)), created)
@@ -408,17 +490,24 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
         test_day = (dt.date.fromisoformat(split.test_from) - epoch).days
         known = start != np.iinfo(np.int64).max
         per_link = np.where(known & (day >= test_day), TEST, np.where(known & (day >= valid_day), VALID, TRAIN)).astype(object)
-    session_split = per_link[np.where(link_code[ends] >= 0, link_code[ends], len(names))]
-    timer.lap("split")
+    return per_link[np.where(link_code[walk.ends] >= 0, link_code[walk.ends], len(names))]
 
-    # -- the session table -----------------------------------------------------------------------
+
+def session_table(comments: pa.Table, body: pa.Array, walk: Walk, titles: Titles, ext: dict, reason: np.ndarray,
+                  view: SessionView, total_words: np.ndarray, session_split: np.ndarray, chains: ChainsConfig,
+                  filters: FiltersConfig, privacy: Privacy) -> pa.Table:
+    """The candidate sessions, sorted by session id, with what the corpus rules need: for each
+    session still alive the hash of its response (``_rkey``) and of all its turns (``_skey``)."""
+    M, ends, num_turns = walk.M, walk.ends, walk.num_turns
+    ns = len(ends)
     flat = M[M >= 0]
     offsets = np.concatenate([[0], np.cumsum(num_turns)]).astype(np.int64)
     flat_arr = pa.array(flat, pa.int64())
+    s_cols = titles.columns
 
     def ext_column(name: str, comment_name: str | None = None) -> pa.Array:
         base = as_array(comments.column(comment_name or name))
-        if s_cols is not None and chains.include_title:
+        if s_cols is not None:
             base = pa.concat_arrays([base.cast(s_cols[name].type) if base.type != s_cols[name].type else base, s_cols[name]])
         return pc.take(base, flat_arr)
 
@@ -427,12 +516,12 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
     rkey = np.zeros(ns, dtype=np.uint64)
     skey = np.zeros(ns, dtype=np.uint64)
     turn_texts = ext_column("text", "body")
-    if cfg.duplicate_session or cfg.duplicate_response:
+    if filters.duplicate_session or filters.duplicate_response:
         alive_rows = np.flatnonzero(alive)
         used = np.unique(M[alive_rows][M[alive_rows] >= 0])
         row_hash = np.zeros(len(ext["n_words"]), dtype=np.uint64)
         base_text = as_array(comments.column("body"))
-        if s_cols is not None and chains.include_title:
+        if s_cols is not None:
             base_text = pa.concat_arrays([base_text, s_cols["text"]])
         row_hash[used] = text_hashes(pc.take(base_text, pa.array(used, pa.int64())))
         rkey[alive_rows] = row_hash[ends[alive_rows]]
@@ -447,9 +536,9 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
         "created_utc": _lists(offsets, ext_column("created_utc")),
         "scores": _lists(offsets, ext_column("score")),
         "num_turns": pa.array(num_turns, pa.int32()),
-        "has_title": pa.array(has_title),
-        "over_18": over_18,
-        "chain_end": pa.array(np.array(CHAIN_ENDS, dtype=object)[end_code], pa.string()),
+        "has_title": pa.array(titles.has_title),
+        "over_18": titles.over_18,
+        "chain_end": pa.array(np.array(CHAIN_ENDS, dtype=object)[walk.end_code], pa.string()),
         "language": pa.array(view.language, pa.string()),
         "language_confidence": pa.array(view.language_confidence, pa.float64()),
         "classifier_score": pa.array(view.classifier_score, pa.float64(), from_pandas=True),
@@ -461,13 +550,7 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
         "_skey": pa.array(skey, pa.uint64()),
         **({"_rtext": pc.take(body, ends_arr)} if privacy.scrub_pii else {}),  # the response as the rules read it
     })
-    table = table.take(pc.sort_indices(table, sort_keys=[("session_id", "ascending")]))
-    stats = {"rows": n + repeats, "comments": n, "duplicate_ids": repeats, "valid": int(valid.sum()),
-             "parent_cycles": int(on_cycle.sum()), "pii": pii,
-             "cut_by_turn_rule": {r: int((cut == i + 1).sum()) for i, r in enumerate(TURN_RULES)},
-             "candidates": ns}
-    timer.lap("sessions")
-    return table, stats, grams, gram_counts.astype(np.int64)
+    return table.take(pc.sort_indices(table, sort_keys=[("session_id", "ascending")]))
 
 
 def _session_languages(language, M: np.ndarray, n: int, filters: FiltersConfig):
@@ -572,8 +655,6 @@ def near_duplicate_inputs(candidates: pa.Table, bucket: int, filters: FiltersCon
     smallest session id), and the others, already near duplicates of it (Jaccard 1), as verified
     pairs (``ND_VERIFIED``). Responses equal once normalised never reach the pairs: a text repeated
     hundreds of times is one signature."""
-    from extraction.sessions import neardup
-
     alive = np.flatnonzero(_np(pc.is_null(candidates.column("drop_reason"))))  # (candidates are sorted by session_id)
     texts = neardup.normalize(response_texts(candidates, alive))  # compared, stored and shown normalised from here on
     normalized = pc.dictionary_encode(texts)
@@ -617,8 +698,6 @@ def near_duplicate_pairs(bands: pa.Table, max_group: int, threshold: float = 0.0
     buckets) are linked to the smallest id among them directly (Jaccard 1, texts left null) and only
     that one takes part in the candidate pairs; pairs whose shingle counts alone rule the threshold
     out (Jaccard <= smaller / larger count) are left out."""
-    from extraction.sessions import neardup
-
     empty = ND_PAIRS.empty_table(), ND_VERIFIED.empty_table()
     # Only rows whose band key another row shares can pair, and copies of one text share every key:
     # the rest (most rows) leave here, before any sort of session ids.
@@ -694,8 +773,6 @@ def verify_pairs(pairs: pa.Table, shingle: int, threshold: float) -> pa.Table:
     """The pairs (with both normalised texts and sketches) whose exact shingle Jaccard is at least
     ``threshold`` (``ND_VERIFIED``). A pair whose sketches agree in fewer values than a pair at the
     threshold would but once in a million (``neardup.agreement_cutoff``) is not verified."""
-    from extraction.sessions import neardup
-
     if not pairs.num_rows:
         return ND_VERIFIED.empty_table()
     a_sketch, b_sketch = _sketch_matrix(pairs.column("a_sketch")), _sketch_matrix(pairs.column("b_sketch"))
@@ -718,8 +795,6 @@ def pair_jaccard(texts: pa.Array, code: np.ndarray, shingle: int, normalized: bo
     """The exact shingle Jaccard of pairs of texts, vectorised: pair ``i`` is ``texts[code[i]]`` and
     ``texts[code[n + i]]``. Each text's distinct shingles once, keyed by (text, shingle) in one sorted
     array; each shingle of a pair's first text is looked up under the second text's key."""
-    from extraction.sessions import neardup
-
     n = len(code) // 2
     hashes, row = neardup.shingles(texts, shingle, normalized)
     keyed = splitmix64(hashes ^ (row.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))  # (text, shingle) as one key
@@ -750,8 +825,6 @@ def near_duplicate_clusters(verified: pa.Table, examples: int = 3) -> tuple[pa.T
     """The last step, over every verified pair: the clusters (connected components), every member
     but the smallest session id dropped (``ND_DROPPED``), and for the report the histogram of cluster
     sizes and the ``examples`` largest clusters (ties: the smallest kept id) with their texts."""
-    from extraction.sessions import neardup
-
     members, roots = neardup.components(as_array(verified.column("a")), as_array(verified.column("b")))
     ids = pa.concat_arrays([as_array(verified.column("a")), as_array(verified.column("b"))])
     buckets = pa.concat_arrays([as_array(verified.column("a_bucket")), as_array(verified.column("b_bucket"))])

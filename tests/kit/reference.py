@@ -14,7 +14,8 @@ from collections import Counter
 from extraction.sessions.privacy import KINDS as PII_KINDS, Privacy, pseudonym, scrub_text
 from extraction.sessions.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, hash_split
 from extraction.sessions.dialogpt import comment_words
-from extraction.sessions.filters import ABSENT_TEXTS, TURN_RULES, FiltersConfig, Rules, trigrams, unescape_html, words
+from extraction.sessions.features import ABSENT_TEXTS
+from extraction.sessions.filters import TURN_RULES, FiltersConfig, Rules, trigrams, unescape_html, words
 
 _COLUMNS = ("link_id", "parent_id", "parent_kind", "subreddit", "author", "body", "score", "created_utc")
 
