@@ -280,7 +280,7 @@ def candidate_pairs(keys: np.ndarray, ids: pa.Array, max_group: int) -> tuple[np
     group's smallest id. Each pair once."""
     if not len(keys):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    rank = _id_rank(ids)
+    rank = id_order(ids)
     order = np.lexsort((rank, keys))
     k = keys[order]
     start = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
@@ -306,15 +306,41 @@ def candidate_pairs(keys: np.ndarray, ids: pa.Array, max_group: int) -> tuple[np
     a, b = np.concatenate(a_out), np.concatenate(b_out)
     if not len(a):
         return a, b
-    key = rank[a].astype(np.int64) * np.int64(rank.max() + 1) + rank[b]
-    pairs = np.unique(key, return_index=True)[1]
-    return a[pairs], b[pairs]
+    by = np.lexsort((rank[b], rank[a]))  # stable: the first row of each pair of ids stays
+    ra, rb = rank[a][by], rank[b][by]
+    first = np.ones(len(by), dtype=bool)
+    first[1:] = (ra[1:] != ra[:-1]) | (rb[1:] != rb[:-1])
+    return a[by[first]], b[by[first]]
 
 
-def _id_rank(ids: pa.Array) -> np.ndarray:
-    """Each id's rank among the distinct ids, in string order (equal ids, equal ranks)."""
+_ID_PLACES = 12
+"""Base-36 ids up to this long pack into 64 bits (37 ** 12 < 2 ** 64)."""
+_ID_SYMBOL = np.zeros(256, dtype=np.uint64)
+_ID_SYMBOL[np.frombuffer(b"0123456789abcdefghijklmnopqrstuvwxyz", np.uint8)] = np.arange(1, 37, dtype=np.uint64)
+_ID_PLACE = np.uint64(37) ** np.arange(_ID_PLACES - 1, -1, -1, dtype=np.uint64)
 
-    encoded = pc.dictionary_encode(as_array(ids))
+
+def id_order(ids: pa.Array) -> np.ndarray:
+    """One integer per id whose order and equality are the ids' string order and equality.
+
+    Reddit's ids are base 36 (``0-9a-z``, digits below letters as in ASCII), seven characters
+    today: up to ``_ID_PLACES`` of them pack into a uint64, a place per character holding 1-36, or
+    0 past the id's end, so a shorter id sorts before the longer ones it starts (``a`` < ``a0`` <
+    ``b``), as strings do; no string sort. Any other id (a null, another character, a longer id):
+    each id's rank among the distinct ids, by a dictionary and a string sort."""
+    ids = as_array(ids)
+    if ids.type == pa.string() and not ids.null_count and len(ids):
+        offsets = np.frombuffer(ids.buffers()[1], np.int32, len(ids) + 1, ids.offset * 4)
+        data = np.frombuffer(ids.buffers()[2], np.uint8) if ids.buffers()[2] is not None else np.zeros(0, np.uint8)
+        lengths = np.diff(offsets)
+        symbols = _ID_SYMBOL[data[offsets[0]:offsets[-1]]]
+        if lengths.max() <= _ID_PLACES and symbols.all():
+            out = np.zeros(len(ids), dtype=np.uint64)
+            for place in range(int(lengths.max())):
+                rows = np.flatnonzero(lengths > place)
+                out[rows] += _ID_SYMBOL[data[offsets[rows] + place]] * _ID_PLACE[place]
+            return out
+    encoded = pc.dictionary_encode(ids)
     order = pc.sort_indices(encoded.dictionary).to_numpy(zero_copy_only=False)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))

@@ -708,16 +708,29 @@ def near_duplicate_pairs(bands: pa.Table, max_group: int, threshold: float = 0.0
     packed = (key >> np.uint64(bits) << np.uint64(bits)) | np.arange(len(key), dtype=np.uint64)
     packed.sort()
     top = packed >> np.uint64(bits)
-    shared = np.zeros(len(key), dtype=bool)
-    shared[1:] = top[1:] == top[:-1]
+    starts = np.ones(len(key), dtype=bool)
+    starts[1:] = top[1:] != top[:-1]
+    shared = ~starts
     shared[:-1] |= shared[1:]
-    rows = (packed[shared] & np.uint64((1 << bits) - 1)).astype(np.int64)
+    places = np.flatnonzero(shared)
+    rows = (packed[places] & np.uint64((1 << bits) - 1)).astype(np.int64)
+    # A key shared by copies of one text alone gives no candidate pair: of such a group only the
+    # first band's rows stay (they link the copies). In a bigger month more template replies have
+    # copies in other buckets, and these rows grow faster than the month; the pairs are the same.
+    if len(rows):
+        first = starts[places]
+        text = _np(bands.column("text_hash"))[rows]
+        other_text = np.zeros(len(rows), dtype=bool)
+        other_text[1:] = (text[1:] != text[:-1]) & ~first[1:]
+        group = np.cumsum(first) - 1
+        mixed = np.bincount(group, weights=other_text, minlength=int(group[-1]) + 1)[group] > 0
+        rows = rows[mixed | (_np(bands.column("band_index"))[rows] == 0)]
     rows.sort()
     bands = bands.take(pa.array(rows, pa.int64()))
     if not bands.num_rows:
         return empty
     ids = as_array(bands.column("session_id"))
-    rank = neardup._id_rank(ids)
+    rank = neardup.id_order(ids)
     text = _np(bands.column("text_hash"))
     order = np.lexsort((rank, text))
     first = np.ones(len(order), dtype=bool)

@@ -181,3 +181,76 @@ def test_the_sketch_filter_lets_pairs_above_the_threshold_through_and_most_below
         kept[truth >= 0.8].append(int((sk[0] == sk[1]).sum()) >= cutoff)
     assert all(kept[True]) and len(kept[True]) > 20  # never a pair at or above the threshold
     assert np.mean(kept[False]) < 0.5  # most pairs below it spared the exact check
+
+
+def _pairs_by_definition(rows: list[dict], max_group: int, threshold: float) -> tuple[set, set]:
+    """``near_duplicate_pairs`` written out row by row: copies of a text (equal text hash) are linked to
+    their smallest id by the rows of their first band, and only that id takes part in the groups of a
+    band key: every pair in a group of at most ``max_group`` texts, else each with the smallest;
+    pairs the shingle counts rule out are left out."""
+    from collections import defaultdict
+
+    ids_of, keys = defaultdict(set), defaultdict(set)
+    for r in rows:
+        ids_of[r["text_hash"]].add((r["session_id"], r["bucket"], r["shingles"]))
+    rep = {t: min(ids) for t, ids in ids_of.items()}
+    same = {(r["session_id"], r["bucket"], rep[r["text_hash"]][0], rep[r["text_hash"]][1]) for r in rows
+            if r["band_index"] == 0 and r["session_id"] != rep[r["text_hash"]][0]}
+    for r in rows:
+        keys[r["band"]].add(rep[r["text_hash"]])
+    pairs = set()
+    for members in keys.values():
+        members = sorted(members)
+        links = [(a, b) for i, b in enumerate(members) for a in members[i + 1:]] if len(members) <= max_group \
+            else [(a, members[0]) for a in members[1:]]
+        pairs |= {(a[0], a[1], b[0], b[1]) for a, b in links if min(a[2], b[2]) >= threshold * max(a[2], b[2])}
+    return pairs, same
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_band_rows_with_copies_in_many_buckets_give_the_pairs_of_the_definition(seed):
+    """Template replies with copies in many buckets (their band keys shared by copies alone, or by
+    other texts too), keys colliding between texts in one band and across bands: the candidate pairs and the
+    links between copies are those of the definition, whatever rows the step leaves out early."""
+    from extraction.sessions.threads import ND_BANDS, near_duplicate_pairs
+
+    rng = np.random.default_rng(seed)
+    rows, next_id = [], 36 ** 5
+    pool = rng.integers(0, 2**64, 60, dtype=np.uint64)  # few keys: texts collide often
+    for text in range(40):
+        # a text's 20 keys differ (a band key mixes in its band's number); a third of the texts have keys of their own
+        bands = rng.choice(pool, 20, replace=False) if text % 3 else rng.integers(0, 2**64, 20, dtype=np.uint64)
+        shingles = int(rng.integers(5, 12))
+        for copy in range(int(rng.integers(1, 7))):
+            sid = np.base_repr(next_id + int(rng.integers(0, 10**6)), 36).lower()
+            next_id += 10**6
+            bucket = int(rng.integers(0, 8))
+            rows += [{"band": int(k), "session_id": sid, "bucket": bucket, "shingles": shingles, "text_hash": 1000 + text,
+                      "band_index": i} for i, k in enumerate(bands)]
+    # Two replies alike in one band alone (not the first), each written once: their only pair.
+    for sid, text in (("zz0001", 98), ("zz0002", 99)):
+        rows += [{"band": 7 if i == 5 else int(rng.integers(0, 2**64, dtype=np.uint64)), "session_id": sid, "bucket": 0,
+                  "shingles": 9, "text_hash": text, "band_index": i} for i in range(20)]
+    rng.shuffle(rows)
+    table = pa.Table.from_pylist(rows, schema=ND_BANDS)
+    for max_group in (3, 64):
+        pairs, same = near_duplicate_pairs(table, max_group, 0.8)
+        got = {tuple(r.values()) for r in pairs.to_pylist()}
+        got_same = {(r["a"], r["a_bucket"], r["b"], r["b_bucket"]) for r in same.to_pylist()}
+        want, want_same = _pairs_by_definition(rows, max_group, 0.8)
+        assert got == want and len(got) == pairs.num_rows
+        assert got_same == want_same and len(got_same) == same.num_rows
+        assert want and want_same and ("zz0002", 0, "zz0001", 0) in got
+
+
+@pytest.mark.parametrize("alphabet", ["0123456789abcdefghijklmnopqrstuvwxyz", "0123456789abcdefghijklmnopqrstuvwxyzAB_"])
+def test_id_order_is_the_string_order(alphabet):
+    """Reddit's base-36 ids packed in 64 bits (any other id: ranked by a string sort), on ids of
+    0-13 characters, repeated, from a sliced array: order and equality are the strings'."""
+    rng = np.random.default_rng(len(alphabet))
+    ids = ["".join(rng.choice(list(alphabet), int(rng.integers(0, 14 if "_" in alphabet else 13)))) for _ in range(400)]
+    ids += ids[:50]
+    array = pa.array(["pad"] + ids)[1:]
+    key = neardup.id_order(array)
+    order = sorted(range(len(ids)), key=lambda i: ids[i])
+    assert all(key[i] < key[j] if ids[i] < ids[j] else key[i] == key[j] for i, j in zip(order, order[1:]))

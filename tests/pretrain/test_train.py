@@ -191,9 +191,22 @@ def test_deepspeed_launcher_and_hydra_overrides(shards_dir, tmp_path):
     "overrides, message",
     [
         (["trainer.global_batch_size=7"], "batch arithmetic"),
-        (["data.seq_len=4096"], "exceeds model.n_positions"),
         (["model.init=resume", "trainer.resume_from=/nonexistent"], "not a complete checkpoint: does not exist"),
         (["deepspeed.precision=bf16"], "needs a GPU"),
+    ],
+)
+def test_bad_configs_fail_before_any_step(shards_dir, tmp_path, overrides, message):
+    """The command line's contract, for errors found at set-up (the world size, the checkpoint, the device):
+    one line, exit status 2, no step taken."""
+    result = run([sys.executable, "-m", "pretrain.train", *base(shards_dir, tmp_path / "bad"), *overrides])
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-3000:]
+    assert not (tmp_path / "bad" / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data.seq_len=4096"], "exceeds model.n_positions"),
         (["optimizer.name=sgd"], "optimizer.name must be adamw"),
         (["trainer.keep_last=0"], "trainer.keep_last must be >= 1"),
         (["data.seq_len=0"], "data.seq_len must be >= 1"),
@@ -201,10 +214,18 @@ def test_deepspeed_launcher_and_hydra_overrides(shards_dir, tmp_path):
         (["trainer.stop_signals=[USR9]"], "'USR9' is not a signal name"),
     ],
 )
-def test_bad_configs_fail_before_any_step(shards_dir, tmp_path, overrides, message):
-    result = run([sys.executable, "-m", "pretrain.train", *base(shards_dir, tmp_path / "bad"), *overrides])
-    assert result.returncode == 2 and message in result.stderr, result.stderr[-3000:]
-    assert not (tmp_path / "bad" / "metrics.jsonl").exists()
+def test_bad_values_are_refused_by_the_composed_config(tmp_path, overrides, message):
+    """What ``TrainConfig.validate`` refuses, composed from the same command line by Hydra in this
+    process (``train`` calls ``validate`` first; the test above holds the command line to exit 2)."""
+    from omegaconf import OmegaConf
+
+    from pretrain.config import GROUPS, ConfigError, TrainConfig
+    from reddit_pretrain.cli import _compose, register_schemas
+
+    register_schemas("train", TrainConfig, GROUPS)
+    cfg = OmegaConf.to_object(_compose("train", base(tmp_path / "shards", tmp_path / "bad", *overrides))[0])
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        cfg.validate()
 
 
 def test_missing_shards_and_checkpoint_from_another_model(shards_dir, tmp_path):
@@ -244,7 +265,7 @@ def test_chat_reads_turns_from_stdin(shards_dir, tmp_path):
     assert eof.returncode == 0 and "Traceback" not in eof.stderr
 
 
-def test_chat_takes_any_bytes_and_refuses_a_length_beyond_the_model(shards_dir, tmp_path):
+def test_chat_takes_any_bytes_and_refuses_a_length_beyond_the_model(shards_dir, tmp_path, capsys):
     """Invalid UTF-8 on stdin is read (as U+FFFD), not a TypeError; --max-new-tokens past the
     model's positions is one line, not an IndexError."""
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
@@ -254,22 +275,24 @@ def test_chat_takes_any_bytes_and_refuses_a_length_beyond_the_model(shards_dir, 
                                        eos_token_id=tok.eos_token_id))
     model.save_pretrained(tmp_path / "m")
     tok.save_pretrained(tmp_path / "m")
-    for extra_env in ({}, {"LC_ALL": "C", "LANG": "C"}):
+    # Invalid UTF-8, an empty line (skipped: it used to quit without a word) and a prompt past the
+    # window (cut, and said), in the default locale and in C's.
+    long_prompt = " ".join(["word"] * 80).encode()
+    for extra_env, stdin, replies in (({}, b"hello \xff\xfe there\n\n" + long_prompt + b"\nquit\n", 2),
+                                      ({"LC_ALL": "C", "LANG": "C"}, b"hello \xff\xfe there\nquit\n", 1)):
         result = subprocess.run([sys.executable, "-m", "pretrain.chat", str(tmp_path / "m"), "--max-new-tokens", "3"],
-                                input=b"hello \xff\xfe there\nquit\n", capture_output=True, env={**env(), **extra_env},
-                                cwd=REPO, timeout=300)
-        assert result.returncode == 0 and result.stdout.decode().count("bot> ") == 1, result.stderr.decode()[-2000:]
-    # An empty line is skipped (it used to quit without a word); a prompt past the window is cut, and said.
-    result = subprocess.run([sys.executable, "-m", "pretrain.chat", str(tmp_path / "m"), "--max-new-tokens", "3"],
-                            input="hello\n\n" + " ".join(["word"] * 80) + "\nquit\n", capture_output=True, text=True,
-                            env=env(), cwd=REPO, timeout=300)
-    assert result.returncode == 0 and result.stdout.count("bot> ") == 2, result.stderr[-2000:]
-    assert "the model sees its last 61" in result.stderr and "an empty line is ignored" in result.stderr
-    for bad in ("64", "0", "5000"):
-        result = subprocess.run([sys.executable, "-m", "pretrain.chat", str(tmp_path / "m"), "--max-new-tokens", bad],
-                                input="hi\n", capture_output=True, text=True, env=env(), cwd=REPO, timeout=300)
-        assert result.returncode == 2 and "Traceback" not in result.stderr
-        assert result.stderr.strip().splitlines()[-1].startswith("error: --max-new-tokens must be between 1 and 63")
+                                input=stdin, capture_output=True, env={**env(), **extra_env}, cwd=REPO, timeout=300)
+        out, err = result.stdout.decode(), result.stderr.decode()
+        assert result.returncode == 0 and out.count("bot> ") == replies, err[-2000:]
+        assert "Traceback" not in err
+        if replies == 2:
+            assert "the model sees its last 61" in err and "an empty line is ignored" in err
+    from pretrain import chat
+
+    for bad in ("64", "0", "5000"):  # in this process: the same main() the command runs
+        assert chat.main([str(tmp_path / "m"), "--max-new-tokens", bad]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines[-1].startswith("error: --max-new-tokens must be between 1 and 63")
 
 
 @pytest.mark.gpu
