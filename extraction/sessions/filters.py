@@ -414,6 +414,16 @@ def _check_language(cfg) -> None:
         raise ValueError("filters.languages must name a language")
 
 
+_NEAR_SETTINGS = (
+    Setting("near_duplicate_threshold", float, 0.8, "The Jaccard of two responses' word shingles at which they "
+            "are near duplicates.", minimum=0, maximum=1),
+    Setting("near_duplicate_shingle", int, 4, "Words per shingle.", minimum=1),
+    Setting("near_duplicate_bands", int, 20, "LSH bands of the MinHash signature.", minimum=1),
+    Setting("near_duplicate_rows", int, 5, "MinHash values per band (the signature has bands x rows).", minimum=1),
+    Setting("near_duplicate_max_group", int, 8, "A band group of more responses than this is checked against "
+            "its smallest session id only (n - 1 pairs, not n x n).", minimum=2))
+"""The near-duplicate rules' settings (declared by ``near_duplicate_response``, read by both)."""
+
 _RULES: list[Rule] = [
     Rule("deleted", "turn", "comment", "A body in ``deleted_bodies`` (or none at all) cuts the chain.",
          (Setting("deleted_bodies", list[str], ["[deleted]", "[removed]"], "The released extractor removes ``[deleted]`` only."),),
@@ -536,14 +546,14 @@ _RULES: list[Rule] = [
          "``near_duplicate_threshold`` are linked (MinHash LSH candidates, each pair verified exactly), linked ones "
          "form clusters, and of each cluster the session with the smallest session id is kept; the others' rejects "
          "name it (``duplicate_of``). Responses of fewer than ``near_duplicate_shingle`` words are not judged.",
-         (Setting("near_duplicate_threshold", float, 0.8, "The Jaccard of two responses' word shingles at which they "
-                  "are near duplicates.", minimum=0, maximum=1),
-          Setting("near_duplicate_shingle", int, 4, "Words per shingle.", minimum=1),
-          Setting("near_duplicate_bands", int, 20, "LSH bands of the MinHash signature.", minimum=1),
-          Setting("near_duplicate_rows", int, 5, "MinHash values per band (the signature has bands x rows).", minimum=1),
-          Setting("near_duplicate_max_group", int, 8, "A band group of more responses than this is checked against "
-                  "its smallest session id only (n - 1 pairs, not n x n).", minimum=2)),
-         switch_name="near_duplicate"),
+         _NEAR_SETTINGS, switch_name="near_duplicate"),
+    Rule("near_duplicate_session", "corpus", "any turn",
+         "Near-duplicate sessions: ``near_duplicate_response``'s machinery and settings (``near_duplicate_*``) over each "
+         "session's turns joined by a newline, as stored (PII placeholders are words like any other): of each cluster "
+         "of sessions alike as a whole, the smallest session id is kept. It finds what the response rule cannot: the "
+         "same exchange reposted with its reply reworded. Off in the project's rule set; a session both rules drop is "
+         "counted under ``near_duplicate_response``.",
+         on=False, validate=lambda cfg: [s.check(getattr(cfg, s.name)) for s in _NEAR_SETTINGS]),
 ]
 
 

@@ -63,7 +63,7 @@ from extraction.sessions.report import (annotate_rules, format_report, ingest_su
                                         merge_reports, rejected_examples, render_report, run_info)
 from extraction.sessions.threads import (COMMENT_COLUMNS, ND_BANDS, ND_DROPPED, ND_PAIRS, ND_PAIRS_A, ND_VERIFIED,
                                          SESSION_COLUMNS, SUBMISSION_COLUMNS, Timer, build_candidates, finish_bucket,
-                                         frequent_trigrams, near_duplicate_clusters, near_duplicate_inputs,
+                                         frequent_trigrams, near_duplicate_clusters, near_duplicate_inputs, near_duplicates_on,
                                          near_duplicate_pairs, resolve_duplicates, unique_pairs, verify_pairs, with_texts)
 from extraction.spark import SparkConfig, exchange, run_tasks, session_for, where
 
@@ -176,7 +176,7 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         say(f"2/3 corpus counts: {len(frequent):,} frequent trigrams, "
             f"{sum(r['duplicates'] for r, _ in reduced):,} duplicates ({wall['corpus rules']:.1f} s)")
         near, near_results = None, []
-        if cfg.filters.near_duplicate:
+        if near_duplicates_on(cfg.filters):
             buckets = [{"bucket": r["bucket"]} for r, _ in built]
             candidates = sum(r.get("near_pairs", 0) for r, _ in reduced)
             checked = []
@@ -188,8 +188,9 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
                              functools.partial(_near_clusters_task, settings), here=True)
             near_results += checked + [(near, None)]
             say(f"   near duplicates: {sum(r['pairs'] for r, _ in checked):,} candidate pairs, "
-                f"{near['verified']:,} verified, {near['near_duplicates']['clusters']:,} clusters, {near['dropped']:,} "
-                f"replies to drop ({sum(wall[k] for k in wall if k.startswith('near')):.1f} s)")
+                f"{near['verified']:,} verified, {near['near_duplicates']['clusters']:,} clusters of replies"
+                + (f", {near['near_duplicates']['sessions']['clusters']:,} of sessions" if "sessions" in near['near_duplicates'] else "")
+                + f", {near['dropped']:,} sessions to drop ({sum(wall[k] for k in wall if k.startswith('near')):.1f} s)")
         finished = job("write", [{"bucket": r["bucket"], "comments": r["stats"]["comments"], "valid": r["stats"]["valid"]}
                                  for r, _ in built], functools.partial(_write_task, settings))
         finished.sort(key=lambda r: r[0]["bucket"])
@@ -356,7 +357,7 @@ def _sessions_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]
     exchange.write_partitioned(_work_file(settings, "keys", b), keys,
                                exchange.hash_partition(_np(keys.column("_rkey")), settings.reducers), settings.reducers)
     timer.lap("writes")
-    if settings.filters.near_duplicate:
+    if near_duplicates_on(settings.filters):
 
         bands, texts, aliases = near_duplicate_inputs(candidates, b, settings.filters)
         timer.lap("near duplicates: signatures")
@@ -381,7 +382,7 @@ def _corpus_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     exchange.write_partitioned(_work_file(settings, "dropped", r), dropped.cast(_DROPPED), _np(dropped.column("bucket")),
                                settings.buckets)
     timer.lap("corpus rules")
-    if settings.filters.near_duplicate:
+    if near_duplicates_on(settings.filters):
 
         bands = exchange.read_partition([_work_file(settings, "nd_bands", b) for b in range(settings.buckets)], r, ND_BANDS)
         pairs, same = near_duplicate_pairs(bands, settings.filters.near_duplicate_max_group, settings.filters.near_duplicate_threshold)
@@ -444,7 +445,7 @@ def _write_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     candidates = exchange.read_table(_work_file(settings, "candidates", b))
     dropped = exchange.read_partition([_work_file(settings, "dropped", r) for r in range(settings.reducers)], b, _DROPPED)
     near = None
-    if settings.filters.near_duplicate:
+    if near_duplicates_on(settings.filters):
 
         near = exchange.read_partition([_work_file(settings, "nd_dropped", 0)], b, ND_DROPPED)
     frequent = None

@@ -132,6 +132,10 @@ def format_report(report: dict, output: str) -> str:
         near = report["near_duplicates"]
         lines.append(f"near-duplicate replies: {near['clusters']:,} clusters, sizes "
                      + ", ".join(f"{k}: {v:,}" for k, v in near["sizes"].items() if v))
+    if report.get("near_duplicates", {}).get("sessions", {}).get("clusters"):
+        near = report["near_duplicates"]["sessions"]
+        lines.append(f"near-duplicate sessions: {near['clusters']:,} clusters, sizes "
+                     + ", ".join(f"{k}: {v:,}" for k, v in near["sizes"].items() if v))
     if any(c.get("pii_masked", {}).values()):
         lines.append("PII masked in the stored texts: " + ", ".join(f"{k} {v:,}" for k, v in c["pii_masked"].items()))
     if report.get("stage_seconds"):
@@ -317,6 +321,18 @@ def _settings_text(settings: dict) -> str:
     return ", ".join(f"{k.split('.', 1)[1]}={v}" for k, v in settings.items() if k != "on") or "on"
 
 
+def _near_html(near: dict, what: str) -> str:
+    """The report's section on one near-duplicate rule's clusters (``what``: replies or sessions)."""
+    sizes = sorted(near["sizes"].items(), key=lambda kv: int(kv[0].split("-")[0].rstrip("+")))
+    clusters = "".join(
+        f"<h3>{e['size']:,} {what}; kept {html.escape(e['kept'])}</h3><ol><li><b>kept:</b> {html.escape(e['kept_text'])}</li>"
+        + "".join(f"<li>{html.escape(d['session_id'])}: {html.escape(d['text'])}</li>" for d in e["dropped"]) + "</ol>"
+        for e in near["examples"])
+    return (f"<p>{near['clusters']:,} clusters of near-duplicate {what} (the smallest session id of each kept; "
+            f"rejects name it in <code>duplicate_of</code>)</p>{_table([[k, v] for k, v in sizes], [f'{what} in the cluster', 'clusters'])}"
+            f"<p>The largest clusters (texts shortened):</p>{clusters or '<p>none</p>'}")
+
+
 def _html(report: dict, png: bytes) -> str:
     c = report["comments"]
     accounting = [["repeated comment id (one row per id kept)", c.get("duplicate_ids", 0)],
@@ -342,14 +358,8 @@ def _html(report: dict, png: bytes) -> str:
     near = report.get("near_duplicates")
     near_html = "<p>off</p>"
     if near is not None:
-        sizes = sorted(near["sizes"].items(), key=lambda kv: int(kv[0].split("-")[0].rstrip("+")))
-        clusters = "".join(
-            f"<h3>{e['size']:,} replies; kept {html.escape(e['kept'])}</h3><ol><li><b>kept:</b> {html.escape(e['kept_text'])}</li>"
-            + "".join(f"<li>{html.escape(d['session_id'])}: {html.escape(d['text'])}</li>" for d in e["dropped"]) + "</ol>"
-            for e in near["examples"])
-        near_html = (f"<p>{near['clusters']:,} clusters of near-duplicate replies (the smallest session id of each kept; "
-                     f"rejects name it in <code>duplicate_of</code>)</p>{_table([[k, v] for k, v in sizes], ['replies in the cluster', 'clusters'])}"
-                     f"<p>The largest clusters (texts shortened):</p>{clusters or '<p>none</p>'}")
+        near_html = "".join(_near_html(summary, what) for summary, what in
+                            ((near, "replies"), (near.get("sessions"), "sessions")) if summary is not None)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Extraction report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
@@ -365,7 +375,7 @@ reddit-pretrain {html.escape(str(run.get('code_version', '?')))}; {report.get('s
 <h2>Sessions per split</h2>{_table([[k, v] for k, v in sorted(report['sessions']['per_split'].items())], ['split', 'sessions'])}
 <h2>Every comment accounted for</h2>{_table(accounting, ['where', 'comments'])}
 <h2>Privacy: PII masked in the stored texts</h2>{_table([[k, v] for k, v in c.get('pii_masked', {}).items()], ['kind', 'matches'])}
-<h2>Near-duplicate replies</h2>{near_html}
+<h2>Near duplicates</h2>{near_html}
 <h2>Examples of rejected sessions (the first {EXAMPLES_PER_RULE} per rule; turns shortened)</h2>
 {''.join(examples) or '<p>none</p>'}
 <h2>Ingest: the dumps read</h2>{_table(inputs, ['file', 'kind', 'status', 'lines', 'rows', 'lines set aside'])}

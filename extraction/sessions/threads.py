@@ -635,7 +635,19 @@ ND_PAIRS = pa.schema([("a", pa.string()), ("a_bucket", pa.int64()), ("b", pa.str
 ND_PAIRS_A = ND_PAIRS.append(pa.field("a_text", pa.string())).append(pa.field("a_sketch", pa.binary()))
 ND_VERIFIED = ND_PAIRS.append(pa.field("jaccard", pa.float64())).append(pa.field("a_text", pa.string())) \
     .append(pa.field("b_text", pa.string()))
-ND_DROPPED = pa.schema([("bucket", pa.int64()), ("session_id", pa.string()), ("duplicate_of", pa.string())])
+ND_DROPPED = pa.schema([("bucket", pa.int64()), ("session_id", pa.string()), ("duplicate_of", pa.string()),
+                        ("reason", pa.string())])
+SESSION_KIND = "~"
+"""``near_duplicate_session`` runs through the same steps, and in the same jobs, as the response rule:
+its session ids carry this prefix (after every base-36 character, so the order among them is the
+ids' own), and its band keys and text hashes are mixed with ``_SESSION_SALT``, so no row of one
+rule ever meets a row of the other. The clusters step takes the prefix off again."""
+_SESSION_SALT = np.uint64(0x5E55_10A5_0F7E_57ED)
+
+
+def near_duplicates_on(filters: FiltersConfig) -> bool:
+    """Whether either near-duplicate rule runs (they share the jobs)."""
+    return bool(filters.near_duplicate or filters.near_duplicate_session)
 EXAMPLE_CHARS = 300
 """Texts of the report's example clusters are cut to this."""
 
@@ -649,14 +661,37 @@ def response_texts(candidates: pa.Table, rows: np.ndarray) -> pa.Array:
     return pc.take(turns.values, pa.array(_np(turns.offsets)[1:][rows] - 1, pa.int64()))
 
 
+def session_texts(candidates: pa.Table, rows: np.ndarray) -> pa.Array:
+    """The turns of each candidate in ``rows`` joined by a newline, as stored."""
+    return pc.binary_join(pc.take(as_array(candidates.column("turns")), pa.array(rows, pa.int64())), "\n")
+
+
 def near_duplicate_inputs(candidates: pa.Table, bucket: int, filters: FiltersConfig) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """Step 1's part for one bucket, over the surviving sessions whose response has a shingle: the
-    band keys (``ND_BANDS``) and texts (``ND_TEXTS``) of one response per normalised text (the
-    smallest session id), and the others, already near duplicates of it (Jaccard 1), as verified
-    pairs (``ND_VERIFIED``). Responses equal once normalised never reach the pairs: a text repeated
-    hundreds of times is one signature."""
+    """Step 1's part for one bucket: ``_near_inputs`` of the responses (``near_duplicate_response``) and
+    of the whole sessions (``near_duplicate_session``, their ids prefixed with ``SESSION_KIND``), the
+    tables of the rules switched on, one after the other."""
     alive = np.flatnonzero(_np(pc.is_null(candidates.column("drop_reason"))))  # (candidates are sorted by session_id)
-    texts = neardup.normalize(response_texts(candidates, alive))  # compared, stored and shown normalised from here on
+    ids = pc.take(as_array(candidates.column("session_id")), pa.array(alive, pa.int64()))
+    parts = []
+    if filters.near_duplicate:
+        parts.append(_near_inputs(response_texts(candidates, alive), ids, bucket, filters))
+    if filters.near_duplicate_session:
+        parts.append(_near_inputs(session_texts(candidates, alive), pc.binary_join_element_wise(SESSION_KIND, ids, ""),
+                                  bucket, filters, _SESSION_SALT))
+    if not parts:
+        return ND_BANDS.empty_table(), ND_TEXTS.empty_table(), ND_VERIFIED.empty_table()
+    return tuple(pa.concat_tables(tables) for tables in zip(*parts))
+
+
+def _near_inputs(raw: pa.Array, ids_all: pa.Array, bucket: int, filters: FiltersConfig,
+                 salt: np.uint64 = np.uint64(0)) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Over the texts ``raw`` (of the sessions ``ids_all``, in id order) that have a shingle: the
+    band keys (``ND_BANDS``) and texts (``ND_TEXTS``) of one text per normalised text (the smallest
+    session id), and the others, already near duplicates of it (Jaccard 1), as verified pairs
+    (``ND_VERIFIED``). Texts equal once normalised never reach the pairs: a text repeated hundreds
+    of times is one signature. ``salt`` is mixed into the band keys and text hashes (one rule's rows
+    never meet another's)."""
+    texts = neardup.normalize(raw)  # compared, stored and shown normalised from here on
     normalized = pc.dictionary_encode(texts)
     codes = _np(normalized.indices)
     _, first = np.unique(codes, return_index=True)  # the first of each normalised text: its smallest session id
@@ -665,21 +700,20 @@ def near_duplicate_inputs(candidates: pa.Table, bucket: int, filters: FiltersCon
     hashes, row = neardup.word_shingles(word_hashes, word_row, filters.near_duplicate_shingle)
     sig, present = neardup.signatures(hashes, row, len(reps), filters.near_duplicate_bands * filters.near_duplicate_rows)
     keys = neardup.band_keys(sig, filters.near_duplicate_bands, filters.near_duplicate_rows)
-    ids_all = pc.take(as_array(candidates.column("session_id")), pa.array(alive, pa.int64()))
     judged = reps[present]  # indices into alive
     ids = pc.take(ids_all, pa.array(judged, pa.int64()))
     sizes = neardup.distinct_per_row(hashes, row, len(reps))[present]  # (for the pairs' size bound)
     each = np.repeat(np.arange(len(judged)), filters.near_duplicate_bands)
     text_hash = neardup.text_hashes(word_hashes, word_row, len(reps))[present]  # (judged: one per text)
-    bands = pa.table({"band": pa.array(keys.ravel(), pa.uint64()), "session_id": pc.take(ids, pa.array(each, pa.int64())),
+    bands = pa.table({"band": pa.array(keys.ravel() ^ salt, pa.uint64()), "session_id": pc.take(ids, pa.array(each, pa.int64())),
                       "bucket": pa.array(np.full(keys.size, bucket, dtype=np.int64)),
-                      "shingles": pa.array(sizes[each].astype(np.int32)), "text_hash": pa.array(text_hash[each], pa.uint64()),
+                      "shingles": pa.array(sizes[each].astype(np.int32)), "text_hash": pa.array(text_hash[each] ^ salt, pa.uint64()),
                       "band_index": pa.array(np.tile(np.arange(filters.near_duplicate_bands), len(judged)).astype(np.int8))},
                      schema=ND_BANDS)
     rep_of = first[codes]
-    has_shingles = np.zeros(len(alive), dtype=bool)
+    has_shingles = np.zeros(len(raw), dtype=bool)
     has_shingles[judged] = True
-    alias = np.flatnonzero((rep_of != np.arange(len(alive))) & has_shingles[rep_of])
+    alias = np.flatnonzero((rep_of != np.arange(len(raw))) & has_shingles[rep_of])
     cut = lambda rows: pc.utf8_slice_codeunits(pc.take(texts, pa.array(rows, pa.int64())), 0, EXAMPLE_CHARS)  # noqa: E731
     aliases = pa.table({"a": pc.take(ids_all, pa.array(alias, pa.int64())), "a_bucket": pa.array(np.full(len(alias), bucket), pa.int64()),
                         "b": pc.take(ids_all, pa.array(rep_of[alias], pa.int64())),
@@ -837,13 +871,35 @@ CLUSTER_EDGES = [2, 3, 5, 10, 20, 50, 100, 1000]
 def near_duplicate_clusters(verified: pa.Table, examples: int = 3) -> tuple[pa.Table, dict]:
     """The last step, over every verified pair: the clusters (connected components), every member
     but the smallest session id dropped (``ND_DROPPED``), and for the report the histogram of cluster
-    sizes and the ``examples`` largest clusters (ties: the smallest kept id) with their texts."""
+    sizes and the ``examples`` largest clusters (ties: the smallest kept id) with their texts. The
+    links of ``near_duplicate_session`` (ids prefixed with ``SESSION_KIND``) cluster apart: their
+    members are dropped with that reason, their prefix taken off, their summary the ``sessions`` entry."""
+    is_session = _np(pc.starts_with(as_array(verified.column("a")), SESSION_KIND), False).astype(bool)
+    dropped, summary = _clusters(verified.filter(pa.array(~is_session)), examples)
+    dropped = dropped.append_column("reason", pa.array(np.full(dropped.num_rows, "near_duplicate_response", dtype=object), pa.string()))
+    if not is_session.any():
+        return dropped.cast(ND_DROPPED), summary
+    by_session, summary["sessions"] = _clusters(verified.filter(pa.array(is_session)), examples)
+    plain = lambda ids: pc.utf8_slice_codeunits(ids, len(SESSION_KIND))  # noqa: E731
+    by_session = pa.table({"bucket": by_session.column("bucket"), "session_id": plain(by_session.column("session_id")),
+                           "duplicate_of": plain(by_session.column("duplicate_of")),
+                           "reason": pa.array(np.full(by_session.num_rows, "near_duplicate_session", dtype=object), pa.string())})
+    for example in summary["sessions"]["examples"]:
+        example["kept"] = example["kept"][len(SESSION_KIND):]
+        for member in example["dropped"]:
+            member["session_id"] = member["session_id"][len(SESSION_KIND):]
+    return pa.concat_tables([dropped.cast(ND_DROPPED), by_session.cast(ND_DROPPED)]), summary
+
+
+def _clusters(verified: pa.Table, examples: int) -> tuple[pa.Table, dict]:
+    """``near_duplicate_clusters`` for the links of one rule: (bucket, session_id, duplicate_of), the summary."""
     members, roots = neardup.components(as_array(verified.column("a")), as_array(verified.column("b")))
     ids = pa.concat_arrays([as_array(verified.column("a")), as_array(verified.column("b"))])
     buckets = pa.concat_arrays([as_array(verified.column("a_bucket")), as_array(verified.column("b_bucket"))])
     texts = pa.concat_arrays([as_array(verified.column("a_text")), as_array(verified.column("b_text"))])
     where = pc.index_in(members, value_set=ids)
-    dropped = pa.table({"bucket": pc.take(buckets, where), "session_id": members, "duplicate_of": roots}, schema=ND_DROPPED)
+    dropped = pa.table({"bucket": pc.take(buckets, where), "session_id": members, "duplicate_of": roots},
+                       schema=pa.schema(list(ND_DROPPED)[:3]))
     summary = {"clusters": 0, "sizes": dict.fromkeys(histogram_labels(CLUSTER_EDGES), 0), "examples": []}
     if len(members):
         encoded = pc.dictionary_encode(roots)  # roots come sorted with their members: group them
@@ -890,7 +946,7 @@ def finish_bucket(candidates: pa.Table, dropped: pa.Table, frequent: np.ndarray 
                   comments: int, valid: int, timer: Timer | None = None, near: pa.Table | None = None) -> tuple[pa.Table, dict]:
     """Step 3 for one bucket: ``bland`` (``frequent``: the sorted frequent trigram hashes), then the
     duplicates ``dropped`` by ``resolve_duplicates``, then the near duplicates ``near`` (``ND_DROPPED``
-    rows of this bucket). Returns the sessions with their final ``drop_reason`` and ``duplicate_of``
+    rows of this bucket: near-duplicate responses, then sessions). Returns the sessions with their final ``drop_reason`` and ``duplicate_of``
     (private columns removed) and the bucket's report counts."""
     timer = timer or Timer()
     reason = np.array(as_array(candidates.column("drop_reason")).to_pylist() if candidates.num_rows else [], dtype=object)
@@ -907,8 +963,8 @@ def finish_bucket(candidates: pa.Table, dropped: pa.Table, frequent: np.ndarray 
     duplicate_of = np.full(len(reason), None, dtype=object)
     ids = as_array(candidates.column("session_id"))
     near = near if near is not None else ND_DROPPED.empty_table()
-    near = near.append_column("reason", pa.array(np.full(near.num_rows, "near_duplicate_response", dtype=object), pa.string()))
-    for table in (dropped, near):  # exact duplicates first, then near ones: the first rule that drops a session names it
+    by_rule = [near.filter(pc.equal(near.column("reason"), rule)) for rule in ("near_duplicate_response", "near_duplicate_session")]
+    for table in (dropped, *by_rule):  # exact duplicates, then near ones in rule order: the first rule that drops a session names it
         if not table.num_rows:
             continue
         where = _np(pc.index_in(table.column("session_id"), value_set=ids), -1)

@@ -91,7 +91,7 @@ def test_extract_end_to_end(spark, ingested, tmp_path, capsys):
     assert report["ingest"]["rejects_by_reason"] == ingest["totals"]["rejects_by_reason"] != {}
     assert sorted(i["file"] for i in report["ingest"]["inputs"]) == ["RC_2015-01.zst", "RS_2015-01.zst"]
     assert report["run"]["date_utc"][:2] == "20" and "+git." in report["run"]["code_version"]
-    for heading in ("dropped %", "Examples of rejected sessions", "Near-duplicate replies", "replies in the cluster", "lines set aside, by reason", "RC_2015-01.zst",
+    for heading in ("dropped %", "Examples of rejected sessions", "Near duplicates", "near-duplicate replies", "replies in the cluster", "lines set aside, by reason", "RC_2015-01.zst",
                     report["run"]["code_version"]):
         assert heading in page
     assert "src=\"data:image/png;base64," in page and "<link" not in page and "src=\"http" not in page  # one file
@@ -187,7 +187,7 @@ def test_small_inputs_run_in_this_process_with_the_same_bytes(spark, ingested, t
     assert "in this process" in capsys.readouterr().err and report["cores"] == 1
     assert tables(tmp_path / "i") == tables(ingested / "ingest") != {}
 
-    filters = FiltersConfig(bland_min_count=20)
+    filters = FiltersConfig(bland_min_count=20, near_duplicate_session=True)  # both near-duplicate rules share the jobs
     alone = run_extract(ExtractConfig(input=str(tmp_path / "i"), output=str(tmp_path / "x"), filters=filters, spark=local))
     assert "in this process" in capsys.readouterr().err
     on_spark = run_extract(ExtractConfig(input=str(ingested / "ingest"), output=str(tmp_path / "y"), filters=filters), spark)
@@ -195,6 +195,9 @@ def test_small_inputs_run_in_this_process_with_the_same_bytes(spark, ingested, t
     of_the_run = ("seconds", "job_seconds", "stage_seconds", "input", "run")  # times, paths, the date
     assert alone["exchange_bytes"] > 0 and not (tmp_path / "x" / "_work").exists()  # counted, then removed
     assert {k: v for k, v in alone.items() if k not in of_the_run} == {k: v for k, v in on_spark.items() if k not in of_the_run}
+    out = {r["rule"]: r["out"] for r in alone["rules"]}
+    assert out["near_duplicate_response"] > 0 and out["near_duplicate_session"] > 0
+    assert alone["near_duplicates"]["sessions"]["clusters"] > 0
 
 
 @pytest.mark.slow

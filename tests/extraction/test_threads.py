@@ -207,6 +207,12 @@ CONFIGS = {
 }
 
 
+CONFIGS["near-sessions"] = (ChainsConfig(), FiltersConfig(bland_min_count=15, near_duplicate=False, near_duplicate_session=True),
+                            SplitConfig(), True)
+CONFIGS["near-both-titles"] = (ChainsConfig(include_title=True, max_turns=3), FiltersConfig(bland=False, near_duplicate_session=True),
+                               SplitConfig(), True)
+
+
 PRIVATE = Privacy(scrub_pii=True, pseudonymize_authors=True, salt="test salt")
 CONFIGS["default-private"] = (*CONFIGS["default"], PRIVATE)
 CONFIGS["replies-titles-date-private"] = (*CONFIGS["replies-titles-date"], PRIVATE)
@@ -231,6 +237,7 @@ def test_every_session_and_the_accounting_match_the_reference(generated, name, b
     assert not filters.thread_comments or "thread_comments" in reasons
     assert not filters.language or "language" in reasons
     assert not filters.near_duplicate or "near_duplicate_response" in reasons
+    assert not filters.near_duplicate_session or "near_duplicate_session" in reasons
     report = merge_reports(ExtractConfig(chains=chains, filters=filters, split=split), built, finished)
     assert report["comments"] == accounting
     if privacy is not None:
@@ -276,11 +283,17 @@ def test_every_rule_drops_a_hand_written_session_as_the_reference_does():
     pasta = ("my grandfather told me this story when i was a boy and i have never forgotten a single word of it since "
              "that long summer we spent at the lake house by the old mill")
     rows += thread("L21", pasta) + thread("L22", pasta + " truly")  # near duplicates: one word appended
+    story = ("we drove up the coast road last spring with the windows down and the radio on and stopped at every small "
+             "town bakery we could find because my sister had read that the best bread in the country was somewhere "
+             "along that road and she was determined to find it before the week was over so we ate a great deal of bread "
+             "and saw very little of anything else")
+    rows += thread("L23", "i think you are right about that", context=story)  # the same exchange, the reply reworded:
+    rows += thread("L24", "no that is not how it works", context=story)      # near-duplicate sessions, not replies
     subs = [{"id": f"L{i}", "subreddit": "AskReddit", "author": "op", "title": "t", "selftext": "", "over_18": False,
-             "num_comments": 1 if i == 19 else 5, "score": 1, "created_utc": 1420070000} for i in range(1, 23)]
+             "num_comments": 1 if i == 19 else 5, "score": 1, "created_utc": 1420070000} for i in range(1, 25)]
     comments = pa.Table.from_pylist(rows, schema=COMMENTS)
     submissions = pa.Table.from_pylist(subs, schema=SUBMISSIONS)
-    filters = FiltersConfig(bland_min_count=3, bland_fraction=0.5, thread_comments=True)
+    filters = FiltersConfig(bland_min_count=3, bland_fraction=0.5, thread_comments=True, near_duplicate_session=True)
     chains = ChainsConfig(long_chains="drop")
     ref, _ = reference_extract(comments.to_pylist(), subs, chains, filters, SplitConfig())
     for buckets in (1, 4):
@@ -288,6 +301,7 @@ def test_every_rule_drops_a_hand_written_session_as_the_reference_does():
         got = {r["session_id"]: r for r in sessions.to_pylist()}
         assert {k: v["drop_reason"] for k, v in got.items()} == {k: v["drop_reason"] for k, v in ref.items()}
     reasons = {v["drop_reason"] for v in ref.values()}
+    assert (ref["L24b"]["drop_reason"], ref["L24b"]["duplicate_of"]) == ("near_duplicate_session", "L23b")
     # (the classifier rule needs a model: tests/extraction/test_classifier.py trains two and checks it the same way)
     assert set(ALL_SESSION_REASONS) - {"classifier"} <= reasons, set(ALL_SESSION_REASONS) - reasons
 

@@ -13,7 +13,7 @@ from extraction.sessions.filters import FiltersConfig, Rules
 from extraction.sessions.privacy import Privacy
 from extraction.sessions.threads import (ND_BANDS, ND_DROPPED, ND_VERIFIED, build_candidates, finish_bucket,
                                          frequent_trigrams, near_duplicate_clusters, near_duplicate_inputs,
-                                         near_duplicate_pairs, resolve_duplicates, thread_bucket, unique_pairs,
+                                         near_duplicate_pairs, near_duplicates_on, resolve_duplicates, thread_bucket, unique_pairs,
                                          verify_pairs, with_texts)
 
 
@@ -38,7 +38,7 @@ def run_local(comments: pa.Table, submissions: pa.Table | None, chains: ChainsCo
         alive = candidates.filter(pc.is_null(candidates.column("drop_reason")))
         keys.append(pa.table({"_rkey": alive.column("_rkey"), "_skey": alive.column("_skey"),
                               "session_id": alive.column("session_id"), "bucket": pa.array(np.full(alive.num_rows, b))}))
-        if filters.near_duplicate:
+        if near_duplicates_on(filters):
             band_rows, texts[b], alias = near_duplicate_inputs(candidates, b, filters)
             bands.append(band_rows)
             aliases.append(alias)
@@ -46,7 +46,7 @@ def run_local(comments: pa.Table, submissions: pa.Table | None, chains: ChainsCo
     dropped = resolve_duplicates(pa.concat_tables(keys), filters.duplicate_session, filters.duplicate_response) if keys \
         else resolve_duplicates(pa.table({"_rkey": [], "_skey": [], "session_id": [], "bucket": []}), False, False)
     near, near_summary = ND_DROPPED.empty_table(), None
-    if filters.near_duplicate:
+    if near_duplicates_on(filters):
         pairs, same = near_duplicate_pairs(pa.concat_tables(bands) if bands else ND_BANDS.empty_table(),
                                            filters.near_duplicate_max_group, filters.near_duplicate_threshold)
         verified = list(aliases) + [same]

@@ -215,7 +215,9 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
                 else:
                     keeper[key(s)] = sid
     if filters.near_duplicate:
-        _near_duplicates(sessions, judged, filters)
+        _near_duplicates(sessions, judged, filters, lambda s: s["_read_response"], "near_duplicate_response")
+    if filters.near_duplicate_session:
+        _near_duplicates(sessions, judged, filters, lambda s: "\n".join(s["turns"]), "near_duplicate_session")
 
     starts: dict[str, int] = {}
     for c in comments:
@@ -270,13 +272,14 @@ def similar_pairs(sets: dict[str, set], threshold: float) -> list[tuple[str, str
     return sorted(out)
 
 
-def _near_duplicates(sessions: dict[str, dict], judged: list[str], filters: FiltersConfig) -> None:
-    """``near_duplicate_response`` over every pair (no LSH): responses of shingle Jaccard at least the
-    threshold are linked, clusters are the linked components, and every member but the smallest
-    session id is dropped if no earlier rule dropped it, naming that one."""
+def _near_duplicates(sessions: dict[str, dict], judged: list[str], filters: FiltersConfig, text, reason: str) -> None:
+    """A near-duplicate rule over every pair (no LSH): the ``text`` of two sessions (the response, or
+    the turns joined) with shingle Jaccard at least the threshold are linked, clusters are the linked
+    components, and every member but the smallest session id is dropped if no earlier rule dropped
+    it, naming that one."""
     from extraction.sessions.neardup import shingle_set
 
-    sets = {sid: shingle_set(sessions[sid]["_read_response"], filters.near_duplicate_shingle) for sid in judged}
+    sets = {sid: shingle_set(text(sessions[sid]), filters.near_duplicate_shingle) for sid in judged}
     sets = {sid: g for sid, g in sets.items() if g}
     parent = {sid: sid for sid in sets}
 
@@ -293,7 +296,7 @@ def _near_duplicates(sessions: dict[str, dict], judged: list[str], filters: Filt
     for sid in sets:
         root = find(sid)
         if root != sid and sessions[sid]["drop_reason"] is None:
-            sessions[sid]["drop_reason"], sessions[sid]["duplicate_of"] = "near_duplicate_response", root
+            sessions[sid]["drop_reason"], sessions[sid]["duplicate_of"] = reason, root
 
 
 def _split(link_id: str, start: int | None, cfg: SplitConfig) -> str:
