@@ -40,6 +40,7 @@ from reddit_pretrain import CONF_DIR
 from extraction.sessions import features as vectorised  # each rule's vectorised form
 from extraction.sessions.features import HTML_ESCAPES
 
+
 def resolve_list_path(path: str) -> str:
     """A list path as given, else relative to the project's ``conf/`` folder."""
     if "://" in path or os.path.isabs(path) or os.path.exists(path):
@@ -60,8 +61,6 @@ _URL = re.compile(r"https?://|www\.|\b[\w-]+\.(?:com|org|net|io|co|uk|de|gov|edu
 _WORD_CHARS = re.compile(r"[a-z]+")
 """The common-word rule's words: runs of letters, so a contraction matches its parts ("it's": "it", "s")."""
 _QUOTE = re.compile(r"(?:^|\n)\s*(?:>|&gt;)")
-
-
 
 
 def unescape_html(text: str | None) -> str | None:

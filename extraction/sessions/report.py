@@ -128,14 +128,11 @@ def format_report(report: dict, output: str) -> str:
     if c.get("parent_cycles"):
         lines.append(f"parent cycles: {c['parent_cycles']:,} comments lie on a cycle of parent links (their own parent, "
                      "or A -> B -> A): each one's parent link was cut (chain_end parent_cycle)")
-    if report.get("near_duplicates", {}).get("clusters"):
-        near = report["near_duplicates"]
-        lines.append(f"near-duplicate replies: {near['clusters']:,} clusters, sizes "
-                     + ", ".join(f"{k}: {v:,}" for k, v in near["sizes"].items() if v))
-    if report.get("near_duplicates", {}).get("sessions", {}).get("clusters"):
-        near = report["near_duplicates"]["sessions"]
-        lines.append(f"near-duplicate sessions: {near['clusters']:,} clusters, sizes "
-                     + ", ".join(f"{k}: {v:,}" for k, v in near["sizes"].items() if v))
+    near = report.get("near_duplicates", {})
+    for summary, what in ((near, "replies"), (near.get("sessions", {}), "sessions")):
+        if summary.get("clusters"):
+            lines.append(f"near-duplicate {what}: {summary['clusters']:,} clusters, sizes "
+                         + ", ".join(f"{k}: {v:,}" for k, v in summary["sizes"].items() if v))
     if any(c.get("pii_masked", {}).values()):
         lines.append("PII masked in the stored texts: " + ", ".join(f"{k} {v:,}" for k, v in c["pii_masked"].items()))
     if report.get("stage_seconds"):

@@ -875,31 +875,27 @@ def near_duplicate_clusters(verified: pa.Table, examples: int = 3) -> tuple[pa.T
     links of ``near_duplicate_session`` (ids prefixed with ``SESSION_KIND``) cluster apart: their
     members are dropped with that reason, their prefix taken off, their summary the ``sessions`` entry."""
     is_session = _np(pc.starts_with(as_array(verified.column("a")), SESSION_KIND), False).astype(bool)
-    dropped, summary = _clusters(verified.filter(pa.array(~is_session)), examples)
-    dropped = dropped.append_column("reason", pa.array(np.full(dropped.num_rows, "near_duplicate_response", dtype=object), pa.string()))
-    if not is_session.any():
-        return dropped.cast(ND_DROPPED), summary
-    by_session, summary["sessions"] = _clusters(verified.filter(pa.array(is_session)), examples)
-    plain = lambda ids: pc.utf8_slice_codeunits(ids, len(SESSION_KIND))  # noqa: E731
-    by_session = pa.table({"bucket": by_session.column("bucket"), "session_id": plain(by_session.column("session_id")),
-                           "duplicate_of": plain(by_session.column("duplicate_of")),
-                           "reason": pa.array(np.full(by_session.num_rows, "near_duplicate_session", dtype=object), pa.string())})
-    for example in summary["sessions"]["examples"]:
-        example["kept"] = example["kept"][len(SESSION_KIND):]
-        for member in example["dropped"]:
-            member["session_id"] = member["session_id"][len(SESSION_KIND):]
-    return pa.concat_tables([dropped.cast(ND_DROPPED), by_session.cast(ND_DROPPED)]), summary
+    dropped, summary = _clusters(verified.filter(pa.array(~is_session)), examples, "near_duplicate_response")
+    if is_session.any():
+        by_session, summary["sessions"] = _clusters(verified.filter(pa.array(is_session)), examples, "near_duplicate_session",
+                                                    strip=len(SESSION_KIND))
+        dropped = pa.concat_tables([dropped, by_session])
+    return dropped, summary
 
 
-def _clusters(verified: pa.Table, examples: int) -> tuple[pa.Table, dict]:
-    """``near_duplicate_clusters`` for the links of one rule: (bucket, session_id, duplicate_of), the summary."""
-    members, roots = neardup.components(as_array(verified.column("a")), as_array(verified.column("b")))
-    ids = pa.concat_arrays([as_array(verified.column("a")), as_array(verified.column("b"))])
+def _clusters(verified: pa.Table, examples: int, reason: str, strip: int = 0) -> tuple[pa.Table, dict]:
+    """``near_duplicate_clusters`` for the links of one rule (``reason``), their ids without their
+    first ``strip`` characters (a prefix all share: the order among them is unchanged)."""
+    a, b = as_array(verified.column("a")), as_array(verified.column("b"))
+    if strip:
+        a, b = pc.utf8_slice_codeunits(a, strip), pc.utf8_slice_codeunits(b, strip)
+    members, roots = neardup.components(a, b)
+    ids = pa.concat_arrays([a, b])
     buckets = pa.concat_arrays([as_array(verified.column("a_bucket")), as_array(verified.column("b_bucket"))])
     texts = pa.concat_arrays([as_array(verified.column("a_text")), as_array(verified.column("b_text"))])
     where = pc.index_in(members, value_set=ids)
-    dropped = pa.table({"bucket": pc.take(buckets, where), "session_id": members, "duplicate_of": roots},
-                       schema=pa.schema(list(ND_DROPPED)[:3]))
+    dropped = pa.table({"bucket": pc.take(buckets, where), "session_id": members, "duplicate_of": roots,
+                        "reason": pa.array(np.full(len(members), reason, dtype=object), pa.string())}, schema=ND_DROPPED)
     summary = {"clusters": 0, "sizes": dict.fromkeys(histogram_labels(CLUSTER_EDGES), 0), "examples": []}
     if len(members):
         encoded = pc.dictionary_encode(roots)  # roots come sorted with their members: group them
