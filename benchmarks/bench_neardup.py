@@ -1,7 +1,7 @@
 """Near-duplicate replies (``near_duplicate_response``): what it removes, how exactly, what it costs.
 
     python benchmarks/bench_neardup.py [--comments 200000] [--clusters 12] [--sample 20000]
-                                       [--cost-comments 1000000] [--scale 4] [--repeats 2]
+                                       [--cost-comments 1000000] [--scale 4] [--repeats 2] [--master local[2]]
 
 In one run:
 
@@ -18,8 +18,11 @@ In one run:
 * **cost**: extract of the 1M-comment benchmark month with the rule off and on, ``--repeats`` times
   each, then off again (one SparkSession, ``local[2]``; the fastest on against the fastest off),
   then the same at ``--scale`` times as many comments: seconds, the rule's own seconds (its task
-  stages, its two jobs and the clusters step in the driver), the rule's seconds per comment at
-  scale against the 1M month, and the peak memory of each run;
+  stages, the band rows' writes included, its two jobs and the clusters step in the driver), the
+  rule's seconds per comment at scale against the 1M month (by the wall difference, and by its own
+  seconds: ``SHARED_STAGES`` over the cores plus its jobs' wall), and the peak memory of each run. ``--master local[1]`` runs the cost part on one core,
+  where no core idles while another works and the wall difference is the rule's work
+  (``--comments 0``: no planted month);
 * **chains.mode=longest**: the tokens of the kept sessions of the 1M month with ``leaves`` and with
   ``longest`` (a byte-level BPE of 8,192 tokens trained on the leaves run's sessions).
 
@@ -39,6 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_extract import PeakMemory  # noqa: E402
 from benchmarks.common import CACHE, machine, synthetic_month, table, write_results  # noqa: E402
+
+SHARED_STAGES = ("signatures", "writes", "pairs")
+"""The rule's stages that run inside the jobs every extract runs (sessions, corpus rules): their task
+seconds over the cores are its share of those jobs; its own jobs (texts, verify, clusters) count by
+their wall seconds, which hold their tasks'."""
 
 CORPUS_REASONS = (None, "bland", "duplicate_session", "duplicate_response", "near_duplicate_response")
 """A session with one of these reached the corpus rules (no session rule dropped it)."""
@@ -164,14 +172,15 @@ def pairs_vs_truth(judged: list[str], response: dict, sample: int, filters) -> d
             "lsh_seconds": round(seconds, 2)}
 
 
-def cost(comments: int, work: Path, spark, repeats: int = 2) -> dict:
+def cost(comments: int, work: Path, spark, repeats: int = 2, master: str = "local[2]") -> dict:
     from extraction.sessions.job import ExtractConfig, run_extract
     from extraction.ingest.job import IngestConfig, run_ingest
     from extraction.spark import SparkConfig
 
     month = synthetic_month(comments, seed=0, megathreads=1, megathread_comments=min(100_000, comments // 10), deep_chains=1,
                             deep_chain_depth=3000)
-    spark_cfg = SparkConfig(master="local[2]", in_process_below_bytes=0)
+    spark_cfg = SparkConfig(master=master, in_process_below_bytes=0)
+    cores = spark.sparkContext.defaultParallelism
     run_ingest(IngestConfig(inputs=[str(month / "*.zst")], output=str(work / f"ingest_{comments}"), spark=spark_cfg), spark)
     rows = []
     plan = [("off", False), ("on", True)] * repeats + [("off again", False)]  # the machine's speed drifts: each side repeated
@@ -184,9 +193,11 @@ def cost(comments: int, work: Path, spark, repeats: int = 2) -> dict:
         with PeakMemory() as memory:
             report = run_extract(cfg, spark)
         own = sum(v for k, v in report["stage_seconds"].items() if k.startswith("near duplicates"))
+        shared = sum(report["stage_seconds"].get(f"near duplicates: {k}", 0) for k in SHARED_STAGES)
         jobs = sum(v for k, v in report["job_seconds"].items() if k.startswith("near duplicates"))
         rows.append({"comments": comments, "run": name, "on": on, "seconds": round(time.time() - started, 2),
                      "rule task seconds": round(own, 2), "rule job seconds": round(jobs, 2),
+                     "rule seconds in shared jobs": round(shared, 3),
                      "peak GiB": round(memory.peak / 2**30, 2), "kept": report["sessions"]["kept"],
                      "near dropped": {r["rule"]: r["out"] for r in report["rules"]}.get("near_duplicate_response", 0),
                      "stages": report["stage_seconds"], "jobs": report["job_seconds"]})
@@ -196,7 +207,8 @@ def cost(comments: int, work: Path, spark, repeats: int = 2) -> dict:
     on = min((r for r in rows if r["on"]), key=lambda r: r["seconds"])  # the fastest on against the fastest off
     return {"comments": comments, "runs": rows, "ratio_on_vs_off": on["vs off"],
             "rule_seconds_per_million": round((on["seconds"] - off) / comments * 1e6, 3),
-            "rule_own_seconds_per_million": round((on["rule task seconds"] / 2 + on["rule job seconds"]) / comments * 1e6, 3)}
+            "rule_own_seconds_per_million": round((on["rule seconds in shared jobs"] / cores + on["rule job seconds"]) / comments * 1e6, 3),
+            "master": master}
 
 
 def longest_tokens(work: Path, spark, comments: int) -> dict:
@@ -236,25 +248,33 @@ def main() -> int:
     parser.add_argument("--cost-comments", type=int, default=1_000_000, help="0: no cost runs")
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2, help="cost runs: off and on this many times each, then off")
+    parser.add_argument("--master", default="local[2]",
+                        help="Spark master of the cost runs; another than local[2] writes neardup_<master>.json and "
+                             "leaves out chains.mode=longest (local[1]: no core idles while another works, so the wall "
+                             "difference is the rule's work)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-neardup-"))
     print(f"machine: {machine()}")
-    quality, judged, response = planted(args.comments, args.clusters, work)
-    print(table(quality["clusters"], ["cluster", "members", "min jaccard", "responses judged", "kept", "dropped as near duplicate"]))
-    print(table([{"what": k, "value": v} for k, v in quality["summary"].items()], ["what", "value"]))
-    print("cluster sizes found:", quality["sizes"])
-    from extraction.sessions.filters import FiltersConfig
+    result = {"machine": machine()}
+    if args.comments:
+        quality, judged, response = planted(args.comments, args.clusters, work)
+        print(table(quality["clusters"], ["cluster", "members", "min jaccard", "responses judged", "kept", "dropped as near duplicate"]))
+        print(table([{"what": k, "value": v} for k, v in quality["summary"].items()], ["what", "value"]))
+        print("cluster sizes found:", quality["sizes"])
+        from extraction.sessions.filters import FiltersConfig
 
-    truth = pairs_vs_truth(judged, response, args.sample, FiltersConfig())
-    print(table([{"what": k, "value": v} for k, v in truth.items()], ["what", "value"]))
-    result = {"machine": machine(), "planted": quality, "pairs_vs_truth": truth}
+        truth = pairs_vs_truth(judged, response, args.sample, FiltersConfig())
+        print(table([{"what": k, "value": v} for k, v in truth.items()], ["what", "value"]))
+        result.update(planted=quality, pairs_vs_truth=truth)
+    default_master = args.master == "local[2]"
     if args.cost_comments:
         from extraction.spark import SparkConfig, build_spark
 
-        spark = build_spark(SparkConfig(master="local[2]", in_process_below_bytes=0))
-        main_cost = cost(args.cost_comments, work, spark, args.repeats)
-        result["longest"] = longest_tokens(work, spark, args.cost_comments)
-        scaled = cost(args.cost_comments * args.scale, work, spark, args.repeats) if args.scale > 1 else None
+        spark = build_spark(SparkConfig(master=args.master, in_process_below_bytes=0))
+        main_cost = cost(args.cost_comments, work, spark, args.repeats, args.master)
+        if default_master:
+            result["longest"] = longest_tokens(work, spark, args.cost_comments)
+        scaled = cost(args.cost_comments * args.scale, work, spark, args.repeats, args.master) if args.scale > 1 else None
         rows = main_cost["runs"] + (scaled["runs"] if scaled else [])
         print(table(rows, ["comments", "run", "seconds", "vs off", "rule task seconds", "rule job seconds", "peak GiB", "kept",
                            "near dropped"]))
@@ -266,8 +286,10 @@ def main() -> int:
                 scaled["rule_own_seconds_per_million"] / max(1e-9, main_cost["rule_own_seconds_per_million"]), 3)
             print(f"the rule's seconds per comment at {args.scale}x against 1x: wall difference "
                   f"{result['rule_cost_per_comment_scaled_vs_main']}, its own stages {result['rule_own_cost_per_comment_scaled_vs_main']}")
-        print("chains.mode=longest against leaves:", result["longest"])
-    path = write_results("neardup", result)
+        if "longest" in result:
+            print("chains.mode=longest against leaves:", result["longest"])
+    name = "neardup" if default_master else "neardup_" + "".join(c for c in args.master if c.isalnum())
+    path = write_results(name, result)
     print(f"results: {path}")
     return 0
 

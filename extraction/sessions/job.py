@@ -365,7 +365,7 @@ def _sessions_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]
         exchange.write_partitioned(_work_file(settings, "nd_bands", b), bands,
                                    exchange.hash_partition(_np(bands.column("band")), settings.reducers), settings.reducers)
         exchange.write_table(_work_file(settings, "nd_texts", b), texts)
-        timer.lap("writes")
+        timer.lap("near duplicates: writes")
     return {"bucket": b, "stats": stats, "seconds": timer.seconds}, None
 
 

@@ -315,8 +315,8 @@ def candidate_pairs(keys: np.ndarray, ids: pa.Array, max_group: int) -> tuple[np
 
 _ID_PLACES = 12
 """Base-36 ids up to this long pack into 64 bits (37 ** 12 < 2 ** 64)."""
-_ID_SYMBOL = np.zeros(256, dtype=np.uint64)
-_ID_SYMBOL[np.frombuffer(b"0123456789abcdefghijklmnopqrstuvwxyz", np.uint8)] = np.arange(1, 37, dtype=np.uint64)
+_ID_SYMBOL = np.zeros(256, dtype=np.uint8)
+_ID_SYMBOL[np.frombuffer(b"0123456789abcdefghijklmnopqrstuvwxyz", np.uint8)] = np.arange(1, 37, dtype=np.uint8)
 _ID_PLACE = np.uint64(37) ** np.arange(_ID_PLACES - 1, -1, -1, dtype=np.uint64)
 
 
@@ -333,13 +333,22 @@ def id_order(ids: pa.Array) -> np.ndarray:
         offsets = np.frombuffer(ids.buffers()[1], np.int32, len(ids) + 1, ids.offset * 4)
         data = np.frombuffer(ids.buffers()[2], np.uint8) if ids.buffers()[2] is not None else np.zeros(0, np.uint8)
         lengths = np.diff(offsets)
-        symbols = _ID_SYMBOL[data[offsets[0]:offsets[-1]]]
-        if lengths.max() <= _ID_PLACES and symbols.all():
+        width = int(lengths.max())
+        if width <= _ID_PLACES:
             out = np.zeros(len(ids), dtype=np.uint64)
-            for place in range(int(lengths.max())):
-                rows = np.flatnonzero(lengths > place)
-                out[rows] += _ID_SYMBOL[data[offsets[rows] + place]] * _ID_PLACE[place]
-            return out
+            at, past = np.empty(len(ids), dtype=np.int64), np.empty(len(ids), dtype=bool)
+            for place in range(width):  # Horner's rule, a place at a time, 0 past an id's end
+                np.minimum(np.add(offsets[:-1], place, out=at), max(len(data) - 1, 0), out=at)
+                code = _ID_SYMBOL[np.take(data, at)]
+                np.less_equal(lengths, place, out=past)
+                if (code == 0).any() and not past[code == 0].all():  # a character outside 0-9a-z
+                    break
+                code[past] = 0
+                out *= np.uint64(37)
+                out += code
+            else:
+                out *= _ID_PLACE[width - 1]
+                return out
     encoded = pc.dictionary_encode(ids)
     order = pc.sort_indices(encoded.dictionary).to_numpy(zero_copy_only=False)
     rank = np.empty(len(order), dtype=np.int64)
@@ -350,18 +359,21 @@ def id_order(ids: pa.Array) -> np.ndarray:
 def components(a: pa.Array, b: pa.Array) -> tuple[pa.Array, pa.Array]:
     """The connected components of the pairs (a[i], b[i]) of session ids: (member, the smallest id
     of its component) for every id that is not that smallest one, sorted by member."""
+    ids = pa.concat_arrays([as_array(a), as_array(b)]) if len(a) else pa.array([], pa.string())
+    member, root = component_rows(a, b)
+    return pc.take(ids, pa.array(member, pa.int64())), pc.take(ids, pa.array(root, pa.int64()))
 
+
+def component_rows(a: pa.Array, b: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """``components`` as positions in ``a`` followed by ``b`` (an id's first place there): the
+    members', sorted by member id, and their roots'. Ids are compared as ``id_order`` keys (integers
+    for Reddit's ids: no string sort, no dictionary of strings)."""
     ids = pa.concat_arrays([as_array(a), as_array(b)]) if len(a) else pa.array([], pa.string())
     if not len(ids):
-        return pa.array([], pa.string()), pa.array([], pa.string())
-    encoded = pc.dictionary_encode(ids)
-    order = pc.sort_indices(encoded.dictionary).to_numpy(zero_copy_only=False)  # the ids in string order
-    names = pc.take(encoded.dictionary, pa.array(order, pa.int64()))
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    inverse = rank[encoded.indices.to_numpy(zero_copy_only=False)]
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    _, first, inverse = np.unique(id_order(ids), return_index=True, return_inverse=True)  # ids in string order
     u, v = inverse[: len(a)], inverse[len(a):]
-    label = np.arange(len(names))
+    label = np.arange(len(first))
     while True:  # min-label propagation with pointer jumping: labels only fall, so it ends
         before = label.copy()
         low = np.minimum(label[u], label[v])
@@ -370,5 +382,5 @@ def components(a: pa.Array, b: pa.Array) -> tuple[pa.Array, pa.Array]:
         label = label[label]
         if np.array_equal(label, before):
             break
-    members = np.flatnonzero(label != np.arange(len(names)))  # in string order: sorted by member
-    return pc.take(names, pa.array(members, pa.int64())), pc.take(names, pa.array(label[members], pa.int64()))
+    members = np.flatnonzero(label != np.arange(len(first)))  # in string order: sorted by member
+    return first[members], first[label[members]]

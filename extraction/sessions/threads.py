@@ -875,7 +875,8 @@ def near_duplicate_clusters(verified: pa.Table, examples: int = 3) -> tuple[pa.T
     links of ``near_duplicate_session`` (ids prefixed with ``SESSION_KIND``) cluster apart: their
     members are dropped with that reason, their prefix taken off, their summary the ``sessions`` entry."""
     is_session = _np(pc.starts_with(as_array(verified.column("a")), SESSION_KIND), False).astype(bool)
-    dropped, summary = _clusters(verified.filter(pa.array(~is_session)), examples, "near_duplicate_response")
+    replies = verified.filter(pa.array(~is_session)) if is_session.any() else verified  # (a filter copies the texts)
+    dropped, summary = _clusters(replies, examples, "near_duplicate_response")
     if is_session.any():
         by_session, summary["sessions"] = _clusters(verified.filter(pa.array(is_session)), examples, "near_duplicate_session",
                                                     strip=len(SESSION_KIND))
@@ -889,37 +890,35 @@ def _clusters(verified: pa.Table, examples: int, reason: str, strip: int = 0) ->
     a, b = as_array(verified.column("a")), as_array(verified.column("b"))
     if strip:
         a, b = pc.utf8_slice_codeunits(a, strip), pc.utf8_slice_codeunits(b, strip)
-    members, roots = neardup.components(a, b)
     ids = pa.concat_arrays([a, b])
-    buckets = pa.concat_arrays([as_array(verified.column("a_bucket")), as_array(verified.column("b_bucket"))])
-    texts = pa.concat_arrays([as_array(verified.column("a_text")), as_array(verified.column("b_text"))])
-    where = pc.index_in(members, value_set=ids)
-    dropped = pa.table({"bucket": pc.take(buckets, where), "session_id": members, "duplicate_of": roots,
-                        "reason": pa.array(np.full(len(members), reason, dtype=object), pa.string())}, schema=ND_DROPPED)
+    member, root = neardup.component_rows(a, b)
+    members, roots = pc.take(ids, pa.array(member, pa.int64())), pc.take(ids, pa.array(root, pa.int64()))
+    buckets = np.concatenate([_np(verified.column("a_bucket")), _np(verified.column("b_bucket"))])
+    dropped = pa.table({"bucket": buckets[member], "session_id": members, "duplicate_of": roots,
+                        "reason": pa.repeat(reason, len(member))}, schema=ND_DROPPED)
     summary = {"clusters": 0, "sizes": dict.fromkeys(histogram_labels(CLUSTER_EDGES), 0), "examples": []}
     if len(members):
-        encoded = pc.dictionary_encode(roots)  # roots come sorted with their members: group them
-        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        kept, codes = np.unique(root, return_inverse=True)  # the clusters, by their kept id's place
         sizes = np.bincount(codes) + 1  # the kept one
-        names = encoded.dictionary
-        summary["clusters"] = int(len(names))
+        summary["clusters"] = int(len(kept))
         hist = np.bincount(np.searchsorted(CLUSTER_EDGES, sizes, side="right") - 1, minlength=len(CLUSTER_EDGES))
         summary["sizes"] = dict(zip(histogram_labels(CLUSTER_EDGES), hist.tolist()))
-        name_rank = np.empty(len(names), dtype=np.int64)
-        name_rank[pc.sort_indices(names).to_numpy(zero_copy_only=False)] = np.arange(len(names))
-        top = np.lexsort((name_rank, -sizes))[:examples]  # the largest, ties: the smallest kept id
-        has_text = pc.is_valid(texts).to_numpy(zero_copy_only=False)
+        names = pc.take(ids, pa.array(kept, pa.int64()))
+        top = np.lexsort((neardup.id_order(names), -sizes))[:examples]  # the largest, ties: the smallest kept id
+        texts = (verified.column("a_text"), verified.column("b_text"))  # (the examples' only: not joined into one column)
+        has_text = np.concatenate([_np(pc.is_valid(t)) for t in texts])
         for i in top:
-            root = names[int(i)].as_py()
+            kept_id = names[int(i)].as_py()
             in_cluster = np.flatnonzero(codes == i)[:3]  # (members are sorted)
-            shown = [root] + pc.take(members, pa.array(in_cluster, pa.int64())).to_pylist()
+            shown = [kept_id] + pc.take(members, pa.array(in_cluster, pa.int64())).to_pylist()
             text_of = {}  # (links between equal texts carry none: the first link with a text)
             for sid in shown:
                 hit = np.flatnonzero(pc.fill_null(pc.equal(ids, sid), False).to_numpy(zero_copy_only=False) & has_text)
                 if len(hit):
-                    text_of[sid] = texts[int(hit[0])].as_py()
+                    side, at = divmod(int(hit[0]), verified.num_rows)
+                    text_of[sid] = texts[side][at].as_py()
             same = "(the kept text, once normalised)"
-            summary["examples"].append({"kept": root, "kept_text": text_of.get(root, same), "size": int(sizes[i]),
+            summary["examples"].append({"kept": kept_id, "kept_text": text_of.get(kept_id, same), "size": int(sizes[i]),
                                         "dropped": [{"session_id": m, "text": text_of.get(m, same)} for m in shown[1:]]})
     return dropped, summary
 

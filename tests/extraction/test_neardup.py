@@ -91,6 +91,33 @@ def test_clusters_link_through_chains_and_keep_the_smallest_id():
     assert dict(zip(members.to_pylist(), roots.to_pylist())) == {"b": "a", "c": "a", "e": "d", "g": "f"}
 
 
+@pytest.mark.parametrize("base36", [True, False])
+def test_component_rows_are_first_places_of_members_and_roots(base36):
+    """Random links among 300 ids (Reddit's, packed; or any others, string-sorted) against a union-find
+    in Python: every member but each component's smallest id, sorted, with its root, both given as
+    the first place of the id in ``a`` then ``b``."""
+    rng = np.random.default_rng(3 + base36)
+    names = [np.base_repr(int(x), 36).lower() if base36 else f"id-{x}" for x in rng.choice(10**9, 300, replace=False)]
+    a = [names[i] for i in rng.integers(0, 300, 250)]
+    b = [names[i] for i in rng.integers(0, 300, 250)]
+    parent = {x: x for x in a + b}
+
+    def find(x):
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for x, y in zip(a, b):
+        rx, ry = find(x), find(y)
+        parent[max(rx, ry)] = min(rx, ry)
+    want = sorted((x, find(x)) for x in set(a + b) if find(x) != x)
+    member, root = neardup.component_rows(pa.array(a), pa.array(b))
+    ids = a + b
+    assert [(ids[m], ids[r]) for m, r in zip(member, root)] == want
+    assert all(ids.index(ids[m]) == m and ids.index(ids[r]) == r for m, r in zip(member, root))
+    assert [len(x) for x in neardup.component_rows(pa.array([], pa.string()), pa.array([], pa.string()))] == [0, 0]
+
+
 def test_the_guides_s_curve_is_the_one_computed():
     guide = (REPO / "docs" / "guide.md").read_text()
     table = guide[guide.index("| Jaccard of the pair |"):].splitlines()[:3]
