@@ -74,6 +74,21 @@ def fastest(fn, repeats: int):
     return best, value
 
 
+def row_offsets(rows, n: int):
+    """Where each of ``n`` rows' shingles start in the flat array, and where the last ends (rensa's
+    ``row_offsets``), from ``shingles``' rows (ascending)."""
+    import numpy as np
+
+    offsets = np.zeros(n + 1, np.uint64)
+    np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
+    return offsets
+
+
+def per_row(h, offsets) -> list[list[int]]:
+    """The shingle hashes of each row as Python ints (what datasketch takes, a text at a time)."""
+    return [h[int(a):int(b)].tolist() for a, b in zip(offsets[:-1], offsets[1:])]
+
+
 def python_shingles(texts: list[str], k: int) -> list[list[str]]:
     """The rule's normalised words (``neardup.normalize``) joined into ``k``-gram strings in Python."""
     import pyarrow as pa
@@ -124,10 +139,8 @@ def main() -> int:
     column = pa.array(texts, pa.string())  # (as the rule reads a bucket's replies: an Arrow column)
     n = len(texts)
     h, rows = neardup.shingles(column, k)
-    offsets = np.zeros(n + 1, np.uint64)
-    np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
+    offsets = row_offsets(rows, n)
     with_shingles = int((np.diff(offsets) > 0).sum())
-    per_text = [h[int(a):int(b)].tolist() for a, b in zip(offsets[:-1], offsets[1:])]
     print(f"{n:,} texts, {with_shingles:,} with a shingle, {len(h):,} shingles; {num_perm} values per text")
 
     def ours_from_hashes():
@@ -154,6 +167,8 @@ def main() -> int:
         from_hashes.append(("rensa RMinHash, flat hashes, as a numpy array (to_rows)", rensa_flat_numpy))
         from_texts.append(("rensa RMinHash, token sets, as a numpy array (to_rows)", rensa_texts))
     if MinHash is not None:
+        per_text = per_row(h, offsets)
+
         def datasketch_hashes():
             return MinHash.bulk(per_text, num_perm=num_perm, scheme="affine64", hashfunc=int)
 
@@ -218,14 +233,12 @@ def accuracy(texts: list[str], count: int, k: int, num_perm: int, rensa, MinHash
     full = np.zeros((len(both), num_perm), np.uint32)
     full[present] = sig
     estimates["ours (16-bit values)"] = (full[:m] == full[m:]).mean(axis=1)
-    offsets = np.zeros(len(both) + 1, np.uint64)
-    np.cumsum(np.bincount(rows, minlength=len(both)), out=offsets[1:])
+    offsets = row_offsets(rows, len(both))
     if rensa is not None:
         d = np.array(rensa.RMinHash.digest_matrix_from_flat_token_hashes(h, offsets, num_perm, 42).to_rows(), np.uint32)
         estimates["rensa RMinHash"] = (d[:m] == d[m:]).mean(axis=1)
     if MinHash is not None:
-        per = [h[int(a):int(b)].tolist() for a, b in zip(offsets[:-1], offsets[1:])]
-        mh = MinHash.bulk(per, num_perm=num_perm, scheme="affine64", hashfunc=int)
+        mh = MinHash.bulk(per_row(h, offsets), num_perm=num_perm, scheme="affine64", hashfunc=int)
         estimates["datasketch MinHash"] = np.array([mh[i].jaccard(mh[m + i]) for i in range(m)])
     out = []
     for name, est in estimates.items():

@@ -341,7 +341,7 @@ def id_order(ids: pa.Array) -> np.ndarray:
                 np.minimum(np.add(offsets[:-1], place, out=at), max(len(data) - 1, 0), out=at)
                 code = _ID_SYMBOL[np.take(data, at)]
                 np.less_equal(lengths, place, out=past)
-                if (code == 0).any() and not past[code == 0].all():  # a character outside 0-9a-z
+                if ((code == 0) & ~past).any():  # a character outside 0-9a-z
                     break
                 code[past] = 0
                 out *= np.uint64(37)
@@ -360,19 +360,18 @@ def components(a: pa.Array, b: pa.Array) -> tuple[pa.Array, pa.Array]:
     """The connected components of the pairs (a[i], b[i]) of session ids: (member, the smallest id
     of its component) for every id that is not that smallest one, sorted by member."""
     ids = pa.concat_arrays([as_array(a), as_array(b)]) if len(a) else pa.array([], pa.string())
-    member, root = component_rows(a, b)
+    member, root = component_rows(id_order(ids), len(a))
     return pc.take(ids, pa.array(member, pa.int64())), pc.take(ids, pa.array(root, pa.int64()))
 
 
-def component_rows(a: pa.Array, b: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def component_rows(keys: np.ndarray, pairs: int) -> tuple[np.ndarray, np.ndarray]:
     """``components`` as positions in ``a`` followed by ``b`` (an id's first place there): the
-    members', sorted by member id, and their roots'. Ids are compared as ``id_order`` keys (integers
-    for Reddit's ids: no string sort, no dictionary of strings)."""
-    ids = pa.concat_arrays([as_array(a), as_array(b)]) if len(a) else pa.array([], pa.string())
-    if not len(ids):
+    members', sorted by member id, and their roots'. ``keys``: ``id_order`` of ``a`` followed by
+    ``b``, ``pairs`` long each (integers for Reddit's ids: no string sort, no dictionary of strings)."""
+    if not len(keys):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    _, first, inverse = np.unique(id_order(ids), return_index=True, return_inverse=True)  # ids in string order
-    u, v = inverse[: len(a)], inverse[len(a):]
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)  # ids in string order
+    u, v = inverse[:pairs], inverse[pairs:]
     label = np.arange(len(first))
     while True:  # min-label propagation with pointer jumping: labels only fall, so it ends
         before = label.copy()

@@ -891,7 +891,8 @@ def _clusters(verified: pa.Table, examples: int, reason: str, strip: int = 0) ->
     if strip:
         a, b = pc.utf8_slice_codeunits(a, strip), pc.utf8_slice_codeunits(b, strip)
     ids = pa.concat_arrays([a, b])
-    member, root = neardup.component_rows(a, b)
+    keys = neardup.id_order(ids)
+    member, root = neardup.component_rows(keys, len(a))
     members, roots = pc.take(ids, pa.array(member, pa.int64())), pc.take(ids, pa.array(root, pa.int64()))
     buckets = np.concatenate([_np(verified.column("a_bucket")), _np(verified.column("b_bucket"))])
     dropped = pa.table({"bucket": buckets[member], "session_id": members, "duplicate_of": roots,
@@ -904,7 +905,7 @@ def _clusters(verified: pa.Table, examples: int, reason: str, strip: int = 0) ->
         hist = np.bincount(np.searchsorted(CLUSTER_EDGES, sizes, side="right") - 1, minlength=len(CLUSTER_EDGES))
         summary["sizes"] = dict(zip(histogram_labels(CLUSTER_EDGES), hist.tolist()))
         names = pc.take(ids, pa.array(kept, pa.int64()))
-        top = np.lexsort((neardup.id_order(names), -sizes))[:examples]  # the largest, ties: the smallest kept id
+        top = np.lexsort((keys[kept], -sizes))[:examples]  # the largest, ties: the smallest kept id
         texts = (verified.column("a_text"), verified.column("b_text"))  # (the examples' only: not joined into one column)
         has_text = np.concatenate([_np(pc.is_valid(t)) for t in texts])
         for i in top:
