@@ -121,7 +121,28 @@ class Checkpointing(Callback):
         return stopping or super().due(step, final, stopping)
 
     def __call__(self, ctx: StepContext, last: dict) -> None:
+        why = not_finite(ctx, last)
+        if why:  # the last finite checkpoint stays `latest`
+            ctx.say(f"no checkpoint of step {ctx.step}: {why}")
+            return
         state = {"step": ctx.step, "samples_consumed": ctx.samples_consumed,
                  "metrics": {k: v for k, v in last.items() if k != "kind"}}
         folder = self.checkpointer.save(ctx.engine, state)  # every rank writes its part
         ctx.say(f"checkpoint {folder}")
+
+
+def not_finite(ctx: StepContext, last: dict) -> str | None:
+    """Why the step's state must not be saved (its loss, or any rank's share of the weights, is NaN or
+    infinite), or None. ZeRO-3 ranks hold their partition in ``ds_tensor``."""
+    import torch
+    import torch.distributed as dist
+
+    if not math.isfinite(last.get("loss", 0.0)):
+        return f"its loss is {last['loss']}"
+    finite = torch.tensor(1.0, device=ctx.device)
+    for p in ctx.engine.module.parameters():
+        if not bool(torch.isfinite(getattr(p, "ds_tensor", p).data).all()):
+            finite.zero_()
+            break
+    dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return None if finite.item() == 1.0 else "its weights are not all finite"

@@ -66,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
     model = GPT2LMHeadModel.from_pretrained(args.model).eval()
+    from pretrain.export import exported_tokenizer_problem
+
+    why = exported_tokenizer_problem(args.model)
+    if why:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     window = model.config.n_positions
     if not 1 <= args.max_new_tokens < window:

@@ -14,6 +14,7 @@ still written, for tools that read it; folders from before ``COMPLETE.json`` cou
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -70,10 +71,40 @@ def _named_by_latest(folder: str) -> bool:
         return False
 
 
+def _plain_name(name) -> bool:
+    """A file name of the folder itself: no folder part, not ``.``/``..``, not absolute."""
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and os.sep not in name \
+        and "\0" not in name
+
+
+def outside(folder: str) -> str | None:
+    """What in a checkpoint folder points outside it, or None: a symbolic link (a checkpoint's files are
+    its own; following one would read, hash or unpickle another file), or a name in COMPLETE.json that
+    is not a plain file name of the folder (``../x``, an absolute path)."""
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if os.path.islink(path):
+            return f"{name} is a symbolic link (to {os.readlink(path)}), not a file of the checkpoint"
+    try:
+        with open(os.path.join(folder, COMPLETE)) as f:
+            marker = json.load(f)
+    except (OSError, ValueError):
+        return None  # no marker, or an unreadable one: problem() says so
+    names = list((marker.get("files") or {}) if isinstance(marker, dict) else []) \
+        + list((marker.get("sha256") or {}) if isinstance(marker, dict) else [])
+    for name in names:
+        if not _plain_name(name):
+            return f"{COMPLETE} lists {name!r}, which is not a file of the checkpoint folder"
+    return None
+
+
 def problem(folder: str) -> str | None:
     """Why ``folder`` is not a complete checkpoint, or None when it is."""
     if not os.path.isdir(folder):
         return "does not exist"
+    escape = outside(folder)
+    if escape:
+        return escape
     marker = os.path.join(folder, COMPLETE)
     if not os.path.exists(marker):  # from before COMPLETE.json: complete if `latest` names it
         return None if _named_by_latest(folder) else f"no {COMPLETE} (its writing did not finish)"
@@ -162,6 +193,9 @@ def check_before_unpickling(folder: str) -> str | None:
     before they were recorded): then only the restricted-unpickler check ran."""
     import pickle
 
+    escape = outside(folder)
+    if escape:
+        raise CheckpointError(f"checkpoint {folder}: {escape}: not loading it")
     marker = os.path.join(folder, COMPLETE)
     recorded = {}
     if os.path.exists(marker):
@@ -323,6 +357,13 @@ def clear_run(cfg: TrainConfig) -> None:
             os.remove(path)
 
 
+def _setting(value):
+    """A setting as compared on resume (lists and tuples alike, ints and floats alike)."""
+    if isinstance(value, (list, tuple)):
+        return [_setting(v) for v in value]
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
 def check_resumable(cfg: TrainConfig, folder: str, manifest: dict, world_size: int, say=None) -> dict:
     """The checkpoint's config must describe the same model, tokenizer and shards, written by as many
     processes as resume it (ZeRO 1-3); returns its trainer state. On other shards of the same
@@ -339,6 +380,15 @@ def check_resumable(cfg: TrainConfig, folder: str, manifest: dict, world_size: i
         if getattr(saved.data, section) != getattr(cfg.data, section):
             raise ConfigError(f"checkpoint {folder} used data.{section}={getattr(saved.data, section)}, "
                               f"not {getattr(cfg.data, section)}")
+    changed = [f"{section}.{f.name}={getattr(getattr(cfg, section), f.name)!r} (it trained with "
+               f"{getattr(getattr(saved, section), f.name)!r})"
+               for section in ("optimizer", "scheduler") for f in dataclasses.fields(getattr(cfg, section))
+               if _setting(getattr(getattr(saved, section), f.name)) != _setting(getattr(getattr(cfg, section), f.name))]
+    if changed:
+        raise ConfigError(f"checkpoint {folder}: resume continues the optimizer and schedule it saved, so "
+                          f"{', '.join(changed)} would not apply: set them back, or to train on with other settings "
+                          "export it (reddit-pretrain export) and start from it with model.init=pretrained "
+                          "(trainer.max_steps may grow on resume)")
     if saved_manifest["tokenizer"].get("sha256") != manifest["tokenizer"].get("sha256") or \
             saved_manifest["vocab_size"] != manifest["vocab_size"]:
         raise ConfigError(f"checkpoint {folder} was trained on shards of another tokenizer")
@@ -383,6 +433,8 @@ class Checkpointer:
         self.root = checkpoint_root(cfg)
         self.folder: str | None = None
         """The checkpoint this run resumes from (``start`` finds it), or None."""
+        self.lock = None
+        """Rank 0's hold on ``trainer.out_dir`` (``_LOCK.json``) from ``start`` to ``release``."""
 
     def _say(self, msg: str) -> None:
         say(msg, self.rank)
@@ -392,7 +444,16 @@ class Checkpointer:
         checkpoint (or ``trainer.resume_from``), checked against this run (model, data, tokenizer,
         world size) and its files against their sha256s and the restricted unpickler, and the
         metrics file cut back to its step. A new run: refused if ``trainer.out_dir`` holds another
-        run, unless ``trainer.overwrite`` (then that run's files are deleted)."""
+        run, unless ``trainer.overwrite`` (then that run's files are deleted). Before anything in
+        ``trainer.out_dir`` is read or deleted, rank 0 takes its lock: one trainer writes a run."""
+        self._take_lock()
+        try:
+            return self._start()
+        except BaseException:
+            self.release()  # a refusal leaves the folder as it found it
+            raise
+
+    def _start(self) -> dict:
         if self.cfg.model.init != "resume":
             self._refuse_or_clear_earlier_run()
             return {"step": 0, "samples_consumed": 0}
@@ -412,6 +473,32 @@ class Checkpointer:
             truncate_metrics(os.path.join(self.cfg.trainer.out_dir, "metrics.jsonl"), state["step"])
         self.folder = folder
         return state
+
+    def _take_lock(self) -> None:
+        """Rank 0 holds ``<out_dir>/_LOCK.json`` (``storage.FolderLock``: pid, host, Slurm job) for the
+        run; a folder it cannot write, or another live trainer's lock, stops every rank in one line."""
+        from pretrain.launch import from_every_rank
+        from reddit_pretrain import storage
+
+        refused = None
+        if self.rank == 0:
+            out = self.cfg.trainer.out_dir
+            try:
+                storage.check_writable(out)
+                self.lock = storage.take_lock(out, f"another trainer is running in trainer.out_dir {out}")
+            except storage.OutputNotWritable as err:
+                refused = str(err)
+            except OSError as err:
+                refused = str(storage.write_error(err, out) or err)
+        refusals = [r for r in from_every_rank(refused) if r]
+        if refusals:
+            raise storage.OutputNotWritable(refusals[0])
+
+    def release(self) -> None:
+        """Lets go of ``trainer.out_dir`` (the end of the run, or an error)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def load(self, engine) -> None:
         """The resumed checkpoint's model, optimizer and scheduler states into ``engine``, and this

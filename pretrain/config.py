@@ -161,6 +161,11 @@ class TrainerConfig:
     with status 3 (``pretrain.launch.STOPPED_EXIT``): Slurm's ``--signal=USR1@300`` before the time
     limit, so that ``jobs/train_slurm.sbatch`` requeues the job and the next one resumes. Add SIGTERM
     for a preemption with a grace time (``[SIGUSR1,SIGTERM]``); ``[]`` keeps every signal's default."""
+    max_nonfinite_steps: int = 3
+    """Steps in a row whose loss is NaN or infinite after which training stops with one line (exit
+    status 2); a run whose last step's loss is not finite fails too. No checkpoint is written of a
+    step whose loss or weights are not finite, so ``latest`` stays the last finite one. fp16's skipped
+    steps (a loss-scale overflow) have a finite loss and do not count."""
     tensorboard: bool = True
     peak_flops_per_gpu: float = 989e12
     """For MFU: dense bf16 peak of one GPU (H100 SXM: 989 TFLOP/s)."""
@@ -192,7 +197,7 @@ class TrainConfig:
             "trainer.log_interval": (t.log_interval, 1), "trainer.eval_interval": (t.eval_interval, 1),
             "trainer.eval_batches": (t.eval_batches, 1), "trainer.checkpoint_interval": (t.checkpoint_interval, 1),
             "trainer.keep_last": (t.keep_last, 1), "trainer.sample_interval": (t.sample_interval, 0),
-            "trainer.sample_max_new_tokens": (t.sample_max_new_tokens, 1), "scheduler.warmup_steps": (self.scheduler.warmup_steps, 0),
+            "trainer.sample_max_new_tokens": (t.sample_max_new_tokens, 1), "trainer.max_nonfinite_steps": (t.max_nonfinite_steps, 1), "scheduler.warmup_steps": (self.scheduler.warmup_steps, 0),
         }
         for key, (value, low) in at_least.items():
             if value < low:

@@ -161,10 +161,18 @@ def load(model_dir: str, untrained: bool = False, seed: int = 0):
     import torch
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
+    from pretrain.export import exported_tokenizer_problem
+
     if not os.path.exists(os.path.join(model_dir, "config.json")):
         raise EvaluateError(f"{model_dir} is not a model folder (no config.json): give a folder made by reddit-pretrain export")
+    why = exported_tokenizer_problem(model_dir)
+    if why:
+        raise EvaluateError(why)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = GPT2LMHeadModel.from_pretrained(model_dir)
+    if len(tokenizer) > model.config.vocab_size:
+        raise EvaluateError(f"{model_dir}: its tokenizer has {len(tokenizer):,} tokens, more than the model's vocabulary "
+                            f"of {model.config.vocab_size:,}: they were not trained together (export the model again)")
     if untrained:
         torch.manual_seed(seed)
         fresh = GPT2LMHeadModel(model.config)
@@ -292,6 +300,32 @@ def _cell(metric: str, value: float) -> str:
     return f"{value:>11.2f}" if metric in ("bleu2", "bleu4", "entropy4", "length") else f"{value:>11.3f}"
 
 
+OUTPUTS = ("evaluation.json", "evaluation.png")
+
+
+def _written_here(path: str) -> bool:
+    """Whether ``path`` is an evaluation.json this command wrote: a name per evaluated model, each
+    with the model, its test figures and its metric rows."""
+    try:
+        saved = storage.read_json(path)
+    except (OSError, ValueError):
+        return False
+    return isinstance(saved, dict) and bool(saved) and all(
+        isinstance(r, dict) and {"model", "test", "rows"} <= set(r) for r in saved.values())
+
+
+def check_out(out: str, overwrite: bool = False) -> None:
+    """Refuses (EvaluateError, one line) an ``--out`` whose evaluation.json or evaluation.png this
+    command did not write (a user's own results), unless ``overwrite``. Other files there are left alone."""
+    if overwrite:
+        return
+    ours = _written_here(storage.join(out, OUTPUTS[0]))
+    theirs = [name for name in OUTPUTS if storage.exists(storage.join(out, name)) and not ours]
+    if theirs:
+        raise EvaluateError(f"{out} holds {' and '.join(theirs)} that reddit-pretrain evaluate did not write: choose "
+                            "another --out, or pass --overwrite to replace them")
+
+
 def write(results: list[tuple[str, dict]], out: str) -> None:
     """``evaluation.json`` and ``evaluation.png`` (a panel a metric) in the folder ``out``."""
     import io
@@ -330,15 +364,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=30, help="longest generated reply, in tokens")
     parser.add_argument("--seed", type=int, default=0, help="the contexts' order, the sampling and --untrained's weights")
     parser.add_argument("--untrained", action="store_true", help="also the same model with new weights, for comparison")
-    parser.add_argument("--out", help="folder for evaluation.json and evaluation.png (default: <model>-evaluation)")
+    parser.add_argument("--out", help="folder for evaluation.json and evaluation.png (default: <model>-evaluation); "
+                                      "an earlier evaluation there is replaced, files of the same names it did not write are refused")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace evaluation.json and evaluation.png in --out even when evaluate did not write them")
     args = parser.parse_args(argv)
     if args.contexts < 1 or args.max_sessions < 1 or args.max_new_tokens < 1:
         print("error: --contexts, --max-sessions and --max-new-tokens must be >= 1", file=sys.stderr)
         return 2
+    out = args.out or args.model.rstrip("/") + "-evaluation"
     try:
+        check_out(out, args.overwrite)  # before the work, not after it
         results = evaluate(args.model, args.data, args.contexts, args.max_sessions, args.seed, args.untrained,
                            args.max_new_tokens)
-        out = args.out or args.model.rstrip("/") + "-evaluation"
         write(results, out)
     except (EvaluateError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

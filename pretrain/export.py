@@ -12,6 +12,7 @@ to the tokenizer the shards were made with. ``from_pretrained`` and ``generate``
 from __future__ import annotations
 
 import json
+import shlex
 import os
 import sys
 
@@ -33,19 +34,12 @@ def export(checkpoint: str, out_dir: str, overwrite: bool = False) -> str:
     parent = os.path.dirname(folder.rstrip("/"))
     run = os.path.dirname(parent) if os.path.basename(parent) == "checkpoints" else folder  # <out_dir>/checkpoints/step_*
     storage.check_replaceable(out_dir, "the export", owned=set(), marker=MARKER, overwrite=overwrite, reads=run)
+    storage.check_writable(out_dir)  # a read-only destination: one line now, before the weights are gathered
     note = check_before_unpickling(folder)  # zero_to_fp32 unpickles: sha256 and the restricted unpickler first
     if note:
         say(f"note: {note}")
-    tmp = storage.staging_name(out_dir)
-    try:
+    with storage.building(out_dir) as tmp:  # a killed export's leftover is removed first; a full or read-only disk is one line
         _write(folder, tmp)
-        storage.replace_dir(tmp, out_dir)
-    except BaseException as exc:
-        storage.remove(tmp)
-        full = storage.no_space_error(exc, out_dir) if isinstance(exc, Exception) else None
-        if full is not None:
-            raise full from None
-        raise
     return folder
 
 
@@ -59,6 +53,12 @@ def _write(folder: str, tmp: str) -> None:
     quiet_libraries()
     cfg, manifest = read_checkpoint(folder)
     state = fp32_state_dict(folder, cfg.deepspeed.zero_stage)
+    import torch
+
+    broken = [name for name, tensor in state.items() if not bool(torch.isfinite(tensor).all())]
+    if broken:
+        raise RuntimeError(f"checkpoint {folder}: {len(broken)} weight tensor(s) hold NaN or infinite values ({broken[0]}"
+                           f"{', ...' if len(broken) > 1 else ''}): the run had diverged; export an earlier step_* folder")
     config = gpt2_config(cfg.model, manifest)  # the dropout it trained with
     config.pad_token_id = manifest["eos_id"]  # EOS as pad, as DialoGPT's users expect
     model = GPT2LMHeadModel(config)
@@ -89,9 +89,11 @@ def _write(folder: str, tmp: str) -> None:
         tokenizer.init_kwargs["padding_side"] = "left"  # saved, so from_pretrained pads on the left too
         tokenizer.chat_template = CHAT_TEMPLATE
         tokenizer.save_pretrained(tmp)
-    with open(os.path.join(tmp, MARKER), "w") as f:
+    from reddit_pretrain.shards import tokenizer_digests
+
+    with open(os.path.join(tmp, MARKER), "w") as f:  # the tokenizer's files as written, checked by evaluate and chat
         json.dump({"checkpoint": folder, "step": _step(folder), "tokenizer": manifest["tokenizer"],
-                   "eos_id": manifest["eos_id"]}, f, indent=2)
+                   "tokenizer_files": tokenizer_digests(tmp), "eos_id": manifest["eos_id"]}, f, indent=2)
     with open(os.path.join(tmp, "README.md"), "w") as f:
         f.write(model_card(folder, cfg, manifest, config))
 
@@ -147,6 +149,24 @@ def model_card(folder: str, cfg, manifest: dict, config) -> str:
     return "\n".join(lines)
 
 
+def exported_tokenizer_problem(model_dir: str) -> str | None:
+    """Why the tokenizer in an exported folder is not the one the export wrote beside the model (a
+    file changed, added or missing since, with both digests), or None; folders without the record
+    (other exports, older ones) are not checked."""
+    from reddit_pretrain.shards import tokenizer_problem
+
+    try:
+        with open(os.path.join(model_dir, MARKER)) as f:
+            files = json.load(f).get("tokenizer_files")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not files or not os.path.exists(os.path.join(model_dir, "tokenizer.json")):
+        return None
+    why = tokenizer_problem(model_dir, {"files": files})
+    return None if why is None else (f"{model_dir}: its tokenizer is not the one exported with the model ({why}): "
+                                     "export the model again")
+
+
 def _step(folder: str) -> int | None:
     try:
         with open(os.path.join(folder, "trainer_state.json")) as f:
@@ -159,7 +179,6 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from pretrain.config import ConfigError
-    from reddit_pretrain.storage import OutputNotWritable
 
     from reddit_pretrain.cli import prog
 
@@ -176,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         folder = export(args.checkpoint, args.out, args.overwrite)
         step = _step(folder)
-        print(f"exported step {step} ({folder}) to {args.out}; chat: reddit-pretrain chat {args.out}")
-    except (FileNotFoundError, RuntimeError, ConfigError, OutputNotWritable) as err:
+        print(f"exported step {step} ({folder}) to {args.out}; chat: reddit-pretrain chat {shlex.quote(args.out)}")
+    except (OSError, RuntimeError, ConfigError) as err:  # FileNotFoundError and OutputNotWritable are OSErrors
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -54,14 +54,15 @@ def batch_loss(engine, batch, device):
 
 def load_tokenizer(manifest: dict, shards_folder: str | None = None):
     """The Hugging Face tokenizer of a shard set (``reddit_pretrain.shards.tokenizer_folder`` finds
-    it), or None when it is not on disk."""
-    folder = tokenizer_folder(manifest, shards_folder)
+    it and checks its files), or None when it is not on disk; ShardError when it is not the shards' one."""
+    folder = tokenizer_folder(manifest, shards_folder)  # its files checked against the manifest's digests
     if folder is None:
         return None
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    if os.path.exists(os.path.join(folder, "tokenizer_config.json")):
+    if "tokenizer_config.json" in (manifest["tokenizer"].get("files") or {}):
         return AutoTokenizer.from_pretrained(folder)
+    # A manifest from before every file was recorded vouches for tokenizer.json alone: load only that.
     eos = manifest["tokenizer"].get("eos_token", EOS_TOKEN)
     return PreTrainedTokenizerFast(tokenizer_file=os.path.join(folder, "tokenizer.json"), eos_token=eos, bos_token=eos)
 

@@ -190,21 +190,16 @@ def fetch(source: str, dest: str) -> str:
     if not storage.exists(storage.join(source, MANIFEST)):
         raise ShardError(f"{source}: no {MANIFEST} (not a shard set, or its writing did not finish)")
     storage.check_replaceable(dest, "fetch-shards", owned={MANIFEST, SHARDS_DIR, "tokenizer", TOKENIZE_DONE}, reads=source)
-    tmp = storage.staging_name(dest)
     fs, root = storage.filesystem(source)
-    try:
+    with storage.building(dest) as tmp:
         fs.get(root.rstrip("/") + "/", tmp.rstrip("/") + "/", recursive=True)
         with open(os.path.join(tmp, MANIFEST)) as f:
             manifest = json.load(f)
-        files = shard_files(tmp, manifest)
+        files = shard_files(tmp, manifest)  # every path confined to the copy
         bad = verify_files(files, threads=max(1, min(8, os.cpu_count() or 1)))
         if bad:
             raise ShardError(f"{len(bad)} file(s) copied from {source} do not match their sha256 in the manifest: "
                              + ", ".join(os.path.basename(b) for b in bad[:5]))
-        storage.replace_dir(tmp, dest)
-    except BaseException:
-        storage.remove(tmp)
-        raise
     size = sum(os.path.getsize(os.path.join(dest, os.path.relpath(p, tmp))) for p, _ in files)
     return f"copied {source} to {dest}: {len(files)} shard files, {size / 2**20:.1f} MiB, sha256 checked"
 
@@ -235,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     p_export.add_argument("--split", default="train", help="which split to export")
     p_export.add_argument("--no-labels", action="store_true", help="do not write the _label files")
     p_export.add_argument("--overwrite", action="store_true", help="replace existing files that are not an earlier export")
-    p_fetch = sub.add_parser("fetch", help="copy a shard set from object storage to a local folder, sha256-checked",
+    p_fetch = sub.add_parser("fetch", prog=f"{parser.prog} fetch-shards" if parser.prog == "reddit-pretrain" else None,  # its command's name
+                             help="copy a shard set from object storage to a local folder, sha256-checked",
                              description="Copies a shard set (s3://, gs://, hdfs://, ...) to a local or shared folder, "
                                          "checks every file against the manifest's sha256, and renames it into place.")
     p_fetch.add_argument("source", help="the shard set's URL (the tokenize job's output)")

@@ -37,13 +37,15 @@ every rank finish its step, write a checkpoint of it and exit with status 3
 
 from __future__ import annotations
 
+import math
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass
 
 from pretrain.callbacks import Checkpointing, Evaluation, Samples, StepContext
-from pretrain.checkpoints import Checkpointer, checkpoint_root
+from pretrain.checkpoints import Checkpointer, checkpoint_root, latest_checkpoint
 from pretrain.config import BatchSizes, ConfigError, TrainConfig, deepspeed_config, resolve_precision
 from pretrain.launch import (STOPPED_EXIT, StopSignals, from_every_rank, init_distributed, set_cpu_threads,
                              strip_launcher_args)
@@ -132,17 +134,30 @@ def build_model(cfg: TrainConfig, manifest: dict):
 # The loop
 
 
+class TrainingFailed(RuntimeError):
+    """Training that cannot go on (a loss that stays non-finite, a batch that cannot be allocated):
+    one line saying what to try, exit status 2."""
+
+
 def train(cfg: TrainConfig) -> dict:
     """Trains; returns the final metrics. Every check that can fail runs before the first step."""
-    run = setup(cfg)
+    run = setup(cfg)  # holds trainer.out_dir's lock from here
+    try:
+        return _loop(run, cfg)
+    finally:
+        run.checkpointer.release()
+
+
+def _loop(run: Run, cfg: TrainConfig) -> dict:
     ctx, t = run.ctx, cfg.trainer
     callbacks = [Evaluation(run.valid_source, cfg), Samples(cfg, run.tokenizer, run.manifest["eos_id"]),
                  Checkpointing(run.checkpointer, cfg)]  # in this order after a step, when due
     stop = StopSignals(t.stop_signals)
-    last, stopping = {}, False
+    last, stopping, nonfinite = {}, False, 0
     ctx.engine.train()
     while ctx.step < t.max_steps and not stopping:
-        loss, targets, stopping = train_step(run, stop)
+        loss, targets, stopping = _allocated(run, lambda: train_step(run, stop))
+        nonfinite = 0 if math.isfinite(loss) else nonfinite + 1
         ctx.samples_consumed += run.batch.global_batch_size
         ctx.step += 1
         run.throughput.add(run.batch.global_batch_size * cfg.data.seq_len, targets)
@@ -154,11 +169,43 @@ def train(cfg: TrainConfig) -> dict:
                     f"{last['grad_norm']:.3f} {last['tokens_per_s']:,.0f} tokens/s"
                     + (f", MFU {last['mfu']:.1%}" if "mfu" in last else ""))
         ctx.logger.log(last)
+        if nonfinite and (nonfinite >= t.max_nonfinite_steps or ctx.step == t.max_steps):
+            stop.restore()
+            ctx.logger.close()
+            raise TrainingFailed(diverged(cfg, ctx.step, loss, nonfinite, latest_checkpoint(checkpoint_root(cfg))))
         for callback in callbacks:
             if callback.due(ctx.step, ctx.step == t.max_steps, stopping):
                 last.update(callback(ctx, last) or {})
     stop.restore()
     return finish(run, last, stop if stopping else None)
+
+
+def diverged(cfg: TrainConfig, step: int, loss: float, steps: int, kept: str | None) -> str:
+    """The line that ends a run whose loss is no longer finite: where, what was kept, what to try."""
+    o, s, ds = cfg.optimizer, cfg.scheduler, cfg.deepspeed
+    return (f"step {step}: loss {loss} ({steps} step{'s' if steps != 1 else ''} in a row not finite, "
+            f"trainer.max_nonfinite_steps={cfg.trainer.max_nonfinite_steps}): training stopped. "
+            + (f"The last checkpoint with finite weights, {kept}, is kept as latest. " if kept else
+               "No checkpoint with finite weights was written. ")
+            + f"Try a lower optimizer.lr (now {o.lr:g}), a longer scheduler.warmup_steps (now {s.warmup_steps}), "
+            f"deepspeed.gradient_clipping (now {ds.gradient_clipping:g}), or bf16/fp32 instead of fp16")
+
+
+def _allocated(run: Run, step):
+    """``step()``, with a batch that cannot be allocated said in one line instead of a stack."""
+    try:
+        return step()
+    except (MemoryError, RuntimeError) as err:
+        text = str(err)
+        if not (isinstance(err, MemoryError) or "out of memory" in text.lower() or "can't allocate memory" in text
+                or "not enough memory" in text.lower()):
+            raise
+        b, cfg = run.batch, run.ctx.cfg
+        said = text.strip().splitlines()[0][:160] if text.strip() else type(err).__name__
+        raise TrainingFailed(f"step {run.ctx.step + 1}: a micro batch of {b.micro_batch_size_per_gpu} x "
+                             f"{cfg.data.seq_len} tokens could not be allocated ({said}): "
+                             "lower trainer.micro_batch_size_per_gpu and raise trainer.gradient_accumulation_steps to keep "
+                             "the global batch, or set model.activation_checkpointing=true") from None
 
 
 @dataclass
@@ -177,11 +224,9 @@ class Run:
 
 
 def setup(cfg: TrainConfig) -> Run:
-    """The shards opened and verified, the process group, a new run's folder checked or a resume's
-    checkpoint found and checked, the model, optimizer, scheduler and DeepSpeed engine, the
-    checkpoint loaded; one line saying what will run."""
-    import deepspeed
-    import numpy as np
+    """The shards opened and verified (their tokenizer too), the process group, the run's folder
+    locked, a new run's folder checked or a resume's checkpoint found and checked, the model,
+    optimizer, scheduler and DeepSpeed engine, the checkpoint loaded; one line saying what will run."""
     import torch
     import torch.distributed as dist
 
@@ -195,6 +240,10 @@ def setup(cfg: TrainConfig) -> Run:
     train_set = ShardSet(cfg.data.shards, cfg.data.train_split)
     valid_set = ShardSet(cfg.data.shards, cfg.data.valid_split)
     manifest = train_set.manifest
+    train_source = SampleSource(train_set, cfg.data.mode, cfg.data.seq_len, cfg.data.use_loss_mask)
+    valid_source = SampleSource(valid_set, cfg.data.mode, cfg.data.seq_len, cfg.data.use_loss_mask)
+    _check_micro_batch(cfg, train_source.num_samples)
+    tokenizer = load_tokenizer(manifest, cfg.data.shards)  # its files checked against the manifest's digests
     on_gpu = init_distributed(cfg.deepspeed.dist_backend)
     threads = None if on_gpu else set_cpu_threads()
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -203,26 +252,48 @@ def setup(cfg: TrainConfig) -> Run:
     batch = BatchSizes.derive(cfg.trainer, world)
     precision = resolve_precision(cfg.deepspeed, on_gpu, on_gpu and torch.cuda.is_bf16_supported())
     checkpointer = Checkpointer(cfg, manifest, rank, world)
-    state = checkpointer.start()
-
-    torch.manual_seed(cfg.trainer.seed + rank)
-    np.random.seed(cfg.trainer.seed + rank)
-    model = build_model(cfg, manifest)
-    train_source = SampleSource(train_set, cfg.data.mode, cfg.data.seq_len, cfg.data.use_loss_mask)
-    valid_source = SampleSource(valid_set, cfg.data.mode, cfg.data.seq_len, cfg.data.use_loss_mask)
-    optimizer = cfg.optimizer.build(model, offload=cfg.deepspeed.offload_optimizer)
-    scheduler = cfg.scheduler.build(optimizer, cfg.trainer.max_steps)
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
-                                           config=deepspeed_config(cfg, batch, precision))
-    checkpointer.load(engine)
-    ctx = StepContext(cfg, engine, engine.device, rank, world, MetricsLogger(cfg, rank), state["step"], state["samples_consumed"])
+    state = checkpointer.start()  # takes trainer.out_dir's lock, let go of on any error below
+    try:
+        engine, scheduler = _engine(cfg, manifest, batch, precision, rank)
+        checkpointer.load(engine)
+        logger = MetricsLogger(cfg, rank)
+    except BaseException:
+        checkpointer.release()
+        raise
+    ctx = StepContext(cfg, engine, engine.device, rank, world, logger, state["step"], state["samples_consumed"])
     ctx.say(f"world {world}, {precision}, ZeRO {cfg.deepspeed.zero_stage}, global batch {batch.global_batch_size} "
             f"({batch.micro_batch_size_per_gpu} x {batch.gradient_accumulation_steps} x {world}), "
             f"{num_parameters(engine.module):,} parameters, {train_source.num_samples:,} train samples, from step {ctx.step}"
             + (f", {threads} CPU thread{'s' if threads != 1 else ''} per process" if threads else ""))
     return Run(ctx, batch, manifest, train_source, valid_source, OrderedSampler(train_source.num_samples, cfg.trainer.seed),
                scheduler, checkpointer, Throughput(engine.module, cfg.data.seq_len, world, cfg.trainer.peak_flops_per_gpu, on_gpu),
-               load_tokenizer(manifest, cfg.data.shards))  # every rank generates the samples (ZeRO-3)
+               tokenizer)  # every rank generates the samples (ZeRO-3)
+
+
+def _engine(cfg: TrainConfig, manifest: dict, batch: BatchSizes, precision: str, rank: int):
+    """(DeepSpeed engine, scheduler): the model seeded per rank, its optimizer and schedule."""
+    import deepspeed
+    import numpy as np
+    import torch
+
+    torch.manual_seed(cfg.trainer.seed + rank)
+    np.random.seed(cfg.trainer.seed + rank)
+    model = build_model(cfg, manifest)
+    optimizer = cfg.optimizer.build(model, offload=cfg.deepspeed.offload_optimizer)
+    scheduler = cfg.scheduler.build(optimizer, cfg.trainer.max_steps)
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
+                                           config=deepspeed_config(cfg, batch, precision))
+    return engine, scheduler
+
+
+def _check_micro_batch(cfg: TrainConfig, samples: int) -> None:
+    """A micro batch larger than the train split repeats its samples inside one batch and only costs
+    memory (a large enough one takes all of it): refused in one line."""
+    micro = cfg.trainer.micro_batch_size_per_gpu
+    if micro > samples:
+        what = f"windows of data.seq_len={cfg.data.seq_len} tokens" if cfg.data.mode == "packed" else "sessions"
+        raise ConfigError(f"trainer.micro_batch_size_per_gpu={micro} is larger than the {cfg.data.train_split} split of "
+                          f"{cfg.data.shards}, {samples:,} samples ({what}, data.mode={cfg.data.mode}): use at most {samples:,}")
 
 
 def train_step(run: Run, stop: StopSignals) -> tuple[float, int, bool]:
@@ -268,7 +339,7 @@ def finish(run: Run, last: dict, stopped: StopSignals | None) -> dict:
         out = cfg.trainer.out_dir
         plot_curves(os.path.join(out, "metrics.jsonl"), os.path.join(out, "curves.png"))
         ctx.say(f"{'stopped' if stopped is not None else 'done'}: metrics {out}/metrics.jsonl, curves {out}/curves.png, "
-                f"checkpoints {checkpoint_root(cfg)}; export: reddit-pretrain export {checkpoint_root(cfg)} <out>")
+                f"checkpoints {checkpoint_root(cfg)}; export: reddit-pretrain export {shlex.quote(checkpoint_root(cfg))} <out>")
     dist.barrier()
     return last
 
@@ -295,7 +366,10 @@ def main() -> None:
     from pretrain.config import GROUPS
     from reddit_pretrain.shards import ShardError
 
-    run_hydra("train", TrainConfig, _train_then_close, (ConfigError, ShardError), groups=GROUPS)
+    from reddit_pretrain.storage import OutputNotWritable
+
+    run_hydra("train", TrainConfig, _train_then_close, (ConfigError, ShardError, TrainingFailed, OutputNotWritable),
+              groups=GROUPS)
 
 if __name__ == "__main__":
     main()

@@ -22,6 +22,7 @@ picks the demo options). The training config goes to the trainer whole and typed
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -174,10 +175,10 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     config_args = [f"--config-dir={os.path.dirname(os.path.abspath(config_file))}", "--config-name=train_config"]
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={cfg.nproc}",
                f"--master_port={_free_port()}", "-m", "pretrain.train", *config_args]
-    say(" ".join(command))
+    say(shlex.join(command))
     if subprocess.run(command, env=env).returncode != 0:
         raise PipelineConfigError(f"training stopped with an error (above); its config: {config_file}; run it alone with "
-                                  f"reddit-pretrain train {' '.join(config_args)}")
+                                  f"reddit-pretrain train {shlex.join(config_args)}")
 
     if cfg.stop_after == "train":
         return _stopped(cfg, paths, started)
@@ -230,7 +231,7 @@ Pipeline finished in {summary['seconds']:.0f} s
             print(f"    {prompt!r} -> {answer!r}")
     print(f"  DialoGPT's metrics on the test split ({paths['evaluation']}/evaluation.json, evaluation.png):")
     print("    " + format_table(evaluations).replace("\n", "\n    "))
-    print(f"\nChat with it:  .venv/bin/reddit-pretrain chat {paths['model']}")
+    print(f"\nChat with it:  .venv/bin/reddit-pretrain chat {shlex.quote(paths['model'])}")
     return summary
 
 

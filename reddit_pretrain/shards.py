@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,13 +60,35 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def confined(folder: str, *parts: str) -> str:
+    """``folder/parts...``, refused (ShardError, one line) when a part read from a manifest leads out of
+    ``folder``: an absolute path, a ``..``, or a symbolic link whose target lies outside it."""
+    for part in parts:
+        pieces = part.replace("\\", "/").split("/") if isinstance(part, str) else []
+        if not pieces or not part or os.path.isabs(part) or ".." in pieces or "\0" in part:
+            raise ShardError(f"{os.path.join(folder, MANIFEST)} names {part!r}, which is not a path inside the shard set "
+                             f"{folder}: a manifest's paths are relative to its folder (make the shards again)")
+    path = os.path.join(folder, *parts)
+    root, real = os.path.realpath(folder), os.path.realpath(path)
+    if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+        raise ShardError(f"{path} leads out of the shard set {folder} (a symbolic link to {real}): a shard set's files "
+                         "are its own; copy them in (reddit-pretrain fetch-shards) instead of linking them")
+    return path
+
+
+def shard_path(folder: str, manifest: dict, name: str) -> str:
+    """The path of a shard file the manifest names, confined to the shard set (``confined``)."""
+    return confined(folder, manifest.get("shards_dir", SHARDS_DIR), name)
+
+
 def shard_files(folder: str, manifest: dict, splits: list[str] | None = None) -> list[tuple[str, str]]:
-    """(path, sha256) of every file of the shards of ``splits`` (all when None), in manifest order."""
+    """(path, sha256) of every file of the shards of ``splits`` (all when None), in manifest order;
+    every path confined to ``folder``."""
     out = []
     for entry in manifest["shards"]:
         if splits is None or entry["split"] in splits:
             for info in entry["files"].values():
-                out.append((os.path.join(folder, manifest.get("shards_dir", SHARDS_DIR), info["path"]), info["sha256"]))
+                out.append((shard_path(folder, manifest, info["path"]), info["sha256"]))
     return out
 
 
@@ -246,7 +269,7 @@ class ShardSet:
     def __init__(self, folder: str, split: str | None = None, verify_checksums: bool = False):
         if "://" in folder and not folder.startswith("file://"):
             raise ShardError(f"{folder} is on object storage, and shards are memory-mapped: copy them to a local or shared "
-                             f"folder first with `reddit-pretrain fetch-shards {folder} <folder>` (every file sha256-checked), "
+                             f"folder first with `reddit-pretrain fetch-shards {shlex.quote(folder)} <folder>` (every file sha256-checked), "
                              "then read that folder")
         self.folder = folder
         path = os.path.join(folder, MANIFEST)
@@ -280,7 +303,7 @@ class ShardSet:
     def _open(self, entry: dict) -> _Shard:
         arrays = {}
         for kind, info in entry["files"].items():
-            path = os.path.join(self.folder, self.manifest.get("shards_dir", SHARDS_DIR), info["path"])
+            path = shard_path(self.folder, self.manifest, info["path"])
             if not os.path.exists(path):
                 raise ShardError(f"missing shard file {path}")
             size = os.path.getsize(path)
@@ -363,12 +386,63 @@ class TokenStream:
         return tokens, mask
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json")
+"""The files of a tokenizer folder that a loader (``transformers.AutoTokenizer``) reads: the manifest
+records the sha256 of each one present when the shards were made."""
+
+
+def tokenizer_digests(folder: str) -> dict[str, str]:
+    """{name: sha256} of the ``TOKENIZER_FILES`` present in ``folder`` (what the manifest records)."""
+    return {name: _sha256(os.path.join(folder, name)) for name in TOKENIZER_FILES
+            if os.path.isfile(os.path.join(folder, name))}
+
+
+def tokenizer_problem(folder: str, tokenizer: dict) -> str | None:
+    """Why the tokenizer in ``folder`` is not the one the manifest's ``tokenizer`` record describes
+    (a file changed, added, missing or linked from elsewhere, with both digests), or None.
+    Manifests from before every file was recorded give tokenizer.json's digest only."""
+    recorded = tokenizer.get("files")
+    if not recorded:
+        with open(os.path.join(folder, "tokenizer.json"), encoding="utf-8") as f:
+            found = hashlib.sha256(f.read().encode()).hexdigest()  # as resolve_tokenizer hashed it then
+        want = tokenizer.get("sha256")
+        return None if want in (None, found) else \
+            f"tokenizer.json has sha256 {found}, the manifest records {want}"
+    for name in sorted(set(recorded) | set(TOKENIZER_FILES)):
+        path = os.path.join(folder, name)
+        if name not in TOKENIZER_FILES:
+            return f"the manifest records {name!r}, which is not a tokenizer file"
+        if os.path.islink(path):
+            return f"{name} is a symbolic link (to {os.readlink(path)}), not a file of the tokenizer folder"
+        present = os.path.isfile(path)
+        if name not in recorded:
+            if present:
+                return f"{name} (sha256 {_sha256(path)}) was not there when the shards were made (the manifest records none)"
+            continue
+        if not present:
+            return f"{name} is missing (the manifest records sha256 {recorded[name]})"
+        found = _sha256(path)
+        if found != recorded[name]:
+            return f"{name} has sha256 {found}, the manifest records {recorded[name]}"
+    return None
+
+
 def tokenizer_folder(manifest: dict, folder: str | None = None) -> str | None:
     """Where the tokenizer of a shard set is (the one place that knows): the folder its manifest
     names, else ``<folder>/tokenizer`` (``folder``: the shard set's), whichever holds a
-    ``tokenizer.json``; None when neither does (a hub tokenizer not saved locally)."""
-    for candidate in (manifest.get("tokenizer", {}).get("path"), folder and os.path.join(folder, "tokenizer")):
+    ``tokenizer.json`` whose files match the digests the manifest recorded; None when neither holds
+    one (a hub tokenizer not saved locally). A tokenizer there that is not the shards' one (retrained,
+    edited, a file added) raises ShardError naming the file and both digests."""
+    tokenizer = manifest.get("tokenizer", {})
+    refused = []
+    for candidate in (tokenizer.get("path"), folder and os.path.join(folder, "tokenizer")):
         if candidate and os.path.exists(os.path.join(candidate, "tokenizer.json")):
-            return candidate
+            why = tokenizer_problem(candidate, tokenizer)
+            if why is None:
+                return candidate
+            refused.append(f"{candidate}: {why}")
+    if refused:
+        raise ShardError(f"the tokenizer is not the one the shards were made with ({'; '.join(refused)}): "
+                         "put that tokenizer back, or tokenize again with this one")
     return None
-

@@ -13,6 +13,7 @@ import logging
 import os
 import posixpath
 import re
+import shutil
 import socket
 import time
 import uuid
@@ -211,11 +212,87 @@ def check_replaceable(folder: str, what: str, owned: set[str], marker: str | Non
     raise OutputNotWritable(f"{folder} holds files {what} did not write ({shown}): {hint}")
 
 
+_STAGING = re.compile(r"\.tmp-[0-9a-f]{8}(?:-p(\d+)-(.*))?$")
+
+
 def staging_name(folder: str) -> str:
-    """A fresh sibling name to build ``folder`` in before ``replace_dir`` (never a user's file)."""
+    """A fresh sibling name to build ``folder`` in before ``replace_dir`` (never a user's file):
+    ``.<name>.tmp-<random>-p<pid>-<host>``, so that a later run can tell a killed run's leftover
+    (``remove_stale_staging``) from a staging folder another live process is filling."""
     path = local_path(folder).rstrip("/")
     head, tail = os.path.split(path)
-    return os.path.join(head, f".{tail}.tmp-{uuid.uuid4().hex[:8]}")
+    return os.path.join(head, f".{tail}.tmp-{uuid.uuid4().hex[:8]}-p{os.getpid()}-{socket.gethostname()}")
+
+
+def remove_stale_staging(folder: str) -> list[str]:
+    """Removes the staging folders beside a local ``folder`` (``staging_name``) whose process has
+    ended: same host and a dead pid, or written before the name carried its pid (no live process
+    writes those). Returns what was removed; another host's or a live process's are left alone."""
+    path = os.path.abspath(local_path(folder)).rstrip("/")
+    head, tail = os.path.split(path)
+    prefix, removed = f".{tail}", []
+    try:
+        entries = os.listdir(head)
+    except OSError:
+        return removed
+    host = socket.gethostname()
+    for entry in entries:
+        match = _STAGING.fullmatch(entry[len(prefix):]) if entry.startswith(prefix + ".tmp-") else None
+        if match is None:
+            continue
+        pid, owner = match.group(1), match.group(2)
+        if pid is not None and (owner != host or _pid_alive(int(pid))):
+            continue
+        stale = os.path.join(head, entry)
+        if os.path.isdir(stale) and not os.path.islink(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.remove(stale)
+        removed.append(stale)
+    return removed
+
+
+_UNWRITABLE = {errno.EROFS: "is on a read-only file system", errno.EACCES: "is not writable by this user",
+               errno.EPERM: "is not writable by this user"}
+
+
+def write_error(exc: BaseException, path: str) -> OutputNotWritable | None:
+    """One line for an output that could not be written, found anywhere in ``exc``'s chain: a full
+    disk (``no_space_error``), a read-only file system or a folder this user may not write; None
+    for any other error."""
+    full = no_space_error(exc, path)
+    if full is not None:
+        return full
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _UNWRITABLE:
+            where = str(exc.filename or path)
+            return OutputNotWritable(f"cannot write {where}: it {_UNWRITABLE[exc.errno]} ({os.strerror(exc.errno)}); "
+                                     "choose an output folder you can write, and run again")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+@contextlib.contextmanager
+def building(folder: str):
+    """Yields a staging folder beside the local ``folder`` (``staging_name``) for the body to fill;
+    when the body ends, it replaces ``folder`` (``replace_dir``). Killed runs' leftovers beside it
+    are removed first (``remove_stale_staging``). On any error the staging folder is removed, and a
+    full disk, a read-only file system or a folder not writable becomes one line (``write_error``).
+    Callers check first that ``folder`` is theirs to replace (``check_replaceable``)."""
+    remove_stale_staging(folder)
+    tmp = staging_name(folder)
+    try:
+        yield tmp
+        replace_dir(tmp, folder)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        one_line = write_error(exc, folder) if isinstance(exc, Exception) else None
+        if one_line is not None:
+            raise one_line from None
+        raise
 
 
 def parquet_rows(urls: list[str]) -> int:
@@ -328,6 +405,81 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+class FolderLock:
+    """``<folder>/_LOCK.json``, held by one process at a time: who (pid, host, Slurm job) and since when.
+
+    Taken by creating the file exclusively (best effort on object stores, which have no exclusive
+    create). A lock whose holder is gone is taken over: on the same host when its pid is dead (a
+    killed job), on any host when it names this process's ``SLURM_JOB_ID`` (a requeued job lands on
+    another node, and the job that held it is over). Anything else is refused with the holder named.
+    """
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.path = join(folder, LOCK)
+        self.held = False
+
+    @staticmethod
+    def me() -> dict:
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since_utc": int(time.time()),
+              "since": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+        if os.environ.get("SLURM_JOB_ID"):
+            me["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
+        return me
+
+    @staticmethod
+    def gone(holder: dict, me: dict) -> bool:
+        """Whether the process ``holder`` names has ended (its lock is stale)."""
+        if holder.get("slurm_job_id") and holder.get("slurm_job_id") == me.get("slurm_job_id"):
+            return holder.get("host") != me["host"] or not isinstance(holder.get("pid"), int) or not _pid_alive(holder["pid"])
+        return holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"])
+
+    def acquire(self, busy: str) -> "FolderLock":
+        """Takes the lock, or raises OutputBusy: ``busy`` (what the holder is doing) and who holds it."""
+        me = self.me()
+        fs, path = filesystem(self.folder)
+        fs.makedirs(path, exist_ok=True)
+        for _ in range(2):
+            if is_local(self.path):
+                try:
+                    fd = os.open(local_path(self.path), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    pass
+                else:
+                    with os.fdopen(fd, "w") as f:
+                        json.dump(me, f)
+                    self.held = True
+                    return self
+            elif not exists(self.path):
+                write_json_atomic(self.path, me)
+                self.held = True
+                return self
+            try:
+                holder = read_json(self.path)
+            except (OSError, ValueError):
+                holder = {}
+            if not isinstance(holder, dict) or not self.gone(holder, me):
+                holder = holder if isinstance(holder, dict) else {}
+                job = f", Slurm job {holder['slurm_job_id']}" if holder.get("slurm_job_id") else ""
+                raise OutputBusy(f"{busy} (pid {holder.get('pid')}, host {holder.get('host')}{job}, since "
+                                 f"{holder.get('since')}); wait for it, or remove {self.path} if no job is running")
+            remove(self.path)  # its process is gone: a killed run's lock
+        raise OutputBusy(f"cannot take the lock {self.path}")
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            try:
+                remove(self.path)
+            except OSError:
+                pass  # a folder that became unwritable: the lock is stale once this process ends
+
+
+def take_lock(folder: str, busy: str) -> FolderLock:
+    """``FolderLock(folder).acquire(busy)``."""
+    return FolderLock(folder).acquire(busy)
+
+
 class StagedOutput:
     """A job's output folder, filled through a staging folder and committed by renames.
 
@@ -370,40 +522,12 @@ class StagedOutput:
                                     f"its own ({', '.join(self.names)}): choose a new or empty folder")
 
     def _lock(self) -> None:
-        lock = join(self.output, LOCK)
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "since_utc": int(time.time()),
-              "since": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-        fs, path = filesystem(self.output)
-        fs.makedirs(path, exist_ok=True)
-        for _ in range(2):
-            if is_local(lock):
-                try:
-                    fd = os.open(local_path(lock), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-                except FileExistsError:
-                    holder = None
-                else:
-                    with os.fdopen(fd, "w") as f:
-                        json.dump(me, f)
-                    self._locked = True
-                    return
-            elif not exists(lock):
-                write_json_atomic(lock, me)
-                self._locked = True
-                return
-            try:
-                holder = read_json(lock)
-            except (OSError, ValueError):
-                holder = {}
-            stale = holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"])
-            if not stale:
-                raise OutputBusy(f"another job is writing {self.output} (pid {holder.get('pid')}, host {holder.get('host')}, "
-                                 f"since {holder.get('since')}); wait for it, or remove {lock} if no job is running")
-            remove(lock)  # its process is gone: a killed run's lock
-        raise OutputBusy(f"cannot take the lock {lock}")
+        self._lock_held = take_lock(self.output, f"another job is writing {self.output}")
+        self._locked = True
 
     def _unlock(self) -> None:
         if self._locked:
-            remove(join(self.output, LOCK))
+            self._lock_held.release()
             self._locked = False
 
     def begin(self) -> str:

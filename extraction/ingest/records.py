@@ -7,7 +7,7 @@ Schema (documented in README, "Ingest tables"):
 
 comments
     id (string, base36 without ``t1_``), link_id (string, without ``t3_``), parent_id (string,
-    without prefix), parent_kind (``"comment"`` or ``"submission"``), subreddit (string),
+    without prefix; the three in lower case, prefixes read in either case), parent_kind (``"comment"`` or ``"submission"``), subreddit (string),
     author (string, null when missing), body (string), score (int64, null when missing),
     created_utc (int64 seconds), month (``YYYY-MM`` of created_utc, the partition column)
 submissions
@@ -132,16 +132,26 @@ def _str(record: dict, name: str, required: bool) -> str | None:
     raise RecordError(BAD_VALUE, f"{name}={value!r:.60}")
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _ident(value: str | None) -> str | None:
+    """An id, a parent_id or a link_id as every table stores it: Reddit's ids are base 36, so
+    ``T1_C4``, ``t1_C4`` and ``t1_c4`` name one comment; ASCII letters are lower-cased (prefix and
+    id alike, as ``pc.ascii_lower`` does on the fast path)."""
+    return None if value is None else value.translate(_ASCII_LOWER)
+
+
 def _strip_prefix(value: str, prefix: str) -> str:
     return value[3:] if value.startswith(prefix) else value
 
 
 def comment_row(record: dict) -> tuple:
     """A raw comment dict as a tuple in COMMENT_SCHEMA order; raises RecordError."""
-    cid = _strip_prefix(_str(record, "id", True), "t1_")
+    cid = _strip_prefix(_ident(_str(record, "id", True)), "t1_")
     if not cid:
         raise RecordError(BAD_VALUE, f"id={record['id']!r:.60}")
-    parent = _str(record, "parent_id", True)
+    parent = _ident(_str(record, "parent_id", True))
     if len(parent) <= 3:  # "t1_" names no comment
         raise RecordError(BAD_VALUE, f"parent_id={parent!r:.60}")
     if parent.startswith("t1_"):
@@ -150,7 +160,7 @@ def comment_row(record: dict) -> tuple:
         parent_kind = "submission"
     else:
         raise RecordError(BAD_VALUE, f"parent_id={parent!r:.60}")
-    link = _str(record, "link_id", False)
+    link = _ident(_str(record, "link_id", False))
     if link is None:
         if parent_kind != "submission":
             raise RecordError(MISSING_FIELD, "link_id")
@@ -176,7 +186,7 @@ def submission_row(record: dict) -> tuple:
     over_18 = record.get("over_18")
     if over_18 is not None and not isinstance(over_18, bool):
         raise RecordError(BAD_VALUE, f"over_18={over_18!r:.60}")
-    sid = _strip_prefix(_str(record, "id", True), "t3_")
+    sid = _strip_prefix(_ident(_str(record, "id", True)), "t3_")
     if not sid:
         raise RecordError(BAD_VALUE, f"id={record['id']!r:.60}")
     return (
@@ -384,15 +394,15 @@ def _normalise(kind: str, table: pa.Table, undecided: list[bool]) -> tuple[pa.Ta
     in_range = pc.and_(pc.greater_equal(created, 0), pc.less(created, MAX_CREATED_UTC))
     odd = pc.or_(odd, pc.invert(pc.fill_null(in_range, False)))
     month = _months(pc.if_else(in_range, created, 0))
-    ids = _strip(table["id"], "t3_" if kind == "RS" else "t1_")
+    ids = _strip(pc.ascii_lower(table["id"]), "t3_" if kind == "RS" else "t1_")  # as _ident: base-36 ids in lower case
     odd = pc.or_(odd, pc.fill_null(pc.equal(pc.utf8_length(ids), 0), False))
     if kind == "RS":
         columns = [ids] + [table[n] for n in SUBMISSION_SCHEMA.names[1:-1]] + [month]
         return pa.Table.from_arrays(columns, schema=SUBMISSION_SCHEMA), odd
-    parent = table["parent_id"]
+    parent = pc.ascii_lower(table["parent_id"])
     is_comment_parent = pc.starts_with(parent, "t1_")
     is_submission_parent = pc.starts_with(parent, "t3_")
-    link = pc.coalesce(table["link_id"], pc.if_else(is_submission_parent, parent, pa.scalar(None, pa.string())))
+    link = pc.coalesce(pc.ascii_lower(table["link_id"]), pc.if_else(is_submission_parent, parent, pa.scalar(None, pa.string())))
     odd = pc.or_(odd, pc.or_(pc.invert(pc.or_(is_comment_parent, is_submission_parent)), pc.is_null(link)))
     odd = pc.or_(odd, pc.fill_null(pc.less_equal(pc.utf8_length(parent), 3), False))  # "t1_" names no comment
     columns = [

@@ -114,7 +114,10 @@ def export_dataset(extract: str, out: str, roles: str = "parity", rows_per_file:
     storage.check_writable(out)
     storage.check_replaceable(out, "the dataset export", owned=set(), marker=MARKER, overwrite=overwrite, reads=extract)
     schema = _schema(extract)
-    tmp = storage.staging_name(out) if storage.is_local(out) else out.rstrip("/") + ".tmp"
+    local = storage.is_local(out)
+    if local:
+        storage.remove_stale_staging(out)  # what a killed export left beside it
+    tmp = storage.staging_name(out) if local else out.rstrip("/") + ".tmp"
     sizes: dict[str, dict] = {}
 
     def write(table, split: str, written: list) -> None:
@@ -151,8 +154,11 @@ def export_dataset(extract: str, out: str, roles: str = "parity", rows_per_file:
         storage.write_json_atomic(storage.join(tmp, MARKER), {"extract": extract, "roles": roles, "splits": sizes,
                                                              "code_version": (report.get("run") or {}).get("code_version")})
         storage.replace_dir(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         storage.remove(tmp)
+        one_line = storage.write_error(exc, out) if isinstance(exc, Exception) else None
+        if one_line is not None:  # a full disk, a read-only one: one line, the partial export removed
+            raise one_line from None
         raise
     return sizes
 
@@ -270,7 +276,6 @@ def dataset_card(schema, sizes: dict, report: dict, roles: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from reddit_pretrain.cli import prog
-    from reddit_pretrain.storage import OutputNotWritable
 
     parser = argparse.ArgumentParser(
         prog=prog("python -m extraction.sessions.export_dataset"), formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -287,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         sizes = export_dataset(args.extract, args.out, args.roles, args.rows_per_file, args.overwrite)
-    except (DatasetExportError, OutputNotWritable, FileNotFoundError, PermissionError) as err:
+    except (DatasetExportError, OSError) as err:  # OutputNotWritable, FileNotFoundError, PermissionError among them
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"[export-dataset] {args.out}: " + ", ".join(f"{k} {v['num_examples']:,}" for k, v in sizes.items())

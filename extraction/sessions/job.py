@@ -272,14 +272,14 @@ def plan_buckets(cfg: ExtractConfig) -> BucketPlan:
     if not comments_files:
         raise ExtractError(f"{cfg.input}/comments holds no Parquet files: run the ingest job first (extraction.ingest.job)")
     ingested = report.get("totals", {}).get("comments_rows")
-    plan = BucketPlan({b: e for b, e in buckets.items() if e["comments"]}, use_submissions, comments_files, ingested, report)
-    check_ingest_output(cfg, report, plan)
-    return plan
+    check_ingest_output(cfg, report, buckets)  # every bucket: one may hold submissions and no comments
+    return BucketPlan({b: e for b, e in buckets.items() if e["comments"]}, use_submissions, comments_files, ingested, report)
 
 
-def check_ingest_output(cfg: ExtractConfig, report: dict, plan: BucketPlan) -> None:
+def check_ingest_output(cfg: ExtractConfig, report: dict, buckets: dict[int, dict]) -> None:
     """The input must be what the ingest job's marker and report describe: complete, with every
-    table it reported and the rows of each (from the Parquet footers), before any work starts."""
+    table it reported and the rows of each (from the Parquet footers of every bucket, those whose
+    threads have no comment in these months too), before any work starts."""
     if not storage.exists(storage.join(cfg.input, layout.INGEST_DONE)) or not report:
         raise ExtractError(f"{cfg.input} is not a complete ingest output (no {layout.INGEST_DONE} or {layout.INGEST_REPORT}): "
                            "run the ingest job (again)")
@@ -289,7 +289,7 @@ def check_ingest_output(cfg: ExtractConfig, report: dict, plan: BucketPlan) -> N
     if cfg.use_submissions:
         tables["submissions"] = "submissions_rows"
     for table, key in tables.items():
-        files = [url for entry in plan.buckets.values() for url in entry[table]]
+        files = [url for entry in buckets.values() for url in entry[table]]
         found = storage.parquet_rows(files)
         if key in totals and found != totals[key]:
             missing = "missing" if not files else f"holds {found:,} rows"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import shlex
 import os
 import shutil
 import sys
@@ -275,7 +276,7 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     token_dtype(vocab_size)  # a clear error now if it cannot be stored
     extract_marker = storage.join(cfg.input, layout.EXTRACT_DONE)
     material = {"input": storage.read_json(extract_marker).get("fingerprint") if storage.exists(extract_marker) else None,
-                "tokenizer": tokenizer_info["sha256"], "cfg": {k: v for k, v in asdict(cfg).items() if k not in ("force", "spark", "input", "output")},
+                "tokenizer": tokenizer_info.get("files") or tokenizer_info["sha256"], "cfg": {k: v for k, v in asdict(cfg).items() if k not in ("force", "spark", "input", "output")},
                 "code": "tokenize-v1"}
     staged = storage.StagedOutput(cfg.output, DONE_MARKER, hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest(),
                                   [SHARDS_DIR, MANIFEST], job="tokenize")
@@ -334,7 +335,7 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
         )
         storage.write_bytes_atomic(storage.join(staging, MANIFEST), manifest_text(manifest).encode())
         staged.commit(finished_utc=int(time.time()))
-    print_(f"shards in {cfg.output}; inspect with: reddit-pretrain inspect {cfg.output}")
+    print_(f"shards in {cfg.output}; inspect with: reddit-pretrain inspect {shlex.quote(cfg.output)}")
     return manifest
 
 

@@ -39,8 +39,7 @@ def resolve_tokenizer(name_or_path: str) -> tuple[str, dict]:
         if os.path.isfile(candidate):
             with open(candidate, encoding="utf-8") as f:
                 text = f.read()
-            return text, {"name": name_or_path, "path": os.path.abspath(os.path.dirname(candidate)),
-                          "sha256": hashlib.sha256(text.encode()).hexdigest()}
+            return text, _described(name_or_path, os.path.abspath(os.path.dirname(candidate)), candidate, text)
     if os.path.sep in name_or_path and not os.path.exists(name_or_path) and name_or_path.startswith((".", "/")):
         raise TokenizerNotFound(f"tokenizer path {name_or_path!r} does not exist")
     fix = ("Point tokenizer= at a local copy (a folder saved by save_pretrained, or a tokenizer.json), or train one on "
@@ -65,7 +64,19 @@ def resolve_tokenizer(name_or_path: str) -> tuple[str, dict]:
         ) from None
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    return text, {"name": name_or_path, "path": os.path.dirname(path), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    return text, _described(name_or_path, os.path.dirname(path), path, text)
+
+
+def _described(name: str, folder: str, path: str, text: str) -> dict:
+    """The manifest's record of a tokenizer: name, folder, tokenizer.json's sha256, and (when the
+    folder's tokenizer.json is the one read) every file a loader reads there with its sha256, which
+    every reader of the shards checks before loading it (``reddit_pretrain.shards.tokenizer_folder``)."""
+    from reddit_pretrain.shards import tokenizer_digests
+
+    info = {"name": name, "path": folder, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    if os.path.basename(path) == "tokenizer.json":
+        info["files"] = tokenizer_digests(folder)
+    return info
 
 
 def _hub_unreachable(timeout_s: float = 3.0) -> str | None:
@@ -129,16 +140,11 @@ def train_tokenizer(sessions_dir: str, out_dir: str, vocab_size: int = DEFAULT_V
     config = {"add_prefix_space": False, "backend": "tokenizers", "bos_token": EOS_TOKEN, "eos_token": EOS_TOKEN,
               "errors": "replace", "model_max_length": 1024, "pad_token": None, "tokenizer_class": "GPT2Tokenizer",
               "unk_token": EOS_TOKEN}
-    tmp = storage.staging_name(out_dir)
-    os.makedirs(tmp)
-    try:
+    with storage.building(out_dir) as tmp:  # a killed run's leftover beside it is removed first
+        os.makedirs(tmp)
         bpe.save(os.path.join(tmp, "tokenizer.json"))
         with open(os.path.join(tmp, "tokenizer_config.json"), "w") as f:
             f.write(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-        storage.replace_dir(tmp, out_dir)
-    except BaseException:
-        storage.remove(tmp)
-        raise
     return out_dir
 
 

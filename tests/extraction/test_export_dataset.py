@@ -124,3 +124,25 @@ def test_an_empty_split_is_left_out_and_the_rest_loads(extracted, tmp_path):
     ds = load_dataset(str(tmp_path / "dataset"))
     assert set(ds) == {"train", "validation"} and len(ds["validation"]) == sizes["validation"]["num_examples"]
     assert "split: test" not in (tmp_path / "dataset" / "README.md").read_text()
+
+
+def test_a_killed_exports_staging_folder_is_removed_by_the_next_export(extracted, tmp_path):
+    """An export killed with SIGKILL while its staging folder existed leaves it beside the output; the
+    next export (which completes) removes it, and leaves another live export's alone."""
+    import os
+    import signal
+
+    from reddit_pretrain import storage
+
+    out = tmp_path / "dataset"
+    child = subprocess.Popen([sys.executable, "-c", "import os, time; from reddit_pretrain import storage; "
+                              f"t = storage.staging_name({str(out)!r}); os.makedirs(os.path.join(t, 'data')); "
+                              "print(t, flush=True); time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    killed = child.stdout.readline().strip()
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    live = storage.staging_name(str(out))
+    os.makedirs(live)
+    assert os.path.isdir(killed)
+    export_dataset(str(extracted / "extract"), str(out))
+    assert sorted(os.listdir(tmp_path)) == sorted(["dataset", os.path.basename(live)])

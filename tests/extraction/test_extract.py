@@ -255,3 +255,36 @@ def test_the_console_report_shows_every_rule_and_plain_counts(extracted):
     assert "cut by turn rules (deleted " in text
     assert all(f.startswith("reply score ") for f in report["example_fields"]["min_score"])
     assert all(f.startswith("r/") for f in report["example_fields"]["nsfw"])
+
+
+def test_buckets_holding_submissions_but_no_comments_are_a_valid_input(tmp_path):
+    """Threads of a month that drew no comment, and comments whose submission is in another month,
+    leave thread buckets that hold submissions and no comments (every per-subreddit dump has them):
+    extract takes such an ingest output, in process and as a whole."""
+    from extraction.ingest.dumps import dump_compressor
+
+    def write(path, records):
+        with open(path, "wb") as f, dump_compressor(3, 27).stream_writer(f, closefd=False) as w:
+            w.write(b"".join(json.dumps(r).encode() + b"\n" for r in records))
+
+    t0 = 1420070400  # 2015-01-01
+    submissions = [{"id": f"s{i}", "subreddit": "askx", "author": f"op{i}", "title": f"Question number {i}?",
+                    "selftext": "", "num_comments": 0, "score": 1, "created_utc": t0 + i} for i in range(40)]
+    comments = []
+    for i in range(3):  # three threads with replies, 37 without; one more thread whose submission is in December
+        for link in (f"s{i}", "olddec"):
+            parent = f"t3_{link}"
+            for depth in range(3):
+                cid = f"c{link}{i}{depth}"
+                comments.append({"id": cid, "parent_id": parent, "link_id": f"t3_{link}", "subreddit": "askx",
+                                 "author": f"u{depth % 2}", "body": f"reply {depth} about thing {i} in {link} here",
+                                 "score": 2, "created_utc": t0 + 100 + depth})
+                parent = f"t1_{cid}"
+    (tmp_path / "dumps").mkdir()
+    write(tmp_path / "dumps" / "RC_2015-01.zst", comments)
+    write(tmp_path / "dumps" / "RS_2015-01.zst", submissions)
+    run_ingest(IngestConfig(inputs=[str(tmp_path / "dumps" / "*.zst")], output=str(tmp_path / "ingest"), thread_buckets=16))
+    report = run_extract(ExtractConfig(input=str(tmp_path / "ingest"), output=str(tmp_path / "extract"),
+                                       filters=FiltersConfig(bland=False)))
+    assert report["comments"]["comments"] == len(comments)
+    assert (tmp_path / "extract" / DONE_MARKER).exists()

@@ -165,3 +165,24 @@ def test_a_parent_or_id_naming_nothing_is_a_bad_value():
     for parse in (parse_block, parse_block_per_line):
         result = parse("RC", "RC_2005-12.zst", 1, lines)
         assert result.rows.num_rows == 1 and [r[2] for r in result.rejects] == ["bad_value"] * 4, result.rejects
+
+
+def test_prefixes_and_ids_in_any_case_name_one_comment():
+    """Base-36 ids: ``T1_C4``, ``t1_C4`` and ``c4`` are one comment, on both parsers, for the id, the
+    parent and the link alike, so a child written with capitals keeps its parent (and a capital
+    prefix on a parent is no bad value)."""
+    from extraction.ingest.records import parse_block_per_line
+
+    lines = [line({**COMMENT, "id": "T1_Ab9", "parent_id": "T3_17863", "link_id": "T3_17863"}),
+             line({**COMMENT, "id": "c5", "parent_id": "t1_AB9", "link_id": "t3_17863"}),
+             line({**COMMENT, "id": "C6", "parent_id": "T1_C5", "link_id": None}),
+             line({**COMMENT, "id": "t3_x", "parent_id": "T9_c5"})]  # another kind's prefix: still no parent kind
+    for parse in (parse_block, parse_block_per_line):
+        result = parse("RC", "RC_2005-12.zst", 1, lines)
+        got = {r["id"]: (r["parent_id"], r["parent_kind"], r["link_id"]) for r in result.rows.to_pylist()}
+        assert got["ab9"] == ("17863", "submission", "17863"), (parse.__name__, got)
+        assert got["c5"] == ("ab9", "comment", "17863") and "c6" not in got  # a comment parent needs its link
+        assert [r[2] for r in result.rejects] == ["missing_field", "bad_value"], result.rejects
+    submission = {"id": "T3_17863", "title": "t", "created_utc": 1134365188}
+    for parse in (parse_block, parse_block_per_line):
+        assert parse("RS", "RS_2005-12.zst", 1, [line(submission)]).rows.to_pylist()[0]["id"] == "17863"

@@ -186,3 +186,17 @@ def test_a_hub_that_cannot_be_reached_fails_at_once(extracted, tmp_path):
     assert result.returncode == 2 and "Retrying" not in result.stderr and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()
     assert len(last) == 1 and "the model hub (127.0.0.1:9) cannot be reached" in last[0] and "train-tokenizer" in last[0]
+
+
+def test_the_printed_follow_up_command_is_quoted_for_the_shell(extracted, tokenizer_dir, tmp_path, capsys):
+    import shlex
+    import subprocess
+    import sys
+
+    out = tmp_path / "my shards; (v2)"
+    run_tokenize(TokenizeConfig(input=str(extracted / "extract"), output=str(out), tokenizer=tokenizer_dir))
+    command = capsys.readouterr().err.strip().splitlines()[-1].split("inspect with: ", 1)[1]
+    assert shlex.split(command) == ["reddit-pretrain", "inspect", str(out)]
+    helped = subprocess.run([sys.executable, "-m", "reddit_pretrain.command", "fetch-shards", "--help"],
+                            capture_output=True, text=True)
+    assert helped.stdout.startswith("usage: reddit-pretrain fetch-shards "), helped.stdout[:200]

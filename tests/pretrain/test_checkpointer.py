@@ -61,6 +61,7 @@ for _ in range(3):
     engine.backward(loss / count)
     engine.step()
 folder = saver.save(engine, {"step": 3, "samples_consumed": 6, "metrics": {"loss": 1.5}})
+saver.release()  # the first run ends: its hold on the run's folder goes (the trainer lets go in train())
 params, lr = snapshot(engine, scheduler)
 after = torch.rand(4)  # what this rank's RNG gives next after the save
 

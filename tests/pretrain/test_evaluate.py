@@ -104,3 +104,27 @@ def test_evaluate_says_what_is_wrong_with_its_folders(tmp_path):
     result = subprocess.run([sys.executable, "-m", "pretrain.evaluate", str(tmp_path / "none"), str(tmp_path)],
                             cwd=REPO, env=env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "neither a finished extract" in result.stderr, result.stderr[-2000:]
+
+
+def test_evaluate_replaces_only_an_evaluation_it_wrote(tmp_path):
+    """--out holding a user's own evaluation.png (or evaluation.json) is refused before any work, and
+    the file is left as it was; an evaluation.json this command wrote may be replaced; --overwrite
+    replaces anything."""
+    from pretrain.evaluate import EvaluateError, check_out
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "evaluation.png").write_bytes(b"\x89PNG my own figure")
+    (mine / "notes.txt").write_text("kept")
+    result = subprocess.run([sys.executable, "-m", "pretrain.evaluate", str(tmp_path / "no-model"), str(tmp_path),
+                             "--out", str(mine)], cwd=REPO, env=env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{mine} holds evaluation.png that reddit-pretrain evaluate did not write" in result.stderr
+    assert (mine / "evaluation.png").read_bytes() == b"\x89PNG my own figure"
+    (mine / "evaluation.json").write_text(json.dumps({"bleu": 12.5}))
+    with pytest.raises(EvaluateError, match="holds evaluation.json and evaluation.png"):
+        check_out(str(mine))
+    check_out(str(mine), overwrite=True)
+    (mine / "evaluation.json").write_text(json.dumps({"trained": {"model": "m", "test": {}, "rows": {}}}))
+    check_out(str(mine))  # an earlier evaluation: this command's to replace
+    check_out(str(tmp_path / "new"))

@@ -248,3 +248,215 @@ def test_a_checkpoint_written_by_python_3_11_early_releases_loads_and_getattr_st
     _reseal(step)
     result = export(step, tmp_path / "rigged")
     assert result.returncode == 2 and "getattr" in result.stderr and "refuse" in result.stderr, result.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------------------
+# What the guide promises, kept (each a member of its class other than the one first reported)
+
+
+def _metrics_steps(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        return [r["step"] for r in map(json.loads, f) if r["kind"] == "train"]
+
+
+def test_a_live_run_holds_its_folder_against_a_second_trainer(shards_dir, tmp_path):
+    """While a run trains, a second trainer on its out_dir (a resume, which would cut its metrics
+    back, or a new run with trainer.overwrite, which would delete it) is refused naming the holder;
+    the live run goes on to its end untouched and lets go of the folder."""
+    import signal
+    import subprocess
+
+    from tests.pretrain.test_train import REPO, env
+
+    out = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "pretrain.train",
+                              *base(shards_dir, out, "deepspeed=zero0", "trainer.max_steps=100000", "trainer.log_interval=1",
+                                    "trainer.eval_interval=100000", "trainer.checkpoint_interval=100000",
+                                    "trainer.tensorboard=false", "trainer.sample_max_new_tokens=2")],
+                             cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in first.stdout:  # its first step is logged: it holds the folder and trains
+            if "step 1/" in line:
+                break
+        second = [run([sys.executable, "-m", "pretrain.train", *base(shards_dir, out, "deepspeed=zero0", *extra)])
+                  for extra in (["model.init=resume", "trainer.max_steps=200000"], ["trainer.overwrite=true"])]
+        for result in second:
+            assert result.returncode == 2, result.stderr[-2000:]
+            assert f"error: another trainer is running in trainer.out_dir {out} (pid {first.pid}, host " in result.stderr
+            assert "Traceback" not in result.stderr
+        first.send_signal(signal.SIGUSR1)  # the live run: a checkpoint of its step, exit 3
+        assert first.wait(timeout=300) == 3
+    finally:
+        if first.poll() is None:
+            first.kill()
+    steps = _metrics_steps(out)
+    assert steps == list(range(1, len(steps) + 1)) and (out / "checkpoints" / "latest").exists()
+    assert not (out / "_LOCK.json").exists()
+    resumed = run([sys.executable, "-m", "pretrain.train", *base(shards_dir, out, "deepspeed=zero0", "model.init=resume",
+                                                                 f"trainer.max_steps={steps[-1] + 1}",
+                                                                 "trainer.tensorboard=false", "trainer.sample_max_new_tokens=2")])
+    check(resumed)  # the folder is free once its run ended
+    assert _metrics_steps(out) == list(range(1, steps[-1] + 2))
+
+
+def test_a_run_whose_loss_stops_being_finite_fails_and_keeps_its_last_finite_checkpoint(shards_dir, tmp_path):
+    """The loss goes NaN several steps in (a learning rate that grows in warm-up past what the model
+    takes): the run stops in one line with a non-zero status, no checkpoint of a NaN step is written,
+    ``latest`` stays the last finite one, and that one exports."""
+    out = tmp_path / "run"
+    result = run([sys.executable, "-m", "pretrain.train",
+                  *base(shards_dir, out, "deepspeed=zero0", "trainer.max_steps=30", "trainer.checkpoint_interval=2",
+                        "trainer.eval_interval=100", "trainer.tensorboard=false", "trainer.sample_max_new_tokens=2",
+                        "optimizer.lr=30", "scheduler.warmup_steps=6", "deepspeed.gradient_clipping=0",
+                        "trainer.max_nonfinite_steps=2")])
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    losses_ = {r["step"]: r["loss"] for r in map(json.loads, open(out / "metrics.jsonl")) if r["kind"] == "train"}
+    bad = min(s for s, v in losses_.items() if v != v or abs(v) == float("inf"))
+    assert max(losses_) == bad + 1 < 30, losses_  # stopped at the second non-finite step
+    kept = f"step_{(bad - 1) // 2 * 2:07d}"
+    assert last.startswith(f"error: step {bad + 1}: loss nan (2 steps in a row not finite") and f"{kept}, is kept as latest" in last
+    assert "optimizer.lr (now 30)" in last
+    assert (out / "checkpoints" / "latest").read_text() == kept
+    assert max(p for p in os.listdir(out / "checkpoints") if p.startswith("step_")) == kept
+    check(export(out / "checkpoints", tmp_path / "model"))
+
+
+def test_an_export_refuses_weights_that_are_not_finite(trained, tmp_path):
+    """A checkpoint holding an infinite weight (one written before the trainer stopped on NaN, or
+    damaged and resealed) is refused by the export in one line, and nothing is left behind."""
+    import torch
+
+    run_dir = copy_run(trained, tmp_path)
+    step = run_dir / "checkpoints" / "step_0000002"
+    victim = step / "zero_pp_rank_1_mp_rank_00_optim_states.pt"
+    state = torch.load(victim, map_location="cpu", weights_only=False)  # the test's own file
+    state["optimizer_state_dict"]["single_partition_of_fp32_groups"][0].data[3] = float("inf")
+    torch.save(state, victim)
+    _reseal(step)
+    result = export(step, tmp_path / "model")
+    assert result.returncode == 2 and "hold NaN or infinite values" in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "model").exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".model.tmp-")]
+
+
+def test_resume_refuses_other_optimizer_or_schedule_settings_naming_them(trained, shards_dir, tmp_path):
+    run_dir = copy_run(trained, tmp_path)
+    result = run([sys.executable, "-m", "pretrain.train",
+                  *base(shards_dir, run_dir, *COMMON, "trainer.max_steps=4", "model.init=resume", "optimizer.betas=[0.8,0.99]",
+                        "scheduler.min_lr_ratio=0.5")])
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    line = result.stderr.strip().splitlines()[-1]
+    assert "optimizer.betas=[0.8, 0.99] (it trained with [0.9, 0.95])" in line and "scheduler.min_lr_ratio=0.5 (it trained with 0.1)" in line
+    assert "model.init=pretrained" in line and not (run_dir / "_LOCK.json").exists()
+
+
+def test_checkpoint_files_are_confined_to_their_folder(trained, tmp_path):
+    """A config.yaml that is a symbolic link to another run's, or a COMPLETE.json naming an absolute
+    path with its real sha256: refused before anything there is read, hashed or unpickled."""
+    import hashlib
+
+    run_dir = copy_run(trained, tmp_path)
+    step = run_dir / "checkpoints" / "step_0000002"
+    other = tmp_path / "other.yaml"
+    other.write_text((step / "config.yaml").read_text().replace("n_layer: 2", "n_layer: 3"))
+    (step / "config.yaml").unlink()
+    (step / "config.yaml").symlink_to(other)
+    result = export(step, tmp_path / "m1")
+    assert result.returncode == 2 and "config.yaml is a symbolic link" in result.stderr, result.stderr[-2000:]
+    (step / "config.yaml").unlink()
+    (step / "config.yaml").write_text(other.read_text().replace("n_layer: 3", "n_layer: 2"))
+    _reseal(step)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not the checkpoint's")
+    complete = json.loads((step / "COMPLETE.json").read_text())
+    complete["files"][str(secret)] = secret.stat().st_size
+    complete["sha256"][str(secret)] = hashlib.sha256(secret.read_bytes()).hexdigest()
+    (step / "COMPLETE.json").write_text(json.dumps(complete))
+    result = export(step, tmp_path / "m2")
+    assert result.returncode == 2 and f"lists '{secret}', which is not a file of the checkpoint" in result.stderr
+
+
+def test_a_micro_batch_larger_than_the_split_is_refused(shards_dir, tmp_path):
+    from reddit_pretrain.shards import ShardSet
+
+    sessions = ShardSet(str(shards_dir), "train").num_documents
+    result = run([sys.executable, "-m", "pretrain.train",
+                  *base(shards_dir, tmp_path / "run", "deepspeed=zero0", "data.mode=padded",
+                        f"trainer.micro_batch_size_per_gpu={sessions + 1}", "trainer.gradient_accumulation_steps=1")])
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert (f"trainer.micro_batch_size_per_gpu={sessions + 1} is larger than the train split of {shards_dir}, "
+            f"{sessions:,} samples (sessions, data.mode=padded)") in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_batch_that_cannot_be_allocated_is_one_line():
+    import torch
+
+    from pretrain.train import Run, TrainingFailed, _allocated
+
+    class Ctx:
+        step, cfg = 6, type("Cfg", (), {"data": type("Data", (), {"seq_len": 1024})()})()
+
+    run_ = Run(Ctx(), type("B", (), {"micro_batch_size_per_gpu": 512})(), {}, None, None, None, None, None, None, None)
+    with pytest.raises(TrainingFailed, match=r"^step 7: a micro batch of 512 x 1024 tokens could not be allocated \(.*"
+                                             r"lower trainer.micro_batch_size_per_gpu"):
+        _allocated(run_, lambda: torch.empty(2**62, dtype=torch.uint8))  # a real allocation the machine refuses
+    with pytest.raises(ValueError):  # any other error is left as it is
+        _allocated(run_, lambda: (_ for _ in ()).throw(ValueError("other")))
+
+
+def _read_only(small_disk, name):
+    import subprocess
+
+    disk = small_disk(64 << 20, name)
+    return disk, lambda: subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+
+
+def test_unwritable_outputs_are_one_line_in_every_command(trained, shards_dir, extracted, small_disk, tmp_path):
+    """A read-only file system under a new training run, a resumed run, an export and a dataset
+    export, and a full disk under an export: one line each, status 2, no traceback."""
+    from extraction.sessions.export_dataset import main as export_dataset_main
+
+    disk, seal = _read_only(small_disk, "ro")
+    shutil.copytree(trained, disk / "run")
+    (disk / "dataset").mkdir()
+    seal()
+    for cmd, said in [(["-m", "pretrain.train", *base(shards_dir, disk / "new", "deepspeed=zero0")], "read-only"),
+                      (["-m", "pretrain.train", *base(shards_dir, disk / "run", "deepspeed=zero0", "model.init=resume",
+                                                       "trainer.max_steps=4")], "read-only"),
+                      (["-m", "pretrain.export", str(trained / "checkpoints"), str(disk / "model")], "read-only")]:
+        result = run([sys.executable, *cmd])
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        assert said in result.stderr.strip().splitlines()[-1], result.stderr[-1000:]
+    assert export_dataset_main([str(extracted / "extract"), str(disk / "dataset")]) == 2
+    full = small_disk(256 << 10, "full")
+    result = export(trained / "checkpoints", full / "model")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: no space left on {full} (tmpfs)")
+    assert os.listdir(full) == []
+
+
+def test_train_and_export_refuse_a_tokenizer_edited_since_the_shards(extracted, tokenizer_dir, tmp_path):
+    """The tokenizer folder the shards name gets a new tokenizer_config.json (tokenizer.json untouched,
+    so its old digest alone would pass): train and export refuse in one line naming the file and both
+    digests, instead of training or exporting with a tokenizer the shards were not made with."""
+    from extraction.tokenize.job import TokenizeConfig, run_tokenize
+
+    tok = tmp_path / "tok"
+    shutil.copytree(tokenizer_dir, tok)
+    shards = tmp_path / "shards"
+    run_tokenize(TokenizeConfig(input=str(extracted / "extract"), output=str(shards), tokenizer=str(tok),
+                                max_session_tokens=256, tokens_per_shard=100_000))
+    one_step = ["deepspeed=zero0", "trainer.max_steps=1", "trainer.checkpoint_interval=1", "trainer.eval_interval=1",
+                "trainer.sample_max_new_tokens=2", "trainer.tensorboard=false"]
+    check(run([sys.executable, "-m", "pretrain.train", *base(shards, tmp_path / "run", *one_step)]))
+    config = json.loads((tok / "tokenizer_config.json").read_text())
+    (tok / "tokenizer_config.json").write_text(json.dumps({**config, "eos_token": "the"}))
+    recorded = json.loads((shards / "manifest.json").read_text())["tokenizer"]["files"]["tokenizer_config.json"]
+    refused = [run([sys.executable, "-m", "pretrain.train", *base(shards, tmp_path / "run2", *one_step)]),
+               export(tmp_path / "run" / "checkpoints", tmp_path / "model")]
+    for result in refused:
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        line = result.stderr.strip().splitlines()[-1]
+        assert "tokenizer_config.json has sha256" in line and f"the manifest records {recorded}" in line, line
+    assert not (tmp_path / "model").exists() and not (tmp_path / "run2").exists()

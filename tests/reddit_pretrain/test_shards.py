@@ -137,3 +137,104 @@ def test_batched_writes_give_the_same_shards_as_one_document_at_a_time(tmp_path)
             data = (tmp_path / "one" / info["path"]).read_bytes()
             assert data == (tmp_path / "batched" / info["path"]).read_bytes()
             assert len(data) == info["bytes"] and hashlib.sha256(data).hexdigest() == info["sha256"]
+
+
+def test_paths_in_a_manifest_stay_inside_the_shard_set(tmp_path):
+    """shards_dir or a shard's path leading out (absolute, ``..`` in the middle, a symbolic link in
+    shards/ to a file elsewhere) is refused in one line by every reader, before anything is opened,
+    and fetch-shards leaves its destination as it was."""
+    from pretrain.shard_tools import fetch
+    from reddit_pretrain.shards import shard_files
+
+    folder = build(tmp_path)
+    good = json.loads((folder / "manifest.json").read_text())
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    for entry in good["shards"]:
+        for info in entry["files"].values():
+            (outside / info["path"]).write_bytes((folder / "shards" / info["path"]).read_bytes())
+    rigged = [{**good, "shards_dir": str(outside)}, {**good, "shards_dir": "shards/../../elsewhere"},
+              {**good, "shards": [{**good["shards"][0], "files": {**good["shards"][0]["files"], "index": {
+                  **good["shards"][0]["files"]["index"], "path": "sub/../../../elsewhere/" + good["shards"][0]["files"]["index"]["path"]}}}]}]
+    for manifest in rigged:
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        for read in (lambda: ShardSet(str(folder)), lambda: shard_files(str(folder), manifest)):
+            with pytest.raises(ShardError, match="not a path inside the shard set"):
+                read()
+        dest = tmp_path / "copy"
+        with pytest.raises(ShardError, match="not a path inside the shard set"):
+            fetch(str(folder), str(dest))
+        assert not dest.exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".copy.tmp-")]
+    (folder / "manifest.json").write_text(json.dumps(good))
+    victim = folder / "shards" / good["shards"][0]["files"]["tokens"]["path"]
+    victim.unlink()
+    victim.symlink_to(outside / victim.name)  # same bytes, same sha256: only where it leads is wrong
+    with pytest.raises(ShardError, match="leads out of the shard set"):
+        ShardSet(str(folder), verify_checksums=True)
+
+
+def _tokenizer(folder, words):
+    from tokenizers import ByteLevelBPETokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(words * 20, vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>"], show_progress=False)
+    folder.mkdir(exist_ok=True)
+    bpe.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|endoftext|>", "bos_token": "<|endoftext|>",
+                                                              "tokenizer_class": "GPT2Tokenizer", "model_max_length": 1024}))
+    return folder
+
+
+def test_the_tokenizer_is_checked_file_by_file_where_shards_meet_it(tmp_path):
+    """Each file a loader reads is recorded with its sha256; a tokenizer folder whose config was
+    edited, that gained a file, or was retrained, is refused naming the file and both digests."""
+    from extraction.tokenize.train_tokenizer import resolve_tokenizer
+    from pretrain.model import load_tokenizer
+    from reddit_pretrain.shards import tokenizer_folder
+
+    tok = _tokenizer(tmp_path / "tok", ["hello there", "general kenobi", "a b c"])
+    _, info = resolve_tokenizer(str(tok))
+    assert set(info["files"]) == {"tokenizer.json", "tokenizer_config.json"}
+    manifest = {"tokenizer": info, "eos_id": 0}
+    assert load_tokenizer(manifest).eos_token == "<|endoftext|>"
+    config = (tok / "tokenizer_config.json").read_text()
+    (tok / "tokenizer_config.json").write_text(config.replace('"model_max_length": 1024', '"model_max_length": 7'))
+    with pytest.raises(ShardError, match=r"tokenizer_config.json has sha256 [0-9a-f]{64}, the manifest records "
+                                         + info["files"]["tokenizer_config.json"]):
+        load_tokenizer(manifest)
+    (tok / "tokenizer_config.json").write_text(config)
+    (tok / "special_tokens_map.json").write_text(json.dumps({"eos_token": "hello"}))
+    with pytest.raises(ShardError, match="special_tokens_map.json .sha256 [0-9a-f]{64}. was not there"):
+        tokenizer_folder(manifest)
+    (tok / "special_tokens_map.json").unlink()
+    # A copy beside the shards (shards/tokenizer) is taken when the manifest's folder was retrained.
+    import shutil
+
+    shutil.copytree(tok, tmp_path / "set" / "tokenizer")
+    _tokenizer(tok, ["something else entirely", "other words"])
+    assert tokenizer_folder(manifest, str(tmp_path / "set")) == str(tmp_path / "set" / "tokenizer")
+    with pytest.raises(ShardError, match="tokenizer.json has sha256"):
+        tokenizer_folder(manifest)
+    # A manifest from before every file was recorded: tokenizer.json's digest, and only that file is read.
+    (tmp_path / "set" / "tokenizer" / "tokenizer_config.json").write_text(config.replace("<|endoftext|>", "hello"))
+    old = {"tokenizer": {k: v for k, v in info.items() if k != "files"}, "eos_id": 0}
+    assert load_tokenizer(old, str(tmp_path / "set")).eos_token == "<|endoftext|>"
+
+
+def test_inspect_refuses_shards_whose_tokenizer_changed_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from extraction.tokenize.train_tokenizer import resolve_tokenizer
+
+    folder = build(tmp_path)
+    tok = _tokenizer(tmp_path / "tok", ["hello there", "general kenobi"])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["tokenizer"] = resolve_tokenizer(str(tok))[1]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    inspect = [sys.executable, "-m", "pretrain.shard_tools", "inspect", str(folder)]
+    assert subprocess.run(inspect, capture_output=True, text=True).returncode == 0
+    _tokenizer(tok, ["retrained on", "other sessions"])
+    result = subprocess.run(inspect, capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.startswith("error: the tokenizer is not the one the shards were made")
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -136,3 +136,77 @@ def test_replacing_a_folder_needs_it_to_be_ours_or_overwrite(tmp_path):
     for ok in ("ours", "missing"):
         storage.check_replaceable(str(tmp_path / ok), "the export", set(), "marker.json")
     storage.check_replaceable(str(tmp_path / "user"), "the export", set(), "marker.json", overwrite=True)
+
+
+def test_a_folder_lock_is_taken_over_only_from_a_holder_that_is_gone(tmp_path, monkeypatch):
+    """Same host and a dead pid, or the same Slurm job on another node (a requeued job), is gone; a
+    live process, or another Slurm job's lock on another node, is refused with the holder named."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    lock = folder / storage.LOCK
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(ended.stdout)
+    monkeypatch.setenv("SLURM_JOB_ID", "777")
+    cases = [({"pid": dead_pid, "host": socket.gethostname()}, True),
+             ({"pid": os.getppid(), "host": socket.gethostname()}, False),
+             ({"pid": 1, "host": "node-elsewhere", "slurm_job_id": "777"}, True),
+             ({"pid": 1, "host": "node-elsewhere", "slurm_job_id": "778"}, False),
+             ({"pid": 1, "host": "node-elsewhere"}, False)]
+    for holder, taken in cases:
+        lock.write_text(json.dumps({**holder, "since": "then"}))
+        if taken:
+            held = storage.take_lock(str(folder), "busy")
+            assert json.loads(lock.read_text())["pid"] == os.getpid() == held.me()["pid"]
+            assert json.loads(lock.read_text())["slurm_job_id"] == "777"
+            held.release()
+            assert not lock.exists()
+        else:
+            with pytest.raises(storage.OutputBusy, match=rf"^busy \(pid {holder['pid']}, host {holder['host']}"):
+                storage.take_lock(str(folder), "busy")
+            assert json.loads(lock.read_text())["pid"] == holder["pid"]  # left as it was
+
+
+def test_a_killed_writers_staging_folder_is_removed_by_the_next_run_and_a_live_ones_kept(tmp_path):
+    """A process that made its staging folder beside the output and was killed (SIGKILL: nothing of
+    it could clean up) leaves it; the next writer of that output removes it, not a live one's."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "tokenizer"
+    child = subprocess.Popen([sys.executable, "-c", "import os, sys, time; from reddit_pretrain import storage; "
+                              f"tmp = storage.staging_name({str(out)!r}); os.makedirs(tmp); "
+                              "open(os.path.join(tmp, 'half.json'), 'w').write('{'); print(tmp, flush=True); time.sleep(600)"],
+                             stdout=subprocess.PIPE, text=True)
+    killed = child.stdout.readline().strip()
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    live = storage.staging_name(str(out))  # this process's own, still being filled
+    os.makedirs(live)
+    older = tmp_path / ".tokenizer.tmp-0a1b2c3d"  # the name before it carried its pid
+    older.mkdir()
+    other = tmp_path / ".tokenizers.tmp-0a1b2c3d"  # another output's: not this one's to touch
+    other.mkdir()
+    assert os.path.isdir(killed)
+    with storage.building(str(out)) as tmp:
+        os.makedirs(tmp)
+        (tmp_path / os.path.basename(tmp) / "tokenizer.json").write_text("{}")
+    assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(live), other.name, "tokenizer"])
+    assert os.listdir(out) == ["tokenizer.json"]
+
+
+def test_an_unwritable_output_is_one_line():
+    import errno
+
+    for code, said in ((errno.EROFS, "read-only file system"), (errno.EACCES, "not writable by this user")):
+        err = RuntimeError("wrapped")
+        err.__cause__ = OSError(code, os.strerror(code), "/data/out/x.parquet")
+        line = str(storage.write_error(err, "/data/out"))
+        assert line.startswith("cannot write /data/out/x.parquet") and said in line and "\n" not in line
+    assert "no space left" in str(storage.write_error(OSError(errno.ENOSPC, "No space left on device"), "/x"))
+    assert storage.write_error(ValueError("other"), "/x") is None
