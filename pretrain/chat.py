@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
     model = GPT2LMHeadModel.from_pretrained(args.model).eval()
-    from pretrain.export import exported_tokenizer_problem
+    from pretrain.model import exported_tokenizer_problem
 
     why = exported_tokenizer_problem(args.model)
     if why:

@@ -161,7 +161,7 @@ def load(model_dir: str, untrained: bool = False, seed: int = 0):
     import torch
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    from pretrain.export import exported_tokenizer_problem
+    from pretrain.model import exported_tokenizer_problem
 
     if not os.path.exists(os.path.join(model_dir, "config.json")):
         raise EvaluateError(f"{model_dir} is not a model folder (no config.json): give a folder made by reddit-pretrain export")

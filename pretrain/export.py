@@ -17,9 +17,10 @@ import os
 import sys
 
 from reddit_pretrain import storage
+from reddit_pretrain.layout import EXPORT_MARKER
 
 
-MARKER = "reddit_pretrain.json"
+MARKER = EXPORT_MARKER
 """Written into every export: the checkpoint it came from. A folder holding it is an export, which a
 later export may replace; any other non-empty folder is refused unless ``overwrite``."""
 
@@ -147,24 +148,6 @@ def model_card(folder: str, cfg, manifest: dict, config) -> str:
         "or in a terminal: `reddit-pretrain chat <this folder>`.", "",
     ]
     return "\n".join(lines)
-
-
-def exported_tokenizer_problem(model_dir: str) -> str | None:
-    """Why the tokenizer in an exported folder is not the one the export wrote beside the model (a
-    file changed, added or missing since, with both digests), or None; folders without the record
-    (other exports, older ones) are not checked."""
-    from reddit_pretrain.shards import tokenizer_problem
-
-    try:
-        with open(os.path.join(model_dir, MARKER)) as f:
-            files = json.load(f).get("tokenizer_files")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not files or not os.path.exists(os.path.join(model_dir, "tokenizer.json")):
-        return None
-    why = tokenizer_problem(model_dir, {"files": files})
-    return None if why is None else (f"{model_dir}: its tokenizer is not the one exported with the model ({why}): "
-                                     "export the model again")
 
 
 def _step(folder: str) -> int | None:

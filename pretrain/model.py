@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2LMHeadModel
 
-from reddit_pretrain.layout import EOS_TOKEN, IGNORE_INDEX as IGNORE
-from reddit_pretrain.shards import tokenizer_folder
+from reddit_pretrain.layout import EOS_TOKEN, EXPORT_MARKER, IGNORE_INDEX as IGNORE
+from reddit_pretrain.shards import tokenizer_folder, tokenizer_problem
 
 
 class GPT2ForDialogue(GPT2LMHeadModel):
@@ -65,6 +65,24 @@ def load_tokenizer(manifest: dict, shards_folder: str | None = None):
     # A manifest from before every file was recorded vouches for tokenizer.json alone: load only that.
     eos = manifest["tokenizer"].get("eos_token", EOS_TOKEN)
     return PreTrainedTokenizerFast(tokenizer_file=os.path.join(folder, "tokenizer.json"), eos_token=eos, bos_token=eos)
+
+
+def exported_tokenizer_problem(model_dir: str) -> str | None:
+    """Why the tokenizer in an exported folder is not the one the export wrote beside the model (a
+    file changed, added or missing since, with both digests), or None; folders without the record
+    (other exports, older ones) are not checked."""
+    import json
+
+    try:
+        with open(os.path.join(model_dir, EXPORT_MARKER)) as f:
+            files = json.load(f).get("tokenizer_files")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not files or not os.path.exists(os.path.join(model_dir, "tokenizer.json")):
+        return None
+    why = tokenizer_problem(model_dir, {"files": files})
+    return None if why is None else (f"{model_dir}: its tokenizer is not the one exported with the model ({why}): "
+                                     "export the model again")
 
 
 def gpt2_config(m, manifest: dict):

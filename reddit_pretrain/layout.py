@@ -73,3 +73,8 @@ EOS_TOKEN = "<|endoftext|>"
 """What closes each turn of a document (GPT-2's EOS; a trained tokenizer's BOS and UNK as well)."""
 IGNORE_INDEX = -100
 """A target no loss is taken on (padding, the first turn): Hugging Face's and PyTorch's convention."""
+
+# -- export -----------------------------------------------------------------------------------------
+EXPORT_MARKER = "reddit_pretrain.json"
+"""In every exported model folder: the checkpoint it came from, and the sha256 of the tokenizer files
+written beside the model (which evaluate and chat check)."""

@@ -460,3 +460,15 @@ def test_train_and_export_refuse_a_tokenizer_edited_since_the_shards(extracted, 
         line = result.stderr.strip().splitlines()[-1]
         assert "tokenizer_config.json has sha256" in line and f"the manifest records {recorded}" in line, line
     assert not (tmp_path / "model").exists() and not (tmp_path / "run2").exists()
+
+
+def test_evaluate_and_chat_refuse_a_tokenizer_changed_in_an_export(trained, extracted, tmp_path):
+    """The export records the digests of the tokenizer it writes beside the model; a special-tokens
+    file added there afterwards is refused by evaluate and chat in one line."""
+    check(export(trained / "checkpoints", tmp_path / "model"))
+    (tmp_path / "model" / "special_tokens_map.json").write_text(json.dumps({"eos_token": "hello"}))
+    for cmd in (["-m", "pretrain.evaluate", str(tmp_path / "model"), str(extracted / "extract"), "--contexts", "2"],
+                ["-m", "pretrain.chat", str(tmp_path / "model")]):
+        result = run([sys.executable, *cmd])
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert "its tokenizer is not the one exported with the model (special_tokens_map.json" in result.stderr
