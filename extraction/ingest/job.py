@@ -64,6 +64,7 @@ from reddit_pretrain.layout import TABLES
 from extraction.ingest.dumps import (
     DEFAULT_READ_SIZE_BYTES,
     ZSTD_MAX_WINDOW_BYTES,
+    ChecksumMismatch,
     DumpReadError,
     LineBlock,
     dump_kind,
@@ -88,12 +89,20 @@ class IngestConfig:
     """The ingest job: which dumps, where to, and how to treat bad input."""
 
     inputs: list[str] = field(default_factory=list)
-    """Dump paths or globs (local, s3://, hdfs://, ...): ``RC_*.zst`` comments, ``RS_*.zst`` submissions."""
+    """Dump paths or globs (local, s3://, hdfs://, ...): ``RC_*.zst`` comments, ``RS_*.zst`` submissions;
+    ``.zst_blocks``, ``.bz2``, ``.xz`` and ``.gz`` dumps too (``extraction.ingest.dumps``)."""
+    checksums: str | None = None
+    """A checksum list in the releases' format (``sha256sum``'s: a sha256 and a file name a line).
+    Each dump named in it is verified while it is read (its compressed bytes hashed as they stream);
+    a mismatch is a corrupt file (``on_corrupt_file``: ``fail`` stops naming both digests before any
+    row is committed; ``record`` sets the file's rows aside, counted). A dump not in the list is said
+    once and read unchecked."""
     output: str = "out/ingest"
     """Folder that receives comments/, submissions/, rejects/ and the report."""
     on_corrupt_file: str = "fail"
     """``fail``: stop with an error naming the file. ``record``: mark the file failed in the
-    report, keep the lines read before the damage, and let the other files finish."""
+    report, keep the lines read before the damage (a checksum mismatch: none of its lines, which are
+    counted as set aside), and let the other files finish."""
     read_size_bytes: int = DEFAULT_READ_SIZE_BYTES
     """Compressed bytes read per step; bounds a task's memory together with the zstd window."""
     max_window_bytes: int = ZSTD_MAX_WINDOW_BYTES
@@ -294,7 +303,8 @@ class _Relay:
     def end(self, error: BaseException | None = None) -> None:
         detail = None
         if isinstance(error, DumpReadError):
-            detail = {"path": error.path, "line_number": error.line_number, "cause": error.cause}
+            detail = {"path": error.path, "line_number": error.line_number, "cause": error.cause,
+                      "checksum": isinstance(error, ChecksumMismatch)}
         elif error is not None:
             detail = {"message": f"{type(error).__name__}: {error}"}
         storage.write_json_atomic(storage.join(self.folder, _RELAY_END), {"blocks": self.blocks, "error": detail})
@@ -328,7 +338,8 @@ class _Relay:
             delay = min(0.2, delay * 2)
         error = end["error"]
         if error and "cause" in error:
-            raise DumpReadError(error["path"], error["line_number"], error["cause"])
+            raise (ChecksumMismatch if error.get("checksum") else DumpReadError)(error["path"], error["line_number"],
+                                                                                  error["cause"])
         if error:
             raise IngestError(f"{file_name}: the task decoding the file (piece {pieces}) failed: {error['message']}")
 
@@ -338,8 +349,9 @@ class _Decoder:
     (``_Relay``) and yields its own, each with the decompressed bytes before the piece. Whatever
     stops it (the file's damage, its own parsing's error: ``fail``), the earlier pieces hear of it."""
 
-    def __init__(self, path: str, settings: _TaskSettings, file_index: int, pieces: int, size: int):
-        self.path, self.settings, self.pieces, self.size = path, settings, pieces, size
+    def __init__(self, path: str, settings: _TaskSettings, file_index: int, pieces: int, size: int,
+                 sha256: str | None = None):
+        self.path, self.settings, self.pieces, self.size, self.sha256 = path, settings, pieces, size, sha256
         self.relays = [_Relay(settings.staging, file_index, p) for p in range(pieces - 1)]
         self.ended = 0  # relays[:ended] have their END
 
@@ -356,7 +368,8 @@ class _Decoder:
         owner, before, previous_end = 0, 0, 0
         try:
             for block in iter_line_blocks(self.path, self.settings.read_size_bytes, self.settings.max_window_bytes,
-                                          lambda read: piece_of(read, pieces, size) == last, keep_skipped=True):
+                                          lambda read: piece_of(read, pieces, size) == last, keep_skipped=True,
+                                          sha256=self.sha256):
                 piece = piece_of(block.compressed_bytes_read, pieces, size)
                 if piece != owner:
                     owner, before = piece, previous_end
@@ -376,14 +389,15 @@ class _Decoder:
 
 
 def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str | None = None,
-                piece: int = 0, pieces: int = 1, size: int = 0) -> dict:
+                piece: int = 0, pieces: int = 1, size: int = 0, sha256: str | None = None) -> dict:
     """Streams one dump (``kind`` RC or RS; from its name when not given) into Parquet rows and
     rejects under ``settings.staging``; returns its counters.
 
     ``pieces`` > 1: this task parses only the blocks of piece ``piece`` (``piece_of``, ``size`` the
     file's compressed bytes). The last piece's task decodes the file (a zstd frame cannot be
     entered in the middle) and hands the other pieces their blocks (``_Decoder``); the
-    others read them (``_Relay.read``). The pieces' counters add up to the file's."""
+    others read them (``_Relay.read``). The pieces' counters add up to the file's. ``sha256``: the
+    published digest, checked by the task that reads the file's bytes."""
     name = parse_dump_name(path)
     kind = kind or (name.kind if name else "RC")
     file_name = path.rsplit("/", 1)[-1]
@@ -403,6 +417,8 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str |
         "compressed_bytes": 0,
         "decompressed_bytes": 0,
         "rows_outside_file_month": 0,
+        "set_aside": 0,
+        "checksum_mismatch": False,
     }
     file_month = name.month if name else None  # per-subreddit dumps span many months
     started = last_progress = time.time()
@@ -414,9 +430,10 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str |
                                   settings.max_records_per_file, partition=False, piece=named_piece)
     decoder = None
     if pieces == 1:
-        blocks = ((block, 0) for block in iter_line_blocks(path, settings.read_size_bytes, settings.max_window_bytes))
+        blocks = ((block, 0) for block in iter_line_blocks(path, settings.read_size_bytes, settings.max_window_bytes,
+                                                           sha256=sha256))
     elif piece == pieces - 1:
-        blocks = decoder = _Decoder(path, settings, file_index, pieces, size)
+        blocks = decoder = _Decoder(path, settings, file_index, pieces, size, sha256)
     else:
         blocks = _Relay(settings.staging, file_index, piece).read(file_name, piece, pieces, settings.piece_wait_s)
     try:
@@ -445,6 +462,7 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str |
             raise
         stats["status"] = "failed"
         stats["error"] = str(err)
+        stats["checksum_mismatch"] = isinstance(err, ChecksumMismatch)
     except BaseException as exc:
         if decoder is not None:
             decoder.fail(exc)  # the other pieces stop waiting for blocks
@@ -463,7 +481,7 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str |
 
 def _ingest_task(settings: _TaskSettings, task: dict) -> tuple[dict, None]:
     return ingest_file(task["file_index"], task["path"], settings, task.get("kind"), task.get("piece", 0),
-                       task.get("pieces", 1), task.get("size", 0)), None
+                       task.get("pieces", 1), task.get("size", 0), task.get("sha256")), None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,17 +489,18 @@ def _ingest_task(settings: _TaskSettings, task: dict) -> tuple[dict, None]:
 
 
 def ingest_files(spark, files: list[tuple[int, str]], settings: _TaskSettings, kinds: dict[str, str] | None = None,
-                 pieces: dict[str, int] | None = None, sizes: dict[str, int] | None = None, workers: int = 1) -> list[dict]:
+                 pieces: dict[str, int] | None = None, sizes: dict[str, int] | None = None, workers: int = 1,
+                 digests: dict[str, str] | None = None) -> list[dict]:
     """Runs one task per piece of each (file_index, path) dump (``spark.run_tasks``; ``pieces`` per
-    path, 1 when absent; ``workers``: processes of the in-process runner); returns each file's
-    counters, its pieces' added up."""
+    path, 1 when absent; ``workers``: processes of the in-process runner; ``digests``: published
+    sha256 per path); returns each file's counters, its pieces' added up."""
     import functools
 
     from extraction.spark import run_tasks
 
     pieces, sizes = pieces or {}, sizes or {}
     tasks = [{"file_index": i, "path": p, "kind": (kinds or {}).get(p), "piece": k, "pieces": pieces.get(p, 1),
-              "size": sizes.get(p, 0)}
+              "size": sizes.get(p, 0), "sha256": (digests or {}).get(p)}
              for i, p in files for k in reversed(range(pieces.get(p, 1)))]  # a file's last piece reads longest: first
     results = run_tasks(spark, f"ingest {len(files)} dumps ({len(tasks)} tasks)", tasks,
                         functools.partial(_ingest_task, settings), workers=workers)
@@ -500,6 +519,7 @@ def merge_pieces(per_piece: list[dict]) -> list[dict]:
         merged["piece_seconds"].append(stats["seconds"])
         for key in ("lines", "rows", "rejects", "decompressed_bytes", "rows_outside_file_month"):
             merged[key] += stats[key]
+        merged["checksum_mismatch"] = merged.get("checksum_mismatch", False) or stats.get("checksum_mismatch", False)
         for reason, n in stats["rejects_by_reason"].items():
             merged["rejects_by_reason"][reason] = merged["rejects_by_reason"].get(reason, 0) + n
         merged["compressed_bytes"] = max(merged["compressed_bytes"], stats["compressed_bytes"])
@@ -564,9 +584,63 @@ def capped_buckets_note(infos: list[dict], kinds: dict[str, str] | None, buckets
             f"thread_buckets={min(wanted, 65_536)} for about 16 MiB each")
 
 
-def fingerprint(cfg: IngestConfig, infos: list[dict], kinds: dict[str, str] | None = None) -> str:
-    """What decides the output: the inputs (``storage.file_info``: path, size, mtime) and the
-    settings that shape rows."""
+def read_checksums(url: str) -> dict[str, str]:
+    """{file name: sha256} of a checksum list as ``sha256sum`` writes it (and the releases publish):
+    ``<64 hex digits> <space or *><name>`` a line; blank lines and ``#`` comments are skipped, a
+    name's folders dropped. Anything else is an IngestError naming the line."""
+    pattern = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
+    try:
+        data = storage.read_bytes_if_exists(url)
+    except OSError as err:
+        raise IngestError(f"checksums={url}: cannot be read ({err})") from None
+    if data is None:
+        raise IngestError(f"checksums={url}: no such file")
+    digests: dict[str, str] = {}
+    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = pattern.fullmatch(line.strip())
+        if match is None:
+            raise IngestError(f"checksums={url}, line {number}: not '<sha256>  <file name>' ({line.strip()[:80]!r})")
+        name, digest = match[2].strip().replace("\\", "/").rsplit("/", 1)[-1], match[1].lower()
+        if digests.get(name, digest) != digest:
+            raise IngestError(f"checksums={url}, line {number}: {name} is listed twice with different sha256s")
+        digests[name] = digest
+    return digests
+
+
+def published_digests(cfg: IngestConfig, files: list[str], say) -> dict[str, str]:
+    """The published sha256 of each input (by file name) from ``cfg.checksums``; each input not
+    in the list is said once."""
+    if not cfg.checksums:
+        return {}
+    listed = read_checksums(cfg.checksums)
+    digests = {f: listed[f.rsplit("/", 1)[-1]] for f in files if f.rsplit("/", 1)[-1] in listed}
+    for f in files:
+        if f not in digests:
+            say(f"{f.rsplit('/', 1)[-1]} is not in the checksum list {cfg.checksums}: read without a check")
+    return digests
+
+
+def set_aside(staging: str, per_file: list[dict]) -> None:
+    """``on_corrupt_file=record``: a dump whose checksum does not match has no trustworthy line, so
+    its rows and rejects (every piece's) leave the output; its lines are counted as set aside."""
+    for stats in per_file:
+        if not stats.get("checksum_mismatch"):
+            continue
+        stem = f"part-{stats['file_index']:06d}"
+        for table in (*TABLES.values(), layout.REJECTS):
+            fs, root = storage.filesystem(storage.join(staging, table))
+            for path in fs.find(root) if fs.exists(root) else []:
+                if path.rsplit("/", 1)[-1].startswith(stem):
+                    fs.rm(path)
+        stats["set_aside"], stats["rows"], stats["rejects"], stats["rejects_by_reason"] = stats["lines"], 0, 0, {}
+
+
+def fingerprint(cfg: IngestConfig, infos: list[dict], kinds: dict[str, str] | None = None,
+                digests: dict[str, str] | None = None) -> str:
+    """What decides the output: the inputs (``storage.file_info``: path, size, mtime), their
+    published sha256s when checked, and the settings that shape rows."""
     material = {
         "files": infos,
         "on_corrupt_file": cfg.on_corrupt_file,
@@ -574,6 +648,8 @@ def fingerprint(cfg: IngestConfig, infos: list[dict], kinds: dict[str, str] | No
         "thread_buckets": cfg.thread_buckets or auto_thread_buckets(infos, kinds),
         "code": "ingest-v3",
     }
+    if digests:
+        material["sha256"] = digests
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
@@ -608,7 +684,8 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
     output = cfg.output
     print_ = lambda msg: print(f"[ingest] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     infos = [storage.file_info(f) for f in files]  # one stat per input, remote ones included
-    staged = storage.StagedOutput(output, DONE_MARKER, fingerprint(cfg, infos, kinds),
+    digests = published_digests(cfg, files, print_)
+    staged = storage.StagedOutput(output, DONE_MARKER, fingerprint(cfg, infos, kinds, digests),
                                   [*TABLES.values(), layout.REJECTS, REPORT_FILE], job="ingest")
     if not cfg.force and staged.is_complete():
         print_(f"{output} is complete for these inputs and settings; nothing to do (force=true runs again)")
@@ -632,14 +709,17 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
                + (f"; parsed in pieces: {', '.join(f'{n} {k}' for n, k in sorted(split.items()))}" if split else ""))
         try:
             per_file = ingest_files(spark, _order_for_scheduling(infos), settings, kinds, pieces,
-                                    {i["path"]: i["size"] for i in infos}, workers)
+                                    {i["path"]: i["size"] for i in infos}, workers, digests)
         except Exception as exc:  # Spark wraps executor errors; surface ours by name
             clear = _clear_error(exc)
             if clear is not None:
                 raise clear from None
             raise
         seconds = time.time() - started
+        set_aside(staging, per_file)
         report = build_report(per_file, seconds, workers)
+        report["checksums"] = {"list": cfg.checksums, "checked": len(digests), "unchecked": len(files) - len(digests)} \
+            if cfg.checksums else None
         report["thread_buckets"] = buckets
         storage.remove(storage.join(staging, RELAY_FOLDER))  # the lines handed between a file's pieces
         storage.remove_unfinished(staging)  # parts of attempts Spark killed or retried
@@ -696,6 +776,7 @@ def build_report(per_file: list[dict], seconds: float, cores: int) -> dict:
         "compressed_bytes": sum(f["compressed_bytes"] for f in per_file),
         "decompressed_bytes": sum(f["decompressed_bytes"] for f in per_file),
         "rows_outside_file_month": sum(f.get("rows_outside_file_month", 0) for f in per_file),
+        "set_aside": sum(f.get("set_aside", 0) for f in per_file),
     }
     reasons: dict[str, int] = {}
     for f in per_file:
@@ -703,7 +784,7 @@ def build_report(per_file: list[dict], seconds: float, cores: int) -> dict:
             reasons[reason] = reasons.get(reason, 0) + n
     totals["rejects_by_reason"] = dict(sorted(reasons.items()))
     for f in per_file:
-        assert f["lines"] == f["rows"] + f["rejects"], f  # every line is a row or a reject
+        assert f["lines"] == f["rows"] + f["rejects"] + f.get("set_aside", 0), f  # a row, a reject or set aside
     return {
         "totals": totals,
         "seconds": round(seconds, 3),
@@ -729,6 +810,7 @@ def format_report(report: dict, output: str) -> str:
         f"total: {t['lines']:,} lines = {t['comments_rows']:,} comments + {t['submissions_rows']:,} "
         f"submissions + {t['rejects']:,} rejects"
         + (f" ({', '.join(f'{k} {v:,}' for k, v in t['rejects_by_reason'].items())})" if t["rejects_by_reason"] else "")
+        + (f" + {t['set_aside']:,} set aside (their file's checksum does not match)" if t.get("set_aside") else "")
     )
     lines.append(
         f"{report['seconds']:.1f} s, {report['lines_per_second']:,.0f} lines/s, "
