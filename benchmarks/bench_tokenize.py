@@ -92,15 +92,15 @@ def job(extract: Path, tokenizer: Path, spark, cores: int) -> dict:
 
 
 def read(shards: Path, seq_len: int = 128, micro: int = 8) -> dict:
-    from pretrain.data import OrderedSampler, SampleSource, micro_batch
+    from pretrain.data import Mixture, SampleSource, micro_batch
     from reddit_pretrain.shards import ShardSet
 
     source = SampleSource(ShardSet(str(shards), "train"), "packed", seq_len, True)
-    sampler = OrderedSampler(source.num_samples, 0)
+    mixture = Mixture([source], ["train"], [1.0], 0)
     batches = min(2000, source.num_samples // micro)
     started = time.perf_counter()
     for b in range(batches):
-        micro_batch(source, sampler, b * micro, 0, 0, 1, micro)
+        micro_batch(mixture, b * micro, 0, 0, 1, micro)
     seconds = time.perf_counter() - started
     return {"windows_per_s": batches * micro / seconds, "tokens_per_s": batches * micro * seq_len / seconds,
             "seq_len": seq_len, "micro_batch": micro}

@@ -28,6 +28,8 @@ class StepContext:
     logger: object
     step: int = 0
     samples_consumed: int = 0
+    source_tokens: list[int] | None = None
+    """Input tokens (not padding) seen per shard set of a mixture, in ``data.sources`` order; None for one."""
 
     def say(self, msg: str) -> None:
         say(msg, self.rank)
@@ -126,6 +128,7 @@ class Checkpointing(Callback):
             ctx.say(f"no checkpoint of step {ctx.step}: {why}")
             return
         state = {"step": ctx.step, "samples_consumed": ctx.samples_consumed,
+                 **({"source_tokens": ctx.source_tokens} if ctx.source_tokens is not None else {}),
                  "metrics": {k: v for k, v in last.items() if k != "kind"}}
         folder = self.checkpointer.save(ctx.engine, state)  # every rank writes its part
         ctx.say(f"checkpoint {folder}")

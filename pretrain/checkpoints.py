@@ -402,7 +402,9 @@ def check_resumable(cfg: TrainConfig, folder: str, manifest: dict, world_size: i
                           "to change the world size, export it (reddit-pretrain export) and continue with "
                           "model.init=pretrained")
     split = cfg.data.train_split
-    if data_identity(saved_manifest, split) != data_identity(manifest, split):
+    mixed = [(m["weight"], m["train"]) for m in saved_manifest.get("mixture", [])] != \
+        [(m["weight"], m["train"]) for m in manifest.get("mixture", [])]
+    if data_identity(saved_manifest, split) != data_identity(manifest, split) or mixed:
         if not cfg.trainer.resume_with_new_data:
             raise ConfigError(f"checkpoint {folder} trained on other shards ({split} split: "
                               f"{len(data_identity(saved_manifest, split))} shard files, not the {len(data_identity(manifest, split))} "

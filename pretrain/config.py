@@ -43,10 +43,25 @@ class ModelConfig:
 
 
 @dataclass
+class SourceConfig:
+    """One shard set of a mixture (``data.sources``) and its weight."""
+
+    path: str = ""
+    weight: float = 1.0
+
+
+@dataclass
 class DataConfig:
     """Token shards (reddit_pretrain.shards) and how samples are cut from them."""
 
     shards: str = "out/shards"
+    """The shard set to train on (the tokenize job's output); ``sources`` instead for a mixture."""
+    sources: list[SourceConfig] = field(default_factory=list)
+    """A mixture of shard sets of one tokenizer, each a path and a weight:
+    ``'data.sources=[{path:out/shards_2015,weight:0.7},{path:out/shards_2016,weight:0.3}]'``. Each
+    sample's shard set is drawn from the seed in proportion to the weights (``pretrain.data.Mixture``);
+    one used up before the run ends is repeated, and the log says how many epochs each ran. The
+    model, tokenizer and checksums come from the first. Empty: ``shards`` alone."""
     mode: str = "packed"
     """``packed``: fixed windows of ``seq_len`` across document boundaries (nanoGPT). ``padded``: one
     session per sample, right-padded to ``seq_len`` (DialoGPT)."""
@@ -59,6 +74,10 @@ class DataConfig:
     """Check every shard file's sha256 against the manifest before training (corrupt data is never
     used silently). Once per node: the node's processes split the files and hash them in threads
     (BENCHMARKS.md gives the cost); false skips it (sizes and counts are always checked)."""
+
+    def mixture(self) -> list[tuple[str, float]]:
+        """(path, weight) of each shard set the run reads: ``sources``, else ``shards`` with weight 1."""
+        return [(s.path, float(s.weight)) for s in self.sources] or [(self.shards, 1.0)]
 
 
 @dataclass
@@ -208,6 +227,14 @@ class TrainConfig:
             raise ConfigError("model.init=pretrained needs model.pretrained (a local path or hub name)")
         if m.n_embd % m.n_head:
             raise ConfigError(f"model.n_embd ({m.n_embd}) must be divisible by model.n_head ({m.n_head})")
+        for source in d.sources:
+            if not source.path or not (math.isfinite(source.weight) and source.weight > 0):
+                raise ConfigError(f"data.sources: each needs a path and a weight > 0, not {{path: {source.path!r}, "
+                                  f"weight: {source.weight}}}")
+        paths = [s.path for s in d.sources]
+        if len(set(paths)) != len(paths):
+            raise ConfigError(f"data.sources names a shard set twice ({sorted(p for p in paths if paths.count(p) > 1)[0]}): "
+                              "give it one entry with the sum of the weights")
         if d.mode not in ("packed", "padded"):
             raise ConfigError(f"data.mode must be packed or padded, not {d.mode!r}")
         if d.seq_len > m.n_positions:

@@ -175,6 +175,49 @@ def inspect(folder: str, show: int = 3, verify: bool = False) -> str:
     return "\n".join(lines)
 
 
+def parse_sources(text: str) -> list:
+    """``data.sources``'s value as the trainer's command line takes it (Hydra's override syntax:
+    ``[{path:a,weight:0.7},{path:b,weight:0.3}]``) into SourceConfigs."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from pretrain.config import SourceConfig
+
+    try:
+        value = OverridesParser.create().parse_override(f"data.sources={text}").value()
+    except HydraException as err:
+        raise ShardError(f"--sources {text!r} cannot be read: {str(err).splitlines()[0]}") from None
+    if not isinstance(value, list) or not all(isinstance(v, dict) and set(v) <= {"path", "weight"} and "path" in v
+                                              for v in value):
+        raise ShardError(f"--sources takes a list of {{path:...,weight:...}}, as data.sources does, not {text!r}")
+    return [SourceConfig(str(v["path"]), float(v.get("weight", 1.0))) for v in value]
+
+
+def mixture_plan(sources_text: str, steps: int, global_batch: int, seq_len: int, mode: str, seed: int,
+                 split: str = "train") -> str:
+    """What a run over a mixture takes from each shard set in ``steps`` steps of ``global_batch``
+    samples: samples, share, epochs and tokens (input tokens that are not padding) per source."""
+    from pretrain.config import ConfigError, DataConfig, ModelConfig, TrainConfig
+    from pretrain.data import open_mixture
+
+    data = DataConfig(sources=parse_sources(sources_text), mode=mode, seq_len=seq_len)
+    try:
+        TrainConfig(data=data, model=ModelConfig(n_positions=max(seq_len, 1024))).validate()  # the sources' checks
+    except ConfigError as err:
+        raise ShardError(str(err)) from None
+    mixture, _ = open_mixture(data, split, seed)
+    samples = steps * global_batch
+    lines = [f"mixture of {len(mixture)} shard sets, {split} split, {steps:,} steps of {global_batch:,} samples "
+             f"({mode}, seq_len {seq_len}, seed {seed}):",
+             f"{'source':<24}{'weight':>8}{'samples':>12}{'share':>8}{'epochs':>9}{'tokens':>14}{'in split':>10}"]
+    for plan, source in zip(mixture.plan(samples), mixture.sources):
+        per_sample = seq_len if mode == "packed" else \
+            float(np.mean([source.tokens(i) for i in range(min(source.num_samples, 10_000))]))
+        lines.append(f"{plan['source'][:23]:<24}{plan['weight']:>8.3f}{plan['samples']:>12,}{plan['share']:>8.1%}"
+                     f"{plan['epochs']:>9.2f}{int(plan['samples'] * per_sample):>14,}{plan['size']:>10,}")
+    return "\n".join(lines)
+
+
 def fetch(source: str, dest: str) -> str:
     """Copies the shard set ``source`` (any filesystem fsspec reaches: s3://, gs://, hdfs://) to the
     local folder ``dest``: into a sibling staging folder, every file's sha256 checked against the
@@ -215,9 +258,17 @@ def main(argv: list[str] | None = None) -> int:
                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                description="Counts per split, a histogram of document lengths, and the first documents "
                                            "decoded with the shards' tokenizer.")
-    p_inspect.add_argument("folder", help="a shard set (the tokenize job's output)")
+    p_inspect.add_argument("folder", nargs="?", help="a shard set (the tokenize job's output); or --sources")
     p_inspect.add_argument("--show", type=int, default=3, help="documents to decode per split")
     p_inspect.add_argument("--verify", action="store_true", help="check every file's sha256 against the manifest")
+    p_inspect.add_argument("--sources", help="a mixture, as data.sources takes it ('[{path:a,weight:0.7},{path:b,"
+                                             "weight:0.3}]'): print what each shard set gives the planned steps")
+    p_inspect.add_argument("--steps", type=int, default=1000, help="with --sources: the run's trainer.max_steps")
+    p_inspect.add_argument("--global-batch", type=int, default=8, help="with --sources: samples per step (micro batch "
+                                                                        "x accumulation x processes)")
+    p_inspect.add_argument("--seq-len", type=int, default=128, help="with --sources: data.seq_len")
+    p_inspect.add_argument("--mode", choices=("packed", "padded"), default="packed", help="with --sources: data.mode")
+    p_inspect.add_argument("--seed", type=int, default=1234, help="with --sources: trainer.seed")
     p_export = sub.add_parser(
         "export-megatron", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="write <prefix>.bin/.idx (and <prefix>_label.bin/.idx) for Megatron-LM / GPT-NeoX",
         description="Writes one split as a Megatron-LM / GPT-NeoX indexed dataset: <prefix>.bin/.idx, one "
@@ -240,7 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "fetch":
             print(fetch(args.source, args.dest))
+        elif args.command == "inspect" and args.sources:
+            if args.steps < 1 or args.global_batch < 1 or args.seq_len < 1:
+                raise ShardError("--steps, --global-batch and --seq-len must be >= 1")
+            print(mixture_plan(args.sources, args.steps, args.global_batch, args.seq_len, args.mode, args.seed))
         elif args.command == "inspect":
+            if not args.folder:
+                raise ShardError("inspect takes a shard set's folder, or a mixture with --sources")
             print(inspect(args.folder, args.show, args.verify))
         else:
             print(" ".join(export_megatron(ShardSet(args.folder, args.split), args.prefix, not args.no_labels, args.overwrite)))

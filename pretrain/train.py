@@ -56,13 +56,15 @@ from pretrain.metrics import MetricsLogger, Throughput, num_parameters
 # Checks and the model
 
 
-def _verify_shards(cfg: TrainConfig, manifest: dict, rank: int) -> None:
-    """sha256 of every shard file the run reads, once per node: the node's processes take every
-    n-th file each and hash in threads; any mismatch stops every process with the files named."""
+def _verify_shards(cfg: TrainConfig, manifests: list[dict], rank: int) -> None:
+    """sha256 of every shard file the run reads (every shard set of a mixture), once per node: the
+    node's processes take every n-th file each and hash in threads; any mismatch stops every process
+    with the files named."""
     from reddit_pretrain.shards import ShardError, shard_files, verify_files
 
     local_rank, local_world = int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    files = shard_files(cfg.data.shards, manifest, [cfg.data.train_split, cfg.data.valid_split])
+    files = [f for (path, _), manifest in zip(cfg.data.mixture(), manifests)
+             for f in shard_files(path, manifest, [cfg.data.train_split, cfg.data.valid_split])]
     mine = files[local_rank::local_world]
     started = time.time()
     bad = verify_files(mine, threads=max(1, (os.cpu_count() or 1) // local_world))
@@ -158,16 +160,23 @@ def _loop(run: Run, cfg: TrainConfig) -> dict:
     while ctx.step < t.max_steps and not stopping:
         loss, targets, stopping = _allocated(run, lambda: train_step(run, stop))
         nonfinite = 0 if math.isfinite(loss) else nonfinite + 1
+        if ctx.source_tokens is not None:  # tokens seen per shard set of a mixture
+            seen = run.train_source.tokens_by_source(ctx.samples_consumed, run.batch.global_batch_size)
+            ctx.source_tokens = [int(a + b) for a, b in zip(ctx.source_tokens, seen)]
         ctx.samples_consumed += run.batch.global_batch_size
         ctx.step += 1
         run.throughput.add(run.batch.global_batch_size * cfg.data.seq_len, targets)
         last = {"kind": "train", "step": ctx.step, "loss": loss, "lr": run.scheduler.get_last_lr()[0],
                 "grad_norm": float(ctx.engine.get_global_grad_norm() or 0.0)}
+        if ctx.source_tokens is not None:
+            last["source_tokens"] = dict(zip(run.train_source.names, ctx.source_tokens))
         if ctx.step % t.log_interval == 0 or ctx.step == t.max_steps:
             last.update(run.throughput.read())
             ctx.say(f"step {ctx.step}/{t.max_steps} loss {last['loss']:.4f} lr {last['lr']:.2e} grad norm "
                     f"{last['grad_norm']:.3f} {last['tokens_per_s']:,.0f} tokens/s"
-                    + (f", MFU {last['mfu']:.1%}" if "mfu" in last else ""))
+                    + (f", MFU {last['mfu']:.1%}" if "mfu" in last else "")
+                    + (", tokens by source: " + ", ".join(f"{name} {n:,}" for name, n in last["source_tokens"].items())
+                       if "source_tokens" in last else ""))
         ctx.logger.log(last)
         if nonfinite and (nonfinite >= t.max_nonfinite_steps or ctx.step == t.max_steps):
             stop.restore()
@@ -215,8 +224,8 @@ class Run:
     batch: BatchSizes
     manifest: dict
     train_source: object
+    """A ``pretrain.data.Mixture`` (of one shard set, or of ``data.sources``)."""
     valid_source: object
-    sampler: object
     scheduler: object
     checkpointer: Checkpointer
     throughput: Throughput
@@ -231,24 +240,21 @@ def setup(cfg: TrainConfig) -> Run:
     import torch.distributed as dist
 
     from pretrain.console import quiet_libraries
-    from pretrain.data import OrderedSampler, SampleSource
+    from pretrain.data import open_mixture
     from pretrain.model import load_tokenizer
-    from reddit_pretrain.shards import ShardSet
 
     quiet_libraries()
     cfg.validate()
-    train_set = ShardSet(cfg.data.shards, cfg.data.train_split)
-    valid_set = ShardSet(cfg.data.shards, cfg.data.valid_split)
-    manifest = train_set.manifest
-    train_source = SampleSource(train_set, cfg.data.mode, cfg.data.seq_len, cfg.data.use_loss_mask)
-    valid_source = SampleSource(valid_set, cfg.data.mode, cfg.data.seq_len, cfg.data.use_loss_mask)
+    train_source, manifests = open_mixture(cfg.data, cfg.data.train_split, cfg.trainer.seed)
+    valid_source, _ = open_mixture(cfg.data, cfg.data.valid_split, cfg.trainer.seed)
+    manifest = mixture_manifest(cfg, manifests)
     _check_micro_batch(cfg, train_source.num_samples)
-    tokenizer = load_tokenizer(manifest, cfg.data.shards)  # its files checked against the manifest's digests
+    tokenizer = load_tokenizer(manifest, cfg.data.mixture()[0][0])  # its files checked against the manifest's digests
     on_gpu = init_distributed(cfg.deepspeed.dist_backend)
     threads = None if on_gpu else set_cpu_threads()
     rank, world = dist.get_rank(), dist.get_world_size()
     if cfg.data.verify_checksums:
-        _verify_shards(cfg, manifest, rank)
+        _verify_shards(cfg, manifests, rank)
     batch = BatchSizes.derive(cfg.trainer, world)
     precision = resolve_precision(cfg.deepspeed, on_gpu, on_gpu and torch.cuda.is_bf16_supported())
     checkpointer = Checkpointer(cfg, manifest, rank, world)
@@ -260,13 +266,22 @@ def setup(cfg: TrainConfig) -> Run:
     except BaseException:
         checkpointer.release()
         raise
-    ctx = StepContext(cfg, engine, engine.device, rank, world, logger, state["step"], state["samples_consumed"])
+    seen = None  # tokens per shard set of a mixture, carried over a resume
+    if len(train_source) > 1:
+        saved = state.get("source_tokens")
+        seen = list(saved) if saved and len(saved) == len(train_source) else [0] * len(train_source)
+    ctx = StepContext(cfg, engine, engine.device, rank, world, logger, state["step"], state["samples_consumed"], seen)
     ctx.say(f"world {world}, {precision}, ZeRO {cfg.deepspeed.zero_stage}, global batch {batch.global_batch_size} "
             f"({batch.micro_batch_size_per_gpu} x {batch.gradient_accumulation_steps} x {world}), "
             f"{num_parameters(engine.module):,} parameters, {train_source.num_samples:,} train samples, from step {ctx.step}"
             + (f", {threads} CPU thread{'s' if threads != 1 else ''} per process" if threads else ""))
-    return Run(ctx, batch, manifest, train_source, valid_source, OrderedSampler(train_source.num_samples, cfg.trainer.seed),
-               scheduler, checkpointer, Throughput(engine.module, cfg.data.seq_len, world, cfg.trainer.peak_flops_per_gpu, on_gpu),
+    if len(train_source) > 1:
+        planned = cfg.trainer.max_steps * batch.global_batch_size
+        ctx.say(f"mixture of {len(train_source)} shard sets over {cfg.trainer.max_steps:,} steps: " + "; ".join(
+            f"{p['source']} weight {p['weight']:.2f}, {p['samples']:,} samples, {p['epochs']:.2f} epochs"
+            for p in train_source.plan(planned)))
+    return Run(ctx, batch, manifest, train_source, valid_source, scheduler, checkpointer,
+               Throughput(engine.module, cfg.data.seq_len, world, cfg.trainer.peak_flops_per_gpu, on_gpu),
                tokenizer)  # every rank generates the samples (ZeRO-3)
 
 
@@ -284,6 +299,18 @@ def _engine(cfg: TrainConfig, manifest: dict, batch: BatchSizes, precision: str,
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
                                            config=deepspeed_config(cfg, batch, precision))
     return engine, scheduler
+
+
+def mixture_manifest(cfg: TrainConfig, manifests: list[dict]) -> dict:
+    """The manifest a run records and checks a resume against: the first shard set's, and for a
+    mixture each set's weight and token files (``mixture``), so a resume on other sets or weights is
+    told apart like one on other shards."""
+    from pretrain.checkpoints import data_identity
+
+    if len(manifests) == 1:
+        return manifests[0]
+    return {**manifests[0], "mixture": [{"path": path, "weight": weight, "train": data_identity(m, cfg.data.train_split)}
+                                        for (path, weight), m in zip(cfg.data.mixture(), manifests)]}
 
 
 def _check_micro_batch(cfg: TrainConfig, samples: int) -> None:
@@ -309,7 +336,7 @@ def train_step(run: Run, stop: StopSignals) -> tuple[float, int, bool]:
     ctx, b = run.ctx, run.batch
     losses, targets = [], []
     for micro_step in range(b.gradient_accumulation_steps):
-        batch = micro_batch(run.train_source, run.sampler, ctx.samples_consumed, micro_step, ctx.rank, ctx.world,
+        batch = micro_batch(run.train_source, ctx.samples_consumed, micro_step, ctx.rank, ctx.world,
                             b.micro_batch_size_per_gpu)
         loss_sum, count = batch_loss(ctx.engine, batch, ctx.device)
         loss = loss_sum / count.clamp(min=1)
@@ -329,6 +356,9 @@ def finish(run: Run, last: dict, stopped: StopSignals | None) -> dict:
 
     ctx, cfg = run.ctx, run.ctx.cfg
     ctx.logger.close()
+    if len(run.train_source) > 1:
+        ctx.say("shard sets read: " + "; ".join(f"{p['source']} {p['samples']:,} samples ({p['epochs']:.2f} epochs)"
+                                                 for p in run.train_source.plan(ctx.samples_consumed)))
     if stopped is not None:
         last["stopped_by"] = stopped.received or "another rank's signal"
         ctx.say(f"stopped by {last['stopped_by']} at step {ctx.step} of {cfg.trainer.max_steps}, after its checkpoint: "

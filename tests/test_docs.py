@@ -46,6 +46,14 @@ def test_readme_stage_by_stage_commands_run_as_written(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-4000:]
     assert "bot> " in result.stdout and "Traceback" not in result.stderr
     assert (tmp_path / "work" / "model" / "config.json").exists() and (tmp_path / "work" / "extract" / "extract_report.html").exists()
+    # Then the guide's mixture block, in the same folder (it trains on work/shards and a second set).
+    guide = open(os.path.join(REPO, "docs", "guide.md")).read()
+    mixture = re.search(r"```bash\n(.*?)```", guide.split("<!-- tested-mixture:begin -->", 1)[1].split(
+        "<!-- tested-mixture:end -->", 1)[0], re.S).group(1)
+    mixed = subprocess.run(["bash", "-e", "-c", "source .venv/bin/activate\n" + mixture], cwd=tmp_path, capture_output=True,
+                           text=True, env=env, timeout=900)
+    assert mixed.returncode == 0, mixed.stdout[-3000:] + mixed.stderr[-4000:]
+    assert "shard sets read: shards " in mixed.stdout and "shards_short" in mixed.stdout.split("mixture of 2 shard sets")[1]
     # Then the front page's loading example (pandas, datasets, the shard reader, a transformers pipeline).
     python = re.search(r"```python\n(.*?)```", readme.split("<!-- tested-python:begin -->", 1)[1].split(
         "<!-- tested-python:end -->", 1)[0], re.S).group(1)

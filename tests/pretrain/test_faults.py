@@ -397,7 +397,7 @@ def test_a_batch_that_cannot_be_allocated_is_one_line():
     class Ctx:
         step, cfg = 6, type("Cfg", (), {"data": type("Data", (), {"seq_len": 1024})()})()
 
-    run_ = Run(Ctx(), type("B", (), {"micro_batch_size_per_gpu": 512})(), {}, None, None, None, None, None, None, None)
+    run_ = Run(Ctx(), type("B", (), {"micro_batch_size_per_gpu": 512})(), {}, None, None, None, None, None, None)
     with pytest.raises(TrainingFailed, match=r"^step 7: a micro batch of 512 x 1024 tokens could not be allocated \(.*"
                                              r"lower trainer.micro_batch_size_per_gpu"):
         _allocated(run_, lambda: torch.empty(2**62, dtype=torch.uint8))  # a real allocation the machine refuses
