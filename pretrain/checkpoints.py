@@ -80,7 +80,10 @@ def _plain_name(name) -> bool:
 def outside(folder: str) -> str | None:
     """What in a checkpoint folder points outside it, or None: a symbolic link (a checkpoint's files are
     its own; following one would read, hash or unpickle another file), or a name in COMPLETE.json that
-    is not a plain file name of the folder (``../x``, an absolute path)."""
+    is not a plain file name of the folder (``../x``, an absolute path). A step folder that is itself a
+    link (to another run's step) is refused too."""
+    if os.path.islink(folder.rstrip("/")):
+        return f"the folder is a symbolic link (to {os.readlink(folder.rstrip('/'))}), not a step of this run"
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
         if os.path.islink(path):

@@ -374,6 +374,13 @@ def test_checkpoint_files_are_confined_to_their_folder(trained, tmp_path):
     (step / "COMPLETE.json").write_text(json.dumps(complete))
     result = export(step, tmp_path / "m2")
     assert result.returncode == 2 and f"lists '{secret}', which is not a file of the checkpoint" in result.stderr
+    # a step folder that links to another run's step: the resume skips it, saying why
+    linked = run_dir / "checkpoints" / "step_0000009"
+    linked.symlink_to(trained / "checkpoints" / "step_0000002")
+    from pretrain.checkpoints import find_resumable
+
+    folder, skipped = find_resumable(str(run_dir / "checkpoints"))
+    assert skipped[0][0] == str(linked) and "the folder is a symbolic link" in skipped[0][1]
 
 
 def test_a_micro_batch_larger_than_the_split_is_refused(shards_dir, tmp_path):
