@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from pretrain.launch import signal_problem
 
 
+MODES = ("packed", "padded", "packed_sessions")
+"""``data.mode``'s values (``DataConfig.mode`` says what each does)."""
+
+
 class ConfigError(ValueError):
     """A configuration that cannot train; raised before any step runs."""
 
@@ -63,8 +67,13 @@ class DataConfig:
     one used up before the run ends is repeated, and the log says how many epochs each ran. The
     model, tokenizer and checksums come from the first. Empty: ``shards`` alone."""
     mode: str = "packed"
-    """``packed``: fixed windows of ``seq_len`` across document boundaries (nanoGPT). ``padded``: one
-    session per sample, right-padded to ``seq_len`` (DialoGPT)."""
+    """``packed``: fixed windows of ``seq_len`` across document boundaries (nanoGPT); a reply attends
+    to the sessions packed before it. ``padded``: one session per sample, right-padded to ``seq_len``
+    (DialoGPT). ``packed_sessions``: whole sessions packed greedily, in shard order, into rows of
+    ``seq_len`` (the rest of a row padded), each token attending only to its own session (a
+    block-diagonal causal mask) with positions restarting at each session: no padding wasted on
+    short sessions, no context leaked between them. A session longer than ``seq_len`` keeps its last
+    tokens, as in ``padded``."""
     seq_len: int = 128
     use_loss_mask: bool = True
     """No loss on the first turn of each session (DialoGPT)."""
@@ -235,8 +244,8 @@ class TrainConfig:
         if len(set(paths)) != len(paths):
             raise ConfigError(f"data.sources names a shard set twice ({sorted(p for p in paths if paths.count(p) > 1)[0]}): "
                               "give it one entry with the sum of the weights")
-        if d.mode not in ("packed", "padded"):
-            raise ConfigError(f"data.mode must be packed or padded, not {d.mode!r}")
+        if d.mode not in MODES:
+            raise ConfigError(f"data.mode must be {', '.join(MODES[:-1])} or {MODES[-1]}, not {d.mode!r}")
         if d.seq_len > m.n_positions:
             raise ConfigError(f"data.seq_len ({d.seq_len}) exceeds model.n_positions ({m.n_positions})")
         if ds.zero_stage not in (0, 1, 2, 3):

@@ -42,6 +42,23 @@ class Batch:
     input_ids: np.ndarray  # [micro, seq_len]
     targets: np.ndarray  # [micro, seq_len], IGNORE_INDEX where there is no loss
     attention_mask: np.ndarray | None
+    """None (packed windows: every position is a token), else per position the session it belongs
+    to, from 1, and 0 on padding: 1/0 in padded mode (Hugging Face's attention mask), 1..k in a row of
+    ``packed_sessions`` (``pretrain.model.batch_loss`` makes it a block-diagonal causal mask)."""
+
+
+def pack_sessions(lengths: np.ndarray, room: int) -> np.ndarray:
+    """Where each row starts: sessions taking ``lengths`` positions each, in order, go greedily into
+    rows of ``room`` positions (a session that does not fit in what is left of a row starts the
+    next one). Returns the index of each row's first session, and the number of sessions last."""
+    starts, used = [0], 0
+    for i, n in enumerate(lengths.tolist()):
+        if used + n > room and used:
+            starts.append(i)
+            used = 0
+        used += n
+    starts.append(len(lengths))
+    return np.asarray(starts, dtype=np.int64)
 
 
 class SampleSource:
@@ -55,6 +72,13 @@ class SampleSource:
         if mode == "packed":
             self.stream = shards.stream()
             self.num_samples = self.stream.num_windows(seq_len)
+        elif mode == "packed_sessions":
+            # each session takes (its last seq_len + 1 tokens) - 1 positions: inputs and shifted targets
+            ends = np.concatenate([np.asarray(s.boundaries, dtype=np.int64)[1:] - np.asarray(s.boundaries, dtype=np.int64)[:-1]
+                                   for s in shards.shards])
+            self.takes = np.minimum(ends, seq_len + 1) - 1
+            self.rows = pack_sessions(self.takes, seq_len)
+            self.num_samples = len(self.rows) - 1 if len(shards) else 0
         else:
             self.num_samples = len(shards)
         if self.num_samples == 0:
@@ -65,6 +89,8 @@ class SampleSource:
         """Input tokens of sample ``index`` that are not padding."""
         if self.mode == "packed":
             return self.seq_len
+        if self.mode == "packed_sessions":
+            return int(self.takes[self.rows[index] : self.rows[index + 1]].sum())
         return min(len(self.shards.document(index)), self.seq_len)
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -75,6 +101,8 @@ class SampleSource:
             if self.use_loss_mask:
                 targets[mask[1:] == 0] = IGNORE_INDEX
             return tokens[:-1], targets, None
+        if self.mode == "packed_sessions":
+            return self._packed_row(index)
         ids, attention, loss = padded_session(self.shards, index, self.seq_len + 1, self.shards.eos_id)
         targets = ids[1:].copy()
         keep = attention[1:] == 1
@@ -82,6 +110,26 @@ class SampleSource:
             keep &= loss[1:] == 1
         targets[~keep] = IGNORE_INDEX
         return ids[:-1], targets, attention[:-1]
+
+    def _packed_row(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Row ``index`` of ``packed_sessions``: its sessions one after the other, each its own inputs
+        and shifted targets (exactly the sample ``padded`` mode makes of it alone), the session
+        number of each position from 1, the rest padding (0, no target)."""
+        ids = np.full(self.seq_len, self.shards.eos_id, dtype=np.int64)
+        targets = np.full(self.seq_len, IGNORE_INDEX, dtype=np.int64)
+        segments = np.zeros(self.seq_len, dtype=np.int64)
+        at = 0
+        for number, doc_index in enumerate(range(self.rows[index], self.rows[index + 1]), 1):
+            take = int(self.takes[doc_index])
+            if take <= 0:
+                continue
+            doc = np.asarray(self.shards.document(doc_index), dtype=np.int64)[-(take + 1):]
+            target = doc[1:].copy()
+            if self.use_loss_mask:
+                target[np.asarray(self.shards.loss_mask(doc_index))[-(take + 1):][1:] == 0] = IGNORE_INDEX
+            ids[at : at + take], targets[at : at + take], segments[at : at + take] = doc[:-1], target, number
+            at += take
+        return ids, targets, segments
 
 
 class OrderedSampler:

@@ -105,6 +105,11 @@ CHAT_TEMPLATE = ("{% for message in messages %}{% if message['role'] != 'system'
 it); the reply is what the model writes after the last EOS, so no generation prompt is added."""
 
 
+_MODE_WORDS = {"packed": "windows across sessions of", "padded": "one session a row, padded to",
+               "packed_sessions": "whole sessions packed into rows (each attending only to itself, positions "
+                                  "restarting at each session) of"}
+
+
 def model_card(folder: str, cfg, manifest: dict, config) -> str:
     """The exported model's README.md: the Hub's YAML header, what it was trained on and how, its
     losses, and how to use it."""
@@ -126,7 +131,8 @@ def model_card(folder: str, cfg, manifest: dict, config) -> str:
         "## Training", "",
         f"- steps: {state.get('step', '?')}, samples: {state.get('samples_consumed', '?'):,}" if isinstance(state.get("samples_consumed"), int)
         else f"- steps: {state.get('step', '?')}",
-        f"- init: {cfg.model.init}; data mode {cfg.data.mode}, windows of {cfg.data.seq_len} tokens; "
+        f"- init: {cfg.model.init}; data mode {cfg.data.mode}, {_MODE_WORDS.get(cfg.data.mode, 'samples of')} "
+        f"{cfg.data.seq_len} tokens; "
         f"optimizer AdamW, lr {cfg.optimizer.lr}, {cfg.scheduler.name} schedule; DeepSpeed ZeRO-{cfg.deepspeed.zero_stage}",
         f"- last train loss: {metrics['loss']:.4f}" if "loss" in metrics else "- last train loss: not recorded",
         (f"- validation loss: {metrics['valid_loss']:.4f} (perplexity {metrics['valid_perplexity']:.2f}, reply tokens only)"

@@ -86,7 +86,8 @@ def model_flops_utilisation(flops: tuple[float, float], tokens: int, targets: in
 
 class Throughput:
     """Tokens per second, and on GPUs the model FLOPs utilisation, over the steps since the last
-    reading (``read``, at each log line)."""
+    reading (``read``, at each log line). Tokens are the input positions that are not padding (a
+    padded row counts its session's tokens, not its length)."""
 
     def __init__(self, model, seq_len: int, world: int, peak_flops_per_gpu: float, on_gpu: bool):
         self.flops = flops_per_token(model, seq_len)

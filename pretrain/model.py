@@ -31,7 +31,8 @@ class GPT2ForDialogue(GPT2LMHeadModel):
         if targets is None:  # generation, evaluation by callers that want logits: the parent's forward
             return super().forward(*args, **kwargs)
         hidden = self.transformer(input_ids=kwargs.get("input_ids", args[0] if args else None),
-                                  attention_mask=kwargs.get("attention_mask"), use_cache=False).last_hidden_state
+                                  attention_mask=kwargs.get("attention_mask"), position_ids=kwargs.get("position_ids"),
+                                  use_cache=False).last_hidden_state
         hidden = hidden.reshape(-1, hidden.size(-1))
         targets = targets.reshape(-1)
         keep = targets != IGNORE
@@ -43,13 +44,44 @@ class GPT2ForDialogue(GPT2LMHeadModel):
         return F.cross_entropy(logits.float(), targets, reduction="sum"), count
 
 
+def block_causal(segments: torch.Tensor, model) -> tuple[torch.Tensor, torch.Tensor]:
+    """(4D attention mask, position ids) of rows of packed sessions: ``segments`` [batch, seq] numbers
+    each position's session (0: padding). A position attends to the positions of its own session up
+    to itself, and its position id counts from its session's first token, so each session is seen as
+    if it were alone. The mask is boolean for SDPA (True: attend) and additive for eager attention;
+    transformers uses a 4D mask as given."""
+    batch, length = segments.shape
+    same = segments[:, :, None] == segments[:, None, :]
+    allowed = same & torch.ones(length, length, dtype=torch.bool, device=segments.device).tril()
+    index = torch.arange(length, device=segments.device).expand(batch, length)
+    starts = torch.ones_like(segments, dtype=torch.bool)
+    starts[:, 1:] = segments[:, 1:] != segments[:, :-1]
+    positions = index - torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values
+    if getattr(model.config, "_attn_implementation", "sdpa") == "eager":
+        dtype = next(model.parameters()).dtype
+        return torch.zeros(allowed.shape, dtype=dtype, device=segments.device).masked_fill(
+            ~allowed, torch.finfo(dtype).min)[:, None], positions
+    return allowed[:, None], positions
+
+
 def batch_loss(engine, batch, device):
     """(summed token cross-entropy, target count) of a ``pretrain.data.Batch`` through ``engine``
-    (a DeepSpeed engine around ``GPT2ForDialogue``)."""
+    (a DeepSpeed engine around ``GPT2ForDialogue``). Rows of several sessions (``packed_sessions``)
+    get a block-diagonal causal mask and positions that restart at each session (``block_causal``)."""
     ids = torch.from_numpy(batch.input_ids).to(device)
     targets = torch.from_numpy(batch.targets).to(device)
     attention = torch.from_numpy(batch.attention_mask).to(device) if batch.attention_mask is not None else None
+    if attention is not None and int(attention.max()) > 1:
+        mask, positions = block_causal(attention, getattr(engine, "module", engine))
+        return engine(input_ids=ids, attention_mask=mask, position_ids=positions, targets=targets)
     return engine(input_ids=ids, attention_mask=attention, targets=targets)
+
+
+def real_tokens(batch) -> int:
+    """Input positions of a batch that are tokens, not padding (what throughput and MFU count)."""
+    if batch.attention_mask is None:
+        return int(batch.input_ids.size)
+    return int((batch.attention_mask > 0).sum())
 
 
 def load_tokenizer(manifest: dict, shards_folder: str | None = None):

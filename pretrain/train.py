@@ -158,14 +158,14 @@ def _loop(run: Run, cfg: TrainConfig) -> dict:
     last, stopping, nonfinite = {}, False, 0
     ctx.engine.train()
     while ctx.step < t.max_steps and not stopping:
-        loss, targets, stopping = _allocated(run, lambda: train_step(run, stop))
+        loss, targets, tokens, stopping = _allocated(run, lambda: train_step(run, stop))
         nonfinite = 0 if math.isfinite(loss) else nonfinite + 1
         if ctx.source_tokens is not None:  # tokens seen per shard set of a mixture
             seen = run.train_source.tokens_by_source(ctx.samples_consumed, run.batch.global_batch_size)
             ctx.source_tokens = [int(a + b) for a, b in zip(ctx.source_tokens, seen)]
         ctx.samples_consumed += run.batch.global_batch_size
         ctx.step += 1
-        run.throughput.add(run.batch.global_batch_size * cfg.data.seq_len, targets)
+        run.throughput.add(tokens, targets)  # tokens that are not padding, in every data mode
         last = {"kind": "train", "step": ctx.step, "loss": loss, "lr": run.scheduler.get_last_lr()[0],
                 "grad_norm": float(ctx.engine.get_global_grad_norm() or 0.0)}
         if ctx.source_tokens is not None:
@@ -323,18 +323,19 @@ def _check_micro_batch(cfg: TrainConfig, samples: int) -> None:
                           f"{cfg.data.shards}, {samples:,} samples ({what}, data.mode={cfg.data.mode}): use at most {samples:,}")
 
 
-def train_step(run: Run, stop: StopSignals) -> tuple[float, int, bool]:
+def train_step(run: Run, stop: StopSignals) -> tuple[float, int, int, bool]:
     """One optimizer step: ``gradient_accumulation_steps`` micro batches on every rank (DeepSpeed
-    steps at the last), then one all-reduce of the mean loss, the target count and whether any rank
-    caught a stop signal. Returns (mean loss, targets, stopping)."""
+    steps at the last), then one all-reduce of the mean loss, the target count, the input tokens
+    that are not padding and whether any rank caught a stop signal. Returns (mean loss, targets,
+    tokens, stopping)."""
     import torch
     import torch.distributed as dist
 
     from pretrain.data import micro_batch
-    from pretrain.model import batch_loss
+    from pretrain.model import batch_loss, real_tokens
 
     ctx, b = run.ctx, run.batch
-    losses, targets = [], []
+    losses, targets, tokens = [], [], 0
     for micro_step in range(b.gradient_accumulation_steps):
         batch = micro_batch(run.train_source, ctx.samples_consumed, micro_step, ctx.rank, ctx.world,
                             b.micro_batch_size_per_gpu)
@@ -344,10 +345,12 @@ def train_step(run: Run, stop: StopSignals) -> tuple[float, int, bool]:
         ctx.engine.step()
         losses.append(loss.detach())
         targets.append(count)
+        tokens += real_tokens(batch)
     reduced = torch.stack([torch.stack(losses).mean(), torch.stack(targets).sum().to(losses[0].dtype),
+                           torch.tensor(float(tokens), dtype=losses[0].dtype, device=ctx.device),
                            torch.tensor(float(stop.received is not None), dtype=losses[0].dtype, device=ctx.device)])
     dist.all_reduce(reduced)
-    return reduced[0].item() / ctx.world, int(reduced[1].item()), reduced[2].item() > 0
+    return reduced[0].item() / ctx.world, int(reduced[1].item()), int(reduced[2].item()), reduced[3].item() > 0
 
 
 def finish(run: Run, last: dict, stopped: StopSignals | None) -> dict:
