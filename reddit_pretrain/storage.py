@@ -277,18 +277,25 @@ def write_error(exc: BaseException, path: str) -> OutputNotWritable | None:
 
 @contextlib.contextmanager
 def building(folder: str):
-    """Yields a staging folder beside the local ``folder`` (``staging_name``) for the body to fill;
-    when the body ends, it replaces ``folder`` (``replace_dir``). Killed runs' leftovers beside it
-    are removed first (``remove_stale_staging``). On any error the staging folder is removed, and a
-    full disk, a read-only file system or a folder not writable becomes one line (``write_error``).
-    Callers check first that ``folder`` is theirs to replace (``check_replaceable``)."""
-    remove_stale_staging(folder)
-    tmp = staging_name(folder)
+    """Yields a staging folder beside ``folder`` for the body to fill; when the body ends, it replaces
+    ``folder`` (``replace_dir``). On a local disk the staging folder is ``staging_name``'s, and killed
+    runs' leftovers beside it are removed first (``remove_stale_staging``); on an object store it is
+    ``<folder>.tmp``. On any error the staging folder is removed, and a full disk, a read-only file
+    system or a folder not writable becomes one line (``write_error``). Callers check first that
+    ``folder`` is theirs to replace (``check_replaceable``)."""
+    local = is_local(folder)
+    if local:
+        remove_stale_staging(folder)
+    tmp = staging_name(folder) if local else folder.rstrip("/") + ".tmp"
     try:
         yield tmp
         replace_dir(tmp, folder)
     except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if local:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            with contextlib.suppress(Exception):
+                remove(tmp)
         one_line = write_error(exc, folder) if isinstance(exc, Exception) else None
         if one_line is not None:
             raise one_line from None

@@ -114,19 +114,15 @@ def export_dataset(extract: str, out: str, roles: str = "parity", rows_per_file:
     storage.check_writable(out)
     storage.check_replaceable(out, "the dataset export", owned=set(), marker=MARKER, overwrite=overwrite, reads=extract)
     schema = _schema(extract)
-    local = storage.is_local(out)
-    if local:
-        storage.remove_stale_staging(out)  # what a killed export left beside it
-    tmp = storage.staging_name(out) if local else out.rstrip("/") + ".tmp"
     sizes: dict[str, dict] = {}
+    with storage.building(out) as tmp:  # a killed export's leftover removed first; a full or read-only disk is one line
 
-    def write(table, split: str, written: list) -> None:
-        name = f"data/{split}-{len(written):05d}.parquet"
-        with _open(storage.join(tmp, name), "wb") as f:
-            pq.write_table(table, f, compression="zstd")
-        written.append((name, table.num_rows, table.nbytes))
+        def write(table, split: str, written: list) -> None:
+            name = f"data/{split}-{len(written):05d}.parquet"
+            with _open(storage.join(tmp, name), "wb") as f:
+                pq.write_table(table, f, compression="zstd")
+            written.append((name, table.num_rows, table.nbytes))
 
-    try:
         fs, data = storage.filesystem(storage.join(tmp, "data"))
         fs.makedirs(data, exist_ok=True)
         for split, hub in SPLITS.items():
@@ -153,13 +149,6 @@ def export_dataset(extract: str, out: str, roles: str = "parity", rows_per_file:
         storage.write_bytes_atomic(storage.join(tmp, "README.md"), dataset_card(schema, sizes, report, roles).encode())
         storage.write_json_atomic(storage.join(tmp, MARKER), {"extract": extract, "roles": roles, "splits": sizes,
                                                              "code_version": (report.get("run") or {}).get("code_version")})
-        storage.replace_dir(tmp, out)
-    except BaseException as exc:
-        storage.remove(tmp)
-        one_line = storage.write_error(exc, out) if isinstance(exc, Exception) else None
-        if one_line is not None:  # a full disk, a read-only one: one line, the partial export removed
-            raise one_line from None
-        raise
     return sizes
 
 
