@@ -113,7 +113,7 @@ def run(spark, folder: Path, comments: int, cores: int, overrides: dict | None =
             return min(zstandard.get_frame_parameters(dump.read(18)).window_size, f["decompressed_bytes"])
     return {"comments": n, "ingest_s": middle - started, "extract_s": done - middle, "seconds": seconds,
             "comments_per_s_per_core": n / seconds / cores, "sessions_kept": report["sessions"]["kept"],
-            "peak_memory_gib": memory.peak / 2**30, "buckets": report["buckets"],
+            "peak_memory_gib": memory.peak / 2**30, "tasks": report["tasks"],
             **{f"peak_{k}_gib": v / 2**30 for k, v in memory.parts.items()},
             "zstd_window_gib": max(history(f) for f in ingest["files"]) / 2**30,
             "stage_seconds": report["stage_seconds"], "job_seconds": report["job_seconds"]}
@@ -226,7 +226,7 @@ def main() -> None:
 
     print(f"floor (zstd + orjson.loads, one process, {the_floor['lines']:,} lines of RC_2015-01.zst): "
           f"{the_floor['lines_per_s_per_core']:,.0f} lines/s")
-    print(table(rows, ["run", "comments", "buckets", "ingest_s", "extract_s", "seconds", "comments_per_s_per_core", "vs_floor",
+    print(table(rows, ["run", "comments", "tasks", "ingest_s", "extract_s", "seconds", "comments_per_s_per_core", "vs_floor",
                        "peak_memory_gib", "seconds_per_comment_vs_main", "sessions_kept"]))
     print("\npeak resident memory of each part (GiB; the parts peak at different moments), and the zstd window\n"
           "the largest dump needs (any reader of it, the floor's too, holds that much decompressed history):")

@@ -122,10 +122,11 @@ class IngestConfig:
     """How long a piece's task waits for the next block from its file's decoding task before it
     stops with an error (that task lost, not yet started, or stuck)."""
     thread_buckets: int = 0
-    """Comments and submissions are written bucketed by thread (``bucket=NNNNN`` folders), so the
-    extract job reads whole threads without a shuffle; one extract task per bucket. 0 picks a
-    power of two from the size of the comment dumps: about 16 MiB compressed (some 250k
-    comments) a bucket, at least 4, at most 4,096."""
+    """Comments and submissions are written in pieces of the fixed hash space of thread ids
+    (``bucket=NNNNN`` folders, piece ``i`` of ``n`` the ``i``-th of ``n`` equal contiguous ranges),
+    so the extract job reads whole threads without a shuffle; it groups contiguous pieces into
+    tasks by their size. 0 picks a power of two from the size of the comment dumps: about 16 MiB
+    compressed (some 250k comments) a piece, at least 4, no cap below 1,048,576."""
     force: bool = False
     """Run again even when the output is complete for the same inputs and config."""
     spark: SparkConfig = field(default_factory=SparkConfig)
@@ -143,8 +144,8 @@ class IngestConfig:
             raise IngestError("piece_min_bytes must be positive")
         if self.piece_wait_s <= 0:
             raise IngestError("piece_wait_s must be positive")
-        if not 0 <= self.thread_buckets <= 65_536:
-            raise IngestError("thread_buckets must be between 0 (automatic) and 65536")
+        if not 0 <= self.thread_buckets <= MAX_BUCKETS:
+            raise IngestError(f"thread_buckets must be between 0 (automatic) and {MAX_BUCKETS}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,6 +181,8 @@ class _PartitionedParquet:
         self.partition = partition
         self._open: dict[str, list] = {}  # folder -> [writer, sink, final URL, rows]
         self._sequence: dict[str, int] = {}
+        self._pending: dict[str, list[pa.RecordBatch]] = {}  # folder -> slices not yet written
+        self._pending_rows: dict[str, int] = {}
         self.rows = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -203,10 +206,40 @@ class _PartitionedParquet:
         bounds = np.flatnonzero(np.diff(key)) + 1
         for start, end in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(key)]])):
             month, bucket = divmod(int(key[start]), self.buckets)
-            self._write_part(layout.bucket_folder(names[month] if month < len(names) else None, bucket),
-                             data.slice(start, end - start))
+            self._add(layout.bucket_folder(names[month] if month < len(names) else None, bucket), data.slice(start, end - start))
+        if sum(self._pending_rows.values()) > PENDING_ROWS:
+            for folder in list(self._pending):
+                self._flush(folder)
 
-    def _write_part(self, folder: str, batch: pa.RecordBatch) -> None:
+    def _add(self, folder: str, batch: pa.RecordBatch) -> None:
+        """A block's rows of one piece wait for more (a block cut into thousands of pieces leaves a
+        few rows in each: one row group each would make a file that costs ten times as much to read);
+        they are written in row groups of ``ROW_GROUP_ROWS``, or when all pieces together hold
+        ``PENDING_ROWS``, in line order either way."""
+        self._pending.setdefault(folder, []).append(batch)
+        self._pending_rows[folder] = self._pending_rows.get(folder, 0) + batch.num_rows
+        if self._pending_rows[folder] >= ROW_GROUP_ROWS:
+            self._flush(folder)
+
+    def _flush(self, folder: str) -> None:
+        batches = self._pending.pop(folder, None)
+        self._pending_rows.pop(folder, None)
+        if batches:
+            self._write_part(folder, pa.Table.from_batches(batches).combine_chunks())
+
+    def _write_part(self, folder: str, rows) -> None:
+        """``rows`` (a batch or a table) into the folder's open file, one row group, rolling to the
+        next file at ``max_rows_per_file``."""
+        while rows.num_rows > self.max_rows_per_file and self.max_rows_per_file > 0:
+            room = self.max_rows_per_file - (self._open[folder][3] if folder in self._open else 0)
+            if room <= 0:
+                self._close(folder)
+                continue
+            self._write_part(folder, rows.slice(0, room))
+            rows = rows.slice(room)
+        self._write_one(folder, rows)
+
+    def _write_one(self, folder: str, batch) -> None:
         import pyarrow.parquet as pq
 
         state = self._open.get(folder)
@@ -222,7 +255,10 @@ class _PartitionedParquet:
             fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
             sink = fs.open(path + ".tmp", "wb")
             state = self._open[folder] = [pq.ParquetWriter(sink, self.schema, compression="zstd"), sink, final, 0]
-        state[0].write_batch(batch)
+        if isinstance(batch, pa.Table):
+            state[0].write_table(batch, row_group_size=max(1, batch.num_rows))
+        else:
+            state[0].write_batch(batch)
         state[3] += batch.num_rows
 
     def _close(self, folder: str) -> None:
@@ -234,8 +270,14 @@ class _PartitionedParquet:
         storage.rename(final + ".tmp", final)
 
     def close(self) -> None:
-        """Closes every open file (all of them, even after one fails), then raises the first error."""
+        """Writes the rows still waiting, closes every open file (all of them, even after one
+        fails), then raises the first error."""
         first = None
+        try:
+            for folder in list(self._pending):
+                self._flush(folder)
+        except Exception as exc:
+            first = exc
         for folder in list(self._open):
             try:
                 self._close(folder)
@@ -556,7 +598,12 @@ decoding and handing on sets the pace, and more tasks would wait, not parse."""
 
 
 BUCKET_TARGET_BYTES = 16 << 20
-MAX_AUTO_BUCKETS = 4096
+ROW_GROUP_ROWS = 65_536
+"""Rows of one piece written together as a Parquet row group (``_PartitionedParquet``)."""
+PENDING_ROWS = 1 << 18
+"""Rows an ingest task holds back over all its pieces before writing them (its memory for it)."""
+MAX_BUCKETS = 1 << 20
+"""The most pieces of the thread hash space: 16 TiB of compressed comments at 16 MiB a piece."""
 
 
 def _comment_bytes(infos: list[dict], kinds: dict[str, str] | None) -> int:
@@ -566,22 +613,11 @@ def _comment_bytes(infos: list[dict], kinds: dict[str, str] | None) -> int:
 
 
 def auto_thread_buckets(infos: list[dict], kinds: dict[str, str] | None = None) -> int:
-    """A power of two near one bucket per 16 MiB of compressed comment dumps, 4 to 4,096."""
+    """A power of two near one piece per 16 MiB of compressed comment dumps, at least 4, with no cap
+    below ``MAX_BUCKETS``: the extract job groups contiguous pieces into tasks of about 16 MiB, so
+    pieces must not be larger, whatever the corpus."""
     wanted = max(4, -(-_comment_bytes(infos, kinds) // BUCKET_TARGET_BYTES))
-    return min(MAX_AUTO_BUCKETS, 1 << (wanted - 1).bit_length())
-
-
-def capped_buckets_note(infos: list[dict], kinds: dict[str, str] | None, buckets: int) -> str | None:
-    """A line when the automatic bucket count hit its cap and each bucket (one extract task) holds more
-    than four times the intended 16 MiB of compressed comments (years of dumps in one run)."""
-    comment_bytes = _comment_bytes(infos, kinds)
-    per_bucket = comment_bytes / buckets
-    if buckets < MAX_AUTO_BUCKETS or per_bucket <= 4 * BUCKET_TARGET_BYTES:
-        return None
-    wanted = 1 << (-(-comment_bytes // BUCKET_TARGET_BYTES) - 1).bit_length()
-    return (f"note: thread_buckets is capped at {MAX_AUTO_BUCKETS:,} when automatic: {per_bucket / 2**20:,.0f} MiB of "
-            f"compressed comments per bucket (one extract task each holds a bucket); set "
-            f"thread_buckets={min(wanted, 65_536)} for about 16 MiB each")
+    return min(MAX_BUCKETS, 1 << (wanted - 1).bit_length())
 
 
 def read_checksums(url: str) -> dict[str, str]:
@@ -646,7 +682,7 @@ def fingerprint(cfg: IngestConfig, infos: list[dict], kinds: dict[str, str] | No
         "on_corrupt_file": cfg.on_corrupt_file,
         "max_records_per_file": cfg.max_records_per_file,
         "thread_buckets": cfg.thread_buckets or auto_thread_buckets(infos, kinds),
-        "code": "ingest-v3",
+        "code": "ingest-v4",
     }
     if digests:
         material["sha256"] = digests
@@ -694,9 +730,6 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
     with staged.writing() as staging:  # refuses a folder not its own, or one another job writes
         spark = session_for(cfg.spark, sum(i["size"] for i in infos), spark)
         buckets = cfg.thread_buckets or auto_thread_buckets(infos, kinds)
-        note = None if cfg.thread_buckets else capped_buckets_note(infos, kinds, buckets)
-        if note:
-            print_(note)
         settings = _TaskSettings(staging, cfg.read_size_bytes, cfg.max_window_bytes, cfg.on_corrupt_file,
                                  cfg.progress_interval_s, cfg.max_records_per_file, buckets, cfg.piece_wait_s)
         started = time.time()

@@ -17,22 +17,31 @@ Every ingested comment is accounted for in the report: used in a kept session, o
 one reason (a repeated id: one row per id is kept, deterministically; the turn rule that cut it, the first rule that dropped every session it was in, or
 ``not_in_any_session``: above the last ``max_turns`` of every chain, or under a cut leaf only).
 
-How it runs: the ingest job wrote comments and submissions bucketed by thread
-(``threads.thread_bucket``), so a bucket holds whole threads. Three sets of Spark tasks, three
-Spark jobs in all, whatever the input:
+How it runs: the ingest job wrote comments and submissions into pieces of a fixed 64-bit hash
+space of thread ids (``threads.thread_places``; a piece is a contiguous range of it), so a piece
+holds whole threads. The job groups contiguous pieces into tasks of about ``task_bytes`` each (the
+unit of work follows the data, not how finely the input was cut), then runs three sets of Spark
+tasks, whatever the input:
 
-1. one task per bucket (``extraction.sessions.threads.build_candidates``): whole threads in memory, every
-   feature computed once per comment, vectorised; chains, session rules and split as array
-   expressions. It writes the bucket's candidate sessions, its trigram counts and the hashes the
-   duplicate rules need to ``_work/`` in staging (``extraction.spark.exchange``: one file per task, a
-   batch per next task, the layout of Spark's shuffle, rows never in the JVM);
-2. one task per range of hashes: the corpus-wide trigram counts (frequent trigrams, summed as
-   64-bit hashes) and the duplicate groups (``threads.resolve_duplicates``);
-3. one task per bucket (``threads.finish_bucket``): bland and duplicates applied, the Parquet
-   outputs written, the bucket's report counts returned. The driver adds them up; nothing is
-   recomputed for the report.
+1. one task per range of pieces (``extraction.sessions.threads.build_candidates``): whole threads
+   in memory, every feature computed once per comment, vectorised; chains, session rules and
+   split as array expressions. It writes its candidate sessions, its trigram counts and the
+   hashes the duplicate rules need to ``_work/`` in staging (``extraction.spark.exchange``: one
+   file per task, a batch per hash partition, the layout of Spark's shuffle, rows never in the JVM);
+2. reduce tasks (one per ``reduce_bytes`` of exchanged files, at least one per core), each over a
+   contiguous range of hash partitions, opening every task's file once: the corpus-wide trigram
+   counts (frequent trigrams, summed as 64-bit hashes) and the duplicate groups
+   (``threads.resolve_duplicates``); the near-duplicate candidate pairs, looked up and verified
+   the same way;
+3. one task per range of pieces again (``threads.finish_bucket``): bland and duplicates applied,
+   the Parquet outputs written, the task's report counts returned. The driver adds them up;
+   nothing is recomputed for the report.
 
-Outputs are the same bytes on a re-run: file names come from bucket numbers, rows are sorted by
+The files an exchange opens are the tasks of one set times the tasks of the other (the report's
+``exchange`` table counts them), so they grow with the data, not with the number of pieces.
+
+Outputs are the same bytes on a re-run: file names come from task numbers (the tasks come from
+the input's file sizes and ``task_bytes`` alone, never from the cores), rows are sorted by
 session id, and Parquet is written by pyarrow with fixed settings. An input smaller than
 ``spark.in_process_below_bytes`` on a local master runs the same tasks in this process, without
 starting Spark (``extraction.spark.session_for``), and gives the same bytes.
@@ -65,7 +74,7 @@ from extraction.sessions.threads import (COMMENT_COLUMNS, ND_BANDS, ND_DROPPED, 
                                          SESSION_COLUMNS, SUBMISSION_COLUMNS, Timer, build_candidates, finish_bucket,
                                          frequent_trigrams, near_duplicate_clusters, near_duplicate_inputs, near_duplicates_on,
                                          near_duplicate_pairs, resolve_duplicates, unique_pairs, verify_pairs, with_texts)
-from extraction.spark import SparkConfig, exchange, run_tasks, session_for, where
+from extraction.spark import SparkConfig, cores, exchange, run_tasks, session_for, where
 
 DONE_MARKER = layout.EXTRACT_DONE
 REPORT_FILE = layout.EXTRACT_REPORT
@@ -89,7 +98,16 @@ class ExtractConfig:
     """Join submissions (titles, over_18) when the input has them; false runs on comments only."""
     report_top_subreddits: int = 20
     sessions_per_file: int = 1_000_000
-    """Most rows per Parquet file of sessions (each thread bucket writes its own files, sorted by session_id)."""
+    """Most rows per Parquet file of sessions (each task writes its own files, sorted by session_id)."""
+    task_bytes: int = 16 << 20
+    """Ingested Parquet (comments and submissions) per task of the first set, about: contiguous
+    pieces of the thread hash space are grouped up to this size, in hash order (a piece larger than
+    it, a megathread's, is a task alone). A task holds its threads in memory: about 33x this at its
+    peak, 1.9 KB a comment (docs/guide.md, "Memory per task"). Part of the fingerprint: it decides the output's files."""
+    reduce_bytes: int = 64 << 20
+    """Exchanged bytes per task of the steps that read every task's exchanged files (the corpus
+    rules, the near-duplicate verification), at least one such task per core. Any value gives the
+    same output."""
     force: bool = False
     spark: SparkConfig = field(default_factory=SparkConfig)
 
@@ -97,6 +115,8 @@ class ExtractConfig:
         self.chains.validate()
         self.filters.validate()
         self.split.validate()
+        if self.task_bytes < 1 or self.reduce_bytes < 1:
+            raise ExtractError("task_bytes and reduce_bytes must be positive")
         if not storage.exists(storage.join(self.input, layout.COMMENTS)):
             raise ExtractError(f"{self.input} has no comments/ table: run the ingest job first (extraction.ingest.job)")
 
@@ -124,7 +144,7 @@ def fingerprint(cfg: ExtractConfig) -> str:
                     "salt": hashlib.sha256(resolve_salt(cfg.privacy)[0].encode()).hexdigest()
                     if cfg.privacy.pseudonymize_authors else None},
         "use_submissions": cfg.use_submissions, "sessions_per_file": cfg.sessions_per_file, "lists": lists,
-        "code": "extract-v5",
+        "task_bytes": cfg.task_bytes, "code": "extract-v6",
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
@@ -152,48 +172,56 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
     with staged.writing() as staging:  # refuses a folder not its own, or one another job writes
         spark = session_for(cfg.spark, plan.bytes, spark)
         started = time.time()
-        say(f"{cfg.input} -> {cfg.output}: {plan.comments_files} comment files in {len(plan.buckets)} thread buckets "
+        tasks = plan.tasks(cfg.task_bytes)
+        say(f"{cfg.input} -> {cfg.output}: {plan.comments_files} comment files in {len(plan.buckets):,} pieces of the "
+            f"thread hash space, {len(tasks):,} tasks of about {_mib(plan.bytes / len(tasks))} "
             f"({'with' if plan.use_submissions else 'without'} submissions), {where(spark)}")
         settings = _Settings(cfg.chains, cfg.filters, cfg.split, storage.join(staging, "_work"), staging,
-                             max(plan.buckets) + 1, len(plan.buckets), cfg.sessions_per_file, Privacy.of(cfg.privacy))
+                             len(tasks), cfg.sessions_per_file, Privacy.of(cfg.privacy))
         wall: dict[str, float] = {}
+        steps: dict[str, dict[str, int]] = {}
 
         def job(name: str, tasks: list[dict], fn, here: bool = False) -> list[tuple[dict, bytes | None]]:
             """``here``: in this process even on Spark (one small task: a Spark job costs more than it)."""
             t = time.time()
             results = run_tasks(None if here else spark, f"extract: {name}", tasks, fn)
             wall[name] = round(time.time() - t, 3)
+            steps[name] = {"tasks": len(results), "files_opened": sum(r.get("opened", 0) for r, _ in results)}
             return results
 
-        built = job("sessions", plan.tasks(), functools.partial(_sessions_task, settings))
-        built.sort(key=lambda r: r[0]["bucket"])
+        built = job("sessions", tasks, functools.partial(_sessions_task, settings))
+        built.sort(key=lambda r: r[0]["task"])
         say(f"1/3 chains, turn and session rules: {sum(r['stats']['comments'] for r, _ in built):,} comments -> "
             f"{sum(r['stats']['candidates'] for r, _ in built):,} candidate sessions ({wall['sessions']:.1f} s)")
-        reduced = job("corpus rules", [{"reducer": r} for r in range(settings.reducers)], functools.partial(_corpus_task, settings))
+        exchange_bytes = sum(r["exchanged"] for r, _ in built)
+        reducers = exchange.ranges(settings.tasks, reduce_tasks(exchange_bytes, cores(spark), cfg.reduce_bytes))
+        reduced = job("corpus rules", [{"reducer": k, "first": lo, "last": hi} for k, (lo, hi) in enumerate(reducers)],
+                      functools.partial(_corpus_task, settings))
         reduced.sort(key=lambda r: r[0]["reducer"])
         frequent = np.concatenate([np.frombuffer(blob, dtype=np.uint64) for _, blob in reduced]) if reduced else np.zeros(0, np.uint64)
         storage.write_bytes_atomic(storage.join(settings.work, "frequent.npy"), frequent.tobytes())
-        say(f"2/3 corpus counts: {len(frequent):,} frequent trigrams, "
+        say(f"2/3 corpus counts in {len(reducers):,} reduce tasks: {len(frequent):,} frequent trigrams, "
             f"{sum(r['duplicates'] for r, _ in reduced):,} duplicates ({wall['corpus rules']:.1f} s)")
         near, near_results = None, []
         if near_duplicates_on(cfg.filters):
-            buckets = [{"bucket": r["bucket"]} for r, _ in built]
             candidates = sum(r.get("near_pairs", 0) for r, _ in reduced)
             checked = []
             if candidates:  # (no candidate pair in the whole corpus: nothing to look up or verify)
-                near_results += job("near duplicates: texts", buckets, functools.partial(_near_texts_task, settings))
-                checked = job("near duplicates: verify", buckets, functools.partial(_near_verify_task, settings))
-            (near, _), = job("near duplicates: clusters", [{"buckets": [r["bucket"] for r, _ in built],
-                                                            "verified": bool(candidates)}],
+                near_results += job("near duplicates: texts", [{"task": r["task"], "reducers": len(reducers)} for r, _ in built],
+                                    functools.partial(_near_texts_task, settings))
+                checked = job("near duplicates: verify", [{"reducer": k, "first": lo, "last": hi}
+                                                          for k, (lo, hi) in enumerate(reducers)],
+                              functools.partial(_near_verify_task, settings))
+            (near, _), = job("near duplicates: clusters", [{"reducers": len(reducers), "verified": bool(candidates)}],
                              functools.partial(_near_clusters_task, settings), here=True)
             near_results += checked + [(near, None)]
             say(f"   near duplicates: {sum(r['pairs'] for r, _ in checked):,} candidate pairs, "
                 f"{near['verified']:,} verified, {near['near_duplicates']['clusters']:,} clusters of replies"
                 + (f", {near['near_duplicates']['sessions']['clusters']:,} of sessions" if "sessions" in near['near_duplicates'] else "")
                 + f", {near['dropped']:,} sessions to drop ({sum(wall[k] for k in wall if k.startswith('near')):.1f} s)")
-        finished = job("write", [{"bucket": r["bucket"], "comments": r["stats"]["comments"], "valid": r["stats"]["valid"]}
-                                 for r, _ in built], functools.partial(_write_task, settings))
-        finished.sort(key=lambda r: r[0]["bucket"])
+        finished = job("write", [{"task": r["task"], "reducers": len(reducers), "comments": r["stats"]["comments"],
+                                  "valid": r["stats"]["valid"]} for r, _ in built], functools.partial(_write_task, settings))
+        finished.sort(key=lambda r: r[0]["task"])
         say(f"3/3 bland, duplicates, splits and writes ({wall['write']:.1f} s)")
         exchanged = storage.tree_bytes(settings.work)  # what the tasks handed each other (Spark's shuffle, in files)
         storage.remove(settings.work)
@@ -208,6 +236,11 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         report["seconds"] = round(time.time() - started, 3)
         report["job_seconds"] = wall
         report["exchange_bytes"] = exchanged
+        report["exchange"] = {"pieces": len(plan.buckets), "tasks": len(tasks), "reduce_tasks": len(reducers),
+                              "task_bytes": {"median": int(np.median([t["bytes"] for t in tasks])),
+                                             "max": max(t["bytes"] for t in tasks)},
+                              "worker_peak_rss": max(r["peak_rss"] for r, _ in built),
+                              "steps": steps}
         report["input"] = cfg.input
         report["config"] = {"chains": asdict(cfg.chains), "filters": asdict(cfg.filters), "split": asdict(cfg.split),
                             "privacy": {"scrub_pii": cfg.privacy.scrub_pii, "pseudonymize_authors": cfg.privacy.pseudonymize_authors,
@@ -229,10 +262,15 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
 # Planning (driver)
 
 
+MIN_TASKS = 4
+"""At least this many tasks when the input has as many pieces (a small month still uses a few cores);
+a constant, not the cluster's cores, so the same input gives the same files on any cluster."""
+
+
 @dataclass
 class BucketPlan:
     buckets: dict[int, dict[str, list[str]]]
-    """bucket -> {"comments": files, "submissions": files, "bytes": n}."""
+    """piece of the thread hash space -> {"comments": files, "submissions": files, "bytes": n}."""
     use_submissions: bool
     comments_files: int
     ingested_comments: int | None
@@ -242,10 +280,42 @@ class BucketPlan:
     def bytes(self) -> int:
         return sum(b["bytes"] for b in self.buckets.values())
 
-    def tasks(self) -> list[dict]:
-        """One task per bucket, the largest first (the longest tasks start first)."""
-        order = sorted(self.buckets, key=lambda b: (-self.buckets[b]["bytes"], b))
-        return [{"bucket": b, **self.buckets[b]} for b in order]
+    def tasks(self, task_bytes: int) -> list[dict]:
+        """Contiguous pieces grouped into tasks of about ``task_bytes`` of ingested Parquet each (at
+        least ``MIN_TASKS`` when there are as many pieces; a piece larger than that is a task alone):
+        the pieces whose first byte, counted in hash order, falls in the same multiple of the target
+        form a task, so tasks are at most the target plus one piece. Numbered in hash order, listed
+        the largest first (the longest tasks start first)."""
+        order = sorted(self.buckets)
+        target = max(1, min(task_bytes, -(-self.bytes // MIN_TASKS)))
+        groups: list[list[int]] = []
+        start = 0  # the bytes before this piece, in hash order: a task is the pieces starting in one multiple of target
+        key = big = None
+        for piece in order:
+            size = self.buckets[piece]["bytes"]
+            was_big, big, was_key, key = big, size > target, key, start // target
+            if not groups or big or was_big or key != was_key or len(order) <= MIN_TASKS:
+                groups.append([])
+            groups[-1].append(piece)
+            start += size
+        tasks = []
+        for t, pieces in enumerate(groups):
+            entries = [self.buckets[p] for p in pieces]
+            tasks.append({"task": t, "pieces": [pieces[0], pieces[-1]], "bytes": sum(e["bytes"] for e in entries),
+                          "comments": [f for e in entries for f in e["comments"]],
+                          "submissions": [f for e in entries for f in e["submissions"]]})
+        return sorted(tasks, key=lambda t: (-t["bytes"], t["task"]))
+
+
+def reduce_tasks(exchange_bytes: int, cores: int, reduce_bytes: int) -> int:
+    """Tasks of the steps that read every task's exchanged files: one per ``reduce_bytes`` of them,
+    at least one per core (they read a range of partitions each, so the files they open grow with
+    the tasks, not with their product)."""
+    return max(1, cores, -(-exchange_bytes // max(1, reduce_bytes)))
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.1f} MiB"
 
 
 def plan_buckets(cfg: ExtractConfig) -> BucketPlan:
@@ -308,9 +378,9 @@ class _Settings:
     split: SplitConfig
     work: str
     staging: str
-    buckets: int
-    """Highest bucket number + 1 (files of buckets without comments do not exist)."""
-    reducers: int
+    tasks: int
+    """Tasks of the first set (contiguous ranges of the thread hash space): the exchanged files'
+    partitions, and the names of the output files."""
     sessions_per_file: int
     privacy: Privacy
 
@@ -319,23 +389,34 @@ _KEYS = pa.schema([("_rkey", pa.uint64()), ("_skey", pa.uint64()), ("session_id"
 _GRAMS = pa.schema([("h", pa.uint64()), ("n", pa.int64())])
 _DROPPED = pa.schema([("bucket", pa.int64()), ("session_id", pa.string()), ("reason", pa.string()),
                       ("duplicate_of", pa.string())])
+"""(``bucket``, in these tables and the near-duplicate ones: the task of the first set a session is in.)"""
 _ROW_GROUP_ROWS = 32_768
 """Parquet row groups of the sessions: the tokenize job's tasks are runs of them."""
 
 
 def _read_parquet(files: list[str], columns: list[str] | None = None) -> pa.Table | None:
+    """The rows of ``files`` (the columns each has of ``columns``), in order. One open and one footer
+    read a file (``ParquetFile``, not ``read_table``'s dataset machinery: a task of a finely cut
+    input reads hundreds of small files)."""
     import pyarrow.parquet as pq
 
     tables = []
     for url in files:
         fs, path = storage.filesystem(url)
         with fs.open(path, "rb") as f:
-            tables.append(pq.read_table(f, columns=[c for c in columns if c in pq.read_schema(f).names] if columns else None))
+            parquet = pq.ParquetFile(f)
+            names = parquet.schema_arrow.names
+            tables.append(parquet.read(columns=[c for c in columns if c in names] if columns else None, use_threads=False))
     return pa.concat_tables(tables, promote_options="permissive") if tables else None
 
 
 def _work_file(settings: _Settings, kind: str, index: int) -> str:
-    return storage.join(settings.work, kind, f"{index:05d}.arrow")
+    return storage.join(settings.work, kind, f"{index:06d}.arrow")
+
+
+def _all(settings: _Settings, kind: str, count: int | None = None) -> list[str]:
+    """The files of ``kind`` written by each task of a set (the first set's by default)."""
+    return [_work_file(settings, kind, i) for i in range(settings.tasks if count is None else count)]
 
 
 def _sessions_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
@@ -347,93 +428,111 @@ def _sessions_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]
     rules = Rules.load(settings.filters)
     candidates, stats, grams, counts = build_candidates(comments, submissions, settings.chains, settings.filters,
                                                         settings.split, rules, timer, settings.privacy)
-    b = task["bucket"]
-    exchange.write_table(_work_file(settings, "candidates", b), candidates)
-    exchange.write_partitioned(_work_file(settings, "trigrams", b), pa.table({"h": grams, "n": counts}, schema=_GRAMS),
-                               exchange.hash_partition(grams, settings.reducers), settings.reducers)
+    t, parts = task["task"], settings.tasks
+    exchange.write_table(_work_file(settings, "candidates", t), candidates)
+    exchanged = exchange.write_partitioned(_work_file(settings, "trigrams", t), pa.table({"h": grams, "n": counts}, schema=_GRAMS),
+                                           exchange.hash_partition(grams, parts), parts)
     alive = candidates.filter(pc.is_null(candidates.column("drop_reason")))
     keys = pa.table({"_rkey": alive.column("_rkey"), "_skey": alive.column("_skey"), "session_id": alive.column("session_id"),
-                     "bucket": pa.array(np.full(alive.num_rows, b, dtype=np.int64))}, schema=_KEYS)
-    exchange.write_partitioned(_work_file(settings, "keys", b), keys,
-                               exchange.hash_partition(_np(keys.column("_rkey")), settings.reducers), settings.reducers)
+                     "bucket": pa.array(np.full(alive.num_rows, t, dtype=np.int64))}, schema=_KEYS)
+    exchanged += exchange.write_partitioned(_work_file(settings, "keys", t), keys,
+                                            exchange.hash_partition(_np(keys.column("_rkey")), parts), parts)
     timer.lap("writes")
     if near_duplicates_on(settings.filters):
 
-        bands, texts, aliases = near_duplicate_inputs(candidates, b, settings.filters)
+        bands, texts, aliases = near_duplicate_inputs(candidates, t, settings.filters)
         timer.lap("near duplicates: signatures")
-        exchange.write_table(_work_file(settings, "nd_aliases", b), aliases)
-        exchange.write_partitioned(_work_file(settings, "nd_bands", b), bands,
-                                   exchange.hash_partition(_np(bands.column("band")), settings.reducers), settings.reducers)
-        exchange.write_table(_work_file(settings, "nd_texts", b), texts)
+        exchange.write_table(_work_file(settings, "nd_aliases", t), aliases)
+        exchanged += exchange.write_partitioned(_work_file(settings, "nd_bands", t), bands,
+                                                exchange.hash_partition(_np(bands.column("band")), parts), parts)
+        exchange.write_table(_work_file(settings, "nd_texts", t), texts)
         timer.lap("near duplicates: writes")
-    return {"bucket": b, "stats": stats, "seconds": timer.seconds}, None
+    return {"task": t, "stats": stats, "exchanged": exchanged, "opened": len(task["comments"]) + len(task["submissions"]),
+            "bytes": task["bytes"], "peak_rss": _peak_rss(), "seconds": timer.seconds}, None
+
+
+def _peak_rss() -> int:
+    """This process's largest resident memory so far, in bytes (a Python worker runs its tasks one
+    after the other: the largest task's peak, plus the worker itself)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _corpus_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
-
+    """The corpus-wide counts and duplicate groups of one range of hash partitions, from every
+    task's exchanged files (one open each)."""
     timer = Timer()
-    r = task["reducer"]
+    read = exchange.Reader()
+    k, first, last = task["reducer"], task["first"], task["last"]
     frequent = np.zeros(0, np.uint64)
     if settings.filters.bland:
-        grams = exchange.read_partition([_work_file(settings, "trigrams", b) for b in range(settings.buckets)], r, _GRAMS)
+        grams = read.partitions(_all(settings, "trigrams"), first, last, _GRAMS)
         frequent = frequent_trigrams(_np(grams.column("h")), _np(grams.column("n")), settings.filters.bland_min_count)
-    keys = exchange.read_partition([_work_file(settings, "keys", b) for b in range(settings.buckets)], r, _KEYS)
+    keys = read.partitions(_all(settings, "keys"), first, last, _KEYS)
     dropped = resolve_duplicates(keys, settings.filters.duplicate_session, settings.filters.duplicate_response)
-    exchange.write_partitioned(_work_file(settings, "dropped", r), dropped.cast(_DROPPED), _np(dropped.column("bucket")),
-                               settings.buckets)
+    exchange.write_partitioned(_work_file(settings, "dropped", k), dropped.cast(_DROPPED), _np(dropped.column("bucket")),
+                               settings.tasks)
     timer.lap("corpus rules")
+    result = {"reducer": k, "frequent": len(frequent), "duplicates": dropped.num_rows}
     if near_duplicates_on(settings.filters):
 
-        bands = exchange.read_partition([_work_file(settings, "nd_bands", b) for b in range(settings.buckets)], r, ND_BANDS)
+        bands = read.partitions(_all(settings, "nd_bands"), first, last, ND_BANDS)
         pairs, same = near_duplicate_pairs(bands, settings.filters.near_duplicate_max_group, settings.filters.near_duplicate_threshold)
-        exchange.write_partitioned(_work_file(settings, "nd_pairs", r), pairs, _np(pairs.column("a_bucket")), settings.buckets)
-        exchange.write_table(_work_file(settings, "nd_same", r), same)
+        exchange.write_partitioned(_work_file(settings, "nd_pairs", k), pairs, _np(pairs.column("a_bucket")), settings.tasks)
+        exchange.write_table(_work_file(settings, "nd_same", k), same)
         timer.lap("near duplicates: pairs")
-        return {"reducer": r, "frequent": len(frequent), "duplicates": dropped.num_rows, "near_pairs": pairs.num_rows,
-                "seconds": timer.seconds}, frequent.tobytes()
-    return {"reducer": r, "frequent": len(frequent), "duplicates": dropped.num_rows, "seconds": timer.seconds}, frequent.tobytes()
+        result["near_pairs"] = pairs.num_rows
+    return {**result, "opened": read.opened, "seconds": timer.seconds}, frequent.tobytes()
 
 
 def _near_texts_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
-    """Near duplicates, first lookup: the candidate pairs whose ``a`` is in this bucket, with a's text,
-    passed on to the bucket of ``b``."""
+    """Near duplicates, first lookup: the candidate pairs whose ``a`` is in this task, with a's text,
+    passed on to the task of ``b``."""
 
     timer = Timer()
-    b = task["bucket"]
-    pairs = exchange.read_partition([_work_file(settings, "nd_pairs", r) for r in range(settings.reducers)], b, ND_PAIRS)
-    pairs = unique_pairs(pairs)  # a pair sharing several bands comes from several tasks: looked up once
-    pairs = with_texts(pairs, exchange.read_table(_work_file(settings, "nd_texts", b)), "a")
-    exchange.write_partitioned(_work_file(settings, "nd_pairs_a", b), pairs, _np(pairs.column("b_bucket")), settings.buckets)
+    read = exchange.Reader()
+    t = task["task"]
+    pairs = read.partition(_all(settings, "nd_pairs", task["reducers"]), t, ND_PAIRS)
+    pairs = unique_pairs(pairs)  # a pair sharing several bands comes from several reduce tasks: looked up once
+    pairs = with_texts(pairs, read.table(_work_file(settings, "nd_texts", t)), "a")
+    exchange.write_partitioned(_work_file(settings, "nd_pairs_a", t), pairs, _np(pairs.column("b_bucket")), settings.tasks)
     timer.lap("near duplicates: texts")
-    return {"bucket": b, "pairs": pairs.num_rows, "seconds": timer.seconds}, None
+    return {"task": t, "pairs": pairs.num_rows, "opened": read.opened, "seconds": timer.seconds}, None
 
 
 def _near_verify_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
-    """Near duplicates, second lookup: the pairs whose ``b`` is in this bucket, with b's text, verified."""
+    """Near duplicates, second lookup: the pairs whose ``b`` is in one range of tasks, with b's
+    text, verified."""
 
     timer = Timer()
-    b = task["bucket"]
-    pairs = exchange.read_partition([_work_file(settings, "nd_pairs_a", a) for a in range(settings.buckets)], b, ND_PAIRS_A)
-    pairs = with_texts(pairs, exchange.read_table(_work_file(settings, "nd_texts", b)), "b")
+    read = exchange.Reader()
+    k, first, last = task["reducer"], task["first"], task["last"]
+    pairs = read.partitions(_all(settings, "nd_pairs_a"), first, last, ND_PAIRS_A)
+    texts = [read.table(_work_file(settings, "nd_texts", b)) for b in range(first, last)]
+    pairs = with_texts(pairs, pa.concat_tables(texts) if texts else None, "b")
     timer.lap("near duplicates: texts")
     verified = verify_pairs(pairs, settings.filters.near_duplicate_shingle, settings.filters.near_duplicate_threshold)
-    exchange.write_table(_work_file(settings, "nd_verified", b), verified)
+    exchange.write_table(_work_file(settings, "nd_verified", k), verified)
     timer.lap("near duplicates: verify")
-    return {"bucket": b, "pairs": pairs.num_rows, "verified": verified.num_rows, "seconds": timer.seconds}, None
+    return {"reducer": k, "pairs": pairs.num_rows, "verified": verified.num_rows, "opened": read.opened,
+            "seconds": timer.seconds}, None
 
 
 def _near_clusters_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     """Near duplicates, last step (one task, run in the driver): the clusters of the verified pairs,
-    the dropped members passed on to their buckets."""
+    the dropped members passed on to their tasks."""
 
     timer = Timer()
-    kinds = ("nd_aliases", "nd_verified") if task.get("verified", True) else ("nd_aliases",)
-    verified = exchange.read_partition([_work_file(settings, kind, b) for kind in kinds for b in task["buckets"]]
-                                       + [_work_file(settings, "nd_same", r) for r in range(settings.reducers)], 0, ND_VERIFIED)
+    read = exchange.Reader()
+    reducers = task["reducers"]
+    urls = _all(settings, "nd_aliases") + (_all(settings, "nd_verified", reducers) if task.get("verified", True) else [])
+    verified = read.partition(urls + _all(settings, "nd_same", reducers), 0, ND_VERIFIED)
     dropped, summary = near_duplicate_clusters(verified)
-    exchange.write_partitioned(_work_file(settings, "nd_dropped", 0), dropped, _np(dropped.column("bucket")), settings.buckets)
+    exchange.write_partitioned(_work_file(settings, "nd_dropped", 0), dropped, _np(dropped.column("bucket")), settings.tasks)
     timer.lap("near duplicates: clusters")
-    return {"near_duplicates": summary, "verified": verified.num_rows, "dropped": dropped.num_rows, "seconds": timer.seconds}, None
+    return {"near_duplicates": summary, "verified": verified.num_rows, "dropped": dropped.num_rows, "opened": read.opened,
+            "seconds": timer.seconds}, None
 
 
 def _write_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
@@ -441,18 +540,20 @@ def _write_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
 
 
     timer = Timer()
-    b = task["bucket"]
-    candidates = exchange.read_table(_work_file(settings, "candidates", b))
-    dropped = exchange.read_partition([_work_file(settings, "dropped", r) for r in range(settings.reducers)], b, _DROPPED)
+    read = exchange.Reader()
+    t = task["task"]
+    candidates = read.table(_work_file(settings, "candidates", t))
+    dropped = read.partition(_all(settings, "dropped", task["reducers"]), t, _DROPPED)
     near = None
     if near_duplicates_on(settings.filters):
 
-        near = exchange.read_partition([_work_file(settings, "nd_dropped", 0)], b, ND_DROPPED)
+        near = read.partition([_work_file(settings, "nd_dropped", 0)], t, ND_DROPPED)
     frequent = None
     if settings.filters.bland:
         fs, path = storage.filesystem(storage.join(settings.work, "frequent.npy"))
         with fs.open(path, "rb") as f:
             frequent = np.frombuffer(f.read(), dtype=np.uint64)
+        read.opened += 1
     timer.lap("read")
     sessions, stats = finish_bucket(candidates, dropped, frequent, settings.filters, task["comments"], task["valid"], timer,
                                     near)
@@ -470,12 +571,12 @@ def _write_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     for name in SPLITS:
         rows = kept.filter(pc.equal(split, name)).select(SESSION_COLUMNS)
         for seq, start in enumerate(range(0, rows.num_rows, settings.sessions_per_file)):
-            write(storage.join(settings.staging, layout.SESSIONS, layout.split_folder(name), layout.session_part(b, seq)),
+            write(storage.join(settings.staging, layout.SESSIONS, layout.split_folder(name), layout.session_part(t, seq)),
                   rows.slice(start, settings.sessions_per_file))
     rejects = sessions.filter(pc.invert(kept_mask)).select(SESSION_COLUMNS + ["drop_reason", "split", "duplicate_of"])
-    write(storage.join(settings.staging, layout.REJECTS, layout.reject_part(b)), rejects)
+    write(storage.join(settings.staging, layout.REJECTS, layout.reject_part(t)), rejects)
     timer.lap("writes")
-    return {"bucket": b, "report": stats, "seconds": timer.seconds}, None
+    return {"task": t, "report": stats, "opened": read.opened, "seconds": timer.seconds}, None
 
 
 def _np(array) -> np.ndarray:

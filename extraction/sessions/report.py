@@ -101,7 +101,7 @@ def merge_reports(cfg, built: list[dict], finished: list[dict]) -> dict:
         "words_histogram": dict(zip(histogram_labels(WORD_EDGES), words_hist.tolist())),
         **({"near_duplicates": near} if near is not None else {}),
         "comments": accounting,
-        "buckets": len(built),
+        "tasks": len(built),
         "stage_seconds": stage_seconds,
     }
 

@@ -61,19 +61,39 @@ REASONS = [None] + list(ALL_SESSION_REASONS)
 """drop_reason codes: 0 kept, i the i-th reason of ``ALL_SESSION_REASONS`` (+1)."""
 
 
-def thread_bucket(keys, buckets: int) -> np.ndarray:
-    """The bucket (0..buckets-1) of each thread id: the first 8 bytes of blake2b, modulo ``buckets``.
-
-    The same everywhere (no per-process hash seed), so the ingest tasks agree with each other."""
+def thread_places(keys) -> np.ndarray:
+    """Each thread id's place in the fixed 64-bit hash space: the first 8 bytes of its blake2b
+    (little-endian), the same everywhere and in every run (no per-process seed, no dependence on
+    the corpus), so a month added later puts a thread where its earlier months did."""
     keys = as_array(keys)
-    if buckets <= 1 or len(keys) == 0:
-        return np.zeros(len(keys), dtype=np.int64)
+    if len(keys) == 0:
+        return np.zeros(0, dtype=np.uint64)
     encoded = pc.dictionary_encode(keys)
     names = encoded.dictionary.to_pylist()
-    per_name = np.fromiter((int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "little") % buckets
-                            for k in names), dtype=np.int64, count=len(names))
-    per_name = np.append(per_name, 0)  # null ids: bucket 0
+    per_name = np.fromiter((int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "little") for k in names),
+                           dtype=np.uint64, count=len(names))
+    per_name = np.append(per_name, np.uint64(0))  # null ids: place 0
     return per_name[pc.fill_null(encoded.indices, len(names)).to_numpy(zero_copy_only=False)]
+
+
+def piece_of(places: np.ndarray, pieces: int) -> np.ndarray:
+    """The piece (0..pieces-1) of each place when the hash space is cut into ``pieces`` contiguous
+    ranges of equal width: ``floor(place * pieces / 2**64)``. Pieces of a power-of-two count nest
+    (piece ``i`` of 2^k is pieces ``2i`` and ``2i + 1`` of 2^(k+1)), and piece order is place order,
+    so contiguous pieces are a contiguous range of the space."""
+    places = np.asarray(places, dtype=np.uint64)
+    if pieces <= 1:
+        return np.zeros(len(places), dtype=np.int64)
+    if pieces & (pieces - 1) == 0:
+        return (places >> np.uint64(64 - pieces.bit_length() + 1)).astype(np.int64)
+    hi, lo = places >> np.uint64(32), places & np.uint64(0xFFFFFFFF)  # 128-bit product, by halves
+    n = np.uint64(pieces)
+    return ((hi * n + ((lo * n) >> np.uint64(32))) >> np.uint64(32)).astype(np.int64)
+
+
+def thread_bucket(keys, buckets: int) -> np.ndarray:
+    """The piece (0..buckets-1) of each thread id's place (``thread_places``, ``piece_of``)."""
+    return piece_of(thread_places(keys), buckets)
 
 
 def cycle_members(pidx: np.ndarray) -> np.ndarray:

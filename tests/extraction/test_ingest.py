@@ -174,14 +174,9 @@ def test_comments_and_submissions_are_bucketed_by_thread(dumps, tmp_path):
     assert all(len(buckets) == 1 for buckets in where.values())
     assert auto_thread_buckets([{"path": "RC_2015-01.zst", "size": 10}]) == 4
     assert auto_thread_buckets([{"path": "RC_2015-01.zst", "size": 100 << 20}, {"path": "RS_2015-01.zst", "size": 900 << 20}]) == 8
-    # Years of dumps: the automatic count stops at 4,096 buckets and says so, with the count to set.
-    from extraction.ingest.job import capped_buckets_note
-
+    # Years of dumps: no cap, about 16 MiB a piece (the extract job groups them into tasks by size).
     years = [{"path": f"RC_20{y:02d}-{m:02d}.zst", "size": 20 << 30} for y in range(10, 18) for m in range(1, 13)]
-    assert auto_thread_buckets(years) == 4096
-    note = capped_buckets_note(years, None, 4096)
-    assert note and "480 MiB" in note and "thread_buckets=131072" not in note and "thread_buckets=65536" in note
-    assert capped_buckets_note([{"path": "RC_2015-01.zst", "size": 100 << 20}], None, 8) is None
+    assert auto_thread_buckets(years) == 131_072  # 1,920 GiB / 16 MiB = 122,880, the next power of two
 
 
 def test_rows_outside_their_files_month_are_counted(tmp_path):
