@@ -104,6 +104,10 @@ class ExtractConfig:
     pieces of the thread hash space are grouped up to this size, in hash order (a piece larger than
     it, a megathread's, is a task alone). A task holds its threads in memory: about 33x this at its
     peak, 1.9 KB a comment (docs/guide.md, "Memory per task"). Part of the fingerprint: it decides the output's files."""
+    clusters_in_driver_bytes: int = 256 << 20
+    """Verified near-duplicate links (their exchanged Arrow files) up to this size are clustered in
+    one step in the driver; more are clustered by Spark tasks in rounds (``extraction.sessions.clusters``),
+    so the driver's memory does not grow with the corpus. Any value gives the same output."""
     reduce_bytes: int = 64 << 20
     """Exchanged bytes per task of the steps that read every task's exchanged files (the corpus
     rules, the near-duplicate verification), at least one such task per core. Any value gives the
@@ -185,8 +189,10 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
             """``here``: in this process even on Spark (one small task: a Spark job costs more than it)."""
             t = time.time()
             results = run_tasks(None if here else spark, f"extract: {name}", tasks, fn)
-            wall[name] = round(time.time() - t, 3)
-            steps[name] = {"tasks": len(results), "files_opened": sum(r.get("opened", 0) for r, _ in results)}
+            wall[name] = round(wall.get(name, 0) + time.time() - t, 3)  # (the rounds of one step add up)
+            step = steps.setdefault(name, {"tasks": 0, "files_opened": 0})
+            step["tasks"] += len(results)
+            step["files_opened"] += sum(r.get("opened", 0) for r, _ in results)
             return results
 
         built = job("sessions", tasks, functools.partial(_sessions_task, settings))
@@ -198,11 +204,10 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         reduced = job("corpus rules", [{"reducer": k, "first": lo, "last": hi} for k, (lo, hi) in enumerate(reducers)],
                       functools.partial(_corpus_task, settings))
         reduced.sort(key=lambda r: r[0]["reducer"])
-        frequent = np.concatenate([np.frombuffer(blob, dtype=np.uint64) for _, blob in reduced]) if reduced else np.zeros(0, np.uint64)
-        storage.write_bytes_atomic(storage.join(settings.work, "frequent.npy"), frequent.tobytes())
-        say(f"2/3 corpus counts in {len(reducers):,} reduce tasks: {len(frequent):,} frequent trigrams, "
+        frequent = sum(r["frequent"] for r, _ in reduced)  # (each reduce task wrote its own: the driver holds none)
+        say(f"2/3 corpus counts in {len(reducers):,} reduce tasks: {frequent:,} frequent trigrams, "
             f"{sum(r['duplicates'] for r, _ in reduced):,} duplicates ({wall['corpus rules']:.1f} s)")
-        near, near_results = None, []
+        near, near_results, near_files = None, [], 0
         if near_duplicates_on(cfg.filters):
             candidates = sum(r.get("near_pairs", 0) for r, _ in reduced)
             checked = []
@@ -212,14 +217,21 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
                 checked = job("near duplicates: verify", [{"reducer": k, "first": lo, "last": hi}
                                                           for k, (lo, hi) in enumerate(reducers)],
                               functools.partial(_near_verify_task, settings))
-            (near, _), = job("near duplicates: clusters", [{"reducers": len(reducers), "verified": bool(candidates)}],
-                             functools.partial(_near_clusters_task, settings), here=True)
-            near_results += checked + [(near, None)]
+            links = _all(settings, "nd_aliases") + (_all(settings, "nd_verified", len(reducers)) if candidates else []) \
+                + _all(settings, "nd_same", len(reducers))
+            if sum(storage.file_info(u).get("size") or 0 for u in links if storage.exists(u)) <= cfg.clusters_in_driver_bytes:
+                (near, _), = job("near duplicates: clusters", [{"links": links}], functools.partial(_near_clusters_task, settings),
+                                 here=True)
+                near_results += checked + [(near, None)]
+            else:  # links too many for one process: Spark tasks in rounds (extraction.sessions.clusters)
+                near, rounds = _clusters_in_rounds(settings, job, len(reducers), links)
+                near_results += checked + rounds + [(near, None)]
+            near_files = near["files"]
             say(f"   near duplicates: {sum(r['pairs'] for r, _ in checked):,} candidate pairs, "
                 f"{near['verified']:,} verified, {near['near_duplicates']['clusters']:,} clusters of replies"
                 + (f", {near['near_duplicates']['sessions']['clusters']:,} of sessions" if "sessions" in near['near_duplicates'] else "")
                 + f", {near['dropped']:,} sessions to drop ({sum(wall[k] for k in wall if k.startswith('near')):.1f} s)")
-        finished = job("write", [{"task": r["task"], "reducers": len(reducers), "comments": r["stats"]["comments"],
+        finished = job("write", [{"task": r["task"], "reducers": len(reducers), "near_files": near_files, "comments": r["stats"]["comments"],
                                   "valid": r["stats"]["valid"]} for r, _ in built], functools.partial(_write_task, settings))
         finished.sort(key=lambda r: r[0]["task"])
         say(f"3/3 bland, duplicates, splits and writes ({wall['write']:.1f} s)")
@@ -474,6 +486,7 @@ def _corpus_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     exchange.write_partitioned(_work_file(settings, "dropped", k), dropped.cast(_DROPPED), _np(dropped.column("bucket")),
                                settings.tasks)
     timer.lap("corpus rules")
+    storage.write_bytes_atomic(_work_file(settings, "frequent", k), frequent.tobytes())  # sorted, a hash range each
     result = {"reducer": k, "frequent": len(frequent), "duplicates": dropped.num_rows}
     if near_duplicates_on(settings.filters):
 
@@ -483,7 +496,7 @@ def _corpus_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
         exchange.write_table(_work_file(settings, "nd_same", k), same)
         timer.lap("near duplicates: pairs")
         result["near_pairs"] = pairs.num_rows
-    return {**result, "opened": read.opened, "seconds": timer.seconds}, frequent.tobytes()
+    return {**result, "opened": read.opened, "seconds": timer.seconds}, None
 
 
 def _near_texts_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
@@ -520,19 +533,118 @@ def _near_verify_task(settings: _Settings, task: dict) -> tuple[dict, bytes | No
 
 
 def _near_clusters_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
-    """Near duplicates, last step (one task, run in the driver): the clusters of the verified pairs,
-    the dropped members passed on to their tasks."""
+    """Near duplicates, last step, in one task (run in the driver while the links are few): the
+    clusters of the verified pairs, the dropped members passed on to their tasks."""
 
     timer = Timer()
     read = exchange.Reader()
-    reducers = task["reducers"]
-    urls = _all(settings, "nd_aliases") + (_all(settings, "nd_verified", reducers) if task.get("verified", True) else [])
-    verified = read.partition(urls + _all(settings, "nd_same", reducers), 0, ND_VERIFIED)
+    verified = read.partition(task["links"], 0, ND_VERIFIED)
     dropped, summary = near_duplicate_clusters(verified)
     exchange.write_partitioned(_work_file(settings, "nd_dropped", 0), dropped, _np(dropped.column("bucket")), settings.tasks)
     timer.lap("near duplicates: clusters")
-    return {"near_duplicates": summary, "verified": verified.num_rows, "dropped": dropped.num_rows, "opened": read.opened,
-            "seconds": timer.seconds}, None
+    return {"near_duplicates": summary, "verified": verified.num_rows, "dropped": dropped.num_rows, "files": 1,
+            "opened": read.opened, "seconds": timer.seconds}, None
+
+
+MAX_CLUSTER_ROUNDS = 64
+"""Hash-to-Min ends in O(log n) rounds; a run that has not settled in this many is a fault."""
+
+
+def _clusters_in_rounds(settings: _Settings, job, reducers: int, links: list[str]) -> tuple[dict, list]:
+    """``_near_clusters_task``'s result, by Spark tasks in rounds (``extraction.sessions.clusters``):
+    the driver holds a fingerprint a round and the examples' summary, nothing that grows with the corpus."""
+    from extraction.sessions import clusters
+
+    shares = [links[lo:hi] for lo, hi in exchange.ranges(len(links), reducers)]
+    spans = exchange.ranges(settings.tasks, reducers)
+    results = job("near duplicates: cluster links", [{"reducer": k, "links": share} for k, share in enumerate(shares)],
+                  functools.partial(_cc_links_task, settings))
+    rows = sum(r["links"] for r, _ in results)
+    previous, n = None, 0
+    while True:
+        done = job("near duplicates: cluster rounds", [{"reducer": k, "first": lo, "last": hi, "round": n, "sets": len(shares)}
+                                                       for k, (lo, hi) in enumerate(spans)],
+                   functools.partial(_cc_round_task, settings))
+        results += done
+        print_ = [r["fingerprint"] for r, _ in done]
+        fp = [sum(f[0] for f in print_), sum(f[1] for f in print_) % 2**64, sum(f[2] for f in print_) % 2**64]
+        if fp == previous:
+            break  # round n read the sets round n - 1 read: a fixed point
+        if n + 1 >= MAX_CLUSTER_ROUNDS:
+            raise ExtractError(f"near-duplicate clusters did not settle in {MAX_CLUSTER_ROUNDS} rounds")
+        previous, n = fp, n + 1
+    final = job("near duplicates: clusters", [{"reducer": k, "first": lo, "last": hi, "round": n, "sets": len(shares),
+                                               "nodes": len(shares)} for k, (lo, hi) in enumerate(spans)],
+                functools.partial(_cc_finish_task, settings))
+    results += final
+    parts = [r["summary"] for r, _ in final]
+    wanted = sorted(clusters.wanted_ids(parts))
+    texts: dict[str, str] = {}
+    if wanted:
+        found = job("near duplicates: examples", [{"reducer": k, "links": share, "wanted": wanted}
+                                                  for k, share in enumerate(shares)], functools.partial(_cc_texts_task, settings))
+        results += found
+        best: dict[str, tuple] = {}
+        for r, _ in found:
+            for sid, hits in r["hits"].items():
+                for side, row, text in hits:
+                    key = (side, r["reducer"], row)
+                    if sid not in best or key < best[sid][0]:
+                        best[sid] = (key, text)
+        texts = {sid: text for sid, (_, text) in best.items()}
+    near = {"near_duplicates": clusters.merge_summary(parts, texts), "verified": rows,
+            "dropped": sum(r["dropped"] for r, _ in final), "files": len(spans), "rounds": n + 1, "seconds": {}}
+    return near, [({"seconds": r["seconds"]}, None) for r, _ in results]
+
+
+def _cc_links_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
+    from extraction.sessions import clusters
+
+    timer = Timer()
+    read = exchange.Reader()
+    links = read.partition(task["links"], 0, ND_VERIFIED)
+    sets, where, nodes, node_where = clusters.first_sets(links, settings.tasks)
+    exchange.write_partitioned(_work_file(settings, "cc_sets_0", task["reducer"]), sets, where, settings.tasks)
+    exchange.write_partitioned(_work_file(settings, "cc_nodes", task["reducer"]), nodes, node_where, settings.tasks)
+    timer.lap("near duplicates: clusters")
+    return {"links": links.num_rows, "opened": read.opened, "seconds": timer.seconds}, None
+
+
+def _cc_round_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
+    from extraction.sessions import clusters
+
+    timer = Timer()
+    read = exchange.Reader()
+    n = task["round"]
+    sets = read.partitions(_all(settings, f"cc_sets_{n}", task["sets"]), task["first"], task["last"], clusters.SETS)
+    sent, where, fp = clusters.next_sets(sets, settings.tasks)
+    exchange.write_partitioned(_work_file(settings, f"cc_sets_{n + 1}", task["reducer"]), sent, where, settings.tasks)
+    timer.lap("near duplicates: clusters")
+    return {"fingerprint": fp, "opened": read.opened, "seconds": timer.seconds}, None
+
+
+def _cc_finish_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
+    from extraction.sessions import clusters
+
+    timer = Timer()
+    read = exchange.Reader()
+    sets = read.partitions(_all(settings, f"cc_sets_{task['round']}", task["sets"]), task["first"], task["last"], clusters.SETS)
+    nodes = read.partitions(_all(settings, "cc_nodes", task["nodes"]), task["first"], task["last"], clusters.NODES)
+    dropped, where, summary = clusters.finish(sets, nodes, settings.tasks)
+    exchange.write_partitioned(_work_file(settings, "nd_dropped", task["reducer"]), dropped, where, settings.tasks)
+    timer.lap("near duplicates: clusters")
+    return {"summary": summary, "dropped": dropped.num_rows, "opened": read.opened, "seconds": timer.seconds}, None
+
+
+def _cc_texts_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
+    from extraction.sessions import clusters
+
+    timer = Timer()
+    read = exchange.Reader()
+    links = read.partition(task["links"], 0, ND_VERIFIED)
+    hits = clusters.text_hits(links, set(task["wanted"]))
+    timer.lap("near duplicates: clusters")
+    return {"reducer": task["reducer"], "hits": hits, "opened": read.opened, "seconds": timer.seconds}, None
 
 
 def _write_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
@@ -547,13 +659,11 @@ def _write_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     near = None
     if near_duplicates_on(settings.filters):
 
-        near = read.partition([_work_file(settings, "nd_dropped", 0)], t, ND_DROPPED)
+        near = read.partition(_all(settings, "nd_dropped", task["near_files"]), t, ND_DROPPED)
     frequent = None
-    if settings.filters.bland:
-        fs, path = storage.filesystem(storage.join(settings.work, "frequent.npy"))
-        with fs.open(path, "rb") as f:
-            frequent = np.frombuffer(f.read(), dtype=np.uint64)
-        read.opened += 1
+    if settings.filters.bland:  # the reduce tasks' hash ranges in order: sorted as a whole
+        frequent = np.concatenate([np.frombuffer(read.bytes(url), dtype=np.uint64)
+                                   for url in _all(settings, "frequent", task["reducers"])])
     timer.lap("read")
     sessions, stats = finish_bucket(candidates, dropped, frequent, settings.filters, task["comments"], task["valid"], timer,
                                     near)

@@ -77,6 +77,13 @@ class Reader:
         """Batch ``partition`` of every file in ``urls``."""
         return self.partitions(urls, partition, partition + 1, schema)
 
+    def bytes(self, url: str) -> bytes:
+        """A whole file of raw bytes."""
+        fs, path = storage.filesystem(url)
+        self.opened += 1
+        with fs.open(path, "rb") as source:
+            return source.read()
+
     def table(self, url: str) -> pa.Table:
         """A whole file written by ``write_table``."""
         fs, path = storage.filesystem(url)

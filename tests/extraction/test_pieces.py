@@ -91,32 +91,118 @@ def _sorted_rows(out):
 
 @pytest.mark.slow
 def test_the_cut_of_the_hash_space_changes_neither_the_sessions_nor_the_work(spark, tmp_path):
-    """The same month ingested into 4 and into 512 pieces, extracted on Spark (every task set a
+    """The same month ingested into 4 and into 256 pieces, extracted on Spark (every task set a
     Spark job) and in this process with other task and reduce sizes: the same sessions and
     rejects; the tasks and the files the exchanges open follow the data, not the pieces."""
     write_month(str(tmp_path / "dumps"), SynthConfig(comments=12_000, seed=8, megathreads=1, megathread_comments=2000,
                                                      copypasta_clusters=6))
     filters = FiltersConfig(bland_min_count=15, near_duplicate_session=True)
     reports, rows = {}, {}
-    for pieces in (4, 512):
+    for pieces in (4, 256):
         run_ingest(IngestConfig(inputs=[str(tmp_path / "dumps" / "*.zst")], output=str(tmp_path / f"i{pieces}"),
                                 thread_buckets=pieces))
         reports[pieces] = run_extract(ExtractConfig(input=str(tmp_path / f"i{pieces}"), output=str(tmp_path / f"x{pieces}"),
                                                     filters=filters, spark=SparkConfig(in_process_below_bytes=0)), spark)
         rows[pieces] = _sorted_rows(tmp_path / f"x{pieces}")
-    assert rows[4].num_rows > 1000 and rows[512].equals(rows[4])
-    coarse, fine = reports[4]["exchange"], reports[512]["exchange"]
-    assert coarse["tasks"] == 4 and fine["pieces"] > 400 and fine["tasks"] == MIN_TASKS  # a small month: the fewest tasks
+    assert rows[4].num_rows > 1000 and rows[256].equals(rows[4])
+    coarse, fine = reports[4]["exchange"], reports[256]["exchange"]
+    assert coarse["tasks"] == 4 and fine["pieces"] > 200 and fine["tasks"] == MIN_TASKS  # a small month: the fewest tasks
     for ex in (coarse, fine):
         t, r, steps = ex["tasks"], ex["reduce_tasks"], ex["steps"]
         assert r == 2  # the cores: the month's exchange is far below reduce_bytes
         assert steps["corpus rules"]["files_opened"] == 3 * r * t  # trigrams, keys, bands: each task's file once per reducer
-        assert steps["write"]["files_opened"] == t * (r + 3)  # candidates, the reducers' drops, the near drops, frequent
+        assert steps["write"]["files_opened"] == t * (2 * r + 2)  # candidates, the reducers' drops and frequent trigrams, the near drops
         assert steps["near duplicates: verify"]["files_opened"] == r * t + t
-    assert reports[512]["sessions"] == reports[4]["sessions"] and reports[512]["rules"] == reports[4]["rules"]
+    assert reports[256]["sessions"] == reports[4]["sessions"] and reports[256]["rules"] == reports[4]["rules"]
 
     # Tasks and reduce tasks of another size (in this process): still the same rows.
-    many = run_extract(ExtractConfig(input=str(tmp_path / "i512"), output=str(tmp_path / "many"), filters=filters,
+    many = run_extract(ExtractConfig(input=str(tmp_path / "i256"), output=str(tmp_path / "many"), filters=filters,
                                      task_bytes=20_000, reduce_bytes=1))
     assert many["exchange"]["tasks"] > 10 and many["exchange"]["reduce_tasks"] == many["exchange"]["tasks"]
     assert _sorted_rows(tmp_path / "many").equals(rows[4])
+
+    # Near-duplicate clusters by Spark tasks in rounds (as over years of links): the same rows and report.
+    rounds = run_extract(ExtractConfig(input=str(tmp_path / "i256"), output=str(tmp_path / "rounds"), filters=filters,
+                                       clusters_in_driver_bytes=0, spark=SparkConfig(in_process_below_bytes=0)), spark)
+    assert _sorted_rows(tmp_path / "rounds").equals(rows[4])
+    assert rounds["near_duplicates"] == reports[4]["near_duplicates"] and rounds["rules"] == reports[4]["rules"]
+    assert rounds["exchange"]["steps"]["near duplicates: cluster rounds"]["tasks"] >= 2 * rounds["exchange"]["reduce_tasks"]
+
+
+def _simulated_rounds(links: pa.Table, partitions: int, shares: int):
+    """``extraction.sessions.clusters`` run as the job runs it, in this process: links in shares,
+    sets exchanged by partition, rounds until the fingerprint repeats."""
+    from extraction.sessions import clusters
+
+    def split(table, where):
+        return [table.filter(pa.array(where == p)) for p in range(partitions)]
+
+    cuts = exchange.ranges(links.num_rows, shares)
+    share_tables = [links.slice(lo, hi - lo) for lo, hi in cuts]
+    sets_by_p, nodes_by_p = [[] for _ in range(partitions)], [[] for _ in range(partitions)]
+    for t in share_tables:
+        sets, where, nodes, node_where = clusters.first_sets(t, partitions)
+        for p, part in enumerate(split(sets, where)):
+            sets_by_p[p].append(part)
+        for p, part in enumerate(split(nodes, node_where)):
+            nodes_by_p[p].append(part)
+    previous, rounds = None, 0
+    while True:
+        nxt, fp = [[] for _ in range(partitions)], [0, 0, 0]
+        for p in range(partitions):
+            sent, where, f = clusters.next_sets(pa.concat_tables(sets_by_p[p]), partitions)
+            fp = [fp[0] + f[0], (fp[1] + f[1]) % 2**64, (fp[2] + f[2]) % 2**64]
+            for q, part in enumerate(split(sent, where)):
+                nxt[q].append(part)
+        if fp == previous:
+            break
+        previous, rounds = fp, rounds + 1
+        last, sets_by_p = sets_by_p, nxt
+    dropped, parts = [], []
+    for p in range(partitions):
+        d, _, summary = clusters.finish(pa.concat_tables(sets_by_p[p]), pa.concat_tables(nodes_by_p[p]), partitions)
+        dropped.append(d)
+        parts.append(summary)
+    texts = {}
+    wanted = clusters.wanted_ids(parts)
+    best = {}
+    for k, t in enumerate(share_tables):
+        for sid, hits in clusters.text_hits(t, wanted).items():
+            for side, row, text in hits:
+                if sid not in best or (side, k, row) < best[sid][0]:
+                    best[sid] = ((side, k, row), text)
+    texts = {sid: text for sid, (_, text) in best.items()}
+    return pa.concat_tables(dropped), clusters.merge_summary(parts, texts), rounds
+
+
+@pytest.mark.parametrize("partitions,shares", [(1, 1), (3, 2), (8, 5)])
+def test_clusters_in_rounds_are_the_one_step_clusters(partitions, shares):
+    """Hash-to-Min over partitioned sets gives ``near_duplicate_clusters``'s drops, histogram and
+    examples (texts included), for replies and sessions alike, however the links are shared."""
+    from extraction.sessions.threads import ND_VERIFIED, SESSION_KIND, near_duplicate_clusters
+
+    rng = np.random.default_rng(partitions)
+    ids = [np.base_repr(int(v), 36).lower() for v in rng.choice(10**7, 400, replace=False)]
+    rows = []
+    for i in range(500):  # groups of 1 to 40 ids, random links within: components of many sizes and shapes
+        group = int(rng.integers(0, 30))
+        size = 1 + group + (group // 10) * 5
+        lo = group * 12
+        a, b = ids[lo + int(rng.integers(0, size))], ids[lo + int(rng.integers(0, size))]
+        if a == b:
+            continue
+        kind = SESSION_KIND if i % 7 == 0 else ""
+        text = None if i % 5 == 0 else f"text {i}"
+        rows.append({"a": kind + a, "a_bucket": hash(a) % 4, "b": kind + b, "b_bucket": hash(b) % 4, "jaccard": 0.9,
+                     "a_text": text, "b_text": None if i % 4 == 0 else f"other {i}"})
+    buckets = {}
+    for r in rows:  # an id's bucket is one
+        r["a_bucket"] = buckets.setdefault(r["a"].lstrip(SESSION_KIND), r["a_bucket"])
+        r["b_bucket"] = buckets.setdefault(r["b"].lstrip(SESSION_KIND), r["b_bucket"])
+    links = pa.Table.from_pylist(rows, schema=ND_VERIFIED)
+    want_dropped, want_summary = near_duplicate_clusters(links)
+    got_dropped, got_summary, rounds = _simulated_rounds(links, partitions, shares)
+    key = [("reason", "ascending"), ("session_id", "ascending")]
+    assert got_dropped.sort_by(key).equals(want_dropped.sort_by(key))
+    assert got_summary == want_summary and want_summary["clusters"] > 5 and want_summary["sessions"]["clusters"] > 1
+    assert 2 <= rounds <= 12
