@@ -127,6 +127,11 @@ class IngestConfig:
     so the extract job reads whole threads without a shuffle; it groups contiguous pieces into
     tasks by their size. 0 picks a power of two from the size of the comment dumps: about 16 MiB
     compressed (some 250k comments) a piece, at least 4, no cap below 1,048,576."""
+    keep_deleted_text: bool = False
+    """Keep the text of items deleted or removed after the crawl (``_meta`` of today's dumps): for
+    research on deletions only. By default their body and author (a submission's title, self text
+    and author) are ``[deleted]`` or ``[removed]`` before anything is written; either way the
+    ``deletion`` column says which, and the report counts them per kind."""
     force: bool = False
     """Run again even when the output is complete for the same inputs and config."""
     spark: SparkConfig = field(default_factory=SparkConfig)
@@ -162,6 +167,7 @@ class _TaskSettings:
     max_records_per_file: int
     thread_buckets: int
     piece_wait_s: float
+    keep_deleted_text: bool = False
 
 
 class _PartitionedParquet:
@@ -461,6 +467,7 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str |
         "rows_outside_file_month": 0,
         "set_aside": 0,
         "checksum_mismatch": False,
+        "deleted_after_crawl": {},
     }
     file_month = name.month if name else None  # per-subreddit dumps span many months
     started = last_progress = time.time()
@@ -480,7 +487,7 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str |
         blocks = _Relay(settings.staging, file_index, piece).read(file_name, piece, pieces, settings.piece_wait_s)
     try:
         for block, before in blocks:
-            result = parse_block(kind, file_name, block.first_line_number, block.lines)
+            result = parse_block(kind, file_name, block.first_line_number, block.lines, settings.keep_deleted_text)
             stats["lines"] += len(block.lines)
             stats["compressed_bytes"] = block.compressed_bytes_read
             stats["decompressed_bytes"] = block.decompressed_bytes_read - before
@@ -488,6 +495,12 @@ def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str |
                 # Kept, in the partition of their own month, and counted: a 2006 comment inside RC_2015-06.
                 outside = pc.sum(pc.invert(pc.equal(pc.fill_null(result.rows.column("month"), ""), file_month))).as_py()
                 stats["rows_outside_file_month"] += int(outside or 0)
+            deletion = result.rows.column("deletion")
+            if deletion.null_count < len(deletion):  # today's dumps: what was withheld, per kind of deletion
+                for entry in pc.value_counts(deletion).to_pylist():
+                    if entry["values"] is not None:
+                        counts = stats["deleted_after_crawl"]
+                        counts[entry["values"]] = counts.get(entry["values"], 0) + entry["counts"]
             rows.write(result.rows)
             if result.rejects:
                 for row in result.rejects:
@@ -556,6 +569,7 @@ def merge_pieces(per_piece: list[dict]) -> list[dict]:
         merged = files.get(stats["file_index"])
         if merged is None:
             files[stats["file_index"]] = {**stats, "rejects_by_reason": dict(stats["rejects_by_reason"]),
+                                          "deleted_after_crawl": dict(stats.get("deleted_after_crawl", {})),
                                           "piece_seconds": [stats["seconds"]]}
             continue
         merged["piece_seconds"].append(stats["seconds"])
@@ -564,6 +578,8 @@ def merge_pieces(per_piece: list[dict]) -> list[dict]:
         merged["checksum_mismatch"] = merged.get("checksum_mismatch", False) or stats.get("checksum_mismatch", False)
         for reason, n in stats["rejects_by_reason"].items():
             merged["rejects_by_reason"][reason] = merged["rejects_by_reason"].get(reason, 0) + n
+        for kind, n in stats.get("deleted_after_crawl", {}).items():
+            merged["deleted_after_crawl"][kind] = merged["deleted_after_crawl"].get(kind, 0) + n
         merged["compressed_bytes"] = max(merged["compressed_bytes"], stats["compressed_bytes"])
         merged["seconds"] = max(merged["seconds"], stats["seconds"])
         if merged["status"] == "ok" and stats["status"] != "ok":
@@ -682,7 +698,8 @@ def fingerprint(cfg: IngestConfig, infos: list[dict], kinds: dict[str, str] | No
         "on_corrupt_file": cfg.on_corrupt_file,
         "max_records_per_file": cfg.max_records_per_file,
         "thread_buckets": cfg.thread_buckets or auto_thread_buckets(infos, kinds),
-        "code": "ingest-v4",
+        "keep_deleted_text": cfg.keep_deleted_text,
+        "code": "ingest-v5",
     }
     if digests:
         material["sha256"] = digests
@@ -731,7 +748,8 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
         spark = session_for(cfg.spark, sum(i["size"] for i in infos), spark)
         buckets = cfg.thread_buckets or auto_thread_buckets(infos, kinds)
         settings = _TaskSettings(staging, cfg.read_size_bytes, cfg.max_window_bytes, cfg.on_corrupt_file,
-                                 cfg.progress_interval_s, cfg.max_records_per_file, buckets, cfg.piece_wait_s)
+                                 cfg.progress_interval_s, cfg.max_records_per_file, buckets, cfg.piece_wait_s,
+                                 cfg.keep_deleted_text)
         started = time.time()
         workers = cores(spark) if spark is not None else local_cores(cfg.spark)
         pieces = pieces_per_file(infos, workers, cfg.pieces_per_file, cfg.piece_min_bytes)
@@ -816,6 +834,12 @@ def build_report(per_file: list[dict], seconds: float, cores: int) -> dict:
         for reason, n in f["rejects_by_reason"].items():
             reasons[reason] = reasons.get(reason, 0) + n
     totals["rejects_by_reason"] = dict(sorted(reasons.items()))
+    deleted: dict[str, int] = {}
+    for f in per_file:
+        for kind, n in f.get("deleted_after_crawl", {}).items():
+            deleted[kind] = deleted.get(kind, 0) + n
+    totals["deleted_after_crawl"] = dict(sorted(deleted.items()))
+    """Rows whose text was withheld (or kept, with ``keep_deleted_text``), per ``deletion``."""
     for f in per_file:
         assert f["lines"] == f["rows"] + f["rejects"] + f.get("set_aside", 0), f  # a row, a reject or set aside
     return {
@@ -845,6 +869,9 @@ def format_report(report: dict, output: str) -> str:
         + (f" ({', '.join(f'{k} {v:,}' for k, v in t['rejects_by_reason'].items())})" if t["rejects_by_reason"] else "")
         + (f" + {t['set_aside']:,} set aside (their file's checksum does not match)" if t.get("set_aside") else "")
     )
+    if t.get("deleted_after_crawl"):
+        lines.append("deleted or removed after the crawl (text withheld unless keep_deleted_text): "
+                     + ", ".join(f"{k} {v:,}" for k, v in t["deleted_after_crawl"].items()))
     lines.append(
         f"{report['seconds']:.1f} s, {report['lines_per_second']:,.0f} lines/s, "
         f"{report['decompressed_mb_per_second']:.1f} MB/s on {report['cores']} core{'s' if report['cores'] != 1 else ''}"

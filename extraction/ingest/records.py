@@ -9,10 +9,25 @@ comments
     id (string, base36 without ``t1_``), link_id (string, without ``t3_``), parent_id (string,
     without prefix; the three in lower case, prefixes read in either case), parent_kind (``"comment"`` or ``"submission"``), subreddit (string),
     author (string, null when missing), body (string), score (int64, null when missing),
-    created_utc (int64 seconds), month (``YYYY-MM`` of created_utc, the partition column)
+    created_utc (int64 seconds), then the marks today's dumps carry (each null where a dump has
+    none): distinguished (string: ``moderator``, ``admin``...), stickied (bool), edited (int64: the
+    edit's time; 0 for an edit of unknown time; null when not edited), controversiality (int64),
+    author_flair_text, collapsed_reason_code (Reddit's own ``POTENTIALLY_TOXIC`` and others),
+    subreddit_type (strings), retrieved_on (int64: ``retrieved_on``, or ``retrieved_utc`` in
+    2021-02..06), deletion (string: why the text is withheld, below), month (``YYYY-MM`` of
+    created_utc, the partition column)
 submissions
     id, subreddit, author, title, selftext (null when missing), over_18 (bool, null when
-    missing), num_comments (int64), score (int64), created_utc (int64), month
+    missing), num_comments (int64), score (int64), created_utc (int64), distinguished, stickied,
+    edited, author_flair_text, subreddit_type, retrieved_on, deletion, month
+
+Text deleted after the crawl is never stored: an item whose ``_meta`` (Arctic Shift's dumps from
+2023-11) says ``was_deleted_later`` or ``was_initially_deleted``, or names a ``removal_type``,
+keeps its row (replies keep their parent) with its body and author (a submission's title,
+self text and author) replaced by ``[deleted]``, or ``[removed]`` for a removal, and ``deletion``
+says which (the ``removal_type``: ``deleted``, ``removed``, ``removed by reddit``; ``deleted`` when
+none is named). ``keep_deleted_text`` keeps the text (research use); ``deletion`` still marks it. A
+rejected line that carries those marks keeps no raw bytes.
 rejects
     source_file, line_number (1-based), reason, detail, raw (the line's first bytes, binary),
     raw_length (bytes)
@@ -20,6 +35,7 @@ rejects
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -42,6 +58,15 @@ COMMENT_SCHEMA = pa.schema(
         ("body", pa.string()),
         ("score", pa.int64()),
         ("created_utc", pa.int64()),
+        ("distinguished", pa.string()),
+        ("stickied", pa.bool_()),
+        ("edited", pa.int64()),
+        ("controversiality", pa.int64()),
+        ("author_flair_text", pa.string()),
+        ("collapsed_reason_code", pa.string()),
+        ("subreddit_type", pa.string()),
+        ("retrieved_on", pa.int64()),
+        ("deletion", pa.string()),
         ("month", pa.string()),
     ]
 )
@@ -57,6 +82,13 @@ SUBMISSION_SCHEMA = pa.schema(
         ("num_comments", pa.int64()),
         ("score", pa.int64()),
         ("created_utc", pa.int64()),
+        ("distinguished", pa.string()),
+        ("stickied", pa.bool_()),
+        ("edited", pa.int64()),
+        ("author_flair_text", pa.string()),
+        ("subreddit_type", pa.string()),
+        ("retrieved_on", pa.int64()),
+        ("deletion", pa.string()),
         ("month", pa.string()),
     ]
 )
@@ -146,7 +178,71 @@ def _strip_prefix(value: str, prefix: str) -> str:
     return value[3:] if value.startswith(prefix) else value
 
 
-def comment_row(record: dict) -> tuple:
+MARKS = {"RC": ("distinguished", "stickied", "edited", "controversiality", "author_flair_text", "collapsed_reason_code",
+                "subreddit_type", "retrieved_on"),
+         "RS": ("distinguished", "stickied", "edited", "author_flair_text", "subreddit_type", "retrieved_on")}
+"""The optional marks kept per kind, in schema order (before ``deletion``). A mark of an odd type
+is null, never a reject: they describe a row, they do not make it."""
+_MARK_STRINGS = frozenset({"distinguished", "author_flair_text", "collapsed_reason_code", "subreddit_type"})
+DELETED, REMOVED = "[deleted]", "[removed]"
+
+
+def _mark(record: dict, name: str):
+    """One optional mark read as both parsers read it (``_mark_columns`` is the fast path's form)."""
+    if name == "retrieved_on":
+        value = record.get("retrieved_on")
+        return _lenient_int(value if value is not None else record.get("retrieved_utc"))
+    value = record.get(name)
+    if name in _MARK_STRINGS:
+        return value if isinstance(value, str) else None
+    if name == "stickied":
+        return value if isinstance(value, bool) else None
+    if name == "edited":
+        return _edited(value)
+    return _lenient_int(value)  # controversiality
+
+
+def _lenient_int(value) -> int | None:
+    if isinstance(value, bool):
+        return None
+    number = _as_int(value) if type(value) in (int, str, float) else None
+    return None if number is _UNSET else number
+
+
+def _edited(value) -> int | None:
+    """``edited``: false (not edited) is null, true (an edit of unknown time) is 0, a time is its seconds."""
+    if value is True:
+        return 0
+    if value is False:
+        return None
+    return _lenient_int(value)
+
+
+def deletion_of(meta) -> str | None:
+    """Why an item's text is withheld, from its ``_meta`` (a dict or the fast path's struct): the
+    ``removal_type`` when one is named, ``deleted`` when the item was deleted after the crawl or at
+    it; None for an item its author and Reddit left alone (or without ``_meta``)."""
+    if meta is None:
+        return None
+    get = meta.get if isinstance(meta, dict) else lambda name: getattr(meta, name, None)
+    removal = get("removal_type")
+    if isinstance(removal, str) and removal:
+        return removal
+    if _truthy(get("was_deleted_later")) or _truthy(get("was_initially_deleted")):
+        return "deleted"
+    return None
+
+
+def _truthy(value) -> bool:
+    return value is True or value == 1 and not isinstance(value, float) or (isinstance(value, str) and value.lower() == "true")
+
+
+def withheld(deletion: str | None) -> str:
+    """The text an item withheld for ``deletion`` shows: ``[removed]`` for a removal, else ``[deleted]``."""
+    return REMOVED if deletion and deletion.startswith("removed") else DELETED
+
+
+def comment_row(record: dict, keep_deleted_text: bool = False) -> tuple:
     """A raw comment dict as a tuple in COMMENT_SCHEMA order; raises RecordError."""
     cid = _strip_prefix(_ident(_str(record, "id", True)), "t1_")
     if not cid:
@@ -166,21 +262,28 @@ def comment_row(record: dict) -> tuple:
             raise RecordError(MISSING_FIELD, "link_id")
         link = parent
     created = _int(record, "created_utc", True)
+    author, body = _str(record, "author", False), _str(record, "body", True)
+    meta = record.get("_meta")
+    deletion = deletion_of(meta if isinstance(meta, dict) else None)
+    if deletion and not keep_deleted_text:
+        author = body = withheld(deletion)
     return (
         cid,
         _strip_prefix(link, "t3_"),
         parent[3:],
         parent_kind,
         _str(record, "subreddit", False),
-        _str(record, "author", False),
-        _str(record, "body", True),
+        author,
+        body,
         _int(record, "score", False),
         created,
+        *(_mark(record, name) for name in MARKS["RC"]),
+        deletion,
         _month(created),
     )
 
 
-def submission_row(record: dict) -> tuple:
+def submission_row(record: dict, keep_deleted_text: bool = False) -> tuple:
     """A raw submission dict as a tuple in SUBMISSION_SCHEMA order; raises RecordError."""
     created = _int(record, "created_utc", True)
     over_18 = record.get("over_18")
@@ -189,16 +292,24 @@ def submission_row(record: dict) -> tuple:
     sid = _strip_prefix(_ident(_str(record, "id", True)), "t3_")
     if not sid:
         raise RecordError(BAD_VALUE, f"id={record['id']!r:.60}")
+    author, title, selftext = _str(record, "author", False), _str(record, "title", True), _str(record, "selftext", False)
+    meta = record.get("_meta")
+    deletion = deletion_of(meta if isinstance(meta, dict) else None)
+    if deletion and not keep_deleted_text:
+        author = title = withheld(deletion)
+        selftext = None if selftext is None else withheld(deletion)
     return (
         sid,
         _str(record, "subreddit", False),
-        _str(record, "author", False),
-        _str(record, "title", True),
-        _str(record, "selftext", False),
+        author,
+        title,
+        selftext,
         over_18,
         _int(record, "num_comments", False),
         _int(record, "score", False),
         created,
+        *(_mark(record, name) for name in MARKS["RS"]),
+        deletion,
         _month(created),
     )
 
@@ -215,11 +326,17 @@ class BlockResult:
     rejects: list[tuple] = field(default_factory=list)  # REJECT_SCHEMA order
 
 
+_DELETION_MARK = re.compile(rb'"(?:was_deleted_later|was_initially_deleted)"\s*:\s*(?:true|1\b|"true")|"removal_type"\s*:\s*"')
+
+
 def _reject(source: str, line_number: int, reason: str, detail: str, raw: bytes) -> tuple:
+    if _DELETION_MARK.search(raw):  # text deleted after the crawl: not even in the rejects
+        return (source, line_number, reason, detail + " (raw bytes withheld: the item was deleted or removed)", b"", len(raw))
     return (source, line_number, reason, detail, raw[:REJECT_RAW_BYTES], len(raw))
 
 
-def parse_block_per_line(kind: str, source: str, first_line_number: int, lines: list[bytes]) -> BlockResult:
+def parse_block_per_line(kind: str, source: str, first_line_number: int, lines: list[bytes],
+                         keep_deleted_text: bool = False) -> BlockResult:
     """Reference parser: orjson and the row builders, one line at a time.
 
     Gives every line its exact outcome; ``parse_block`` uses it for the lines (or blocks) that
@@ -234,13 +351,13 @@ def parse_block_per_line(kind: str, source: str, first_line_number: int, lines: 
             record = loads(line)
             if type(record) is not dict:
                 raise RecordError(NOT_AN_OBJECT, type(record).__name__)
-            rows.append(build(record))
+            rows.append(build(record, keep_deleted_text))
         except RecordError as err:
             rejects.append(_reject(source, first_line_number + offset, err.reason, err.detail, line))
         except orjson.JSONDecodeError as err:
             reason, detail = _classify_undecodable(line, err)
             if reason == INVALID_UTF8:
-                row = _row_despite_invalid_utf8(build, line)
+                row = _row_despite_invalid_utf8(build, line, keep_deleted_text)
                 if row is not None:
                     rows.append(row)
                     continue
@@ -252,7 +369,7 @@ def parse_block_per_line(kind: str, source: str, first_line_number: int, lines: 
     return BlockResult(batch, rejects)
 
 
-def _row_despite_invalid_utf8(build, line: bytes) -> tuple | None:
+def _row_despite_invalid_utf8(build, line: bytes, keep_deleted_text: bool = False) -> tuple | None:
     """The row of a line whose invalid UTF-8 lies only in fields the project does not keep (as the
     fast path, which never decodes those fields, keeps it); None when a kept field holds it too."""
     import json
@@ -264,7 +381,7 @@ def _row_despite_invalid_utf8(build, line: bytes) -> tuple | None:
     if type(record) is not dict:
         return None
     try:
-        row = build(record)
+        row = build(record, keep_deleted_text)
     except RecordError:  # the line is bad anyway: its invalid UTF-8 is the first thing wrong with it
         return None
     for value in row:
@@ -304,6 +421,12 @@ _LINES_PER_SLICE = 256
 """Lines decoded as one JSON array; a damaged line sends only its slice line by line."""
 
 
+class _Meta(msgspec.Struct):
+    was_deleted_later: bool | None = None
+    was_initially_deleted: bool | None = None
+    removal_type: str | None = None
+
+
 class _CommentFields(msgspec.Struct):
     id: str | None = None
     link_id: str | None = None
@@ -313,6 +436,16 @@ class _CommentFields(msgspec.Struct):
     body: str | None = None
     score: int | str | None = None
     created_utc: int | str | None = None
+    distinguished: str | None = None
+    stickied: bool | None = None
+    edited: bool | int | float | str | None = None
+    controversiality: int | str | None = None
+    author_flair_text: str | None = None
+    collapsed_reason_code: str | None = None
+    subreddit_type: str | None = None
+    retrieved_on: int | float | str | None = None
+    retrieved_utc: int | float | str | None = None
+    meta: _Meta | None = msgspec.field(default=None, name="_meta")
 
 
 class _SubmissionFields(msgspec.Struct):
@@ -325,6 +458,14 @@ class _SubmissionFields(msgspec.Struct):
     num_comments: int | str | None = None
     score: int | str | None = None
     created_utc: int | str | None = None
+    distinguished: str | None = None
+    stickied: bool | None = None
+    edited: bool | int | float | str | None = None
+    author_flair_text: str | None = None
+    subreddit_type: str | None = None
+    retrieved_on: int | float | str | None = None
+    retrieved_utc: int | float | str | None = None
+    meta: _Meta | None = msgspec.field(default=None, name="_meta")
 
 
 _FIELDS = {"RC": _CommentFields, "RS": _SubmissionFields}
@@ -352,9 +493,34 @@ def _as_int(value):
     return number if INT64_MIN <= number <= INT64_MAX else _UNSET
 
 
+_NOT_COPIED = frozenset({"retrieved_on", "retrieved_utc", "edited", "controversiality", "meta"})
+"""Fields ``_columns`` leaves to ``_mark_columns`` (read leniently, never a reason to decide a row again)."""
+
+
+def _mark_columns(kind: str, records: list) -> dict[str, pa.Array]:
+    """The marks and ``deletion`` of decoded records, as ``_mark`` and ``deletion_of`` read them."""
+    out = {}
+    for name in MARKS[kind]:
+        if name in ("distinguished", "stickied", "author_flair_text", "collapsed_reason_code", "subreddit_type"):
+            continue  # typed by the decoder: copied as they are
+        if name == "retrieved_on":
+            values = [r.retrieved_on if r.retrieved_on is not None else r.retrieved_utc for r in records]
+            convert = _lenient_int
+        elif name == "edited":
+            values, convert = list(map(attrgetter("edited"), records)), _edited
+        else:
+            values, convert = list(map(attrgetter(name), records)), _lenient_int
+        if not all(v is None or (type(v) is int and INT64_MIN <= v <= INT64_MAX) for v in values):
+            values = [convert(v) for v in values]
+        out[name] = pa.array(values, pa.int64())
+    metas = list(map(attrgetter("meta"), records))
+    out["deletion"] = pa.array([None if m is None else deletion_of(m) for m in metas], pa.string())
+    return out
+
+
 def _columns(kind: str, records: list) -> tuple[pa.Table, list[bool]]:
     """Arrow columns of the decoded fields, and per row whether the reference must decide it."""
-    names = list(_FIELDS[kind].__struct_fields__)
+    names = [n for n in _FIELDS[kind].__struct_fields__ if n not in _NOT_COPIED]
     undecided = [False] * len(records)
     arrays = []
     for name in names:
@@ -368,8 +534,9 @@ def _columns(kind: str, records: list) -> tuple[pa.Table, list[bool]]:
                         undecided[i], values[i] = True, None
             arrays.append(pa.array(values, pa.int64()))
         else:
-            arrays.append(pa.array(values, pa.bool_() if name == "over_18" else pa.string()))
-    return pa.Table.from_arrays(arrays, names=names), undecided
+            arrays.append(pa.array(values, pa.bool_() if name in ("over_18", "stickied") else pa.string()))
+    marks = _mark_columns(kind, records)
+    return pa.Table.from_arrays(arrays + list(marks.values()), names=names + list(marks)), undecided
 
 
 def _months(created_utc: pa.ChunkedArray) -> pa.Array:
@@ -385,7 +552,20 @@ def _strip(column: pa.ChunkedArray, prefix: str) -> pa.ChunkedArray:
     return pc.if_else(pc.starts_with(column, prefix), pc.utf8_slice_codeunits(column, 3), column)
 
 
-def _normalise(kind: str, table: pa.Table, undecided: list[bool]) -> tuple[pa.Table, pa.Array]:
+def _withhold(table: pa.Table, names: tuple[str, ...], keep_deleted_text: bool) -> pa.Table:
+    """``names`` replaced by ``[deleted]``/``[removed]`` where ``deletion`` is set (``withheld``)."""
+    deletion = table["deletion"]
+    if keep_deleted_text or not pc.any(pc.is_valid(deletion)).as_py():
+        return table
+    token = pc.if_else(pc.starts_with(deletion, "removed"), REMOVED, DELETED)
+    for name in names:
+        column = table[name]
+        keep = pc.is_null(deletion) if name != "selftext" else pc.or_(pc.is_null(deletion), pc.is_null(column))
+        table = table.set_column(table.schema.get_field_index(name), name, pc.if_else(keep, column, token))
+    return table
+
+
+def _normalise(kind: str, table: pa.Table, undecided: list[bool], keep_deleted_text: bool = False) -> tuple[pa.Table, pa.Array]:
     """Table in the output schema, and a mask of rows the fast path must not decide."""
     odd = pa.array(undecided, pa.bool_())
     for name in _REQUIRED[kind]:
@@ -397,8 +577,10 @@ def _normalise(kind: str, table: pa.Table, undecided: list[bool]) -> tuple[pa.Ta
     ids = _strip(pc.ascii_lower(table["id"]), "t3_" if kind == "RS" else "t1_")  # as _ident: base-36 ids in lower case
     odd = pc.or_(odd, pc.fill_null(pc.equal(pc.utf8_length(ids), 0), False))
     if kind == "RS":
+        table = _withhold(table, ("author", "title", "selftext"), keep_deleted_text)
         columns = [ids] + [table[n] for n in SUBMISSION_SCHEMA.names[1:-1]] + [month]
         return pa.Table.from_arrays(columns, schema=SUBMISSION_SCHEMA), odd
+    table = _withhold(table, ("author", "body"), keep_deleted_text)
     parent = pc.ascii_lower(table["parent_id"])
     is_comment_parent = pc.starts_with(parent, "t1_")
     is_submission_parent = pc.starts_with(parent, "t3_")
@@ -410,7 +592,8 @@ def _normalise(kind: str, table: pa.Table, undecided: list[bool]) -> tuple[pa.Ta
         _strip(link, "t3_"),
         pc.utf8_slice_codeunits(parent, 3),
         pc.if_else(is_comment_parent, "comment", "submission"),
-        table["subreddit"], table["author"], table["body"], table["score"], table["created_utc"], month,
+        table["subreddit"], table["author"], table["body"], table["score"], table["created_utc"],
+        *(table[n] for n in MARKS["RC"]), table["deletion"], month,
     ]
     return pa.Table.from_arrays(columns, schema=COMMENT_SCHEMA), pc.fill_null(odd, True)
 
@@ -439,7 +622,7 @@ def _decode(kind: str, lines: list[bytes]) -> tuple[list, list[int]]:
     return records, positions
 
 
-def parse_block(kind: str, source: str, first_line_number: int, lines: list[bytes]) -> BlockResult:
+def parse_block(kind: str, source: str, first_line_number: int, lines: list[bytes], keep_deleted_text: bool = False) -> BlockResult:
     """Parses raw lines of an RC or RS file into a record batch of rows and a list of rejects.
 
     Rows and rejects are exactly those of ``parse_block_per_line``; rows may come in another
@@ -451,14 +634,14 @@ def parse_block(kind: str, source: str, first_line_number: int, lines: list[byte
     decided = [False] * len(lines)
     if records:
         table, undecided = _columns(kind, records)
-        normalised, odd = _normalise(kind, table, undecided)
+        normalised, odd = _normalise(kind, table, undecided, keep_deleted_text)
         tables.append(normalised.filter(pc.invert(odd)))
         for j, is_odd in enumerate(odd.to_pylist()):
             if not is_odd:
                 decided[positions[j]] = True
     for i, done in enumerate(decided):
         if not done:
-            one = parse_block_per_line(kind, source, first_line_number + i, [lines[i]])
+            one = parse_block_per_line(kind, source, first_line_number + i, [lines[i]], keep_deleted_text)
             if one.rows.num_rows:
                 tables.append(pa.Table.from_batches([one.rows]))
             rejects.extend(one.rejects)

@@ -48,7 +48,13 @@ def test_ingest_accounts_for_every_line(dumps, tmp_path):
     assert comments.num_rows == t["comments_rows"] == stats.comments - t["rejects"]
     assert table(tmp_path / "out" / "submissions").num_rows == stats.submissions
     assert comments.column_names == ["id", "link_id", "parent_id", "parent_kind", "subreddit", "author",
-                                     "body", "score", "created_utc", "month", "bucket"]
+                                     "body", "score", "created_utc", "distinguished", "stickied", "edited",
+                                     "controversiality", "author_flair_text", "collapsed_reason_code", "subreddit_type",
+                                     "retrieved_on", "deletion", "month", "bucket"]
+    for mark in ("distinguished", "stickied", "author_flair_text", "collapsed_reason_code", "subreddit_type",
+                 "deletion"):  # a generated 2015 month has none of these marks: all null (it has edited, controversiality)
+        assert comments.column(mark).null_count == comments.num_rows, mark
+    assert t["deleted_after_crawl"] == {}
     assert comments.schema.field("created_utc").type == pa.int64()
     assert set(comments.column("month").to_pylist()) == {"2015-01"}
     assert not any(i.startswith("t1_") for i in comments.column("id").to_pylist())

@@ -38,6 +38,8 @@ def test_comment_is_normalised():
         "body": "A look at Vietnam.",
         "score": 2,
         "created_utc": 1134365188,
+        **dict.fromkeys(("distinguished", "stickied", "edited", "controversiality", "author_flair_text",
+                         "collapsed_reason_code", "subreddit_type", "retrieved_on", "deletion")),
         "month": "2005-12",
     }
 
@@ -186,3 +188,64 @@ def test_prefixes_and_ids_in_any_case_name_one_comment():
     submission = {"id": "T3_17863", "title": "t", "created_utc": 1134365188}
     for parse in (parse_block, parse_block_per_line):
         assert parse("RS", "RS_2005-12.zst", 1, [line(submission)]).rows.to_pylist()[0]["id"] == "17863"
+
+
+def _both(kind, lines, **kw):
+    from extraction.ingest.records import parse_block_per_line
+
+    fast, slow = parse_block(kind, "f", 1, lines, **kw), parse_block_per_line(kind, "f", 1, lines, **kw)
+    key = lambda r: r["id"]  # noqa: E731  (the fast path may order rows otherwise)
+    assert sorted(fast.rows.to_pylist(), key=key) == sorted(slow.rows.to_pylist(), key=key)
+    assert fast.rejects == slow.rejects
+    return {r["id"]: r for r in slow.rows.to_pylist()}, slow.rejects
+
+
+def test_text_deleted_after_the_crawl_is_withheld_on_both_parsers():
+    """Today's dumps (``_meta``, from 2023-11): an item deleted or removed after the crawl keeps its row,
+    not its text or author; the kind of deletion is kept; a rejected line with those marks keeps no bytes."""
+    base = {**COMMENT, "created_utc": 1700000000}
+    cases = {
+        "d1": ({"was_deleted_later": True}, "deleted", "[deleted]"),
+        "d2": ({"was_deleted_later": True, "removal_type": "removed"}, "removed", "[removed]"),
+        "d3": ({"was_initially_deleted": True, "removal_type": "removed by reddit"}, "removed by reddit", "[removed]"),
+        "d4": ({"was_deleted_later": False, "was_initially_deleted": False, "is_edited": True}, None, None),
+        "d5": ({"was_deleted_later": "true"}, "deleted", "[deleted]"),  # an odd type: still withheld
+    }
+    lines = [line({**base, "id": cid, "body": f"secret text of {cid}", "author": "someone", "_meta": meta})
+             for cid, (meta, _, _) in cases.items()]
+    lines.append(line({**base, "id": "bad", "created_utc": None, "body": "secret in a bad line",
+                       "_meta": {"was_deleted_later": True}}))
+    got, rejects = _both("RC", lines)
+    for cid, (_, deletion, shown) in cases.items():
+        row = got[cid]
+        assert row["deletion"] == deletion
+        assert (row["body"], row["author"]) == ((shown, shown) if shown else (f"secret text of {cid}", "someone"))
+        assert row["parent_id"] == "c12"  # replies keep their parent
+    (reject,) = rejects
+    assert reject[4] == b"" and b"secret" not in reject[4] and "withheld" in reject[3]
+    kept, _ = _both("RC", lines[:3], keep_deleted_text=True)  # research use: the text stays, still marked
+    assert kept["d2"]["body"] == "secret text of d2" and kept["d2"]["deletion"] == "removed"
+    subs, _ = _both("RS", [line({"id": "s1", "title": "secret title", "selftext": "secret self", "author": "op",
+                                 "created_utc": 1700000000, "_meta": {"was_deleted_later": True, "removal_type": "removed"}}),
+                           line({"id": "s2", "title": "a link", "selftext": None, "created_utc": 1700000000,
+                                 "_meta": {"was_deleted_later": True}})])
+    assert (subs["s1"]["title"], subs["s1"]["selftext"], subs["s1"]["author"]) == ("[removed]",) * 3
+    assert (subs["s2"]["title"], subs["s2"]["selftext"], subs["s2"]["deletion"]) == ("[deleted]", None, "deleted")
+
+
+def test_todays_marks_are_kept_with_one_type_each():
+    """``distinguished``, ``stickied``, ``edited``, ``controversiality``, ``author_flair_text``,
+    ``collapsed_reason_code``, ``subreddit_type``, ``retrieved_on`` (or 2021's ``retrieved_utc``): typed
+    alike on both parsers; an odd value is null, never a reject."""
+    marks = {"distinguished": "moderator", "stickied": True, "edited": 1700000100.5, "controversiality": 1,
+             "author_flair_text": "flair", "collapsed_reason_code": "POTENTIALLY_TOXIC", "subreddit_type": "public",
+             "retrieved_on": 1700001000}
+    lines = [line({**COMMENT, "id": "m1", **marks}),
+             line({**COMMENT, "id": "m2", "retrieved_utc": "1700002000", "edited": True}),
+             line({**COMMENT, "id": "m3", "stickied": "yes", "edited": "never", "controversiality": [1],
+                   "distinguished": 7, "retrieved_on": {"x": 1}})]
+    got, rejects = _both("RC", lines)
+    assert rejects == []
+    assert {k: got["m1"][k] for k in marks} == {**marks, "edited": 1700000100}
+    assert (got["m2"]["retrieved_on"], got["m2"]["edited"]) == (1700002000, 0)  # true: an edit of unknown time
+    assert all(got["m3"][k] is None for k in marks)
