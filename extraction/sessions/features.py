@@ -314,12 +314,26 @@ def short_comments(texts: Texts, authors, rules: Rules) -> np.ndarray:
     return (comment_words(texts) < rules.cfg.min_comment_words) & ~_null(texts)
 
 
-def turn_cut(texts: Texts, authors, rules: Rules) -> np.ndarray:
-    """Index + 1 in ``TURN_RULES`` of the first turn rule each comment fails, 0 when it can be a turn."""
+def turn_cut(texts: Texts, authors, rules: Rules, comments: pa.Table | None = None) -> np.ndarray:
+    """Index + 1 in ``TURN_RULES`` of the first turn rule each comment fails, 0 when it can be a turn
+    (``comments``: the table whose marks the rules with ``marks`` read)."""
     cut = np.zeros(len(texts), dtype=np.int8)
     for rule in reversed(rules.on("turn")):  # assigned last rule first, so the first rule that fails wins
-        cut[np.asarray(rule.fails(texts, authors, rules), dtype=bool)] = rules.turn_code(rule.name)
+        fails = rule.fails(texts, authors, rules, comments) if rule.marks else rule.fails(texts, authors, rules)
+        cut[np.asarray(fails, dtype=bool)] = rules.turn_code(rule.name)
     return cut
+
+
+def moderator_comments(texts: Texts, authors, rules: Rules, comments: pa.Table | None) -> np.ndarray:
+    """The ``moderator`` turn rule: distinguished by a moderator, or stickied (null marks pass)."""
+    out = np.zeros(len(texts), dtype=bool)
+    if comments is None:
+        return out
+    if "distinguished" in comments.column_names:
+        out |= _bool(pc.fill_null(pc.equal(comments.column("distinguished"), "moderator"), False))
+    if "stickied" in comments.column_names:
+        out |= _bool(pc.fill_null(comments.column("stickied"), False))
+    return out
 
 
 def comment_words(texts: Texts) -> np.ndarray:

@@ -167,6 +167,10 @@ class Rule:
     explain: Callable | None = None
     """``explain(row) -> str``: what decided a rejected session when its text does not show it (the
     report's examples; ``row`` holds ``extraction.sessions.report.EXAMPLE_COLUMNS``)."""
+    marks: tuple[str, ...] = ()
+    """The ingest columns of today's dumps a turn rule reads besides the text (``MARK_COLUMNS``):
+    its ``check(rules, body, author, **marks)`` and ``fails(texts, authors, rules, comments)``, the
+    comments' table (a mark a month lacks is null)."""
 
     @property
     def switch(self) -> str:
@@ -210,7 +214,12 @@ class Session:
     first_turn_is_title: bool = False
     thread_comments: int | None = None
     """The submission's ``num_comments`` (-1 when the submission is missing; None without submissions)."""
+    response_marks: dict | None = None
+    """The response's marks of today's dumps (``threads.MARK_COLUMNS``; absent ones null)."""
     _normalized: list | None = None
+
+    def response_mark(self, name: str):
+        return (self.response_marks or {}).get(name)
 
     @property
     def cfg(self) -> "FiltersConfig":
@@ -366,15 +375,17 @@ class Rules:
 
     # -- the rules ---------------------------------------------------------------------------
 
-    def turn_reason(self, body: str | None, author: str | None) -> str | None:
-        """Name of the first turn rule this comment fails, or None if it can be a turn."""
+    def turn_reason(self, body: str | None, author: str | None, marks: dict | None = None) -> str | None:
+        """Name of the first turn rule this comment fails, or None if it can be a turn (``marks``:
+        the comment's ``MARK_COLUMNS``, absent ones null)."""
         for rule in self.on("turn"):
-            if rule.check(self, body, author):
+            if rule.check(self, body, author, **{m: (marks or {}).get(m) for m in rule.marks}):
                 return rule.name
         return None
 
     def session_reason(self, turns: list[str], subreddit: str | None, over_18: bool | None, response_score: int | None,
-                       first_turn_is_title: bool = False, thread_comments: int | None = None) -> str | None:
+                       first_turn_is_title: bool = False, thread_comments: int | None = None,
+                       response_marks: dict | None = None) -> str | None:
         """Name of the first session rule (``RULES`` order) the session fails, or None.
 
         ``turns`` are the texts, the response last. A submission title used as the first turn
@@ -382,7 +393,7 @@ class Rules:
         not comments and DialoGPT's rules were written for comments). ``thread_comments``: the
         submission's ``num_comments`` (-1 when the submission is missing; None without submissions).
         """
-        session = Session(self, turns, subreddit, over_18, response_score, first_turn_is_title, thread_comments)
+        session = Session(self, turns, subreddit, over_18, response_score, first_turn_is_title, thread_comments, response_marks)
         for rule in self.on("session"):
             if rule.check(self, session):
                 return rule.name
@@ -431,6 +442,11 @@ _RULES: list[Rule] = [
          (Setting("bot_authors_path", str, "lists/bot_authors.txt"), Setting("bot_suffixes", list[str], ["bot", "_bot", "-bot"])),
          check=lambda r, body, author: r.is_bot(author), fails=vectorised.bot_comments,
          load=lambda cfg: {"bot_authors": _read_set("bot_authors_path")(cfg)}),
+    Rule("moderator", "turn", "comment marks", "A comment a moderator distinguished (``distinguished`` = "
+         "``moderator``) or that is stickied cuts the chain, as a bot's does: moderators' boilerplate and pinned notes are "
+         "not conversation (the marks of today's dumps; a month without them is not affected). Off in the DialoGPT presets.",
+         check=lambda r, body, author, distinguished=None, stickied=None: distinguished == "moderator" or stickied is True,
+         fails=vectorised.moderator_comments, marks=("distinguished", "stickied")),
     Rule("quotes", "turn", "comment", "A comment quoting another (``>`` or ``&gt;`` at a line start) cuts the chain.",
          (Setting("quotes_anywhere", bool, False, "The quote rule matches ``>`` or ``&gt;`` anywhere in the body (the released extractor)."),),
          check=lambda r, body, author: body is not None and r.is_quote(body), fails=vectorised.quote_comments),
@@ -503,6 +519,13 @@ _RULES: list[Rule] = [
          and (s.response_score or 0) < r.cfg.min_target_score,
          fails=lambda v: (v.response_score_known | ~np.bool_(v.cfg.missing_score_passes)) & (v.response_score < v.cfg.min_target_score),
          explain=lambda row: f"reply score {row['scores'][-1] if row['scores'] else None}"),
+    Rule("toxic_mark", "session", "response marks",
+         "Reddit's own tagger: drops a session whose response Reddit collapsed as ``POTENTIALLY_TOXIC`` "
+         "(``collapsed_reason_code``, on comments of 2021-02 to 2025-02 in today's dumps; a month without it is not "
+         "affected). Off in the DialoGPT presets.",
+         check=lambda r, s: s.response_mark("collapsed_reason_code") == "POTENTIALLY_TOXIC",
+         fails=lambda v: v.response_mark_is("collapsed_reason_code", "POTENTIALLY_TOXIC"),
+         explain=lambda row: "Reddit marked the reply POTENTIALLY_TOXIC"),
     Rule("language", "session", "comment turns",
          "Drops a session whose comment turns are, together, in a language not in ``languages`` with a confidence of at "
          "least ``language_min_confidence`` (``extraction.sessions.language``: a cheap English pass, then CLD2). Turns of fewer "

@@ -70,7 +70,7 @@ from extraction.sessions.privacy import Privacy, PrivacyConfig, resolve_salt
 from extraction.sessions.features import as_array
 from extraction.sessions.report import (annotate_rules, format_report, ingest_summary, load_plotting_in_background,
                                         merge_reports, rejected_examples, render_report, run_info)
-from extraction.sessions.threads import (COMMENT_COLUMNS, ND_BANDS, ND_DROPPED, ND_PAIRS, ND_PAIRS_A, ND_VERIFIED,
+from extraction.sessions.threads import (COMMENT_COLUMNS, MARK_COLUMNS, ND_BANDS, ND_DROPPED, ND_PAIRS, ND_PAIRS_A, ND_VERIFIED,
                                          SESSION_COLUMNS, SUBMISSION_COLUMNS, Timer, build_candidates, finish_bucket,
                                          frequent_trigrams, near_duplicate_clusters, near_duplicate_inputs, near_duplicates_on,
                                          near_duplicate_pairs, resolve_duplicates, unique_pairs, verify_pairs, with_texts)
@@ -434,7 +434,7 @@ def _all(settings: _Settings, kind: str, count: int | None = None) -> list[str]:
 def _sessions_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
 
     timer = Timer()
-    comments = _read_parquet(task["comments"], COMMENT_COLUMNS)
+    comments = _read_parquet(task["comments"], COMMENT_COLUMNS + MARK_COLUMNS)
     submissions = _read_parquet(task["submissions"], SUBMISSION_COLUMNS) if task["submissions"] else None
     timer.lap("read")
     rules = Rules.load(settings.filters)

@@ -45,6 +45,10 @@ from extraction.sessions.language import UNDETERMINED, common_word_counts, langu
 from extraction.sessions.privacy import KINDS as PII_KINDS, Privacy, pseudonymize_column, scrub_column
 
 COMMENT_COLUMNS = ["id", "link_id", "parent_id", "parent_kind", "subreddit", "author", "body", "score", "created_utc"]
+MARK_COLUMNS = ["distinguished", "stickied", "collapsed_reason_code"]
+"""The marks of today's dumps the rules read (``filters.Rule.marks``); null where an ingest output
+(an older one, or a month without them) has none."""
+_MARK_TYPES = {"distinguished": pa.string(), "stickied": pa.bool_(), "collapsed_reason_code": pa.string()}
 SUBMISSION_COLUMNS = ["id", "title", "selftext", "over_18", "num_comments", "author", "score", "created_utc"]
 SESSION_COLUMNS = ["session_id", "link_id", "subreddit", "turn_ids", "turns", "authors", "created_utc", "scores",
                    "num_turns", "has_title", "over_18", "chain_end", "language", "language_confidence",
@@ -207,6 +211,14 @@ class SessionView:
         self.thread_comments = thread_comments
         """The submission's ``num_comments`` (-1: no submission); None when the input has no submissions."""
         self.num_turns = num_turns
+        self.response_marks: dict[str, pa.Array] = {}
+        """The responses' marks of today's dumps (``MARK_COLUMNS``)."""
+
+    def response_mark_is(self, name: str, value) -> np.ndarray:
+        mark = self.response_marks.get(name)
+        if mark is None:
+            return self.none()
+        return _np(pc.fill_null(pc.equal(mark, value), False)).astype(bool)
 
     def none(self) -> np.ndarray:
         return np.zeros(len(self._ends), dtype=bool)
@@ -306,7 +318,7 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
     comments, body, repeats = read_comments(comments, filters, privacy, pii)
     timer.lap("read")
     texts = Texts(body)
-    cut = turn_cut(texts, comments.column("author"), rules)
+    cut = turn_cut(texts, comments.column("author"), rules, comments)
     if privacy.pseudonymize_authors:  # after the bot rule has read the real names
         comments = comments.set_column(comments.column_names.index("author"), "author",
                                        pseudonymize_column(comments.column("author"), privacy.salt))
@@ -337,7 +349,10 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
 def read_comments(comments: pa.Table, filters: FiltersConfig, privacy: Privacy, pii: dict) -> tuple[pa.Table, pa.Array, int]:
     """One row per id, HTML entities unescaped, PII scrubbed (counted into ``pii``). Returns the
     comments as the sessions store them, the bodies as the rules read them, and the repeated ids."""
-    comments, repeats = dedupe_by_id(comments.select(COMMENT_COLUMNS))
+    for name in MARK_COLUMNS:
+        if name not in comments.column_names:
+            comments = comments.append_column(name, pa.nulls(comments.num_rows, _MARK_TYPES[name]))
+    comments, repeats = dedupe_by_id(comments.select(COMMENT_COLUMNS + MARK_COLUMNS))
     if filters.unescape_html:
         comments = comments.set_column(comments.column_names.index("body"), "body", unescape_html(comments.column("body")))
     body = as_array(comments.column("body"))
@@ -488,6 +503,8 @@ def session_rules(comments: pa.Table, body: pa.Array, walk: Walk, titles: Titles
                        _np(titles.over_18, False).astype(bool),
                        _np(comments.column("score"), 0)[ends], _np(pc.is_valid(comments.column("score")), False)[ends],
                        titles.thread_comments, walk.num_turns, common_words, body, lambda: reason == 0)
+    view.response_marks = {name: pc.take(as_array(comments.column(name)), pa.array(ends, pa.int64()))
+                           for name in MARK_COLUMNS if name in comments.column_names}
     for rule in rules.on("session"):
         drop(rule.name, np.asarray(rule.fails(view), dtype=bool))
     return reason, view, ext

@@ -289,8 +289,10 @@ def test_every_rule_drops_a_hand_written_session_as_the_reference_does():
              "and saw very little of anything else")
     rows += thread("L23", "i think you are right about that", context=story)  # the same exchange, the reply reworded:
     rows += thread("L24", "no that is not how it works", context=story)      # near-duplicate sessions, not replies
+    rows += thread("L25", "well that is a fine thing to say about it")
+    rows[-1]["collapsed_reason_code"] = "POTENTIALLY_TOXIC"  # Reddit's own tag (today's dumps)
     subs = [{"id": f"L{i}", "subreddit": "AskReddit", "author": "op", "title": "t", "selftext": "", "over_18": False,
-             "num_comments": 1 if i == 19 else 5, "score": 1, "created_utc": 1420070000} for i in range(1, 25)]
+             "num_comments": 1 if i == 19 else 5, "score": 1, "created_utc": 1420070000} for i in range(1, 26)]
     comments = pa.Table.from_pylist(rows, schema=COMMENTS)
     submissions = pa.Table.from_pylist(subs, schema=SUBMISSIONS)
     filters = FiltersConfig(bland_min_count=3, bland_fraction=0.5, thread_comments=True, near_duplicate_session=True)
@@ -364,3 +366,54 @@ def test_cycle_members_of_a_parent_array():
     pidx = np.array([0, 0, 3, 2, 3, -1, 5, 8, 9, 7, 9])
     assert cycle_members(pidx).tolist() == [True, False, True, True, False, False, False, True, True, True, False]
     assert cycle_members(np.array([], dtype=np.int64)).tolist() == []
+
+
+def test_moderator_notes_cut_the_chain_as_the_reference_does():
+    """Today's marks: a comment a moderator distinguished, or a stickied one, cuts the chain (its
+    replies start their own); months without the marks (null) are not affected; the DialoGPT presets
+    leave the rule off."""
+    import os
+
+    import yaml
+
+    from reddit_pretrain import CONF_DIR
+
+    rows = [comment("m", "L", body="Please read the rules of this subreddit before you post here"),
+            comment("u1", "m", body="i did read them and i still have a question"),
+            comment("u2", "u1", body="then ask it in the weekly thread please"),
+            comment("a", "L", body="what do you think about the weather today"),
+            comment("d", "a", body="removed for breaking rule two of this sub"),
+            comment("b", "d", body="that seems a bit harsh to me honestly"),
+            comment("c", "b", body="agreed it was not that bad of a reply")]
+    rows[0].update(stickied=True, distinguished="moderator")
+    rows[4]["distinguished"] = "moderator"
+    comments = pa.Table.from_pylist(rows, schema=COMMENTS)
+    ref, accounting = reference_extract(comments.to_pylist(), None, ChainsConfig(), FiltersConfig(bland=False), SplitConfig())
+    got, built, _ = run(rows)
+    assert {k: (v["turn_ids"], v["chain_end"]) for k, v in got.items()} == \
+        {k: (v["turn_ids"], v["chain_end"]) for k, v in ref.items()}
+    assert got["u2"]["turn_ids"] == ["u1", "u2"] and got["u2"]["chain_end"] == "cut_moderator"
+    assert got["c"]["turn_ids"] == ["b", "c"] and "d" not in got and "m" not in got
+    assert sum(b["stats"]["cut_by_turn_rule"]["moderator"] for b in built) == accounting["cut_by_turn_rule"]["moderator"] == 2
+    unmarked, _, _ = run([{k: v for k, v in r.items() if k not in ("stickied", "distinguished")} for r in rows])
+    assert unmarked["c"]["turn_ids"][0] == "a"  # no marks: nothing cut
+    for preset in ("dialogpt_released", "dialogpt_paper"):
+        with open(os.path.join(CONF_DIR, "preset", f"{preset}.yaml")) as f:
+            on = yaml.safe_load(f)["filters"]["rules"]
+        assert "moderator" not in on
+
+
+def test_reddits_toxic_mark_drops_the_session_as_the_reference_does():
+    rows = [comment("a", "L", body="what do you think about the weather today"),
+            comment("b", "a", body="you are an idiot and so is your weather"),
+            comment("c", "a", body="it is sunny and warm where i live today"),
+            comment("d", "c", body="that sounds lovely i wish it was here too")]
+    rows[1]["collapsed_reason_code"] = "POTENTIALLY_TOXIC"
+    rows[3]["collapsed_reason_code"] = "LOW_SCORE"  # another reason: not Reddit's toxic tag
+    comments = pa.Table.from_pylist(rows, schema=COMMENTS)
+    ref, _ = reference_extract(comments.to_pylist(), None, ChainsConfig(), FiltersConfig(bland=False), SplitConfig())
+    got, _, _ = run(rows)
+    assert {k: v["drop_reason"] for k, v in got.items()} == {k: v["drop_reason"] for k, v in ref.items()} \
+        == {"b": "toxic_mark", "d": None}
+    off, _, _ = run(rows, filters=FiltersConfig(bland=False, toxic_mark=False))
+    assert off["b"]["drop_reason"] is None

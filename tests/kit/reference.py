@@ -138,7 +138,7 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
     if filters.unescape_html:
         comments = [{**c, "body": unescape_html(c["body"])} for c in comments]
     comments = [_private(c, ("body",), privacy, pii) for c in comments]
-    cut = {c["id"]: rules.turn_reason(c["_read_body"], c["author"]) for c in comments}
+    cut = {c["id"]: rules.turn_reason(c["_read_body"], c["author"], c) for c in comments}
     if privacy.pseudonymize_authors:
         comments = [{**c, "author": pseudonym(c["author"], privacy.salt)} for c in comments]
     by_id = {c["id"]: c for c in comments}
@@ -177,7 +177,7 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
             reason = "max_turns"
         else:
             reason = rules.session_reason([t["read"] or "" for t in turns], end["subreddit"], over_18,
-                                          turns[-1]["score"], has_title, thread_comments)
+                                          turns[-1]["score"], has_title, thread_comments, end)
         # the language rule judges the sessions that reach it (the session rules from it on drop or keep them)
         language, confidence = rules.session_language([t["read"] or "" for t in (turns[1:] if has_title else turns)]) \
             if filters.language and (reason is None or reason in from_language) else (None, None)
