@@ -170,6 +170,19 @@ class SynthConfig:
     zstd_window_log: int = 31
     """2**31 = 2 GiB, as Pushshift's ``--long=31``."""
     write_submissions: bool = True
+    shape: str = "2015"
+    """``2015``: a Pushshift month. ``2024``: as Arctic Shift publishes a month today (its own random
+    stream, so the rest of the month is the 2015 shape's): ``_meta`` on every item, with shares deleted
+    and removed after the crawl (``p_deleted_later``; such an item's text ends with ``leak<id>``, listed
+    in the stats, so a test can find any copy of it), already deleted at the crawl, or edited; comment
+    ids scrambled (not in time order, as Reddit's ids since 2026); ``retrieved_on`` on every item;
+    ``distinguished``, ``stickied``, ``author_flair_text``, ``collapsed_reason_code`` (some
+    ``POTENTIALLY_TOXIC``, ``p_toxic``) and ``subreddit_type``; and moderators' stickied notes
+    (``p_mod_note`` of top-level comments) that users reply to. (The other stats, ``copypasta`` and
+    ``pii_values``, name comment ids as generated, before the scramble.)"""
+    p_deleted_later: float = 0.08
+    p_mod_note: float = 0.03
+    p_toxic: float = 0.01
 
 
 @dataclass
@@ -184,6 +197,11 @@ class SynthStats:
     paths: list[str] = field(default_factory=list)
     pii_values: list[str] = field(default_factory=list)
     """Every PII value planted (``p_pii``), to check none is stored."""
+    deleted_later: dict[str, str] = field(default_factory=dict)
+    """The 2024 shape: id (comment ids as written; submissions ``t3_<id>``) -> its ``leak`` token, for
+    the items deleted or removed after the crawl."""
+    mod_notes: list[str] = field(default_factory=list)
+    """The 2024 shape: the ids of the moderators' stickied notes."""
     foreign_threads: dict[str, str] = field(default_factory=dict)
     """Thread (submission id) -> its language, for the threads written in another (``p_foreign_thread``)."""
     copypasta: list[list[dict]] = field(default_factory=list)
@@ -601,13 +619,80 @@ class _Generator:
         return self.stats
 
 
+_MOD_NOTE = ("Reminder from the moderators: please keep the discussion civil and on topic, and read the rules in "
+             "the sidebar before posting. Comments that break rule 2 will be removed.")
+_REMOVAL_TYPES = ("deleted", "removed", "removed by reddit")
+
+
+class _Today:
+    """The 2024 shape (``SynthConfig.shape``), applied to each record as it is written, from a random
+    stream of its own."""
+
+    _SPAN = 36**7 - 36**6
+    _STEP = 2_654_435_761  # coprime with _SPAN: a permutation of the 7-character ids
+
+    def __init__(self, cfg: SynthConfig, stats: SynthStats):
+        self.cfg, self.stats = cfg, stats
+        self.rng = random.Random(cfg.seed * 1_000_003 + 2024)
+
+    def _scrambled(self, cid: str) -> str:
+        return _base36(36**6 + (int(cid, 36) * self._STEP) % self._SPAN)
+
+    def _marks(self, record: dict, ts: int, name: str) -> None:
+        rng = self.rng
+        record["retrieved_on"] = ts + 36 * 3600
+        record.pop("retrieved_utc", None)
+        record.setdefault("distinguished", None)
+        record.setdefault("stickied", False)
+        record["author_flair_text"] = rng.choice([None, None, None, "Verified", ":snoo: regular"])
+        record["subreddit_type"] = "public"
+        text_fields = [f for f in ("body", "title", "selftext") if record.get(f)]
+        gone = any(record.get(f) in ("[deleted]", "[removed]") for f in text_fields)
+        meta = {"retrieved_2nd_on": ts + 36 * 3600, "is_edited": bool(record.get("edited")),
+                "was_deleted_later": False, "was_initially_deleted": gone}
+        if gone:
+            meta["removal_type"] = "deleted" if record.get("body", record.get("title")) == "[deleted]" else "removed"
+        elif not record.get("stickied") and rng.random() < self.cfg.p_deleted_later:
+            meta["was_deleted_later"] = True
+            meta["removal_type"] = rng.choice(_REMOVAL_TYPES)
+            token = f"leak{name}"
+            for f in text_fields:
+                record[f] = f"{record[f]} {token}"
+            self.stats.deleted_later[name] = token
+        record["_meta"] = meta
+
+    def comment(self, record: dict) -> dict:
+        rng = self.rng
+        record = dict(record)
+        record["id"] = self._scrambled(record["id"])
+        if record["parent_id"].startswith("t1_"):
+            record["parent_id"] = "t1_" + self._scrambled(record["parent_id"][3:])
+        if record["parent_id"].startswith("t3_") and rng.random() < self.cfg.p_mod_note:
+            record.update(author=f"mod_{record['subreddit']}", body=_MOD_NOTE, distinguished="moderator", stickied=True)
+            self.stats.mod_notes.append(record["id"])
+        if rng.random() < self.cfg.p_toxic:
+            record["collapsed_reason_code"] = "POTENTIALLY_TOXIC"
+        self._marks(record, int(float(record["created_utc"])), record["id"])
+        record["created_utc"] = int(float(record["created_utc"]))  # numbers, as today's dumps write them
+        return dict(sorted(record.items()))  # keys sorted, as from 2023-04
+
+    def submission(self, record: dict) -> dict:
+        record = dict(record)
+        record["created_utc"] = int(float(record["created_utc"]))
+        self._marks(record, record["created_utc"], f"t3_{record['id']}")
+        return dict(sorted(record.items()))
+
+
 def write_month(out_dir: str, cfg: SynthConfig, progress: bool = False) -> SynthStats:
     """Writes ``RC_<month>.zst`` (and ``RS_<month>.zst``) into ``out_dir``; returns what it wrote.
 
     Files appear atomically (written under a temporary name, then renamed).
     """
     os.makedirs(out_dir, exist_ok=True)
+    if cfg.shape not in ("2015", "2024"):
+        raise ValueError(f"shape must be 2015 or 2024, not {cfg.shape!r}")
     gen = _Generator(cfg)
+    today = _Today(cfg, gen.stats) if cfg.shape == "2024" else None
     rc_path = os.path.join(out_dir, f"RC_{cfg.month}.zst")
     rs_path = os.path.join(out_dir, f"RS_{cfg.month}.zst")
     tmp_rc, tmp_rs = rc_path + ".tmp", rs_path + ".tmp"
@@ -619,7 +704,7 @@ def write_month(out_dir: str, cfg: SynthConfig, progress: bool = False) -> Synth
         written = [0]
 
         def write_comment(record: dict) -> None:
-            buffer.append(gen.encode(record))
+            buffer.append(gen.encode(today.comment(record) if today else record))
             written[0] += 1
             if len(buffer) >= 4096:
                 rc.write(b"".join(buffer))
@@ -631,7 +716,7 @@ def write_month(out_dir: str, cfg: SynthConfig, progress: bool = False) -> Synth
 
         def write_submission(record: dict) -> None:
             gen.stats.submissions += 1
-            rs.write(orjson.dumps(record) + b"\n")
+            rs.write(orjson.dumps(today.submission(record) if today else record) + b"\n")
 
         stats = gen.run(write_comment, write_submission)
         rc.write(b"".join(buffer))
