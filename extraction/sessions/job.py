@@ -566,8 +566,8 @@ def _clusters_in_rounds(settings: _Settings, job, reducers: int, links: list[str
                                                        for k, (lo, hi) in enumerate(spans)],
                    functools.partial(_cc_round_task, settings))
         results += done
-        print_ = [r["fingerprint"] for r, _ in done]
-        fp = [sum(f[0] for f in print_), sum(f[1] for f in print_) % 2**64, sum(f[2] for f in print_) % 2**64]
+        parts = [r["fingerprint"] for r, _ in done]
+        fp = [sum(f[0] for f in parts), sum(f[1] for f in parts) % 2**64, sum(f[2] for f in parts) % 2**64]
         if fp == previous:
             break  # round n read the sets round n - 1 read: a fixed point
         if n + 1 >= MAX_CLUSTER_ROUNDS:
