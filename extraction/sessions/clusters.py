@@ -10,8 +10,8 @@ logarithmic rounds", 2013) over sets ``C(x)``, kept as (x, y) rows partitioned b
 ``C(x)`` starts as ``x`` and its neighbours; in a round every ``x`` sends all of ``C(x)`` to
 ``m = min C(x)`` and ``m`` to every member of ``C(x)``. At the fixed point, ``C(m)`` is the whole
 component of its smallest id ``m`` and every other member's set is ``{m}``. Ids compare as strings
-(the order ``neardup.id_order`` packs into integers), so ``m`` is the id the one-step clustering
-keeps. A round's sets are compared with the last round's by an order-free fingerprint (count and
+(the order ``neardup.id_order`` packs into integers); the extract job's ids are order keys
+(``threads.earliest_keys``), so ``m`` is the earliest copy, the one the one-step clustering keeps. A round's sets are compared with the last round's by an order-free fingerprint (count and
 two sums of 64-bit hashes of the rows), added up by the driver.
 
 Links of ``near_duplicate_session`` (ids prefixed with ``threads.SESSION_KIND``) never meet a reply's,
@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from extraction.sessions.features import as_array
 from extraction.sessions.report import histogram_labels
-from extraction.sessions.threads import CLUSTER_EDGES, ND_DROPPED, SESSION_KIND, thread_places
+from extraction.sessions.threads import CLUSTER_EDGES, ND_DROPPED, ORDER_CHARS, ORDER_MARK, SESSION_KIND, plain_ids, thread_places
 from extraction.spark import exchange
 
 SETS = pa.schema([("x", pa.string()), ("y", pa.string())])
@@ -105,7 +105,7 @@ def finish(sets: pa.Table, nodes: pa.Table, partitions: int) -> tuple[pa.Table, 
     where = _np(pc.index_in(member, value_set=as_array(nodes.column("x"))))
     bucket = _np(nodes.column("bucket"))[where] if len(where) else np.zeros(0, np.int64)
     is_session = _np(pc.starts_with(member, SESSION_KIND)).astype(bool) if len(member) else np.zeros(0, bool)
-    strip = lambda a: pc.if_else(pc.starts_with(a, SESSION_KIND), pc.utf8_slice_codeunits(a, len(SESSION_KIND)), a)  # noqa: E731
+    strip = lambda a: plain_ids(pc.if_else(pc.starts_with(a, SESSION_KIND), pc.utf8_slice_codeunits(a, len(SESSION_KIND)), a))  # noqa: E731
     dropped = pa.table({"bucket": pa.array(bucket, pa.int64()), "session_id": strip(member), "duplicate_of": strip(root),
                         "reason": pa.array(np.where(is_session, "near_duplicate_session", "near_duplicate_response"),
                                            pa.string())}, schema=ND_DROPPED)
@@ -161,9 +161,14 @@ def merge_summary(parts: list[dict], texts: dict[str, str]) -> dict:
         hist = np.sum([e["hist"] for e in entries], axis=0) if entries else np.zeros(len(CLUSTER_EDGES), np.int64)
         top = sorted((t for e in entries for t in e["top"]), key=lambda t: (-t["size"], t["kept"]))[:EXAMPLES]
         cut = len(SESSION_KIND) if kind == "sessions" else 0
+
+        def plain(key: str) -> str:
+            key = key[cut:]
+            return key[ORDER_CHARS:] if key.startswith(ORDER_MARK) else key
+
         return {"clusters": int(sum(e["clusters"] for e in entries)), "sizes": dict(zip(labels, [int(v) for v in hist])),
-                "examples": [{"kept": t["kept"][cut:], "kept_text": texts.get(t["kept"], same), "size": t["size"],
-                              "dropped": [{"session_id": m[cut:], "text": texts.get(m, same)} for m in t["members"]]}
+                "examples": [{"kept": plain(t["kept"]), "kept_text": texts.get(t["kept"], same), "size": t["size"],
+                              "dropped": [{"session_id": plain(m), "text": texts.get(m, same)} for m in t["members"]]}
                              for t in top]}
 
     summary = one("replies")

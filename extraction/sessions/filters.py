@@ -431,7 +431,7 @@ _NEAR_SETTINGS = (
     Setting("near_duplicate_bands", int, 20, "LSH bands of the MinHash signature.", minimum=1),
     Setting("near_duplicate_rows", int, 5, "MinHash values per band (the signature has bands x rows).", minimum=1),
     Setting("near_duplicate_max_group", int, 8, "A band group of more responses than this is checked against "
-            "its smallest session id only (n - 1 pairs, not n x n).", minimum=2))
+            "its earliest session only (n - 1 pairs, not n x n).", minimum=2))
 """The near-duplicate rules' settings (declared by ``near_duplicate_response``, read by both)."""
 
 _RULES: list[Rule] = [
@@ -560,19 +560,20 @@ _RULES: list[Rule] = [
          "than ``bland_min_count`` times among all comment bodies of the input (a distributed count).",
          (Setting("bland_min_count", int, 1000, minimum=1), Setting("bland_fraction", float, 0.9, minimum=0, maximum=1)),
          validate=lambda cfg: cfg.bland_fraction > 0 or _raise("filters.bland_fraction must be in (0, 1]")),
-    Rule("duplicate_session", "corpus", "any turn", "Exact duplicate sessions (same turns): the one with the smallest "
-         "session id is kept."),
-    Rule("duplicate_response", "corpus", "response", "Exact duplicate responses: the session with the smallest session id is kept."),
+    Rule("duplicate_session", "corpus", "any turn", "Exact duplicate sessions (same turns): the earliest is kept (by its "
+         "reply's ``created_utc``, ties by the id read as a base-36 number), so a later month never changes the choice."),
+    Rule("duplicate_response", "corpus", "response", "Exact duplicate responses: the earliest session is kept (as "
+         "``duplicate_session``)."),
     Rule("near_duplicate_response", "corpus", "response",
          "Near-duplicate responses (``extraction.sessions.neardup``): responses whose word-shingle Jaccard is at least "
          "``near_duplicate_threshold`` are linked (MinHash LSH candidates, each pair verified exactly), linked ones "
-         "form clusters, and of each cluster the session with the smallest session id is kept; the others' rejects "
+         "form clusters, and of each cluster the earliest session is kept (as ``duplicate_session``); the others' rejects "
          "name it (``duplicate_of``). Responses of fewer than ``near_duplicate_shingle`` words are not judged.",
          _NEAR_SETTINGS, switch_name="near_duplicate"),
     Rule("near_duplicate_session", "corpus", "any turn",
          "Near-duplicate sessions: ``near_duplicate_response``'s machinery and settings (``near_duplicate_*``) over each "
          "session's turns joined by a newline, as stored (PII placeholders are words like any other): of each cluster "
-         "of sessions alike as a whole, the smallest session id is kept. It finds what the response rule cannot: the "
+         "of sessions alike as a whole, the earliest is kept. It finds what the response rule cannot: the "
          "same exchange reposted with its reply reworded. Off in the project's rule set; a session both rules drop is "
          "counted under ``near_duplicate_response``.",
          on=False, validate=lambda cfg: [s.check(getattr(cfg, s.name)) for s in _NEAR_SETTINGS]),

@@ -148,7 +148,7 @@ def fingerprint(cfg: ExtractConfig) -> str:
                     "salt": hashlib.sha256(resolve_salt(cfg.privacy)[0].encode()).hexdigest()
                     if cfg.privacy.pseudonymize_authors else None},
         "use_submissions": cfg.use_submissions, "sessions_per_file": cfg.sessions_per_file, "lists": lists,
-        "task_bytes": cfg.task_bytes, "code": "extract-v6",
+        "task_bytes": cfg.task_bytes, "code": "extract-v7",
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
@@ -397,7 +397,8 @@ class _Settings:
     privacy: Privacy
 
 
-_KEYS = pa.schema([("_rkey", pa.uint64()), ("_skey", pa.uint64()), ("session_id", pa.string()), ("bucket", pa.int64())])
+_KEYS = pa.schema([("_rkey", pa.uint64()), ("_skey", pa.uint64()), ("session_id", pa.string()), ("bucket", pa.int64()),
+                   ("_order", pa.string())])
 _GRAMS = pa.schema([("h", pa.uint64()), ("n", pa.int64())])
 _DROPPED = pa.schema([("bucket", pa.int64()), ("session_id", pa.string()), ("reason", pa.string()),
                       ("duplicate_of", pa.string())])
@@ -446,7 +447,8 @@ def _sessions_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]
                                            exchange.hash_partition(grams, parts), parts)
     alive = candidates.filter(pc.is_null(candidates.column("drop_reason")))
     keys = pa.table({"_rkey": alive.column("_rkey"), "_skey": alive.column("_skey"), "session_id": alive.column("session_id"),
-                     "bucket": pa.array(np.full(alive.num_rows, t, dtype=np.int64))}, schema=_KEYS)
+                     "bucket": pa.array(np.full(alive.num_rows, t, dtype=np.int64)), "_order": alive.column("_order")},
+                    schema=_KEYS)
     exchanged += exchange.write_partitioned(_work_file(settings, "keys", t), keys,
                                             exchange.hash_partition(_np(keys.column("_rkey")), parts), parts)
     timer.lap("writes")

@@ -17,12 +17,12 @@ cluster of replies that are near copies of each other, across the whole corpus:
    ``1 - (1 - s**r)**b`` (the S-curve; ``s_curve``): with 20 x 5 at the threshold 0.8, 0.9996, so a
    pair at the threshold is missed 4 times in 10,000; a pair at 0.5 becomes a candidate with
    probability 0.47 and at 0.3 with 0.05 (candidates are verified, so this costs time only).
-4. **Pairs.** Replies equal once normalised are linked to the smallest session id among them at
+4. **Pairs.** Replies equal once normalised are linked to the earliest session among them at
    once (Jaccard 1): in their bucket, and across buckets through the hash of the normalised text
    carried with each band key. Band keys are exchanged between the Spark tasks by key range
    (``extraction.spark.exchange``, nothing goes to the driver). In each group of the other replies
    sharing a key, every pair is a candidate when the group has at most ``near_duplicate_max_group``
-   (8) replies; in a larger group each reply is paired with the group's smallest session id only,
+   (8) replies; in a larger group each reply is paired with the group's earliest session only,
    so a group of n replies gives n - 1 pairs, never n x n. A pair whose shingle counts alone rule
    the threshold out (Jaccard <= smaller / larger) is dropped there.
 5. **Verify.** The two texts of each candidate pair are looked up (by the bucket of one side, then
@@ -33,8 +33,10 @@ cluster of replies that are near copies of each other, across the whole corpus:
    near duplicates.
 6. **Clusters.** Near duplicates are linked transitively (A ~ B and B ~ C put A, B and C in one
    cluster even when A and C differ more): the connected components of the verified pairs, in the
-   driver over those pairs alone. The reply of the smallest session id of each cluster is kept, every
-   other is dropped with ``duplicate_of`` naming it. The same on every run and with any number of
+   driver over those pairs alone (by Spark tasks in rounds when they are many:
+   ``extraction.sessions.clusters``). The earliest session of each cluster is kept (the extract
+   job's ids are order keys, ``threads.earliest_keys``: the reply's time, then the id as a base-36
+   number), every other is dropped with ``duplicate_of`` naming it. The same on every run and with any number of
    tasks.
 
 ``tests.kit.reference`` does steps 1, 5 and 6 over every pair, without LSH.

@@ -325,7 +325,7 @@ def _near_html(near: dict, what: str) -> str:
         f"<h3>{e['size']:,} {what}; kept {html.escape(e['kept'])}</h3><ol><li><b>kept:</b> {html.escape(e['kept_text'])}</li>"
         + "".join(f"<li>{html.escape(d['session_id'])}: {html.escape(d['text'])}</li>" for d in e["dropped"]) + "</ol>"
         for e in near["examples"])
-    return (f"<p>{near['clusters']:,} clusters of near-duplicate {what} (the smallest session id of each kept; "
+    return (f"<p>{near['clusters']:,} clusters of near-duplicate {what} (the earliest session of each kept; "
             f"rejects name it in <code>duplicate_of</code>)</p>{_table([[k, v] for k, v in sizes], [f'{what} in the cluster', 'clusters'])}"
             f"<p>The largest clusters (texts shortened):</p>{clusters or '<p>none</p>'}")
 

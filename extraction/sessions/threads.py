@@ -11,7 +11,7 @@ bucket. A bucket is then processed alone, in memory, with pyarrow and numpy, in 
    bucket's trigram counts (64-bit hashes) and, per surviving session, hashes of its turns and
    of its response.
 2. ``resolve_duplicates``: for one range of response hashes, across every bucket, the duplicate
-   sessions and responses (the smallest session id of each group stays).
+   sessions and responses (the earliest session of each group stays: ``earliest_keys``).
 3. ``finish_bucket``: the corpus decisions applied (``bland`` from the frequent trigrams,
    then the duplicates), and the report's counts for the bucket.
 
@@ -98,6 +98,31 @@ def piece_of(places: np.ndarray, pieces: int) -> np.ndarray:
 def thread_bucket(keys, buckets: int) -> np.ndarray:
     """The piece (0..buckets-1) of each thread id's place (``thread_places``, ``piece_of``)."""
     return piece_of(thread_places(keys), buckets)
+
+
+ORDER_MARK = "!"
+"""The first character of an order key (``earliest_keys``): below every base-36 character."""
+ORDER_CHARS = 12
+"""Characters of an order key before the session id it ends with."""
+_DIGITS36 = np.array(list("0123456789abcdefghijklmnopqrstuvwxyz"), dtype=object)
+
+
+def earliest_keys(ids, created) -> pa.Array:
+    """One string per session whose string order is the order in which the corpus rules keep copies,
+    the earliest first: the last turn's ``created_utc``, then the id read as a base-36 number (a
+    shorter id first, then by its characters; Reddit's ids have no leading zero). It is
+    ``ORDER_MARK``, 10 digits of seconds, the id's length as one base-36 digit, and the id
+    (``plain_ids`` takes it back), so a later month never changes which copy is the earliest."""
+    ids = as_array(ids)
+    seconds = pc.utf8_lpad(pc.cast(pc.fill_null(as_array(created), 0), pa.string()), 10, "0")
+    length = pa.array(_DIGITS36[np.minimum(_np(pc.utf8_length(ids), 0), 35)], pa.string())
+    return pc.binary_join_element_wise(pa.array([ORDER_MARK] * len(ids), pa.string()), seconds, length, ids, "")
+
+
+def plain_ids(ids) -> pa.Array:
+    """The session ids of ``earliest_keys`` (any other id as it is)."""
+    ids = as_array(ids)
+    return pc.if_else(pc.starts_with(ids, ORDER_MARK), pc.utf8_slice_codeunits(ids, ORDER_CHARS), ids)
 
 
 def cycle_members(pidx: np.ndarray) -> np.ndarray:
@@ -585,6 +610,8 @@ def session_table(comments: pa.Table, body: pa.Array, walk: Walk, titles: Titles
         "_words": pa.array(total_words, pa.int64()),
         "_rkey": pa.array(rkey, pa.uint64()),
         "_skey": pa.array(skey, pa.uint64()),
+        "_order": earliest_keys(pc.take(as_array(comments.column("id")), ends_arr),
+                                pc.take(as_array(comments.column("created_utc")), ends_arr)),
         **({"_rtext": pc.take(body, ends_arr)} if privacy.scrub_pii else {}),  # the response as the rules read it
     })
     return table.take(pc.sort_indices(table, sort_keys=[("session_id", "ascending")]))
@@ -626,12 +653,15 @@ def resolve_duplicates(keys: pa.Table, on_sessions: bool, on_responses: bool) ->
 
     Sessions with the same turns have the same response, so every duplicate group lies inside one
     response group and one range of response hashes holds everything both rules need. In each
-    group of equal turns the smallest session id stays; among those, the smallest of each response."""
+    group of equal turns the earliest session stays (``_order``: ``earliest_keys``; the session id
+    when absent); among those, the earliest of each response."""
     empty = pa.table({"bucket": pa.array([], pa.int64()), "session_id": pa.array([], pa.string()),
                       "reason": pa.array([], pa.string()), "duplicate_of": pa.array([], pa.string())})
     if keys.num_rows == 0:
         return empty
-    keys = keys.take(pc.sort_indices(keys, sort_keys=[("_rkey", "ascending"), ("_skey", "ascending"), ("session_id", "ascending")]))
+    if "_order" not in keys.column_names:  # (no order keys: by session id)
+        keys = keys.append_column("_order", keys.column("session_id"))
+    keys = keys.take(pc.sort_indices(keys, sort_keys=[("_rkey", "ascending"), ("_skey", "ascending"), ("_order", "ascending")]))
     r, s = _np(keys.column("_rkey")), _np(keys.column("_skey"))
     ids = np.array(keys.column("session_id").to_pylist(), dtype=object)
     reason = np.full(keys.num_rows, None, dtype=object)
@@ -643,8 +673,8 @@ def resolve_duplicates(keys: pa.Table, on_sessions: bool, on_responses: bool) ->
         of[~new_session] = ids[np.maximum.accumulate(np.where(new_session, np.arange(len(r)), 0))][~new_session]
     if on_responses:
         keepers = np.flatnonzero(reason == None)  # noqa: E711
-        by_id = pc.sort_indices(keys.select(["_rkey", "session_id"]).take(pa.array(keepers, pa.int64())),
-                                sort_keys=[("_rkey", "ascending"), ("session_id", "ascending")])
+        by_id = pc.sort_indices(keys.select(["_rkey", "_order"]).take(pa.array(keepers, pa.int64())),
+                                sort_keys=[("_rkey", "ascending"), ("_order", "ascending")])
         keepers = keepers[_np(by_id)]
         first = np.ones(len(keepers), dtype=bool)
         first[1:] = r[keepers][1:] != r[keepers][:-1]
@@ -707,8 +737,13 @@ def near_duplicate_inputs(candidates: pa.Table, bucket: int, filters: FiltersCon
     """Step 1's part for one bucket: ``_near_inputs`` of the responses (``near_duplicate_response``) and
     of the whole sessions (``near_duplicate_session``, their ids prefixed with ``SESSION_KIND``), the
     tables of the rules switched on, one after the other."""
-    alive = np.flatnonzero(_np(pc.is_null(candidates.column("drop_reason"))))  # (candidates are sorted by session_id)
-    ids = pc.take(as_array(candidates.column("session_id")), pa.array(alive, pa.int64()))
+    alive = np.flatnonzero(_np(pc.is_null(candidates.column("drop_reason"))))
+    if "_order" in candidates.column_names:  # the earliest copy first: the ids are order keys (earliest_keys)
+        order = pc.take(as_array(candidates.column("_order")), pa.array(alive, pa.int64()))
+        alive = alive[_np(pc.sort_indices(order))]
+        ids = pc.take(as_array(candidates.column("_order")), pa.array(alive, pa.int64()))
+    else:  # (sorted by session_id)
+        ids = pc.take(as_array(candidates.column("session_id")), pa.array(alive, pa.int64()))
     parts = []
     if filters.near_duplicate:
         parts.append(_near_inputs(response_texts(candidates, alive), ids, bucket, filters))
@@ -927,8 +962,8 @@ def _clusters(verified: pa.Table, examples: int, reason: str, strip: int = 0) ->
     a, b = as_array(verified.column("a")), as_array(verified.column("b"))
     if strip:
         a, b = pc.utf8_slice_codeunits(a, strip), pc.utf8_slice_codeunits(b, strip)
-    ids = pa.concat_arrays([a, b])
-    keys = neardup.id_order(ids)
+    keys = neardup.id_order(pa.concat_arrays([a, b]))  # order keys (earliest_keys): the earliest copy is the root
+    ids = plain_ids(pa.concat_arrays([a, b]))
     member, root = neardup.component_rows(keys, len(a))
     members, roots = pc.take(ids, pa.array(member, pa.int64())), pc.take(ids, pa.array(root, pa.int64()))
     buckets = np.concatenate([_np(verified.column("a_bucket")), _np(verified.column("b_bucket"))])
@@ -1011,7 +1046,7 @@ def finish_bucket(candidates: pa.Table, dropped: pa.Table, frequent: np.ndarray 
     final = final.append_column("duplicate_of", pa.array(duplicate_of, pa.string()))
     stats = bucket_report(final, reason, comments, valid)
     timer.lap("corpus rules")
-    return final.drop_columns([c for c in ("_rows", "_words", "_rkey", "_skey", "_rtext") if c in final.column_names]), stats
+    return final.drop_columns([c for c in ("_rows", "_words", "_rkey", "_skey", "_order", "_rtext") if c in final.column_names]), stats
 
 
 def bucket_report(sessions: pa.Table, reason: np.ndarray, comments: int, valid: int) -> dict:

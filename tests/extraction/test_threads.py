@@ -417,3 +417,31 @@ def test_reddits_toxic_mark_drops_the_session_as_the_reference_does():
         == {"b": "toxic_mark", "d": None}
     off, _, _ = run(rows, filters=FiltersConfig(bland=False, toxic_mark=False))
     assert off["b"]["drop_reason"] is None
+
+
+def test_the_earliest_copy_is_kept_not_the_smallest_id():
+    """Exact and near duplicates keep the earliest session (its reply's created_utc), ties by the id
+    read as a base-36 number: ids stopped following time (2026), and c13 is older than c1000."""
+    later, early = 1700000900, 1700000100
+    q, a = "what do you think of it", "it is the same answer as everyone gives"
+    rows = [comment("a1", "L1", link="L1", body=q, ts=later), comment("b1", "a1", link="L1", body=a, ts=later),   # smaller id, later
+            comment("zz", "L2", link="L2", body=q, ts=early), comment("zy", "zz", link="L2", body=a, ts=early),   # larger id, earlier
+            comment("c1000", "L3", link="L3", body="and another question here", ts=early),
+            comment("c1001", "c1000", link="L3", body=a, ts=early),
+            comment("c12", "L4", link="L4", body="and another question here", ts=early),
+            comment("c13", "c12", link="L4", body=a, ts=early)]
+    pasta = ("my grandfather told me this story when i was a boy and i have never forgotten a single word of it since "
+             "that long summer we spent at the lake house by the old mill")
+    rows += [comment("n1", "L5", link="L5", body="tell me a story", ts=later), comment("n2", "n1", link="L5", body=pasta + " truly", ts=later),
+             comment("p1", "L6", link="L6", body="tell me another", ts=early), comment("p2", "p1", link="L6", body=pasta, ts=early)]
+    filters = FiltersConfig(bland=False)
+    comments = pa.Table.from_pylist(rows, schema=COMMENTS)
+    ref, _ = reference_extract(comments.to_pylist(), None, ChainsConfig(), filters, SplitConfig())
+    for buckets in (1, 3):
+        got, _, _ = run(rows, filters=filters, buckets=buckets)
+        decided = {k: (v["drop_reason"], v["duplicate_of"]) for k, v in got.items()}
+        assert decided == {k: (v["drop_reason"], v["duplicate_of"]) for k, v in ref.items()}
+        assert decided["zy"] == (None, None) and decided["b1"] == ("duplicate_session", "zy")
+        assert decided["c13"] == ("duplicate_response", "zy")  # the same reply, the earliest of all
+        assert decided["c1001"] == ("duplicate_session", "c13")  # the same second: c13 is the smaller base-36 number
+        assert decided["p2"] == (None, None) and decided["n2"] == ("near_duplicate_response", "p2")

@@ -71,3 +71,11 @@ def test_a_month_in_2024s_shape_runs_end_to_end(tmp_path):
     assert kept and not any(notes & set(s["turn_ids"]) for s in kept)
     assert report["rules"][[r["rule"] for r in report["rules"]].index("toxic_mark")]["out"] > 0
     assert json.loads((tmp_path / "i" / "ingest_report.json").read_text())["totals"]["deleted_after_crawl"]
+
+    # The earliest copy is kept: of every duplicate (exact or near), the one named by duplicate_of is
+    # the earlier (its reply's time, then the id as a base-36 number), though ids do not follow time.
+    rejects = pq.read_table(tmp_path / "x" / "rejects").to_pylist()
+    when = {r["session_id"]: (r["created_utc"][-1], len(r["session_id"]), r["session_id"]) for r in kept + rejects}
+    copies = [r for r in rejects if r["duplicate_of"]]
+    assert len(copies) > 50 and all(when[r["duplicate_of"]] <= when[r["session_id"]] for r in copies)
+    assert sum(r["session_id"] < r["duplicate_of"] for r in copies) > 10  # the later copy has the smaller id

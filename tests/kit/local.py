@@ -37,7 +37,8 @@ def run_local(comments: pa.Table, submissions: pa.Table | None, chains: ChainsCo
         counts.append(n)
         alive = candidates.filter(pc.is_null(candidates.column("drop_reason")))
         keys.append(pa.table({"_rkey": alive.column("_rkey"), "_skey": alive.column("_skey"),
-                              "session_id": alive.column("session_id"), "bucket": pa.array(np.full(alive.num_rows, b))}))
+                              "session_id": alive.column("session_id"), "bucket": pa.array(np.full(alive.num_rows, b)),
+                              "_order": alive.column("_order")}))
         if near_duplicates_on(filters):
             band_rows, texts[b], alias = near_duplicate_inputs(candidates, b, filters)
             bands.append(band_rows)

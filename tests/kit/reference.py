@@ -207,7 +207,7 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
         if not on:
             continue
         keeper: dict = {}
-        for sid in sorted(sessions):
+        for sid in sorted(sessions, key=lambda sid: earliest(sessions, sid)):
             s = sessions[sid]
             if s["drop_reason"] is None:
                 if key(s) in keeper:
@@ -272,10 +272,16 @@ def similar_pairs(sets: dict[str, set], threshold: float) -> list[tuple[str, str
     return sorted(out)
 
 
+def earliest(sessions: dict[str, dict], sid: str) -> tuple:
+    """The order in which the corpus rules keep copies, the earliest first: the last turn's time,
+    then the id read as a base-36 number (a shorter id first)."""
+    return (sessions[sid]["created_utc"][-1] or 0, len(sid), sid)
+
+
 def _near_duplicates(sessions: dict[str, dict], judged: list[str], filters: FiltersConfig, text, reason: str) -> None:
     """A near-duplicate rule over every pair (no LSH): the ``text`` of two sessions (the response, or
     the turns joined) with shingle Jaccard at least the threshold are linked, clusters are the linked
-    components, and every member but the smallest session id is dropped if no earlier rule dropped
+    components, and every member but the earliest (``earliest``) is dropped if no earlier rule dropped
     it, naming that one."""
     from extraction.sessions.neardup import shingle_set
 
@@ -292,7 +298,8 @@ def _near_duplicates(sessions: dict[str, dict], judged: list[str], filters: Filt
     for a, b in similar_pairs(sets, filters.near_duplicate_threshold):
         ra, rb = find(a), find(b)
         if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
+            first, later = sorted((ra, rb), key=lambda sid: earliest(sessions, sid))
+            parent[later] = first
     for sid in sets:
         root = find(sid)
         if root != sid and sessions[sid]["drop_reason"] is None:
