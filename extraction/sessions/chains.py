@@ -26,7 +26,8 @@ class ChainsConfig:
     """``leaves``: one session per leaf (root-to-leaf path), as DialoGPT. ``replies``: one per
     reply, with its ancestors as context, as PolyAI's conversational-datasets. ``longest``: one per
     chain head (a top-level comment, or the comment just below a cut), its longest path down to a
-    leaf (the smallest leaf id of the longest), as Dolma's Reddit threads: sibling leaves no longer
+    leaf (the earliest leaf of the longest: its created_utc, then its id as a base-36 number), as
+    Dolma's Reddit threads: sibling leaves no longer
     repeat their shared context in session after session."""
     min_turns: int = 2
     max_turns: int = 5

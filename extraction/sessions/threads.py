@@ -142,10 +142,11 @@ def cycle_members(pidx: np.ndarray) -> np.ndarray:
     return on[:n]
 
 
-def longest_ends(leaves: np.ndarray, pidx: np.ndarray, usable: np.ndarray, ids: pa.Array) -> np.ndarray:
+def longest_ends(leaves: np.ndarray, pidx: np.ndarray, usable: np.ndarray, ids: pa.Array, created=None) -> np.ndarray:
     """``chains.mode=longest``: of the ``leaves`` (not ``usable`` ones give no turn and are left out),
-    per chain head the one with the longest walk up through ``usable`` comments, ties to the smallest
-    id; sorted. The head and the length of every walk by pointer doubling (log2(n) steps)."""
+    per chain head the one with the longest walk up through ``usable`` comments, ties to the earliest
+    (``created``, then the id as a base-36 number: ``earliest_keys``; the smallest id without
+    ``created``); sorted. The head and the length of every walk by pointer doubling (log2(n) steps)."""
     n = len(pidx)
     leaves = leaves[usable[leaves]]
     if not len(leaves):
@@ -159,8 +160,11 @@ def longest_ends(leaves: np.ndarray, pidx: np.ndarray, usable: np.ndarray, ids: 
         jump = jump[jump]
         steps *= 2
     head, depth = jump[leaves], dist[leaves]
-    rank = np.unique(np.array(pc.take(ids, pa.array(leaves, pa.int64())).to_pylist(), dtype=str), return_inverse=True)[1]
-    order = np.lexsort((rank, -depth, head))  # per head: the deepest, then the smallest id
+    leaf_ids = pc.take(ids, pa.array(leaves, pa.int64()))
+    if created is not None:
+        leaf_ids = earliest_keys(leaf_ids, pc.take(as_array(created), pa.array(leaves, pa.int64())))
+    rank = np.unique(np.array(leaf_ids.to_pylist(), dtype=str), return_inverse=True)[1]
+    order = np.lexsort((rank, -depth, head))  # per head: the deepest, then the earliest
     first = np.ones(len(order), dtype=bool)
     first[1:] = head[order][1:] != head[order][:-1]
     return np.sort(leaves[order[first]])
@@ -419,7 +423,7 @@ def walk_chains(comments: pa.Table, cut: np.ndarray, long_turn: np.ndarray, chai
         has_valid_child[pidx[valid & (pidx >= 0)]] = True
         ends = np.flatnonzero(valid & ~has_valid_child)
         if chains.mode == "longest":
-            ends = longest_ends(ends, pidx, valid & ~long_turn, as_array(comments.column("id")))
+            ends = longest_ends(ends, pidx, valid & ~long_turn, as_array(comments.column("id")), comments.column("created_utc"))
     else:
         ends = np.flatnonzero(valid)
     T = chains.max_turns

@@ -445,3 +445,13 @@ def test_the_earliest_copy_is_kept_not_the_smallest_id():
         assert decided["c13"] == ("duplicate_response", "zy")  # the same reply, the earliest of all
         assert decided["c1001"] == ("duplicate_session", "c13")  # the same second: c13 is the smaller base-36 number
         assert decided["p2"] == (None, None) and decided["n2"] == ("near_duplicate_response", "p2")
+
+
+def test_longest_mode_keeps_the_earliest_of_the_longest_leaves():
+    """Ties of chains: of two leaves as deep, the earlier (not the smaller id), as the reference does."""
+    rows = [comment("g", "L", ts=1700000000), comment("i", "g", ts=1700000100), comment("h", "g", ts=1700000200),
+            comment("k", "L", ts=1700000000), comment("c1000", "k", ts=1700000300), comment("c13", "k", ts=1700000300)]
+    comments = pa.Table.from_pylist(rows, schema=COMMENTS)
+    ref, _ = reference_extract(comments.to_pylist(), None, ChainsConfig(mode="longest"), FiltersConfig(bland=False), SplitConfig())
+    got, _, _ = run(rows, ChainsConfig(mode="longest"))
+    assert sorted(got) == sorted(ref) == ["c13", "i"]  # i is earlier than h; c13 is the smaller base-36 number

@@ -64,7 +64,7 @@ def chain_walk(comments: list[dict], cut: dict, cfg: ChainsConfig, cycles: set[s
     parents_of_valid = {(c["parent_id"], c["link_id"]) for c in valid if c["parent_kind"] == "comment" and c["id"] not in cycles}
     ends = [c for c in valid if cfg.mode == "replies" or (c["id"], c["link_id"]) not in parents_of_valid]
     long = {c["id"]: bool(cfg.max_turn_words) and comment_words(c["body"] or "") > cfg.max_turn_words for c in valid}
-    if cfg.mode == "longest":  # per chain head, its deepest leaf (the smallest id of the deepest)
+    if cfg.mode == "longest":  # per chain head, its deepest leaf (the earliest of the deepest)
         best: dict[str, tuple[int, str]] = {}
         for end in ends:
             if long[end["id"]]:
@@ -75,9 +75,10 @@ def chain_walk(comments: list[dict], cut: dict, cfg: ChainsConfig, cycles: set[s
                 if parent is None or cut[parent["id"]] is not None or long[parent["id"]]:
                     break
                 node, depth = parent, depth + 1
-            if node["id"] not in best or (-depth, end["id"]) < (-best[node["id"]][0], best[node["id"]][1]):
-                best[node["id"]] = (depth, end["id"])
-        chosen = {leaf for _, leaf in best.values()}
+            when = (end["created_utc"] or 0, len(end["id"]), end["id"])
+            if node["id"] not in best or (-depth, when) < (-best[node["id"]][0], best[node["id"]][1]):
+                best[node["id"]] = (depth, when)
+        chosen = {when[2] for _, when in best.values()}
         ends = [c for c in ends if c["id"] in chosen]
     out = []
     for end in ends:
