@@ -236,12 +236,12 @@ class _PartitionedParquet:
     def _write_part(self, folder: str, rows) -> None:
         """``rows`` (a batch or a table) into the folder's open file, one row group, rolling to the
         next file at ``max_rows_per_file``."""
-        while rows.num_rows > self.max_rows_per_file and self.max_rows_per_file > 0:
+        while rows.num_rows > self.max_rows_per_file > 0:
             room = self.max_rows_per_file - (self._open[folder][3] if folder in self._open else 0)
             if room <= 0:
                 self._close(folder)
                 continue
-            self._write_part(folder, rows.slice(0, room))
+            self._write_one(folder, rows.slice(0, room))
             rows = rows.slice(room)
         self._write_one(folder, rows)
 

@@ -493,7 +493,9 @@ def _as_int(value):
     return number if INT64_MIN <= number <= INT64_MAX else _UNSET
 
 
-_NOT_COPIED = frozenset({"retrieved_on", "retrieved_utc", "edited", "controversiality", "meta"})
+_LENIENT_MARKS = {"edited": _edited, "controversiality": _lenient_int, "retrieved_on": _lenient_int}
+"""The marks the decoder cannot type (``_mark``'s conversions); the others it copies as they are."""
+_NOT_COPIED = frozenset({*_LENIENT_MARKS, "retrieved_utc", "meta"})
 """Fields ``_columns`` leaves to ``_mark_columns`` (read leniently, never a reason to decide a row again)."""
 
 
@@ -501,15 +503,13 @@ def _mark_columns(kind: str, records: list) -> dict[str, pa.Array]:
     """The marks and ``deletion`` of decoded records, as ``_mark`` and ``deletion_of`` read them."""
     out = {}
     for name in MARKS[kind]:
-        if name in ("distinguished", "stickied", "author_flair_text", "collapsed_reason_code", "subreddit_type"):
-            continue  # typed by the decoder: copied as they are
+        convert = _LENIENT_MARKS.get(name)
+        if convert is None:
+            continue  # typed by the decoder: copied by ``_columns``
         if name == "retrieved_on":
             values = [r.retrieved_on if r.retrieved_on is not None else r.retrieved_utc for r in records]
-            convert = _lenient_int
-        elif name == "edited":
-            values, convert = list(map(attrgetter("edited"), records)), _edited
         else:
-            values, convert = list(map(attrgetter(name), records)), _lenient_int
+            values = list(map(attrgetter(name), records))
         if not all(v is None or (type(v) is int and INT64_MIN <= v <= INT64_MAX) for v in values):
             values = [convert(v) for v in values]
         out[name] = pa.array(values, pa.int64())

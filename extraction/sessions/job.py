@@ -219,7 +219,8 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
                               functools.partial(_near_verify_task, settings))
             links = _all(settings, "nd_aliases") + (_all(settings, "nd_verified", len(reducers)) if candidates else []) \
                 + _all(settings, "nd_same", len(reducers))
-            if sum(storage.file_info(u).get("size") or 0 for u in links if storage.exists(u)) <= cfg.clusters_in_driver_bytes:
+            link_bytes = sum(r.get("link_bytes", 0) for r, _ in built + reduced + checked)  # (as the tasks wrote them)
+            if link_bytes <= cfg.clusters_in_driver_bytes:
                 (near, _), = job("near duplicates: clusters", [{"links": links}], functools.partial(_near_clusters_task, settings),
                                  here=True)
                 near_results += checked + [(near, None)]
@@ -452,17 +453,18 @@ def _sessions_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]
     exchanged += exchange.write_partitioned(_work_file(settings, "keys", t), keys,
                                             exchange.hash_partition(_np(keys.column("_rkey")), parts), parts)
     timer.lap("writes")
+    link_bytes = 0
     if near_duplicates_on(settings.filters):
 
         bands, texts, aliases = near_duplicate_inputs(candidates, t, settings.filters)
         timer.lap("near duplicates: signatures")
-        exchange.write_table(_work_file(settings, "nd_aliases", t), aliases)
+        link_bytes = exchange.write_table(_work_file(settings, "nd_aliases", t), aliases)
         exchanged += exchange.write_partitioned(_work_file(settings, "nd_bands", t), bands,
                                                 exchange.hash_partition(_np(bands.column("band")), parts), parts)
         exchange.write_table(_work_file(settings, "nd_texts", t), texts)
         timer.lap("near duplicates: writes")
-    return {"task": t, "stats": stats, "exchanged": exchanged, "opened": len(task["comments"]) + len(task["submissions"]),
-            "bytes": task["bytes"], "peak_rss": _peak_rss(), "seconds": timer.seconds}, None
+    return {"task": t, "stats": stats, "exchanged": exchanged, "link_bytes": link_bytes,
+            "opened": len(task["comments"]) + len(task["submissions"]), "bytes": task["bytes"], "peak_rss": _peak_rss(), "seconds": timer.seconds}, None
 
 
 def _peak_rss() -> int:
@@ -495,7 +497,7 @@ def _corpus_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
         bands = read.partitions(_all(settings, "nd_bands"), first, last, ND_BANDS)
         pairs, same = near_duplicate_pairs(bands, settings.filters.near_duplicate_max_group, settings.filters.near_duplicate_threshold)
         exchange.write_partitioned(_work_file(settings, "nd_pairs", k), pairs, _np(pairs.column("a_bucket")), settings.tasks)
-        exchange.write_table(_work_file(settings, "nd_same", k), same)
+        result["link_bytes"] = exchange.write_table(_work_file(settings, "nd_same", k), same)
         timer.lap("near duplicates: pairs")
         result["near_pairs"] = pairs.num_rows
     return {**result, "opened": read.opened, "seconds": timer.seconds}, None
@@ -524,14 +526,14 @@ def _near_verify_task(settings: _Settings, task: dict) -> tuple[dict, bytes | No
     read = exchange.Reader()
     k, first, last = task["reducer"], task["first"], task["last"]
     pairs = read.partitions(_all(settings, "nd_pairs_a"), first, last, ND_PAIRS_A)
-    texts = [read.table(_work_file(settings, "nd_texts", b)) for b in range(first, last)]
-    pairs = with_texts(pairs, pa.concat_tables(texts) if texts else None, "b")
+    texts = pa.concat_tables([read.table(_work_file(settings, "nd_texts", b)) for b in range(first, last)])  # (never empty)
+    pairs = with_texts(pairs, texts, "b")
     timer.lap("near duplicates: texts")
     verified = verify_pairs(pairs, settings.filters.near_duplicate_shingle, settings.filters.near_duplicate_threshold)
-    exchange.write_table(_work_file(settings, "nd_verified", k), verified)
+    link_bytes = exchange.write_table(_work_file(settings, "nd_verified", k), verified)
     timer.lap("near duplicates: verify")
-    return {"reducer": k, "pairs": pairs.num_rows, "verified": verified.num_rows, "opened": read.opened,
-            "seconds": timer.seconds}, None
+    return {"reducer": k, "pairs": pairs.num_rows, "verified": verified.num_rows, "link_bytes": link_bytes,
+            "opened": read.opened, "seconds": timer.seconds}, None
 
 
 def _near_clusters_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:

@@ -532,8 +532,7 @@ def session_rules(comments: pa.Table, body: pa.Array, walk: Walk, titles: Titles
                        _np(titles.over_18, False).astype(bool),
                        _np(comments.column("score"), 0)[ends], _np(pc.is_valid(comments.column("score")), False)[ends],
                        titles.thread_comments, walk.num_turns, common_words, body, lambda: reason == 0)
-    view.response_marks = {name: pc.take(as_array(comments.column(name)), pa.array(ends, pa.int64()))
-                           for name in MARK_COLUMNS if name in comments.column_names}
+    view.response_marks = {name: pc.take(as_array(comments.column(name)), pa.array(ends, pa.int64())) for name in MARK_COLUMNS}
     for rule in rules.on("session"):
         drop(rule.name, np.asarray(rule.fails(view), dtype=bool))
     return reason, view, ext
@@ -744,8 +743,8 @@ def near_duplicate_inputs(candidates: pa.Table, bucket: int, filters: FiltersCon
     alive = np.flatnonzero(_np(pc.is_null(candidates.column("drop_reason"))))
     if "_order" in candidates.column_names:  # the earliest copy first: the ids are order keys (earliest_keys)
         order = pc.take(as_array(candidates.column("_order")), pa.array(alive, pa.int64()))
-        alive = alive[_np(pc.sort_indices(order))]
-        ids = pc.take(as_array(candidates.column("_order")), pa.array(alive, pa.int64()))
+        earliest_first = pc.sort_indices(order)
+        alive, ids = alive[_np(earliest_first)], pc.take(order, earliest_first)
     else:  # (sorted by session_id)
         ids = pc.take(as_array(candidates.column("session_id")), pa.array(alive, pa.int64()))
     parts = []
