@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pretrain.checkpoints import Checkpointer
+from pretrain.checkpointer import Checkpointer
 from pretrain.config import TrainConfig
 from pretrain.console import say
 

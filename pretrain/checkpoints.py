@@ -1,7 +1,6 @@
-"""The checkpoint layout, owned here: how the trainer writes a checkpoint and loads one back
-(``Checkpointer``: save and load, the RNG of every rank, the data position, the COMPLETE.json
-marker), which folders are complete, which one a run resumes from and whether it fits the run
-(the trainer and the export both ask).
+"""The checkpoint layout, owned here: which folders are complete, which one a run resumes from,
+what may be unpickled and after which checks, and reading one for the export (the trainer's save
+and load, and whether a checkpoint fits the run, are ``pretrain.checkpointer``'s).
 
 A checkpoint ``<out_dir>/checkpoints/step_NNNNNNN/`` is complete when ``COMPLETE.json`` is in it:
 written last, after every rank has written and flushed its files, it lists every file of the
@@ -14,13 +13,10 @@ still written, for tools that read it; folders from before ``COMPLETE.json`` cou
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import shutil
 
 from pretrain.config import ConfigError, TrainConfig
-from pretrain.console import say
 
 COMPLETE = "COMPLETE.json"
 PREFIX = "step_"
@@ -44,15 +40,25 @@ def _sha256_files(folder: str, names: list[str]) -> dict[str, str]:
     return dict(zip(names, sha256_files([os.path.join(folder, n) for n in names], max(1, min(8, os.cpu_count() or 1)))))
 
 
+def files_of(folder: str) -> list[str]:
+    """Every file of ``folder`` but its marker, as paths relative to it ("a/b.pt"), sorted: a step
+    folder's files are plain names; a converted checkpoint's (``universal``) are in subfolders."""
+    found = []
+    for here, dirs, files in os.walk(folder):
+        dirs.sort()
+        rel = os.path.relpath(here, folder)
+        found += [name if rel == "." else f"{rel}/{name}" for name in files]
+    return sorted(n for n in found if n not in (COMPLETE, COMPLETE + ".tmp"))
+
+
 def mark_complete(folder: str) -> None:
     """Flushes every file of ``folder`` to disk, then writes ``COMPLETE.json`` (by rename) listing
     them with their sizes and sha256 (checked before any file of the checkpoint is unpickled)."""
     files = {}
-    for name in sorted(os.listdir(folder)):
+    for name in files_of(folder):
         path = os.path.join(folder, name)
-        if os.path.isfile(path) and name != COMPLETE:
-            _flush(path)
-            files[name] = os.path.getsize(path)
+        _flush(path)
+        files[name] = os.path.getsize(path)
     tmp = os.path.join(folder, COMPLETE + ".tmp")
     with open(tmp, "w") as f:
         json.dump({"files": files, "sha256": _sha256_files(folder, list(files))}, f, indent=1)
@@ -72,9 +78,10 @@ def _named_by_latest(folder: str) -> bool:
 
 
 def _plain_name(name) -> bool:
-    """A file name of the folder itself: no folder part, not ``.``/``..``, not absolute."""
-    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and os.sep not in name \
-        and "\0" not in name
+    """A file of the folder itself: a relative path whose parts are names (no ``.``/``..``, not
+    absolute), so it cannot lead out of the folder."""
+    return isinstance(name, str) and "\0" not in name and "\\" not in name and not name.startswith("/") \
+        and all(part not in ("", ".", "..") for part in name.split("/"))
 
 
 def outside(folder: str) -> str | None:
@@ -84,10 +91,12 @@ def outside(folder: str) -> str | None:
     link (to another run's step) is refused too."""
     if os.path.islink(folder.rstrip("/")):
         return f"the folder is a symbolic link (to {os.readlink(folder.rstrip('/'))}), not a step of this run"
-    for name in sorted(os.listdir(folder)):
-        path = os.path.join(folder, name)
-        if os.path.islink(path):
-            return f"{name} is a symbolic link (to {os.readlink(path)}), not a file of the checkpoint"
+    for here, dirs, files in os.walk(folder):
+        for name in sorted(dirs + files):
+            path = os.path.join(here, name)
+            if os.path.islink(path):
+                rel = os.path.relpath(path, folder)
+                return f"{rel} is a symbolic link (to {os.readlink(path)}), not a file of the checkpoint"
     try:
         with open(os.path.join(folder, COMPLETE)) as f:
             marker = json.load(f)
@@ -204,7 +213,7 @@ def check_before_unpickling(folder: str) -> str | None:
     if os.path.exists(marker):
         with open(marker) as f:
             recorded = json.load(f).get("sha256", {})
-    names = sorted(n for n in os.listdir(folder) if os.path.isfile(os.path.join(folder, n)) and n != COMPLETE)
+    names = files_of(folder)
     if recorded:
         unlisted = [n for n in names if n not in recorded]
         if unlisted:
@@ -231,8 +240,19 @@ def check_before_unpickling(folder: str) -> str | None:
     return None
 
 
+UNIVERSAL = "universal"
+"""``checkpoints/universal/step_NNNNNNN/``: a step converted to DeepSpeed's universal layout (one
+folder a parameter, whole), which any number of processes loads; made when a run resumes on another
+world size, complete with its own COMPLETE.json, pruned with its step."""
+
+
+def universal_folder(folder: str) -> str:
+    root, tag = os.path.split(folder.rstrip("/"))
+    return os.path.join(root, UNIVERSAL, tag)
+
+
 # ---------------------------------------------------------------------------------------------
-# Writing and resuming (the trainer)
+# Where a run's checkpoints are
 
 
 def checkpoint_root(cfg: TrainConfig) -> str:
@@ -247,313 +267,6 @@ def latest_checkpoint(root: str, say=None) -> str | None:
         if say:
             say(f"skipping checkpoint {path}: {why}")
     return folder
-
-
-def _write_failure(exc: BaseException, folder: str) -> CheckpointError | None:
-    """One line for a checkpoint that could not be written for want of space (torch's writer says
-    only "unexpected pos" then); None for other errors."""
-    from reddit_pretrain.storage import no_space_error
-
-    full = no_space_error(exc, folder)
-    if full is None and isinstance(exc, RuntimeError) and ("unexpected pos" in str(exc) or "failed writing" in str(exc)):
-        try:
-            if shutil.disk_usage(os.path.dirname(folder)).free < 64 << 20:
-                full = no_space_error(OSError(28, "No space left on device", folder), folder)
-        except OSError:
-            pass
-    if full is None:
-        return None
-    return CheckpointError(f"{full}; the partial checkpoint was removed and the previous one is kept")
-
-
-def save_checkpoint(engine, cfg: TrainConfig, manifest: dict, state: dict, rank: int) -> str:
-    """Writes ``step_NNNNNNN`` (DeepSpeed's states, the RNG of every rank, the trainer state, config
-    and shard manifest), marks it complete, points ``latest`` at it and prunes to ``keep_last``. On a
-    full disk the partial folder is removed (the previous checkpoint stays) and CheckpointError says so."""
-    import torch
-    import torch.distributed as dist
-
-    root = checkpoint_root(cfg)
-    tag = f"step_{state['step']:07d}"
-    folder = os.path.join(root, tag)
-    try:
-        engine.save_checkpoint(root, tag=tag, save_latest=False)
-        rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-        torch.save(rng, os.path.join(folder, f"rng_rank{rank:05d}.pt"))
-        if rank == 0:
-            from omegaconf import OmegaConf
-
-            with open(os.path.join(folder, "trainer_state.json"), "w") as f:
-                json.dump({**state, "world_size": dist.get_world_size()}, f, indent=2)
-            with open(os.path.join(folder, "config.yaml"), "w") as f:
-                f.write(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-            with open(os.path.join(folder, "shard_manifest.json"), "w") as f:
-                json.dump(manifest, f, indent=2)
-        dist.barrier()
-        if rank == 0:  # commit: only now is the folder complete, and does `latest` point here
-            mark_complete(folder)
-            with open(os.path.join(root, "latest.tmp"), "w") as f:
-                f.write(tag)
-            os.replace(os.path.join(root, "latest.tmp"), os.path.join(root, "latest"))
-    except Exception as exc:
-        failure = _write_failure(exc, folder)
-        if failure is None:
-            raise
-        shutil.rmtree(folder, ignore_errors=True)
-        for tmp in ("latest.tmp",):
-            if os.path.exists(os.path.join(root, tmp)):
-                os.remove(os.path.join(root, tmp))
-        raise failure from None
-    if rank == 0:
-        tags = sorted(t for t in os.listdir(root) if t.startswith("step_"))
-        for old in tags[: max(0, len(tags) - cfg.trainer.keep_last)]:
-            shutil.rmtree(os.path.join(root, old), ignore_errors=True)
-    dist.barrier()
-    return folder
-
-
-def restore_rng(folder: str, rank: int) -> None:
-    """Sets this rank's RNG state from the checkpoint (read with the restricted unpickler)."""
-    import torch
-
-    rng = safe_load(os.path.join(folder, f"rng_rank{rank:05d}.pt"))
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-
-
-def saved_world_size(folder: str, state: dict) -> int | None:
-    """How many processes wrote the checkpoint: recorded in trainer_state.json, else the number of
-    ZeRO optimizer partitions (checkpoints written before it was recorded)."""
-    if "world_size" in state:
-        return int(state["world_size"])
-    parts = [n for n in os.listdir(folder) if "optim_states" in n and "zero_pp_rank_" in n]
-    return len(parts) or None
-
-
-def data_identity(manifest: dict, split: str) -> list[str]:
-    """What names a shard set's split: the sha256 of each of its token files, in order."""
-    return [s["files"]["tokens"]["sha256"] for s in manifest.get("shards", []) if s.get("split") == split]
-
-
-def existing_run(cfg: TrainConfig) -> str | None:
-    """What of an earlier run ``trainer.out_dir`` holds (checkpoints, metrics), or None."""
-    root = checkpoint_root(cfg)
-    steps = sorted(t for t in os.listdir(root) if t.startswith(PREFIX)) if os.path.isdir(root) else []
-    metrics = os.path.exists(os.path.join(cfg.trainer.out_dir, "metrics.jsonl"))
-    if not steps and not metrics:
-        return None
-    parts = ([f"checkpoints up to {steps[-1]}"] if steps else []) + (["metrics.jsonl"] if metrics else [])
-    return ", ".join(parts)
-
-
-RUN_FILES = ("checkpoints", "metrics.jsonl", "tensorboard", "curves.png")
-"""What a run writes in ``trainer.out_dir`` (``trainer.overwrite`` removes these, nothing else)."""
-
-
-def clear_run(cfg: TrainConfig) -> None:
-    for name in RUN_FILES:
-        path = os.path.join(cfg.trainer.out_dir, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
-
-
-def _setting(value):
-    """A setting as compared on resume (lists and tuples alike, ints and floats alike)."""
-    if isinstance(value, (list, tuple)):
-        return [_setting(v) for v in value]
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-
-
-def check_resumable(cfg: TrainConfig, folder: str, manifest: dict, world_size: int, say=None) -> dict:
-    """The checkpoint's config must describe the same model, tokenizer and shards, written by as many
-    processes as resume it (ZeRO 1-3); returns its trainer state. On other shards of the same
-    tokenizer it continues only with ``trainer.resume_with_new_data`` (the data order restarts)."""
-    from omegaconf import OmegaConf
-
-    raw, saved_manifest = read_checkpoint(folder)
-    saved = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), raw))
-    for section in ("n_layer", "n_head", "n_embd", "n_positions"):
-        if getattr(saved.model, section) != getattr(cfg.model, section):
-            raise ConfigError(f"checkpoint {folder} is for another model: {section} {getattr(saved.model, section)} "
-                              f"!= {getattr(cfg.model, section)}")
-    for section in ("mode", "seq_len", "use_loss_mask"):
-        if getattr(saved.data, section) != getattr(cfg.data, section):
-            raise ConfigError(f"checkpoint {folder} used data.{section}={getattr(saved.data, section)}, "
-                              f"not {getattr(cfg.data, section)}")
-    changed = [f"{section}.{f.name}={getattr(getattr(cfg, section), f.name)!r} (it trained with "
-               f"{getattr(getattr(saved, section), f.name)!r})"
-               for section in ("optimizer", "scheduler") for f in dataclasses.fields(getattr(cfg, section))
-               if _setting(getattr(getattr(saved, section), f.name)) != _setting(getattr(getattr(cfg, section), f.name))]
-    if changed:
-        raise ConfigError(f"checkpoint {folder}: resume continues the optimizer and schedule it saved, so "
-                          f"{', '.join(changed)} would not apply: set them back, or to train on with other settings "
-                          "export it (reddit-pretrain export) and start from it with model.init=pretrained "
-                          "(trainer.max_steps may grow on resume)")
-    if saved_manifest["tokenizer"].get("sha256") != manifest["tokenizer"].get("sha256") or \
-            saved_manifest["vocab_size"] != manifest["vocab_size"]:
-        raise ConfigError(f"checkpoint {folder} was trained on shards of another tokenizer")
-    with open(os.path.join(folder, "trainer_state.json")) as f:
-        state = json.load(f)
-    written_by = saved_world_size(folder, state)
-    if saved.deepspeed.zero_stage >= 1 and written_by is not None and written_by != world_size:
-        raise ConfigError(f"checkpoint {folder} was written by {written_by} processes and ZeRO-{saved.deepspeed.zero_stage} "
-                          f"keeps one optimizer partition per process: resume it with {written_by} processes "
-                          f"(torchrun --nproc_per_node {written_by}, or nodes x processes = {written_by}), not {world_size}; "
-                          "to change the world size, export it (reddit-pretrain export) and continue with "
-                          "model.init=pretrained")
-    split = cfg.data.train_split
-    mixed = [(m["weight"], m["train"]) for m in saved_manifest.get("mixture", [])] != \
-        [(m["weight"], m["train"]) for m in manifest.get("mixture", [])]
-    if data_identity(saved_manifest, split) != data_identity(manifest, split) or mixed:
-        if not cfg.trainer.resume_with_new_data:
-            raise ConfigError(f"checkpoint {folder} trained on other shards ({split} split: "
-                              f"{len(data_identity(saved_manifest, split))} shard files, not the {len(data_identity(manifest, split))} "
-                              f"of {cfg.data.shards}, or other contents): its data position does not apply to these; "
-                              "resume on the shards it trained on, or set trainer.resume_with_new_data=true to continue "
-                              "on these from their first sample")
-        if say:
-            say(f"the shards differ from the checkpoint's: trainer.resume_with_new_data=true, so the data order "
-                f"restarts from the first sample of {cfg.data.shards} (step {state['step']} continues)")
-        state["samples_consumed"] = 0
-    return state
-
-
-class Checkpointer:
-    """Save and load of one run's checkpoints, for the trainer: where a run starts (a new run's
-    ``trainer.out_dir`` checked, or the checkpoint a resume continues from, checked whole before
-    anything is unpickled), loading it into the engine with every rank's RNG, and saving a step.
-
-        checkpointer = Checkpointer(cfg, manifest, rank, world)
-        state = checkpointer.start()       # {"step", "samples_consumed", ...}: before the engine exists
-        ...                                # the engine, built
-        checkpointer.load(engine)          # a resume's states and RNG; nothing for a new run
-        checkpointer.save(engine, state)   # -> the step's folder, complete
-    """
-
-    def __init__(self, cfg: TrainConfig, manifest: dict, rank: int, world: int):
-        self.cfg, self.manifest, self.rank, self.world = cfg, manifest, rank, world
-        self.root = checkpoint_root(cfg)
-        self.folder: str | None = None
-        """The checkpoint this run resumes from (``start`` finds it), or None."""
-        self.lock = None
-        """Rank 0's hold on ``trainer.out_dir`` (``_LOCK.json``) from ``start`` to ``release``."""
-
-    def _say(self, msg: str) -> None:
-        say(msg, self.rank)
-
-    def start(self) -> dict:
-        """The trainer state the run starts from. ``model.init=resume``: the newest complete
-        checkpoint (or ``trainer.resume_from``), checked against this run (model, data, tokenizer,
-        world size) and its files against their sha256s and the restricted unpickler, and the
-        metrics file cut back to its step. A new run: refused if ``trainer.out_dir`` holds another
-        run, unless ``trainer.overwrite`` (then that run's files are deleted). Before anything in
-        ``trainer.out_dir`` is read or deleted, rank 0 takes its lock: one trainer writes a run."""
-        self._take_lock()
-        try:
-            return self._start()
-        except BaseException:
-            self.release()  # a refusal leaves the folder as it found it
-            raise
-
-    def _start(self) -> dict:
-        if self.cfg.model.init != "resume":
-            self._refuse_or_clear_earlier_run()
-            return {"step": 0, "samples_consumed": 0}
-        from pretrain.metrics import truncate_metrics
-
-        say = self._say if self.rank == 0 else None
-        folder = self.cfg.trainer.resume_from or latest_checkpoint(self.root, say)
-        if folder is None:
-            raise ConfigError(f"model.init=resume: no complete checkpoint in {self.root}")
-        why = problem(folder) if self.cfg.trainer.resume_from else None
-        if why:
-            raise ConfigError(f"trainer.resume_from={folder}: not a complete checkpoint: {why}")
-        self._say(f"resuming from {folder}")
-        state = check_resumable(self.cfg, folder, self.manifest, self.world, say)
-        self._check_files(folder)
-        if self.rank == 0:
-            truncate_metrics(os.path.join(self.cfg.trainer.out_dir, "metrics.jsonl"), state["step"])
-        self.folder = folder
-        return state
-
-    def _take_lock(self) -> None:
-        """Rank 0 holds ``<out_dir>/_LOCK.json`` (``storage.FolderLock``: pid, host, Slurm job) for the
-        run; a folder it cannot write, or another live trainer's lock, stops every rank in one line."""
-        from pretrain.launch import from_every_rank
-        from reddit_pretrain import storage
-
-        refused = None
-        if self.rank == 0:
-            out = self.cfg.trainer.out_dir
-            try:
-                storage.check_writable(out)
-                self.lock = storage.take_lock(out, f"another trainer is running in trainer.out_dir {out}")
-            except storage.OutputNotWritable as err:
-                refused = str(err)
-            except OSError as err:
-                refused = str(storage.write_error(err, out) or err)
-        refusals = [r for r in from_every_rank(refused) if r]
-        if refusals:
-            raise storage.OutputNotWritable(refusals[0])
-
-    def release(self) -> None:
-        """Lets go of ``trainer.out_dir`` (the end of the run, or an error)."""
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
-
-    def load(self, engine) -> None:
-        """The resumed checkpoint's model, optimizer and scheduler states into ``engine``, and this
-        rank's RNG state; nothing for a new run."""
-        if self.folder is None:
-            return
-        root, tag = os.path.split(self.folder.rstrip("/"))
-        engine.load_checkpoint(root, tag=tag)  # unpickles: its files were checked in start()
-        restore_rng(self.folder, self.rank)
-
-    def save(self, engine, state: dict) -> str:
-        """``save_checkpoint`` of this run: the step's folder, complete."""
-        return save_checkpoint(engine, self.cfg, self.manifest, state, self.rank)
-
-    def _check_files(self, folder: str) -> None:
-        """Before DeepSpeed unpickles a checkpoint: sha256 against COMPLETE.json and the restricted
-        unpickler over every file (``check_before_unpickling``), once per node; a refusal stops
-        every process."""
-        from pretrain.launch import from_every_rank
-
-        refused = None
-        if int(os.environ.get("LOCAL_RANK", 0)) == 0:
-            try:
-                note = check_before_unpickling(folder)
-                if note:
-                    self._say(f"note: {note}")
-            except CheckpointError as err:
-                refused = str(err)
-        refusals = [r for r in from_every_rank(refused) if r]
-        if refusals:
-            raise CheckpointError(refusals[0])
-
-    def _refuse_or_clear_earlier_run(self) -> None:
-        """A new run (not a resume) into a ``trainer.out_dir`` holding another run's checkpoints or
-        metrics would mix the two: refused, unless ``trainer.overwrite`` (then they are deleted first)."""
-        import torch.distributed as dist
-
-        cfg = self.cfg
-        earlier = existing_run(cfg)
-        dist.barrier()  # every rank has looked before rank 0 clears
-        if earlier is None:
-            return
-        if not cfg.trainer.overwrite:
-            raise ConfigError(f"trainer.out_dir {cfg.trainer.out_dir} holds another run ({earlier}): continue it with "
-                              "model.init=resume, start over with trainer.overwrite=true (deletes its "
-                              f"{', '.join(RUN_FILES)}), or choose a new trainer.out_dir")
-        self._say(f"trainer.overwrite=true: deleting the earlier run in {cfg.trainer.out_dir} ({earlier})")
-        if self.rank == 0:
-            clear_run(cfg)
-        dist.barrier()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -311,8 +311,9 @@ def resolve_precision(cfg: DeepSpeedConfig, on_gpu: bool, bf16_supported: bool) 
     return cfg.precision
 
 
-def deepspeed_config(cfg: TrainConfig, batch: BatchSizes, precision: str) -> dict:
-    """The DeepSpeed JSON, derived from the typed config (never hand-edited)."""
+def deepspeed_config(cfg: TrainConfig, batch: BatchSizes, precision: str, load_universal: bool = False) -> dict:
+    """The DeepSpeed JSON, derived from the typed config (never hand-edited); ``load_universal``: the
+    checkpoint to resume is in DeepSpeed's universal layout (a resume on another world size)."""
     ds = cfg.deepspeed
     zero: dict = {"stage": ds.zero_stage}
     if ds.zero_stage >= 1:
@@ -332,6 +333,7 @@ def deepspeed_config(cfg: TrainConfig, batch: BatchSizes, precision: str) -> dic
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
         "zero_allow_untested_optimizer": True,
+        **({"checkpoint": {"load_universal": True}} if load_universal else {}),
     }
 
 

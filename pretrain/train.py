@@ -11,7 +11,7 @@ then ``finish``); what it calls lives beside it: samples (``pretrain.data``), th
 masked head (``pretrain.model``), the optimizer and scheduler (``OptimizerConfig.build``,
 ``SchedulerConfig.build`` in ``pretrain.config``), evaluation, sample replies and checkpoint saving
 between steps (``pretrain.callbacks``), save and load of checkpoints (``Checkpointer`` in
-``pretrain.checkpoints``), throughput and MFU (``pretrain.metrics``), the process group (``pretrain.launch``).
+``pretrain.checkpointer``), throughput and MFU (``pretrain.metrics``), the process group (``pretrain.launch``).
 
 Each step: ``gradient_accumulation_steps`` micro batches per rank (pretrain.data), loss is the
 mean token cross-entropy over targets (the first turn masked out, as in DialoGPT), DeepSpeed does
@@ -37,6 +37,7 @@ every rank finish its step, write a checkpoint of it and exit with status 3
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shlex
@@ -45,7 +46,8 @@ import time
 from dataclasses import dataclass
 
 from pretrain.callbacks import Checkpointing, Evaluation, Samples, StepContext
-from pretrain.checkpoints import Checkpointer, checkpoint_root, latest_checkpoint
+from pretrain.checkpointer import Checkpointer
+from pretrain.checkpoints import checkpoint_root, latest_checkpoint
 from pretrain.config import BatchSizes, ConfigError, TrainConfig, deepspeed_config, resolve_precision
 from pretrain.launch import (STOPPED_EXIT, StopSignals, from_every_rank, init_distributed, set_cpu_threads,
                              strip_launcher_args)
@@ -145,7 +147,7 @@ def train(cfg: TrainConfig) -> dict:
     """Trains; returns the final metrics. Every check that can fail runs before the first step."""
     run = setup(cfg)  # holds trainer.out_dir's lock from here
     try:
-        return _loop(run, cfg)
+        return _loop(run, run.ctx.cfg)  # the config the run has (a resume on another world size changes the accumulation)
     finally:
         run.checkpointer.release()
 
@@ -255,12 +257,18 @@ def setup(cfg: TrainConfig) -> Run:
     rank, world = dist.get_rank(), dist.get_world_size()
     if cfg.data.verify_checksums:
         _verify_shards(cfg, manifests, rank)
-    batch = BatchSizes.derive(cfg.trainer, world)
+    resuming = cfg.model.init == "resume"  # a resume on another world size checks trainer.global_batch_size below
+    BatchSizes.derive(dataclasses.replace(cfg.trainer, global_batch_size=None) if resuming else cfg.trainer,
+                      world)  # the batch arithmetic, checked before a new run's folder is touched
     precision = resolve_precision(cfg.deepspeed, on_gpu, on_gpu and torch.cuda.is_bf16_supported())
     checkpointer = Checkpointer(cfg, manifest, rank, world)
     state = checkpointer.start()  # takes trainer.out_dir's lock, let go of on any error below
     try:
-        engine, scheduler = _engine(cfg, manifest, batch, precision, rank)
+        if state.get("resize"):  # another world size: the accumulation that keeps the global batch
+            cfg = checkpointer.cfg = dataclasses.replace(cfg, trainer=dataclasses.replace(
+                cfg.trainer, gradient_accumulation_steps=state["resize"]["gradient_accumulation_steps"]))
+        batch = BatchSizes.derive(cfg.trainer, world)
+        engine, scheduler = _engine(cfg, manifest, batch, precision, rank, universal=checkpointer.universal is not None)
         checkpointer.load(engine)
         logger = MetricsLogger(cfg, rank)
     except BaseException:
@@ -285,8 +293,9 @@ def setup(cfg: TrainConfig) -> Run:
                tokenizer)  # every rank generates the samples (ZeRO-3)
 
 
-def _engine(cfg: TrainConfig, manifest: dict, batch: BatchSizes, precision: str, rank: int):
-    """(DeepSpeed engine, scheduler): the model seeded per rank, its optimizer and schedule."""
+def _engine(cfg: TrainConfig, manifest: dict, batch: BatchSizes, precision: str, rank: int, universal: bool = False):
+    """(DeepSpeed engine, scheduler): the model seeded per rank, its optimizer and schedule
+    (``universal``: set to load a checkpoint in DeepSpeed's universal layout)."""
     import deepspeed
     import numpy as np
     import torch
@@ -297,7 +306,7 @@ def _engine(cfg: TrainConfig, manifest: dict, batch: BatchSizes, precision: str,
     optimizer = cfg.optimizer.build(model, offload=cfg.deepspeed.offload_optimizer)
     scheduler = cfg.scheduler.build(optimizer, cfg.trainer.max_steps)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
-                                           config=deepspeed_config(cfg, batch, precision))
+                                           config=deepspeed_config(cfg, batch, precision, universal))
     return engine, scheduler
 
 
@@ -305,7 +314,7 @@ def mixture_manifest(cfg: TrainConfig, manifests: list[dict]) -> dict:
     """The manifest a run records and checks a resume against: the first shard set's, and for a
     mixture each set's weight and token files (``mixture``), so a resume on other sets or weights is
     told apart like one on other shards."""
-    from pretrain.checkpoints import data_identity
+    from pretrain.checkpointer import data_identity
 
     if len(manifests) == 1:
         return manifests[0]

@@ -4,7 +4,8 @@ live in a temporary folder), both scripts submitted with sbatch as the README sh
 on one node and on two, and their outputs
 checked: extraction's sessions and shards against a local run of the same dumps; training through
 a stop signal, Slurm's requeue and a cancel with a resubmission, each continuing from its
-checkpoint with the losses of an uninterrupted run, bitwise.
+checkpoint with the losses of an uninterrupted run, bitwise, and a requeue onto fewer nodes, which
+resumes with fewer trainers.
 
 Slurm's packages are installed by .ci/run; without them (and without root to install them) the
 tests are skipped with the reason."""
@@ -328,6 +329,41 @@ def test_train_script_on_two_nodes(slurm, shards_dir, uninterrupted, tmp_path):
     log = read(info["StdOut"])
     assert "2 node(s) x 1 process(es)" in log and "rendezvous 127.0.0.1:" in log and "world 2" in log, log[-3000:]
     assert train_losses(tmp_path / "two") == uninterrupted
+
+
+@pytest.mark.slow
+def test_train_script_requeued_onto_fewer_nodes_resumes_with_fewer_trainers(slurm, shards_dir, uninterrupted, tmp_path):
+    """On two nodes, one trainer a node. The second node is drained (taken away) and the job stopped
+    by its signal; the requeued job cannot have two nodes, and is given the one left (its node count
+    changed while it waits, as an operator or a requeue onto another partition would). One trainer
+    then resumes the two's checkpoint (converted to DeepSpeed's universal layout, the gradient
+    accumulation doubled to keep the global batch) and finishes: the losses of the uninterrupted
+    run (two processes), within float tolerance, every step."""
+    out = tmp_path / "shrunk"
+    overrides = [f"data.shards={shards_dir}", "model=tiny", "trainer=ci", "data.seq_len=64", f"trainer.max_steps={STEPS}",
+                 "trainer.checkpoint_interval=40", "trainer.eval_interval=50", "trainer.keep_last=10",
+                 "trainer.tensorboard=false", f"trainer.out_dir={out}"]
+    job = slurm.submit("--gpus-per-node=0", "--cpus-per-task=1", "--nodes=2", f"--output={tmp_path}/slurm-%x-%j.out",
+                       "jobs/train_slurm.sbatch", *overrides, env=job_env(GPUS_PER_NODE="1"))
+    try:
+        slurm.wait_for(job, lambda i: last_step(out) >= 15, "step 15")
+        slurm.run("scontrol", "update", "NodeName=node2", "State=DRAIN", "Reason=taken away by the test")
+        slurm.run("scancel", "--signal=USR1", job)
+        slurm.wait_for(job, lambda i: int(i["Restarts"]) >= 1 and i["JobState"] == "PENDING", "the requeue")
+        slurm.run("scontrol", "update", f"JobId={job}", "NumNodes=1", "NumTasks=1")  # one task a node
+        log = read(slurm.wait_done(job)["StdOut"])
+    finally:
+        slurm.run("scontrol", "update", "NodeName=node2", "State=RESUME")
+    stopped_at = int(re.search(r"stopped by SIGUSR1 at step (\d+)", log).group(1))
+    assert "2 node(s) x 1 process(es)" in log and "world 2" in log and "requeueing job" in log, log[-4000:]
+    assert "restart 1 of job" in log and "1 node(s) x 1 process(es)" in log, log[-4000:]
+    assert f"the world size changed: 2 processes wrote {out / 'checkpoints' / f'step_{stopped_at:07d}'}, 1 resume it; " \
+        "the global batch stays 16 (gradient accumulation 4)" in log, log[-4000:]
+    assert (out / "checkpoints" / "universal" / f"step_{stopped_at:07d}" / "COMPLETE.json").exists()
+    losses = train_losses(out)
+    assert sorted(losses) == sorted(uninterrupted) and "[train] done" in log
+    for step, loss in uninterrupted.items():
+        assert losses[step] == pytest.approx(loss, rel=1e-5, abs=1e-6), step
 
 
 @pytest.mark.slow

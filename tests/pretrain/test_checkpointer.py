@@ -1,4 +1,4 @@
-"""``pretrain.checkpoints.Checkpointer`` round trip: what ``save`` writes, ``start`` and ``load``
+"""``pretrain.checkpointer.Checkpointer`` round trip: what ``save`` writes, ``start`` and ``load``
 bring back (model, optimizer and scheduler states, the data position, this rank's RNG), with a
 real DeepSpeed engine on one CPU process."""
 
@@ -19,7 +19,8 @@ import json, sys
 import torch
 from omegaconf import OmegaConf
 import deepspeed
-from pretrain.checkpoints import COMPLETE, Checkpointer
+from pretrain.checkpointer import Checkpointer
+from pretrain.checkpoints import COMPLETE
 from pretrain.config import BatchSizes, TrainConfig, deepspeed_config
 from pretrain.launch import init_distributed
 from pretrain.train import build_model

@@ -1,6 +1,6 @@
 """What the trainer and the export refuse, each found by trying to break them: a user's folder or the
-run itself as an export's destination, a rigged checkpoint, a resume with another world size or onto
-other shards, a second run in a used folder, a pretrained model of another tokenizer, a full disk
+run itself as an export's destination, a rigged checkpoint, a resume on a world size that cannot keep its
+global batch or onto other shards, a second run in a used folder, a pretrained model of another tokenizer, a full disk
 during a checkpoint. Real DeepSpeed on CPU (2 processes where a world size matters)."""
 
 from __future__ import annotations
@@ -103,12 +103,14 @@ def test_a_rigged_checkpoint_is_never_unpickled(trained, shards_dir, tmp_path):
     assert not marker.exists(), "the checkpoint ran code"
 
 
-def test_resume_with_another_world_size_says_which(trained, shards_dir, tmp_path):
+def test_resume_on_a_world_size_that_cannot_keep_the_global_batch_says_which(trained, shards_dir, tmp_path):
     run_dir = copy_run(trained, tmp_path)
     result = run([sys.executable, "-m", "pretrain.train", *base(shards_dir, run_dir, *COMMON, "trainer.max_steps=4",
-                                                                "model.init=resume")])
+                                                                "model.init=resume", "trainer.micro_batch_size_per_gpu=3")])
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
-    assert "was written by 2 processes" in result.stderr and "resume it with 2 processes" in result.stderr
+    assert "trained with a global batch of 16 (2 processes); with trainer.micro_batch_size_per_gpu=3 no number of " \
+        "processes divides it" in result.stderr
+    assert not (run_dir / "checkpoints" / "universal").exists()
 
 
 def test_resume_on_other_shards_is_refused_unless_asked(trained, extracted, tokenizer_dir, shards_dir, tmp_path):
