@@ -13,7 +13,7 @@ In one run, on generated months (one megathread of up to 100k comments, one r/co
   task seconds of each stage;
 * the whole commands a user types (``python -m extraction.ingest.job ...``, then ``python -m
   extraction.sessions.job ...``), and the one command that runs both on one Spark session
-  (``python -m reddit_pretrain.pipeline input=[...] stop_after=extract``), Spark start-up included,
+  (``python -m reddit_pretrain_app.pipeline input=[...] stop_after=extract``), Spark start-up included,
   on the main month and on a ``--small`` one.
 
 With ``--event-log DIR`` Spark's event log of the main run is kept and summarised (jobs, task
@@ -143,7 +143,7 @@ def one_command(folder: Path, comments: int, cores: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     try:
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "reddit_pretrain.pipeline", f"input=[{folder}/RC_2015-01.zst,{folder}/RS_2015-01.zst]",
+        subprocess.run([sys.executable, "-m", "reddit_pretrain_app.pipeline", f"input=[{folder}/RC_2015-01.zst,{folder}/RS_2015-01.zst]",
                         f"out={out}", "stop_after=extract", f"extract.filters.bland_min_count={max(20, comments // 4000)}",
                         f"spark.master='local[{cores}]'"], cwd=REPO, env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -5,7 +5,7 @@
 1. Identifiers on Reddit-length texts (one to three sentences, 20 to 250 characters): English
    comments of a generated month, and for each of Spanish, German, French, Italian, Dutch,
    Portuguese and Russian ``--texts`` texts of one to three sentences written in that language
-   (``reddit_pretrain.synth.FOREIGN_PHRASES``, natural sentences, not tuned to any identifier). For pycld2
+   (``reddit_pretrain_app.synth.FOREIGN_PHRASES``, natural sentences, not tuned to any identifier). For pycld2
    and py3langid alone and for the rule's own path (the cheap English pass, then pycld2): the share
    named right per language (undetermined counts as wrong) and texts per second on one core.
 2. The rule on a generated month with whole threads in those languages (``p_foreign_thread``):
@@ -37,7 +37,7 @@ def labelled_texts(per_language: int) -> list[tuple[str, str]]:
 
     import zstandard
 
-    from reddit_pretrain.synth import FOREIGN_PHRASES
+    from reddit_pretrain_app.synth import FOREIGN_PHRASES
 
     rng = random.Random(5)
     month = synthetic_month(30_000, seed=9)  # English only: the generator's default month
@@ -87,7 +87,7 @@ def rule_on_month(comments: int, work: Path) -> dict:
 
     from extraction.sessions.job import ExtractConfig, run_extract
     from extraction.ingest.job import IngestConfig, run_ingest
-    from reddit_pretrain.synth import SynthConfig, write_month
+    from reddit_pretrain_app.synth import SynthConfig, write_month
 
     dumps = CACHE / f"language-{comments}"
     stats = write_month(str(dumps), SynthConfig(comments=comments, seed=8, p_foreign_thread=0.1))
@@ -95,11 +95,11 @@ def rule_on_month(comments: int, work: Path) -> dict:
     cfg = ExtractConfig(input=str(work / "ingest"), output=str(work / "extract"), force=True)
     cfg.filters.bland_min_count = max(5, comments // 4000)
     report = run_extract(cfg)
-    from extraction.sessions.filters import Rules
+    from extraction.sessions.filters import LoadedRules
 
-    names = [r.name for r in Rules.load(cfg.filters).on("session")]
+    names = [r.name for r in LoadedRules.load(cfg.filters).on("session")]
     before = {"min_turns", "max_turns", *names[:names.index("language")]}  # the rules tried before it
-    from reddit_pretrain.synth import _NON_ENGLISH
+    from reddit_pretrain_app.synth import _NON_ENGLISH
 
     kept = ds.dataset(str(work / "extract" / "sessions"), format="parquet", partitioning="hive").to_table(
         columns=["link_id", "language", "turns"]).to_pylist()

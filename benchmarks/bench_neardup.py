@@ -63,7 +63,7 @@ def planted(comments: int, clusters: int, work: Path) -> tuple[dict, list[str], 
     from extraction.ingest.job import IngestConfig, run_ingest
     from extraction.sessions.neardup import shingle_set
     from tests.kit.reference import similar_pairs
-    from reddit_pretrain.synth import SynthConfig, write_month
+    from reddit_pretrain_app.synth import SynthConfig, write_month
 
     dumps = CACHE / f"neardup-{comments}-{clusters}"
     stats = write_month(str(dumps), SynthConfig(comments=comments, seed=11, copypasta_clusters=clusters))
@@ -119,7 +119,7 @@ def pairs_vs_truth(judged: list[str], response: dict, sample: int, filters) -> d
 
     from extraction.sessions import neardup
     from tests.kit.reference import similar_pairs
-    from extraction.sessions.threads import ND_BANDS, near_duplicate_pairs, verify_pairs
+    from extraction.sessions.reddit_threads import ND_BANDS, near_duplicate_pairs, verify_pairs
 
     rng = random.Random(5)
     ids = sorted(rng.sample(judged, min(sample, len(judged))))

@@ -35,7 +35,7 @@ GLOBAL_BATCH = 16  # the demo trainer's micro batch 8 x accumulation 2 on one pr
 
 
 def shards(work: Path) -> Path:
-    from reddit_pretrain.pipeline import PipelineConfig, run_pipeline
+    from reddit_pretrain_app.pipeline import PipelineConfig, run_pipeline
 
     cfg = PipelineConfig(out=str(work / "demo"), stop_after="tokenize")
     run_pipeline(cfg)

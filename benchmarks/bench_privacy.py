@@ -50,7 +50,7 @@ def quality(comments: int, work: Path) -> dict:
     from extraction.sessions.job import ExtractConfig, run_extract
     from extraction.ingest.job import IngestConfig, run_ingest
     from extraction.sessions.privacy import PrivacyConfig
-    from reddit_pretrain.synth import SynthConfig, write_month
+    from reddit_pretrain_app.synth import SynthConfig, write_month
 
     dumps = CACHE / f"privacy-{comments}"
     stats = write_month(str(dumps), SynthConfig(comments=comments, seed=7, p_pii=0.03, p_mention=0.02))
@@ -91,10 +91,10 @@ def quality(comments: int, work: Path) -> dict:
     # The masked detail against no detail at all: each session carrying a value, judged by the session
     # rules (their plain-Python references) on its turns as the rules read them (a plain word in each
     # placeholder's place) and on the same turns with the placeholders removed.
-    from extraction.sessions.filters import Rules
+    from extraction.sessions.filters import LoadedRules
     from extraction.sessions.privacy import PII_KINDS
 
-    rules = Rules.load(base.filters)
+    rules = LoadedRules.load(base.filters)
     words = {stored: word for _, _, stored, word in PII_KINDS}
     on_all = pa.concat_tables([runs["on"]["kept"].select(["session_id", "turns", "subreddit", "over_18", "scores", "has_title"]),
                                runs["on"]["dropped"].select(["session_id", "turns", "subreddit", "over_18", "scores", "has_title"])])

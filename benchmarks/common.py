@@ -30,7 +30,7 @@ def machine() -> str:
 
 def synthetic_month(comments: int, seed: int = 0, month: str = "2015-01", **kw) -> Path:
     """A generated dump of ``comments`` comments, cached between runs."""
-    from reddit_pretrain.synth import GENERATOR_VERSION, SynthConfig, write_month
+    from reddit_pretrain_app.synth import GENERATOR_VERSION, SynthConfig, write_month
 
     folder = CACHE / f"synth-v{GENERATOR_VERSION}-{comments}-{seed}-{month}"
     if not (folder / f"RC_{month}.zst").exists():

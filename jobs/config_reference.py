@@ -71,22 +71,21 @@ def _rows(cls, prefix: str = "", sections: dict | None = None) -> list[str]:
 
 
 def reference() -> str:
-    from extraction.sessions.job import ExtractConfig
-    from extraction.ingest.job import IngestConfig
-    from extraction.tokenize.job import TokenizeConfig
-    from pretrain.config import TrainConfig
-    from reddit_pretrain.pipeline import PipelineConfig
+    """A section per Hydra job of the registry (``reddit_pretrain_app.registry``), in its order with
+    the pipeline last; the pipeline's stage sections name the job sections above."""
+    from reddit_pretrain_app.registry import hydra_jobs
 
+    jobs = sorted(hydra_jobs(), key=lambda c: c.name == "pipeline")
+    classes = {c.name: c.load(c.config) for c in jobs}
+    sections = {classes[c.name]: c.name.capitalize() for c in jobs if c.name != "pipeline"}
     parts = []
-    for title, cls, conf in (("Ingest", IngestConfig, "conf/ingest.yaml"), ("Extract", ExtractConfig, "conf/extract.yaml"),
-                             ("Tokenize", TokenizeConfig, "conf/tokenize.yaml"), ("Train", TrainConfig, "conf/train.yaml"),
-                             ("Pipeline", PipelineConfig, "conf/pipeline.yaml")):
-        parts.append(f"#### {title} (`{conf}`, `{cls.__module__}.{cls.__name__}`)\n")
+    for job in jobs:
+        cls = classes[job.name]
+        parts.append(f"#### {job.name.capitalize()} (`conf/{job.name}.yaml`, `{cls.__module__}.{cls.__name__}`)\n")
         parts.append("| key | type | default | meaning |\n| --- | --- | --- | --- |")
-        stages = {IngestConfig: "Ingest", ExtractConfig: "Extract", TokenizeConfig: "Tokenize", TrainConfig: "Train"}
-        parts += _rows(cls, sections=stages if cls is PipelineConfig else None)
+        parts += _rows(cls, sections=sections if job.name == "pipeline" else None)
         parts.append("")
-        if cls is ExtractConfig:
+        if job.name == "extract":
             parts += _rules()
     return "\n".join(parts)
 

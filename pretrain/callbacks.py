@@ -1,10 +1,13 @@
-"""What runs between training steps when it is due: evaluation, sample replies, checkpoints.
+"""What runs between training steps when it is due: evaluation, sample replies, checkpoints, and
+any of a user's.
 
-Each is a ``Callback``: ``due(step, final, stopping)`` says whether it runs after this step
-(``final``: the last of ``trainer.max_steps``; ``stopping``: a stop signal ends the run after this
-step), and calling it does the work and returns metrics to merge into the step's record (or None).
-They run in the order given, every rank together (evaluation all-reduces, ZeRO-3 generates on
-every rank, a checkpoint is written by every rank).
+Each is a ``Callback``: ``build(run)`` makes it from the run (its config, data, tokenizer,
+checkpointer), ``due(step, final, stopping)`` says whether it runs after this step (``final``: the
+last of ``trainer.max_steps``; ``stopping``: a stop signal ends the run after this step), and
+calling it does the work and returns metrics to merge into the step's record (or None). Which run,
+and in which order, is ``trainer.callbacks`` (a name -> ``module:Class``, OLMo-core's callback
+dict): a callback of one's own is its class and one entry. They run every rank together
+(evaluation all-reduces, ZeRO-3 generates on every rank, a checkpoint is written by every rank).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 from pretrain.checkpointer import Checkpointer
-from pretrain.config import TrainConfig
+from pretrain.config import ConfigError, TrainConfig
 from pretrain.console import say
 
 
@@ -38,6 +41,12 @@ class StepContext:
 class Callback:
     interval: int = 0
 
+    @classmethod
+    def build(cls, run) -> "Callback":
+        """The callback for ``run`` (``pretrain.train.Run``: ``run.ctx.cfg``, ``run.valid_source``,
+        ``run.tokenizer``, ``run.checkpointer``, ...)."""
+        return cls()
+
     def due(self, step: int, final: bool, stopping: bool) -> bool:
         return final or (self.interval > 0 and step % self.interval == 0)
 
@@ -52,6 +61,10 @@ class Evaluation(Callback):
     def __init__(self, source, cfg: TrainConfig):
         self.source, self.interval = source, cfg.trainer.eval_interval
         self.micro, self.batches = cfg.trainer.micro_batch_size_per_gpu, cfg.trainer.eval_batches
+
+    @classmethod
+    def build(cls, run) -> "Evaluation":
+        return cls(run.valid_source, run.ctx.cfg)
 
     def __call__(self, ctx: StepContext, last: dict) -> dict:
         metrics = {"kind": "valid", "step": ctx.step, **self.evaluate(ctx)}
@@ -84,6 +97,10 @@ class Samples(Callback):
 
     def __init__(self, cfg: TrainConfig, tokenizer, eos_id: int):
         self.cfg, self.tokenizer, self.eos_id, self.interval = cfg, tokenizer, eos_id, cfg.trainer.sample_interval
+
+    @classmethod
+    def build(cls, run) -> "Samples":
+        return cls(run.ctx.cfg, run.tokenizer, run.manifest["eos_id"])
 
     def __call__(self, ctx: StepContext, last: dict) -> None:
         samples = self.replies(ctx)
@@ -119,6 +136,10 @@ class Checkpointing(Callback):
     def __init__(self, checkpointer: Checkpointer, cfg: TrainConfig):
         self.checkpointer, self.interval = checkpointer, cfg.trainer.checkpoint_interval
 
+    @classmethod
+    def build(cls, run) -> "Checkpointing":
+        return cls(run.checkpointer, run.ctx.cfg)
+
     def due(self, step: int, final: bool, stopping: bool) -> bool:
         return stopping or super().due(step, final, stopping)
 
@@ -132,6 +153,26 @@ class Checkpointing(Callback):
                  "metrics": {k: v for k, v in last.items() if k != "kind"}}
         folder = self.checkpointer.save(ctx.engine, state)  # every rank writes its part
         ctx.say(f"checkpoint {folder}")
+
+
+def build_callbacks(run) -> list[Callback]:
+    """``trainer.callbacks`` made for ``run``, in order (a null entry is off); a name that is not a
+    Callback class stops the run before its first step, in one line."""
+    import importlib
+
+    made = []
+    for name, target in run.ctx.cfg.trainer.callbacks.items():
+        if target is None:
+            continue
+        module, _, attribute = target.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError) as err:
+            raise ConfigError(f"trainer.callbacks.{name}={target}: {err}") from None
+        if not (isinstance(cls, type) and issubclass(cls, Callback)):
+            raise ConfigError(f"trainer.callbacks.{name}={target} is not a pretrain.callbacks.Callback")
+        made.append(cls.build(run))
+    return made
 
 
 def not_finite(ctx: StepContext, last: dict) -> str | None:

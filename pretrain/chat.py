@@ -43,7 +43,7 @@ def reply(model, tokenizer, history: list[str], max_new_tokens: int = 40, sample
 def main(argv: list[str] | None = None) -> int:
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    from reddit_pretrain.cli import prog
+    from reddit_pretrain.hydra_job import prog
 
     parser = argparse.ArgumentParser(prog=prog("python -m pretrain.chat"), formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                      description=__doc__.split("\n\n")[0] + " " + HELP + ".")

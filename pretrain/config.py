@@ -8,16 +8,19 @@ accumulation x world size = global batch, checked against ``trainer.global_batch
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
+from typing import Optional
 
 from pretrain.launch import signal_problem
+from reddit_pretrain.errors import UserError
 
 
 MODES = ("packed", "padded", "packed_sessions")
 """``data.mode``'s values (``DataConfig.mode`` says what each does)."""
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration that cannot train; raised before any step runs."""
 
 
@@ -157,6 +160,11 @@ class DeepSpeedConfig:
     """``auto``: nccl on GPUs, gloo on CPUs."""
 
 
+CALLBACKS = {"evaluation": "pretrain.callbacks:Evaluation", "samples": "pretrain.callbacks:Samples",
+             "checkpointing": "pretrain.callbacks:Checkpointing"}
+"""The trainer's own callbacks, in the order they run after a step (``trainer.callbacks``)."""
+
+
 @dataclass
 class TrainerConfig:
     out_dir: str = "out/train"
@@ -195,6 +203,11 @@ class TrainerConfig:
     step whose loss or weights are not finite, so ``latest`` stays the last finite one. fp16's skipped
     steps (a loss-scale overflow) have a finite loss and do not count."""
     tensorboard: bool = True
+    callbacks: dict[str, Optional[str]] = field(default_factory=lambda: dict(CALLBACKS))
+    """What runs between steps when due, in this order: a name -> its class (``module:Class``, a
+    ``pretrain.callbacks.Callback``), or null to switch one off. Yours is one entry:
+    ``+trainer.callbacks.mine=my_package.module:MyCallback``; ``trainer.callbacks.samples=null``
+    turns the sample replies off."""
     peak_flops_per_gpu: float = 989e12
     """For MFU: dense bf16 peak of one GPU (H100 SXM: 989 TFLOP/s)."""
 
@@ -230,6 +243,9 @@ class TrainConfig:
         for key, (value, low) in at_least.items():
             if value < low:
                 raise ConfigError(f"{key} must be >= {low}, not {value}")
+        for name, target in t.callbacks.items():
+            if target is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", target):
+                raise ConfigError(f"trainer.callbacks.{name} must name a class as module:Class (or be null), not {target!r}")
         if m.init not in ("scratch", "pretrained", "resume"):
             raise ConfigError(f"model.init must be scratch, pretrained or resume, not {m.init!r}")
         if m.init == "pretrained" and not m.pretrained:
@@ -343,6 +359,6 @@ GROUPS = {"model": ModelConfig, "data": DataConfig, "optimizer": OptimizerConfig
 
 
 def register_configs() -> None:
-    from reddit_pretrain.cli import register_schemas
+    from reddit_pretrain.hydra_job import register_schemas
 
     register_schemas("train", TrainConfig, GROUPS)

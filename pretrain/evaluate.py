@@ -38,6 +38,7 @@ import sys
 from collections import Counter, defaultdict
 
 from reddit_pretrain import layout, storage
+from reddit_pretrain.errors import UserError
 from reddit_pretrain.layout import IGNORE_INDEX
 
 METRICS = ("bleu2", "bleu4", "entropy4", "distinct1", "distinct2", "length")
@@ -48,7 +49,7 @@ MAX_HISTORY = 4
 _WORD = re.compile(r"\w+|[^\w\s]")
 
 
-class EvaluateError(RuntimeError):
+class EvaluateError(UserError, RuntimeError):
     """A model or data folder that cannot be evaluated (one line)."""
 
 
@@ -353,7 +354,7 @@ def write(results: list[tuple[str, dict]], out: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from reddit_pretrain.cli import prog
+    from reddit_pretrain.hydra_job import prog
 
     parser = argparse.ArgumentParser(prog=prog("python -m pretrain.evaluate"), formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                      description=__doc__.split("\n\n")[0])

@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pretrain.config import ConfigError
 
-    from reddit_pretrain.cli import prog
+    from reddit_pretrain.hydra_job import prog
 
     parser = argparse.ArgumentParser(
         prog=prog("python -m pretrain.export"), formatter_class=argparse.ArgumentDefaultsHelpFormatter,

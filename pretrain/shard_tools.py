@@ -250,7 +250,7 @@ def fetch(source: str, dest: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from reddit_pretrain.cli import prog
+    from reddit_pretrain.hydra_job import prog
 
     parser = argparse.ArgumentParser(prog=prog("python -m pretrain.shard_tools"), description="Inspect or export token shards.")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -45,13 +45,14 @@ import sys
 import time
 from dataclasses import dataclass
 
-from pretrain.callbacks import Checkpointing, Evaluation, Samples, StepContext
+from pretrain.callbacks import StepContext, build_callbacks
 from pretrain.checkpointer import Checkpointer
 from pretrain.checkpoints import checkpoint_root, latest_checkpoint
 from pretrain.config import BatchSizes, ConfigError, TrainConfig, deepspeed_config, resolve_precision
 from pretrain.launch import (STOPPED_EXIT, StopSignals, from_every_rank, init_distributed, set_cpu_threads,
                              strip_launcher_args)
 from pretrain.metrics import MetricsLogger, Throughput, num_parameters
+from reddit_pretrain.errors import UserError
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,7 +139,7 @@ def build_model(cfg: TrainConfig, manifest: dict):
 # The loop
 
 
-class TrainingFailed(RuntimeError):
+class TrainingFailed(UserError, RuntimeError):
     """Training that cannot go on (a loss that stays non-finite, a batch that cannot be allocated):
     one line saying what to try, exit status 2."""
 
@@ -154,8 +155,7 @@ def train(cfg: TrainConfig) -> dict:
 
 def _loop(run: Run, cfg: TrainConfig) -> dict:
     ctx, t = run.ctx, cfg.trainer
-    callbacks = [Evaluation(run.valid_source, cfg), Samples(cfg, run.tokenizer, run.manifest["eos_id"]),
-                 Checkpointing(run.checkpointer, cfg)]  # in this order after a step, when due
+    callbacks = build_callbacks(run)  # trainer.callbacks, in order after a step, when due
     stop = StopSignals(t.stop_signals)
     last, stopping, nonfinite = {}, False, 0
     ctx.engine.train()
@@ -404,13 +404,10 @@ def _train_then_close(cfg: TrainConfig) -> dict:
 
 def main() -> None:
     strip_launcher_args()
-    from reddit_pretrain.cli import run_hydra
+    from reddit_pretrain.hydra_job import run_hydra
     from pretrain.config import GROUPS
-    from reddit_pretrain.shards import ShardError
 
-    from reddit_pretrain.storage import OutputNotWritable
-
-    run_hydra("train", TrainConfig, _train_then_close, (ConfigError, ShardError, TrainingFailed, OutputNotWritable),
+    run_hydra("train", TrainConfig, _train_then_close, "data.shards=shards 'trainer.sample_prompts=[Any good books?,How are you?]'",
               groups=GROUPS)
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
-"""What the data side (``extraction``) and the training side (``pretrain``) share, and the
-orchestration above both. Imports go one way (``tests/test_layout.py`` holds them to it):
+"""What the data side (``extraction``) and the training side (``pretrain``) share. It imports
+neither side; the roof above both (``reddit_pretrain_app``: the CLI, the pipeline, the registry)
+is a package of its own. Imports go one way (``tests/test_layout.py`` holds them to it):
 
-    reddit_pretrain.pipeline                 orchestration: drives both packages
+    reddit_pretrain_app                      the roof: drives both packages; nothing imports it
          |                  |
     extraction (Spark)   pretrain (torch, DeepSpeed)      never import each other
          |                  |
-    reddit_pretrain.{shards, documents, storage, cli}     the shared base: imports neither package
+    reddit_pretrain.{shards, documents, storage, layout, errors, hydra_job}   the shared base
 
 * ``shards``: the token shard format (writer, memory-mapped reader, manifest, checksums), numpy only.
 * ``documents``: how a session becomes a document (EOS-joined turns, first-turn loss mask).
 * ``storage``: local and remote paths, atomic commits by rename, completion markers.
-* ``cli``: every job's Hydra command line (``--help``, experiment precedence, one-line errors).
+* ``layout``: the names that tie one stage's output to the next one's input.
+* ``errors``: ``UserError``, the base of every error a user sees, and the one place it is caught.
+* ``hydra_job``: every job's Hydra command line (``--help``, experiment precedence, one-line errors).
 * ``CONF_DIR`` (the config folder; in a wheel it is shipped inside this package) and ``code_version``.
 
 Kept free of heavy imports: Spark executors import this package and must not pull in torch.

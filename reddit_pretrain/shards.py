@@ -32,12 +32,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reddit_pretrain.errors import UserError
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SHARDS_DIR = "shards"
 
 
-class ShardError(RuntimeError):
+class ShardError(UserError, RuntimeError):
     """A shard set that cannot be read as described (missing, resized, corrupted, mismatched)."""
 
 

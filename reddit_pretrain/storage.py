@@ -22,6 +22,8 @@ from typing import Any
 import fsspec
 from fsspec.core import url_to_fs
 
+from reddit_pretrain.errors import UserError
+
 for _chatty in ("botocore", "aiobotocore", "s3fs", "boto3"):  # "Found endpoint for s3 via ..." on every start
     logging.getLogger(_chatty).setLevel(logging.WARNING)
 
@@ -317,7 +319,7 @@ def parquet_rows(urls: list[str]) -> int:
         return sum(pool.map(rows, urls))
 
 
-class OutputNotWritable(OSError):
+class OutputNotWritable(UserError, OSError):
     """A job's output folder cannot be made or written (found before any work starts)."""
 
 

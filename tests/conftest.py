@@ -68,7 +68,7 @@ def extracted(tmp_path_factory):
     from extraction.sessions.job import ExtractConfig, run_extract
     from extraction.sessions.filters import FiltersConfig
     from extraction.ingest.job import IngestConfig, run_ingest
-    from reddit_pretrain.synth import SynthConfig, write_month
+    from reddit_pretrain_app.synth import SynthConfig, write_month
 
     root = tmp_path_factory.mktemp("pipeline")
     write_month(str(root / "dumps"), SynthConfig(comments=12_000, seed=41))

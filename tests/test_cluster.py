@@ -49,7 +49,7 @@ def rows(spark, path):
 
 @pytest.fixture(scope="module")
 def dumps(tmp_path_factory):
-    from reddit_pretrain.synth import SynthConfig, write_month
+    from reddit_pretrain_app.synth import SynthConfig, write_month
 
     folder = tmp_path_factory.mktemp("cluster-dumps")
     for i, month in enumerate(("2015-01", "2015-02", "2015-03")):

@@ -1,7 +1,8 @@
-"""Imports go one way (reddit_pretrain/__init__.py draws the layers): the data side and the
-training side never import each other, the shared base imports neither, the shard format imports
-only numpy, and only the orchestration drives both. Every import statement counts, those inside
-functions included."""
+"""Imports go one way (reddit_pretrain_app/__init__.py draws the floors): the roof
+(``reddit_pretrain_app``: the CLI, the pipeline, the registry, the demo's month) drives both sides
+and nothing imports it; the data side and the training side never import each other; the shared
+base imports neither; the shard format imports only numpy. Every import statement counts, those
+inside functions included."""
 
 import ast
 import sys
@@ -10,10 +11,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_BASE = ["reddit_pretrain/__init__.py", "reddit_pretrain/cli.py", "reddit_pretrain/storage.py",
-               "reddit_pretrain/shards.py", "reddit_pretrain/documents.py", "reddit_pretrain/layout.py"]
-ORCHESTRATION = ["reddit_pretrain/pipeline.py", "reddit_pretrain/command.py",  # drive both sides
-                 "reddit_pretrain/synth.py"]  # the demo's generated month, written with the data side's writer
+ROOF = "reddit_pretrain_app"
+SIDES = ("extraction", "pretrain")
+SHARED = "reddit_pretrain"
+FLOORS = {ROOF: 3, "extraction": 2, "pretrain": 2, SHARED: 1}
+"""Each package's floor: an import may point at a lower floor only (sides never at each other)."""
 
 
 def imported(path: Path) -> set[str]:
@@ -36,12 +38,31 @@ def package(name: str, deep: bool = False) -> list[str]:
     return sorted(str(p.relative_to(REPO)) for p in (REPO / name).glob("**/*.py" if deep else "*.py"))
 
 
-def test_the_layers_are_the_ones_drawn():
-    assert sorted(package("reddit_pretrain")) == sorted(SHARED_BASE + ORCHESTRATION), "a new module: give it its layer here"
+def top(name: str) -> str:
+    return name.split(".")[0]
+
+
+def test_imports_run_only_down_the_floors_at_the_package_level():
+    """The roof imports what it likes; nothing imports the roof; a side never imports the other;
+    the shared package imports neither side (its modules, those inside functions included)."""
+    wrong = []
+    for pkg, floor in FLOORS.items():
+        for f in package(pkg, deep=True):
+            for name in imported(REPO / f):
+                target = top(name)
+                if target in FLOORS and target != pkg and FLOORS[target] >= floor:
+                    wrong.append(f"{f} imports {name} (floor {FLOORS[target]} from floor {floor})")
+    assert wrong == []
+
+
+def test_the_check_sees_an_import_running_up(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from reddit_pretrain_app.registry import COMMANDS\n")
+    assert {top(n) for n in imported(bad)} == {ROOF} and FLOORS[ROOF] > FLOORS[SHARED]
 
 
 def test_the_training_side_never_imports_the_data_side():
-    assert forbidden(package("pretrain"), ["extraction", "pyspark", "reddit_pretrain.pipeline"]) == []
+    assert forbidden(package("pretrain"), ["extraction", "pyspark", ROOF]) == []
 
 
 TAGGER = "extraction/sessions/classifier.py"
@@ -50,7 +71,7 @@ TAGGER = "extraction/sessions/classifier.py"
 
 
 def test_the_data_side_never_imports_the_training_side():
-    assert forbidden(package("extraction", deep=True), ["pretrain", "deepspeed", "reddit_pretrain.pipeline"]) == []
+    assert forbidden(package("extraction", deep=True), ["pretrain", "deepspeed", ROOF]) == []
     assert forbidden([f for f in package("extraction", deep=True) if f != TAGGER], ["torch", "transformers"]) == []
     top_level = {alias.name.split(".")[0] for node in ast.parse((REPO / TAGGER).read_text()).body
                  if isinstance(node, (ast.Import, ast.ImportFrom))
@@ -59,14 +80,19 @@ def test_the_data_side_never_imports_the_training_side():
 
 
 def test_the_shared_base_imports_neither_side():
-    assert forbidden(SHARED_BASE, ["extraction", "pretrain", "pyspark", "torch", "transformers", "deepspeed",
-                                   "reddit_pretrain.pipeline"]) == []
+    assert forbidden(package(SHARED, deep=True), ["extraction", "pretrain", "pyspark", "torch", "transformers", "deepspeed",
+                                                  ROOF]) == []
 
 
 def test_the_shard_format_imports_only_numpy():
+    """(and the error base, itself standard library only: what it needs to show a remote error it
+    imports when one is shown)"""
     allowed = set(sys.stdlib_module_names) | {"numpy", "__future__"}
     for f in ("reddit_pretrain/shards.py", "reddit_pretrain/documents.py"):
-        assert {n.split(".")[0] for n in imported(REPO / f)} <= allowed, f
+        assert {n.split(".")[0] for n in imported(REPO / f) if n != "reddit_pretrain.errors"} <= allowed, f
+    top_level = [node for node in ast.parse((REPO / "reddit_pretrain/errors.py").read_text()).body
+                 if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert {(n.module if isinstance(n, ast.ImportFrom) else n.names[0].name).split(".")[0] for n in top_level} <= allowed
 
 
 def test_a_forbidden_import_is_caught(tmp_path):
@@ -108,10 +134,10 @@ STAGE_NAMES = ["_INGEST_DONE", "_EXTRACT_DONE", "_TOKENIZE_DONE", "ingest_report
 
 
 def test_stage_to_stage_names_are_written_only_by_their_owner():
-    product = package("extraction", deep=True) + package("pretrain") + package("reddit_pretrain")
+    product = package("extraction", deep=True) + package("pretrain") + package(SHARED) + package(ROOF)
     found = [f"{f}:{line}: {value!r}" for f in product if f != LAYOUT_OWNER for line, value in _code_strings(REPO / f)
              if (isinstance(value, str) and any(name in value for name in STAGE_NAMES))
-             or (value == -100 and f != "reddit_pretrain/synth.py")]  # (the generator's -100 is a comment's score)
+             or (value == -100 and f != "reddit_pretrain_app/synth.py")]  # (the generator's -100 is a comment's score)
     assert found == [], "use reddit_pretrain.layout's names (IGNORE_INDEX for -100)"
 
 
@@ -175,7 +201,7 @@ def test_no_import_cycles():
 
 def test_the_cycle_check_sees_dynamic_imports_and_skips_type_checking():
     tree = ast.parse("import importlib\nfrom typing import TYPE_CHECKING\n"
-                     "if TYPE_CHECKING:\n    from extraction.sessions.filters import Rules\n"
+                     "if TYPE_CHECKING:\n    from extraction.sessions.filters import LoadedRules\n"
                      "def f():\n    return importlib.import_module('extraction.sessions.features')\n")
     found = run_time_imports(tree)
     assert "extraction.sessions.features" in found

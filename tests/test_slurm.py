@@ -185,7 +185,7 @@ def month(tmp_path_factory) -> Path:
     """A generated month, and the local run of it (ingest, extract) that every Slurm run must equal."""
     from extraction.sessions.job import ExtractConfig, run_extract
     from extraction.ingest.job import IngestConfig, run_ingest
-    from reddit_pretrain.synth import SynthConfig, write_month
+    from reddit_pretrain_app.synth import SynthConfig, write_month
 
     root = tmp_path_factory.mktemp("slurm-month")
     write_month(str(root / "dumps"), SynthConfig(comments=6_000, seed=71))

@@ -12,7 +12,7 @@ import zstandard
 from extraction.sessions.job import ExtractConfig, run_extract
 from extraction.sessions.filters import FiltersConfig
 from extraction.ingest.job import IngestConfig, run_ingest
-from reddit_pretrain.synth import SynthConfig, write_month
+from reddit_pretrain_app.synth import SynthConfig, write_month
 from extraction.tokenize.job import TokenizeConfig, run_tokenize
 
 

@@ -40,7 +40,7 @@ def test_the_wheel_carries_its_config_and_runs_every_command(tmp_path):
 
     where = run("-c", "import reddit_pretrain, extraction, pretrain; print(reddit_pretrain.CONF_DIR, extraction.__file__)")
     assert where.split()[0] == str(site / "reddit_pretrain" / "conf") and str(site) in where.split()[1]
-    run("-m", "reddit_pretrain.synth", "--out", "dumps", "--comments", "3000", "--seed", "5")
+    run("-m", "reddit_pretrain_app.synth", "--out", "dumps", "--comments", "3000", "--seed", "5")
     run("-m", "extraction.ingest.job", "inputs=[dumps/RC_2015-01.zst,dumps/RS_2015-01.zst]", "output=ingest")
     assert "preset: dialogpt_paper" in run("-m", "extraction.sessions.job", "--help")
     run("-m", "extraction.sessions.job", "input=ingest", "output=extract", "preset=dialogpt_paper", "filters.bland=false",
@@ -52,8 +52,8 @@ def test_the_wheel_carries_its_config_and_runs_every_command(tmp_path):
         "data.seq_len=32", "deepspeed=zero0", "trainer.eval_interval=2", "trainer.checkpoint_interval=2")
     run("-m", "pretrain.export", "train/checkpoints", "model")
     assert "bot> " in run("-m", "pretrain.chat", "model", "--max-new-tokens", "3", stdin="hello\nquit\n")
-    assert "model: [demo]" in run("-m", "reddit_pretrain.pipeline", "--help")
+    assert "model: [demo]" in run("-m", "reddit_pretrain_app.pipeline", "--help")
     # The console script the wheel declares (pip --target puts it in <site>/bin).
-    assert "reddit-pretrain = reddit_pretrain.command:main" in zipfile.ZipFile(wheel).read(
+    assert "reddit-pretrain = reddit_pretrain_app.command:main" in zipfile.ZipFile(wheel).read(
         next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "usage: reddit-pretrain inspect" in run(str(site / "bin" / "reddit-pretrain"), "inspect", "--help")

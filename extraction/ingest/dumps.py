@@ -29,6 +29,8 @@ from typing import BinaryIO, Callable, Iterator
 
 import zstandard
 
+from reddit_pretrain.errors import UserError
+
 ZSTD_MAX_WINDOW_BYTES = 2**31
 """Largest zstd window a Pushshift dump uses (``--long=31``)."""
 
@@ -38,7 +40,7 @@ _DUMP_NAME = re.compile(r"(?P<kind>RC|RS)_(?P<year>\d{4})-(?P<month>\d{2})")
 _SUBREDDIT_DUMP = re.compile(r"_(?P<kind>comments|submissions)(?:\.(?:nd)?json)?\.(?:zst|zst_blocks|bz2|xz|gz)$")
 
 
-class DumpReadError(RuntimeError):
+class DumpReadError(UserError, RuntimeError):
     """A dump file cannot be decompressed (truncated, corrupt, not zstd). Names the file."""
 
     def __init__(self, path: str, line_number: int, cause: str):

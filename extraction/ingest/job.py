@@ -60,6 +60,7 @@ import pyarrow.compute as pc
 import zstandard
 
 from reddit_pretrain import layout, storage
+from reddit_pretrain.errors import UserError
 from reddit_pretrain.layout import TABLES
 from extraction.ingest.dumps import (
     DEFAULT_READ_SIZE_BYTES,
@@ -80,7 +81,7 @@ DONE_MARKER = layout.INGEST_DONE
 REPORT_FILE = layout.INGEST_REPORT
 
 
-class IngestError(RuntimeError):
+class IngestError(UserError, RuntimeError):
     """A clear, user-facing reason the ingest job stopped."""
 
 
@@ -200,7 +201,7 @@ class _PartitionedParquet:
             return
         import numpy as np
 
-        from extraction.sessions.threads import thread_bucket
+        from extraction.sessions.reddit_threads import thread_bucket
 
         months = pc.dictionary_encode(batch.column("month"))
         names = months.dictionary.to_pylist()
@@ -889,9 +890,9 @@ def format_report(report: dict, output: str) -> str:
 
 def main() -> None:
     from extraction import spark
-    from reddit_pretrain.cli import run_hydra
+    from reddit_pretrain.hydra_job import run_hydra
 
-    run_hydra("ingest", IngestConfig, run_ingest, (IngestError, FileNotFoundError, storage.OutputNotWritable, spark.SparkStartError),
+    run_hydra("ingest", IngestConfig, run_ingest, "'inputs=[dumps/RC_2015-01.zst,dumps/RS_2015-01.zst]' output=ingest",
               hint=spark.log_hint)
 
 if __name__ == "__main__":

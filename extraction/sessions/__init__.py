@@ -1,6 +1,6 @@
 """Stage 2, extract: ingested comments -> dialogue sessions, filtered, split and reported.
 
-* ``threads``: the work of one thread bucket (trees, chains, turn rules, features) and the corpus
+* ``reddit_threads``: the work of one range of Reddit threads (trees, chains, turn rules, features) and the corpus
   steps between buckets (exact and near duplicates, bland words).
 * ``chains``: root-to-leaf paths and the split of a session by its thread.
 * ``filters``: every rule, declared once; ``features``: the rules' features, vectorised.
@@ -11,6 +11,8 @@
 * ``job``: the extract job (``reddit-pretrain extract``).
 """
 
+from reddit_pretrain.errors import UserError
 
-class ExtractError(RuntimeError):
+
+class ExtractError(UserError, RuntimeError):
     """A clear, user-facing reason the extract job stopped (raised by the job and its report)."""

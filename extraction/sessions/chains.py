@@ -2,7 +2,7 @@
 
 A session ends at a comment (a leaf; any reply in ``replies`` mode; in ``longest`` mode the deepest
 leaf below each chain head) and walks up through its parents, at most ``max_turns`` of them; a comment that fails a turn rule cuts the chain where it
-stands. The walk itself runs in ``extraction.sessions.threads`` (vectorised, one bucket of whole threads
+stands. The walk itself runs in ``extraction.sessions.reddit_threads`` (vectorised, one bucket of whole threads
 at a time) and, one comment at a time, in ``tests.kit.reference``.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reddit_pretrain.errors import SettingError
 from reddit_pretrain.layout import TEST, TRAIN, VALID
 from extraction.sessions.filters import CORPUS_RULES, SESSION_RULES
 
@@ -44,13 +45,13 @@ class ChainsConfig:
 
     def validate(self) -> None:
         if self.mode not in ("leaves", "replies", "longest"):
-            raise ValueError(f"chains.mode must be 'leaves', 'replies' or 'longest', not {self.mode!r}")
+            raise SettingError(f"chains.mode must be 'leaves', 'replies' or 'longest', not {self.mode!r}")
         if self.long_chains not in ("keep_last", "drop"):
-            raise ValueError(f"chains.long_chains must be 'keep_last' or 'drop', not {self.long_chains!r}")
+            raise SettingError(f"chains.long_chains must be 'keep_last' or 'drop', not {self.long_chains!r}")
         if self.max_turn_words < 0:
-            raise ValueError("chains.max_turn_words must be >= 0 (0: no limit)")
+            raise SettingError("chains.max_turn_words must be >= 0 (0: no limit)")
         if not 1 <= self.min_turns <= self.max_turns:
-            raise ValueError("need 1 <= chains.min_turns <= chains.max_turns")
+            raise SettingError("need 1 <= chains.min_turns <= chains.max_turns")
 
 
 @dataclass
@@ -69,12 +70,12 @@ class SplitConfig:
     def validate(self) -> None:
         if self.method == "hash":
             if self.valid_fraction < 0 or self.test_fraction < 0 or self.valid_fraction + self.test_fraction >= 1:
-                raise ValueError("split fractions must be >= 0 and leave room for train")
+                raise SettingError("split fractions must be >= 0 and leave room for train")
         elif self.method == "date":
             if not self.valid_from or not self.test_from or self.valid_from > self.test_from:
-                raise ValueError("split.method=date needs valid_from <= test_from (YYYY-MM-DD)")
+                raise SettingError("split.method=date needs valid_from <= test_from (YYYY-MM-DD)")
         else:
-            raise ValueError(f"split.method must be 'hash' or 'date', not {self.method!r}")
+            raise SettingError(f"split.method must be 'hash' or 'date', not {self.method!r}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,10 +27,12 @@ import os
 
 import numpy as np
 
+from reddit_pretrain.errors import UserError
+
 _LOADED: dict[tuple, "Classifier"] = {}
 
 
-class ClassifierError(ValueError):
+class ClassifierError(UserError, ValueError):
     """The classifier named cannot be used: one line saying why."""
 
 

@@ -23,6 +23,7 @@ import json
 import sys
 
 from reddit_pretrain import layout, storage
+from reddit_pretrain.errors import UserError
 from reddit_pretrain.layout import TEST, TRAIN, VALID
 
 SPLITS = {TRAIN: "train", VALID: "validation", TEST: "test"}
@@ -35,7 +36,7 @@ ROWS_PER_FILE = 200_000
 DELETED = "[deleted]"
 
 
-class DatasetExportError(RuntimeError):
+class DatasetExportError(UserError, RuntimeError):
     """An extract folder that cannot be exported (one line)."""
 
 
@@ -264,7 +265,7 @@ def dataset_card(schema, sizes: dict, report: dict, roles: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from reddit_pretrain.cli import prog
+    from reddit_pretrain.hydra_job import prog
 
     parser = argparse.ArgumentParser(
         prog=prog("python -m extraction.sessions.export_dataset"), formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -1,6 +1,6 @@
 """What every rule needs, computed once per comment over a whole Arrow column (no per-row Python).
 
-The rules themselves are written once, in plain Python, in ``extraction.sessions.filters`` (``Rules``): that
+The rules themselves are written once, in plain Python, in ``extraction.sessions.filters`` (``LoadedRules``): that
 is the reference. This module computes the same per-text features for a whole column with
 pyarrow.compute (RE2) and numpy, and agrees with the reference on every text:
 
@@ -20,14 +20,13 @@ hand-written texts, those edge cases included. Trigrams are those of ``filters.t
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-if TYPE_CHECKING:  # annotations only: the rules' module imports this one for their vectorised forms
-    from extraction.sessions.filters import Rules
+LoadedRules = "extraction.sessions.filters.LoadedRules"
+"""What the ``rules`` argument below is (annotations only: the rules' module imports this one for
+their vectorised forms, so this one does not import it back)."""
 
 _PY_SPACE = "\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}"
 """The characters ``str.split()`` splits on, as an RE2 class body."""
@@ -285,14 +284,14 @@ def _null(texts: Texts) -> np.ndarray:
     return pc.is_null(texts.texts).to_numpy(zero_copy_only=False)
 
 
-def deleted_comments(texts: Texts, authors, rules: Rules) -> np.ndarray:
+def deleted_comments(texts: Texts, authors, rules: LoadedRules) -> np.ndarray:
     """The ``deleted`` turn rule: no body, or one of ``deleted_bodies`` (around spaces)."""
     bodies = texts.texts
     deleted = _bool(pc.is_in(pc.utf8_trim_whitespace(bodies), value_set=pa.array(list(rules.cfg.deleted_bodies), pa.string())))
     return deleted | _null(texts)
 
 
-def bot_comments(texts: Texts, authors, rules: Rules) -> np.ndarray:
+def bot_comments(texts: Texts, authors, rules: LoadedRules) -> np.ndarray:
     """The ``bots`` turn rule, judged once per distinct author."""
     encoded = pc.dictionary_encode(as_array(authors))
     names = encoded.dictionary
@@ -304,17 +303,17 @@ def bot_comments(texts: Texts, authors, rules: Rules) -> np.ndarray:
     return is_bot[pc.fill_null(encoded.indices, len(names)).to_numpy(zero_copy_only=False)]
 
 
-def quote_comments(texts: Texts, authors, rules: Rules) -> np.ndarray:
+def quote_comments(texts: Texts, authors, rules: LoadedRules) -> np.ndarray:
     bodies = texts.texts
     quote = pc.match_substring_regex(bodies, "&gt;|>") if rules.cfg.quotes_anywhere else pc.match_substring_regex(bodies, _QUOTE_RE2)
     return _bool(quote) & ~_null(texts)
 
 
-def short_comments(texts: Texts, authors, rules: Rules) -> np.ndarray:
+def short_comments(texts: Texts, authors, rules: LoadedRules) -> np.ndarray:
     return (comment_words(texts) < rules.cfg.min_comment_words) & ~_null(texts)
 
 
-def turn_cut(texts: Texts, authors, rules: Rules, comments: pa.Table | None = None) -> np.ndarray:
+def turn_cut(texts: Texts, authors, rules: LoadedRules, comments: pa.Table | None = None) -> np.ndarray:
     """Index + 1 in ``TURN_RULES`` of the first turn rule each comment fails, 0 when it can be a turn
     (``comments``: the table whose marks the rules with ``marks`` read)."""
     cut = np.zeros(len(texts), dtype=np.int8)
@@ -324,7 +323,7 @@ def turn_cut(texts: Texts, authors, rules: Rules, comments: pa.Table | None = No
     return cut
 
 
-def moderator_comments(texts: Texts, authors, rules: Rules, comments: pa.Table | None) -> np.ndarray:
+def moderator_comments(texts: Texts, authors, rules: LoadedRules, comments: pa.Table | None) -> np.ndarray:
     """The ``moderator`` turn rule: distinguished by a moderator, or stickied (null marks pass)."""
     out = np.zeros(len(texts), dtype=bool)
     if comments is None:
@@ -346,11 +345,11 @@ def comment_words(texts: Texts) -> np.ndarray:
 # -- the session rules' features: each the vectorised form of a ``filters.Feature`` -------------
 
 
-def n_words(texts: Texts, rules: Rules) -> np.ndarray:
+def n_words(texts: Texts, rules: LoadedRules) -> np.ndarray:
     return texts.words.per_row.astype(np.int64)
 
 
-def has_url(texts: Texts, rules: Rules) -> np.ndarray:
+def has_url(texts: Texts, rules: LoadedRules) -> np.ndarray:
     raw = texts.texts
     pattern = rules.url_pattern.pattern
     url = _regex(raw, pattern, ignore_case=True)
@@ -359,13 +358,13 @@ def has_url(texts: Texts, rules: Rules) -> np.ndarray:
     return _with_python(url, raw, _unicode_suspects(raw, relaxed, True) if url is not None else off, rules.has_url)
 
 
-def has_long_word(texts: Texts, rules: Rules) -> np.ndarray:
+def has_long_word(texts: Texts, rules: LoadedRules) -> np.ndarray:
     chars = rules.cfg.max_word_chars
     long_word = _regex(texts.texts, f"[^{_PY_SPACE}]{{{chars + 1},}}") if chars < 999 else None
     return _with_python(long_word, texts.texts, np.zeros(len(texts), bool), rules.has_long_word)
 
 
-def is_shouting(texts: Texts, rules: Rules) -> np.ndarray:
+def is_shouting(texts: Texts, rules: LoadedRules) -> np.ndarray:
     raw, pattern = texts.texts, rules.cfg.shouting_pattern
     shouting = _regex(raw, pattern)
     off = np.zeros(len(raw), bool)
@@ -373,7 +372,7 @@ def is_shouting(texts: Texts, rules: Rules) -> np.ndarray:
     return _with_python(shouting, raw, suspects if shouting is not None else off, rules.is_shouting)
 
 
-def has_markup(texts: Texts, rules: Rules) -> np.ndarray:
+def has_markup(texts: Texts, rules: LoadedRules) -> np.ndarray:
     chars = rules.cfg.markup_chars
     if not chars:
         return np.zeros(len(texts), bool)
@@ -381,18 +380,18 @@ def has_markup(texts: Texts, rules: Rules) -> np.ndarray:
     return _with_python(found, texts.texts, np.zeros(len(texts), bool), rules.has_markup)
 
 
-def has_repeat(texts: Texts, rules: Rules) -> np.ndarray:
+def has_repeat(texts: Texts, rules: LoadedRules) -> np.ndarray:
     return _with_python(texts.words.repeats(len(texts), rules.cfg.word_repeat_times), texts.texts, texts.slow, rules.has_repeat)
 
 
-def has_common_word(texts: Texts, rules: Rules) -> np.ndarray:
+def has_common_word(texts: Texts, rules: LoadedRules) -> np.ndarray:
     usable = sorted(w for w in rules.common_words if w and all(c in _WORD_CHARS for c in w))
     found = _regex(texts.lowered, "(?:^|[^a-z])(?:" + "|".join(_re2_escape(w) for w in usable) + ")(?:[^a-z]|$)") \
         if usable else np.zeros(len(texts), bool)
     return _with_python(found, texts.texts, texts.slow, rules.has_common_word)
 
 
-def is_offensive(texts: Texts, rules: Rules) -> np.ndarray:
+def is_offensive(texts: Texts, rules: LoadedRules) -> np.ndarray:
     if rules.offensive is None:
         return np.zeros(len(texts), bool)
     pattern = rules.offensive.pattern
@@ -402,8 +401,8 @@ def is_offensive(texts: Texts, rules: Rules) -> np.ndarray:
     return _with_python(found, texts.texts, suspects, rules.is_offensive)
 
 
-def text_features(texts: Texts, rules: Rules, title: bool = False) -> dict[str, np.ndarray]:
-    """Every per-text feature the session rules switched on read (``Rules.features``), one value per text.
+def text_features(texts: Texts, rules: LoadedRules, title: bool = False) -> dict[str, np.ndarray]:
+    """Every per-text feature the session rules switched on read (``LoadedRules.features``), one value per text.
 
     Titles are context for the features declared ``titles`` only (``url``, ``n_words``): their
     other features are False (0). Null texts count as empty. With ``filters.normalize=dialogpt``

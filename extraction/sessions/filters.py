@@ -15,7 +15,7 @@ Three kinds of rule:
 * session rules judge a whole session (context turns + the response, its last turn); a session
   that fails one is set aside with the name of the first rule it failed, in ``RULES`` order.
 * corpus rules (``bland``, the exact duplicates, ``near_duplicate_response``) need the whole corpus:
-  the extract job's steps between the thread buckets apply them (``extraction.sessions.threads``,
+  the extract job's steps between the thread buckets apply them (``extraction.sessions.reddit_threads``,
   ``extraction.sessions.neardup``), after the session rules.
 
 Your own rule: declare it in a module of yours with ``add_rule(Rule(...), before="offensive")`` and
@@ -35,6 +35,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from reddit_pretrain.errors import SettingError
 from reddit_pretrain import CONF_DIR
 
 from extraction.sessions import features as vectorised  # each rule's vectorised form
@@ -109,11 +110,11 @@ class Setting:
 
     def check(self, value) -> None:
         if self.choices and value not in self.choices:
-            raise ValueError(f"filters.{self.name} must be one of {self.choices}, not {value!r}")
+            raise SettingError(f"filters.{self.name} must be one of {self.choices}, not {value!r}")
         if self.minimum is not None and value < self.minimum:
-            raise ValueError(f"filters.{self.name} must be >= {self.minimum}, not {value!r}")
+            raise SettingError(f"filters.{self.name} must be >= {self.minimum}, not {value!r}")
         if self.maximum is not None and value > self.maximum:
-            raise ValueError(f"filters.{self.name} must be <= {self.maximum}, not {value!r}")
+            raise SettingError(f"filters.{self.name} must be <= {self.maximum}, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -155,9 +156,9 @@ class Rule:
     ``check(rules, session)`` (a ``Session``); True when the comment or session fails."""
     fails: Callable | None = None
     """The vectorised form: turn rules ``fails(texts, authors, rules)`` over a column of comments,
-    session rules ``fails(view)`` over a bucket's sessions (``extraction.sessions.threads.SessionView``)."""
+    session rules ``fails(view)`` over a bucket's sessions (``extraction.sessions.reddit_threads.SessionView``)."""
     load: Callable | None = None
-    """``load(cfg) -> {name: value}``: what the rule needs loaded (lists), set on ``Rules``."""
+    """``load(cfg) -> {name: value}``: what the rule needs loaded (lists), set on ``LoadedRules``."""
     turns_setting: str | None = None
     """The setting that says whether it reads the ``response`` or the comment turns."""
     validate: Callable | None = None
@@ -203,9 +204,9 @@ class Rule:
 
 @dataclass
 class Session:
-    """One session as the session rules' references read it (``Rules.session_reason``)."""
+    """One session as the session rules' references read it (``LoadedRules.session_reason``)."""
 
-    rules: "Rules"
+    rules: "LoadedRules"
     turns: list[str]
     """The texts, the response last."""
     subreddit: str | None
@@ -251,7 +252,7 @@ class Session:
         return bool(values[-1]) if which == "response" else any(values)
 
 
-class Rules:
+class LoadedRules:
     """The rules of a FiltersConfig with their lists loaded: the plain-Python reference.
 
     ``turn_reason`` and ``session_reason`` judge one comment or one session by each rule's ``check``;
@@ -275,7 +276,7 @@ class Rules:
             setattr(self, name, value)
 
     @classmethod
-    def load(cls, cfg: "FiltersConfig") -> "Rules":
+    def load(cls, cfg: "FiltersConfig") -> "LoadedRules":
         cfg.validate()
         loaded = {}
         for rule in RULES:
@@ -421,7 +422,7 @@ def _dialogpt_extra_words(cfg, num_turns):
 
 def _check_language(cfg) -> None:
     if not cfg.languages:
-        raise ValueError("filters.languages must name a language")
+        raise SettingError("filters.languages must name a language")
 
 
 _NEAR_SETTINGS = (
@@ -434,7 +435,7 @@ _NEAR_SETTINGS = (
             "its earliest session only (n - 1 pairs, not n x n).", minimum=2))
 """The near-duplicate rules' settings (declared by ``near_duplicate_response``, read by both)."""
 
-_RULES: list[Rule] = [
+_DECLARED: list[Rule] = [
     Rule("deleted", "turn", "comment", "A body in ``deleted_bodies`` (or none at all) cuts the chain.",
          (Setting("deleted_bodies", list[str], ["[deleted]", "[removed]"], "The released extractor removes ``[deleted]`` only."),),
          check=lambda r, body, author: r.is_deleted(body), fails=vectorised.deleted_comments),
@@ -585,15 +586,15 @@ def _round(value) -> str:
 
 
 def _raise(message: str):
-    raise ValueError(message)
+    raise SettingError(message)
 
 
 def _check_classifier(cfg) -> None:
     if not cfg.classifier_path:
-        raise ValueError("filters.classifier needs filters.classifier_path: a Hugging Face text-classification model "
+        raise SettingError("filters.classifier needs filters.classifier_path: a Hugging Face text-classification model "
                          "folder or a fastText .bin")
     if "://" not in cfg.classifier_path and not os.path.exists(cfg.classifier_path):
-        raise ValueError(f"filters.classifier_path {cfg.classifier_path!r} does not exist")
+        raise SettingError(f"filters.classifier_path {cfg.classifier_path!r} does not exist")
 
 
 def _classifier(cfg):
@@ -611,25 +612,25 @@ def add_rule(rule: Rule, *, before: str | None = None, after: str | None = None)
     ``before`` or ``after`` the rule named (last of its kind when neither is given)."""
     if "FiltersConfig" in globals():
         raise RuntimeError("add_rule runs while extraction.sessions.filters is imported: name the module in REDDIT_PRETRAIN_RULES")
-    names = [r.name for r in _RULES]
+    names = [r.name for r in _DECLARED]
     if rule.name in names or not re.fullmatch(r"[a-z][a-z0-9_]*", rule.name):
-        raise ValueError(f"a rule needs a new lower-case name, not {rule.name!r}")
+        raise SettingError(f"a rule needs a new lower-case name, not {rule.name!r}")
     if rule.kind not in ("turn", "session") or rule.check is None or rule.fails is None:
-        raise ValueError(f"rule {rule.name!r}: your own rules are turn or session rules with a check and a fails")
-    taken = {f.name for f in dataclasses.fields(_FiltersBase)} | set(names) | {s.name for r in _RULES for s in r.settings}
+        raise SettingError(f"rule {rule.name!r}: your own rules are turn or session rules with a check and a fails")
+    taken = {f.name for f in dataclasses.fields(_FiltersBase)} | set(names) | {s.name for r in _DECLARED for s in r.settings}
     clash = [s.name for s in rule.settings if s.name in taken]
     if clash:
-        raise ValueError(f"rule {rule.name!r}: settings {clash} are taken")
+        raise SettingError(f"rule {rule.name!r}: settings {clash} are taken")
     anchor = before or after
     if anchor is not None:
         if anchor not in names:
-            raise ValueError(f"rule {rule.name!r}: no rule {anchor!r} to go {'before' if before else 'after'}")
-        if _RULES[names.index(anchor)].kind != rule.kind:
-            raise ValueError(f"rule {rule.name!r} is a {rule.kind} rule: it goes among the {rule.kind} rules")
+            raise SettingError(f"rule {rule.name!r}: no rule {anchor!r} to go {'before' if before else 'after'}")
+        if _DECLARED[names.index(anchor)].kind != rule.kind:
+            raise SettingError(f"rule {rule.name!r} is a {rule.kind} rule: it goes among the {rule.kind} rules")
         index = names.index(anchor) + (0 if before else 1)
     else:
-        index = max(i for i, r in enumerate(_RULES) if r.kind == rule.kind) + 1
-    _RULES.insert(index, rule)
+        index = max(i for i, r in enumerate(_DECLARED) if r.kind == rule.kind) + 1
+    _DECLARED.insert(index, rule)
 
 
 @dataclass
@@ -656,7 +657,7 @@ class _FiltersBase:
 
     def validate(self) -> None:
         if self.normalize not in ("none", "dialogpt"):
-            raise ValueError(f"filters.normalize must be one of ('none', 'dialogpt'), not {self.normalize!r}")
+            raise SettingError(f"filters.normalize must be one of ('none', 'dialogpt'), not {self.normalize!r}")
         if self.rules is not None:
             unknown = [name for name in self.rules if name not in RULES_BY_NAME]
             if unknown:
@@ -664,7 +665,7 @@ class _FiltersBase:
 
                 hints = [f"{u!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, RULES_BY_NAME, 1)) else repr(u)
                          for u in unknown]
-                raise ValueError(f"filters.rules names no such rule: {', '.join(hints)}")
+                raise SettingError(f"filters.rules names no such rule: {', '.join(hints)}")
         for rule in RULES:
             if not rule.is_on(self):
                 continue
@@ -677,7 +678,7 @@ class _FiltersBase:
 for _module in filter(None, (m.strip() for m in os.environ.get("REDDIT_PRETRAIN_RULES", "").split(","))):
     importlib.import_module(_module)
 
-RULES: tuple[Rule, ...] = tuple(_RULES)
+RULES: tuple[Rule, ...] = tuple(_DECLARED)
 """Every rule, in the order they are tried: a session is counted under the first it fails."""
 RULES_BY_NAME = {rule.name: rule for rule in RULES}
 
@@ -697,7 +698,7 @@ def _make_config() -> type:
     cls.__doc__ = _FiltersBase.__doc__
     cls.__field_docs__ = docs
     cls.__unset_fields__ = tuple(rule.switch for rule in RULES)
-    """Left unset in the Hydra schema (``reddit_pretrain.cli.register_schemas``): they follow ``filters.rules``."""
+    """Left unset in the Hydra schema (``reddit_pretrain.hydra_job.register_schemas``): they follow ``filters.rules``."""
     """The documentation of the fields made from the rules' declarations (``jobs/config_reference.py``)."""
     return cls
 

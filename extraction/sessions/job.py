@@ -23,7 +23,7 @@ holds whole threads. The job groups contiguous pieces into tasks of about ``task
 unit of work follows the data, not how finely the input was cut), then runs three sets of Spark
 tasks, whatever the input:
 
-1. one task per range of pieces (``extraction.sessions.threads.build_candidates``): whole threads
+1. one task per range of pieces (``extraction.sessions.reddit_threads.build_candidates``): whole threads
    in memory, every feature computed once per comment, vectorised; chains, session rules and
    split as array expressions. It writes its candidate sessions, its trigram counts and the
    hashes the duplicate rules need to ``_work/`` in staging (``extraction.spark.exchange``: one
@@ -65,12 +65,12 @@ from reddit_pretrain import layout, storage
 from reddit_pretrain.layout import SPLITS
 from extraction.sessions import ExtractError
 from extraction.sessions.chains import ChainsConfig, SplitConfig
-from extraction.sessions.filters import FiltersConfig, Rules, resolve_list_path
+from extraction.sessions.filters import FiltersConfig, LoadedRules, resolve_list_path
 from extraction.sessions.privacy import Privacy, PrivacyConfig, resolve_salt
 from extraction.sessions.features import as_array
 from extraction.sessions.report import (annotate_rules, format_report, ingest_summary, load_plotting_in_background,
                                         merge_reports, rejected_examples, render_report, run_info)
-from extraction.sessions.threads import (COMMENT_COLUMNS, MARK_COLUMNS, ND_BANDS, ND_DROPPED, ND_PAIRS, ND_PAIRS_A, ND_VERIFIED,
+from extraction.sessions.reddit_threads import (COMMENT_COLUMNS, MARK_COLUMNS, ND_BANDS, ND_DROPPED, ND_PAIRS, ND_PAIRS_A, ND_VERIFIED,
                                          SESSION_COLUMNS, SUBMISSION_COLUMNS, Timer, build_candidates, finish_bucket,
                                          frequent_trigrams, near_duplicate_clusters, near_duplicate_inputs, near_duplicates_on,
                                          near_duplicate_pairs, resolve_duplicates, unique_pairs, verify_pairs, with_texts)
@@ -439,7 +439,7 @@ def _sessions_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]
     comments = _read_parquet(task["comments"], COMMENT_COLUMNS + MARK_COLUMNS)
     submissions = _read_parquet(task["submissions"], SUBMISSION_COLUMNS) if task["submissions"] else None
     timer.lap("read")
-    rules = Rules.load(settings.filters)
+    rules = LoadedRules.load(settings.filters)
     candidates, stats, grams, counts = build_candidates(comments, submissions, settings.chains, settings.filters,
                                                         settings.split, rules, timer, settings.privacy)
     t, parts = task["task"], settings.tasks
@@ -700,10 +700,10 @@ def _np(array) -> np.ndarray:
 
 def main() -> None:
     from extraction import spark
-    from reddit_pretrain.cli import run_hydra
+    from reddit_pretrain.hydra_job import run_hydra
 
-    run_hydra("extract", ExtractConfig, run_extract, (ExtractError, ValueError, FileNotFoundError, storage.OutputNotWritable,
-                                                       spark.SparkStartError), hint=spark.log_hint)
+    run_hydra("extract", ExtractConfig, run_extract,
+              "input=ingest output=extract 'filters.subreddit_blocklist_path=/lists/blocked subs.txt'", hint=spark.log_hint)
 
 if __name__ == "__main__":
     main()

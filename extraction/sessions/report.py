@@ -21,7 +21,7 @@ from extraction.sessions import ExtractError
 from extraction.sessions.chains import ALL_SESSION_REASONS
 from extraction.sessions.filters import RULES, RULES_BY_NAME, TURN_RULES
 from extraction.sessions.privacy import KINDS as PII_KINDS
-from extraction.sessions.threads import WORD_EDGES, histogram_labels
+from extraction.sessions.reddit_threads import WORD_EDGES, histogram_labels
 
 EXAMPLES_PER_RULE = 3
 EXAMPLE_TURN_CHARS = 120

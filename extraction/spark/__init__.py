@@ -18,6 +18,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from reddit_pretrain.errors import UserError
+
 
 @dataclass
 class SparkConfig:
@@ -119,7 +121,7 @@ def _log_to_file() -> dict[str, str]:
     return {"spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{stem}.log4j2.properties"}
 
 
-class SparkStartError(RuntimeError):
+class SparkStartError(UserError, RuntimeError):
     """The local JVM did not start (no Java, too little memory, a bad setting): its own words are
     in the log file the message names."""
 

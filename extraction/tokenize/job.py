@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 from reddit_pretrain import code_version, storage
 from reddit_pretrain import layout
+from reddit_pretrain.errors import UserError
 from reddit_pretrain.layout import SPLITS
 from extraction.spark import SparkConfig
 
@@ -41,7 +42,7 @@ DONE_MARKER = layout.TOKENIZE_DONE
 SKIP_REASONS = ("empty", "encode_error", "too_long")
 
 
-class TokenizeError(RuntimeError):
+class TokenizeError(UserError, RuntimeError):
     pass
 
 
@@ -341,11 +342,9 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
 
 def main() -> None:
     from extraction import spark
-    from reddit_pretrain.cli import run_hydra
-    from extraction.tokenize.train_tokenizer import TokenizerNotFound
+    from reddit_pretrain.hydra_job import run_hydra
 
-    run_hydra("tokenize", TokenizeConfig, run_tokenize, (TokenizeError, TokenizerNotFound, FileNotFoundError,
-                                                            storage.OutputNotWritable, spark.SparkStartError),
+    run_hydra("tokenize", TokenizeConfig, run_tokenize, "input=extract output=shards tokenizer=tokenizer 'splits=[train,valid]'",
               hint=spark.log_hint)
 
 if __name__ == "__main__":

@@ -18,13 +18,14 @@ import sys
 from typing import Iterator
 
 from reddit_pretrain import storage
+from reddit_pretrain.errors import UserError
 from reddit_pretrain.layout import EOS_TOKEN, split_folder
 DEFAULT_VOCAB_SIZE = 4000
 """The vocabulary a trained tokenizer aims for, here and in the pipeline (GPT-2's is 50,257: a
 month of a small subreddit has too few distinct pairs to fill it)."""
 
 
-class TokenizerNotFound(RuntimeError):
+class TokenizerNotFound(UserError, RuntimeError):
     pass
 
 
@@ -149,7 +150,7 @@ def train_tokenizer(sessions_dir: str, out_dir: str, vocab_size: int = DEFAULT_V
 
 
 def main(argv: list[str] | None = None) -> int:
-    from reddit_pretrain.cli import prog
+    from reddit_pretrain.hydra_job import prog
 
     parser = argparse.ArgumentParser(
         prog=prog("python -m extraction.tokenize.train_tokenizer"), formatter_class=argparse.ArgumentDefaultsHelpFormatter,

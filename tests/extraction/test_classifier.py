@@ -21,7 +21,7 @@ def month(tmp_path_factory):
     import zstandard
 
     from extraction.ingest.records import parse_block
-    from reddit_pretrain.synth import SynthConfig, write_month
+    from reddit_pretrain_app.synth import SynthConfig, write_month
 
     root = tmp_path_factory.mktemp("month")
     write_month(str(root), SynthConfig(comments=3000, seed=23))
@@ -160,7 +160,7 @@ def test_the_rule_drops_what_the_reference_drops_and_stores_the_score(request, m
 def test_the_classifier_runs_inside_the_spark_tasks(spark, hf_model, tmp_path):
     from extraction.sessions.job import ExtractConfig, ExtractError, run_extract
     from extraction.ingest.job import IngestConfig, run_ingest
-    from reddit_pretrain.synth import SynthConfig, write_month
+    from reddit_pretrain_app.synth import SynthConfig, write_month
 
     write_month(str(tmp_path / "dumps"), SynthConfig(comments=3000, seed=23))
     run_ingest(IngestConfig(inputs=[str(tmp_path / "dumps" / "*.zst")], output=str(tmp_path / "ingest")), spark)

@@ -17,7 +17,7 @@ import zstandard
 
 from extraction.ingest.dumps import DumpReadError, ChecksumMismatch, iter_line_blocks, parse_dump_name
 from extraction.ingest.job import DONE_MARKER, IngestConfig, IngestError, run_ingest
-from reddit_pretrain.synth import SynthConfig, write_month
+from reddit_pretrain_app.synth import SynthConfig, write_month
 from tests.extraction.test_dumps import write_zst
 
 

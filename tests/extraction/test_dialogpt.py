@@ -59,7 +59,7 @@ def test_released_preset_gives_exactly_the_released_instances(spark, real_dump, 
     from omegaconf import OmegaConf
 
     from reddit_pretrain import CONF_DIR
-    from reddit_pretrain.cli import register_schemas
+    from reddit_pretrain.hydra_job import register_schemas
     from extraction.sessions.job import ExtractConfig, run_extract
     from extraction.ingest.job import IngestConfig, run_ingest
 

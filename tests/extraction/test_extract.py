@@ -8,7 +8,7 @@ from extraction.sessions.chains import ChainsConfig, SplitConfig
 from extraction.sessions.job import DONE_MARKER, ExtractConfig, ExtractError, run_extract
 from extraction.sessions.filters import FiltersConfig
 from extraction.ingest.job import IngestConfig, run_ingest
-from reddit_pretrain.synth import SynthConfig, write_month
+from reddit_pretrain_app.synth import SynthConfig, write_month
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Every vectorised feature equals the plain-Python rule it stands for (``filters.Rules``), text by text."""
+"""Every vectorised feature equals the plain-Python rule it stands for (``filters.LoadedRules``), text by text."""
 
 import random
 import sys
@@ -11,7 +11,7 @@ import pytest
 
 from extraction.sessions import features
 from extraction.sessions.features import Texts, text_features, turn_cut
-from extraction.sessions.filters import RULES, SESSION_RULES, TURN_RULES, FiltersConfig, Rules, trigrams, words
+from extraction.sessions.filters import RULES, SESSION_RULES, TURN_RULES, FiltersConfig, LoadedRules, trigrams, words
 
 # Texts that have tripped, or could trip, a vectorised form: Unicode whitespace and case, \x1c-\x1f
 # (str.split() splits on them), URLs next to non-ASCII letters, phrases next to them, quotes.
@@ -43,11 +43,11 @@ def random_texts(n: int, seed: int) -> list:
 @pytest.fixture(scope="module", params=["default", "tuned"])
 def rules(request):
     if request.param == "default":
-        return Rules.load(FiltersConfig())
-    return Rules.load(FiltersConfig(max_word_chars=12, word_repeat_times=2, shouting_pattern=r"\b[A-Z]{3,}\b", markup_chars="[]é"))
+        return LoadedRules.load(FiltersConfig())
+    return LoadedRules.load(FiltersConfig(max_word_chars=12, word_repeat_times=2, shouting_pattern=r"\b[A-Z]{3,}\b", markup_chars="[]é"))
 
 
-def reference_features(rules: Rules, text) -> dict:
+def reference_features(rules: LoadedRules, text) -> dict:
     """Every declared feature's plain-Python reference on one text."""
     return {f.name: f.dtype(f.reference(rules, text or "")) for f in rules.features()}
 
@@ -119,7 +119,7 @@ def test_every_rule_is_declared_once_with_its_switch_and_thresholds():
 
 
 def test_a_pattern_re2_cannot_run_falls_back_to_python():
-    rules = Rules.load(FiltersConfig(shouting_pattern=r"(\w)\1\1"))  # a backreference: not RE2
+    rules = LoadedRules.load(FiltersConfig(shouting_pattern=r"(\w)\1\1"))  # a backreference: not RE2
     texts = ["aaa b", "abc", "ééé"]
     got = text_features(Texts(pa.array(texts)), rules)["shouting"]
     assert got.tolist() == [True, False, True]

@@ -2,12 +2,12 @@
 
 import pytest
 
-from extraction.sessions.filters import FiltersConfig, Rules, trigrams
+from extraction.sessions.filters import FiltersConfig, LoadedRules, trigrams
 
 
 @pytest.fixture(scope="module")
 def rules():
-    return Rules.load(FiltersConfig())
+    return LoadedRules.load(FiltersConfig())
 
 
 GOOD = ["what do you think of the new phone", "i think it is great for the price"]
@@ -47,7 +47,7 @@ def test_each_session_rule(rules, turns, kwargs, reason):
 
 
 def test_rules_are_switches_with_thresholds():
-    relaxed = Rules.load(FiltersConfig(markup=False, min_target_score=-10, word_repeat_times=4, max_words_total=2000))
+    relaxed = LoadedRules.load(FiltersConfig(markup=False, min_target_score=-10, word_repeat_times=4, max_words_total=2000))
     assert relaxed.session_reason([GOOD[0], "it is [here] for you"], "x", False, 5) is None
     assert relaxed.session_reason(GOOD, "x", False, -3) is None
     assert relaxed.session_reason([GOOD[0], "it is no no no good"], "x", False, 5) is None
@@ -92,11 +92,11 @@ def test_trigrams():
 def test_lists_load_from_user_paths(tmp_path):
     blocklist = tmp_path / "subs.txt"
     blocklist.write_text("# my list\nFooBar\n\n")
-    rules = Rules.load(FiltersConfig(subreddit_blocklist_path=str(blocklist)))
+    rules = LoadedRules.load(FiltersConfig(subreddit_blocklist_path=str(blocklist)))
     assert rules.session_reason(GOOD, "foobar", False, 5) == "subreddit_blocklist"
     assert rules.session_reason(GOOD, "circlejerk", False, 5) is None
     with pytest.raises(FileNotFoundError):
-        Rules.load(FiltersConfig(offensive_phrases_path=str(tmp_path / "missing.txt")))
+        LoadedRules.load(FiltersConfig(offensive_phrases_path=str(tmp_path / "missing.txt")))
 
 
 @pytest.mark.parametrize("reply, english", [("It's cool.", True), ("Relax, it's funny.", True), ("I'm in.", True),

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from extraction.ingest.job import DONE_MARKER, IngestConfig, IngestError, run_ingest
-from reddit_pretrain.synth import SynthConfig, write_month
+from reddit_pretrain_app.synth import SynthConfig, write_month
 
 
 @pytest.fixture(scope="module")

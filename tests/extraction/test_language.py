@@ -4,9 +4,9 @@ import pyarrow as pa
 import pytest
 
 from extraction.sessions.features import Texts
-from extraction.sessions.filters import FiltersConfig, Rules, read_list
+from extraction.sessions.filters import FiltersConfig, LoadedRules, read_list
 from extraction.sessions.language import UNDETERMINED, comment_language, comment_languages, session_language
-from reddit_pretrain.synth import FOREIGN_PHRASES
+from reddit_pretrain_app.synth import FOREIGN_PHRASES
 
 COMMON = frozenset(read_list("lists/top50_english.txt"))
 
@@ -49,23 +49,23 @@ def test_a_session_takes_the_language_of_most_letters_and_short_turns_count_for_
 
 
 def test_the_rule_drops_sessions_in_other_languages_only():
-    rules = Rules.load(FiltersConfig())
+    rules = LoadedRules.load(FiltersConfig())
     # (the reply holds "a", one of the common words, so the common_word rule tried before lets it through)
     french = ["Quelqu'un sait où on peut acheter ça ? Merci pour le partage.", "Je ne suis pas d'accord avec toi, mais il a raison."]
     english = ["What do you think about the weather today?", "It is fine, I think it was warm all day."]
     assert rules.session_reason(french, "AskReddit", False, 5) == "language"
     assert rules.session_reason(english, "AskReddit", False, 5) is None
     assert rules.session_reason(["What do you think about the weather today?", "same"], "AskReddit", False, 5) != "language"
-    assert Rules.load(FiltersConfig(languages=["en", "fr"])).session_reason(french, "AskReddit", False, 5) != "language"
+    assert LoadedRules.load(FiltersConfig(languages=["en", "fr"])).session_reason(french, "AskReddit", False, 5) != "language"
 
 
 def test_the_rule_is_tried_after_the_other_session_rules_but_the_classifier():
     # the dearest of the session rules but one: the others settle most sessions before it reads a letter
-    names = [r.name for r in Rules.load(FiltersConfig(classifier=False)).on("session")]
+    names = [r.name for r in LoadedRules.load(FiltersConfig(classifier=False)).on("session")]
     assert names[-1] == "language"
     from extraction.sessions.filters import RULES
     order = [r.name for r in RULES if r.kind == "session"]
     assert order.index("language") == order.index("classifier") - 1
-    rules = Rules.load(FiltersConfig())
+    rules = LoadedRules.load(FiltersConfig())
     assert rules.session_reason(["Quelqu'un sait où on peut acheter ça ?", "Je ne suis pas d'accord avec toi."],
                                 "AskReddit", False, 5) == "common_word"

@@ -1,4 +1,4 @@
-"""The near-duplicate machinery piece by piece (the whole rule against the reference: test_threads.py)."""
+"""The near-duplicate machinery piece by piece (the whole rule against the reference: test_reddit_threads.py)."""
 
 import re
 from pathlib import Path
@@ -129,7 +129,7 @@ def test_the_guides_s_curve_is_the_one_computed():
 
 
 def test_planted_copies_are_one_edit_from_their_original(tmp_path):
-    from reddit_pretrain.synth import SynthConfig, write_month
+    from reddit_pretrain_app.synth import SynthConfig, write_month
 
     stats = write_month(str(tmp_path), SynthConfig(comments=3000, seed=2, copypasta_clusters=5))
     assert len(stats.copypasta) == 5
@@ -144,7 +144,7 @@ def test_planted_copies_are_one_edit_from_their_original(tmp_path):
 
 
 def test_the_vectorised_jaccard_of_pairs_is_the_exact_one():
-    from extraction.sessions.threads import pair_jaccard
+    from extraction.sessions.reddit_threads import pair_jaccard
 
     rng = np.random.default_rng(3)
     vocabulary = ["a", "b", "c", "d", "e", "f", "g"]
@@ -161,9 +161,9 @@ def test_a_thread_of_one_reply_posted_twenty_thousand_times_stays_linear():
     links to one of them; the variants' band groups are stars beyond near_duplicate_max_group; no
     pair count grows with the square of the copies."""
     from extraction.sessions.chains import ChainsConfig, SplitConfig
-    from extraction.sessions.filters import FiltersConfig, Rules
+    from extraction.sessions.filters import FiltersConfig, LoadedRules
     from extraction.ingest.records import COMMENT_SCHEMA
-    from extraction.sessions.threads import build_candidates, near_duplicate_inputs, near_duplicate_pairs
+    from extraction.sessions.reddit_threads import build_candidates, near_duplicate_inputs, near_duplicate_pairs
     from tests.kit.local import run_local
 
     rng = np.random.default_rng(4)
@@ -178,7 +178,7 @@ def test_a_thread_of_one_reply_posted_twenty_thousand_times_stays_linear():
                      "author": f"u{i}", "body": " ".join(text), "score": 5, "created_utc": 2})
     comments = pa.Table.from_pylist(rows, schema=COMMENT_SCHEMA.remove(COMMENT_SCHEMA.get_field_index("month")))
     filters = FiltersConfig(bland=False, language=False, duplicate_response=False, duplicate_session=False)
-    candidates, _, _, _ = build_candidates(comments, None, ChainsConfig(), filters, SplitConfig(), Rules.load(filters))
+    candidates, _, _, _ = build_candidates(comments, None, ChainsConfig(), filters, SplitConfig(), LoadedRules.load(filters))
     bands, texts, aliases = near_duplicate_inputs(candidates, 0, filters)
     pairs, same = near_duplicate_pairs(bands, filters.near_duplicate_max_group, filters.near_duplicate_threshold)
     assert texts.num_rows <= 2_001 and aliases.num_rows >= 19_999  # one signature per distinct text
@@ -239,7 +239,7 @@ def test_band_rows_with_copies_in_many_buckets_give_the_pairs_of_the_definition(
     """Template replies with copies in many buckets (their band keys shared by copies alone, or by
     other texts too), keys colliding between texts in one band and across bands: the candidate pairs and the
     links between copies are those of the definition, whatever rows the step leaves out early."""
-    from extraction.sessions.threads import ND_BANDS, near_duplicate_pairs
+    from extraction.sessions.reddit_threads import ND_BANDS, near_duplicate_pairs
 
     rng = np.random.default_rng(seed)
     rows, next_id = [], 36 ** 5

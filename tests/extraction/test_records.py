@@ -113,7 +113,7 @@ def test_vectorised_path_agrees_with_per_line_reference(tmp_path):
     """Both parsers give the same rows and rejects on a dump full of quirks and damaged lines."""
     from extraction.ingest.dumps import iter_line_blocks
     from extraction.ingest.records import parse_block_per_line
-    from reddit_pretrain.synth import SynthConfig, write_month
+    from reddit_pretrain_app.synth import SynthConfig, write_month
 
     write_month(str(tmp_path), SynthConfig(comments=6000, seed=5, p_malformed_line=0.01, p_invalid_utf8_line=0.01,
                                            p_orphan=0.05, p_missing_score=0.2))

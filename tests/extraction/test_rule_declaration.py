@@ -19,15 +19,15 @@ OBSERVE = r'''
 import dataclasses, json, sys
 from omegaconf import OmegaConf
 from reddit_pretrain import CONF_DIR
-from extraction.sessions.filters import RULES, SESSION_RULES, FiltersConfig, Rules
-from extraction.sessions.threads import REASONS
+from extraction.sessions.filters import RULES, SESSION_RULES, FiltersConfig, LoadedRules
+from extraction.sessions.reddit_threads import REASONS
 
 def preset(name):
     values = OmegaConf.load(f"{CONF_DIR}/preset/{name}.yaml").get("filters", {})
     return dataclasses.asdict(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(FiltersConfig), values)))
 
 out = {"order": [r.name for r in RULES], "presets": {n: preset(n) for n in sys.argv[1].split(",")},
-       "reasons": [r for r in REASONS if r], "features": [f.name for f in Rules.load(FiltersConfig()).features()]}
+       "reasons": [r for r in REASONS if r], "features": [f.name for f in LoadedRules.load(FiltersConfig()).features()]}
 if len(sys.argv) > 2:  # the rule at work: both forms on a generated month, and the report
     import pyarrow as pa, zstandard
     from extraction.sessions.chains import ChainsConfig, SplitConfig
@@ -35,7 +35,7 @@ if len(sys.argv) > 2:  # the rule at work: both forms on a generated month, and 
     from extraction.ingest.records import parse_block
     from tests.kit.reference import reference_extract
     from extraction.sessions.report import format_report, merge_reports
-    from reddit_pretrain.synth import SynthConfig, write_month
+    from reddit_pretrain_app.synth import SynthConfig, write_month
     from tests.kit.local import run_local
     sys.path.insert(0, "jobs")
     from config_reference import reference
@@ -99,11 +99,11 @@ def test_a_rule_of_ones_own_is_refused_clearly():
 
 
 def test_filters_rules_switches_rules_and_names_typos():
-    from extraction.sessions.filters import FiltersConfig, Rules
+    from extraction.sessions.filters import FiltersConfig, LoadedRules
 
     cfg = FiltersConfig(rules=["url", "markup"], markup=False, bots=True)
     assert cfg.url and not cfg.markup and cfg.bots and not cfg.deleted and not cfg.language
-    assert [r.name for r in Rules.load(cfg).on("session")] == ["url"]
+    assert [r.name for r in LoadedRules.load(cfg).on("session")] == ["url"]
     with pytest.raises(ValueError, match=r"'urll' \(did you mean 'url'\?\)"):
         FiltersConfig(rules=["urll"]).validate()
     assert dataclasses.replace(FiltersConfig(), url=False).url is False
@@ -118,7 +118,7 @@ from extraction.sessions.job import ExtractConfig, run_extract
 from extraction.sessions.filters import FiltersConfig
 from extraction.ingest.job import IngestConfig, run_ingest
 from extraction.spark import SparkConfig, build_spark
-from reddit_pretrain.synth import SynthConfig, write_month
+from reddit_pretrain_app.synth import SynthConfig, write_month
 root = sys.argv[1]
 write_month(root + "/dumps", SynthConfig(comments=3000, seed=5))
 spark = build_spark(SparkConfig(master="local[2]"))
@@ -146,10 +146,10 @@ def test_the_guides_own_rule_example_works(tmp_path):
     check = r'''
 import pyarrow as pa
 from extraction.sessions.features import Texts, text_features
-from extraction.sessions.filters import FiltersConfig, Rules, RULES
+from extraction.sessions.filters import FiltersConfig, LoadedRules, RULES
 names = [r.name for r in RULES]
 assert names.index("digits") == names.index("offensive") - 1
-rules = Rules.load(FiltersConfig(max_digits=3))
+rules = LoadedRules.load(FiltersConfig(max_digits=3))
 texts = ["it was 200 bucks", "call 5551234 now", "", None]
 assert text_features(Texts(pa.array(texts, pa.string())), rules)["digits"].tolist() == [3, 7, 0, 0]
 assert rules.session_reason(["what did it cost", "it cost me 1234 dollars at the shop"], "x", False, 5) == "digits"
@@ -171,8 +171,8 @@ def test_the_command_line_resolves_the_presets_rule_lists(config_name):
     from extraction.sessions.job import ExtractConfig
     from extraction.sessions.filters import RULES
     from reddit_pretrain import CONF_DIR
-    from reddit_pretrain.cli import register_schemas
-    from reddit_pretrain.pipeline import PipelineConfig
+    from reddit_pretrain.hydra_job import register_schemas
+    from reddit_pretrain_app.pipeline import PipelineConfig
 
     from pretrain.config import GROUPS, TrainConfig
 

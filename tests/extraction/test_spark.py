@@ -5,7 +5,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from reddit_pretrain import CONF_DIR
-from reddit_pretrain.cli import register_schemas
+from reddit_pretrain.hydra_job import register_schemas
 from extraction.sessions.job import ExtractConfig
 from extraction.ingest.job import IngestConfig
 from extraction.spark import spark_settings
@@ -57,7 +57,7 @@ def test_a_local_spark_keeps_the_console_to_the_jobs_lines(tmp_path):
     import subprocess
     import sys
 
-    from reddit_pretrain.synth import SynthConfig, write_month
+    from reddit_pretrain_app.synth import SynthConfig, write_month
 
     write_month(str(tmp_path / "dumps"), SynthConfig(comments=300, seed=3))
     base = [sys.executable, "-m", "extraction.ingest.job", f"inputs=[{tmp_path}/dumps/RC_2015-01.zst]",

@@ -4,7 +4,7 @@ import orjson
 import zstandard
 
 from extraction.ingest.dumps import iter_line_blocks
-from reddit_pretrain.synth import SynthConfig, write_month
+from reddit_pretrain_app.synth import SynthConfig, write_month
 
 
 def load(path):

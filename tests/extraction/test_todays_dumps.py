@@ -11,7 +11,7 @@ from extraction.ingest.job import IngestConfig, run_ingest
 from extraction.sessions.export_dataset import export_dataset
 from extraction.sessions.filters import FiltersConfig
 from extraction.sessions.job import ExtractConfig, run_extract
-from reddit_pretrain.synth import SynthConfig, write_month
+from reddit_pretrain_app.synth import SynthConfig, write_month
 
 
 def _strings(value):

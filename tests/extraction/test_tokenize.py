@@ -197,6 +197,6 @@ def test_the_printed_follow_up_command_is_quoted_for_the_shell(extracted, tokeni
     run_tokenize(TokenizeConfig(input=str(extracted / "extract"), output=str(out), tokenizer=tokenizer_dir))
     command = capsys.readouterr().err.strip().splitlines()[-1].split("inspect with: ", 1)[1]
     assert shlex.split(command) == ["reddit-pretrain", "inspect", str(out)]
-    helped = subprocess.run([sys.executable, "-m", "reddit_pretrain.command", "fetch-shards", "--help"],
+    helped = subprocess.run([sys.executable, "-m", "reddit_pretrain_app.command", "fetch-shards", "--help"],
                             capture_output=True, text=True)
     assert helped.stdout.startswith("usage: reddit-pretrain fetch-shards "), helped.stdout[:200]

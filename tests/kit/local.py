@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from extraction.sessions.chains import ChainsConfig, SplitConfig
-from extraction.sessions.filters import FiltersConfig, Rules
+from extraction.sessions.filters import FiltersConfig, LoadedRules
 from extraction.sessions.privacy import Privacy
-from extraction.sessions.threads import (ND_BANDS, ND_DROPPED, ND_VERIFIED, build_candidates, finish_bucket,
+from extraction.sessions.reddit_threads import (ND_BANDS, ND_DROPPED, ND_VERIFIED, build_candidates, finish_bucket,
                                          frequent_trigrams, near_duplicate_clusters, near_duplicate_inputs,
                                          near_duplicate_pairs, near_duplicates_on, resolve_duplicates, thread_bucket, unique_pairs,
                                          verify_pairs, with_texts)
@@ -22,7 +22,7 @@ def run_local(comments: pa.Table, submissions: pa.Table | None, chains: ChainsCo
     """The three steps in one process over ``buckets`` thread buckets: what the extract job does
     across Spark tasks. Returns every candidate session with its final
     ``drop_reason``, and the per-bucket counts of steps 1 and 3."""
-    rules = Rules.load(filters)
+    rules = LoadedRules.load(filters)
     in_comments = thread_bucket(comments.column("link_id"), buckets)
     in_subs = thread_bucket(submissions.column("id"), buckets) if submissions is not None else None
     built, grams, counts, keys, bands, texts, aliases = {}, [], [], [], [], {}, []

@@ -2,7 +2,7 @@
 
 Slow and obvious on purpose: tests run it on generated and hand-written threads and compare every
 session (ids, turns, chain end, drop reason, split) and the report's counts with the extract job
-(``extraction.sessions.threads`` inside Spark). Only the corpus rules differ in form: the job counts
+(``extraction.sessions.reddit_threads`` inside Spark). Only the corpus rules differ in form: the job counts
 trigrams as 64-bit hashes, this counts the strings.
 """
 
@@ -15,7 +15,7 @@ from extraction.sessions.privacy import KINDS as PII_KINDS, Privacy, pseudonym, 
 from extraction.sessions.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, hash_split
 from extraction.sessions.dialogpt import comment_words
 from extraction.sessions.features import ABSENT_TEXTS
-from extraction.sessions.filters import TURN_RULES, FiltersConfig, Rules, trigrams, unescape_html, words
+from extraction.sessions.filters import TURN_RULES, FiltersConfig, LoadedRules, trigrams, unescape_html, words
 
 _COLUMNS = ("link_id", "parent_id", "parent_kind", "subreddit", "author", "body", "score", "created_utc")
 
@@ -133,7 +133,7 @@ def reference_extract(comments: list[dict], submissions: list[dict] | None, chai
     split) and the comment accounting of the report."""
     privacy = privacy or Privacy(False, False, "")
     pii = dict.fromkeys(PII_KINDS, 0)
-    rules = Rules.load(filters)
+    rules = LoadedRules.load(filters)
     ingested = len(comments)
     comments = dedupe(comments)
     if filters.unescape_html:

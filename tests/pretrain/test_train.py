@@ -220,7 +220,7 @@ def test_bad_values_are_refused_by_the_composed_config(tmp_path, overrides, mess
     from omegaconf import OmegaConf
 
     from pretrain.config import GROUPS, ConfigError, TrainConfig
-    from reddit_pretrain.cli import _compose, register_schemas
+    from reddit_pretrain.hydra_job import _compose, register_schemas
 
     register_schemas("train", TrainConfig, GROUPS)
     cfg = OmegaConf.to_object(_compose("train", base(tmp_path / "shards", tmp_path / "bad", *overrides))[0])

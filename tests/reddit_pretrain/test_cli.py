@@ -1,12 +1,12 @@
 """Every job's command line: its own --help, and the precedence of an experiment against the groups
-a user picks (reddit_pretrain/cli.py)."""
+a user picks (reddit_pretrain/hydra_job.py)."""
 
 import subprocess
 import sys
 
 import pytest
 
-from reddit_pretrain.cli import group_options
+from reddit_pretrain.hydra_job import group_options
 
 REPO = __file__.rsplit("/tests/", 1)[0]
 
@@ -23,7 +23,7 @@ def command(*args: str) -> subprocess.CompletedProcess:
     ("pretrain.train", "DeepSpeed ZeRO training of GPT-2",
      ["model: [demo], gpt2-1.5b, gpt2-124m, gpt2-355m, gpt2-774m, tiny", "experiment: demo, dialogpt_small   (none picked)",
       "deepspeed: zero0, zero1, [zero2]"], ["preset:", "_schema", "powered by Hydra"]),
-    ("reddit_pretrain.pipeline", "The whole pipeline in one command",
+    ("reddit_pretrain_app.pipeline", "The whole pipeline in one command",
      ["preset: dialogpt_paper, dialogpt_released, [project]", "model: [demo], gpt2-1.5b", "trainer: ci, default, [demo]"],
      ["_schema", "@train", "experiment: demo, dialogpt_small"]),
 ])
@@ -47,7 +47,7 @@ def test_group_options_are_the_yaml_files():
 
 
 def compose(*overrides):
-    from reddit_pretrain.cli import _compose, register_schemas
+    from reddit_pretrain.hydra_job import _compose, register_schemas
     from pretrain.config import GROUPS, TrainConfig
 
     register_schemas("train", TrainConfig, GROUPS)
@@ -104,7 +104,7 @@ def test_an_override_hydra_cannot_read_is_one_line_with_the_quoting(args, expect
 
 
 def test_flag_values_are_not_read_as_overrides():
-    from reddit_pretrain.cli import override_problem
+    from reddit_pretrain.hydra_job import override_problem
 
     assert override_problem(["--cfg", "job", "--config-dir", "/x y", "a=1"]) is None
     assert override_problem(["a=1", "b"]) is not None
@@ -131,7 +131,7 @@ def test_the_reddit_pretrain_command_runs_every_job():
 @pytest.mark.parametrize("args, expected", [
     (["pretrain.train", "trainer.max_step=20"], "trainer.max_step=20: no such setting; did you mean trainer.max_steps?"),
     (["pretrain.train", "+trainer.max_step=20"], "typed section, so it would be ignored; did you mean trainer.max_steps?"),
-    (["reddit_pretrain.pipeline", "+trainer.max_steps=5"], "did you mean train.trainer.max_steps?"),
+    (["reddit_pretrain_app.pipeline", "+trainer.max_steps=5"], "did you mean train.trainer.max_steps?"),
     (["pretrain.train", "model=tny"], "model=tny: conf/model/ has no option 'tny'; did you mean tiny? (options: demo,"),
     (["extraction.sessions.job", "filters.blnd=3"], "did you mean filters.bland?"),
 ])
@@ -142,7 +142,7 @@ def test_a_mistyped_override_is_one_line_with_the_key_meant(args, expected):
 
 
 def test_one_value_for_a_list_setting_is_a_list_and_free_form_keys_may_be_added(tmp_path):
-    from reddit_pretrain.cli import check_overrides, register_schemas
+    from reddit_pretrain.hydra_job import check_overrides, register_schemas
     from extraction.ingest.job import IngestConfig
 
     register_schemas("ingest", IngestConfig)

@@ -76,7 +76,7 @@ def local_run(s3, tmp_path_factory, tokenizer_dir):
     """A generated month, uploaded, and the local run of it that the s3:// runs must equal."""
     from extraction.sessions.job import ExtractConfig, run_extract
     from extraction.ingest.job import IngestConfig, run_ingest
-    from reddit_pretrain.synth import SynthConfig, write_month
+    from reddit_pretrain_app.synth import SynthConfig, write_month
     from extraction.tokenize.job import TokenizeConfig, run_tokenize
 
     env, fs = s3
@@ -155,7 +155,7 @@ def test_a_job_killed_while_writing_to_s3_is_completed_by_a_rerun(s3, tmp_path):
     does not count; the re-run takes over the dead job's lock, clears its staging and completes, with
     the bytes of a run that was never killed."""
     from extraction.ingest.job import IngestConfig, run_ingest
-    from reddit_pretrain.synth import SynthConfig, write_month
+    from reddit_pretrain_app.synth import SynthConfig, write_month
 
     env, fs = s3
     write_month(str(tmp_path / "dumps"), SynthConfig(comments=40_000, seed=29, month="2015-02"))

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def pipeline(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "reddit_pretrain.pipeline", *args], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "reddit_pretrain_app.pipeline", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -99,8 +99,8 @@ def test_the_train_job_and_the_pipeline_train_with_the_same_defaults(capsys):
     from extraction.tokenize.train_tokenizer import DEFAULT_VOCAB_SIZE, main as train_tokenizer_main
     from pretrain.config import GROUPS, TrainConfig
     from reddit_pretrain import CONF_DIR
-    from reddit_pretrain.cli import register_schemas
-    from reddit_pretrain.pipeline import PipelineConfig
+    from reddit_pretrain.hydra_job import register_schemas
+    from reddit_pretrain_app.pipeline import PipelineConfig
 
     register_schemas("train", TrainConfig, GROUPS)
     register_schemas("pipeline", PipelineConfig)

@@ -1,7 +1,7 @@
 """The whole pipeline in one command: dumps -> Parquet -> sessions -> shards -> GPT-2 -> HF model.
 
-    python -m reddit_pretrain.pipeline                                   # the README demo (generated month)
-    python -m reddit_pretrain.pipeline 'input=[/data/RC_2015-0*.zst,/data/RS_2015-0*.zst]' out=/scratch/run \\
+    python -m reddit_pretrain_app.pipeline                                   # the README demo (generated month)
+    python -m reddit_pretrain_app.pipeline 'input=[/data/RC_2015-0*.zst,/data/RS_2015-0*.zst]' out=/scratch/run \\
         tokenizer.name=gpt2 model=gpt2-124m deepspeed=zero2 train.trainer.max_steps=50000 nproc=8
 
 Stages (each skips itself when its output is complete for the same inputs and settings):
@@ -27,17 +27,16 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from operator import attrgetter
 
-from extraction.sessions.job import ExtractConfig
-from extraction.ingest.job import IngestConfig
 from extraction.spark import SparkConfig
-from reddit_pretrain.synth import SynthConfig
-from extraction.tokenize.job import TokenizeConfig
 from extraction.tokenize.train_tokenizer import DEFAULT_VOCAB_SIZE
 from pretrain.config import TrainConfig
 from reddit_pretrain import layout
+from reddit_pretrain.errors import SettingError, UserError
+from reddit_pretrain_app import registry
+from reddit_pretrain_app.synth import SynthConfig
 
 GROUP_ALIASES = {"preset": "preset@extract", **{g: f"{g}@train.{g}" for g in
                                                  ("model", "data", "optimizer", "scheduler", "deepspeed", "trainer")}}
@@ -45,9 +44,12 @@ GROUP_ALIASES = {"preset": "preset@extract", **{g: f"{g}@train.{g}" for g in
 the stage commands give them (``model=gpt2-124m`` is ``model@train.model=gpt2-124m``)."""
 
 
-class PipelineConfigError(ValueError):
-    """A pipeline setting that would be ignored or cannot work (raised before any stage runs), or a
-    stage process that failed (its own output says why)."""
+class PipelineConfigError(SettingError):
+    """A pipeline setting that would be ignored or cannot work (raised before any stage runs)."""
+
+
+class StageFailed(UserError, RuntimeError):
+    """A stage that runs in a process of its own (training) ended with an error; its output says why."""
 
 
 @dataclass
@@ -60,30 +62,29 @@ class TokenizerSetup:
 
 
 @dataclass
-class PipelineConfig:
+class PipelineSettings:
+    """What joins the stages; ``PipelineConfig`` adds each data stage's own config (``registry``)."""
+
     input: list[str] = field(default_factory=list)
     """RC/RS dumps (paths or globs). Empty: generate a month as ``demo`` describes."""
     out: str = "out/demo"
     """Every stage's folder is under it: dumps/ ingest/ extract/ tokenizer/ shards/ train/ model/."""
     demo: SynthConfig = field(default_factory=SynthConfig)
-    """The generated month when ``input`` is empty (reddit_pretrain.synth)."""
+    """The generated month when ``input`` is empty (reddit_pretrain_app.synth)."""
     spark: SparkConfig = field(default_factory=SparkConfig)
     """One Spark for every stage."""
-    ingest: IngestConfig = field(default_factory=IngestConfig)
-    extract: ExtractConfig = field(default_factory=ExtractConfig)
     tokenizer: TokenizerSetup = field(default_factory=TokenizerSetup)
-    tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     nproc: int = 2
     """Training processes (GPUs, or CPU processes with DS_ACCELERATOR=cpu) for torchrun on this machine."""
     stop_after: str = "evaluate"
-    """The last stage to run: ingest, extract, tokenize, train, export or evaluate (every stage). On real
-    dumps, ``stop_after=tokenize`` runs the three data jobs on one Spark session (one start-up)."""
+    """The last stage to run: a data stage (ingest, extract, tokenize), train, export or evaluate (every
+    stage). On real dumps, ``stop_after=tokenize`` runs the data stages on one Spark session (one start-up)."""
 
     def validate(self) -> None:
         """The settings the pipeline itself decides must be left alone in the stage configs."""
-        defaults = PipelineConfig()
-        for key, source in DERIVED.items():
+        defaults = type(self)()
+        for key, source in derived().items():
             if attrgetter(key)(self) != attrgetter(key)(defaults):
                 raise PipelineConfigError(f"{key} is set by the pipeline (from {source}); set {source} instead")
         if self.nproc < 1:
@@ -93,14 +94,31 @@ class PipelineConfig:
         self.train.validate()
 
 
-STAGES = ("ingest", "extract", "tokenize", "train", "export", "evaluate")
+def _pipeline_config() -> type:
+    """``PipelineSettings`` with a field per data stage of the registry (``ingest: IngestConfig``, ...),
+    named as its command, typed by its config class."""
+    stages = [(c.name, c.load(c.config)) for c in registry.data_stages()]
+    cls = make_dataclass("PipelineConfig", [(name, kind, field(default_factory=kind)) for name, kind in stages],
+                         bases=(PipelineSettings,))
+    cls.__module__ = __name__
+    cls.__doc__ = "The pipeline's config: what joins the stages, and each data stage's own config."
+    cls.__field_docs__ = {name: f"The {name} job's config (conf/{name}.yaml)." for name, _ in stages}
+    return cls
+
+
+PipelineConfig = _pipeline_config()
+
+STAGES = registry.stage_names()
 """The pipeline's stages in order (``stop_after`` names the last one to run)."""
 
-DERIVED = {"ingest.inputs": "input=", "ingest.output": "out=", "ingest.spark": "spark.*",
-           "extract.input": "out=", "extract.output": "out=", "extract.spark": "spark.*",
-           "tokenize.input": "out=", "tokenize.output": "out=", "tokenize.tokenizer": "tokenizer.name=",
-           "tokenize.spark": "spark.*", "train.data.shards": "out=", "train.trainer.out_dir": "out="}
-"""The stage settings the pipeline sets itself, and the pipeline setting each comes from."""
+_GIVEN = {"dumps": "input=", "out": "out=", "spark": "spark.*", "tokenizer": "tokenizer.name="}
+
+
+def derived() -> dict[str, str]:
+    """The stage settings the pipeline sets itself -> the pipeline setting each comes from."""
+    keys = {f"{c.name}.{name}": _GIVEN.get(source, "out=") for c in registry.data_stages()
+            for name, source in c.stage.sets.items()}
+    return {**keys, "train.data.shards": "out=", "train.trainer.out_dir": "out="}
 
 
 def _free_port() -> int:
@@ -109,22 +127,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_pipeline(cfg: PipelineConfig) -> dict:
+def run_pipeline(cfg) -> dict:
+    """Runs the stages in order (``registry``), each on the folder of the one before it, up to
+    ``stop_after``; returns a summary."""
     import dataclasses
 
-    from extraction.sessions.job import run_extract
-    from extraction.ingest.job import run_ingest
-    from reddit_pretrain.synth import write_month
-    from extraction.tokenize.job import run_tokenize
-    from extraction.tokenize.train_tokenizer import train_tokenizer
     from reddit_pretrain import storage
+    from reddit_pretrain_app.synth import write_month
 
     cfg.validate()
     storage.check_writable(cfg.out)  # before anything is generated or Spark starts
     started = time.time()
     say = lambda msg: print(f"[pipeline] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    paths = {name: os.path.join(cfg.out, name) for name in ("dumps", "ingest", "extract", "tokenizer", "shards", "train", "model",
-                                                           "evaluation")}
+    folders = ["dumps", *(c.stage.folder for c in registry.data_stages()), "tokenizer", "train", "model", "evaluation"]
+    paths = {name: os.path.join(cfg.out, name) for name in dict.fromkeys(folders)}
     inputs = list(cfg.input)
     if not inputs:
         month = cfg.demo.month
@@ -132,30 +148,26 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
             say(f"generating a Pushshift month of {cfg.demo.comments:,} comments")
             write_month(paths["dumps"], cfg.demo)
         inputs = [os.path.join(paths["dumps"], f"R[CS]_{month}.zst")]
+    given = {"dumps": lambda: inputs, "spark": lambda: cfg.spark, "tokenizer": lambda: _tokenizer(cfg, paths, say),
+             **{c.name: (lambda c=c: paths[c.stage.folder]) for c in registry.data_stages()}}
+    reports = {}
     # Each job starts Spark when its input needs it (small ones run in this process); they share it.
-    say("ingest")
-    run_ingest(dataclasses.replace(cfg.ingest, inputs=inputs, output=paths["ingest"], spark=cfg.spark))
-    if cfg.stop_after == "ingest":
-        return _stopped(cfg, paths, started)
-    say("chains, filters, splits")
-    extract = run_extract(dataclasses.replace(cfg.extract, input=paths["ingest"], output=paths["extract"], spark=cfg.spark))
-    if cfg.stop_after == "extract":
-        return _stopped(cfg, paths, started)
-    tokenizer = cfg.tokenizer.name
-    if tokenizer is None:
-        tokenizer = paths["tokenizer"]
-        if not os.path.exists(os.path.join(tokenizer, "tokenizer.json")):
-            say(f"training a byte-level BPE tokenizer ({cfg.tokenizer.vocab_size} tokens) on the train split")
-            train_tokenizer(os.path.join(paths["extract"], "sessions"), tokenizer, cfg.tokenizer.vocab_size)
-    say("tokenize")
-    manifest = run_tokenize(dataclasses.replace(cfg.tokenize, input=paths["extract"], output=paths["shards"],
-                                                tokenizer=tokenizer, spark=cfg.spark))
-    from pyspark.sql import SparkSession
+    for stage in registry.data_stages():
+        values = {name: paths[stage.stage.folder] if source == "out" else given[source]()
+                  for name, source in stage.stage.sets.items()}
+        say(stage.stage.says or stage.name)
+        reports[stage.name] = stage.load(stage.run)(dataclasses.replace(getattr(cfg, stage.name), **values))
+        if cfg.stop_after == stage.name:
+            break
+    if len(reports) == len(registry.data_stages()):  # the data is ready: Spark's memory goes back before training
+        from pyspark.sql import SparkSession
 
-    if SparkSession.getActiveSession() is not None:
-        SparkSession.getActiveSession().stop()
-    if cfg.stop_after == "tokenize":
+        if SparkSession.getActiveSession() is not None:
+            SparkSession.getActiveSession().stop()
+    if cfg.stop_after in reports:
         return _stopped(cfg, paths, started)
+    extract, manifest = reports["extract"], reports["tokenize"]
+    tokenizer = given["tokenizer"]()
 
     say(f"train on {cfg.nproc} processes")
     train_cfg = dataclasses.replace(cfg.train, data=dataclasses.replace(cfg.train.data, shards=paths["shards"]),
@@ -177,8 +189,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
                f"--master_port={_free_port()}", "-m", "pretrain.train", *config_args]
     say(shlex.join(command))
     if subprocess.run(command, env=env).returncode != 0:
-        raise PipelineConfigError(f"training stopped with an error (above); its config: {config_file}; run it alone with "
-                                  f"reddit-pretrain train {shlex.join(config_args)}")
+        raise StageFailed(f"training stopped with an error (above); its config: {config_file}; run it alone with "
+                          f"reddit-pretrain train {shlex.join(config_args)}")
 
     if cfg.stop_after == "train":
         return _stopped(cfg, paths, started)
@@ -235,11 +247,24 @@ Pipeline finished in {summary['seconds']:.0f} s
     return summary
 
 
-def _stopped(cfg: PipelineConfig, paths: dict, started: float) -> dict:
+def _tokenizer(cfg, paths: dict, say) -> str:
+    """``tokenizer.name``, or the folder of a byte-level BPE trained on the train split (once)."""
+    from extraction.tokenize.train_tokenizer import train_tokenizer
+
+    if cfg.tokenizer.name is not None:
+        return cfg.tokenizer.name
+    tokenizer = paths["tokenizer"]
+    if not os.path.exists(os.path.join(tokenizer, "tokenizer.json")):
+        say(f"training a byte-level BPE tokenizer ({cfg.tokenizer.vocab_size} tokens) on the train split")
+        train_tokenizer(os.path.join(paths["extract"], layout.SESSIONS), tokenizer, cfg.tokenizer.vocab_size)
+    return tokenizer
+
+
+def _stopped(cfg, paths: dict, started: float) -> dict:
     """The summary of a run that ``stop_after`` ended early."""
     done = STAGES[:STAGES.index(cfg.stop_after) + 1]
     seconds = round(time.time() - started, 1)
-    folders = {"tokenize": "shards", "export": "model"}
+    folders = {**{c.name: c.stage.folder for c in registry.data_stages()}, "export": "model"}
     print(f"Pipeline stopped after {cfg.stop_after} (stop_after) in {seconds:.0f} s: "
           + ", ".join(f"{stage} {paths[folders.get(stage, stage)]}" for stage in done))
     return {"stopped_after": cfg.stop_after, "seconds": seconds, "paths": paths}
@@ -262,11 +287,11 @@ def write_train_config(cfg: TrainConfig, path: str) -> str:
 
 def on_topic(model_dir: str) -> dict:
     """How often the exported model answers a question about one of the generated month's topics
-    (``reddit_pretrain.synth.TOPICS``) with a word of that topic, against the same model untrained."""
+    (``reddit_pretrain_app.synth.TOPICS``) with a word of that topic, against the same model untrained."""
     import torch
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    from reddit_pretrain.synth import TOPICS
+    from reddit_pretrain_app.synth import TOPICS
     from pretrain.chat import reply
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -291,19 +316,11 @@ def on_topic(model_dir: str) -> dict:
 
 def main() -> None:
     from extraction import spark
-    from extraction.sessions.job import ExtractError
-    from extraction.ingest.job import IngestError
-    from extraction.tokenize.job import TokenizeError
-    from extraction.tokenize.train_tokenizer import TokenizerNotFound
-    from reddit_pretrain.cli import run_hydra
-    from reddit_pretrain.shards import ShardError
-    from reddit_pretrain.storage import OutputNotWritable
+    from reddit_pretrain.hydra_job import run_hydra
 
-    from pretrain.config import ConfigError
+    run_hydra("pipeline", PipelineConfig, run_pipeline, "'input=[/data/RC_2015-01.zst,/data/RS_2015-01.zst]' out=run",
+              hint=spark.log_hint, aliases=GROUP_ALIASES)
 
-    errors = (OutputNotWritable, PipelineConfigError, ConfigError, spark.SparkStartError, FileNotFoundError, IngestError,
-              ExtractError, TokenizeError, TokenizerNotFound, ShardError)
-    run_hydra("pipeline", PipelineConfig, run_pipeline, errors, hint=spark.log_hint, aliases=GROUP_ALIASES)
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,7 @@ the same config writes the same bytes.
 
 CLI::
 
-    python -m reddit_pretrain.synth --out data/synth --month 2015-01 --comments 1000000 --seed 0
+    python -m reddit_pretrain_app.synth --out data/synth --month 2015-01 --comments 1000000 --seed 0
 """
 
 from __future__ import annotations
@@ -734,9 +734,9 @@ def write_month(out_dir: str, cfg: SynthConfig, progress: bool = False) -> Synth
 
 
 def main(argv: list[str] | None = None) -> int:
-    from reddit_pretrain.cli import prog
+    from reddit_pretrain.hydra_job import prog
 
-    parser = argparse.ArgumentParser(prog=prog("python -m reddit_pretrain.synth"), description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog=prog("python -m reddit_pretrain_app.synth"), description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", required=True, help="output folder (RC_<month>.zst and RS_<month>.zst are written there)")
     defaults = SynthConfig()

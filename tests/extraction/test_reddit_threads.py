@@ -1,4 +1,4 @@
-"""Chains, session rules, corpus rules and splits of ``extraction.sessions.threads`` (no Spark needed):
+"""Chains, session rules, corpus rules and splits of ``extraction.sessions.reddit_threads`` (no Spark needed):
 hand-written threads, and every session of generated months against the plain-Python reference."""
 
 import numpy as np
@@ -12,7 +12,7 @@ from extraction.sessions.filters import FiltersConfig
 from extraction.ingest.records import COMMENT_SCHEMA, SUBMISSION_SCHEMA
 from extraction.sessions.privacy import Privacy
 from tests.kit.reference import reference_extract
-from extraction.sessions.threads import dedupe_by_id, resolve_duplicates, thread_bucket
+from extraction.sessions.reddit_threads import dedupe_by_id, resolve_duplicates, thread_bucket
 from tests.kit.local import run_local
 
 COMMENTS = COMMENT_SCHEMA.remove(COMMENT_SCHEMA.get_field_index("month"))
@@ -164,7 +164,7 @@ def generated(tmp_path_factory):
     import zstandard
 
     from extraction.ingest.records import parse_block
-    from reddit_pretrain.synth import SynthConfig, write_month
+    from reddit_pretrain_app.synth import SynthConfig, write_month
 
     root = tmp_path_factory.mktemp("threads")
     write_month(str(root), SynthConfig(comments=8000, seed=17, megathreads=1, megathread_comments=800, deep_chains=1,
@@ -361,7 +361,7 @@ def test_parent_cycles_are_cut_and_counted_never_walked(mode):
 
 
 def test_cycle_members_of_a_parent_array():
-    from extraction.sessions.threads import cycle_members
+    from extraction.sessions.reddit_threads import cycle_members
 
     pidx = np.array([0, 0, 3, 2, 3, -1, 5, 8, 9, 7, 9])
     assert cycle_members(pidx).tolist() == [True, False, True, True, False, False, False, True, True, True, False]

@@ -16,7 +16,6 @@ Besides composing the config, this owns two things every job shares:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sys
@@ -29,23 +28,7 @@ _FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "
 
 
 PROG: str | None = None
-"""The command line's name when a job runs under the ``reddit-pretrain`` command (``reddit_pretrain.command``)."""
-
-
-@contextlib.contextmanager
-def remote_errors_in_one_line():
-    """An object store's missing credentials, bucket or permission (``storage.remote_error``) end
-    the command with one line and exit status 2 instead of a stack trace; any other error passes."""
-    from reddit_pretrain.storage import remote_error
-
-    try:
-        yield
-    except Exception as err:
-        line = remote_error(err)
-        if line is None:
-            raise
-        print(f"error: {line}", file=sys.stderr)
-        sys.exit(2)
+"""The command line's name when a job runs under the ``reddit-pretrain`` command (set by the command)."""
 
 
 def prog(default: str) -> str:
@@ -130,17 +113,7 @@ def _compose(config_name: str, overrides: list[str]):
     return cfg, choices
 
 
-_EXAMPLES = {
-    "ingest": "'inputs=[dumps/RC_2015-01.zst,dumps/RS_2015-01.zst]' output=ingest",
-    "extract": "input=ingest output=extract 'filters.subreddit_blocklist_path=/lists/blocked subs.txt'",
-    "tokenize": "input=extract output=shards tokenizer=tokenizer 'splits=[train,valid]'",
-    "train": "data.shards=shards 'trainer.sample_prompts=[Any good books?,How are you?]'",
-    "pipeline": "'input=[/data/RC_2015-01.zst,/data/RS_2015-01.zst]' out=run",
-}
-"""One example command line per job, for its ``--help``."""
-
-
-def help_text(config_name: str, overrides: list[str], module_doc: str | None, command: str) -> str:
+def help_text(config_name: str, overrides: list[str], module_doc: str | None, command: str, example: str) -> str:
     """The ``--help`` page of one job: its purpose, its groups (current pick marked), its config."""
     from omegaconf import OmegaConf
 
@@ -150,7 +123,7 @@ def help_text(config_name: str, overrides: list[str], module_doc: str | None, co
     lines = [_about(module_doc), "", f"usage: {command} {groups}[key=value ...]",
              "  key=value sets any key below" + ("; group=option picks a file of conf/<group>/" if groups else "")
              + "; quote values holding '=', ',' or spaces",
-             f"  (e.g. {_EXAMPLES.get(config_name, _EXAMPLES['ingest'])}); --cfg job prints the config alone; every key is",
+             f"  (e.g. {example}); --cfg job prints the config alone; every key is",
              "  documented in docs/configuration.md."]
     if choices:
         lines += ["", "== Groups (the current pick in [brackets]) =="]
@@ -326,16 +299,20 @@ def check_overrides(config_name: str, args: list[str], command: str = "the comma
     return None, fixed
 
 
-def run_hydra(config_name: str, schema: type, run: Callable[[object], object],
-              errors: tuple[type[BaseException], ...] = (), groups: dict[str, type] | None = None,
-              hint: Callable[[], str | None] | None = None, aliases: dict[str, str] | None = None) -> None:
+def run_hydra(config_name: str, schema: type, run: Callable[[object], object], example: str,
+              groups: dict[str, type] | None = None, hint: Callable[[], str | None] | None = None,
+              aliases: dict[str, str] | None = None) -> None:
     """Registers the typed configs (``register_schemas``), composes ``conf/<config_name>.yaml`` with
-    the command line's overrides, and calls ``run`` with the typed config object. The ``errors``
-    listed are user-facing: printed as one line (and ``hint()``'s line, if any), exit status 2,
-    no stack trace. ``aliases`` maps a group's command-line name to its place in the defaults list
-    (the pipeline's ``model=`` is ``model@train.model=``)."""
+    the command line's overrides, and calls ``run`` with the typed config object. A user's error
+    (``reddit_pretrain.errors.UserError``, a missing input, an object store's refusal) is one line
+    (and ``hint()``'s line, if any), exit status 2, no stack trace. ``example``: a command line of
+    the job's own for its ``--help``. ``aliases`` maps a group's command-line name to its place in
+    the defaults list (the pipeline's ``model=`` is ``model@train.model=``)."""
     import hydra
     from omegaconf import OmegaConf
+
+    from reddit_pretrain.errors import in_one_line
+    from reddit_pretrain.storage import remote_error
 
     register_schemas(config_name, schema, groups)
     if aliases:
@@ -345,7 +322,7 @@ def run_hydra(config_name: str, schema: type, run: Callable[[object], object],
     command = prog(f"python -m {getattr(getattr(main, '__spec__', None), 'name', None) or config_name}")
     if "--help" in args or "-h" in args:
         doc = getattr(sys.modules.get(run.__module__), "__doc__", None) or getattr(main, "__doc__", None)
-        print(help_text(config_name, [a for a in args if a not in ("--help", "-h")], doc, command))
+        print(help_text(config_name, [a for a in args if a not in ("--help", "-h")], doc, command, example))
         return
     problem = override_problem(args)
     if problem is None:
@@ -365,14 +342,7 @@ def run_hydra(config_name: str, schema: type, run: Callable[[object], object],
         hc = HydraConfig.get()
         for note in apply_user_picks(cfg, config_name, dict(hc.runtime.choices), list(hc.overrides.task)):
             print(note, file=sys.stderr)
-        with remote_errors_in_one_line():  # the job's own errors first, then an object store's
-            try:
-                run(OmegaConf.to_object(cfg))
-            except errors as err:
-                print(f"error: {err}", file=sys.stderr)
-                extra = hint() if hint else None
-                if extra:
-                    print(extra, file=sys.stderr)
-                sys.exit(2)
+        with in_one_line(hint, remote_error):
+            run(OmegaConf.to_object(cfg))
 
     _main()

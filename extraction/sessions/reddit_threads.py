@@ -17,7 +17,7 @@ bucket. A bucket is then processed alone, in memory, with pyarrow and numpy, in 
 
 Nothing here knows about Spark, paths or files: ``extraction.sessions.job`` reads and writes and runs
 the buckets as Spark tasks. The plain-Python reference of all of it is ``tests.kit.reference``;
-``tests/extraction/test_threads.py`` checks the two agree.
+``tests/extraction/test_reddit_threads.py`` checks the two agree.
 
 Parents are looked up within the thread (same ``link_id``): a comment whose parent is in another
 thread counts as having a missing parent (Reddit never links across threads).
@@ -40,7 +40,7 @@ from extraction.sessions import neardup
 from extraction.sessions.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, hash_split
 from extraction.sessions.features import (Texts, as_array, combine_hashes, splitmix64, comment_words, is_absent, text_features, text_hashes,
                                  turn_cut, unescape_html)
-from extraction.sessions.filters import TURN_RULES, FiltersConfig, Rules
+from extraction.sessions.filters import TURN_RULES, FiltersConfig, LoadedRules
 from extraction.sessions.language import UNDETERMINED, common_word_counts, languages_of
 from extraction.sessions.privacy import KINDS as PII_KINDS, Privacy, pseudonymize_column, scrub_column
 
@@ -217,7 +217,7 @@ class SessionView:
     per-turn features through the turn matrix ``M`` (a title turn has only ``url`` and ``n_words``),
     the response's, the subreddit and the submission's ``over_18``."""
 
-    def __init__(self, cfg: FiltersConfig, rules: Rules, ext: dict, M: np.ndarray, ends: np.ndarray, feats: dict,
+    def __init__(self, cfg: FiltersConfig, rules: LoadedRules, ext: dict, M: np.ndarray, ends: np.ndarray, feats: dict,
                  subreddit: pa.Array, over_18: np.ndarray, response_score: np.ndarray, response_score_known: np.ndarray,
                  thread_comments: np.ndarray | None, num_turns: np.ndarray, common_words: np.ndarray | None = None,
                  texts: pa.Array | None = None, alive=None):
@@ -333,7 +333,7 @@ class Titles:
 
 
 def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: ChainsConfig, filters: FiltersConfig,
-                     split: SplitConfig, rules: Rules, timer: Timer | None = None,
+                     split: SplitConfig, rules: LoadedRules, timer: Timer | None = None,
                      privacy: Privacy | None = None) -> tuple[pa.Table, dict, np.ndarray, np.ndarray]:
     """Step 1 for one bucket. Returns (candidate sessions sorted by session_id, stats, trigram
     hashes, their counts); the candidates carry ``drop_reason`` (null = alive so far), ``split``
@@ -510,7 +510,7 @@ def attach_titles(submissions: pa.Table | None, comments: pa.Table, walk: Walk, 
 
 
 def session_rules(comments: pa.Table, body: pa.Array, walk: Walk, titles: Titles, feats: dict, common_words,
-                  chains: ChainsConfig, filters: FiltersConfig, rules: Rules) -> tuple[np.ndarray, SessionView, dict]:
+                  chains: ChainsConfig, filters: FiltersConfig, rules: LoadedRules) -> tuple[np.ndarray, SessionView, dict]:
     """The session rules in their order, as array expressions over the turn matrix; the first that
     fails names a session's drop reason. Returns (reason codes into ``REASONS``, the view the rules
     read, with the classifier's and language's judgements, the per-turn features with titles)."""
