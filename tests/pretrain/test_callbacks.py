@@ -31,13 +31,22 @@ def test_a_callback_of_ones_own_is_one_entry_and_the_trainers_own_can_be_switche
     assert [r["samples_consumed"] for r in records(out) if r["kind"] == "steps"] == [8, 16]
 
 
-@pytest.mark.slow
-def test_a_callback_that_is_not_one_stops_the_run_before_its_first_step(shards_dir, tmp_path):
-    out = tmp_path / "run"
-    result = run([sys.executable, "-m", "pretrain.train", *base(shards_dir, out, *SHORT), "+trainer.callbacks.bad=json:JSONDecoder"])
-    assert result.returncode == 2 and "trainer.callbacks.bad=json:JSONDecoder is not a pretrain.callbacks.Callback" \
-        in result.stderr and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert not [r for r in records(out) if r["kind"] == "train"] if (out / "metrics.jsonl").exists() else True
+@pytest.mark.parametrize("target, message", [("json:JSONDecoder", "trainer.callbacks.bad=json:JSONDecoder is not a "
+                                                                   "pretrain.callbacks.Callback"),
+                                             ("tests.pretrain.toy_callback:Nothing", "has no attribute 'Nothing'")])
+def test_a_callback_that_is_not_one_is_refused_when_the_run_makes_them(target, message):
+    """(``build_callbacks`` runs in ``train`` before the first step; its ConfigError is one line, exit 2)"""
+    from types import SimpleNamespace
+
+    from pretrain.callbacks import build_callbacks
+    from pretrain.config import ConfigError, TrainConfig
+
+    cfg = TrainConfig()
+    cfg.trainer.callbacks = {"steps": "tests.pretrain.toy_callback:StepCounter", "bad": target}
+    with pytest.raises(ConfigError, match=message):
+        build_callbacks(SimpleNamespace(ctx=SimpleNamespace(cfg=cfg)))
+    cfg.trainer.callbacks = {"steps": "tests.pretrain.toy_callback:StepCounter", "evaluation": None}
+    assert [type(c).__name__ for c in build_callbacks(SimpleNamespace(ctx=SimpleNamespace(cfg=cfg)))] == ["StepCounter"]
 
 
 @pytest.mark.parametrize("target, message", [("no module", "must name a class as module:Class"),

@@ -270,16 +270,21 @@ def test_a_live_run_holds_its_folder_against_a_second_trainer(shards_dir, tmp_pa
 
     from tests.pretrain.test_train import REPO, env
 
+    import time
+
     out = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "-m", "pretrain.train",
-                              *base(shards_dir, out, "deepspeed=zero0", "trainer.max_steps=100000", "trainer.log_interval=1",
-                                    "trainer.eval_interval=100000", "trainer.checkpoint_interval=100000",
-                                    "trainer.tensorboard=false", "trainer.sample_max_new_tokens=2")],
-                             cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "first.log"  # a file, not a pipe: a pipe nobody reads fills and stops the trainer mid-step
+    with open(log, "w") as sink:
+        first = subprocess.Popen([sys.executable, "-m", "pretrain.train",
+                                  *base(shards_dir, out, "deepspeed=zero0", "trainer.max_steps=100000", "trainer.log_interval=1",
+                                        "trainer.eval_interval=100000", "trainer.checkpoint_interval=100000",
+                                        "trainer.tensorboard=false", "trainer.sample_max_new_tokens=2")],
+                                 cwd=REPO, env=env(), stdout=sink, stderr=subprocess.STDOUT, text=True)
     try:
-        for line in first.stdout:  # its first step is logged: it holds the folder and trains
-            if "step 1/" in line:
-                break
+        deadline = time.time() + 300
+        while "step 1/" not in log.read_text():  # its first step is logged: it holds the folder and trains
+            assert first.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
         second = [run([sys.executable, "-m", "pretrain.train", *base(shards_dir, out, "deepspeed=zero0", *extra)])
                   for extra in (["model.init=resume", "trainer.max_steps=200000"], ["trainer.overwrite=true"])]
         for result in second:
