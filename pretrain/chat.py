@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from reddit_pretrain.hydra_job import tool
+
 DECODING = {"max_new_tokens": 40, "do_sample": False, "no_repeat_ngram_size": 3}
 """The chat's decoding; the export saves it as the model's generation_config.json."""
 HELP = "commands: /help, /reset (clear the history), exit or quit (or Ctrl-D) to leave; an empty line is ignored"
@@ -40,6 +42,7 @@ def reply(model, tokenizer, history: list[str], max_new_tokens: int = 40, sample
     return tokenizer.decode(out[0, inputs.shape[1]:], skip_special_tokens=True).strip()
 
 
+@tool
 def main(argv: list[str] | None = None) -> int:
     from transformers import AutoTokenizer, GPT2LMHeadModel
 

@@ -39,6 +39,7 @@ from collections import Counter, defaultdict
 
 from reddit_pretrain import layout, storage
 from reddit_pretrain.errors import UserError
+from reddit_pretrain.hydra_job import tool
 from reddit_pretrain.layout import IGNORE_INDEX
 
 METRICS = ("bleu2", "bleu4", "entropy4", "distinct1", "distinct2", "length")
@@ -353,6 +354,7 @@ def write(results: list[tuple[str, dict]], out: str) -> None:
     storage.write_bytes_atomic(storage.join(out, "evaluation.png"), buf.getvalue())
 
 
+@tool
 def main(argv: list[str] | None = None) -> int:
     from reddit_pretrain.hydra_job import prog
 
@@ -374,14 +376,10 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --contexts, --max-sessions and --max-new-tokens must be >= 1", file=sys.stderr)
         return 2
     out = args.out or args.model.rstrip("/") + "-evaluation"
-    try:
-        check_out(out, args.overwrite)  # before the work, not after it
-        results = evaluate(args.model, args.data, args.contexts, args.max_sessions, args.seed, args.untrained,
-                           args.max_new_tokens)
-        write(results, out)
-    except (EvaluateError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    check_out(out, args.overwrite)  # before the work, not after it
+    results = evaluate(args.model, args.data, args.contexts, args.max_sessions, args.seed, args.untrained,
+                       args.max_new_tokens)
+    write(results, out)
     print(format_table(results))
     print(f"[evaluate] {out}/evaluation.json, {out}/evaluation.png")
     return 0

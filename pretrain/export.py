@@ -17,12 +17,18 @@ import os
 import sys
 
 from reddit_pretrain import storage
+from reddit_pretrain.errors import UserError
+from reddit_pretrain.hydra_job import tool
 from reddit_pretrain.layout import EXPORT_MARKER
 
 
 MARKER = EXPORT_MARKER
 """Written into every export: the checkpoint it came from. A folder holding it is an export, which a
 later export may replace; any other non-empty folder is refused unless ``overwrite``."""
+
+
+class ExportError(UserError, RuntimeError):
+    """A checkpoint that cannot become a model (diverged weights, another model's shapes)."""
 
 
 def export(checkpoint: str, out_dir: str, overwrite: bool = False) -> str:
@@ -58,7 +64,7 @@ def _write(folder: str, tmp: str) -> None:
 
     broken = [name for name, tensor in state.items() if not bool(torch.isfinite(tensor).all())]
     if broken:
-        raise RuntimeError(f"checkpoint {folder}: {len(broken)} weight tensor(s) hold NaN or infinite values ({broken[0]}"
+        raise ExportError(f"checkpoint {folder}: {len(broken)} weight tensor(s) hold NaN or infinite values ({broken[0]}"
                            f"{', ...' if len(broken) > 1 else ''}): the run had diverged; export an earlier step_* folder")
     config = gpt2_config(cfg.model, manifest)  # the dropout it trained with
     config.pad_token_id = manifest["eos_id"]  # EOS as pad, as DialoGPT's users expect
@@ -66,7 +72,7 @@ def _write(folder: str, tmp: str) -> None:
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k != "lm_head.weight" and not k.endswith(".attn.bias") and not k.endswith("masked_bias")]
     if missing or unexpected:
-        raise RuntimeError(f"checkpoint and model disagree: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ExportError(f"checkpoint and model disagree: missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.tie_weights()
     from transformers import GenerationConfig
 
@@ -164,10 +170,9 @@ def _step(folder: str) -> int | None:
         return None
 
 
+@tool
 def main(argv: list[str] | None = None) -> int:
     import argparse
-
-    from pretrain.config import ConfigError
 
     from reddit_pretrain.hydra_job import prog
 
@@ -181,13 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace OUT even when it holds files the export did not write (never the run it reads)")
     args = parser.parse_args(argv)
-    try:
-        folder = export(args.checkpoint, args.out, args.overwrite)
-        step = _step(folder)
-        print(f"exported step {step} ({folder}) to {args.out}; chat: reddit-pretrain chat {shlex.quote(args.out)}")
-    except (OSError, RuntimeError, ConfigError) as err:  # FileNotFoundError and OutputNotWritable are OSErrors
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    folder = export(args.checkpoint, args.out, args.overwrite)
+    step = _step(folder)
+    print(f"exported step {step} ({folder}) to {args.out}; chat: reddit-pretrain chat {shlex.quote(args.out)}")
     return 0
 
 

@@ -8,11 +8,12 @@ Megatron-LM / GPT-NeoX indexed-dataset export, with their command line.
 from __future__ import annotations
 
 import os
-import struct
 import sys
+import struct
 
 import numpy as np
 
+from reddit_pretrain.hydra_job import tool
 from reddit_pretrain.layout import IGNORE_INDEX, TOKENIZE_DONE
 from reddit_pretrain.shards import ShardError, ShardSet, tokenizer_folder
 
@@ -247,6 +248,7 @@ def fetch(source: str, dest: str) -> str:
     return f"copied {source} to {dest}: {len(files)} shard files, {size / 2**20:.1f} MiB, sha256 checked"
 
 
+@tool
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -288,22 +290,18 @@ def main(argv: list[str] | None = None) -> int:
     p_fetch.add_argument("source", help="the shard set's URL (the tokenize job's output)")
     p_fetch.add_argument("dest", help="a local folder; an earlier copy of a shard set there is replaced")
     args = parser.parse_args(argv)
-    try:
-        if args.command == "fetch":
-            print(fetch(args.source, args.dest))
-        elif args.command == "inspect" and args.sources:
-            if args.steps < 1 or args.global_batch < 1 or args.seq_len < 1:
-                raise ShardError("--steps, --global-batch and --seq-len must be >= 1")
-            print(mixture_plan(args.sources, args.steps, args.global_batch, args.seq_len, args.mode, args.seed))
-        elif args.command == "inspect":
-            if not args.folder:
-                raise ShardError("inspect takes a shard set's folder, or a mixture with --sources")
-            print(inspect(args.folder, args.show, args.verify))
-        else:
-            print(" ".join(export_megatron(ShardSet(args.folder, args.split), args.prefix, not args.no_labels, args.overwrite)))
-    except (ShardError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.command == "fetch":
+        print(fetch(args.source, args.dest))
+    elif args.command == "inspect" and args.sources:
+        if args.steps < 1 or args.global_batch < 1 or args.seq_len < 1:
+            raise ShardError("--steps, --global-batch and --seq-len must be >= 1")
+        print(mixture_plan(args.sources, args.steps, args.global_batch, args.seq_len, args.mode, args.seed))
+    elif args.command == "inspect":
+        if not args.folder:
+            raise ShardError("inspect takes a shard set's folder, or a mixture with --sources")
+        print(inspect(args.folder, args.show, args.verify))
+    else:
+        print(" ".join(export_megatron(ShardSet(args.folder, args.split), args.prefix, not args.no_labels, args.overwrite)))
     return 0
 
 

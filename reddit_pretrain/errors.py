@@ -5,7 +5,8 @@ Every error that tells a user what to change (a setting, an input, a folder, a c
 ``ShardError``, ...) derive from it, beside the built-in class each had before (a ``ConfigError``
 is still a ``ValueError``). ``in_one_line`` turns one into ``error: <its text>`` on stderr and exit
 status 2, with no stack trace; every command runs inside it (``hydra_job.run_hydra`` for the Hydra
-jobs, ``reddit_pretrain_app.command`` for the tools). Anything else is a bug, and keeps its trace.
+jobs, ``hydra_job.tool`` for the tools with flags, whose ``main`` returns 2 instead). Anything else
+is a bug, and keeps its trace.
 """
 
 from __future__ import annotations
@@ -23,24 +24,29 @@ class SettingError(UserError, ValueError):
     """A setting that cannot work, found by a config's ``validate`` before anything runs."""
 
 
+def user_line(err: BaseException, explain: Callable[[BaseException], str | None] | None = None) -> str | None:
+    """The one line a user sees for ``err``, or None when it is not theirs to fix (a bug: it keeps its
+    trace). Theirs: a ``UserError``, a missing input (``FileNotFoundError``), another ``OSError``
+    about a named file (permission denied, a read-only or full disk), and whatever ``explain`` gives
+    a line for (``storage.remote_error``: an object store's missing credentials, bucket or permission)."""
+    if isinstance(err, (UserError, FileNotFoundError)) or (isinstance(err, OSError) and err.filename):
+        return str(err)
+    return explain(err) if explain and isinstance(err, Exception) else None
+
+
 @contextlib.contextmanager
 def in_one_line(hint: Callable[[], str | None] | None = None,
                 explain: Callable[[BaseException], str | None] | None = None):
-    """A ``UserError`` or a missing input (``FileNotFoundError``) ends the command with one line (and
-    ``hint()``'s, if any) and exit status 2; so does any other error that ``explain`` gives a line
-    for (``storage.remote_error``: an object store's missing credentials, bucket or permission).
-    Anything else passes on."""
+    """A user's error (``user_line``) ends the command with ``error: <line>`` (and ``hint()``'s line,
+    if any) and exit status 2; anything else passes on, with its trace."""
     try:
         yield
-    except (UserError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        extra = hint() if hint else None
-        if extra:
-            print(extra, file=sys.stderr)
-        sys.exit(2)
     except Exception as err:
-        line = explain(err) if explain else None
+        line = user_line(err, explain)
         if line is None:
             raise
         print(f"error: {line}", file=sys.stderr)
+        extra = hint() if hint and line == str(err) else None
+        if extra:
+            print(extra, file=sys.stderr)
         sys.exit(2)

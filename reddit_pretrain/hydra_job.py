@@ -346,3 +346,25 @@ def run_hydra(config_name: str, schema: type, run: Callable[[object], object], e
             run(OmegaConf.to_object(cfg))
 
     _main()
+
+
+def tool(main: Callable[..., int | None]) -> Callable[..., int]:
+    """A tool with flags of its own: its ``main(argv) -> status`` with a user's error
+    (``reddit_pretrain.errors.user_line``) printed as one line and status 2, anything else raised."""
+    import functools
+
+    @functools.wraps(main)
+    def wrapped(argv: list[str] | None = None) -> int:
+        from reddit_pretrain.errors import user_line
+        from reddit_pretrain.storage import remote_error
+
+        try:
+            return main(argv) or 0
+        except Exception as err:
+            line = user_line(err, remote_error)
+            if line is None:
+                raise
+            print(f"error: {line}", file=sys.stderr)
+            return 2
+
+    return wrapped

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 import orjson
 
 from extraction.ingest.dumps import dump_compressor
+from reddit_pretrain.hydra_job import tool
 
 _COMMON = (
     "the be to of and a in that have i it for not on with he as you do at this but his by from "
@@ -733,6 +734,7 @@ def write_month(out_dir: str, cfg: SynthConfig, progress: bool = False) -> Synth
     return stats
 
 
+@tool
 def main(argv: list[str] | None = None) -> int:
     from reddit_pretrain.hydra_job import prog
 

@@ -24,6 +24,7 @@ import sys
 
 from reddit_pretrain import layout, storage
 from reddit_pretrain.errors import UserError
+from reddit_pretrain.hydra_job import tool
 from reddit_pretrain.layout import TEST, TRAIN, VALID
 
 SPLITS = {TRAIN: "train", VALID: "validation", TEST: "test"}
@@ -264,6 +265,7 @@ def dataset_card(schema, sizes: dict, report: dict, roles: str) -> str:
     return "\n".join(lines)
 
 
+@tool
 def main(argv: list[str] | None = None) -> int:
     from reddit_pretrain.hydra_job import prog
 
@@ -280,11 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows-per-file", type=int, default=ROWS_PER_FILE, help="rows per Parquet file at most")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT even when it holds files this did not write")
     args = parser.parse_args(argv)
-    try:
-        sizes = export_dataset(args.extract, args.out, args.roles, args.rows_per_file, args.overwrite)
-    except (DatasetExportError, OSError) as err:  # OutputNotWritable, FileNotFoundError, PermissionError among them
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    sizes = export_dataset(args.extract, args.out, args.roles, args.rows_per_file, args.overwrite)
     print(f"[export-dataset] {args.out}: " + ", ".join(f"{k} {v['num_examples']:,}" for k, v in sizes.items())
           + f"; load with datasets.load_dataset({args.out!r})")
     return 0

@@ -19,6 +19,7 @@ from typing import Iterator
 
 from reddit_pretrain import storage
 from reddit_pretrain.errors import UserError
+from reddit_pretrain.hydra_job import tool
 from reddit_pretrain.layout import EOS_TOKEN, split_folder
 DEFAULT_VOCAB_SIZE = 4000
 """The vocabulary a trained tokenizer aims for, here and in the pipeline (GPT-2's is 50,257: a
@@ -149,6 +150,7 @@ def train_tokenizer(sessions_dir: str, out_dir: str, vocab_size: int = DEFAULT_V
     return out_dir
 
 
+@tool
 def main(argv: list[str] | None = None) -> int:
     from reddit_pretrain.hydra_job import prog
 
@@ -164,12 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="train", help="which split's turns to learn from")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT even when it holds other files")
     args = parser.parse_args(argv)
-    try:
-        path = train_tokenizer(args.sessions, args.out, args.vocab_size, args.min_frequency, args.max_sessions, args.split,
-                               args.overwrite)
-    except (FileNotFoundError, storage.OutputNotWritable) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    path = train_tokenizer(args.sessions, args.out, args.vocab_size, args.min_frequency, args.max_sessions, args.split,
+                           args.overwrite)
     print(f"tokenizer saved to {path}; the tokenize job takes it as tokenizer={path}")
     return 0
 
