@@ -121,10 +121,9 @@ def test_the_cut_of_the_hash_space_changes_neither_the_sessions_nor_the_work(spa
     assert many["exchange"]["tasks"] > 10 and many["exchange"]["reduce_tasks"] == many["exchange"]["tasks"]
     assert _sorted_rows(tmp_path / "many").equals(rows[4])
 
-    # Near-duplicate clusters by tasks in rounds (as over years of links; the same task functions Spark
-    # runs, here in this process): the same rows and report.
+    # Near-duplicate clusters by Spark tasks in rounds (as over years of links): the same rows and report.
     rounds = run_extract(ExtractConfig(input=str(tmp_path / "i256"), output=str(tmp_path / "rounds"), filters=filters,
-                                       clusters_in_driver_bytes=0))
+                                       clusters_in_driver_bytes=0, spark=SparkConfig(in_process_below_bytes=0)), spark)
     assert _sorted_rows(tmp_path / "rounds").equals(rows[4])
     assert rounds["near_duplicates"] == reports[4]["near_duplicates"] and rounds["rules"] == reports[4]["rules"]
     assert rounds["exchange"]["steps"]["near duplicates: cluster rounds"]["tasks"] >= 2 * rounds["exchange"]["reduce_tasks"]
