@@ -16,7 +16,7 @@ import shutil
 from pretrain.checkpoints import (PREFIX, UNIVERSAL, CheckpointError, check_before_unpickling,
                                   checkpoint_root, latest_checkpoint, mark_complete, problem, read_checkpoint, safe_load,
                                   universal_folder, _cpu_accelerator_unless_cuda)
-from pretrain.config import ConfigError, TrainConfig
+from pretrain.config import BatchSizes, ConfigError, TrainConfig
 from pretrain.console import say
 
 
@@ -54,10 +54,10 @@ def save_checkpoint(engine, cfg: TrainConfig, manifest: dict, state: dict, rank:
         if rank == 0:
             from omegaconf import OmegaConf
 
+            world = dist.get_world_size()
+            batch = BatchSizes(cfg.trainer.micro_batch_size_per_gpu, cfg.trainer.gradient_accumulation_steps, world)
             with open(os.path.join(folder, "trainer_state.json"), "w") as f:
-                json.dump({**state, "world_size": dist.get_world_size(),
-                           "global_batch_size": cfg.trainer.micro_batch_size_per_gpu
-                           * cfg.trainer.gradient_accumulation_steps * dist.get_world_size()}, f, indent=2)
+                json.dump({**state, "world_size": world, "global_batch_size": batch.global_batch_size}, f, indent=2)
             with open(os.path.join(folder, "config.yaml"), "w") as f:
                 f.write(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
             with open(os.path.join(folder, "shard_manifest.json"), "w") as f:
@@ -248,9 +248,11 @@ def resize(cfg: TrainConfig, saved: TrainConfig, folder: str, state: dict, writt
     """A resume on ``world`` processes of a checkpoint that ``written_by`` wrote keeps its global
     batch: this run's micro batch, with the gradient accumulation that fills the global batch (this
     run's own when it already does). Refused, naming the world sizes that work, where none does.
-    Returns {"from", "to", "gradient_accumulation_steps", "global_batch_size"}."""
-    total = int(state.get("global_batch_size") or saved.trainer.micro_batch_size_per_gpu
-                * saved.trainer.gradient_accumulation_steps * written_by)
+    Returns {"from", "to", "gradient_accumulation_steps", "global_batch_size", "zero_stage"} (the
+    stage it was written with)."""
+    total = int(state.get("global_batch_size")
+                or BatchSizes(saved.trainer.micro_batch_size_per_gpu, saved.trainer.gradient_accumulation_steps,
+                              written_by).global_batch_size)
     micro, accumulation = cfg.trainer.micro_batch_size_per_gpu, cfg.trainer.gradient_accumulation_steps
     if micro * accumulation * world != total:
         if total % (micro * world):
@@ -261,7 +263,8 @@ def resize(cfg: TrainConfig, saved: TrainConfig, folder: str, state: dict, writt
             raise ConfigError(f"checkpoint {folder} trained with a global batch of {total} ({written_by} processes); "
                               f"with trainer.micro_batch_size_per_gpu={micro} {works}, not on {world}")
         accumulation = total // (micro * world)
-    return {"from": written_by, "to": world, "gradient_accumulation_steps": accumulation, "global_batch_size": total}
+    return {"from": written_by, "to": world, "gradient_accumulation_steps": accumulation, "global_batch_size": total,
+            "zero_stage": int(saved.deepspeed.zero_stage)}
 
 
 def _mend_universal_load(engine, universal: str) -> None:
@@ -302,6 +305,8 @@ class Checkpointer:
         self.root = checkpoint_root(cfg)
         self.folder: str | None = None
         """The checkpoint this run resumes from (``start`` finds it), or None."""
+        self.step = 0
+        """The step it was written at."""
         self.lock = None
         """Rank 0's hold on ``trainer.out_dir`` (``_LOCK.json``) from ``start`` to ``release``."""
         self.universal: str | None = None
@@ -343,8 +348,7 @@ class Checkpointer:
         self._check_files(folder)
         change = state.get("resize")
         if change:
-            raw, _ = read_checkpoint(folder)
-            if int(raw.deepspeed.zero_stage) >= 1:  # one optimizer partition per process: made whole first
+            if change["zero_stage"] >= 1:  # one optimizer partition per process: made whole first
                 self.universal = self._convert(folder)
             self._say(f"the world size changed: {change['from']} processes wrote {folder}, {change['to']} resume it; "
                       f"the global batch stays {change['global_batch_size']} (gradient accumulation "
@@ -355,7 +359,7 @@ class Checkpointer:
                       + (f", from its conversion {self.universal}" if self.universal else ""))
         if self.rank == 0:
             truncate_metrics(os.path.join(self.cfg.trainer.out_dir, "metrics.jsonl"), state["step"])
-        self.folder = folder
+        self.folder, self.step = folder, state["step"]
         return state
 
     def _take_lock(self) -> None:
@@ -393,22 +397,20 @@ class Checkpointer:
         engine.load_checkpoint(root, tag=tag)  # unpickles: its files were checked in start()
         if self.universal and engine.zero_optimization_stage() == 3:
             _mend_universal_load(engine, self.universal)
-        with open(os.path.join(self.folder, "trainer_state.json")) as f:
-            step = json.load(f)["step"]
-        restore_rng(self.folder, self.rank, self.cfg.trainer.seed, step)
+        restore_rng(self.folder, self.rank, self.cfg.trainer.seed, self.step)
 
     def save(self, engine, state: dict) -> str:
         """``save_checkpoint`` of this run: the step's folder, complete."""
         return save_checkpoint(engine, self.cfg, self.manifest, state, self.rank)
 
-    def _check_files(self, folder: str) -> None:
+    def _check_files(self, folder: str, checked_here: bool = False) -> None:
         """Before DeepSpeed unpickles a checkpoint: sha256 against COMPLETE.json and the restricted
-        unpickler over every file (``check_before_unpickling``), once per node; a refusal stops
-        every process."""
+        unpickler over every file (``check_before_unpickling``), once per node (not again on a node
+        whose process ``checked_here``); a refusal stops every process."""
         from pretrain.launch import from_every_rank
 
         refused = None
-        if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        if int(os.environ.get("LOCAL_RANK", 0)) == 0 and not checked_here:
             try:
                 note = check_before_unpickling(folder)
                 if note:
@@ -420,8 +422,9 @@ class Checkpointer:
             raise CheckpointError(refusals[0])
 
     def _convert(self, folder: str) -> str:
-        """Rank 0 converts ``folder`` (whose files passed ``_check_files``) to the universal layout;
-        every node then checks the conversion's files the same way before DeepSpeed loads them."""
+        """Rank 0 converts ``folder`` (whose files passed ``_check_files``) to the universal layout, or
+        keeps an earlier conversion that passes the same check; every other node then checks the
+        conversion's files that way before DeepSpeed loads them."""
         from pretrain.launch import from_every_rank
 
         out, refused = universal_folder(folder), None
@@ -434,7 +437,7 @@ class Checkpointer:
         refusals = [r for r in from_every_rank(refused) if r]
         if refusals:
             raise CheckpointError(refusals[0])
-        self._check_files(out)
+        self._check_files(out, checked_here=self.rank == 0)  # rank 0 wrote it, or checked it just now
         return out
 
     def _refuse_or_clear_earlier_run(self) -> None:

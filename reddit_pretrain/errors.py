@@ -42,11 +42,12 @@ def in_one_line(hint: Callable[[], str | None] | None = None,
     try:
         yield
     except Exception as err:
-        line = user_line(err, explain)
+        own = user_line(err)  # the command's own error: the hint applies; an object store's does not
+        line = own or user_line(err, explain)
         if line is None:
             raise
         print(f"error: {line}", file=sys.stderr)
-        extra = hint() if hint and line == str(err) else None
+        extra = hint() if hint and own else None
         if extra:
             print(extra, file=sys.stderr)
         sys.exit(2)

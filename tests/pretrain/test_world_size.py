@@ -29,7 +29,8 @@ def configs(micro: int, accumulation: int, saved_micro: int = 4, saved_accumulat
 
 def test_the_accumulation_keeps_the_global_batch_or_the_resume_names_the_sizes_that_work():
     cfg, saved = configs(4, 2)  # 4 x 2 x 2 processes = 16
-    assert resize(cfg, saved, "ck", {}, 2, 1) == {"from": 2, "to": 1, "gradient_accumulation_steps": 4, "global_batch_size": 16}
+    assert resize(cfg, saved, "ck", {}, 2, 1) == {"from": 2, "to": 1, "gradient_accumulation_steps": 4, "global_batch_size": 16,
+                                                     "zero_stage": 2}
     assert resize(cfg, saved, "ck", {}, 2, 4)["gradient_accumulation_steps"] == 1
     cfg, _ = configs(2, 8)  # the run's own accumulation already fills it: kept
     assert resize(cfg, saved, "ck", {}, 2, 1)["gradient_accumulation_steps"] == 8
