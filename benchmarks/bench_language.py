@@ -37,7 +37,7 @@ def labelled_texts(per_language: int) -> list[tuple[str, str]]:
 
     import zstandard
 
-    from reddit_pretrain_app.synth import FOREIGN_PHRASES
+    from reddit_pretrain_app.synth_text import FOREIGN_PHRASES
 
     rng = random.Random(5)
     month = synthetic_month(30_000, seed=9)  # English only: the generator's default month
@@ -60,7 +60,7 @@ def labelled_texts(per_language: int) -> list[tuple[str, str]]:
 def identifiers(texts: list[tuple[str, str]]) -> list[dict]:
     import py3langid
 
-    from extraction.sessions.filters import read_list
+    from extraction.sessions.rules import read_list
     from extraction.sessions.language import _cld2, comment_language
 
     common = frozenset(read_list("lists/top50_english.txt"))
@@ -99,7 +99,7 @@ def rule_on_month(comments: int, work: Path) -> dict:
 
     names = [r.name for r in LoadedRules.load(cfg.filters).on("session")]
     before = {"min_turns", "max_turns", *names[:names.index("language")]}  # the rules tried before it
-    from reddit_pretrain_app.synth import _NON_ENGLISH
+    from reddit_pretrain_app.synth_text import _NON_ENGLISH
 
     kept = ds.dataset(str(work / "extract" / "sessions"), format="parquet", partitioning="hive").to_table(
         columns=["link_id", "language", "turns"]).to_pylist()

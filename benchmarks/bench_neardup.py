@@ -119,7 +119,7 @@ def pairs_vs_truth(judged: list[str], response: dict, sample: int, filters) -> d
 
     from extraction.sessions import neardup
     from tests.kit.reference import similar_pairs
-    from extraction.sessions.reddit_threads import ND_BANDS, near_duplicate_pairs, verify_pairs
+    from extraction.sessions.near_sessions import ND_BANDS, near_duplicate_pairs, verify_pairs
 
     rng = random.Random(5)
     ids = sorted(rng.sample(judged, min(sample, len(judged))))

@@ -79,6 +79,28 @@ def file_info(url: str) -> dict[str, Any]:
     return {"path": url, "size": int(info.get("size") or 0), "mtime": str(mtime)}
 
 
+_WRITTEN: list[str] | None = None
+
+
+@contextlib.contextmanager
+def recording_writes():
+    """Yields a list that collects every file renamed into place (``rename``, ``write_bytes_atomic``,
+    ``note_written``) until the block ends: what a task wrote, for its completion record
+    (``extraction.spark.stage``). One task at a time per process, as tasks run."""
+    global _WRITTEN
+    outer, _WRITTEN = _WRITTEN, []
+    try:
+        yield _WRITTEN
+    finally:
+        _WRITTEN = outer
+
+
+def note_written(url: str) -> None:
+    """Tells ``recording_writes`` about a file put in place by other means than ``rename``."""
+    if _WRITTEN is not None:
+        _WRITTEN.append(url)
+
+
 def write_bytes_atomic(url: str, data: bytes) -> None:
     """Writes a file under a temporary name, then renames it into place."""
     fs, path = filesystem(url)
@@ -90,6 +112,7 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
         os.replace(tmp, path)
     else:
         fs.mv(tmp, path)
+    note_written(url)
 
 
 def rename(src: str, dst: str) -> None:
@@ -100,6 +123,7 @@ def rename(src: str, dst: str) -> None:
         os.replace(src_path, dst_path)
     else:
         fs.mv(src_path, dst_path)
+    note_written(dst)
 
 
 def write_json_atomic(url: str, obj: Any) -> None:
@@ -487,104 +511,6 @@ class FolderLock:
 def take_lock(folder: str, busy: str) -> FolderLock:
     """``FolderLock(folder).acquire(busy)``."""
     return FolderLock(folder).acquire(busy)
-
-
-class StagedOutput:
-    """A job's output folder, filled through a staging folder and committed by renames.
-
-    ``writing()`` (``begin`` ... ``commit``, or ``abort`` on any error) first checks the folder is
-    this job's to write: missing, empty, or holding only the entries it writes (``names``), its
-    completion marker and its staging folders; anything else is refused in one line, since a job
-    replaces only what it owns. It takes the folder's lock (``_LOCK.json``: pid, host, since), so a
-    second job on the same output is refused instead of deleting the first one's staging; a lock
-    whose process is gone (same host) is stale and taken over. ``begin`` removes the completion
-    marker and stale staging folders and returns a fresh staging folder; ``commit`` moves the named
-    entries into place, removes staging, writes the marker (with the fingerprint of inputs and
-    settings) last and releases the lock. An error on the way removes the staging folder (a full
-    disk gets its space back and one line: ``no_space_error``). ``is_complete`` tells a re-run
-    whether there is nothing to do.
-
-    On object stores (no rename, no exclusive create) the lock is best effort and "atomic" means
-    what the marker says: an output is complete only once its marker, written last, is there.
-    """
-
-    def __init__(self, output: str, marker_name: str, fingerprint: str, names: list[str] | None = None, job: str = "this job"):
-        self.output = output
-        self.marker_name = marker_name
-        self.marker = join(output, marker_name)
-        self.fingerprint = fingerprint
-        self.names = list(names or [])
-        self.job = job
-        self.staging: str | None = None
-        self._locked = False
-
-    def is_complete(self) -> bool:
-        return exists(self.marker) and read_json(self.marker).get("fingerprint") == self.fingerprint
-
-    def check_owned(self) -> None:
-        """Refuses (OutputNotWritable) an output folder that holds entries this job does not write."""
-        ours = set(self.names) | {self.marker_name, LOCK}
-        foreign = [e for e in list_dir(self.output) if e not in ours and not e.startswith("_staging-")]
-        if foreign:
-            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-            raise OutputNotWritable(f"output {self.output} holds files {self.job} did not write ({shown}); it replaces only "
-                                    f"its own ({', '.join(self.names)}): choose a new or empty folder")
-
-    def _lock(self) -> None:
-        self._lock_held = take_lock(self.output, f"another job is writing {self.output}")
-        self._locked = True
-
-    def _unlock(self) -> None:
-        if self._locked:
-            self._lock_held.release()
-            self._locked = False
-
-    def begin(self) -> str:
-        self.check_owned()
-        self._lock()
-        remove(self.marker)
-        for stale in list_dir(self.output):
-            if stale.startswith("_staging-"):
-                remove(join(self.output, stale))
-        self.staging = join(self.output, f"_staging-{uuid.uuid4().hex[:12]}")
-        fs, path = filesystem(self.staging)
-        fs.makedirs(path, exist_ok=True)
-        return self.staging
-
-    def commit(self, names: list[str] | None = None, **marker_fields: Any) -> None:
-        assert self.staging is not None, "begin() first"
-        for name in names if names is not None else self.names:
-            if exists(join(self.staging, name)):
-                replace_dir(join(self.staging, name), join(self.output, name))
-            else:
-                remove(join(self.output, name))
-        remove(self.staging)
-        self.staging = None
-        write_json_atomic(self.marker, {"fingerprint": self.fingerprint, **marker_fields})
-        self._unlock()
-
-    def abort(self) -> None:
-        """Removes the staging folder and releases the lock (after an error; safe after commit)."""
-        try:
-            if self.staging is not None:
-                remove(self.staging)
-                self.staging = None
-        finally:
-            self._unlock()
-
-    @contextlib.contextmanager
-    def writing(self):
-        """``begin()``; the body fills the staging folder and calls ``commit()``; any error aborts
-        (staging removed, lock released), and a full disk becomes one line (``no_space_error``)."""
-        staging = self.begin()
-        try:
-            yield staging
-        except BaseException as exc:
-            self.abort()
-            full = no_space_error(exc, staging) if isinstance(exc, Exception) else None
-            if full is not None:
-                raise full from None
-            raise
 
 
 def remote_error(err: BaseException) -> str | None:

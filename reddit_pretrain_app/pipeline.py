@@ -291,7 +291,7 @@ def on_topic(model_dir: str) -> dict:
     import torch
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    from reddit_pretrain_app.synth import TOPICS
+    from reddit_pretrain_app.synth_text import TOPICS
     from pretrain.chat import reply
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -34,10 +34,11 @@ this process, without starting Spark (``extraction.spark.session_for``): the sam
 File names are deterministic (``part-<file index>[-<piece>]-<sequence>.parquet``) and each file appears
 by rename, so a retried or speculative task writes the same names with the same bytes.
 
-Re-runs: everything is written under ``<output>/_staging-<run id>/`` and moved into place table
-by table; ``<output>/_INGEST_DONE.json`` is written last and holds a fingerprint of the inputs and
-config. A run whose fingerprint matches does nothing; an interrupted run leaves no marker, and the
-next run clears its staging folder and starts again.
+Re-runs (``extraction.spark.stage``): everything is written under ``<output>/_staging-<fingerprint>/``
+and moved into place table by table; ``<output>/_INGEST_DONE.json`` is written last and holds a
+fingerprint of the inputs and config. A run whose fingerprint matches does nothing; an interrupted
+run leaves no marker but keeps its staging folder, and the next run of the same inputs and config
+keeps the tasks it finished (their files checked against their records) and runs the others.
 
 Run::
 
@@ -46,43 +47,28 @@ Run::
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-import struct
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
 
-import pyarrow as pa
 import pyarrow.compute as pc
-import zstandard
 
 from reddit_pretrain import layout, storage
-from reddit_pretrain.errors import UserError
 from reddit_pretrain.layout import TABLES
-from extraction.ingest.dumps import (
-    DEFAULT_READ_SIZE_BYTES,
-    ZSTD_MAX_WINDOW_BYTES,
-    ChecksumMismatch,
-    DumpReadError,
-    LineBlock,
-    dump_kind,
-    iter_line_blocks,
-    parse_dump_name,
-    record_kind,
-)
-from extraction.ingest.records import COMMENT_SCHEMA, REJECT_SCHEMA, SUBMISSION_SCHEMA, parse_block, rejects_batch
+from extraction.ingest import IngestError
+from extraction.ingest.dumps import (DEFAULT_READ_SIZE_BYTES, ZSTD_MAX_WINDOW_BYTES, ChecksumMismatch, DumpReadError,
+                                     dump_kind, iter_line_blocks, parse_dump_name, record_kind)
+from extraction.ingest.records import COMMENT_SCHEMA, REJECT_SCHEMA, SUBMISSION_SCHEMA, rejects_batch
+from extraction.ingest.columns import parse_block
 from extraction.spark import SparkConfig
+from extraction.spark.stage import Stage
+from extraction.ingest.writer import _PartitionedParquet
+from extraction.ingest.pieces import MAX_PIECES, RELAY_FOLDER, _Decoder, _Relay, pieces_per_file
 
 SCHEMAS = {"RC": COMMENT_SCHEMA, "RS": SUBMISSION_SCHEMA}
 DONE_MARKER = layout.INGEST_DONE
 REPORT_FILE = layout.INGEST_REPORT
-
-
-class IngestError(UserError, RuntimeError):
-    """A clear, user-facing reason the ingest job stopped."""
 
 
 @dataclass
@@ -169,272 +155,6 @@ class _TaskSettings:
     thread_buckets: int
     piece_wait_s: float
     keep_deleted_text: bool = False
-
-
-class _PartitionedParquet:
-    """Parquet files of one input file's rows, one folder per month and thread bucket
-    (``month=YYYY-MM/bucket=NNNNN``), rolled at a row limit."""
-
-    def __init__(self, table_dir: str, file_index: int, schema: pa.Schema, max_rows_per_file: int, partition: bool,
-                 buckets: int = 1, bucket_key: str | None = None, piece: int | None = None):
-        self.table_dir = table_dir
-        self.stem = f"part-{file_index:06d}" + (f"-{piece:03d}" if piece is not None else "")
-        """``part-<file>[-<piece>]``: names sort in line order (a piece's rows follow the piece before)."""
-        self.buckets = buckets
-        self.bucket_key = bucket_key
-        self.file_index = file_index
-        self.schema = schema.remove(schema.get_field_index("month")) if partition else schema
-        self.max_rows_per_file = max_rows_per_file
-        self.partition = partition
-        self._open: dict[str, list] = {}  # folder -> [writer, sink, final URL, rows]
-        self._sequence: dict[str, int] = {}
-        self._pending: dict[str, list[pa.RecordBatch]] = {}  # folder -> slices not yet written
-        self._pending_rows: dict[str, int] = {}
-        self.rows = 0
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        if not batch.num_rows:
-            return
-        self.rows += batch.num_rows
-        if not self.partition:
-            self._write_part("", batch)
-            return
-        import numpy as np
-
-        from extraction.sessions.reddit_threads import thread_bucket
-
-        months = pc.dictionary_encode(batch.column("month"))
-        names = months.dictionary.to_pylist()
-        key = pc.fill_null(months.indices, len(names)).to_numpy(zero_copy_only=False).astype(np.int64) * self.buckets
-        key += thread_bucket(batch.column(self.bucket_key), self.buckets)
-        order = np.argsort(key, kind="stable")
-        data = batch.drop_columns(["month"]).take(pa.array(order, pa.int64()))
-        key = key[order]
-        bounds = np.flatnonzero(np.diff(key)) + 1
-        for start, end in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(key)]])):
-            month, bucket = divmod(int(key[start]), self.buckets)
-            self._add(layout.bucket_folder(names[month] if month < len(names) else None, bucket), data.slice(start, end - start))
-        if sum(self._pending_rows.values()) > PENDING_ROWS:
-            for folder in list(self._pending):
-                self._flush(folder)
-
-    def _add(self, folder: str, batch: pa.RecordBatch) -> None:
-        """A block's rows of one piece wait for more (a block cut into thousands of pieces leaves a
-        few rows in each: one row group each would make a file that costs ten times as much to read);
-        they are written in row groups of ``ROW_GROUP_ROWS``, or when all pieces together hold
-        ``PENDING_ROWS``, in line order either way."""
-        self._pending.setdefault(folder, []).append(batch)
-        self._pending_rows[folder] = self._pending_rows.get(folder, 0) + batch.num_rows
-        if self._pending_rows[folder] >= ROW_GROUP_ROWS:
-            self._flush(folder)
-
-    def _flush(self, folder: str) -> None:
-        batches = self._pending.pop(folder, None)
-        self._pending_rows.pop(folder, None)
-        if batches:
-            self._write_part(folder, pa.Table.from_batches(batches).combine_chunks())
-
-    def _write_part(self, folder: str, rows) -> None:
-        """``rows`` (a batch or a table) into the folder's open file, one row group, rolling to the
-        next file at ``max_rows_per_file``."""
-        while rows.num_rows > self.max_rows_per_file > 0:
-            room = self.max_rows_per_file - (self._open[folder][3] if folder in self._open else 0)
-            if room <= 0:
-                self._close(folder)
-                continue
-            self._write_one(folder, rows.slice(0, room))
-            rows = rows.slice(room)
-        self._write_one(folder, rows)
-
-    def _write_one(self, folder: str, batch) -> None:
-        import pyarrow.parquet as pq
-
-        state = self._open.get(folder)
-        if state is not None and state[3] + batch.num_rows > self.max_rows_per_file:
-            self._close(folder)
-            state = None
-        if state is None:
-            sequence = self._sequence.get(folder, 0)
-            self._sequence[folder] = sequence + 1
-            name = f"{self.stem}-{sequence:04d}.parquet"
-            final = storage.join(self.table_dir, folder, name) if folder else storage.join(self.table_dir, name)
-            fs, path = storage.filesystem(final)
-            fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-            sink = fs.open(path + ".tmp", "wb")
-            state = self._open[folder] = [pq.ParquetWriter(sink, self.schema, compression="zstd"), sink, final, 0]
-        if isinstance(batch, pa.Table):
-            state[0].write_table(batch, row_group_size=max(1, batch.num_rows))
-        else:
-            state[0].write_batch(batch)
-        state[3] += batch.num_rows
-
-    def _close(self, folder: str) -> None:
-        writer, sink, final, _ = self._open.pop(folder)
-        try:
-            writer.close()
-        finally:
-            sink.close()  # the file is closed even when the footer could not be written (a full disk)
-        storage.rename(final + ".tmp", final)
-
-    def close(self) -> None:
-        """Writes the rows still waiting, closes every open file (all of them, even after one
-        fails), then raises the first error."""
-        first = None
-        try:
-            for folder in list(self._pending):
-                self._flush(folder)
-        except Exception as exc:
-            first = exc
-        for folder in list(self._open):
-            try:
-                self._close(folder)
-            except Exception as exc:
-                first = first or exc
-        if first is not None:
-            raise first
-
-
-# What the task of a file's last piece spends besides parsing, as fractions of the time parsing
-# the whole file takes (measured on the 10M-comment generated month: BENCHMARKS.md, "One zstd
-# window a file"): decoding the whole file, handing the other pieces' lines on (zstd level 1),
-# and what reading them back adds to the other pieces.
-DECODE_COST = 0.12
-RELAY_COST = 0.13
-RELAY_READ_COST = 0.05
-
-
-def decoder_share(pieces: int) -> float:
-    """The share of the file the last piece parses, so that its task (which also decodes the file
-    and hands the other pieces their lines) ends with the others: 0.42 of two pieces, 0.09 of
-    four, nothing from six on (then the decoding sets the pace)."""
-    if pieces == 1:
-        return 1.0
-    others = (1 + RELAY_READ_COST) / (pieces - 1)
-    return max(0.0, (others - DECODE_COST - RELAY_COST) / (1 - RELAY_COST + others))
-
-
-def piece_of(compressed_bytes_read: int, pieces: int, size: int) -> int:
-    """The piece a block belongs to, from the compressed bytes read at its end: of the file's
-    ``size`` bytes, pieces 0 to ``pieces - 2`` hold equal shares in order and the last piece, whose
-    task also decodes the whole file, what is left (``decoder_share``)."""
-    if pieces == 1:
-        return 0
-    at = max(0, compressed_bytes_read - 1) / max(1, size)  # where the block ends, 0 <= at < 1
-    return min(pieces - 1, int(at * (pieces - 1) / (1 - decoder_share(pieces))))
-
-
-RELAY_FOLDER = "_relay"
-RELAY_LEVEL = 1
-_RELAY_HEADER = "<5q"  # first line, lines, compressed bytes read, decompressed read, decompressed before
-_RELAY_END = "END.json"
-
-
-class _Relay:
-    """The blocks one file's decoding task hands to the task of piece ``piece``: numbered files in
-    ``<staging>/_relay/<file>-<piece>/``, each a header and the lines' bytes (zstd level 1: about 6x
-    smaller, and here faster to write than the raw bytes), and ``END.json`` last, with how many
-    blocks there are and the error that stopped the decoding task, if one did."""
-
-    def __init__(self, staging: str, file_index: int, piece: int):
-        self.folder = storage.join(staging, RELAY_FOLDER, f"{file_index:06d}-{piece:03d}")
-        self.blocks = 0
-        self._compressor = zstandard.ZstdCompressor(level=RELAY_LEVEL)
-
-    def _block(self, seq: int) -> str:
-        return storage.join(self.folder, f"{seq:08d}.block")
-
-    def put(self, block: LineBlock, before: int) -> None:
-        header = struct.pack(_RELAY_HEADER, block.first_line_number, block.skipped, block.compressed_bytes_read,
-                             block.decompressed_bytes_read, before)
-        storage.write_bytes_atomic(self._block(self.blocks), header + self._compressor.compress(block.data))
-        self.blocks += 1
-
-    def end(self, error: BaseException | None = None) -> None:
-        detail = None
-        if isinstance(error, DumpReadError):
-            detail = {"path": error.path, "line_number": error.line_number, "cause": error.cause,
-                      "checksum": isinstance(error, ChecksumMismatch)}
-        elif error is not None:
-            detail = {"message": f"{type(error).__name__}: {error}"}
-        storage.write_json_atomic(storage.join(self.folder, _RELAY_END), {"blocks": self.blocks, "error": detail})
-
-    def read(self, file_name: str, piece: int, pieces: int, wait_s: float) -> Iterator[tuple[LineBlock, int]]:
-        """The blocks in order as the decoding task writes them, each with the decompressed bytes
-        before the piece; raises the decoding task's error after the blocks written before it."""
-        seq, heard, delay, end = 0, time.time(), 0.005, None
-        decompressor = zstandard.ZstdDecompressor()
-        while end is None or seq < end["blocks"]:
-            data = storage.read_bytes_if_exists(self._block(seq))
-            if data is not None:
-                first, lines, compressed, decompressed, before = struct.unpack_from(_RELAY_HEADER, data)
-                text = decompressor.decompress(data[struct.calcsize(_RELAY_HEADER):])
-                block = LineBlock(first, text.split(b"\n")[:-1], compressed, decompressed)
-                if len(block.lines) != lines:
-                    raise IngestError(f"{file_name}: relayed block {seq} of piece {piece + 1} holds {len(block.lines)} lines, "
-                                      f"its header says {lines}")
-                yield block, before
-                seq, heard, delay = seq + 1, time.time(), 0.005
-                continue
-            if end is not None:  # the end says more blocks than there are
-                raise IngestError(f"{file_name}: block {seq} of piece {piece + 1} is missing from {self.folder}")
-            end = storage.read_json_if_exists(storage.join(self.folder, _RELAY_END))
-            if end is not None:
-                continue  # blocks written before the end are read first
-            if time.time() - heard > wait_s:
-                raise IngestError(f"{file_name}: piece {piece + 1} of {pieces} heard nothing from the task decoding the "
-                                  f"file (piece {pieces}) for {wait_s:.0f} s (ingest.piece_wait_s); was it lost or never started?")
-            time.sleep(delay)
-            delay = min(0.2, delay * 2)
-        error = end["error"]
-        if error and "cause" in error:
-            raise (ChecksumMismatch if error.get("checksum") else DumpReadError)(error["path"], error["line_number"],
-                                                                                  error["cause"])
-        if error:
-            raise IngestError(f"{file_name}: the task decoding the file (piece {pieces}) failed: {error['message']}")
-
-
-class _Decoder:
-    """The last piece's task: decodes the whole file once, hands each earlier piece its blocks
-    (``_Relay``) and yields its own, each with the decompressed bytes before the piece. Whatever
-    stops it (the file's damage, its own parsing's error: ``fail``), the earlier pieces hear of it."""
-
-    def __init__(self, path: str, settings: _TaskSettings, file_index: int, pieces: int, size: int,
-                 sha256: str | None = None):
-        self.path, self.settings, self.pieces, self.size, self.sha256 = path, settings, pieces, size, sha256
-        self.relays = [_Relay(settings.staging, file_index, p) for p in range(pieces - 1)]
-        self.ended = 0  # relays[:ended] have their END
-
-    def _end_until(self, piece: int, error: BaseException | None = None) -> None:
-        while self.ended < piece:
-            self.relays[self.ended].end(error)
-            self.ended += 1
-
-    def fail(self, error: BaseException) -> None:
-        self._end_until(len(self.relays), error)
-
-    def __iter__(self) -> Iterator[tuple[LineBlock, int]]:
-        last, pieces, size = self.pieces - 1, self.pieces, self.size
-        owner, before, previous_end = 0, 0, 0
-        try:
-            for block in iter_line_blocks(self.path, self.settings.read_size_bytes, self.settings.max_window_bytes,
-                                          lambda read: piece_of(read, pieces, size) == last, keep_skipped=True,
-                                          sha256=self.sha256):
-                piece = piece_of(block.compressed_bytes_read, pieces, size)
-                if piece != owner:
-                    owner, before = piece, previous_end
-                self._end_until(min(piece, last))
-                previous_end = block.decompressed_bytes_read
-                if piece < last:
-                    self.relays[piece].put(block, before)
-                else:
-                    yield block, before
-            self._end_until(last)
-        except GeneratorExit:
-            self.fail(RuntimeError("the task stopped before the end of the file"))
-            raise
-        except BaseException as exc:
-            self.fail(exc)
-            raise
 
 
 def ingest_file(file_index: int, path: str, settings: _TaskSettings, kind: str | None = None,
@@ -546,20 +266,21 @@ def _ingest_task(settings: _TaskSettings, task: dict) -> tuple[dict, None]:
 
 def ingest_files(spark, files: list[tuple[int, str]], settings: _TaskSettings, kinds: dict[str, str] | None = None,
                  pieces: dict[str, int] | None = None, sizes: dict[str, int] | None = None, workers: int = 1,
-                 digests: dict[str, str] | None = None) -> list[dict]:
-    """Runs one task per piece of each (file_index, path) dump (``spark.run_tasks``; ``pieces`` per
-    path, 1 when absent; ``workers``: processes of the in-process runner; ``digests``: published
-    sha256 per path); returns each file's counters, its pieces' added up."""
+                 digests: dict[str, str] | None = None, stage=None) -> list[dict]:
+    """Runs one task per piece of each (file_index, path) dump (``stage.tasks``, which keeps the
+    tasks an interrupted run finished, or ``spark.run_tasks``; ``pieces`` per path, 1 when absent;
+    ``workers``: processes of the in-process runner; ``digests``: published sha256 per path);
+    returns each file's counters, its pieces' added up."""
     import functools
 
     from extraction.spark import run_tasks
 
+    run = stage.tasks if stage is not None else (lambda spark, name, *rest, **kw: run_tasks(spark, f"ingest {name}", *rest, **kw))
     pieces, sizes = pieces or {}, sizes or {}
     tasks = [{"file_index": i, "path": p, "kind": (kinds or {}).get(p), "piece": k, "pieces": pieces.get(p, 1),
               "size": sizes.get(p, 0), "sha256": (digests or {}).get(p)}
              for i, p in files for k in reversed(range(pieces.get(p, 1)))]  # a file's last piece reads longest: first
-    results = run_tasks(spark, f"ingest {len(files)} dumps ({len(tasks)} tasks)", tasks,
-                        functools.partial(_ingest_task, settings), workers=workers)
+    results = run(spark, "dumps", tasks, functools.partial(_ingest_task, settings), workers=workers)
     return merge_pieces([stats for stats, _ in results])
 
 
@@ -596,29 +317,7 @@ def merge_pieces(per_piece: list[dict]) -> list[dict]:
     return out
 
 
-def pieces_per_file(infos: list[dict], cores: int, setting: int, min_bytes: int) -> dict[str, int]:
-    """How many tasks parse each file: ``setting`` when given (at most ``MAX_PIECES``), else the
-    file's share of the ``cores`` (a file of half the input bytes gets half the cores), at most
-    ``PACED_PIECES``; a piece is at least ``min_bytes`` compressed either way."""
-    total = sum(i["size"] for i in infos) or 1
-    out = {}
-    for info in infos:
-        wanted = min(setting, MAX_PIECES) if setting else min(round(cores * info["size"] / total), PACED_PIECES)
-        out[info["path"]] = max(1, min(wanted, info["size"] // max(1, min_bytes)))
-    return out
-
-
-MAX_PIECES = 16
-PACED_PIECES = 1 + int((1 + RELAY_READ_COST) / (DECODE_COST + RELAY_COST))
-"""Beyond this many pieces (5) the one decoding task cannot keep the others busy: the file's
-decoding and handing on sets the pace, and more tasks would wait, not parse."""
-
-
 BUCKET_TARGET_BYTES = 16 << 20
-ROW_GROUP_ROWS = 65_536
-"""Rows of one piece written together as a Parquet row group (``_PartitionedParquet``)."""
-PENDING_ROWS = 1 << 18
-"""Rows an ingest task holds back over all its pieces before writing them (its memory for it)."""
 MAX_BUCKETS = 1 << 20
 """The most pieces of the thread hash space: 16 TiB of compressed comments at 16 MiB a piece."""
 
@@ -690,10 +389,11 @@ def set_aside(staging: str, per_file: list[dict]) -> None:
         stats["set_aside"], stats["rows"], stats["rejects"], stats["rejects_by_reason"] = stats["lines"], 0, 0, {}
 
 
-def fingerprint(cfg: IngestConfig, infos: list[dict], kinds: dict[str, str] | None = None,
-                digests: dict[str, str] | None = None) -> str:
-    """What decides the output: the inputs (``storage.file_info``: path, size, mtime), their
-    published sha256s when checked, and the settings that shape rows."""
+def material(cfg: IngestConfig, infos: list[dict], kinds: dict[str, str] | None = None,
+             digests: dict[str, str] | None = None) -> dict:
+    """What decides the output (its fingerprint: ``extraction.spark.stage``): the inputs
+    (``storage.file_info``: path, size, mtime), their published sha256s when checked, and the
+    settings that shape rows."""
     material = {
         "files": infos,
         "on_corrupt_file": cfg.on_corrupt_file,
@@ -704,7 +404,7 @@ def fingerprint(cfg: IngestConfig, infos: list[dict], kinds: dict[str, str] | No
     }
     if digests:
         material["sha256"] = digests
-    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    return material
 
 
 def _order_for_scheduling(infos: list[dict]) -> list[tuple[int, str]]:
@@ -739,13 +439,13 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
     print_ = lambda msg: print(f"[ingest] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     infos = [storage.file_info(f) for f in files]  # one stat per input, remote ones included
     digests = published_digests(cfg, files, print_)
-    staged = storage.StagedOutput(output, DONE_MARKER, fingerprint(cfg, infos, kinds, digests),
-                                  [*TABLES.values(), layout.REJECTS, REPORT_FILE], job="ingest")
-    if not cfg.force and staged.is_complete():
+    stage = Stage("ingest", output, DONE_MARKER, [*TABLES.values(), layout.REJECTS, REPORT_FILE],
+                  material(cfg, infos, kinds, digests), force=cfg.force)
+    if stage.is_complete():
         print_(f"{output} is complete for these inputs and settings; nothing to do (force=true runs again)")
         return storage.read_json(storage.join(output, REPORT_FILE))
 
-    with staged.writing() as staging:  # refuses a folder not its own, or one another job writes
+    with stage.running() as staging:  # refuses a folder not its own, or one another job writes; keeps finished tasks
         spark = session_for(cfg.spark, sum(i["size"] for i in infos), spark)
         buckets = cfg.thread_buckets or auto_thread_buckets(infos, kinds)
         settings = _TaskSettings(staging, cfg.read_size_bytes, cfg.max_window_bytes, cfg.on_corrupt_file,
@@ -756,12 +456,13 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
         pieces = pieces_per_file(infos, workers, cfg.pieces_per_file, cfg.piece_min_bytes)
         if spark is None and max(pieces.values(), default=1) == 1:
             workers = 1  # small dumps, one task each: starting worker processes costs more than it saves
+        stage.plan({"pieces": pieces})  # (from the cores: an interrupted run's files were named for its pieces)
         split = {p.rsplit("/", 1)[-1]: k for p, k in pieces.items() if k > 1}
         print_(f"{len(files)} files -> {output}, {where(spark, workers)}"
                + (f"; parsed in pieces: {', '.join(f'{n} {k}' for n, k in sorted(split.items()))}" if split else ""))
         try:
             per_file = ingest_files(spark, _order_for_scheduling(infos), settings, kinds, pieces,
-                                    {i["path"]: i["size"] for i in infos}, workers, digests)
+                                    {i["path"]: i["size"] for i in infos}, workers, digests, stage)
         except Exception as exc:  # Spark wraps executor errors; surface ours by name
             clear = _clear_error(exc)
             if clear is not None:
@@ -776,9 +477,7 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
         storage.remove(storage.join(staging, RELAY_FOLDER))  # the lines handed between a file's pieces
         storage.remove_unfinished(staging)  # parts of attempts Spark killed or retried
         _check_counts(staging, report)
-        storage.write_json_atomic(storage.join(staging, REPORT_FILE), report)
-
-        staged.commit(files=files, finished_utc=int(time.time()))
+        stage.commit(report, REPORT_FILE, files=files, finished_utc=int(time.time()))
     print(format_report(report, output))
     return report
 

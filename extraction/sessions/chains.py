@@ -88,3 +88,10 @@ def hash_split(link_id: str, cfg: SplitConfig) -> str:
 
     u = int(hashlib.sha256(link_id.encode()).hexdigest()[:8], 16) / 2**32
     return TEST if u < cfg.test_fraction else VALID if u < cfg.test_fraction + cfg.valid_fraction else TRAIN
+
+
+def histogram_labels(edges: list[int]) -> list[str]:
+    """A histogram's bin labels from its lower edges: ``3`` for a one-value bin, ``4-7``, and ``N+``
+    for the last (the report's turns, words and cluster sizes)."""
+    return [f"{edges[i]}" if edges[i + 1] - edges[i] == 1 else f"{edges[i]}-{edges[i + 1] - 1}"
+            for i in range(len(edges) - 1)] + [f"{edges[-1]}+"]

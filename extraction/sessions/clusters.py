@@ -26,8 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from extraction.sessions.features import as_array
-from extraction.sessions.report import histogram_labels
-from extraction.sessions.reddit_threads import CLUSTER_EDGES, ND_DROPPED, ORDER_CHARS, ORDER_MARK, SESSION_KIND, plain_ids, thread_places
+from extraction.sessions.chains import histogram_labels
+from extraction.sessions.near_sessions import CLUSTER_EDGES, ND_DROPPED, SESSION_KIND
+from extraction.sessions.thread_keys import ORDER_CHARS, ORDER_MARK, plain_ids, thread_places
 from extraction.spark import exchange
 
 SETS = pa.schema([("x", pa.string()), ("y", pa.string())])

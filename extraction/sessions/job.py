@@ -51,9 +51,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -65,16 +63,21 @@ from reddit_pretrain import layout, storage
 from reddit_pretrain.layout import SPLITS
 from extraction.sessions import ExtractError
 from extraction.sessions.chains import ChainsConfig, SplitConfig
-from extraction.sessions.filters import FiltersConfig, LoadedRules, resolve_list_path
+from extraction.sessions.filters import FiltersConfig, LoadedRules
+from extraction.sessions.rules import resolve_list_path
 from extraction.sessions.privacy import Privacy, PrivacyConfig, resolve_salt
-from extraction.sessions.features import as_array
 from extraction.sessions.report import (annotate_rules, format_report, ingest_summary, load_plotting_in_background,
                                         merge_reports, rejected_examples, render_report, run_info)
-from extraction.sessions.reddit_threads import (COMMENT_COLUMNS, MARK_COLUMNS, ND_BANDS, ND_DROPPED, ND_PAIRS, ND_PAIRS_A, ND_VERIFIED,
-                                         SESSION_COLUMNS, SUBMISSION_COLUMNS, Timer, build_candidates, finish_bucket,
-                                         frequent_trigrams, near_duplicate_clusters, near_duplicate_inputs, near_duplicates_on,
-                                         near_duplicate_pairs, resolve_duplicates, unique_pairs, verify_pairs, with_texts)
-from extraction.spark import SparkConfig, cores, exchange, run_tasks, session_for, where
+from extraction.sessions.reddit_threads import (COMMENT_COLUMNS, MARK_COLUMNS, SESSION_COLUMNS, SUBMISSION_COLUMNS,
+                                                Timer, build_candidates)
+from extraction.sessions.corpus_rules import finish_bucket, frequent_trigrams, resolve_duplicates
+from extraction.sessions.near_sessions import (ND_BANDS, ND_DROPPED, near_duplicate_inputs, near_duplicate_pairs,
+                                               near_duplicates_on)
+from extraction.spark import SparkConfig, cores, exchange, session_for, where
+from extraction.spark.stage import Stage
+from extraction.sessions.work import (_DROPPED, _GRAMS, _KEYS, _ROW_GROUP_ROWS, _Settings, _all, _np, _peak_rss,
+                                      _read_parquet, _work_file)
+from extraction.sessions.near_tasks import _clusters_in_rounds, _near_clusters_task, _near_texts_task, _near_verify_task
 
 DONE_MARKER = layout.EXTRACT_DONE
 REPORT_FILE = layout.EXTRACT_REPORT
@@ -125,8 +128,9 @@ class ExtractConfig:
             raise ExtractError(f"{self.input} has no comments/ table: run the ingest job first (extraction.ingest.job)")
 
 
-def fingerprint(cfg: ExtractConfig) -> str:
-    """The input's completion marker (its own fingerprint), the settings, and the list contents."""
+def material(cfg: ExtractConfig) -> dict:
+    """What decides the output (its fingerprint: ``extraction.spark.stage``): the input's completion
+    marker (its own fingerprint), the settings, and the list contents."""
     import fsspec
 
     ingest_marker = storage.join(cfg.input, layout.INGEST_DONE)
@@ -150,7 +154,7 @@ def fingerprint(cfg: ExtractConfig) -> str:
         "use_submissions": cfg.use_submissions, "sessions_per_file": cfg.sessions_per_file, "lists": lists,
         "task_bytes": cfg.task_bytes, "code": "extract-v7",
     }
-    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    return material
 
 
 def run_extract(cfg: ExtractConfig, spark=None) -> dict:
@@ -165,15 +169,15 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
             from_config(cfg.filters).labels
         except ClassifierError as e:
             raise ExtractError(str(e)) from None
-    say = lambda msg: print(f"[extract] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    staged = storage.StagedOutput(cfg.output, DONE_MARKER, fingerprint(cfg), OUTPUTS, job="extract")
-    if not cfg.force and staged.is_complete():
+    stage = Stage("extract", cfg.output, DONE_MARKER, OUTPUTS, material(cfg), force=cfg.force)
+    say = stage.say
+    if stage.is_complete():
         say(f"{cfg.output} is complete for this input and settings; nothing to do (force=true runs again)")
         return storage.read_json(storage.join(cfg.output, REPORT_FILE))
     plan = plan_buckets(cfg)
 
     load_plotting_in_background()  # while the jobs run, not after them
-    with staged.writing() as staging:  # refuses a folder not its own, or one another job writes
+    with stage.running() as staging:  # refuses a folder not its own, or one another job writes; keeps finished tasks
         spark = session_for(cfg.spark, plan.bytes, spark)
         started = time.time()
         tasks = plan.tasks(cfg.task_bytes)
@@ -188,7 +192,7 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         def job(name: str, tasks: list[dict], fn, here: bool = False) -> list[tuple[dict, bytes | None]]:
             """``here``: in this process even on Spark (one small task: a Spark job costs more than it)."""
             t = time.time()
-            results = run_tasks(None if here else spark, f"extract: {name}", tasks, fn)
+            results = stage.tasks(None if here else spark, name, tasks, fn)
             wall[name] = round(wall.get(name, 0) + time.time() - t, 3)  # (the rounds of one step add up)
             step = steps.setdefault(name, {"tasks": 0, "files_opened": 0})
             step["tasks"] += len(results)
@@ -237,8 +241,7 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         finished.sort(key=lambda r: r[0]["task"])
         say(f"3/3 bland, duplicates, splits and writes ({wall['write']:.1f} s)")
         exchanged = storage.tree_bytes(settings.work)  # what the tasks handed each other (Spark's shuffle, in files)
-        storage.remove(settings.work)
-        storage.remove_unfinished(staging)
+        storage.remove_unfinished(staging)  # (_work and the task records go with staging at the commit)
 
 
         report = merge_reports(cfg, [r for r, _ in built], [r for r, _ in finished] + [r for r, _ in reduced + near_results])
@@ -263,9 +266,9 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         report["examples"], report["example_fields"] = rejected_examples(storage.join(staging, layout.REJECTS))
         report["ingest"] = ingest_summary(plan.ingest_report)
         report["run"] = run_info()
-        storage.write_json_atomic(storage.join(staging, REPORT_FILE), report)
+        report["tasks"] = stage.steps
         render_report(report, storage.join(staging, layout.EXTRACT_REPORT_PNG), storage.join(staging, layout.EXTRACT_REPORT_HTML))
-        staged.commit(finished_utc=int(time.time()))
+        stage.commit(report, REPORT_FILE, finished_utc=int(time.time()))
     report["stage_seconds"]["report"] = round(time.time() - t, 3)
     print(format_report(report, cfg.output))
     return report
@@ -384,55 +387,6 @@ def check_ingest_output(cfg: ExtractConfig, report: dict, buckets: dict[int, dic
 # Tasks (executors)
 
 
-@dataclass(frozen=True)
-class _Settings:
-    chains: ChainsConfig
-    filters: FiltersConfig
-    split: SplitConfig
-    work: str
-    staging: str
-    tasks: int
-    """Tasks of the first set (contiguous ranges of the thread hash space): the exchanged files'
-    partitions, and the names of the output files."""
-    sessions_per_file: int
-    privacy: Privacy
-
-
-_KEYS = pa.schema([("_rkey", pa.uint64()), ("_skey", pa.uint64()), ("session_id", pa.string()), ("bucket", pa.int64()),
-                   ("_order", pa.string())])
-_GRAMS = pa.schema([("h", pa.uint64()), ("n", pa.int64())])
-_DROPPED = pa.schema([("bucket", pa.int64()), ("session_id", pa.string()), ("reason", pa.string()),
-                      ("duplicate_of", pa.string())])
-"""(``bucket``, in these tables and the near-duplicate ones: the task of the first set a session is in.)"""
-_ROW_GROUP_ROWS = 32_768
-"""Parquet row groups of the sessions: the tokenize job's tasks are runs of them."""
-
-
-def _read_parquet(files: list[str], columns: list[str] | None = None) -> pa.Table | None:
-    """The rows of ``files`` (the columns each has of ``columns``), in order. One open and one footer
-    read a file (``ParquetFile``, not ``read_table``'s dataset machinery: a task of a finely cut
-    input reads hundreds of small files)."""
-    import pyarrow.parquet as pq
-
-    tables = []
-    for url in files:
-        fs, path = storage.filesystem(url)
-        with fs.open(path, "rb") as f:
-            parquet = pq.ParquetFile(f)
-            names = parquet.schema_arrow.names
-            tables.append(parquet.read(columns=[c for c in columns if c in names] if columns else None, use_threads=False))
-    return pa.concat_tables(tables, promote_options="permissive") if tables else None
-
-
-def _work_file(settings: _Settings, kind: str, index: int) -> str:
-    return storage.join(settings.work, kind, f"{index:06d}.arrow")
-
-
-def _all(settings: _Settings, kind: str, count: int | None = None) -> list[str]:
-    """The files of ``kind`` written by each task of a set (the first set's by default)."""
-    return [_work_file(settings, kind, i) for i in range(settings.tasks if count is None else count)]
-
-
 def _sessions_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
 
     timer = Timer()
@@ -467,14 +421,6 @@ def _sessions_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]
             "opened": len(task["comments"]) + len(task["submissions"]), "bytes": task["bytes"], "peak_rss": _peak_rss(), "seconds": timer.seconds}, None
 
 
-def _peak_rss() -> int:
-    """This process's largest resident memory so far, in bytes (a Python worker runs its tasks one
-    after the other: the largest task's peak, plus the worker itself)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def _corpus_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     """The corpus-wide counts and duplicate groups of one range of hash partitions, from every
     task's exchanged files (one open each)."""
@@ -501,154 +447,6 @@ def _corpus_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
         timer.lap("near duplicates: pairs")
         result["near_pairs"] = pairs.num_rows
     return {**result, "opened": read.opened, "seconds": timer.seconds}, None
-
-
-def _near_texts_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
-    """Near duplicates, first lookup: the candidate pairs whose ``a`` is in this task, with a's text,
-    passed on to the task of ``b``."""
-
-    timer = Timer()
-    read = exchange.Reader()
-    t = task["task"]
-    pairs = read.partition(_all(settings, "nd_pairs", task["reducers"]), t, ND_PAIRS)
-    pairs = unique_pairs(pairs)  # a pair sharing several bands comes from several reduce tasks: looked up once
-    pairs = with_texts(pairs, read.table(_work_file(settings, "nd_texts", t)), "a")
-    exchange.write_partitioned(_work_file(settings, "nd_pairs_a", t), pairs, _np(pairs.column("b_bucket")), settings.tasks)
-    timer.lap("near duplicates: texts")
-    return {"task": t, "pairs": pairs.num_rows, "opened": read.opened, "seconds": timer.seconds}, None
-
-
-def _near_verify_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
-    """Near duplicates, second lookup: the pairs whose ``b`` is in one range of tasks, with b's
-    text, verified."""
-
-    timer = Timer()
-    read = exchange.Reader()
-    k, first, last = task["reducer"], task["first"], task["last"]
-    pairs = read.partitions(_all(settings, "nd_pairs_a"), first, last, ND_PAIRS_A)
-    texts = pa.concat_tables([read.table(_work_file(settings, "nd_texts", b)) for b in range(first, last)])  # (never empty)
-    pairs = with_texts(pairs, texts, "b")
-    timer.lap("near duplicates: texts")
-    verified = verify_pairs(pairs, settings.filters.near_duplicate_shingle, settings.filters.near_duplicate_threshold)
-    link_bytes = exchange.write_table(_work_file(settings, "nd_verified", k), verified)
-    timer.lap("near duplicates: verify")
-    return {"reducer": k, "pairs": pairs.num_rows, "verified": verified.num_rows, "link_bytes": link_bytes,
-            "opened": read.opened, "seconds": timer.seconds}, None
-
-
-def _near_clusters_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
-    """Near duplicates, last step, in one task (run in the driver while the links are few): the
-    clusters of the verified pairs, the dropped members passed on to their tasks."""
-
-    timer = Timer()
-    read = exchange.Reader()
-    verified = read.partition(task["links"], 0, ND_VERIFIED)
-    dropped, summary = near_duplicate_clusters(verified)
-    exchange.write_partitioned(_work_file(settings, "nd_dropped", 0), dropped, _np(dropped.column("bucket")), settings.tasks)
-    timer.lap("near duplicates: clusters")
-    return {"near_duplicates": summary, "verified": verified.num_rows, "dropped": dropped.num_rows, "files": 1,
-            "opened": read.opened, "seconds": timer.seconds}, None
-
-
-MAX_CLUSTER_ROUNDS = 64
-"""Hash-to-Min ends in O(log n) rounds; a run that has not settled in this many is a fault."""
-
-
-def _clusters_in_rounds(settings: _Settings, job, reducers: int, links: list[str]) -> tuple[dict, list]:
-    """``_near_clusters_task``'s result, by Spark tasks in rounds (``extraction.sessions.clusters``):
-    the driver holds a fingerprint a round and the examples' summary, nothing that grows with the corpus."""
-    from extraction.sessions import clusters
-
-    shares = [links[lo:hi] for lo, hi in exchange.ranges(len(links), reducers)]
-    spans = exchange.ranges(settings.tasks, reducers)
-    results = job("near duplicates: cluster links", [{"reducer": k, "links": share} for k, share in enumerate(shares)],
-                  functools.partial(_cc_links_task, settings))
-    rows = sum(r["links"] for r, _ in results)
-    previous, n = None, 0
-    while True:
-        done = job("near duplicates: cluster rounds", [{"reducer": k, "first": lo, "last": hi, "round": n, "sets": len(shares)}
-                                                       for k, (lo, hi) in enumerate(spans)],
-                   functools.partial(_cc_round_task, settings))
-        results += done
-        parts = [r["fingerprint"] for r, _ in done]
-        fp = [sum(f[0] for f in parts), sum(f[1] for f in parts) % 2**64, sum(f[2] for f in parts) % 2**64]
-        if fp == previous:
-            break  # round n read the sets round n - 1 read: a fixed point
-        if n + 1 >= MAX_CLUSTER_ROUNDS:
-            raise ExtractError(f"near-duplicate clusters did not settle in {MAX_CLUSTER_ROUNDS} rounds")
-        previous, n = fp, n + 1
-    final = job("near duplicates: clusters", [{"reducer": k, "first": lo, "last": hi, "round": n, "sets": len(shares),
-                                               "nodes": len(shares)} for k, (lo, hi) in enumerate(spans)],
-                functools.partial(_cc_finish_task, settings))
-    results += final
-    parts = [r["summary"] for r, _ in final]
-    wanted = sorted(clusters.wanted_ids(parts))
-    texts: dict[str, str] = {}
-    if wanted:
-        found = job("near duplicates: examples", [{"reducer": k, "links": share, "wanted": wanted}
-                                                  for k, share in enumerate(shares)], functools.partial(_cc_texts_task, settings))
-        results += found
-        best: dict[str, tuple] = {}
-        for r, _ in found:
-            for sid, hits in r["hits"].items():
-                for side, row, text in hits:
-                    key = (side, r["reducer"], row)
-                    if sid not in best or key < best[sid][0]:
-                        best[sid] = (key, text)
-        texts = {sid: text for sid, (_, text) in best.items()}
-    near = {"near_duplicates": clusters.merge_summary(parts, texts), "verified": rows,
-            "dropped": sum(r["dropped"] for r, _ in final), "files": len(spans), "rounds": n + 1, "seconds": {}}
-    return near, [({"seconds": r["seconds"]}, None) for r, _ in results]
-
-
-def _cc_links_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
-    from extraction.sessions import clusters
-
-    timer = Timer()
-    read = exchange.Reader()
-    links = read.partition(task["links"], 0, ND_VERIFIED)
-    sets, where, nodes, node_where = clusters.first_sets(links, settings.tasks)
-    exchange.write_partitioned(_work_file(settings, "cc_sets_0", task["reducer"]), sets, where, settings.tasks)
-    exchange.write_partitioned(_work_file(settings, "cc_nodes", task["reducer"]), nodes, node_where, settings.tasks)
-    timer.lap("near duplicates: clusters")
-    return {"links": links.num_rows, "opened": read.opened, "seconds": timer.seconds}, None
-
-
-def _cc_round_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
-    from extraction.sessions import clusters
-
-    timer = Timer()
-    read = exchange.Reader()
-    n = task["round"]
-    sets = read.partitions(_all(settings, f"cc_sets_{n}", task["sets"]), task["first"], task["last"], clusters.SETS)
-    sent, where, fp = clusters.next_sets(sets, settings.tasks)
-    exchange.write_partitioned(_work_file(settings, f"cc_sets_{n + 1}", task["reducer"]), sent, where, settings.tasks)
-    timer.lap("near duplicates: clusters")
-    return {"fingerprint": fp, "opened": read.opened, "seconds": timer.seconds}, None
-
-
-def _cc_finish_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
-    from extraction.sessions import clusters
-
-    timer = Timer()
-    read = exchange.Reader()
-    sets = read.partitions(_all(settings, f"cc_sets_{task['round']}", task["sets"]), task["first"], task["last"], clusters.SETS)
-    nodes = read.partitions(_all(settings, "cc_nodes", task["nodes"]), task["first"], task["last"], clusters.NODES)
-    dropped, where, summary = clusters.finish(sets, nodes, settings.tasks)
-    exchange.write_partitioned(_work_file(settings, "nd_dropped", task["reducer"]), dropped, where, settings.tasks)
-    timer.lap("near duplicates: clusters")
-    return {"summary": summary, "dropped": dropped.num_rows, "opened": read.opened, "seconds": timer.seconds}, None
-
-
-def _cc_texts_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
-    from extraction.sessions import clusters
-
-    timer = Timer()
-    read = exchange.Reader()
-    links = read.partition(task["links"], 0, ND_VERIFIED)
-    hits = clusters.text_hits(links, set(task["wanted"]))
-    timer.lap("near duplicates: clusters")
-    return {"reducer": task["reducer"], "hits": hits, "opened": read.opened, "seconds": timer.seconds}, None
 
 
 def _write_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
@@ -691,11 +489,6 @@ def _write_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     write(storage.join(settings.staging, layout.REJECTS, layout.reject_part(t)), rejects)
     timer.lap("writes")
     return {"task": t, "report": stats, "opened": read.opened, "seconds": timer.seconds}, None
-
-
-def _np(array) -> np.ndarray:
-
-    return as_array(array).to_numpy(zero_copy_only=False)
 
 
 def main() -> None:

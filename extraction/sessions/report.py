@@ -18,10 +18,10 @@ from reddit_pretrain import code_version, storage
 from reddit_pretrain import layout
 from reddit_pretrain.layout import SPLITS
 from extraction.sessions import ExtractError
-from extraction.sessions.chains import ALL_SESSION_REASONS
+from extraction.sessions.chains import ALL_SESSION_REASONS, histogram_labels
 from extraction.sessions.filters import RULES, RULES_BY_NAME, TURN_RULES
 from extraction.sessions.privacy import KINDS as PII_KINDS
-from extraction.sessions.reddit_threads import WORD_EDGES, histogram_labels
+from extraction.sessions.reddit_threads import WORD_EDGES
 
 EXAMPLES_PER_RULE = 3
 EXAMPLE_TURN_CHARS = 120

@@ -21,13 +21,10 @@ The output must be a local or shared (NFS, Lustre) folder: training memory-maps 
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import shlex
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,6 +34,7 @@ from reddit_pretrain import layout
 from reddit_pretrain.errors import UserError
 from reddit_pretrain.layout import SPLITS
 from extraction.spark import SparkConfig
+from extraction.spark.stage import Stage
 
 DONE_MARKER = layout.TOKENIZE_DONE
 SKIP_REASONS = ("empty", "encode_error", "too_long")
@@ -190,6 +188,9 @@ def tokenize_task(task: dict, settings: _TaskSettings) -> dict:
             fs.put([os.path.join(folder, n) for n in names], [f"{target.rstrip('/')}/{n}" for n in names])
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+    for entry in entries:  # what this task wrote, for its completion record (extraction.spark.stage)
+        for file in entry["files"].values():
+            storage.note_written(storage.join(settings.shards_dir, file["path"]))
     return {"task": task["index"], "split": task["split"], "counts": counts, "shards": entries}
 
 
@@ -249,14 +250,12 @@ def check_extract_output(folder: str, rows: dict[str, int]) -> None:
                                 f"{expected.get(split, 0):,}: the extract output is damaged; run extract again (force=true)")
 
 
-def _run_tasks(spark, tasks: list[dict], settings: _TaskSettings) -> list[dict]:
-    """One task per planned task, largest first (``spark.run_tasks``); results in that order."""
+def _run_tasks(stage: Stage, spark, tasks: list[dict], settings: _TaskSettings) -> list[dict]:
+    """One task per planned task, largest first (``Stage.tasks``: finished ones kept); results in that order."""
     import functools
 
-    from extraction.spark import run_tasks
-
     ordered = sorted(tasks, key=lambda t: -t["rows"])
-    return [r for r, _ in run_tasks(spark, "tokenize", ordered, functools.partial(_tokenize_task, settings))]
+    return [r for r, _ in stage.tasks(spark, "tokenize", ordered, functools.partial(_tokenize_task, settings))]
 
 
 def _tokenize_task(settings: _TaskSettings, task: dict) -> tuple[dict, None]:
@@ -279,13 +278,12 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     material = {"input": storage.read_json(extract_marker).get("fingerprint") if storage.exists(extract_marker) else None,
                 "tokenizer": tokenizer_info.get("files") or tokenizer_info["sha256"], "cfg": {k: v for k, v in asdict(cfg).items() if k not in ("force", "spark", "input", "output")},
                 "code": "tokenize-v1"}
-    staged = storage.StagedOutput(cfg.output, DONE_MARKER, hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest(),
-                                  [SHARDS_DIR, MANIFEST], job="tokenize")
-    print_ = lambda msg: print(f"[tokenize] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    if not cfg.force and staged.is_complete():
+    stage = Stage("tokenize", cfg.output, DONE_MARKER, [SHARDS_DIR, MANIFEST], material, force=cfg.force)
+    print_ = stage.say
+    if stage.is_complete():
         print_(f"{cfg.output} is complete for this input, tokenizer and settings; nothing to do (force=true runs again)")
         return storage.read_json(storage.join(cfg.output, MANIFEST))
-    with staged.writing() as staging:  # refuses a folder not its own, or one another job writes
+    with stage.running() as staging:  # refuses a folder not its own, or one another job writes; keeps finished tasks
         fs, sessions_root = storage.filesystem(storage.join(cfg.input, layout.SESSIONS))
         spark = session_for(cfg.spark, fs.du(sessions_root, total=True) if fs.exists(sessions_root) else 0, spark)
         shards_dir = storage.join(staging, SHARDS_DIR)
@@ -299,7 +297,7 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
         check_extract_output(cfg.input, sizes)
         print_(f"{sum(sizes.values()):,} sessions ({', '.join(f'{s} {n:,}' for s, n in sizes.items())}) in {len(tasks)} tasks, "
                f"{where(spark)}")
-        results = _run_tasks(spark, tasks, settings) if tasks else []
+        results = _run_tasks(stage, spark, tasks, settings) if tasks else []
         entries, per_split = [], {}
         for split in cfg.splits:
             totals = {"sessions": 0, "written": 0, "tokens": 0, **{r: 0 for r in SKIP_REASONS}}
@@ -335,7 +333,7 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
             seconds=round(time.time() - started, 3),
         )
         storage.write_bytes_atomic(storage.join(staging, MANIFEST), manifest_text(manifest).encode())
-        staged.commit(finished_utc=int(time.time()))
+        stage.commit(finished_utc=int(time.time()))
     print_(f"shards in {cfg.output}; inspect with: reddit-pretrain inspect {shlex.quote(cfg.output)}")
     return manifest
 

@@ -20,7 +20,7 @@ def month(tmp_path_factory):
     """A generated month's comments as a table, and its distinct bodies."""
     import zstandard
 
-    from extraction.ingest.records import parse_block
+    from extraction.ingest.columns import parse_block
     from reddit_pretrain_app.synth import SynthConfig, write_month
 
     root = tmp_path_factory.mktemp("month")

@@ -11,7 +11,8 @@ import pytest
 
 from extraction.sessions import features
 from extraction.sessions.features import Texts, text_features, turn_cut
-from extraction.sessions.filters import RULES, SESSION_RULES, TURN_RULES, FiltersConfig, LoadedRules, trigrams, words
+from extraction.sessions.filters import RULES, SESSION_RULES, TURN_RULES, FiltersConfig, LoadedRules
+from extraction.sessions.rules import trigrams, words
 
 # Texts that have tripped, or could trip, a vectorised form: Unicode whitespace and case, \x1c-\x1f
 # (str.split() splits on them), URLs next to non-ASCII letters, phrases next to them, quotes.
@@ -128,7 +129,7 @@ def test_a_pattern_re2_cannot_run_falls_back_to_python():
 
 @pytest.mark.parametrize("times", [2, 3, 4, 5])
 def test_word_repeats_of_any_length_match_the_reference(times):
-    from extraction.sessions.filters import _has_repeat, words
+    from extraction.sessions.rules import _has_repeat, words
 
     rng = random.Random(times)
     texts = [" ".join(rng.choice(["a", "A", "b"]) for _ in range(rng.randrange(0, 9))) for _ in range(3000)] + [None, ""]

@@ -2,7 +2,9 @@
 
 import pytest
 
-from extraction.sessions.filters import FiltersConfig, LoadedRules, trigrams
+from extraction.sessions.filters import FiltersConfig, LoadedRules
+
+from extraction.sessions.rules import trigrams
 
 
 @pytest.fixture(scope="module")

@@ -340,7 +340,7 @@ def test_one_dump_parsed_in_pieces_gives_the_rows_of_one_task_in_the_same_order(
 
 
 def test_automatic_pieces_follow_the_cores_and_the_sizes():
-    from extraction.ingest.job import pieces_per_file
+    from extraction.ingest.pieces import pieces_per_file
 
     infos = [{"path": "big", "size": 600 << 20}, {"path": "small", "size": 20 << 20}]
     assert pieces_per_file(infos, 2, 0, 16 << 20) == {"big": 2, "small": 1}
@@ -369,13 +369,15 @@ def test_a_truncated_dump_in_pieces_keeps_the_lines_before_the_damage(dumps, tmp
 
 def test_a_file_in_pieces_is_decoded_once_and_its_relayed_lines_leave_with_the_job(dumps, tmp_path, monkeypatch):
     import extraction.ingest.job as ingest_module
+    import extraction.ingest.pieces as pieces_module
 
     from extraction.spark import SparkConfig
 
     folder, _ = dumps
     opened = []
     real = ingest_module.iter_line_blocks
-    monkeypatch.setattr(ingest_module, "iter_line_blocks", lambda path, *a, **kw: opened.append(path) or real(path, *a, **kw))
+    for module in (ingest_module, pieces_module):  # (a file in one piece is read by the task, in pieces by their decoder)
+        monkeypatch.setattr(module, "iter_line_blocks", lambda path, *a, **kw: opened.append(path) or real(path, *a, **kw))
     # local[1]: the pieces run one after the other in this process, where the counter is
     for name, pieces in (("one", 1), ("many", 4)):
         run_ingest(IngestConfig(inputs=[str(folder / "RC_2015-01.zst"), str(folder / "RS_2015-01.zst")],
@@ -417,7 +419,7 @@ def test_a_piece_whose_decoding_task_never_comes_stops_with_a_clear_error(dumps,
 
 
 def test_pieces_share_a_file_and_the_decoding_piece_parses_less():
-    from extraction.ingest.job import decoder_share, piece_of
+    from extraction.ingest.pieces import decoder_share, piece_of
 
     assert [piece_of(read, 1, 300) for read in (1, 150, 300)] == [0, 0, 0]
     for pieces in (2, 3, 4, 5, 16):

@@ -4,9 +4,10 @@ import pyarrow as pa
 import pytest
 
 from extraction.sessions.features import Texts
-from extraction.sessions.filters import FiltersConfig, LoadedRules, read_list
+from extraction.sessions.filters import FiltersConfig, LoadedRules
+from extraction.sessions.rules import read_list
 from extraction.sessions.language import UNDETERMINED, comment_language, comment_languages, session_language
-from reddit_pretrain_app.synth import FOREIGN_PHRASES
+from reddit_pretrain_app.synth_text import FOREIGN_PHRASES
 
 COMMON = frozenset(read_list("lists/top50_english.txt"))
 

@@ -144,7 +144,7 @@ def test_planted_copies_are_one_edit_from_their_original(tmp_path):
 
 
 def test_the_vectorised_jaccard_of_pairs_is_the_exact_one():
-    from extraction.sessions.reddit_threads import pair_jaccard
+    from extraction.sessions.near_sessions import pair_jaccard
 
     rng = np.random.default_rng(3)
     vocabulary = ["a", "b", "c", "d", "e", "f", "g"]
@@ -163,7 +163,8 @@ def test_a_thread_of_one_reply_posted_twenty_thousand_times_stays_linear():
     from extraction.sessions.chains import ChainsConfig, SplitConfig
     from extraction.sessions.filters import FiltersConfig, LoadedRules
     from extraction.ingest.records import COMMENT_SCHEMA
-    from extraction.sessions.reddit_threads import build_candidates, near_duplicate_inputs, near_duplicate_pairs
+    from extraction.sessions.reddit_threads import build_candidates
+    from extraction.sessions.near_sessions import near_duplicate_inputs, near_duplicate_pairs
     from tests.kit.local import run_local
 
     rng = np.random.default_rng(4)
@@ -239,7 +240,7 @@ def test_band_rows_with_copies_in_many_buckets_give_the_pairs_of_the_definition(
     """Template replies with copies in many buckets (their band keys shared by copies alone, or by
     other texts too), keys colliding between texts in one band and across bands: the candidate pairs and the
     links between copies are those of the definition, whatever rows the step leaves out early."""
-    from extraction.sessions.reddit_threads import ND_BANDS, near_duplicate_pairs
+    from extraction.sessions.near_sessions import ND_BANDS, near_duplicate_pairs
 
     rng = np.random.default_rng(seed)
     rows, next_id = [], 36 ** 5

@@ -12,7 +12,7 @@ import pytest
 from extraction.ingest.job import IngestConfig, run_ingest
 from extraction.sessions.filters import FiltersConfig
 from extraction.sessions.job import MIN_TASKS, BucketPlan, ExtractConfig, reduce_tasks, run_extract
-from extraction.sessions.reddit_threads import piece_of, thread_bucket, thread_places
+from extraction.sessions.thread_keys import piece_of, thread_bucket, thread_places
 from extraction.spark import SparkConfig, exchange
 from reddit_pretrain_app.synth import SynthConfig, write_month
 
@@ -179,7 +179,7 @@ def _simulated_rounds(links: pa.Table, partitions: int, shares: int):
 def test_clusters_in_rounds_are_the_one_step_clusters(partitions, shares):
     """Hash-to-Min over partitioned sets gives ``near_duplicate_clusters``'s drops, histogram and
     examples (texts included), for replies and sessions alike, however the links are shared."""
-    from extraction.sessions.reddit_threads import ND_VERIFIED, SESSION_KIND, near_duplicate_clusters
+    from extraction.sessions.near_sessions import ND_VERIFIED, SESSION_KIND, near_duplicate_clusters
 
     rng = np.random.default_rng(partitions)
     ids = [np.base_repr(int(v), 36).lower() for v in rng.choice(10**7, 400, replace=False)]

@@ -1,7 +1,9 @@
 import orjson
 import pytest
 
-from extraction.ingest.records import COMMENT_SCHEMA, SUBMISSION_SCHEMA, parse_block
+from extraction.ingest.records import COMMENT_SCHEMA, SUBMISSION_SCHEMA
+
+from extraction.ingest.columns import parse_block
 
 COMMENT = {
     "id": "c13",

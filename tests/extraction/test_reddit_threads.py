@@ -12,7 +12,8 @@ from extraction.sessions.filters import FiltersConfig
 from extraction.ingest.records import COMMENT_SCHEMA, SUBMISSION_SCHEMA
 from extraction.sessions.privacy import Privacy
 from tests.kit.reference import reference_extract
-from extraction.sessions.reddit_threads import dedupe_by_id, resolve_duplicates, thread_bucket
+from extraction.sessions.corpus_rules import resolve_duplicates
+from extraction.sessions.thread_keys import dedupe_by_id, thread_bucket
 from tests.kit.local import run_local
 
 COMMENTS = COMMENT_SCHEMA.remove(COMMENT_SCHEMA.get_field_index("month"))
@@ -163,7 +164,7 @@ def generated(tmp_path_factory):
     """A generated month (every quirk of the generator) as Arrow tables, without Spark."""
     import zstandard
 
-    from extraction.ingest.records import parse_block
+    from extraction.ingest.columns import parse_block
     from reddit_pretrain_app.synth import SynthConfig, write_month
 
     root = tmp_path_factory.mktemp("threads")
@@ -361,7 +362,7 @@ def test_parent_cycles_are_cut_and_counted_never_walked(mode):
 
 
 def test_cycle_members_of_a_parent_array():
-    from extraction.sessions.reddit_threads import cycle_members
+    from extraction.sessions.thread_keys import cycle_members
 
     pidx = np.array([0, 0, 3, 2, 3, -1, 5, 8, 9, 7, 9])
     assert cycle_members(pidx).tolist() == [True, False, True, True, False, False, False, True, True, True, False]

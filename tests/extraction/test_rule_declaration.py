@@ -32,7 +32,7 @@ if len(sys.argv) > 2:  # the rule at work: both forms on a generated month, and 
     import pyarrow as pa, zstandard
     from extraction.sessions.chains import ChainsConfig, SplitConfig
     from extraction.sessions.job import ExtractConfig
-    from extraction.ingest.records import parse_block
+    from extraction.ingest.columns import parse_block
     from tests.kit.reference import reference_extract
     from extraction.sessions.report import format_report, merge_reports
     from reddit_pretrain_app.synth import SynthConfig, write_month
@@ -92,7 +92,8 @@ def test_a_toy_rule_declared_once_is_seen_everywhere(tmp_path):
 
 
 def test_a_rule_of_ones_own_is_refused_clearly():
-    from extraction.sessions.filters import Rule, add_rule
+    from extraction.sessions.filters import add_rule
+    from extraction.sessions.rules import Rule
 
     with pytest.raises(RuntimeError, match="REDDIT_PRETRAIN_RULES"):
         add_rule(Rule("late", "session", "response", "too late", check=lambda r, s: False, fails=lambda v: v.none()))

@@ -5,7 +5,9 @@ digits is dropped. Nothing else in the project names it."""
 import numpy as np
 import pyarrow.compute as pc
 
-from extraction.sessions.filters import Feature, Rule, Setting, add_rule
+from extraction.sessions.filters import add_rule
+
+from extraction.sessions.rules import Feature, Rule, Setting
 
 
 def _digits(texts, rules) -> np.ndarray:

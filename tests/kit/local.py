@@ -11,10 +11,12 @@ import pyarrow.compute as pc
 from extraction.sessions.chains import ChainsConfig, SplitConfig
 from extraction.sessions.filters import FiltersConfig, LoadedRules
 from extraction.sessions.privacy import Privacy
-from extraction.sessions.reddit_threads import (ND_BANDS, ND_DROPPED, ND_VERIFIED, build_candidates, finish_bucket,
-                                         frequent_trigrams, near_duplicate_clusters, near_duplicate_inputs,
-                                         near_duplicate_pairs, near_duplicates_on, resolve_duplicates, thread_bucket, unique_pairs,
-                                         verify_pairs, with_texts)
+from extraction.sessions.reddit_threads import build_candidates
+from extraction.sessions.corpus_rules import finish_bucket, frequent_trigrams, resolve_duplicates
+from extraction.sessions.near_sessions import (ND_BANDS, ND_DROPPED, ND_VERIFIED, near_duplicate_clusters,
+                                               near_duplicate_inputs, near_duplicate_pairs, near_duplicates_on,
+                                               unique_pairs, verify_pairs, with_texts)
+from extraction.sessions.thread_keys import thread_bucket
 
 
 def run_local(comments: pa.Table, submissions: pa.Table | None, chains: ChainsConfig, filters: FiltersConfig,

@@ -15,7 +15,8 @@ from extraction.sessions.privacy import KINDS as PII_KINDS, Privacy, pseudonym, 
 from extraction.sessions.chains import ALL_SESSION_REASONS, ChainsConfig, SplitConfig, hash_split
 from extraction.sessions.dialogpt import comment_words
 from extraction.sessions.features import ABSENT_TEXTS
-from extraction.sessions.filters import TURN_RULES, FiltersConfig, LoadedRules, trigrams, unescape_html, words
+from extraction.sessions.filters import TURN_RULES, FiltersConfig, LoadedRules
+from extraction.sessions.rules import trigrams, unescape_html, words
 
 _COLUMNS = ("link_id", "parent_id", "parent_kind", "subreddit", "author", "body", "score", "created_utc")
 

@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from extraction.spark.stage import StagedOutput
 from reddit_pretrain import storage
 
 
@@ -32,7 +33,7 @@ def test_join_expand_and_list(tmp_path):
 
 def test_staged_output_commits_by_rename_and_marker_last(tmp_path):
     out = str(tmp_path / "job")
-    staged = storage.StagedOutput(out, "_DONE.json", "fp1", ["table", "absent"])
+    staged = StagedOutput(out, "_DONE.json", "fp1", ["table", "absent"])
     assert not staged.is_complete()
     staging = staged.begin()
     os.makedirs(os.path.join(staging, "table"))
@@ -41,9 +42,9 @@ def test_staged_output_commits_by_rename_and_marker_last(tmp_path):
     assert storage.remove_unfinished(staging) == 1
     staged.commit(finished_utc=1)
     assert sorted(os.listdir(out)) == ["_DONE.json", "table"] and os.listdir(os.path.join(out, "table")) == ["part.parquet"]
-    assert staged.is_complete() and not storage.StagedOutput(out, "_DONE.json", "fp2").is_complete()
+    assert staged.is_complete() and not StagedOutput(out, "_DONE.json", "fp2").is_complete()
     # A new run with other settings clears the marker first: an interrupted run is never "complete".
-    other = storage.StagedOutput(out, "_DONE.json", "fp2", ["table", "absent"])
+    other = StagedOutput(out, "_DONE.json", "fp2", ["table", "absent"])
     other.begin()
     assert not staged.is_complete() and not os.path.exists(os.path.join(out, "_DONE.json"))
 
@@ -71,7 +72,7 @@ def test_a_job_replaces_only_its_own_output(tmp_path):
     out = tmp_path / "job"
     out.mkdir()
     (out / "notes.txt").write_text("a user's file")
-    staged = storage.StagedOutput(str(out), "_DONE.json", "fp", ["table"], job="ingest")
+    staged = StagedOutput(str(out), "_DONE.json", "fp", ["table"], job="ingest")
     with pytest.raises(storage.OutputNotWritable, match=r"holds files ingest did not write \(notes.txt\)"):
         with staged.writing():
             pass
@@ -90,9 +91,9 @@ def test_a_second_job_on_the_same_output_is_refused_and_a_dead_ones_lock_is_take
     import socket
 
     out = tmp_path / "job"
-    first = storage.StagedOutput(str(out), "_DONE.json", "fp", ["table"], job="extract")
+    first = StagedOutput(str(out), "_DONE.json", "fp", ["table"], job="extract")
     staging = first.begin()
-    second = storage.StagedOutput(str(out), "_DONE.json", "fp", ["table"], job="extract")
+    second = StagedOutput(str(out), "_DONE.json", "fp", ["table"], job="extract")
     with pytest.raises(storage.OutputBusy, match=rf"another job is writing {out} \(pid {os.getpid()}, host "):
         second.begin()
     assert os.path.isdir(staging)  # the first job's staging folder survives the second's attempt
@@ -103,11 +104,11 @@ def test_a_second_job_on_the_same_output_is_refused_and_a_dead_ones_lock_is_take
     with second.writing():
         second.commit()
     assert not (out / storage.LOCK).exists() and second.is_complete()
-    # An error inside removes the staging folder and releases the lock.
+    # An error inside keeps the staging folder (a re-run keeps its finished tasks) and releases the lock.
     with pytest.raises(RuntimeError):
         with second.writing() as staging:
             raise RuntimeError("boom")
-    assert not os.path.exists(staging) and not (out / storage.LOCK).exists()
+    assert os.path.isdir(staging) and not (out / storage.LOCK).exists()
 
 
 def test_no_space_is_one_line_naming_the_disk_and_the_path(tmp_path):
