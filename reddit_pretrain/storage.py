@@ -189,7 +189,7 @@ def list_dir(url: str) -> list[str]:
 
 def replace_dir(src: str, dst: str) -> None:
     """Moves folder ``src`` to ``dst``, replacing what was there (a rename on local disks and HDFS).
-    Callers check first that ``dst`` is theirs to replace (``check_replaceable``, ``StagedOutput``)."""
+    Callers check first that ``dst`` is theirs to replace (``check_replaceable``, ``extraction.spark.stage.StagedOutput``)."""
     fs, src_path = filesystem(src)
     _, dst_path = filesystem(dst)
     if is_local(dst) and os.path.lexists(dst_path) and not os.path.isdir(dst_path):

@@ -152,7 +152,7 @@ def test_object_store_errors_are_one_line(s3, tmp_path):
 
 def test_a_job_killed_while_writing_to_s3_is_completed_by_a_rerun(s3, tmp_path):
     """Killed (SIGKILL) while its staging folder is being filled: no completion marker, so the output
-    does not count; the re-run takes over the dead job's lock, clears its staging and completes, with
+    does not count; the re-run takes over the dead job's lock, keeps its finished tasks and completes, with
     the bytes of a run that was never killed."""
     from extraction.ingest.job import IngestConfig, run_ingest
     from reddit_pretrain_app.synth import SynthConfig, write_month
