@@ -264,23 +264,20 @@ def _ingest_task(settings: _TaskSettings, task: dict) -> tuple[dict, None]:
 # Driver side
 
 
-def ingest_files(spark, files: list[tuple[int, str]], settings: _TaskSettings, kinds: dict[str, str] | None = None,
-                 pieces: dict[str, int] | None = None, sizes: dict[str, int] | None = None, workers: int = 1,
-                 digests: dict[str, str] | None = None, stage=None) -> list[dict]:
-    """Runs one task per piece of each (file_index, path) dump (``stage.tasks``, which keeps the
-    tasks an interrupted run finished, or ``spark.run_tasks``; ``pieces`` per path, 1 when absent;
-    ``workers``: processes of the in-process runner; ``digests``: published sha256 per path);
-    returns each file's counters, its pieces' added up."""
+def ingest_files(stage: Stage, spark, files: list[tuple[int, str]], settings: _TaskSettings,
+                 kinds: dict[str, str] | None = None, pieces: dict[str, int] | None = None,
+                 sizes: dict[str, int] | None = None, workers: int = 1, digests: dict[str, str] | None = None) -> list[dict]:
+    """Runs one task per piece of each (file_index, path) dump through ``stage.tasks`` (which keeps
+    the tasks an interrupted run finished; ``pieces`` per path, 1 when absent; ``workers``: processes
+    of the in-process runner; ``digests``: published sha256 per path); returns each file's counters,
+    its pieces' added up."""
     import functools
 
-    from extraction.spark import run_tasks
-
-    run = stage.tasks if stage is not None else (lambda spark, name, *rest, **kw: run_tasks(spark, f"ingest {name}", *rest, **kw))
     pieces, sizes = pieces or {}, sizes or {}
     tasks = [{"file_index": i, "path": p, "kind": (kinds or {}).get(p), "piece": k, "pieces": pieces.get(p, 1),
               "size": sizes.get(p, 0), "sha256": (digests or {}).get(p)}
              for i, p in files for k in reversed(range(pieces.get(p, 1)))]  # a file's last piece reads longest: first
-    results = run(spark, "dumps", tasks, functools.partial(_ingest_task, settings), workers=workers)
+    results = stage.tasks(spark, "dumps", tasks, functools.partial(_ingest_task, settings), workers=workers)
     return merge_pieces([stats for stats, _ in results])
 
 
@@ -461,8 +458,8 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
         print_(f"{len(files)} files -> {output}, {where(spark, workers)}"
                + (f"; parsed in pieces: {', '.join(f'{n} {k}' for n, k in sorted(split.items()))}" if split else ""))
         try:
-            per_file = ingest_files(spark, _order_for_scheduling(infos), settings, kinds, pieces,
-                                    {i["path"]: i["size"] for i in infos}, workers, digests, stage)
+            per_file = ingest_files(stage, spark, _order_for_scheduling(infos), settings, kinds, pieces,
+                                    {i["path"]: i["size"] for i in infos}, workers, digests)
         except Exception as exc:  # Spark wraps executor errors; surface ours by name
             clear = _clear_error(exc)
             if clear is not None:
