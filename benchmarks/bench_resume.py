@@ -137,18 +137,18 @@ def main() -> None:
             for folder in (base, killed):
                 shutil.rmtree(folder, ignore_errors=True)
             full = _run(command + argv + [f"output={base}"], work / f"{slug}-base.log")
-            if case not in tasks:
-                report = base / ("manifest.json" if case == "tokenize" else
-                                 "ingest_report.json" if case == "ingest" else "extract_report.json")
-                data = json.loads(report.read_text())
-                tasks[case] = data["tasks"][step.replace("-", " ")]["tasks"] if "tasks" in data else \
-                    len({(s["split"], s["name"].rsplit("-", 1)[0]) for s in data["shards"]})
+            report = base / ("manifest.json" if case == "tokenize" else
+                             "ingest_report.json" if case == "ingest" else "extract_report.json")
+            data = json.loads(report.read_text())
+            sets = data["tasks"]
+            tasks[case] = sets[step.replace("-", " ")]["tasks"]
             at = max(1, tasks[case] // 2)
             done_at_kill = _killed(command + argv + [f"output={killed}"], killed, step, at, work / f"{slug}-killed.log")
             again = _run(command + argv + [f"output={killed}"], work / f"{slug}-rerun.log")
             same = _same(case, base, killed)
             runs[case].append({"full_s": round(full, 2), "rerun_s": round(again, 2), "ratio": round(again / full, 3),
-                               "finished_at_kill": done_at_kill, "same": same})
+                               "finished_at_kill": done_at_kill, "same": same,
+                               "sets": {"full": sets, "rerun": json.loads((killed / report.name).read_text())["tasks"]}})
             print(f"[bench] round {round_ + 1} {case}: full {full:.1f} s, killed after {done_at_kill} of {tasks[case]} tasks "
                   f"of {step}, re-run {again:.1f} s ({again / full:.2f}x), same outputs: {same}", flush=True)
 

@@ -242,22 +242,44 @@ def recorded_task(staging: str, folder: str, fn: Callable[[dict], tuple[dict, by
                   task: dict) -> tuple[dict, bytes | None]:
     """Runs ``fn(task)`` unless its record in ``folder`` holds this task and its files still match;
     records the result and the files it wrote. Returns ``({"result", "kept", "redone"}, blob)``."""
-    url = join(folder, task_key(task) + ".json")
-    record = storage.read_json_if_exists(url)
-    redone = None
-    if isinstance(record, dict) and record.get("task") == task:
-        wrong = check_files(staging, record.get("files", []))
-        if wrong is None:
-            blob = record.get("blob")
-            return {"result": record["result"], "kept": True, "redone": None}, (bytes.fromhex(blob) if blob else None)
-        redone = wrong
-        storage.remove(url)
+    kept, redone = _kept(staging, folder, task)
+    if kept is not None:
+        return kept
     with storage.recording_writes() as written:
         result, blob = fn(task)
     result = json.loads(json.dumps(result))
-    storage.write_json_atomic(url, {"task": task, "result": result, "files": _describe(staging, written),
-                                    "blob": blob.hex() if blob else None})
+    storage.write_json_atomic(join(folder, task_key(task) + ".json"),
+                              {"task": task, "result": result, "files": _describe(staging, written),
+                               "blob": blob.hex() if blob else None})
     return {"result": result, "kept": False, "redone": redone}, blob
+
+
+def _kept(staging: str, folder: str, task: dict) -> tuple[tuple[dict, bytes | None] | None, str | None]:
+    """The task's recorded outcome when its record holds this task and its files match (else None,
+    and the record removed), and what was wrong with the record's files, if anything."""
+    url = join(folder, task_key(task) + ".json")
+    record = storage.read_json_if_exists(url)
+    if not (isinstance(record, dict) and record.get("task") == task):
+        return None, None
+    wrong = check_files(staging, record.get("files", []))
+    if wrong is None:
+        blob = record.get("blob")
+        return ({"result": record["result"], "kept": True, "redone": None}, bytes.fromhex(blob) if blob else None), None
+    storage.remove(url)
+    return None, wrong
+
+
+def check_records(staging: str, folder: str, batch: dict) -> tuple[dict, bytes | None]:
+    """One task of a set's checks: for each task of ``batch["tasks"]`` that has a record, its
+    recorded outcome when the record's files match, else what was wrong (the record then removed)."""
+    kept, wrong = {}, {}
+    for index, task in zip(batch["indices"], batch["tasks"]):
+        outcome, why = _kept(staging, folder, task)
+        if outcome is not None:
+            kept[str(index)] = [outcome[0]["result"], outcome[1].hex() if outcome[1] else None]
+        elif why:
+            wrong[str(index)] = why
+    return {"kept": kept, "wrong": wrong}, None
 
 
 class Stage:
@@ -322,24 +344,46 @@ class Stage:
     def tasks(self, spark, step: str, tasks: list[dict], fn: Callable[[dict], tuple[dict, bytes | None]],
               workers: int = 1) -> list[tuple[dict, bytes | None]]:
         """``run_tasks`` through the records: finished tasks whose files match are kept, the others
-        run; results in the order of ``tasks``."""
-        from extraction.spark import run_tasks
+        run; results in the order of ``tasks``.
+
+        The tasks that have a record (one listing of the set's folder, in the driver) are checked
+        first, by as many Spark tasks as there are cores (a Spark task each would cost a task's start
+        for a check that reads a few files); then only the tasks not kept run, a Spark task each."""
+        from extraction.spark import cores, run_tasks
 
         folder = join(self.staging, TASKS, _slug(step))
         started = time.time()
-        out = run_tasks(spark, f"{self.name}: {step}", tasks, functools.partial(recorded_task, self.staging, folder, fn),
-                        workers=workers)
+        recorded = {name[:-len(".json")] for name in _listed(folder) if name.endswith(".json")}
+        candidates = [i for i, task in enumerate(tasks) if task_key(task) in recorded]
+        out: list[tuple[dict, bytes | None] | None] = [None] * len(tasks)
+        redone: dict[int, str] = {}
+        if candidates:
+            share = -(-len(candidates) // cores(spark))
+            batches = [{"indices": candidates[i:i + share], "tasks": [tasks[j] for j in candidates[i:i + share]]}
+                       for i in range(0, len(candidates), share)]
+            for checked, _ in run_tasks(spark, f"{self.name}: {step}: checks of finished tasks", batches,
+                                        functools.partial(check_records, self.staging, folder)):
+                for index, (result, blob) in checked["kept"].items():
+                    out[int(index)] = ({"result": result, "kept": True, "redone": None},
+                                       bytes.fromhex(blob) if blob else None)
+                redone.update((int(index), why) for index, why in checked["wrong"].items())
+        todo = [i for i in range(len(tasks)) if out[i] is None]
+        ran = run_tasks(spark, f"{self.name}: {step}", [tasks[i] for i in todo],
+                        functools.partial(recorded_task, self.staging, folder, fn), workers=workers)
+        for i, (outcome, blob) in zip(todo, ran):
+            out[i] = ({**outcome, "redone": outcome["redone"] or redone.get(i)}, blob)
+        done = [o for o in out if o is not None]
+        again = [w["redone"] for w, _ in done if w["redone"]]
+        kept = sum(w["kept"] for w, _ in done)
         entry = self.steps.setdefault(step, {"tasks": 0, "kept": 0, "redone": 0, "seconds": 0.0})
-        redone = [(t, w["redone"]) for t, (w, _) in zip(tasks, out) if w["redone"]]
-        kept = sum(w["kept"] for w, _ in out)
-        entry["tasks"] += len(out)
+        entry["tasks"] += len(done)
         entry["kept"] += kept
-        entry["redone"] += len(redone)
+        entry["redone"] += len(again)
         entry["seconds"] = round(entry["seconds"] + time.time() - started, 3)
-        if kept or redone:
-            self.say(f"{step}: {kept:,} of {len(out):,} tasks finished by an earlier run kept"
-                     + (f"; {len(redone):,} run again ({redone[0][1]}{' ...' if len(redone) > 1 else ''})" if redone else ""))
-        return [(w["result"], blob) for w, blob in out]
+        if kept or again:
+            self.say(f"{step}: {kept:,} of {len(done):,} tasks finished by an earlier run kept"
+                     + (f"; {len(again):,} run again ({again[0]}{' ...' if len(again) > 1 else ''})" if again else ""))
+        return [(w["result"], blob) for w, blob in done]
 
     def commit(self, report: dict | None = None, report_file: str | None = None, **marker_fields: Any) -> None:
         """Adds the task sets to ``report`` (``report["tasks"]``), writes it as ``report_file`` in
@@ -349,6 +393,13 @@ class Stage:
             if report_file:
                 storage.write_json_atomic(join(self.staging, report_file), report)
         self.staged.commit(**marker_fields, material=self.material)
+
+
+def _listed(url: str) -> list[str]:
+    """The names in a folder as it is now (a listing an object store's filesystem cached is dropped first)."""
+    fs, path = storage.filesystem(url)
+    fs.invalidate_cache(path)
+    return storage.list_dir(url)
 
 
 def _files_under(url: str) -> list[str]:

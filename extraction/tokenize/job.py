@@ -331,6 +331,7 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
                   if r.get("settings", {}).get("on", True)] if extraction.get("rules") else None,
             code_version=code_version(),
             seconds=round(time.time() - started, 3),
+            tasks=stage.steps,  # (the task set: its tasks, those kept from an interrupted run, those redone)
         )
         storage.write_bytes_atomic(storage.join(staging, MANIFEST), manifest_text(manifest).encode())
         stage.commit(finished_utc=int(time.time()))

@@ -92,8 +92,9 @@ def _sorted_rows(out):
 @pytest.mark.slow
 def test_the_cut_of_the_hash_space_changes_neither_the_sessions_nor_the_work(spark, tmp_path):
     """The same month ingested into 4 and into 256 pieces, extracted on Spark (every task set a
-    Spark job) and in this process with other task and reduce sizes: the same sessions and
-    rejects; the tasks and the files the exchanges open follow the data, not the pieces."""
+    Spark job; the near-duplicate clusters in the driver, then by Spark tasks in rounds) and in
+    this process with other task and reduce sizes: the same sessions and rejects; the tasks and the
+    files the exchanges open follow the data, not the pieces."""
     write_month(str(tmp_path / "dumps"), SynthConfig(comments=12_000, seed=8, megathreads=1, megathread_comments=2000,
                                                      copypasta_clusters=6))
     filters = FiltersConfig(bland_min_count=15, near_duplicate_session=True)
@@ -101,8 +102,11 @@ def test_the_cut_of_the_hash_space_changes_neither_the_sessions_nor_the_work(spa
     for pieces in (4, 256):
         run_ingest(IngestConfig(inputs=[str(tmp_path / "dumps" / "*.zst")], output=str(tmp_path / f"i{pieces}"),
                                 thread_buckets=pieces))
+        # At 256 pieces the near-duplicate clusters are made by Spark tasks in rounds (as over years
+        # of links), at 4 in the driver: the same rows and report either way.
         reports[pieces] = run_extract(ExtractConfig(input=str(tmp_path / f"i{pieces}"), output=str(tmp_path / f"x{pieces}"),
-                                                    filters=filters, spark=SparkConfig(in_process_below_bytes=0)), spark)
+                                                    filters=filters, clusters_in_driver_bytes=0 if pieces == 256 else 256 << 20,
+                                                    spark=SparkConfig(in_process_below_bytes=0)), spark)
         rows[pieces] = _sorted_rows(tmp_path / f"x{pieces}")
     assert rows[4].num_rows > 1000 and rows[256].equals(rows[4])
     coarse, fine = reports[4]["exchange"], reports[256]["exchange"]
@@ -111,22 +115,19 @@ def test_the_cut_of_the_hash_space_changes_neither_the_sessions_nor_the_work(spa
         t, r, steps = ex["tasks"], ex["reduce_tasks"], ex["steps"]
         assert r == 2  # the cores: the month's exchange is far below reduce_bytes
         assert steps["corpus rules"]["files_opened"] == 3 * r * t  # trigrams, keys, bands: each task's file once per reducer
-        assert steps["write"]["files_opened"] == t * (2 * r + 2)  # candidates, the reducers' drops and frequent trigrams, the near drops
+        near = r if "near duplicates: cluster rounds" in steps else 1  # the rounds' drops by partition, or the driver's file
+        assert steps["write"]["files_opened"] == t * (2 * r + 1 + near)  # candidates, the reducers' drops and frequent trigrams, the near drops
         assert steps["near duplicates: verify"]["files_opened"] == r * t + t
     assert reports[256]["sessions"] == reports[4]["sessions"] and reports[256]["rules"] == reports[4]["rules"]
+    assert reports[256]["near_duplicates"] == reports[4]["near_duplicates"]
+    assert fine["steps"]["near duplicates: cluster rounds"]["tasks"] >= 2 * fine["reduce_tasks"]
+    assert "near duplicates: cluster rounds" not in coarse["steps"]
 
     # Tasks and reduce tasks of another size (in this process): still the same rows.
     many = run_extract(ExtractConfig(input=str(tmp_path / "i256"), output=str(tmp_path / "many"), filters=filters,
-                                     task_bytes=20_000, reduce_bytes=1))
+                                     task_bytes=100_000, reduce_bytes=1))
     assert many["exchange"]["tasks"] > 10 and many["exchange"]["reduce_tasks"] == many["exchange"]["tasks"]
     assert _sorted_rows(tmp_path / "many").equals(rows[4])
-
-    # Near-duplicate clusters by Spark tasks in rounds (as over years of links): the same rows and report.
-    rounds = run_extract(ExtractConfig(input=str(tmp_path / "i256"), output=str(tmp_path / "rounds"), filters=filters,
-                                       clusters_in_driver_bytes=0, spark=SparkConfig(in_process_below_bytes=0)), spark)
-    assert _sorted_rows(tmp_path / "rounds").equals(rows[4])
-    assert rounds["near_duplicates"] == reports[4]["near_duplicates"] and rounds["rules"] == reports[4]["rules"]
-    assert rounds["exchange"]["steps"]["near duplicates: cluster rounds"]["tasks"] >= 2 * rounds["exchange"]["reduce_tasks"]
 
 
 def _simulated_rounds(links: pa.Table, partitions: int, shares: int):

@@ -33,13 +33,17 @@ def _toy_tasks(staging: str) -> list[dict]:
     return [{"n": n, "text": f"task {n} ", "out": storage.join(staging, "data", f"part-{n}.txt")} for n in range(6)]
 
 
-def test_a_rerun_keeps_finished_tasks_checks_their_files_and_starts_over_on_other_settings(tmp_path, capsys):
+@pytest.mark.parametrize("runner", ["in this process", pytest.param("spark", marks=pytest.mark.slow)])
+def test_a_rerun_keeps_finished_tasks_checks_their_files_and_starts_over_on_other_settings(runner, tmp_path, capsys, request):
+    """The same contract whether the tasks (and the checks of the finished ones) run in this
+    process or as Spark tasks."""
+    spark = request.getfixturevalue("spark") if runner == "spark" else None
     out = tmp_path / "out"
     material = {"input": "a", "settings": {"x": 1}}
     stage = _toy_stage(out, material)
     with pytest.raises(RuntimeError, match="interrupted"):
         with stage.running() as staging:
-            stage.tasks(None, "write", _toy_tasks(staging), _toy_task)
+            stage.tasks(spark, "write", _toy_tasks(staging), _toy_task)
             raise RuntimeError("interrupted")  # the driver dies after the task set
     kept_staging = staging
     assert os.path.isdir(kept_staging) and not (out / storage.LOCK).exists() and not (out / "_DONE.json").exists()
@@ -62,7 +66,7 @@ def test_a_rerun_keeps_finished_tasks_checks_their_files_and_starts_over_on_othe
     capsys.readouterr()
     with stage.running() as staging:
         assert staging == kept_staging
-        results = stage.tasks(None, "write", _toy_tasks(staging), _toy_task)
+        results = stage.tasks(spark, "write", _toy_tasks(staging), _toy_task)
         report = {}
         stage.commit(report, "report.json")
     err = capsys.readouterr().err
@@ -206,5 +210,6 @@ def test_ingest_extract_and_tokenize_killed_mid_task_set_redo_only_the_rest(tmp_
     _run(_command("tokenize", *tokenize, f"output={out / 'shards'}"))
     manifest = json.loads((out / "shards" / "manifest.json").read_text())
     assert len(manifest["shards"]) == total >= 6
+    assert 3 <= manifest["tasks"]["tokenize"]["kept"] < manifest["tasks"]["tokenize"]["tasks"], manifest["tasks"]
     for shard in (reference / "shards" / "shards").iterdir():
         assert (out / "shards" / "shards" / shard.name).read_bytes() == shard.read_bytes(), shard.name
