@@ -15,7 +15,7 @@ fresh folder (the baseline), then a run into another fresh folder killed with SI
 process group once half the case's task set has recorded its completion (``extraction.spark.stage``),
 then the re-run of that command, timed alone. The re-run's outputs are compared with the
 baseline's (the rows of every table in order; the shard files byte for byte). Prints the re-run
-against the baseline (median and spread of the rounds) and writes benchmarks/results/resume.json.
+against the baseline (median and spread of the rounds) and writes benchmarks/results/resume-<comments>.json.
 
 Extract is cut finer than its defaults (its input ingested into 64 pieces, ``task_bytes`` 4 MiB,
 ``reduce_bytes`` 16 MiB) and tokenize into ``--sessions-per-task`` runs, so that "half the tasks" means something on one month; a
@@ -98,9 +98,10 @@ def main() -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_resume_"))
     spark = [f"spark.master=\"local[{args.cores}]\"", "spark.in_process_below_bytes=0"]
     command = [sys.executable, "-m", "reddit_pretrain_app.command"]
+    chosen = [c.strip() for c in args.cases.split(",")]
     dumps = work / "dumps"
     dumps.mkdir(parents=True, exist_ok=True)
-    for n, month in enumerate(("2015-01", "2015-02", "2015-03", "2015-04")):
+    for n, month in enumerate(("2015-01", "2015-02", "2015-03", "2015-04") if "ingest" in chosen else ()):
         for f in synthetic_month(args.comments // 4, seed=10 + n, month=month).glob("*.zst"):
             if not (dumps / f.name).exists():
                 os.symlink(f, dumps / f.name)
@@ -126,7 +127,6 @@ def main() -> None:
         "tokenize": (["tokenize", f"input={extract}", f"tokenizer={tokenizer}", f"sessions_per_task={args.sessions_per_task}",
                       *spark], "tokenize"),
     }
-    chosen = [c.strip() for c in args.cases.split(",")]
     tasks: dict[str, int] = {}
     runs: dict[str, list[dict]] = {c: [] for c in chosen}
     for round_ in range(args.repeats):
@@ -163,7 +163,7 @@ def main() -> None:
                      "spread": f"{min(ratios):.2f}-{max(ratios):.2f}",
                      "same outputs": all(r["same"] for r in runs[case])})
     print(table(rows, list(rows[0])))
-    path = write_results("resume", {"args": vars(args), "runs": runs, "table": rows})
+    path = write_results(f"resume-{args.comments}", {"args": vars(args), "runs": runs, "table": rows})
     print(f"results: {path}")
 
 
