@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+from pretrain.metrics import metric
+
 
 def plot_curves(metrics_path: str, png_path: str) -> str:
     import matplotlib
@@ -21,8 +23,8 @@ def plot_curves(metrics_path: str, png_path: str) -> str:
             elif record["kind"] == "valid":
                 valid.append(record)
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    left.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss", color="#2980b9")
-    left.plot([r["step"] for r in valid], [r["valid_loss"] for r in valid], "o-", label="valid loss", color="#c0392b")
+    left.plot([r["step"] for r in train], [metric(r, "loss") for r in train], label="train loss", color="#2980b9")
+    left.plot([r["step"] for r in valid], [metric(r, "valid_loss") for r in valid], "o-", label="valid loss", color="#c0392b")
     left.set_xlabel("step")
     left.set_ylabel("cross-entropy (nats/token)")
     left.legend()

@@ -4,6 +4,7 @@ arithmetic behind tokens/s and MFU (FLOPs per token, model FLOPs utilisation).""
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 
@@ -30,6 +31,26 @@ def truncate_metrics(path: str, step: int) -> None:
         os.replace(path + ".tmp", path)
 
 
+def strict_record(record: dict) -> dict:
+    """``record`` as strict JSON takes it: a value that is not a finite number (a NaN or infinite
+    loss) is written as null and named in ``not_finite`` with what it was (``"nan"``, ``"inf"``,
+    ``"-inf"``); Python's json would write a bare ``NaN``, which strict readers (jq, browsers, most
+    languages' parsers) refuse."""
+    bad = {k: str(v) for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)}
+    if not bad:
+        return record
+    return {**{k: None if k in bad else v for k, v in record.items()}, "not_finite": bad}
+
+
+def metric(record: dict, key: str) -> float | None:
+    """A number of a metrics.jsonl record as a float (NaN or infinite where ``not_finite`` says so),
+    None when absent."""
+    if key in record.get("not_finite", {}):
+        return float(record["not_finite"][key])
+    value = record.get(key)
+    return None if value is None else float(value)
+
+
 class MetricsLogger:
     """Appends records to ``<out_dir>/metrics.jsonl`` (rank 0) and mirrors numbers to TensorBoard."""
 
@@ -51,7 +72,7 @@ class MetricsLogger:
         if self.rank != 0:
             return
         with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(strict_record(record), allow_nan=False) + "\n")
         if self.tb is not None:
             for key, value in record.items():
                 if key not in ("step", "kind") and isinstance(value, (int, float)) and value is not None:

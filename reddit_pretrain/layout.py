@@ -6,7 +6,8 @@ The shard set's own names (``manifest.json``, ``shards/``) belong to its format,
 ``reddit_pretrain.shards``.
 
     ingest    <out>/comments/month=YYYY-MM/bucket=NNNNN/*.parquet, submissions/..., rejects/,
-              ingest_report.json, _INGEST_DONE.json (last)
+              ingest_report.json, _INGEST_DONE.json (last); into a corpus folder:
+              <corpus>/_CORPUS.json, <corpus>/ingest/<batch>/ (each an ingest output)
     extract   <out>/sessions/split=<train|valid|test>/part-BBBBB-SSSS.parquet, rejects/,
               extract_report.{json,png,html}, _EXTRACT_DONE.json (last)
     tokenize  <out>/shards/..., manifest.json, _TOKENIZE_DONE.json (last)
@@ -27,6 +28,11 @@ TABLES = {"RC": "comments", "RS": "submissions"}
 COMMENTS, SUBMISSIONS = TABLES["RC"], TABLES["RS"]
 REJECTS = "rejects"
 """The folder of the records (ingest) or sessions (extract) set aside, with their reasons."""
+
+CORPUS_FILE = "_CORPUS.json"
+"""A corpus folder's record (``extraction.ingest.corpus``): what every batch of months must match."""
+CORPUS_INGEST = "ingest"
+"""A corpus folder's batches: ``<corpus>/ingest/<batch>/``, each an ingest output."""
 
 _BUCKET = re.compile(r"/bucket=(\d+)/")
 

@@ -54,6 +54,14 @@ def test_readme_stage_by_stage_commands_run_as_written(tmp_path):
                            text=True, env=env, timeout=900)
     assert mixed.returncode == 0, mixed.stdout[-3000:] + mixed.stderr[-4000:]
     assert "shard sets read: shards " in mixed.stdout and "shards_short" in mixed.stdout.split("mixture of 2 shard sets")[1]
+    # Then the guide's corpus block: the README's month, then a second one, added as batches, extracted together.
+    corpus = re.search(r"```bash\n(.*?)```", guide.split("<!-- tested-corpus:begin -->", 1)[1].split(
+        "<!-- tested-corpus:end -->", 1)[0], re.S).group(1)
+    grown = subprocess.run(["bash", "-e", "-c", "source .venv/bin/activate\n" + corpus], cwd=tmp_path, capture_output=True,
+                           text=True, env=env, timeout=900)
+    assert grown.returncode == 0, grown.stdout[-3000:] + grown.stderr[-4000:]
+    assert sorted(os.listdir(tmp_path / "work" / "corpus" / "ingest")) == ["2015-01", "2015-02"]
+    assert "RC_2015-02.zst" in (tmp_path / "work" / "extract_corpus" / "extract_report.json").read_text()
     # Then the front page's loading example (pandas, datasets, the shard reader, a transformers pipeline).
     python = re.search(r"```python\n(.*?)```", readme.split("<!-- tested-python:begin -->", 1)[1].split(
         "<!-- tested-python:end -->", 1)[0], re.S).group(1)

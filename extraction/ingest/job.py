@@ -39,10 +39,7 @@ and moved into place table by table; ``<output>/_INGEST_DONE.json`` is written l
 fingerprint of the inputs and config. A run whose fingerprint matches does nothing; an interrupted
 run leaves no marker but keeps its staging folder, and the next run of the same inputs and config
 keeps the tasks it finished (their files checked against their records) and runs the others.
-
-Run::
-
-    python -m extraction.ingest.job 'inputs=[data/RC_2015-01.zst,data/RS_2015-01.zst]' output=out/ingest
+Months added to a corpus folder, a batch each: ``corpus=`` (``extraction.ingest.corpus``).
 """
 
 from __future__ import annotations
@@ -63,6 +60,7 @@ from extraction.ingest.records import COMMENT_SCHEMA, REJECT_SCHEMA, SUBMISSION_
 from extraction.ingest.columns import parse_block
 from extraction.spark import SparkConfig
 from extraction.spark.stage import Stage
+from extraction.ingest.corpus import as_batch
 from extraction.ingest.writer import _PartitionedParquet
 from extraction.ingest.pieces import MAX_PIECES, RELAY_FOLDER, _Decoder, _Relay, pieces_per_file
 
@@ -119,6 +117,11 @@ class IngestConfig:
     research on deletions only. By default their body and author (a submission's title, self text
     and author) are ``[deleted]`` or ``[removed]`` before anything is written; either way the
     ``deletion`` column says which, and the report counts them per kind."""
+    corpus: str | None = None
+    """A corpus folder to add these dumps to, as a batch beside the others (``extraction.ingest.corpus``);
+    ``output`` is then ``<corpus>/ingest/<batch>``. The extract job reads all (``input=<corpus>``)."""
+    batch: str | None = None
+    """The batch's name in the corpus; by default the months of the dumps' names (``2015-01_2015-03``)."""
     force: bool = False
     """Run again even when the output is complete for the same inputs and config."""
     spark: SparkConfig = field(default_factory=SparkConfig)
@@ -432,9 +435,11 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
     swapped = _named_as_the_other_kind(files, kinds, cfg.max_window_bytes)
     if swapped:
         raise IngestError(swapped)
-    output = cfg.output
     print_ = lambda msg: print(f"[ingest] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     infos = [storage.file_info(f) for f in files]  # one stat per input, remote ones included
+    if cfg.corpus:  # a batch of a corpus folder: its folder there, the corpus's pieces
+        cfg = as_batch(cfg, files, lambda: auto_thread_buckets(infos, kinds), print_)
+    output = cfg.output
     digests = published_digests(cfg, files, print_)
     stage = Stage("ingest", output, DONE_MARKER, [*TABLES.values(), layout.REJECTS, REPORT_FILE],
                   material(cfg, infos, kinds, digests), force=cfg.force)

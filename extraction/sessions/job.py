@@ -75,6 +75,7 @@ from extraction.sessions.near_sessions import (ND_BANDS, ND_DROPPED, near_duplic
                                                near_duplicates_on)
 from extraction.spark import SparkConfig, cores, exchange, session_for, where
 from extraction.spark.stage import Stage
+from extraction.ingest.corpus import ingest_roots, is_corpus
 from extraction.sessions.work import (_DROPPED, _GRAMS, _KEYS, _ROW_GROUP_ROWS, _Settings, _all, _np, _peak_rss,
                                       _read_parquet, _work_file)
 from extraction.sessions.near_tasks import _clusters_in_rounds, _near_clusters_task, _near_texts_task, _near_verify_task
@@ -124,7 +125,7 @@ class ExtractConfig:
         self.split.validate()
         if self.task_bytes < 1 or self.reduce_bytes < 1:
             raise ExtractError("task_bytes and reduce_bytes must be positive")
-        if not storage.exists(storage.join(self.input, layout.COMMENTS)):
+        if not is_corpus(self.input) and not storage.exists(storage.join(self.input, layout.COMMENTS)):
             raise ExtractError(f"{self.input} has no comments/ table: run the ingest job first (extraction.ingest.job)")
 
 
@@ -133,7 +134,6 @@ def material(cfg: ExtractConfig) -> dict:
     marker (its own fingerprint), the settings, and the list contents."""
     import fsspec
 
-    ingest_marker = storage.join(cfg.input, layout.INGEST_DONE)
     lists = {}
     for name, value in asdict(cfg.filters).items():
         if name.endswith("_path") and name != "classifier_path":
@@ -146,7 +146,7 @@ def material(cfg: ExtractConfig) -> dict:
         files = sorted(os.path.join(d, f) for d, _, names in os.walk(root) for f in names) if os.path.isdir(root) else [root]
         lists["classifier"] = dict(zip((os.path.relpath(f, root) for f in files), sha256_files(files)))
     material = {
-        "input": storage.read_json(ingest_marker).get("fingerprint") if storage.exists(ingest_marker) else None,
+        "input": _input_fingerprint(cfg.input),
         "chains": asdict(cfg.chains), "filters": asdict(cfg.filters), "split": asdict(cfg.split),
         "privacy": {"scrub_pii": cfg.privacy.scrub_pii, "pseudonymize_authors": cfg.privacy.pseudonymize_authors,
                     "salt": hashlib.sha256(resolve_salt(cfg.privacy)[0].encode()).hexdigest()
@@ -155,6 +155,17 @@ def material(cfg: ExtractConfig) -> dict:
         "task_bytes": cfg.task_bytes, "code": "extract-v7",
     }
     return material
+
+
+def _input_fingerprint(url: str) -> str | dict | None:
+    """The ingest output's own fingerprint (its marker's), or a corpus's: each complete batch's."""
+    def marked(root: str) -> str | None:
+        marker = storage.join(root, layout.INGEST_DONE)
+        return storage.read_json(marker).get("fingerprint") if storage.exists(marker) else None
+
+    if not is_corpus(url):
+        return marked(url)
+    return {root.rstrip("/").rsplit("/", 1)[-1]: marked(root) for root in ingest_roots(url)}
 
 
 def run_extract(cfg: ExtractConfig, spark=None) -> dict:
@@ -171,6 +182,7 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
             raise ExtractError(str(e)) from None
     stage = Stage("extract", cfg.output, DONE_MARKER, OUTPUTS, material(cfg), force=cfg.force)
     say = stage.say
+    ingest_roots(cfg.input, say)  # (a corpus: names its batches without a marker, left out)
     if stage.is_complete():
         say(f"{cfg.output} is complete for this input and settings; nothing to do (force=true runs again)")
         return storage.read_json(storage.join(cfg.output, REPORT_FILE))
@@ -334,38 +346,71 @@ def _mib(n: float) -> str:
 
 def plan_buckets(cfg: ExtractConfig) -> BucketPlan:
     """The ingest output's files grouped by thread bucket (an ingest output without buckets, from an
-    older version, is one bucket)."""
-    report_path = storage.join(cfg.input, layout.INGEST_REPORT)
-    report = storage.read_json(report_path) if storage.exists(report_path) else {}
-    submissions = storage.join(cfg.input, layout.SUBMISSIONS)
-    use_submissions = cfg.use_submissions and storage.exists(submissions)
+    older version, is one bucket); a corpus's (``extraction.ingest.corpus``): every complete batch's,
+    a piece's files from all of them together."""
+    roots = ingest_roots(cfg.input)
     buckets: dict[int, dict] = {}
     comments_files = 0
-    for table in (layout.COMMENTS, layout.SUBMISSIONS) if use_submissions else (layout.COMMENTS,):
-        fs, root = storage.filesystem(storage.join(cfg.input, table))
-        for path, info in sorted(fs.find(root, detail=True).items()):
-            name = path.rsplit("/", 1)[-1]
-            if not name.endswith(".parquet") or name.startswith((".", "_")):
-                continue
-            bucket = layout.bucket_of(path) or 0
-            entry = buckets.setdefault(bucket, {"comments": [], "submissions": [], "bytes": 0})
-            url = path if storage.is_local(cfg.input) else f"{fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol}://{path}"
-            entry[table].append(url)
-            entry["bytes"] += int(info.get("size") or 0)
-            comments_files += table == "comments"
+    reports = []
+    use_submissions = False
+    for root in roots:
+        report_path = storage.join(root, layout.INGEST_REPORT)
+        report = storage.read_json(report_path) if storage.exists(report_path) else {}
+        submissions = storage.join(root, layout.SUBMISSIONS)
+        here = cfg.use_submissions and storage.exists(submissions)
+        use_submissions = use_submissions or here
+        found: dict[int, dict] = {}
+        for table in (layout.COMMENTS, layout.SUBMISSIONS) if here else (layout.COMMENTS,):
+            fs, path_in = storage.filesystem(storage.join(root, table))
+            listed = fs.find(path_in, detail=True) if fs.exists(path_in) else {}
+            for path, info in sorted(listed.items()):
+                name = path.rsplit("/", 1)[-1]
+                if not name.endswith(".parquet") or name.startswith((".", "_")):
+                    continue
+                bucket = layout.bucket_of(path) or 0
+                entry = found.setdefault(bucket, {"comments": [], "submissions": [], "bytes": 0})
+                url = path if storage.is_local(root) else f"{fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol}://{path}"
+                entry[table].append(url)
+                entry["bytes"] += int(info.get("size") or 0)
+                comments_files += table == "comments"
+        check_ingest_output(cfg, root, report, found)  # every bucket: one may hold submissions and no comments
+        for bucket, entry in found.items():
+            into = buckets.setdefault(bucket, {"comments": [], "submissions": [], "bytes": 0})
+            into["comments"] += entry["comments"]
+            into["submissions"] += entry["submissions"]
+            into["bytes"] += entry["bytes"]
+        reports.append(report)
     if not comments_files:
         raise ExtractError(f"{cfg.input}/comments holds no Parquet files: run the ingest job first (extraction.ingest.job)")
+    pieces = {r.get("thread_buckets") for r in reports}
+    if len(pieces) > 1:
+        raise ExtractError(f"{cfg.input}: its batches are cut into different pieces of the thread hash space ({sorted(pieces)})")
+    report = reports[0] if len(reports) == 1 else _merged_reports(reports)
     ingested = report.get("totals", {}).get("comments_rows")
-    check_ingest_output(cfg, report, buckets)  # every bucket: one may hold submissions and no comments
     return BucketPlan({b: e for b, e in buckets.items() if e["comments"]}, use_submissions, comments_files, ingested, report)
 
 
-def check_ingest_output(cfg: ExtractConfig, report: dict, buckets: dict[int, dict]) -> None:
-    """The input must be what the ingest job's marker and report describe: complete, with every
-    table it reported and the rows of each (from the Parquet footers of every bucket, those whose
-    threads have no comment in these months too), before any work starts."""
-    if not storage.exists(storage.join(cfg.input, layout.INGEST_DONE)) or not report:
-        raise ExtractError(f"{cfg.input} is not a complete ingest output (no {layout.INGEST_DONE} or {layout.INGEST_REPORT}): "
+def _merged_reports(reports: list[dict]) -> dict:
+    """A corpus's batches' ingest reports as one: their files, and their totals added."""
+    totals: dict = {}
+    for report in reports:
+        for key, value in report.get("totals", {}).items():
+            if isinstance(value, dict):
+                into = totals.setdefault(key, {})
+                for k, v in value.items():
+                    into[k] = into.get(k, 0) + v
+            elif isinstance(value, (int, float)):
+                totals[key] = totals.get(key, 0) + value
+    return {"files": [f for r in reports for f in r.get("files", [])], "totals": totals,
+            "thread_buckets": reports[0].get("thread_buckets")}
+
+
+def check_ingest_output(cfg: ExtractConfig, root: str, report: dict, buckets: dict[int, dict]) -> None:
+    """An ingest output (the input, or a corpus's batch) must be what its marker and report
+    describe: complete, with every table it reported and the rows of each (from the Parquet footers
+    of every bucket, those whose threads have no comment in these months too), before any work starts."""
+    if not storage.exists(storage.join(root, layout.INGEST_DONE)) or not report:
+        raise ExtractError(f"{root} is not a complete ingest output (no {layout.INGEST_DONE} or {layout.INGEST_REPORT}): "
                            "run the ingest job (again)")
 
     totals = report.get("totals", {})
@@ -377,7 +422,7 @@ def check_ingest_output(cfg: ExtractConfig, report: dict, buckets: dict[int, dic
         found = storage.parquet_rows(files)
         if key in totals and found != totals[key]:
             missing = "missing" if not files else f"holds {found:,} rows"
-            raise ExtractError(f"{cfg.input}/{table} {missing} but the ingest report counts {totals[key]:,}: the ingest "
+            raise ExtractError(f"{root}/{table} {missing} but the ingest report counts {totals[key]:,}: the ingest "
                                "output is damaged; run ingest again (force=true)")
 
 

@@ -314,8 +314,7 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
                    f"(skipped: {', '.join(f'{r} {totals[r]:,}' for r in SKIP_REASONS)})")
         extract_report = storage.join(cfg.input, layout.EXTRACT_REPORT)
         extraction = storage.read_json(extract_report) if storage.exists(extract_report) else {}
-        ingest_report = storage.join(extraction.get("input", ""), layout.INGEST_REPORT) if extraction else None
-        dumps = [f["path"] for f in storage.read_json(ingest_report)["files"]] if ingest_report and storage.exists(ingest_report) else []
+        dumps = _source_dumps(extraction.get("input")) if extraction else []
         manifest = new_manifest(
             tokenizer={**tokenizer_info, "eos_token": cfg.eos_token},
             vocab_size=vocab_size,
@@ -337,6 +336,18 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
         stage.commit(finished_utc=int(time.time()))
     print_(f"shards in {cfg.output}; inspect with: reddit-pretrain inspect {shlex.quote(cfg.output)}")
     return manifest
+
+
+def _source_dumps(ingested: str | None) -> list[str]:
+    """The dumps behind an extraction's input (an ingest output, or a corpus's batches), as its
+    ingest reports name them; none when they are gone."""
+    from extraction.ingest.corpus import batches, batch_folder, is_corpus
+
+    if not ingested:
+        return []
+    roots = [batch_folder(ingested, name) for name in batches(ingested)[0]] if is_corpus(ingested) else [ingested]
+    reports = [storage.join(root, layout.INGEST_REPORT) for root in roots]
+    return [f["path"] for report in reports if storage.exists(report) for f in storage.read_json(report)["files"]]
 
 
 def main() -> None:

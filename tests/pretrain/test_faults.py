@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from pretrain.metrics import metric
 from tests.pretrain.test_train import base, check, losses, run, torchrun
 
 pytestmark = pytest.mark.slow
@@ -318,8 +319,11 @@ def test_a_run_whose_loss_stops_being_finite_fails_and_keeps_its_last_finite_che
                         "trainer.max_nonfinite_steps=2")])
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
-    losses_ = {r["step"]: r["loss"] for r in map(json.loads, open(out / "metrics.jsonl")) if r["kind"] == "train"}
+    strict = lambda text: json.loads(text, parse_constant=lambda c: pytest.fail(f"metrics.jsonl holds {c}"))  # noqa: E731
+    losses_ = {r["step"]: metric(r, "loss") for r in map(strict, open(out / "metrics.jsonl")) if r["kind"] == "train"}
     bad = min(s for s, v in losses_.items() if v != v or abs(v) == float("inf"))
+    record = next(r for r in map(json.loads, open(out / "metrics.jsonl")) if r["kind"] == "train" and r["step"] == bad)
+    assert record["loss"] is None and record["not_finite"]["loss"] in ("nan", "inf", "-inf")  # strict JSON: null, named
     assert max(losses_) == bad + 1 < 30, losses_  # stopped at the second non-finite step
     kept = f"step_{(bad - 1) // 2 * 2:07d}"
     assert last.startswith(f"error: step {bad + 1}: loss nan (2 steps in a row not finite") and f"{kept}, is kept as latest" in last
