@@ -12,6 +12,7 @@ import ast
 import dataclasses
 import inspect
 import sys
+import types
 import typing
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def _rows(cls, prefix: str = "", sections: dict | None = None) -> list[str]:
             rows += _rows(kind, f"{prefix}{f.name}.")
             continue
         args = [a for a in typing.get_args(kind) if a is not type(None)]
-        if typing.get_origin(kind) is typing.Union and len(args) == 1:  # Optional[X]: X, or unset
+        if typing.get_origin(kind) in (typing.Union, types.UnionType) and len(args) == 1:  # Optional[X], X | None: X, or unset
             kind = args[0]
             name = f"{getattr(kind, '__name__', kind)} or unset"
         else:

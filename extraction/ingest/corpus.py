@@ -116,7 +116,6 @@ def as_batch(cfg, files: list[str], automatic_pieces, say):
 
     from extraction.ingest.dumps import parse_dump_name
 
-    storage.check_writable(cfg.corpus)
     names = [parse_dump_name(f) for f in files]
     name = batch_name(files, [n.month if n is not None else None for n in names], cfg.batch)
     check_new_months(cfg.corpus, name, files)

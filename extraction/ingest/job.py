@@ -424,7 +424,7 @@ def run_ingest(cfg: IngestConfig, spark=None) -> dict:
     from extraction.spark import cores, local_cores, session_for, where
 
     cfg.validate()
-    storage.check_writable(cfg.output)  # before Spark starts: one line, not a late traceback
+    storage.check_writable(cfg.corpus or cfg.output)  # before Spark starts: one line, not a late traceback
     files = storage.expand_inputs(cfg.inputs)
     kinds = {f: dump_kind(f, cfg.max_window_bytes) for f in files}
     unknown = [f for f, kind in kinds.items() if kind is None]
