@@ -180,8 +180,12 @@ def remove_unfinished(url: str, suffix: str = ".tmp") -> int:
     return len(leftovers)
 
 
-def list_dir(url: str) -> list[str]:
+def list_dir(url: str, fresh: bool = False) -> list[str]:
+    """The names in a folder, sorted; ``fresh``: as it is now, not as this process's object-store
+    filesystem may have cached it (other processes add to it: task records, a corpus's batches)."""
     fs, path = filesystem(url)
+    if fresh:
+        fs.invalidate_cache(path)
     if not fs.exists(path):
         return []
     return sorted(posixpath.basename(p.rstrip("/")) for p in fs.ls(path, detail=False))

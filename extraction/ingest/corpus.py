@@ -84,9 +84,7 @@ def batch_folder(url: str, name: str) -> str:
 def batches(url: str) -> tuple[list[str], list[str]]:
     """(complete batch names, names of batches without their marker), each sorted."""
     root = storage.join(url, layout.CORPUS_INGEST)
-    fs, path = storage.filesystem(root)
-    fs.invalidate_cache(path)  # (an object store's listing cached by this process: batches come and go)
-    names = [n for n in storage.list_dir(root) if not n.startswith((".", "_"))]
+    names = [n for n in storage.list_dir(root, fresh=True) if not n.startswith((".", "_"))]  # (batches come and go)
     done = [n for n in names if storage.exists(storage.join(root, n, layout.INGEST_DONE))]
     return done, [n for n in names if n not in done]
 
@@ -127,15 +125,12 @@ def as_batch(cfg, files: list[str], automatic_pieces, say):
     return replace(cfg, output=batch_folder(cfg.corpus, name), thread_buckets=pieces)
 
 
-def ingest_roots(url: str, say=None) -> list[str]:
+def ingest_roots(url: str) -> tuple[list[str], list[str]]:
     """The ingest outputs an extract input stands for: the folder itself, or a corpus's complete
-    batches (those without a marker are named and left out)."""
+    batches; and the names of a corpus's batches without a marker (being written, or killed), left out."""
     if not is_corpus(url):
-        return [url]
+        return [url], []
     done, unfinished = batches(url)
-    if unfinished and say is not None:
-        say(f"{url}: batches without their marker left out (being written, or killed: run their ingest again): "
-            f"{', '.join(unfinished)}")
     if not done:
         raise CorpusError(f"{url} holds no complete batch: add months with reddit-pretrain ingest corpus={url} inputs=[...]")
-    return [batch_folder(url, n) for n in done]
+    return [batch_folder(url, n) for n in done], unfinished

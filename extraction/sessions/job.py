@@ -129,9 +129,9 @@ class ExtractConfig:
             raise ExtractError(f"{self.input} has no comments/ table: run the ingest job first (extraction.ingest.job)")
 
 
-def material(cfg: ExtractConfig) -> dict:
+def material(cfg: ExtractConfig, roots: list[str]) -> dict:
     """What decides the output (its fingerprint: ``extraction.spark.stage``): the input's completion
-    marker (its own fingerprint), the settings, and the list contents."""
+    marker (its own fingerprint; a corpus's ``roots``: each batch's), the settings, and the list contents."""
     import fsspec
 
     lists = {}
@@ -146,7 +146,7 @@ def material(cfg: ExtractConfig) -> dict:
         files = sorted(os.path.join(d, f) for d, _, names in os.walk(root) for f in names) if os.path.isdir(root) else [root]
         lists["classifier"] = dict(zip((os.path.relpath(f, root) for f in files), sha256_files(files)))
     material = {
-        "input": _input_fingerprint(cfg.input),
+        "input": _input_fingerprint(cfg.input, roots),
         "chains": asdict(cfg.chains), "filters": asdict(cfg.filters), "split": asdict(cfg.split),
         "privacy": {"scrub_pii": cfg.privacy.scrub_pii, "pseudonymize_authors": cfg.privacy.pseudonymize_authors,
                     "salt": hashlib.sha256(resolve_salt(cfg.privacy)[0].encode()).hexdigest()
@@ -157,15 +157,15 @@ def material(cfg: ExtractConfig) -> dict:
     return material
 
 
-def _input_fingerprint(url: str) -> str | dict | None:
+def _input_fingerprint(url: str, roots: list[str]) -> str | dict | None:
     """The ingest output's own fingerprint (its marker's), or a corpus's: each complete batch's."""
     def marked(root: str) -> str | None:
         marker = storage.join(root, layout.INGEST_DONE)
         return storage.read_json(marker).get("fingerprint") if storage.exists(marker) else None
 
-    if not is_corpus(url):
+    if roots == [url]:
         return marked(url)
-    return {root.rstrip("/").rsplit("/", 1)[-1]: marked(root) for root in ingest_roots(url)}
+    return {root.rstrip("/").rsplit("/", 1)[-1]: marked(root) for root in roots}
 
 
 def run_extract(cfg: ExtractConfig, spark=None) -> dict:
@@ -180,13 +180,16 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
             from_config(cfg.filters).labels
         except ClassifierError as e:
             raise ExtractError(str(e)) from None
-    stage = Stage("extract", cfg.output, DONE_MARKER, OUTPUTS, material(cfg), force=cfg.force)
+    roots, unfinished = ingest_roots(cfg.input)  # the input, or a corpus's complete batches
+    stage = Stage("extract", cfg.output, DONE_MARKER, OUTPUTS, material(cfg, roots), force=cfg.force)
     say = stage.say
-    ingest_roots(cfg.input, say)  # (a corpus: names its batches without a marker, left out)
+    if unfinished:
+        say(f"{cfg.input}: batches without their marker left out (being written, or killed: run their ingest "
+            f"again): {', '.join(unfinished)}")
     if stage.is_complete():
         say(f"{cfg.output} is complete for this input and settings; nothing to do (force=true runs again)")
         return storage.read_json(storage.join(cfg.output, REPORT_FILE))
-    plan = plan_buckets(cfg)
+    plan = plan_buckets(cfg, roots)
 
     load_plotting_in_background()  # while the jobs run, not after them
     with stage.running() as staging:  # refuses a folder not its own, or one another job writes; keeps finished tasks
@@ -344,11 +347,10 @@ def _mib(n: float) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
 
-def plan_buckets(cfg: ExtractConfig) -> BucketPlan:
-    """The ingest output's files grouped by thread bucket (an ingest output without buckets, from an
-    older version, is one bucket); a corpus's (``extraction.ingest.corpus``): every complete batch's,
-    a piece's files from all of them together."""
-    roots = ingest_roots(cfg.input)
+def plan_buckets(cfg: ExtractConfig, roots: list[str]) -> BucketPlan:
+    """The files of the ingest outputs ``roots`` grouped by thread bucket (an ingest output without
+    buckets, from an older version, is one bucket): the input, or a corpus's complete batches
+    (``extraction.ingest.corpus``), a piece's files from all of them together."""
     buckets: dict[int, dict] = {}
     comments_files = 0
     reports = []
@@ -401,8 +403,7 @@ def _merged_reports(reports: list[dict]) -> dict:
                     into[k] = into.get(k, 0) + v
             elif isinstance(value, (int, float)):
                 totals[key] = totals.get(key, 0) + value
-    return {"files": [f for r in reports for f in r.get("files", [])], "totals": totals,
-            "thread_buckets": reports[0].get("thread_buckets")}
+    return {"files": [f for r in reports for f in r.get("files", [])], "totals": totals}
 
 
 def check_ingest_output(cfg: ExtractConfig, root: str, report: dict, buckets: dict[int, dict]) -> None:

@@ -353,7 +353,7 @@ class Stage:
 
         folder = join(self.staging, TASKS, _slug(step))
         started = time.time()
-        recorded = {name[:-len(".json")] for name in _listed(folder) if name.endswith(".json")}
+        recorded = {name[:-len(".json")] for name in storage.list_dir(folder, fresh=True) if name.endswith(".json")}
         candidates = [i for i, task in enumerate(tasks) if task_key(task) in recorded]
         out: list[tuple[dict, bytes | None] | None] = [None] * len(tasks)
         redone: dict[int, str] = {}
@@ -372,18 +372,17 @@ class Stage:
                         functools.partial(recorded_task, self.staging, folder, fn), workers=workers)
         for i, (outcome, blob) in zip(todo, ran):
             out[i] = ({**outcome, "redone": outcome["redone"] or redone.get(i)}, blob)
-        done = [o for o in out if o is not None]
-        again = [w["redone"] for w, _ in done if w["redone"]]
-        kept = sum(w["kept"] for w, _ in done)
+        again = [w["redone"] for w, _ in out if w["redone"]]
+        kept = sum(w["kept"] for w, _ in out)
         entry = self.steps.setdefault(step, {"tasks": 0, "kept": 0, "redone": 0, "seconds": 0.0})
-        entry["tasks"] += len(done)
+        entry["tasks"] += len(out)
         entry["kept"] += kept
         entry["redone"] += len(again)
         entry["seconds"] = round(entry["seconds"] + time.time() - started, 3)
         if kept or again:
-            self.say(f"{step}: {kept:,} of {len(done):,} tasks finished by an earlier run kept"
+            self.say(f"{step}: {kept:,} of {len(out):,} tasks finished by an earlier run kept"
                      + (f"; {len(again):,} run again ({again[0]}{' ...' if len(again) > 1 else ''})" if again else ""))
-        return [(w["result"], blob) for w, blob in done]
+        return [(w["result"], blob) for w, blob in out]
 
     def commit(self, report: dict | None = None, report_file: str | None = None, **marker_fields: Any) -> None:
         """Adds the task sets to ``report`` (``report["tasks"]``), writes it as ``report_file`` in
@@ -393,13 +392,6 @@ class Stage:
             if report_file:
                 storage.write_json_atomic(join(self.staging, report_file), report)
         self.staged.commit(**marker_fields, material=self.material)
-
-
-def _listed(url: str) -> list[str]:
-    """The names in a folder as it is now (a listing an object store's filesystem cached is dropped first)."""
-    fs, path = storage.filesystem(url)
-    fs.invalidate_cache(path)
-    return storage.list_dir(url)
 
 
 def _files_under(url: str) -> list[str]:

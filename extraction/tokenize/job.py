@@ -341,11 +341,12 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
 def _source_dumps(ingested: str | None) -> list[str]:
     """The dumps behind an extraction's input (an ingest output, or a corpus's batches), as its
     ingest reports name them; none when they are gone."""
-    from extraction.ingest.corpus import batches, batch_folder, is_corpus
+    from extraction.ingest.corpus import CorpusError, ingest_roots
 
-    if not ingested:
-        return []
-    roots = [batch_folder(ingested, name) for name in batches(ingested)[0]] if is_corpus(ingested) else [ingested]
+    try:
+        roots = ingest_roots(ingested)[0] if ingested else []
+    except CorpusError:  # (a corpus with no complete batch left)
+        roots = []
     reports = [storage.join(root, layout.INGEST_REPORT) for root in roots]
     return [f["path"] for report in reports if storage.exists(report) for f in storage.read_json(report)["files"]]
 
