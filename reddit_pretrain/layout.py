@@ -9,8 +9,10 @@ The shard set's own names (``manifest.json``, ``shards/``) belong to its format,
               ingest_report.json, _INGEST_DONE.json (last); into a corpus folder:
               <corpus>/_CORPUS.json, <corpus>/ingest/<batch>/ (each an ingest output)
     extract   <out>/sessions/split=<train|valid|test>/part-BBBBB-SSSS.parquet, rejects/,
-              extract_report.{json,png,html}, _EXTRACT_DONE.json (last)
-    tokenize  <out>/shards/..., manifest.json, _TOKENIZE_DONE.json (last)
+              extract_report.{json,png,html}, _EXTRACT_DONE.json (last); a corpus's batch:
+              <corpus>/extract/<batch>/ (the same, and state/: what later batches are checked against)
+    tokenize  <out>/shards/..., manifest.json, _TOKENIZE_DONE.json (last); a corpus's batch:
+              <corpus>/shards/<batch>/ (one shard set per batch, listed in _CORPUS.json)
     train     documents of EOS-joined turns; targets IGNORE_INDEX where no loss is taken
 
 Standard library only: both sides and the Spark executors import it.
@@ -33,6 +35,13 @@ CORPUS_FILE = "_CORPUS.json"
 """A corpus folder's record (``extraction.ingest.corpus``): what every batch of months must match."""
 CORPUS_INGEST = "ingest"
 """A corpus folder's batches: ``<corpus>/ingest/<batch>/``, each an ingest output."""
+CORPUS_EXTRACT = "extract"
+"""A corpus folder's extracted batches: ``<corpus>/extract/<batch>/``, each an extract output of the
+sessions whose last turn is in that batch (``extraction.sessions.job``, ``ExtractConfig.batch``)."""
+CORPUS_SHARDS = "shards"
+"""A corpus folder's shard sets: ``<corpus>/shards/<batch>/``, each a tokenize output of one extracted batch."""
+EXTRACT_STATE = "state"
+"""In a batch's extract output: what the corpus rules of later batches read (``extraction.sessions.batches``)."""
 
 _BUCKET = re.compile(r"/bucket=(\d+)/")
 

@@ -62,6 +62,17 @@ def test_readme_stage_by_stage_commands_run_as_written(tmp_path):
     assert grown.returncode == 0, grown.stdout[-3000:] + grown.stderr[-4000:]
     assert sorted(os.listdir(tmp_path / "work" / "corpus" / "ingest")) == ["2015-01", "2015-02"]
     assert "RC_2015-02.zst" in (tmp_path / "work" / "extract_corpus" / "extract_report.json").read_text()
+    # Then the corpus kept up to date: each batch extracted against the ones before it, a shard set each.
+    update = re.search(r"```bash\n(.*?)```", guide.split("<!-- tested-corpus-update:begin -->", 1)[1].split(
+        "<!-- tested-corpus-update:end -->", 1)[0], re.S).group(1)
+    updated = subprocess.run(["bash", "-e", "-c", "source .venv/bin/activate\n" + update], cwd=tmp_path, capture_output=True,
+                             text=True, env=env, timeout=900)
+    assert updated.returncode == 0, updated.stdout[-3000:] + updated.stderr[-4000:]
+    import json
+
+    record = json.loads((tmp_path / "work" / "corpus" / "_CORPUS.json").read_text())
+    assert sorted(record["shard_sets"]) == ["2015-01", "2015-02"] and record["shard_sets"]["2015-02"]["months"] == ["2015-02"]
+    assert "earlier sessions whose last turn gained a reply here" in updated.stdout + updated.stderr
     # Then the front page's loading example (pandas, datasets, the shard reader, a transformers pipeline).
     python = re.search(r"```python\n(.*?)```", readme.split("<!-- tested-python:begin -->", 1)[1].split(
         "<!-- tested-python:end -->", 1)[0], re.S).group(1)

@@ -4,11 +4,17 @@ in each and the extract job reads it whole from all of them.
 
 ::
 
-    <corpus>/_CORPUS.json              what every batch must match: the thread hash and its pieces
+    <corpus>/_CORPUS.json              what every batch must match: the thread hash and its pieces,
+                                       the extract's rules (``extract``) and the tokenizer
+                                       (``tokenizer``) of the first batch run; the shard sets
+                                       (``shard_sets``: months, sessions, tokens, rules, code of each)
     <corpus>/ingest/<batch>/           an ingest output (comments/, submissions/, rejects/, its
                                        report, its marker last): one ``reddit-pretrain ingest
                                        corpus=<corpus>`` run; named by its months (``2015-01``,
                                        ``2015-01_2015-03``) or ``batch=``
+    <corpus>/extract/<batch>/          a batch extracted against the batches before it
+                                       (``extraction.sessions.batches``)
+    <corpus>/shards/<batch>/           its shard set (the tokenize job, ``batch=``)
 
 A batch is added by ingest (``IngestConfig.corpus``): the batches already there are not touched,
 a month already in a finished batch is refused (naming the batch), and the batch is complete when
@@ -62,6 +68,14 @@ def make_corpus(url: str, pieces: int) -> None:
                                   {"format_version": 1, "thread_hash": THREAD_HASH, "pieces": pieces})
     elif record["pieces"] != pieces:
         raise CorpusError(f"{url} cuts the thread hash space into {record['pieces']:,} pieces, not {pieces:,}")
+
+
+def record(url: str, key: str, value, replace: bool = False) -> None:
+    """Sets ``key`` of the corpus record (``_CORPUS.json``) once (``replace``: every time): what a
+    corpus's later runs must match, or what it lists."""
+    current = read_corpus(url) or {}
+    if replace or key not in current:
+        storage.write_json_atomic(storage.join(url, layout.CORPUS_FILE), {**current, key: value})
 
 
 def batch_name(files: list[str], months: list[str | None], given: str | None) -> str:

@@ -53,7 +53,7 @@ import functools
 import hashlib
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -79,10 +79,12 @@ from extraction.ingest.corpus import ingest_roots, is_corpus
 from extraction.sessions.work import (_DROPPED, _GRAMS, _KEYS, _ROW_GROUP_ROWS, _Settings, _all, _np, _peak_rss,
                                       _read_parquet, _work_file)
 from extraction.sessions.near_tasks import _clusters_in_rounds, _near_clusters_task, _near_texts_task, _near_verify_task
+from extraction.sessions import batches
 
 DONE_MARKER = layout.EXTRACT_DONE
 REPORT_FILE = layout.EXTRACT_REPORT
-OUTPUTS = [layout.SESSIONS, layout.REJECTS, REPORT_FILE, layout.EXTRACT_REPORT_PNG, layout.EXTRACT_REPORT_HTML]
+OUTPUTS = [layout.SESSIONS, layout.REJECTS, REPORT_FILE, layout.EXTRACT_REPORT_PNG, layout.EXTRACT_REPORT_HTML,
+           layout.EXTRACT_STATE]
 """What the extract job writes in its output folder (beside its marker); it replaces nothing else."""
 
 
@@ -115,7 +117,12 @@ class ExtractConfig:
     reduce_bytes: int = 64 << 20
     """Exchanged bytes per task of the steps that read every task's exchanged files (the corpus
     rules, the near-duplicate verification), at least one such task per core. Any value gives the
-    same output."""
+    same sessions (a corpus's batch: at least ``MIN_TASKS`` whatever the cores, and its ``state/``
+    cut into one file per such task)."""
+    batch: str | None = None
+    """A corpus's batch (``input`` a corpus folder): only the sessions whose last turn is in this
+    batch, judged against every batch before it (``extraction.sessions.batches``), written to
+    ``<corpus>/extract/<batch>/`` (``output`` is not used). Unset: every batch as one input."""
     force: bool = False
     spark: SparkConfig = field(default_factory=SparkConfig)
 
@@ -172,6 +179,10 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
     """Runs the extract job and returns its report (also written beside the output)."""
 
     cfg.validate()
+    earlier, earlier_out = [], []
+    if cfg.batch:  # a corpus's batch, against the batches before it
+        root, earlier, earlier_out = batches.batch_roots(cfg.input, cfg.batch, near_duplicates_on(cfg.filters))
+        cfg = replace(cfg, output=batches.extract_folder(cfg.input, cfg.batch))
     storage.check_writable(cfg.output)  # before Spark starts: one line, not a late traceback
     if cfg.filters.classifier:  # loaded once here, so a wrong path or label is one line before Spark starts
         from extraction.sessions.classifier import ClassifierError, from_config
@@ -180,8 +191,13 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
             from_config(cfg.filters).labels
         except ClassifierError as e:
             raise ExtractError(str(e)) from None
-    roots, unfinished = ingest_roots(cfg.input)  # the input, or a corpus's complete batches
-    stage = Stage("extract", cfg.output, DONE_MARKER, OUTPUTS, material(cfg, roots), force=cfg.force)
+    roots, unfinished = ([root], []) if cfg.batch else ingest_roots(cfg.input)  # the input, or a corpus's complete batches
+    decided = material(cfg, roots)
+    if cfg.batch:  # what the batch is judged against: the earlier batches' extracts
+        decided["earlier"] = {folder.rstrip("/").rsplit("/", 1)[-1]: storage.read_json(
+            storage.join(folder, DONE_MARKER)).get("fingerprint") for folder in earlier_out}
+        batches.check_rules(cfg.input, batches.rules_of(decided))
+    stage = Stage("extract", cfg.output, DONE_MARKER, OUTPUTS, decided, force=cfg.force)
     say = stage.say
     if unfinished:
         say(f"{cfg.input}: batches without their marker left out (being written, or killed: run their ingest "
@@ -189,7 +205,9 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
     if stage.is_complete():
         say(f"{cfg.output} is complete for this input and settings; nothing to do (force=true runs again)")
         return storage.read_json(storage.join(cfg.output, REPORT_FILE))
-    plan = plan_buckets(cfg, roots)
+    if cfg.batch:
+        batches.check_none_later(cfg.input, cfg.batch)
+    plan = plan_buckets(cfg, roots, earlier)
 
     load_plotting_in_background()  # while the jobs run, not after them
     with stage.running() as staging:  # refuses a folder not its own, or one another job writes; keeps finished tasks
@@ -200,7 +218,7 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
             f"thread hash space, {len(tasks):,} tasks of about {_mib(plan.bytes / len(tasks))} "
             f"({'with' if plan.use_submissions else 'without'} submissions), {where(spark)}")
         settings = _Settings(cfg.chains, cfg.filters, cfg.split, storage.join(staging, "_work"), staging,
-                             len(tasks), cfg.sessions_per_file, Privacy.of(cfg.privacy))
+                             len(tasks), cfg.sessions_per_file, Privacy.of(cfg.privacy), bool(cfg.batch), tuple(earlier_out))
         wall: dict[str, float] = {}
         steps: dict[str, dict[str, int]] = {}
 
@@ -218,7 +236,8 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         say(f"1/3 chains, turn and session rules: {sum(r['stats']['comments'] for r, _ in built):,} comments -> "
             f"{sum(r['stats']['candidates'] for r, _ in built):,} candidate sessions ({wall['sessions']:.1f} s)")
         exchange_bytes = sum(r["exchanged"] for r, _ in built)
-        reducers = exchange.ranges(settings.tasks, reduce_tasks(exchange_bytes, cores(spark), cfg.reduce_bytes))
+        reducers = exchange.ranges(settings.tasks, reduce_tasks(exchange_bytes, MIN_TASKS if cfg.batch else cores(spark),
+                                                                cfg.reduce_bytes))  # (a batch's state: the same files anywhere)
         reduced = job("corpus rules", [{"reducer": k, "first": lo, "last": hi} for k, (lo, hi) in enumerate(reducers)],
                       functools.partial(_corpus_task, settings))
         reduced.sort(key=lambda r: r[0]["reducer"])
@@ -272,6 +291,12 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
                               "worker_peak_rss": max(r["peak_rss"] for r, _ in built),
                               "steps": steps}
         report["input"] = cfg.input
+        if cfg.batch:
+            stats = [r["stats"] for r, _ in built]
+            report["batch"] = {"name": cfg.batch, "earlier": [f.rstrip("/").rsplit("/", 1)[-1] for f in earlier_out],
+                               "earlier_comments_read": sum(s.get("earlier_comments", 0) for s in stats),
+                               "replied_later": sum(s.get("replied_later", 0) for s in stats),
+                               "newly_frequent_trigrams": sum(r.get("newly_frequent", 0) for r, _ in reduced)}
         report["config"] = {"chains": asdict(cfg.chains), "filters": asdict(cfg.filters), "split": asdict(cfg.split),
                             "privacy": {"scrub_pii": cfg.privacy.scrub_pii, "pseudonymize_authors": cfg.privacy.pseudonymize_authors,
                                         "salt_from": resolve_salt(cfg.privacy)[1] if cfg.privacy.pseudonymize_authors else None}}
@@ -282,6 +307,8 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         report["run"] = run_info()
         render_report(report, storage.join(staging, layout.EXTRACT_REPORT_PNG), storage.join(staging, layout.EXTRACT_REPORT_HTML))
         stage.commit(report, REPORT_FILE, finished_utc=int(time.time()))
+    if cfg.batch:
+        batches.record_rules(cfg.input, batches.rules_of(decided))
     report["stage_seconds"]["report"] = round(time.time() - t, 3)
     print(format_report(report, cfg.output))
     return report
@@ -332,7 +359,9 @@ class BucketPlan:
             entries = [self.buckets[p] for p in pieces]
             tasks.append({"task": t, "pieces": [pieces[0], pieces[-1]], "bytes": sum(e["bytes"] for e in entries),
                           "comments": [f for e in entries for f in e["comments"]],
-                          "submissions": [f for e in entries for f in e["submissions"]]})
+                          "submissions": [f for e in entries for f in e["submissions"]]}
+                         | ({k: [f for e in entries for f in e[k]] for k in ("earlier_comments", "earlier_submissions")}
+                            if "earlier_comments" in entries[0] else {}))
         return sorted(tasks, key=lambda t: (-t["bytes"], t["task"]))
 
 
@@ -347,15 +376,18 @@ def _mib(n: float) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
 
-def plan_buckets(cfg: ExtractConfig, roots: list[str]) -> BucketPlan:
+def plan_buckets(cfg: ExtractConfig, roots: list[str], earlier: list[str] = ()) -> BucketPlan:
     """The files of the ingest outputs ``roots`` grouped by thread bucket (an ingest output without
     buckets, from an older version, is one bucket): the input, or a corpus's complete batches
-    (``extraction.ingest.corpus``), a piece's files from all of them together."""
+    (``extraction.ingest.corpus``), a piece's files from all of them together. ``earlier`` (a
+    batch's run, ``extraction.sessions.batches``): the earlier batches, whose files of a piece are
+    listed apart (``earlier_comments``, ``earlier_submissions``) and do not count in its bytes."""
     buckets: dict[int, dict] = {}
     comments_files = 0
     reports = []
     use_submissions = False
-    for root in roots:
+    for root in list(roots) + list(earlier):
+        old = root in earlier
         report_path = storage.join(root, layout.INGEST_REPORT)
         report = storage.read_json(report_path) if storage.exists(report_path) else {}
         submissions = storage.join(root, layout.SUBMISSIONS)
@@ -374,14 +406,18 @@ def plan_buckets(cfg: ExtractConfig, roots: list[str]) -> BucketPlan:
                 url = path if storage.is_local(root) else f"{fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol}://{path}"
                 entry[table].append(url)
                 entry["bytes"] += int(info.get("size") or 0)
-                comments_files += table == "comments"
+                comments_files += table == "comments" and not old
         check_ingest_output(cfg, root, report, found)  # every bucket: one may hold submissions and no comments
         for bucket, entry in found.items():
-            into = buckets.setdefault(bucket, {"comments": [], "submissions": [], "bytes": 0})
-            into["comments"] += entry["comments"]
-            into["submissions"] += entry["submissions"]
-            into["bytes"] += entry["bytes"]
-        reports.append(report)
+            into = buckets.setdefault(bucket, {"comments": [], "submissions": [], "bytes": 0}
+                                      | ({"earlier_comments": [], "earlier_submissions": []} if earlier else {}))
+            into["earlier_comments" if old else "comments"] += entry["comments"]
+            into["earlier_submissions" if old else "submissions"] += entry["submissions"]
+            into["bytes"] += 0 if old else entry["bytes"]
+        if not old:
+            reports.append(report)
+        elif report.get("thread_buckets") != reports[0].get("thread_buckets"):
+            raise ExtractError(f"{root} is cut into other pieces of the thread hash space than {roots[0]}")
     if not comments_files:
         raise ExtractError(f"{cfg.input}/comments holds no Parquet files: run the ingest job first (extraction.ingest.job)")
     pieces = {r.get("thread_buckets") for r in reports}
@@ -436,10 +472,14 @@ def _sessions_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]
     timer = Timer()
     comments = _read_parquet(task["comments"], COMMENT_COLUMNS + MARK_COLUMNS)
     submissions = _read_parquet(task["submissions"], SUBMISSION_COLUMNS) if task["submissions"] else None
+    rows, earlier = comments.num_rows, None
+    if "earlier_comments" in task:  # a corpus's batch: the earlier batches' rows of its threads too
+        comments, submissions, earlier = batches.with_earlier(comments, submissions, task, COMMENT_COLUMNS + MARK_COLUMNS,
+                                                              SUBMISSION_COLUMNS)
     timer.lap("read")
     rules = LoadedRules.load(settings.filters)
     candidates, stats, grams, counts = build_candidates(comments, submissions, settings.chains, settings.filters,
-                                                        settings.split, rules, timer, settings.privacy)
+                                                        settings.split, rules, timer, settings.privacy, earlier, rows)
     t, parts = task["task"], settings.tasks
     exchange.write_table(_work_file(settings, "candidates", t), candidates)
     exchanged = exchange.write_partitioned(_work_file(settings, "trigrams", t), pa.table({"h": grams, "n": counts}, schema=_GRAMS),
@@ -472,16 +512,33 @@ def _corpus_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     read = exchange.Reader()
     k, first, last = task["reducer"], task["first"], task["last"]
     frequent = np.zeros(0, np.uint64)
+    lo, hi = batches.hash_range(first, last, settings.tasks)
+    stored = newly = 0
     if settings.filters.bland:
         grams = read.partitions(_all(settings, "trigrams"), first, last, _GRAMS)
+        if settings.batch:  # a corpus's batch: every batch's counts so far
+            batches.write_state(settings.staging, batches.TRIGRAMS, lo, hi, batches.summed(grams))
+            earlier, opened = batches.read_state(list(settings.earlier), batches.TRIGRAMS, lo, hi, "h", _GRAMS)
+            grams, stored = pa.concat_tables([grams, earlier]), stored + opened
+            before = frequent_trigrams(_np(earlier.column("h")), _np(earlier.column("n")), settings.filters.bland_min_count)
         frequent = frequent_trigrams(_np(grams.column("h")), _np(grams.column("n")), settings.filters.bland_min_count)
+        if settings.earlier:
+            newly = len(np.setdiff1d(frequent, before, assume_unique=True))
     keys = read.partitions(_all(settings, "keys"), first, last, _KEYS)
+    if settings.batch:  # every earlier batch's sessions are earlier than this one's
+        batches.write_state(settings.staging, batches.KEYS, lo, hi, keys)
+        earlier, opened = batches.read_state(list(settings.earlier), batches.KEYS, lo, hi, "_rkey", _KEYS)
+        keys, stored = batches.earlier_first(earlier, keys), stored + opened
     dropped = resolve_duplicates(keys, settings.filters.duplicate_session, settings.filters.duplicate_response)
+    if settings.batch:
+        dropped = dropped.filter(pc.greater_equal(dropped.column("bucket"), 0))
     exchange.write_partitioned(_work_file(settings, "dropped", k), dropped.cast(_DROPPED), _np(dropped.column("bucket")),
                                settings.tasks)
     timer.lap("corpus rules")
     storage.write_bytes_atomic(_work_file(settings, "frequent", k), frequent.tobytes())  # sorted, a hash range each
     result = {"reducer": k, "frequent": len(frequent), "duplicates": dropped.num_rows}
+    if settings.batch:  # (trigrams frequent only with this batch's counts: the earlier batches' bland is not decided again)
+        result["newly_frequent"] = newly
     if near_duplicates_on(settings.filters):
 
         bands = read.partitions(_all(settings, "nd_bands"), first, last, ND_BANDS)
@@ -490,7 +547,7 @@ def _corpus_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
         result["link_bytes"] = exchange.write_table(_work_file(settings, "nd_same", k), same)
         timer.lap("near duplicates: pairs")
         result["near_pairs"] = pairs.num_rows
-    return {**result, "opened": read.opened, "seconds": timer.seconds}, None
+    return {**result, "opened": read.opened + stored, "seconds": timer.seconds}, None
 
 
 def _write_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:

@@ -203,17 +203,24 @@ class Titles:
 
 def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: ChainsConfig, filters: FiltersConfig,
                      split: SplitConfig, rules: LoadedRules, timer: Timer | None = None,
-                     privacy: Privacy | None = None) -> tuple[pa.Table, dict, np.ndarray, np.ndarray]:
+                     privacy: Privacy | None = None, earlier: pa.Array | None = None,
+                     rows: int | None = None) -> tuple[pa.Table, dict, np.ndarray, np.ndarray]:
     """Step 1 for one bucket. Returns (candidate sessions sorted by session_id, stats, trigram
     hashes, their counts); the candidates carry ``drop_reason`` (null = alive so far), ``split``
     and the private columns ``_rows`` (turn row indices), ``_words``, ``_rkey``, ``_skey``.
     ``privacy`` (``extraction.sessions.privacy``): the rules read the scrubbed text, the sessions store it
-    with placeholders, and the authors are pseudonymised after the turn rules (bots) read them."""
+    with placeholders, and the authors are pseudonymised after the turn rules (bots) read them.
+
+    ``earlier`` (a corpus's batch, ``extraction.sessions.batches``): the ids of the comments that
+    earlier batches hold, among ``comments`` as the earlier turns of this batch's sessions. Only
+    the sessions whose last turn is a comment of this batch are candidates; the stats, the trigram
+    counts and the accounting cover this batch's comments alone (``rows``: its rows read), and
+    ``stats["replied_later"]`` counts the earlier batches' session ends that gained a reply here."""
     timer = timer or Timer()
     chains.validate()
     privacy = privacy or Privacy(False, False, "")
     pii = dict.fromkeys(PII_KINDS, 0)
-    comments, body, repeats = read_comments(comments, filters, privacy, pii)
+    comments, body, repeats, new = read_comments(comments, filters, privacy, pii, earlier)
     timer.lap("read")
     texts = Texts(body)
     cut = turn_cut(texts, comments.column("author"), rules, comments)
@@ -224,10 +231,16 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
     timer.lap("turn rules")
     feats = text_features(texts, rules)
     common_words = common_word_counts(texts, rules.english_words) if filters.language else None  # the language's cheap pass
-    grams, gram_counts = bucket_trigrams(texts, filters)
+    grams, gram_counts = bucket_trigrams(texts, filters, new)
     del texts
     timer.lap("features")
     walk = walk_chains(comments, cut, long_turn, chains)
+    replied_later = 0
+    if new < comments.num_rows:  # a batch: its sessions end at its own comments
+        replied_later = _replied_later(comments, walk, new, chains)
+        keep = walk.ends < new
+        walk = Walk(walk.ends[keep], walk.M[keep], walk.end_code[keep], walk.num_turns[keep], walk.valid, walk.on_cycle,
+                    walk.link, walk.link_code)
     titles = attach_titles(submissions, comments, walk, chains, filters, privacy, pii)
     timer.lap("chains")
     reason, view, ext = session_rules(comments, body, walk, titles, feats, common_words, chains, filters, rules)
@@ -236,37 +249,72 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
     session_split = split_sessions(comments, walk, split)
     timer.lap("split")
     table = session_table(comments, body, walk, titles, ext, reason, view, total_words, session_split, chains, filters, privacy)
-    stats = {"rows": len(body) + repeats, "comments": len(body), "duplicate_ids": repeats, "valid": int(walk.valid.sum()),
-             "parent_cycles": int(walk.on_cycle.sum()), "pii": pii,
-             "cut_by_turn_rule": {r: int((cut == i + 1).sum()) for i, r in enumerate(TURN_RULES)},
+    rows = len(body) + repeats if rows is None else rows
+    stats = {"rows": rows, "comments": new, "duplicate_ids": rows - new, "valid": int(walk.valid[:new].sum()),
+             "parent_cycles": int(walk.on_cycle[:new].sum()), "pii": pii,
+             "cut_by_turn_rule": {r: int((cut[:new] == i + 1).sum()) for i, r in enumerate(TURN_RULES)},
              "candidates": len(walk.ends)}
+    if new < len(body) or earlier is not None:
+        stats["earlier_comments"] = len(body) - new
+        stats["replied_later"] = replied_later
     timer.lap("sessions")
     return table, stats, grams, gram_counts.astype(np.int64)
 
 
-def read_comments(comments: pa.Table, filters: FiltersConfig, privacy: Privacy, pii: dict) -> tuple[pa.Table, pa.Array, int]:
+def read_comments(comments: pa.Table, filters: FiltersConfig, privacy: Privacy, pii: dict,
+                  earlier: pa.Array | None = None) -> tuple[pa.Table, pa.Array, int, int]:
     """One row per id, HTML entities unescaped, PII scrubbed (counted into ``pii``). Returns the
-    comments as the sessions store them, the bodies as the rules read them, and the repeated ids."""
+    comments as the sessions store them, the bodies as the rules read them, the repeated ids, and
+    how many of the rows are new: all of them, or (``earlier``: ids an earlier batch holds) those
+    whose id is not in ``earlier``, ordered first (the earlier batches' rows after them, their
+    PII not counted again)."""
     for name in MARK_COLUMNS:
         if name not in comments.column_names:
             comments = comments.append_column(name, pa.nulls(comments.num_rows, _MARK_TYPES[name]))
     comments, repeats = dedupe_by_id(comments.select(COMMENT_COLUMNS + MARK_COLUMNS))
+    new = comments.num_rows
+    if earlier is not None:
+        old = _np(pc.is_in(comments.column("id"), value_set=as_array(earlier)), False)
+        new = int((~old).sum())
+        comments = comments.take(pa.array(np.argsort(old, kind="stable"), pa.int64()))
     if filters.unescape_html:
         comments = comments.set_column(comments.column_names.index("body"), "body", unescape_html(comments.column("body")))
     body = as_array(comments.column("body"))
-    if privacy.active:
-        stored, body, found = scrub_column(body, privacy)  # the rules read ``body``; the sessions keep ``stored``
+    if privacy.active:  # the rules read ``body``; the sessions keep ``stored``
+        parts = [scrub_column(body.slice(0, new), privacy)]
+        if new < len(body):
+            parts.append(scrub_column(body.slice(new), privacy))
+        stored = pa.concat_arrays([as_array(p[0]) for p in parts])
+        body = pa.concat_arrays([as_array(p[1]) for p in parts])
         comments = comments.set_column(comments.column_names.index("body"), "body", stored)
         for kind in pii:
-            pii[kind] += found[kind]
-    return comments, body, repeats
+            pii[kind] += parts[0][2][kind]
+    return comments, body, repeats, new
 
 
-def bucket_trigrams(texts: Texts, filters: FiltersConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The bucket's distinct word-trigram hashes and their counts (the ``bland`` rule's input; empty when it is off)."""
+def _replied_later(comments: pa.Table, walk: Walk, new: int, chains: ChainsConfig) -> int:
+    """Comments of earlier batches (rows ``new`` on) that ended a session there, a leaf of them,
+    and have a reply in this batch: sessions a single run over all the months would not emit."""
+    if chains.mode not in ("leaves", "longest"):
+        return 0
+    n = comments.num_rows
+    parent = _np(pc.index_in(comments.column("parent_id"), value_set=as_array(comments.column("id"))), -1).astype(np.int64)
+    child = walk.valid & (parent >= 0)
+    rows = np.arange(n)
+    had_child, gained = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    had_child[parent[child & (rows >= new)]] = True
+    gained[parent[child & (rows < new)]] = True
+    return int((walk.valid & (rows >= new) & ~had_child & gained).sum())
+
+
+def bucket_trigrams(texts: Texts, filters: FiltersConfig, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The bucket's distinct word-trigram hashes and their counts (the ``bland`` rule's input; empty when it is off),
+    of the first ``rows`` texts (all by default)."""
     if not filters.bland:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    hashes, _ = texts.words.trigram_hashes()
+    hashes, row = texts.words.trigram_hashes()
+    if rows is not None:
+        hashes = hashes[row < rows]
     return np.unique(hashes, return_counts=True)
 
 

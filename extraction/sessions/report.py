@@ -133,6 +133,14 @@ def format_report(report: dict, output: str) -> str:
         if summary.get("clusters"):
             lines.append(f"near-duplicate {what}: {summary['clusters']:,} clusters, sizes "
                          + ", ".join(f"{k}: {v:,}" for k, v in summary["sizes"].items() if v))
+    if report.get("batch") and not report["batch"]["earlier"]:
+        lines.append(f"batch {report['batch']['name']}: the corpus's first extracted batch")
+    elif report.get("batch"):
+        b = report["batch"]
+        lines.append(f"batch {b['name']} against {', '.join(b['earlier']) or 'no earlier batch'}: "
+                     f"{b['earlier_comments_read']:,} earlier comments read as context; differences from one run over "
+                     f"all the months: {b['replied_later']:,} earlier sessions whose last turn gained a reply here, "
+                     f"{b['newly_frequent_trigrams']:,} trigrams frequent only with this batch (earlier bland not re-decided)")
     if any(c.get("pii_masked", {}).values()):
         lines.append("PII masked in the stored texts: " + ", ".join(f"{k} {v:,}" for k, v in c["pii_masked"].items()))
     if report.get("stage_seconds"):

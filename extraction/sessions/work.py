@@ -25,6 +25,10 @@ class _Settings:
     partitions, and the names of the output files."""
     sessions_per_file: int
     privacy: Privacy
+    batch: bool = False
+    """A corpus's batch (``extraction.sessions.batches``): its state is written for later batches."""
+    earlier: tuple[str, ...] = ()
+    """A batch's run: the earlier batches' extract outputs, whose state the corpus rules read."""
 
 
 _KEYS = pa.schema([("_rkey", pa.uint64()), ("_skey", pa.uint64()), ("session_id", pa.string()), ("bucket", pa.int64()),

@@ -21,13 +21,15 @@ The output must be a local or shared (NFS, Lustre) folder: training memory-maps 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import shlex
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from reddit_pretrain import code_version, storage
 from reddit_pretrain import layout
@@ -66,6 +68,10 @@ class TokenizeConfig:
     row groups (one row group larger than this is a task of its own)."""
     loss_mask: bool = True
     """Write the per-token loss mask (0 on the first turn, as DialoGPT)."""
+    batch: str | None = None
+    """A corpus's batch (``input`` a corpus folder): its extracted sessions (``<corpus>/extract/<batch>``)
+    into a shard set of its own, ``<corpus>/shards/<batch>`` (``output`` is not used), with the
+    tokenizer of the corpus's other shard sets; the set is listed in the corpus record."""
     force: bool = False
     spark: SparkConfig = field(default_factory=SparkConfig)
 
@@ -268,9 +274,18 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
     from extraction.tokenize.train_tokenizer import resolve_tokenizer
     from reddit_pretrain.shards import MANIFEST, SHARDS_DIR, manifest_text, new_manifest, token_dtype
 
+    corpus = None
+    if cfg.batch:  # a corpus's batch: its own shard set, in the corpus
+        corpus = cfg.input
+        cfg = replace(cfg, input=storage.join(corpus, layout.CORPUS_EXTRACT, cfg.batch),
+                      output=storage.join(corpus, layout.CORPUS_SHARDS, cfg.batch))
+        if not storage.exists(storage.join(cfg.input, layout.EXTRACT_DONE)):
+            raise TokenizeError(f"{corpus} has no extracted batch {cfg.batch}: run extract input={corpus} batch={cfg.batch} first")
     cfg.validate()
     storage.check_writable(cfg.output)  # before Spark starts: one line, not a late traceback
     tokenizer_json, tokenizer_info = resolve_tokenizer(cfg.tokenizer)
+    if corpus is not None:
+        _check_corpus_tokenizer(corpus, tokenizer_info, cfg.eos_token)
     tokenizer, eos_id = _load(tokenizer_json, cfg.eos_token)  # a clear error now, not in the tasks
     vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
     token_dtype(vocab_size)  # a clear error now if it cannot be stored
@@ -314,7 +329,7 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
                    f"(skipped: {', '.join(f'{r} {totals[r]:,}' for r in SKIP_REASONS)})")
         extract_report = storage.join(cfg.input, layout.EXTRACT_REPORT)
         extraction = storage.read_json(extract_report) if storage.exists(extract_report) else {}
-        dumps = _source_dumps(extraction.get("input")) if extraction else []
+        dumps = _source_dumps(extraction.get("input"), (extraction.get("batch") or {}).get("name")) if extraction else []
         manifest = new_manifest(
             tokenizer={**tokenizer_info, "eos_token": cfg.eos_token},
             vocab_size=vocab_size,
@@ -334,17 +349,53 @@ def run_tokenize(cfg: TokenizeConfig, spark=None) -> dict:
         )
         storage.write_bytes_atomic(storage.join(staging, MANIFEST), manifest_text(manifest).encode())
         stage.commit(finished_utc=int(time.time()))
+    if corpus is not None:
+        _list_shard_set(corpus, cfg.batch, manifest, extraction, tokenizer_info, cfg.eos_token)
     print_(f"shards in {cfg.output}; inspect with: reddit-pretrain inspect {shlex.quote(cfg.output)}")
     return manifest
 
 
-def _source_dumps(ingested: str | None) -> list[str]:
-    """The dumps behind an extraction's input (an ingest output, or a corpus's batches), as its
-    ingest reports name them; none when they are gone."""
-    from extraction.ingest.corpus import CorpusError, ingest_roots
+def _tokenizer_record(info: dict, eos_token: str) -> dict:
+    return {"sha256": info.get("files") or info["sha256"], "eos_token": eos_token}
+
+
+def _check_corpus_tokenizer(corpus: str, info: dict, eos_token: str) -> None:
+    """A corpus's shard sets share one tokenizer (the first set's): another is refused, saying so."""
+    from extraction.ingest.corpus import read_corpus
+    from extraction.spark.stage import differences
+
+    recorded = (read_corpus(corpus) or {}).get("tokenizer")
+    mine = json.loads(json.dumps(_tokenizer_record(info, eos_token)))
+    if recorded is not None and recorded != mine:
+        raise TokenizeError(f"{corpus}: its shard sets are written with another tokenizer ({differences(recorded, mine)}); "
+                            "a corpus's shard sets share one tokenizer (a new corpus for a new one)")
+
+
+def _list_shard_set(corpus: str, batch: str, manifest: dict, extraction: dict, info: dict, eos_token: str) -> None:
+    """The corpus record's ``shard_sets`` entry of this batch (and its ``tokenizer``, set by the first)."""
+    from extraction.ingest.corpus import read_corpus, record
+    from extraction.sessions.batches import rules_of
+
+    record(corpus, "tokenizer", json.loads(json.dumps(_tokenizer_record(info, eos_token))))
+    dumps = [os.path.basename(p) for p in manifest.get("source_dumps", [])]
+    rules = rules_of(storage.read_json(storage.join(corpus, layout.CORPUS_EXTRACT, batch, layout.EXTRACT_DONE)).get("material") or {})
+    entry = {"path": f"{layout.CORPUS_SHARDS}/{batch}", "months": sorted({d[3:10] for d in dumps if d[:3] in ("RC_", "RS_")}),
+             "dumps": dumps, "sessions": {s: v["written"] for s, v in manifest["splits"].items()},
+             "tokens": {s: v["tokens"] for s, v in manifest["splits"].items()},
+             "rules": hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest(),
+             "code": manifest.get("code_version")}
+    sets = dict((read_corpus(corpus) or {}).get("shard_sets", {}))
+    sets[batch] = entry
+    record(corpus, "shard_sets", dict(sorted(sets.items())), replace=True)
+
+
+def _source_dumps(ingested: str | None, batch: str | None = None) -> list[str]:
+    """The dumps behind an extraction's input (an ingest output, a corpus's batches, or one ``batch``
+    of a corpus), as its ingest reports name them; none when they are gone."""
+    from extraction.ingest.corpus import CorpusError, batch_folder, ingest_roots
 
     try:
-        roots = ingest_roots(ingested)[0] if ingested else []
+        roots = [batch_folder(ingested, batch)] if batch else ingest_roots(ingested)[0] if ingested else []
     except CorpusError:  # (a corpus with no complete batch left)
         roots = []
     reports = [storage.join(root, layout.INGEST_REPORT) for root in roots]

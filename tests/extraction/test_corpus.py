@@ -4,7 +4,10 @@ complete batch and gives the rows of one ingest of all the months."""
 
 import io
 import json
+import shutil
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 import zstandard
@@ -12,8 +15,10 @@ import zstandard
 from extraction.ingest import IngestError
 from extraction.ingest.job import IngestConfig, run_ingest
 from extraction.sessions.filters import FiltersConfig
+from extraction.sessions import ExtractError
 from extraction.sessions.job import ExtractConfig, run_extract
-from extraction.tokenize.job import TokenizeConfig, run_tokenize
+from extraction.spark import SparkConfig
+from extraction.tokenize.job import TokenizeConfig, TokenizeError, run_tokenize
 from extraction.tokenize.train_tokenizer import train_tokenizer
 from reddit_pretrain import layout
 from reddit_pretrain_app.synth import SynthConfig, write_month
@@ -110,3 +115,125 @@ def test_a_corpus_with_no_complete_batch_is_refused(tmp_path):
     (corpus / layout.CORPUS_FILE).write_text(json.dumps({"format_version": 1, "pieces": 4}))
     with pytest.raises(IngestError, match="holds no complete batch: add months with reddit-pretrain ingest corpus="):
         run_extract(ExtractConfig(input=str(corpus), output=str(tmp_path / "x")))
+
+
+BATCH_FILTERS = FiltersConfig(bland_min_count=15, near_duplicate=False)
+
+
+def _all_rows(folder):
+    """Kept sessions and rejects as one table (kept: no drop_reason), by session_id."""
+    kept, rejects = _rows(folder / "sessions"), _rows(folder / "rejects")
+    kept = kept.append_column("drop_reason", pa.nulls(kept.num_rows, pa.string())) \
+        .append_column("duplicate_of", pa.nulls(kept.num_rows, pa.string()))
+    return pa.concat_tables([kept.select(rejects.column_names), rejects]).sort_by("session_id")
+
+
+def _ids(folder):
+    return set(ds.dataset(str(folder), format="parquet").to_table(columns=["id"]).column("id").to_pylist())
+
+
+@pytest.fixture(scope="module")
+def batches_extracted(two_months, tmp_path_factory):
+    """The two months as one ingest and one extract, and as a corpus of two batches extracted one after the other."""
+    root, out = two_months, tmp_path_factory.mktemp("batches")
+    run_ingest(IngestConfig(inputs=[str(root / "a" / "*.zst"), str(root / "b" / "*.zst")], output=str(out / "one"),
+                            thread_buckets=8))
+    run_extract(ExtractConfig(input=str(out / "one"), output=str(out / "x-one"), filters=BATCH_FILTERS))
+    corpus = out / "corpus"
+    run_ingest(IngestConfig(inputs=[str(root / "a" / "*.zst")], corpus=str(corpus), thread_buckets=8))
+    run_ingest(IngestConfig(inputs=[str(root / "b" / "*.zst")], corpus=str(corpus)))
+    with pytest.raises(ExtractError, match="extract batch=2015-01 first"):
+        run_extract(ExtractConfig(input=str(corpus), batch="2015-02", filters=BATCH_FILTERS))
+    first = run_extract(ExtractConfig(input=str(corpus), batch="2015-01", filters=BATCH_FILTERS, output="unused"))
+    second = run_extract(ExtractConfig(input=str(corpus), batch="2015-02", filters=BATCH_FILTERS))
+    return out, corpus, first, second
+
+
+def test_a_batch_gives_the_sessions_of_one_run_over_all_months_that_end_in_it(batches_extracted):
+    out, corpus, first, second = batches_extracted
+    one = _all_rows(out / "x-one")
+    a, b = _all_rows(corpus / "extract" / "2015-01"), _all_rows(corpus / "extract" / "2015-02")
+    new = _ids(corpus / "ingest" / "2015-02" / "comments") - _ids(corpus / "ingest" / "2015-01" / "comments")
+    in_b = pa.array([turns[-1] in new for turns in one.column("turn_ids").to_pylist()])
+    # The sessions whose last turn is in the second batch: the same turns, ids, splits and decisions.
+    assert b.equals(one.filter(in_b))
+    assert second["batch"]["earlier"] == ["2015-01"] and second["batch"]["earlier_comments_read"] > 0
+    assert first["batch"]["earlier"] == [] and first["comments"]["comments"] + second["comments"]["comments"] == \
+        sum(1 for _ in _ids(corpus / "ingest" / "2015-01" / "comments") | new)
+
+    # The first batch's sessions: those of one run, and the sessions whose last turn gained a reply later (counted).
+    one_a = one.filter(pc.invert(in_b))
+    replaced = set(a.column("session_id").to_pylist()) - set(one_a.column("session_id").to_pylist())
+    assert set(one_a.column("session_id").to_pylist()) <= set(a.column("session_id").to_pylist())
+    assert len(replaced) == second["batch"]["replied_later"] > 0
+    # ... decided with the counts known then: a session one run finds bland may be kept, or named by a copy
+    # that one run does not have; nothing else differs.
+    mine = {r["session_id"]: r for r in a.to_pylist()}
+    changed = [(r, mine[r["session_id"]]) for r in one_a.to_pylist() if r != mine[r["session_id"]]]
+    assert changed and all(r["drop_reason"] == "bland" or m["duplicate_of"] in replaced for r, m in changed)
+    assert second["batch"]["newly_frequent_trigrams"] > 0
+
+    # A copy in the second batch of a session in the first (kept or dropped there) is dropped, naming the earliest.
+    named = [r for r in b.to_pylist() if r["duplicate_of"] in mine]
+    assert named and all(r["drop_reason"] in ("duplicate_session", "duplicate_response") for r in named)
+    for r in named:
+        earliest = mine[r["duplicate_of"]]
+        assert earliest["drop_reason"] not in ("duplicate_session", "duplicate_response") or \
+            earliest["drop_reason"] == "duplicate_session" and r["drop_reason"] == "duplicate_response"
+
+
+def test_a_batch_is_refused_with_other_rules_or_out_of_order(batches_extracted, capsys):
+    out, corpus, first, second = batches_extracted
+    with pytest.raises(ExtractError, match=r"other settings \(filters.bland_min_count changed\)"):
+        run_extract(ExtractConfig(input=str(corpus), batch="2015-02", filters=FiltersConfig(bland_min_count=16,
+                                                                                            near_duplicate=False)))
+    with pytest.raises(ExtractError, match="near duplicates are not yet checked against earlier batches"):
+        run_extract(ExtractConfig(input=str(corpus), batch="2015-02"))
+    with pytest.raises(ExtractError, match="input must be a corpus folder"):
+        run_extract(ExtractConfig(input=str(out / "one"), batch="2015-02", filters=BATCH_FILTERS))
+    with pytest.raises(ExtractError, match="no complete batch 2015-03"):
+        run_extract(ExtractConfig(input=str(corpus), batch="2015-03", filters=BATCH_FILTERS))
+    capsys.readouterr()
+    assert run_extract(ExtractConfig(input=str(corpus), batch="2015-01", filters=BATCH_FILTERS))["batch"] == first["batch"]
+    assert "nothing to do" in capsys.readouterr().err
+    with pytest.raises(ExtractError, match="batch 2015-02 comes after 2015-01 and is extracted already"):
+        run_extract(ExtractConfig(input=str(corpus), batch="2015-01", filters=BATCH_FILTERS, force=True))
+
+
+@pytest.mark.slow
+def test_a_batch_on_spark_gives_the_same_bytes(batches_extracted, tmp_path, spark):
+    out, corpus, first, second = batches_extracted
+    copy = tmp_path / "corpus"
+    shutil.copytree(corpus, copy)
+    shutil.rmtree(copy / "extract" / "2015-02")
+    run_extract(ExtractConfig(input=str(copy), batch="2015-02", filters=BATCH_FILTERS,
+                              spark=SparkConfig(in_process_below_bytes=0)), spark)
+    for table in ("sessions", "rejects", "state"):
+        mine = sorted(p.relative_to(copy / "extract" / "2015-02") for p in (copy / "extract" / "2015-02" / table).rglob("*")
+                      if p.is_file())
+        theirs = sorted(p.relative_to(corpus / "extract" / "2015-02") for p in (corpus / "extract" / "2015-02" / table).rglob("*")
+                        if p.is_file())
+        assert mine == theirs and all((copy / "extract" / "2015-02" / p).read_bytes() == (corpus / "extract" / "2015-02" / p).read_bytes()
+                                      for p in mine), table
+
+
+def test_each_batch_is_a_shard_set_of_the_corpus_tokenizer(batches_extracted, tmp_path):
+    out, corpus, first, second = batches_extracted
+    copy = tmp_path / "corpus"
+    shutil.copytree(corpus, copy, ignore=shutil.ignore_patterns("shards"))
+    train_tokenizer(str(copy / "extract" / "2015-01" / "sessions"), str(tmp_path / "tok"), vocab_size=600)
+    with pytest.raises(TokenizeError, match="no extracted batch 2015-03"):
+        run_tokenize(TokenizeConfig(input=str(copy), batch="2015-03", tokenizer=str(tmp_path / "tok")))
+    manifests = [run_tokenize(TokenizeConfig(input=str(copy), batch=b, tokenizer=str(tmp_path / "tok")))
+                 for b in ("2015-01", "2015-02")]
+    assert [sorted(p.rsplit("/", 1)[-1] for p in m["source_dumps"]) for m in manifests] == \
+        [["RC_2015-01.zst", "RS_2015-01.zst"], ["RC_2015-02.zst"]]
+    record = json.loads((copy / layout.CORPUS_FILE).read_text())
+    sets = record["shard_sets"]
+    assert sorted(sets) == ["2015-01", "2015-02"] and sets["2015-02"]["months"] == ["2015-02"]
+    assert sets["2015-02"]["sessions"]["train"] == second["sessions"]["per_split"]["train"]
+    assert sets["2015-02"]["tokens"] == {s: v["tokens"] for s, v in manifests[1]["splits"].items()}
+    assert sets["2015-01"]["rules"] == sets["2015-02"]["rules"] and record["tokenizer"]["eos_token"] == "<|endoftext|>"
+    train_tokenizer(str(copy / "extract" / "2015-01" / "sessions"), str(tmp_path / "tok2"), vocab_size=500)
+    with pytest.raises(TokenizeError, match="written with another tokenizer"):
+        run_tokenize(TokenizeConfig(input=str(copy), batch="2015-02", tokenizer=str(tmp_path / "tok2"), force=True))
