@@ -175,23 +175,54 @@ def write_state(staging: str, kind: str, lo: int, hi: int, table: pa.Table) -> N
     exchange.write_table(storage.join(staging, layout.EXTRACT_STATE, kind, f"{lo:09x}-{hi:09x}.arrow"), table)
 
 
-def read_state(folders: list[str], kind: str, lo: int, hi: int, column: str, schema: pa.Schema) -> tuple[pa.Table, int]:
-    """The rows of ``kind`` that the earlier batches' ``folders`` keep with ``column``'s top 32 bits
-    in [lo, hi); and the files opened."""
-    tables, opened = [], 0
+def _state_files(folders: list[str], kind: str, lo: int, hi: int):
+    """The earlier batches' state files of ``kind`` whose hash range meets [lo, hi), read one at a time."""
     for folder in folders:
         root = storage.join(folder, layout.EXTRACT_STATE, kind)
         for name in sorted(storage.list_dir(root)):
             if not name.endswith(".arrow"):
                 continue
             a, b = (int(x, 16) for x in name[:-len(".arrow")].split("-"))
-            if b <= lo or a >= hi:
-                continue
-            table = exchange.Reader().table(storage.join(root, name))
-            opened += 1
-            top = (table.column(column).to_numpy() >> np.uint64(32)).astype(np.int64)
-            tables.append(table.filter(pa.array((top >= lo) & (top < hi))).select(schema.names).cast(schema))
+            if b > lo and a < hi:
+                yield exchange.Reader().table(storage.join(root, name))
+
+
+def earlier_keys(folders: list[str], lo: int, hi: int, keys: pa.Table, schema: pa.Schema) -> tuple[pa.Table, int]:
+    """The earlier batches' session keys of the responses among ``keys`` (this batch's, of one hash
+    range [lo, hi)): a duplicate group without one of this batch's sessions decides nothing here.
+    And the files opened."""
+    tables, opened, wanted = [], 0, keys.column("_rkey").combine_chunks()
+    for table in _state_files(folders, KEYS, lo, hi):
+        opened += 1
+        tables.append(table.filter(pc.is_in(table.column("_rkey"), value_set=wanted)).select(schema.names).cast(schema))
     return (pa.concat_tables(tables) if tables else schema.empty_table()), opened
+
+
+def earlier_counts(folders: list[str], lo: int, hi: int, hashes: np.ndarray) -> tuple[np.ndarray, int]:
+    """The earlier batches' counts of each trigram of ``hashes`` (sorted, unique, in [lo, hi) by
+    their top 32 bits), from their state (each file's hashes sorted); and the files opened."""
+    counts, opened = np.zeros(len(hashes), np.int64), 0
+    for table in _state_files(folders, TRIGRAMS, lo, hi):
+        opened += 1
+        h, n = table.column("h").to_numpy(), table.column("n").to_numpy()
+        if not len(h):
+            continue
+        at = np.minimum(np.searchsorted(h, hashes), len(h) - 1)
+        hit = h[at] == hashes
+        counts[hit] += n[at[hit]]
+    return counts, opened
+
+
+def counted_so_far(staging: str, folders: list[str], lo: int, hi: int, grams: pa.Table, min_count: int) -> tuple[pa.Table, int, int]:
+    """This batch's trigram counts of one hash range [lo, hi) kept in its state, then summed with
+    every earlier batch's; the files opened, and the trigrams frequent (count above ``min_count``)
+    only with this batch's counts (their earlier batches' bland is not decided again)."""
+    grams = summed(grams)
+    write_state(staging, TRIGRAMS, lo, hi, grams)
+    before, opened = earlier_counts(folders, lo, hi, grams.column("h").to_numpy())
+    total = grams.column("n").to_numpy() + before
+    newly = int(((before <= min_count) & (total > min_count)).sum()) if folders else 0
+    return grams.set_column(1, "n", pa.array(total, pa.int64())), opened, newly
 
 
 def earlier_first(stored: pa.Table, keys: pa.Table) -> pa.Table:

@@ -407,7 +407,8 @@ def plan_buckets(cfg: ExtractConfig, roots: list[str], earlier: list[str] = ()) 
                 entry[table].append(url)
                 entry["bytes"] += int(info.get("size") or 0)
                 comments_files += table == "comments" and not old
-        check_ingest_output(cfg, root, report, found)  # every bucket: one may hold submissions and no comments
+        if not old:  # (an earlier batch was checked when it was extracted)
+            check_ingest_output(cfg, root, report, found)  # every bucket: one may hold submissions and no comments
         for bucket, entry in found.items():
             into = buckets.setdefault(bucket, {"comments": [], "submissions": [], "bytes": 0}
                                       | ({"earlier_comments": [], "earlier_submissions": []} if earlier else {}))
@@ -516,18 +517,14 @@ def _corpus_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     stored = newly = 0
     if settings.filters.bland:
         grams = read.partitions(_all(settings, "trigrams"), first, last, _GRAMS)
-        if settings.batch:  # a corpus's batch: every batch's counts so far
-            batches.write_state(settings.staging, batches.TRIGRAMS, lo, hi, batches.summed(grams))
-            earlier, opened = batches.read_state(list(settings.earlier), batches.TRIGRAMS, lo, hi, "h", _GRAMS)
-            grams, stored = pa.concat_tables([grams, earlier]), stored + opened
-            before = frequent_trigrams(_np(earlier.column("h")), _np(earlier.column("n")), settings.filters.bland_min_count)
+        if settings.batch:  # a corpus's batch: its trigrams counted over every batch so far
+            grams, stored, newly = batches.counted_so_far(settings.staging, list(settings.earlier), lo, hi, grams,
+                                                          settings.filters.bland_min_count)
         frequent = frequent_trigrams(_np(grams.column("h")), _np(grams.column("n")), settings.filters.bland_min_count)
-        if settings.earlier:
-            newly = len(np.setdiff1d(frequent, before, assume_unique=True))
     keys = read.partitions(_all(settings, "keys"), first, last, _KEYS)
     if settings.batch:  # every earlier batch's sessions are earlier than this one's
         batches.write_state(settings.staging, batches.KEYS, lo, hi, keys)
-        earlier, opened = batches.read_state(list(settings.earlier), batches.KEYS, lo, hi, "_rkey", _KEYS)
+        earlier, opened = batches.earlier_keys(list(settings.earlier), lo, hi, keys, _KEYS)
         keys, stored = batches.earlier_first(earlier, keys), stored + opened
     dropped = resolve_duplicates(keys, settings.filters.duplicate_session, settings.filters.duplicate_response)
     if settings.batch:
