@@ -6,7 +6,8 @@ extracting B alone.
 One generated month of ``--comments`` comments (time-ordered lines) is cut by time into five equal
 "months" 2015-01 .. 2015-05 (comments, and the submissions of each time range), so threads run
 across the cuts as they do across real months. B is the last. Three extracts of B, each on Spark
-(``local[--cores]``, ``spark.in_process_below_bytes=0``), near duplicates off in all three:
+(``local[--cores]``, ``spark.in_process_below_bytes=0``), the default rules (``--no-near``: the
+near-duplicate rules off) in all three:
 
 - ``alone``: B's dumps ingested on their own, extracted as one input;
 - ``after 1x``: a corpus of the batches 2015-04 (A, as large as B) and 2015-05, A extracted first,
@@ -17,7 +18,7 @@ The three are timed in turn, the order reversed every other round (``--repeats``
 ``force=true``); the table gives each one's median seconds (``run_extract`` wall in one Spark
 session, which the three share), the ratio to ``alone`` within each round (median and spread), the
 largest Python worker's peak memory, and where the time went (the task sets' seconds). Results in
-``benchmarks/results/batches-<comments>.json``.
+``benchmarks/results/batches-<comments>[-no-near].json``.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--work", default="/tmp/bench_batches")
+    parser.add_argument("--no-near", action="store_true", help="the near-duplicate rules off")
     args = parser.parse_args()
 
     from extraction.ingest.job import IngestConfig, run_ingest
@@ -90,7 +92,7 @@ def main() -> None:
     cut_months(synthetic_month(args.comments), months)
     spark_cfg = SparkConfig(master=f"local[{args.cores}]", in_process_below_bytes=0)
     spark = build_spark(spark_cfg)
-    filters = FiltersConfig(near_duplicate=False)
+    filters = FiltersConfig(near_duplicate=False) if args.no_near else FiltersConfig()
     run = work / "run"
     b = MONTHS[-1]
 
@@ -144,7 +146,7 @@ def main() -> None:
         print(f"| {row['case']} | {row['comments']:,} | {row['earlier_comments_read']:,} | {row['tasks']} | {row['seconds_median']:.2f} | "
               f"**{row['ratio_median']:.2f}** | {row['ratio_min']:.2f}-{row['ratio_max']:.2f} | {row['worker_peak_mib']:,} | {sets} |")
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"batches-{args.comments}.json"
+    out = RESULTS / f"batches-{args.comments}{'-no-near' if args.no_near else ''}.json"
     out.write_text(json.dumps({"machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M"), "args": vars(args),
                                "rows": rows, "runs": runs}, indent=1))
     print(f"\nwritten {out}")

@@ -19,21 +19,32 @@ What a batch's run reads and decides:
   exact duplicate rules see every earlier session alive after the session rules (their keys and
   ``created_utc``-ordered ids in ``state/keys/``) as earlier than any of this batch: a copy here of
   a session there is dropped naming the earliest (``duplicate_of``), and no earlier decision changes.
+  The near-duplicate rules pair this batch's band keys with the earlier batches' that share one
+  (``state/near_bands``), verify each pair with the earlier text (``state/near_texts``) and link this
+  batch's session to the root of the earlier one's cluster there, ordered before every session of
+  this batch (``thread_keys.EARLIER_MARK``): a cluster of this batch that meets an earlier one is
+  dropped whole naming the earliest root. A session is never a near duplicate of an earlier session
+  it continues (its turns hold that session's last one).
 - **What differs from one run over all the months**, counted in the report's ``batch`` entry:
   ``replied_later``, the earlier batches' sessions whose last turn gained a reply here (a single
   run would have emitted the longer session only; both are in the corpus now, the earlier one in
   its batch); a copy here of such a session is dropped, where one run would have kept it.
   ``bland`` uses the counts known when each batch ran: an earlier batch's decisions are not taken
-  again with the later counts.
+  again with the later counts. ``bridged_clusters``: earlier near-duplicate clusters that this
+  batch's sessions join to another earlier one (one run would have made them one cluster, dropping
+  all but the earliest root; here both earlier clusters stay as they were decided).
 
 Layout of ``state/`` (Arrow IPC files, one per reduce task of the batch's run and kind, named by
 the range of the top 32 bits of the hash they hold, ``<lo>-<hi>.arrow`` in hex, ``hi`` exclusive)::
 
     state/keys/<lo>-<hi>.arrow      _rkey, _skey, session_id, bucket, _order of every session alive
-                                    after the session rules (``_rkey``: the response's hash)
-    state/trigrams/<lo>-<hi>.arrow  h, n: the batch's word-trigram hashes and counts
-
-Near duplicates across batches are not checked yet: a batch's run refuses the near-duplicate rules.
+                                    after the session rules (``_rkey``: the response's hash; sorted by it)
+    state/trigrams/<lo>-<hi>.arrow  h, n: the batch's word-trigram hashes (sorted) and counts
+    state/near_bands/<lo>-<hi>.arrow   the near-duplicate band keys (``near_sessions.ND_BANDS``; the
+                                    range: of the band key; sorted by it) of every text the rules compared
+    state/near_texts/<lo>-<hi>.arrow   session_id, text, sketch, root (``NEAR_STATE``; the range: of
+                                    ``thread_places`` of the session_id, an order key): each compared
+                                    text, normalised, its signature's sketch and its cluster's root
 """
 
 from __future__ import annotations
@@ -46,23 +57,20 @@ from reddit_pretrain import layout, storage
 from extraction.sessions import ExtractError
 from extraction.spark import exchange
 
-KEYS, TRIGRAMS = "keys", "trigrams"
+KEYS, TRIGRAMS, NEAR_BANDS, NEAR_TEXTS = "keys", "trigrams", "near_bands", "near_texts"
 
 
 def extract_folder(corpus: str, batch: str) -> str:
     return storage.join(corpus, layout.CORPUS_EXTRACT, batch)
 
 
-def batch_roots(corpus: str, batch: str, near_duplicates: bool) -> tuple[str, list[str], list[str]]:
+def batch_roots(corpus: str, batch: str) -> tuple[str, list[str], list[str]]:
     """(the batch's ingest folder, the earlier batches' ingest folders, their extract folders), or an
     ExtractError saying what is missing: the batch, an earlier batch's marker or extract, or the order."""
     from extraction.ingest.corpus import batch_folder, batches, is_corpus
 
     if not is_corpus(corpus):
         raise ExtractError(f"batch={batch}: input must be a corpus folder (ingest corpus=...), and {corpus} is not one")
-    if near_duplicates:
-        raise ExtractError(f"batch={batch}: near duplicates are not yet checked against earlier batches; set "
-                           "filters.near_duplicate=false filters.near_duplicate_session=false for a batch's run")
     done, unfinished = batches(corpus)
     if batch not in done:
         raise ExtractError(f"{corpus} has no complete batch {batch} (complete: {', '.join(done) or 'none'})")
@@ -171,7 +179,10 @@ def summed(grams: pa.Table) -> pa.Table:
     return pa.table({"h": pa.array(h, pa.uint64()), "n": pa.array(n, pa.int64())})
 
 
-def write_state(staging: str, kind: str, lo: int, hi: int, table: pa.Table) -> None:
+def write_state(staging: str, kind: str, lo: int, hi: int, table: pa.Table, key: str | None = None) -> None:
+    """One state file of this batch's run (sorted by its ``key`` column: a lookup is a sorted merge)."""
+    if key is not None:
+        table = table.take(pa.array(np.argsort(table.column(key).to_numpy(), kind="stable"), pa.int64()))
     exchange.write_table(storage.join(staging, layout.EXTRACT_STATE, kind, f"{lo:09x}-{hi:09x}.arrow"), table)
 
 
@@ -191,11 +202,20 @@ def earlier_keys(folders: list[str], lo: int, hi: int, keys: pa.Table, schema: p
     """The earlier batches' session keys of the responses among ``keys`` (this batch's, of one hash
     range [lo, hi)): a duplicate group without one of this batch's sessions decides nothing here.
     And the files opened."""
-    tables, opened, wanted = [], 0, keys.column("_rkey").combine_chunks()
+    tables, opened, wanted = [], 0, np.unique(keys.column("_rkey").to_numpy())
     for table in _state_files(folders, KEYS, lo, hi):
         opened += 1
-        tables.append(table.filter(pc.is_in(table.column("_rkey"), value_set=wanted)).select(schema.names).cast(schema))
+        tables.append(table.filter(_among(table.column("_rkey").to_numpy(), wanted)).select(schema.names).cast(schema))
     return (pa.concat_tables(tables) if tables else schema.empty_table()), opened
+
+
+def _among(values: np.ndarray, wanted: np.ndarray) -> pa.Array:
+    """Which ``values`` are in ``wanted`` (sorted): a binary search each, a merge when
+    ``values`` are sorted too (the state files are), far faster than a hash set of ``wanted``."""
+    if not len(wanted):
+        return pa.array(np.zeros(len(values), bool))
+    at = np.minimum(np.searchsorted(wanted, values), len(wanted) - 1)
+    return pa.array(wanted[at] == values)
 
 
 def earlier_counts(folders: list[str], lo: int, hi: int, hashes: np.ndarray) -> tuple[np.ndarray, int]:
@@ -234,3 +254,172 @@ def earlier_first(stored: pa.Table, keys: pa.Table) -> pa.Table:
 
     stored = stored.set_column(stored.column_names.index("bucket"), "bucket", pa.array(np.full(stored.num_rows, -1), pa.int64()))
     return pa.concat_tables([ordered(stored, "0"), ordered(keys, "1")])
+
+
+# -- near duplicates against the earlier batches --------------------------------------------------------
+# In a batch's near-duplicate steps an earlier batch's session is its id with ``EARLIER_MARK`` before the
+# order key (after ``SESSION_KIND`` for the session rule): it sorts before every id of the batch, so a
+# cluster with one is rooted at the earliest of the earlier batches' roots, as in one run over all.
+
+
+def marked(ids) -> pa.Array:
+    """Ids of an earlier batch's state (order keys, ``SESSION_KIND`` first for the session rule) as
+    this batch's steps see them."""
+    from extraction.sessions.near_sessions import SESSION_KIND
+    from extraction.sessions.thread_keys import EARLIER_MARK
+
+    ids = as_array(ids)
+    session = pc.starts_with(ids, SESSION_KIND)
+    rest = pc.if_else(session, pc.utf8_slice_codeunits(ids, len(SESSION_KIND)), ids)
+    kind = pc.if_else(session, pa.scalar(SESSION_KIND), pa.scalar(""))
+    return pc.binary_join_element_wise(kind, pa.array([EARLIER_MARK] * len(ids), pa.string()), rest, "")
+
+
+def unmarked(ids) -> pa.Array:
+    """``marked``'s ids back as the state keeps them (any other id as it is)."""
+    from extraction.sessions.near_sessions import SESSION_KIND
+    from extraction.sessions.thread_keys import EARLIER_MARK
+
+    ids = as_array(ids)
+    session = pc.starts_with(ids, SESSION_KIND + EARLIER_MARK)
+    ids = pc.if_else(session, pc.utf8_slice_codeunits(ids, len(SESSION_KIND) + len(EARLIER_MARK)), ids)
+    ids = pc.if_else(pc.starts_with(ids, EARLIER_MARK), pc.utf8_slice_codeunits(ids, len(EARLIER_MARK)), ids)
+    return pc.if_else(session, pc.binary_join_element_wise(pa.scalar(SESSION_KIND), ids, ""), ids)
+
+
+def id_partition(ids, partitions: int) -> np.ndarray:
+    """The hash partition of each session id (marked or not): where ``state/near_texts`` keeps it."""
+    from extraction.sessions.thread_keys import thread_places
+
+    return exchange.hash_partition(thread_places(unmarked(ids)), partitions)
+
+
+def earlier_bands(folders: list[str], lo: int, hi: int, schema: pa.Schema, wanted: np.ndarray) -> tuple[pa.Table, int]:
+    """The earlier batches' near-duplicate band rows of one range of band keys [lo, hi) that share a
+    key with this batch's (``wanted``, sorted: no other can pair with one of its sessions), ids
+    ``marked``, ``bucket`` -1; and the files opened."""
+    tables, opened = [], 0
+    for table in _state_files(folders, NEAR_BANDS, lo, hi):
+        opened += 1
+        table = table.filter(_among(table.column("band").to_numpy(), wanted)).select(schema.names).cast(schema)
+        tables.append(table.set_column(1, "session_id", marked(table.column("session_id")))
+                      .set_column(2, "bucket", pa.array(np.full(table.num_rows, -1), pa.int64())))
+    return (pa.concat_tables(tables) if tables else schema.empty_table()), opened
+
+
+def new_texts(bands: pa.Table, earlier: pa.Table) -> np.ndarray:
+    """Which of this batch's band rows (``ND_BANDS``) hold a text that no earlier batch's state holds
+    under that band key (``earlier``: ``earlier_bands``' rows). Equal texts have equal band keys, so a
+    text an earlier batch keeps stands for this batch's copies: they are linked to it (Jaccard 1) and
+    a later batch finds it there; each text is kept once, not once a month."""
+    def mixed(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        band, text = table.column("band").to_numpy(), table.column("text_hash").to_numpy()
+        return band, text, band ^ (text * np.uint64(0x9E3779B97F4A7C15))
+
+    band, text, mine = mixed(bands)
+    if not earlier.num_rows:
+        return np.ones(len(mine), bool)
+    old_band, old_text, old = mixed(earlier)
+    order = np.argsort(old, kind="stable")
+    at = order[np.minimum(np.searchsorted(old[order], mine), len(old) - 1)]
+    return ~((old[at] == mine) & (old_band[at] == band) & (old_text[at] == text))
+
+
+def split_earlier(links: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """Candidate pairs or links (``a``, ``a_bucket``, ``b``, ``b_bucket``, ...) over this batch's
+    and earlier batches' sessions as (those within the batch, those with an earlier session, that one
+    as ``b``); pairs of two earlier sessions were their batches' to decide and are left out."""
+    a_old, b_old = _np_bool(pc.less(links.column("a_bucket"), 0)), _np_bool(pc.less(links.column("b_bucket"), 0))
+    mine = links.filter(pa.array(~a_old & ~b_old))
+    flipped = links.filter(pa.array(a_old & ~b_old))
+    names = links.column_names
+    other = {n: {"a": "b", "b": "a"}[n[0]] + n[1:] for n in names if n[:2] in ("a", "a_", "b", "b_")}
+    swap = {n: other[n] if other.get(n) in names else n for n in names}  # (a pair in one direction only: none flipped)
+    flipped = flipped.rename_columns([swap[n] for n in names]).select(names)
+    return mine, pa.concat_tables([links.filter(pa.array(~a_old & b_old)), flipped])
+
+
+def _np_bool(array) -> np.ndarray:
+    return as_array(array).to_numpy(zero_copy_only=False).astype(bool)
+
+
+def earlier_texts(folders: list[str], lo: int, hi: int, ids) -> tuple[pa.Table, int]:
+    """The state rows (``NEAR_STATE``, ids ``marked``) of the earlier sessions ``ids`` (marked) that
+    hash into [lo, hi); and the files opened. An id no state holds means a damaged state."""
+    wanted = pc.unique(unmarked(ids))
+    tables, opened = [], 0
+    for table in _state_files(folders, NEAR_TEXTS, lo, hi):
+        opened += 1
+        tables.append(table.filter(pc.is_in(table.column("session_id"), value_set=wanted)).cast(NEAR_STATE))
+    found = pa.concat_tables(tables) if tables else NEAR_STATE.empty_table()
+    if found.num_rows < len(wanted):
+        raise ExtractError(f"the earlier batches' state/{NEAR_TEXTS} lacks {len(wanted) - found.num_rows:,} sessions that "
+                           f"their state/{NEAR_BANDS} holds: an earlier batch's state is damaged; extract it again")
+    return found.set_column(0, "session_id", marked(found.column("session_id"))), opened
+
+
+def to_roots(links: pa.Table, texts: pa.Table) -> pa.Table:
+    """``links`` whose ``b`` is an earlier session (``marked``) with ``b`` its cluster's root there
+    (from ``texts``, ``earlier_texts``' rows): a cluster of this batch is joined to the earliest."""
+    where = pc.index_in(links.column("b"), value_set=as_array(texts.column("session_id")))
+    return links.set_column(links.column_names.index("b"), "b", marked(pc.take(as_array(texts.column("root")), where)))
+
+
+def near_state(texts: pa.Table, near: pa.Table, partitions: int) -> tuple[pa.Table, np.ndarray]:
+    """A task's rows of ``state/near_texts`` (``NEAR_STATE``) and their hash partitions: each text
+    this batch's near-duplicate steps compared (``texts``, ``ND_TEXTS``: order keys) with the root of
+    its cluster (``near``: the task's ``ND_DROPPED`` rows; a session no rule dropped is its own)."""
+    from extraction.sessions.near_sessions import SESSION_KIND
+    from extraction.sessions.thread_keys import plain_ids
+
+    ids = as_array(texts.column("session_id"))
+    session = pc.starts_with(ids, SESSION_KIND)
+    rule = pc.if_else(session, pa.scalar("near_duplicate_session"), pa.scalar("near_duplicate_response"))
+    mine = pc.binary_join_element_wise(rule, plain_ids(pc.if_else(session, pc.utf8_slice_codeunits(ids, len(SESSION_KIND)), ids)), "/")
+    theirs = pc.binary_join_element_wise(as_array(near.column("reason")), as_array(near.column("session_id")), "/")
+    root = pc.take(as_array(near.column("root")), pc.index_in(mine, value_set=theirs))
+    root = pc.if_else(session, pc.binary_join_element_wise(pa.scalar(SESSION_KIND), root, ""), root)
+    table = pa.table({"session_id": ids, "text": texts.column("text"), "sketch": texts.column("sketch"),
+                      "root": unmarked(pc.coalesce(root, ids))}, schema=NEAR_STATE)
+    return table, id_partition(ids, partitions)
+
+
+NEAR_STATE = pa.schema([("session_id", pa.string()), ("text", pa.string()), ("sketch", pa.binary()), ("root", pa.string())])
+"""``state/near_texts``: each compared text's session (an order key, ``SESSION_KIND`` first for the
+session rule), its normalised text and signature sketch (as ``ND_TEXTS``), and its cluster's root."""
+
+
+def as_array(column) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def continuing(texts: pa.Table, candidates: pa.Table, earlier: pa.Array) -> pa.Table:
+    """A task's near-duplicate texts (``ND_TEXTS``) with ``continues``: the earlier batches' comments
+    among each session's turns (``earlier``: their ids), the earlier sessions it continues. A session
+    is never a near duplicate of one it continues (one run over all the months has only the longer)."""
+    from extraction.sessions.near_sessions import SESSION_KIND
+
+    ids = as_array(texts.column("session_id"))
+    ids = pc.if_else(pc.starts_with(ids, SESSION_KIND), pc.utf8_slice_codeunits(ids, len(SESSION_KIND)), ids)
+    turns = pc.take(as_array(candidates.column("turn_ids")), pc.index_in(ids, value_set=as_array(candidates.column("_order"))))
+    flat, parent = pc.list_flatten(turns), pc.list_parent_indices(turns).to_numpy()
+    hit = _np_bool(pc.is_in(flat, value_set=earlier))
+    offsets = np.searchsorted(parent[hit], np.arange(len(ids) + 1)).astype(np.int32)
+    return texts.append_column("continues", pa.ListArray.from_arrays(pa.array(offsets), flat.filter(pa.array(hit))))
+
+
+def not_continued(pairs: pa.Table, texts: pa.Table) -> pa.Table:
+    """``pairs`` whose ``a`` (in ``texts``, ``continuing``'s) does not continue ``b`` (an earlier session, marked)."""
+    from extraction.sessions.near_sessions import SESSION_KIND
+    from extraction.sessions.thread_keys import plain_ids
+
+    if "continues" not in texts.column_names or not pairs.num_rows:
+        return pairs
+    b = unmarked(pairs.column("b"))
+    b = plain_ids(pc.if_else(pc.starts_with(b, SESSION_KIND), pc.utf8_slice_codeunits(b, len(SESSION_KIND)), b))
+    cont = pc.take(as_array(texts.column("continues")), pc.index_in(pairs.column("a"), value_set=as_array(texts.column("session_id"))))
+    flat, parent = pc.list_flatten(cont), pc.list_parent_indices(cont).to_numpy()
+    same = _np_bool(pc.fill_null(pc.equal(flat, pc.take(b, pa.array(parent, pa.int64()))), False))
+    keep = np.ones(pairs.num_rows, bool)
+    keep[parent[same]] = False
+    return pairs.filter(pa.array(keep))

@@ -71,14 +71,14 @@ from extraction.sessions.report import (annotate_rules, format_report, ingest_su
 from extraction.sessions.reddit_threads import (COMMENT_COLUMNS, MARK_COLUMNS, SESSION_COLUMNS, SUBMISSION_COLUMNS,
                                                 Timer, build_candidates)
 from extraction.sessions.corpus_rules import finish_bucket, frequent_trigrams, resolve_duplicates
-from extraction.sessions.near_sessions import (ND_BANDS, ND_DROPPED, near_duplicate_inputs, near_duplicate_pairs,
-                                               near_duplicates_on)
+from extraction.sessions.near_sessions import ND_DROPPED, near_duplicate_inputs, near_duplicates_on
 from extraction.spark import SparkConfig, cores, exchange, session_for, where
 from extraction.spark.stage import Stage
 from extraction.ingest.corpus import ingest_roots, is_corpus
 from extraction.sessions.work import (_DROPPED, _GRAMS, _KEYS, _ROW_GROUP_ROWS, _Settings, _all, _np, _peak_rss,
                                       _read_parquet, _work_file)
-from extraction.sessions.near_tasks import _clusters_in_rounds, _near_clusters_task, _near_texts_task, _near_verify_task
+from extraction.sessions.near_tasks import (_clusters_in_rounds, _near_clusters_task, _near_pairs, _near_state_task,
+                                            _near_texts_task, _near_verify_task)
 from extraction.sessions import batches
 
 DONE_MARKER = layout.EXTRACT_DONE
@@ -181,7 +181,7 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
     cfg.validate()
     earlier, earlier_out = [], []
     if cfg.batch:  # a corpus's batch, against the batches before it
-        root, earlier, earlier_out = batches.batch_roots(cfg.input, cfg.batch, near_duplicates_on(cfg.filters))
+        root, earlier, earlier_out = batches.batch_roots(cfg.input, cfg.batch)
         cfg = replace(cfg, output=batches.extract_folder(cfg.input, cfg.batch))
     storage.check_writable(cfg.output)  # before Spark starts: one line, not a late traceback
     if cfg.filters.classifier:  # loaded once here, so a wrong path or label is one line before Spark starts
@@ -251,7 +251,7 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
             if candidates:  # (no candidate pair in the whole corpus: nothing to look up or verify)
                 near_results += job("near duplicates: texts", [{"task": r["task"], "reducers": len(reducers)} for r, _ in built],
                                     functools.partial(_near_texts_task, settings))
-                checked = job("near duplicates: verify", [{"reducer": k, "first": lo, "last": hi}
+                checked = job("near duplicates: verify", [{"reducer": k, "first": lo, "last": hi, "reducers": len(reducers)}
                                                           for k, (lo, hi) in enumerate(reducers)],
                               functools.partial(_near_verify_task, settings))
             links = _all(settings, "nd_aliases") + (_all(settings, "nd_verified", len(reducers)) if candidates else []) \
@@ -272,10 +272,12 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         finished = job("write", [{"task": r["task"], "reducers": len(reducers), "near_files": near_files, "comments": r["stats"]["comments"],
                                   "valid": r["stats"]["valid"]} for r, _ in built], functools.partial(_write_task, settings))
         finished.sort(key=lambda r: r[0]["task"])
+        if cfg.batch and near:  # (its state/near_texts: by session id, for the later batches' lookups)
+            near_results += job("near duplicates: state", [{"first": lo, "last": hi} for lo, hi in reducers],
+                                functools.partial(_near_state_task, settings))
         say(f"3/3 bland, duplicates, splits and writes ({wall['write']:.1f} s)")
         exchanged = storage.tree_bytes(settings.work)  # what the tasks handed each other (Spark's shuffle, in files)
         storage.remove_unfinished(staging)  # (_work and the task records go with staging at the commit)
-
 
         report = merge_reports(cfg, [r for r, _ in built], [r for r, _ in finished] + [r for r, _ in reduced + near_results])
         expected = plan.ingested_comments
@@ -297,6 +299,8 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
                                "earlier_comments_read": sum(s.get("earlier_comments", 0) for s in stats),
                                "replied_later": sum(s.get("replied_later", 0) for s in stats),
                                "newly_frequent_trigrams": sum(r.get("newly_frequent", 0) for r, _ in reduced)}
+            report["batch"] |= {"near_duplicates_of_earlier": sum(r.get("earlier_links", 0) for r, _ in near_results),
+                                "bridged_clusters": near["bridged"]} if near else {}
         report["config"] = {"chains": asdict(cfg.chains), "filters": asdict(cfg.filters), "split": asdict(cfg.split),
                             "privacy": {"scrub_pii": cfg.privacy.scrub_pii, "pseudonymize_authors": cfg.privacy.pseudonymize_authors,
                                         "salt_from": resolve_salt(cfg.privacy)[1] if cfg.privacy.pseudonymize_authors else None}}
@@ -494,8 +498,8 @@ def _sessions_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]
     timer.lap("writes")
     link_bytes = 0
     if near_duplicates_on(settings.filters):
-
         bands, texts, aliases = near_duplicate_inputs(candidates, t, settings.filters)
+        texts = batches.continuing(texts, candidates, earlier) if earlier is not None else texts
         timer.lap("near duplicates: signatures")
         link_bytes = exchange.write_table(_work_file(settings, "nd_aliases", t), aliases)
         exchanged += exchange.write_partitioned(_work_file(settings, "nd_bands", t), bands,
@@ -523,12 +527,11 @@ def _corpus_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
         frequent = frequent_trigrams(_np(grams.column("h")), _np(grams.column("n")), settings.filters.bland_min_count)
     keys = read.partitions(_all(settings, "keys"), first, last, _KEYS)
     if settings.batch:  # every earlier batch's sessions are earlier than this one's
-        batches.write_state(settings.staging, batches.KEYS, lo, hi, keys)
+        batches.write_state(settings.staging, batches.KEYS, lo, hi, keys, "_rkey")
         earlier, opened = batches.earlier_keys(list(settings.earlier), lo, hi, keys, _KEYS)
         keys, stored = batches.earlier_first(earlier, keys), stored + opened
     dropped = resolve_duplicates(keys, settings.filters.duplicate_session, settings.filters.duplicate_response)
-    if settings.batch:
-        dropped = dropped.filter(pc.greater_equal(dropped.column("bucket"), 0))
+    dropped = dropped.filter(pc.greater_equal(dropped.column("bucket"), 0))  # (bucket -1: an earlier batch's, decided there)
     exchange.write_partitioned(_work_file(settings, "dropped", k), dropped.cast(_DROPPED), _np(dropped.column("bucket")),
                                settings.tasks)
     timer.lap("corpus rules")
@@ -537,19 +540,14 @@ def _corpus_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     if settings.batch:  # (trigrams frequent only with this batch's counts: the earlier batches' bland is not decided again)
         result["newly_frequent"] = newly
     if near_duplicates_on(settings.filters):
-
-        bands = read.partitions(_all(settings, "nd_bands"), first, last, ND_BANDS)
-        pairs, same = near_duplicate_pairs(bands, settings.filters.near_duplicate_max_group, settings.filters.near_duplicate_threshold)
-        exchange.write_partitioned(_work_file(settings, "nd_pairs", k), pairs, _np(pairs.column("a_bucket")), settings.tasks)
-        result["link_bytes"] = exchange.write_table(_work_file(settings, "nd_same", k), same)
+        result |= _near_pairs(settings, read, k, first, last)
+        stored += result.pop("stored")
         timer.lap("near duplicates: pairs")
-        result["near_pairs"] = pairs.num_rows
     return {**result, "opened": read.opened + stored, "seconds": timer.seconds}, None
 
 
 def _write_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     import pyarrow.parquet as pq
-
 
     timer = Timer()
     read = exchange.Reader()
@@ -558,8 +556,10 @@ def _write_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     dropped = read.partition(_all(settings, "dropped", task["reducers"]), t, _DROPPED)
     near = None
     if near_duplicates_on(settings.filters):
-
         near = read.partition(_all(settings, "nd_dropped", task["near_files"]), t, ND_DROPPED)
+        if settings.batch:  # what later batches' near duplicates are judged against (_near_state_task)
+            rows, where = batches.near_state(read.table(_work_file(settings, "nd_texts", t)), near, settings.tasks)
+            exchange.write_partitioned(_work_file(settings, "nd_state", t), rows, where, settings.tasks)
     frequent = None
     if settings.filters.bland:  # the reduce tasks' hash ranges in order: sorted as a whole
         frequent = np.concatenate([np.frombuffer(read.bytes(url), dtype=np.uint64)

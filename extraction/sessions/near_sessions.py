@@ -28,7 +28,9 @@ ND_PAIRS_A = ND_PAIRS.append(pa.field("a_text", pa.string())).append(pa.field("a
 ND_VERIFIED = ND_PAIRS.append(pa.field("jaccard", pa.float64())).append(pa.field("a_text", pa.string())) \
     .append(pa.field("b_text", pa.string()))
 ND_DROPPED = pa.schema([("bucket", pa.int64()), ("session_id", pa.string()), ("duplicate_of", pa.string()),
-                        ("reason", pa.string())])
+                        ("reason", pa.string()), ("root", pa.string())])
+"""A session a near-duplicate rule drops: ``duplicate_of`` the earliest of its cluster (its plain id),
+``root`` that session's id in the steps (an order key; a corpus's batch keeps it in its state)."""
 SESSION_KIND = "~"
 """``near_duplicate_session`` runs through the same steps, and in the same jobs, as the response rule:
 its session ids carry this prefix (after every base-36 character, so the order among them is the
@@ -287,13 +289,15 @@ def _clusters(verified: pa.Table, examples: int, reason: str, strip: int = 0) ->
     a, b = as_array(verified.column("a")), as_array(verified.column("b"))
     if strip:
         a, b = pc.utf8_slice_codeunits(a, strip), pc.utf8_slice_codeunits(b, strip)
-    keys = neardup.id_order(pa.concat_arrays([a, b]))  # order keys (earliest_keys): the earliest copy is the root
-    ids = plain_ids(pa.concat_arrays([a, b]))
+    ends = pa.concat_arrays([a, b])
+    keys = neardup.id_order(ends)  # order keys (earliest_keys): the earliest copy is the root
+    ids = plain_ids(ends)
     member, root = neardup.component_rows(keys, len(a))
     members, roots = pc.take(ids, pa.array(member, pa.int64())), pc.take(ids, pa.array(root, pa.int64()))
     buckets = np.concatenate([_np(verified.column("a_bucket")), _np(verified.column("b_bucket"))])
     dropped = pa.table({"bucket": buckets[member], "session_id": members, "duplicate_of": roots,
-                        "reason": pa.repeat(reason, len(member))}, schema=ND_DROPPED)
+                        "reason": pa.repeat(reason, len(member)), "root": pc.take(ends, pa.array(root, pa.int64()))},
+                       schema=ND_DROPPED)
     summary = {"clusters": 0, "sizes": dict.fromkeys(histogram_labels(CLUSTER_EDGES), 0), "examples": []}
     if len(members):
         kept, codes = np.unique(root, return_inverse=True)  # the clusters, by their kept id's place

@@ -5,13 +5,42 @@ process when the links are few (``_near_clusters_task``) or in rounds of Spark t
 
 from __future__ import annotations
 import functools
+import numpy as np
 import pyarrow as pa
 from extraction.sessions import ExtractError
 from extraction.sessions.reddit_threads import Timer
-from extraction.sessions.near_sessions import (ND_PAIRS, ND_PAIRS_A, ND_VERIFIED, near_duplicate_clusters,
-                                               unique_pairs, verify_pairs, with_texts)
+from extraction.sessions import batches
+from extraction.sessions.near_sessions import (ND_BANDS, ND_PAIRS, ND_PAIRS_A, ND_VERIFIED, near_duplicate_clusters,
+                                               near_duplicate_pairs, unique_pairs, verify_pairs, with_texts)
 from extraction.spark import exchange
 from extraction.sessions.work import _Settings, _all, _np, _work_file
+
+
+def _near_pairs(settings: _Settings, read: exchange.Reader, k: int, first: int, last: int) -> dict:
+    """The corpus task's near-duplicate part for one range of band keys: the candidate pairs, passed
+    on to the task of their ``a``, and the links of equal texts. A corpus's batch keeps its band rows
+    in its state and pairs them with the earlier batches' that share a key: its pairs and links with
+    an earlier session (as ``b``) are looked up in the earlier batches' state (``_near_verify_task``)."""
+    bands = read.partitions(_all(settings, "nd_bands"), first, last, ND_BANDS)
+    stored = 0
+    if settings.batch:
+        lo, hi = batches.hash_range(first, last, settings.tasks)
+        keys = _np(bands.column("band"))
+        order = np.argsort(keys, kind="stable")  # (the state sorted by band key: a lookup is a sorted merge)
+        earlier, stored = batches.earlier_bands(list(settings.earlier), lo, hi, bands.schema, keys[order])
+        new = order[batches.new_texts(bands, earlier)[order]]  # (a text an earlier batch keeps is kept once)
+        batches.write_state(settings.staging, batches.NEAR_BANDS, lo, hi, bands.take(pa.array(new, pa.int64())))
+        bands = pa.concat_tables([bands, earlier])
+    pairs, same = near_duplicate_pairs(bands, settings.filters.near_duplicate_max_group, settings.filters.near_duplicate_threshold)
+    same_earlier = ND_VERIFIED.empty_table()
+    if settings.batch:
+        pairs = pa.concat_tables(batches.split_earlier(pairs))  # (``a`` is this batch's in each: looked up by its task)
+        same, same_earlier = batches.split_earlier(same)
+        exchange.write_partitioned(_work_file(settings, "nd_same_e", k), same_earlier,
+                                   batches.id_partition(same_earlier.column("b"), settings.tasks), settings.tasks)
+    exchange.write_partitioned(_work_file(settings, "nd_pairs", k), pairs, _np(pairs.column("a_bucket")), settings.tasks)
+    return {"link_bytes": exchange.write_table(_work_file(settings, "nd_same", k), same),
+            "near_pairs": pairs.num_rows + same_earlier.num_rows, "stored": stored}
 
 
 def _near_texts_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
@@ -23,7 +52,13 @@ def _near_texts_task(settings: _Settings, task: dict) -> tuple[dict, bytes | Non
     t = task["task"]
     pairs = read.partition(_all(settings, "nd_pairs", task["reducers"]), t, ND_PAIRS)
     pairs = unique_pairs(pairs)  # a pair sharing several bands comes from several reduce tasks: looked up once
-    pairs = with_texts(pairs, read.table(_work_file(settings, "nd_texts", t)), "a")
+    texts = read.table(_work_file(settings, "nd_texts", t))
+    pairs = with_texts(pairs, texts, "a")
+    if settings.batch:  # pairs with an earlier batch's session (not one ``a`` continues): to the task of its ids
+        pairs, earlier = batches.split_earlier(pairs)
+        earlier = batches.not_continued(earlier, texts)
+        exchange.write_partitioned(_work_file(settings, "nd_pairs_e", t), earlier,
+                                   batches.id_partition(earlier.column("b"), settings.tasks), settings.tasks)
     exchange.write_partitioned(_work_file(settings, "nd_pairs_a", t), pairs, _np(pairs.column("b_bucket")), settings.tasks)
     timer.lap("near duplicates: texts")
     return {"task": t, "pairs": pairs.num_rows, "opened": read.opened, "seconds": timer.seconds}, None
@@ -41,10 +76,21 @@ def _near_verify_task(settings: _Settings, task: dict) -> tuple[dict, bytes | No
     pairs = with_texts(pairs, texts, "b")
     timer.lap("near duplicates: texts")
     verified = verify_pairs(pairs, settings.filters.near_duplicate_shingle, settings.filters.near_duplicate_threshold)
+    stored = earlier_links = 0
+    if settings.earlier:  # a corpus's batch: its pairs and links with an earlier session of this range of ids
+        earlier = read.partitions(_all(settings, "nd_pairs_e"), first, last, ND_PAIRS_A)
+        same = read.partitions(_all(settings, "nd_same_e", task["reducers"]), first, last, ND_VERIFIED)
+        lo, hi = batches.hash_range(first, last, settings.tasks)
+        state, stored = batches.earlier_texts(list(settings.earlier), lo, hi,
+                                              pa.concat_arrays([earlier.column("b").combine_chunks(), same.column("b").combine_chunks()]))
+        checked = verify_pairs(with_texts(earlier, state, "b"), settings.filters.near_duplicate_shingle,
+                               settings.filters.near_duplicate_threshold)
+        links = batches.to_roots(pa.concat_tables([checked, same]), state)  # (joined to the earliest of its cluster there)
+        verified, earlier_links = pa.concat_tables([verified, links]), links.num_rows
     link_bytes = exchange.write_table(_work_file(settings, "nd_verified", k), verified)
     timer.lap("near duplicates: verify")
     return {"reducer": k, "pairs": pairs.num_rows, "verified": verified.num_rows, "link_bytes": link_bytes,
-            "opened": read.opened, "seconds": timer.seconds}, None
+            "earlier_links": earlier_links, "opened": read.opened + stored, "seconds": timer.seconds}, None
 
 
 def _near_clusters_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
@@ -55,10 +101,18 @@ def _near_clusters_task(settings: _Settings, task: dict) -> tuple[dict, bytes | 
     read = exchange.Reader()
     verified = read.partition(task["links"], 0, ND_VERIFIED)
     dropped, summary = near_duplicate_clusters(verified)
-    exchange.write_partitioned(_work_file(settings, "nd_dropped", 0), dropped, _np(dropped.column("bucket")), settings.tasks)
+    dropped, where, bridged = _earlier_roots_out(dropped, _np(dropped.column("bucket")))
+    exchange.write_partitioned(_work_file(settings, "nd_dropped", 0), dropped, where, settings.tasks)
     timer.lap("near duplicates: clusters")
     return {"near_duplicates": summary, "verified": verified.num_rows, "dropped": dropped.num_rows, "files": 1,
-            "opened": read.opened, "seconds": timer.seconds}, None
+            "bridged": bridged, "opened": read.opened, "seconds": timer.seconds}, None
+
+
+def _earlier_roots_out(dropped: pa.Table, where):
+    """The dropped members of this batch and their partitions, and how many earlier batches' roots a
+    cluster of this batch joined to an earlier one (bucket -1: the earlier cluster bridged, not dropped)."""
+    mine = where >= 0
+    return dropped.filter(pa.array(mine)), where[mine], int((~mine).sum())
 
 
 MAX_CLUSTER_ROUNDS = 64
@@ -108,7 +162,8 @@ def _clusters_in_rounds(settings: _Settings, job, reducers: int, links: list[str
                         best[sid] = (key, text)
         texts = {sid: text for sid, (_, text) in best.items()}
     near = {"near_duplicates": clusters.merge_summary(parts, texts), "verified": rows,
-            "dropped": sum(r["dropped"] for r, _ in final), "files": len(spans), "rounds": n + 1, "seconds": {}}
+            "dropped": sum(r["dropped"] for r, _ in final), "bridged": sum(r["bridged"] for r, _ in final), "files": len(spans),
+            "rounds": n + 1, "seconds": {}}
     return near, [({"seconds": r["seconds"]}, None) for r, _ in results]
 
 
@@ -146,9 +201,11 @@ def _cc_finish_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None
     sets = read.partitions(_all(settings, f"cc_sets_{task['round']}", task["sets"]), task["first"], task["last"], clusters.SETS)
     nodes = read.partitions(_all(settings, "cc_nodes", task["nodes"]), task["first"], task["last"], clusters.NODES)
     dropped, where, summary = clusters.finish(sets, nodes, settings.tasks)
+    dropped, where, bridged = _earlier_roots_out(dropped, where)
     exchange.write_partitioned(_work_file(settings, "nd_dropped", task["reducer"]), dropped, where, settings.tasks)
     timer.lap("near duplicates: clusters")
-    return {"summary": summary, "dropped": dropped.num_rows, "opened": read.opened, "seconds": timer.seconds}, None
+    return {"summary": summary, "dropped": dropped.num_rows, "bridged": bridged, "opened": read.opened,
+            "seconds": timer.seconds}, None
 
 
 def _cc_texts_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
@@ -160,3 +217,16 @@ def _cc_texts_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]
     hits = clusters.text_hits(links, set(task["wanted"]))
     timer.lap("near duplicates: clusters")
     return {"reducer": task["reducer"], "hits": hits, "opened": read.opened, "seconds": timer.seconds}, None
+
+
+def _near_state_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
+    """A corpus's batch, after its writes: ``state/near_texts`` of one range of session-id hashes, from
+    every write task's rows (``batches.near_state``)."""
+
+    timer = Timer()
+    read = exchange.Reader()
+    first, last = task["first"], task["last"]
+    rows = read.partitions(_all(settings, "nd_state"), first, last, batches.NEAR_STATE)
+    batches.write_state(settings.staging, batches.NEAR_TEXTS, *batches.hash_range(first, last, settings.tasks), rows)
+    timer.lap("near duplicates: state")
+    return {"rows": rows.num_rows, "opened": read.opened, "seconds": timer.seconds}, None

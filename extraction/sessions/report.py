@@ -140,7 +140,10 @@ def format_report(report: dict, output: str) -> str:
         lines.append(f"batch {b['name']} against {', '.join(b['earlier']) or 'no earlier batch'}: "
                      f"{b['earlier_comments_read']:,} earlier comments read as context; differences from one run over "
                      f"all the months: {b['replied_later']:,} earlier sessions whose last turn gained a reply here, "
-                     f"{b['newly_frequent_trigrams']:,} trigrams frequent only with this batch (earlier bland not re-decided)")
+                     f"{b['newly_frequent_trigrams']:,} trigrams frequent only with this batch (earlier bland not re-decided)"
+                     + (f"; {b['near_duplicates_of_earlier']:,} near-duplicate links to earlier sessions, "
+                        f"{b['bridged_clusters']:,} earlier clusters this batch bridged (not merged there)"
+                        if "bridged_clusters" in b else ""))
     if any(c.get("pii_masked", {}).values()):
         lines.append("PII masked in the stored texts: " + ", ".join(f"{k} {v:,}" for k, v in c["pii_masked"].items()))
     if report.get("stage_seconds"):

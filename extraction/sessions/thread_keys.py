@@ -73,9 +73,15 @@ def earliest_keys(ids, created) -> pa.Array:
     return pc.binary_join_element_wise(pa.array([ORDER_MARK] * len(ids), pa.string()), seconds, length, ids, "")
 
 
+EARLIER_MARK = " "
+"""Before an order key: a session of an earlier batch of a corpus, in the near-duplicate steps of a
+later batch's run (``extraction.sessions.batches``): ordered before every session of that batch."""
+
+
 def plain_ids(ids) -> pa.Array:
-    """The session ids of ``earliest_keys`` (any other id as it is)."""
+    """The session ids of ``earliest_keys`` (any other id as it is; an ``EARLIER_MARK`` taken off)."""
     ids = as_array(ids)
+    ids = pc.if_else(pc.starts_with(ids, EARLIER_MARK), pc.utf8_slice_codeunits(ids, len(EARLIER_MARK)), ids)
     return pc.if_else(pc.starts_with(ids, ORDER_MARK), pc.utf8_slice_codeunits(ids, ORDER_CHARS), ids)
 
 

@@ -117,7 +117,7 @@ def test_a_corpus_with_no_complete_batch_is_refused(tmp_path):
         run_extract(ExtractConfig(input=str(corpus), output=str(tmp_path / "x")))
 
 
-BATCH_FILTERS = FiltersConfig(bland_min_count=15, near_duplicate=False)
+BATCH_FILTERS = FiltersConfig(bland_min_count=15, near_duplicate_session=True)
 
 
 def _all_rows(folder):
@@ -155,15 +155,21 @@ def test_a_batch_gives_the_sessions_of_one_run_over_all_months_that_end_in_it(ba
     a, b = _all_rows(corpus / "extract" / "2015-01"), _all_rows(corpus / "extract" / "2015-02")
     new = _ids(corpus / "ingest" / "2015-02" / "comments") - _ids(corpus / "ingest" / "2015-01" / "comments")
     in_b = pa.array([turns[-1] in new for turns in one.column("turn_ids").to_pylist()])
-    # The sessions whose last turn is in the second batch: the same turns, ids, splits and decisions.
-    assert b.equals(one.filter(in_b))
+    one_a = one.filter(pc.invert(in_b))
+    replaced = set(a.column("session_id").to_pylist()) - set(one_a.column("session_id").to_pylist())
+    # The sessions whose last turn is in the second batch: the same turns, ids, splits and decisions, but
+    # that a copy here of a session there whose last turn gained a reply here is dropped naming it (one
+    # run has the longer session only; counted, replied_later). A session is no near duplicate of one it continues.
+    one_b = one.filter(in_b)
+    assert b.select(["session_id", "turn_ids", "split"]).equals(one_b.select(["session_id", "turn_ids", "split"]))
+    differ = [(m, o) for m, o in zip(b.to_pylist(), one_b.to_pylist()) if m != o]
+    assert all(m["duplicate_of"] in replaced and o["drop_reason"] is None and m | {"drop_reason": None, "duplicate_of": None} == o
+               for m, o in differ) and len(differ) < 5
     assert second["batch"]["earlier"] == ["2015-01"] and second["batch"]["earlier_comments_read"] > 0
     assert first["batch"]["earlier"] == [] and first["comments"]["comments"] + second["comments"]["comments"] == \
         sum(1 for _ in _ids(corpus / "ingest" / "2015-01" / "comments") | new)
 
     # The first batch's sessions: those of one run, and the sessions whose last turn gained a reply later (counted).
-    one_a = one.filter(pc.invert(in_b))
-    replaced = set(a.column("session_id").to_pylist()) - set(one_a.column("session_id").to_pylist())
     assert set(one_a.column("session_id").to_pylist()) <= set(a.column("session_id").to_pylist())
     assert len(replaced) == second["batch"]["replied_later"] > 0
     # ... decided with the counts known then: a session one run finds bland may be kept, or named by a copy
@@ -175,8 +181,13 @@ def test_a_batch_gives_the_sessions_of_one_run_over_all_months_that_end_in_it(ba
 
     # A copy in the second batch of a session in the first (kept or dropped there) is dropped, naming the earliest.
     named = [r for r in b.to_pylist() if r["duplicate_of"] in mine]
-    assert named and all(r["drop_reason"] in ("duplicate_session", "duplicate_response") for r in named)
-    for r in named:
+    exact = [r for r in named if r["drop_reason"] in ("duplicate_session", "duplicate_response")]
+    near = [r for r in named if r["drop_reason"] in ("near_duplicate_response", "near_duplicate_session")]
+    assert exact and near and len(exact) + len(near) == len(named)
+    assert second["batch"]["near_duplicates_of_earlier"] >= len(near) and second["batch"]["bridged_clusters"] >= 0
+    # ... a near duplicate naming the earliest of its cluster there (its root: kept, or dropped by another rule)
+    assert all(mine[r["duplicate_of"]]["drop_reason"] != r["drop_reason"] for r in near)
+    for r in exact:
         earliest = mine[r["duplicate_of"]]
         assert earliest["drop_reason"] not in ("duplicate_session", "duplicate_response") or \
             earliest["drop_reason"] == "duplicate_session" and r["drop_reason"] == "duplicate_response"
@@ -186,9 +197,7 @@ def test_a_batch_is_refused_with_other_rules_or_out_of_order(batches_extracted, 
     out, corpus, first, second = batches_extracted
     with pytest.raises(ExtractError, match=r"other settings \(filters.bland_min_count changed\)"):
         run_extract(ExtractConfig(input=str(corpus), batch="2015-02", filters=FiltersConfig(bland_min_count=16,
-                                                                                            near_duplicate=False)))
-    with pytest.raises(ExtractError, match="near duplicates are not yet checked against earlier batches"):
-        run_extract(ExtractConfig(input=str(corpus), batch="2015-02"))
+                                                                                            near_duplicate_session=True)))
     with pytest.raises(ExtractError, match="input must be a corpus folder"):
         run_extract(ExtractConfig(input=str(out / "one"), batch="2015-02", filters=BATCH_FILTERS))
     with pytest.raises(ExtractError, match="no complete batch 2015-03"):
@@ -237,3 +246,78 @@ def test_each_batch_is_a_shard_set_of_the_corpus_tokenizer(batches_extracted, tm
     train_tokenizer(str(copy / "extract" / "2015-01" / "sessions"), str(tmp_path / "tok2"), vocab_size=500)
     with pytest.raises(TokenizeError, match="written with another tokenizer"):
         run_tokenize(TokenizeConfig(input=str(copy), batch="2015-02", tokenizer=str(tmp_path / "tok2"), force=True))
+
+
+def test_a_cluster_of_a_batch_joins_the_earliest_earlier_cluster_and_counts_those_it_bridges():
+    """Links of a batch's sessions to earlier batches' cluster roots (``batches.marked``): in one step
+    and in rounds, the batch's members are dropped naming the earliest root, and an earlier root that
+    the batch's cluster joined to another is counted (bridged), not dropped."""
+    from extraction.sessions import batches, clusters
+    from extraction.sessions.near_sessions import ND_VERIFIED, near_duplicate_clusters
+    from extraction.sessions.near_tasks import _earlier_roots_out
+    from extraction.sessions.thread_keys import earliest_keys
+
+    e1, e2, n1, n2, n3 = earliest_keys(pa.array(["e1", "e2", "n1", "n2", "n3"]), pa.array([100, 200, 50, 400, 500])).to_pylist()
+    old = batches.marked(pa.array([e2, e1, "~" + e2])).to_pylist()
+    assert batches.unmarked(pa.array(old)).to_pylist() == [e2, e1, "~" + e2]
+    links = pa.table({"a": [n1, n2, n2, "~" + n3], "a_bucket": [0, 1, 1, 1], "b": [old[0], n1, old[1], old[2]],
+                      "b_bucket": [-1, 0, -1, -1], "jaccard": [1.0] * 4, "a_text": [None] * 4, "b_text": [None] * 4},
+                     schema=ND_VERIFIED)
+    expected = [("n1", "e1", "near_duplicate_response"), ("n2", "e1", "near_duplicate_response"),
+                ("n3", "e2", "near_duplicate_session")]  # (n1 was posted before e1: an earlier batch's still comes first)
+    one_step, _ = near_duplicate_clusters(links)
+    sets, _, nodes, _ = clusters.first_sets(links, 1)
+    fp = None
+    while True:
+        sent, _, seen = clusters.next_sets(sets, 1)
+        if seen == fp:
+            break
+        sets, fp = sent, seen
+    in_rounds, _, _ = clusters.finish(sets, nodes, 1)
+    for dropped in (one_step, in_rounds):
+        mine, where, bridged = _earlier_roots_out(dropped, dropped.column("bucket").to_numpy())
+        assert bridged == 1 and sorted(zip(*(mine.column(c).to_pylist() for c in ("session_id", "duplicate_of", "reason")))) \
+            == expected and set(where) == {0, 1}
+
+
+def test_three_batches_give_the_sessions_of_one_run_over_all_months_that_end_in_each(tmp_path):
+    """A text kept by an earlier batch's state is not kept again by a later one (each text once): a
+    third batch still finds it there, and gives, like the second, the rows of one run over all months."""
+    write_month(str(tmp_path / "gen"), SynthConfig(comments=4_500, seed=7, copypasta_clusters=6))
+    lines = _lines(tmp_path / "gen" / "RC_2015-01.zst")
+    months = ["2015-01", "2015-02", "2015-03"]
+    for i, month in enumerate(months):
+        (tmp_path / month).mkdir()
+        write_zst(tmp_path / month / f"RC_{month}.zst", b"".join(lines[i * len(lines) // 3: (i + 1) * len(lines) // 3]))
+    (tmp_path / "2015-01" / "RS_2015-01.zst").write_bytes((tmp_path / "gen" / "RS_2015-01.zst").read_bytes())
+    dumps = [str(tmp_path / m / "*.zst") for m in months]
+    run_ingest(IngestConfig(inputs=dumps, output=str(tmp_path / "one"), thread_buckets=4))
+    run_extract(ExtractConfig(input=str(tmp_path / "one"), output=str(tmp_path / "x-one"), filters=BATCH_FILTERS))
+    corpus = tmp_path / "corpus"
+    for i, month in enumerate(months):
+        run_ingest(IngestConfig(inputs=[dumps[i]], corpus=str(corpus), thread_buckets=4))
+    reports = [run_extract(ExtractConfig(input=str(corpus), batch=m, filters=BATCH_FILTERS)) for m in months]
+    one = _all_rows(tmp_path / "x-one")
+    last = {r["session_id"]: r for r in one.to_pylist()}
+    kept, extra = set(), 0
+    for i, month in enumerate(months):
+        ids = _ids(corpus / "ingest" / month / "comments") - set().union(*(_ids(corpus / "ingest" / m / "comments") for m in months[:i]))
+        mine = _all_rows(corpus / "extract" / month)
+        theirs = one.filter(pa.array([turns[-1] in ids for turns in one.column("turn_ids").to_pylist()]))
+        # The sessions of one run, and (but in the last batch) those whose last turn gained a reply later.
+        assert set(theirs.column("session_id").to_pylist()) <= set(mine.column("session_id").to_pylist())
+        extra += mine.num_rows - theirs.num_rows
+        mine = mine.filter(pc.is_in(mine.column("session_id"), value_set=theirs.column("session_id")))
+        assert mine.select(["session_id", "turn_ids", "split"]).equals(theirs.select(["session_id", "turn_ids", "split"]))
+        # The same decisions but bland with the counts known then, and copies of sessions one run does not have.
+        differ = [(m, last[m["session_id"]]) for m in mine.to_pylist() if m != last[m["session_id"]]]
+        assert all(o["drop_reason"] == "bland" or m["duplicate_of"] in kept - set(last) for m, o in differ), differ[:3]
+        assert not i or reports[i]["batch"]["near_duplicates_of_earlier"] > 0
+        kept |= set(_all_rows(corpus / "extract" / month).column("session_id").to_pylist())
+    assert extra == sum(r["batch"]["replied_later"] for r in reports) and len(kept) == one.num_rows + extra
+    # Texts the first batch keeps are not kept again: fewer band rows than the texts each batch compared.
+    rows = {m: sum(pa.ipc.open_file(str(p)).read_all().num_rows for p in (corpus / "extract" / m / "state" / "near_bands").glob("*.arrow"))
+            for m in months}
+    texts = {m: sum(pa.ipc.open_file(str(p)).read_all().num_rows for p in (corpus / "extract" / m / "state" / "near_texts").glob("*.arrow"))
+             for m in months}
+    assert rows["2015-03"] / texts["2015-03"] < rows["2015-01"] / texts["2015-01"]
