@@ -55,6 +55,8 @@ import pyarrow.compute as pc
 
 from reddit_pretrain import layout, storage
 from extraction.sessions import ExtractError
+from extraction.sessions.features import as_array
+from extraction.sessions.thread_keys import _np
 from extraction.spark import exchange
 
 KEYS, TRIGRAMS, NEAR_BANDS, NEAR_TEXTS = "keys", "trigrams", "near_bands", "near_texts"
@@ -268,11 +270,11 @@ def marked(ids) -> pa.Array:
     from extraction.sessions.near_sessions import SESSION_KIND
     from extraction.sessions.thread_keys import EARLIER_MARK
 
+    from extraction.sessions.near_sessions import without_kind
+
     ids = as_array(ids)
-    session = pc.starts_with(ids, SESSION_KIND)
-    rest = pc.if_else(session, pc.utf8_slice_codeunits(ids, len(SESSION_KIND)), ids)
-    kind = pc.if_else(session, pa.scalar(SESSION_KIND), pa.scalar(""))
-    return pc.binary_join_element_wise(kind, pa.array([EARLIER_MARK] * len(ids), pa.string()), rest, "")
+    kind = pc.if_else(pc.starts_with(ids, SESSION_KIND), pa.scalar(SESSION_KIND), pa.scalar(""))
+    return pc.binary_join_element_wise(kind, pa.array([EARLIER_MARK] * len(ids), pa.string()), without_kind(ids), "")
 
 
 def unmarked(ids) -> pa.Array:
@@ -329,7 +331,7 @@ def split_earlier(links: pa.Table) -> tuple[pa.Table, pa.Table]:
     """Candidate pairs or links (``a``, ``a_bucket``, ``b``, ``b_bucket``, ...) over this batch's
     and earlier batches' sessions as (those within the batch, those with an earlier session, that one
     as ``b``); pairs of two earlier sessions were their batches' to decide and are left out."""
-    a_old, b_old = _np_bool(pc.less(links.column("a_bucket"), 0)), _np_bool(pc.less(links.column("b_bucket"), 0))
+    a_old, b_old = _np(pc.less(links.column("a_bucket"), 0)).astype(bool), _np(pc.less(links.column("b_bucket"), 0)).astype(bool)
     mine = links.filter(pa.array(~a_old & ~b_old))
     flipped = links.filter(pa.array(a_old & ~b_old))
     names = links.column_names
@@ -337,10 +339,6 @@ def split_earlier(links: pa.Table) -> tuple[pa.Table, pa.Table]:
     swap = {n: other[n] if other.get(n) in names else n for n in names}  # (a pair in one direction only: none flipped)
     flipped = flipped.rename_columns([swap[n] for n in names]).select(names)
     return mine, pa.concat_tables([links.filter(pa.array(~a_old & b_old)), flipped])
-
-
-def _np_bool(array) -> np.ndarray:
-    return as_array(array).to_numpy(zero_copy_only=False).astype(bool)
 
 
 def earlier_texts(folders: list[str], lo: int, hi: int, ids) -> tuple[pa.Table, int]:
@@ -369,13 +367,13 @@ def near_state(texts: pa.Table, near: pa.Table, partitions: int) -> tuple[pa.Tab
     """A task's rows of ``state/near_texts`` (``NEAR_STATE``) and their hash partitions: each text
     this batch's near-duplicate steps compared (``texts``, ``ND_TEXTS``: order keys) with the root of
     its cluster (``near``: the task's ``ND_DROPPED`` rows; a session no rule dropped is its own)."""
-    from extraction.sessions.near_sessions import SESSION_KIND
+    from extraction.sessions.near_sessions import SESSION_KIND, without_kind
     from extraction.sessions.thread_keys import plain_ids
 
     ids = as_array(texts.column("session_id"))
     session = pc.starts_with(ids, SESSION_KIND)
     rule = pc.if_else(session, pa.scalar("near_duplicate_session"), pa.scalar("near_duplicate_response"))
-    mine = pc.binary_join_element_wise(rule, plain_ids(pc.if_else(session, pc.utf8_slice_codeunits(ids, len(SESSION_KIND)), ids)), "/")
+    mine = pc.binary_join_element_wise(rule, plain_ids(without_kind(ids)), "/")
     theirs = pc.binary_join_element_wise(as_array(near.column("reason")), as_array(near.column("session_id")), "/")
     root = pc.take(as_array(near.column("root")), pc.index_in(mine, value_set=theirs))
     root = pc.if_else(session, pc.binary_join_element_wise(pa.scalar(SESSION_KIND), root, ""), root)
@@ -389,37 +387,31 @@ NEAR_STATE = pa.schema([("session_id", pa.string()), ("text", pa.string()), ("sk
 session rule), its normalised text and signature sketch (as ``ND_TEXTS``), and its cluster's root."""
 
 
-def as_array(column) -> pa.Array:
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-
-
 def continuing(texts: pa.Table, candidates: pa.Table, earlier: pa.Array) -> pa.Table:
     """A task's near-duplicate texts (``ND_TEXTS``) with ``continues``: the earlier batches' comments
     among each session's turns (``earlier``: their ids), the earlier sessions it continues. A session
     is never a near duplicate of one it continues (one run over all the months has only the longer)."""
-    from extraction.sessions.near_sessions import SESSION_KIND
+    from extraction.sessions.near_sessions import without_kind
 
-    ids = as_array(texts.column("session_id"))
-    ids = pc.if_else(pc.starts_with(ids, SESSION_KIND), pc.utf8_slice_codeunits(ids, len(SESSION_KIND)), ids)
+    ids = without_kind(texts.column("session_id"))
     turns = pc.take(as_array(candidates.column("turn_ids")), pc.index_in(ids, value_set=as_array(candidates.column("_order"))))
     flat, parent = pc.list_flatten(turns), pc.list_parent_indices(turns).to_numpy()
-    hit = _np_bool(pc.is_in(flat, value_set=earlier))
+    hit = _np(pc.is_in(flat, value_set=earlier)).astype(bool)
     offsets = np.searchsorted(parent[hit], np.arange(len(ids) + 1)).astype(np.int32)
     return texts.append_column("continues", pa.ListArray.from_arrays(pa.array(offsets), flat.filter(pa.array(hit))))
 
 
 def not_continued(pairs: pa.Table, texts: pa.Table) -> pa.Table:
     """``pairs`` whose ``a`` (in ``texts``, ``continuing``'s) does not continue ``b`` (an earlier session, marked)."""
-    from extraction.sessions.near_sessions import SESSION_KIND
+    from extraction.sessions.near_sessions import without_kind
     from extraction.sessions.thread_keys import plain_ids
 
     if "continues" not in texts.column_names or not pairs.num_rows:
         return pairs
-    b = unmarked(pairs.column("b"))
-    b = plain_ids(pc.if_else(pc.starts_with(b, SESSION_KIND), pc.utf8_slice_codeunits(b, len(SESSION_KIND)), b))
+    b = plain_ids(without_kind(unmarked(pairs.column("b"))))
     cont = pc.take(as_array(texts.column("continues")), pc.index_in(pairs.column("a"), value_set=as_array(texts.column("session_id"))))
     flat, parent = pc.list_flatten(cont), pc.list_parent_indices(cont).to_numpy()
-    same = _np_bool(pc.fill_null(pc.equal(flat, pc.take(b, pa.array(parent, pa.int64()))), False))
+    same = _np(pc.equal(flat, pc.take(b, pa.array(parent, pa.int64()))), False).astype(bool)
     keep = np.ones(pairs.num_rows, bool)
     keep[parent[same]] = False
     return pairs.filter(pa.array(keep))

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from extraction.sessions.features import as_array
 from extraction.sessions.chains import histogram_labels
-from extraction.sessions.near_sessions import CLUSTER_EDGES, ND_DROPPED, SESSION_KIND
+from extraction.sessions.near_sessions import CLUSTER_EDGES, ND_DROPPED, SESSION_KIND, without_kind
 from extraction.sessions.thread_keys import EARLIER_MARK, ORDER_CHARS, ORDER_MARK, plain_ids, thread_places
 from extraction.spark import exchange
 
@@ -106,11 +106,10 @@ def finish(sets: pa.Table, nodes: pa.Table, partitions: int) -> tuple[pa.Table, 
     where = _np(pc.index_in(member, value_set=as_array(nodes.column("x"))))
     bucket = _np(nodes.column("bucket"))[where] if len(where) else np.zeros(0, np.int64)
     is_session = _np(pc.starts_with(member, SESSION_KIND)).astype(bool) if len(member) else np.zeros(0, bool)
-    unkind = lambda a: pc.if_else(pc.starts_with(a, SESSION_KIND), pc.utf8_slice_codeunits(a, len(SESSION_KIND)), a)  # noqa: E731
-    dropped = pa.table({"bucket": pa.array(bucket, pa.int64()), "session_id": plain_ids(unkind(member)),
-                        "duplicate_of": plain_ids(unkind(root)),
+    dropped = pa.table({"bucket": pa.array(bucket, pa.int64()), "session_id": plain_ids(without_kind(member)),
+                        "duplicate_of": plain_ids(without_kind(root)),
                         "reason": pa.array(np.where(is_session, "near_duplicate_session", "near_duplicate_response"),
-                                           pa.string()), "root": unkind(root)}, schema=ND_DROPPED)
+                                           pa.string()), "root": without_kind(root)}, schema=ND_DROPPED)
     summary = {}
     roots = np.flatnonzero(_np(pc.equal(ids, mins)).astype(bool) & (sizes > 1)) if len(starts) else np.zeros(0, np.int64)
     root_ids = pc.take(ids, pa.array(roots, pa.int64()))

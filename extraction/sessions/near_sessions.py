@@ -39,6 +39,12 @@ rule ever meets a row of the other. The clusters step takes the prefix off again
 _SESSION_SALT = np.uint64(0x5E55_10A5_0F7E_57ED)
 
 
+def without_kind(ids) -> pa.Array:
+    """Session ids with ``SESSION_KIND`` taken off where they carry it (a reply's id as it is)."""
+    ids = as_array(ids)
+    return pc.if_else(pc.starts_with(ids, SESSION_KIND), pc.utf8_slice_codeunits(ids, len(SESSION_KIND)), ids)
+
+
 def near_duplicates_on(filters: FiltersConfig) -> bool:
     """Whether either near-duplicate rule runs (they share the jobs)."""
     return bool(filters.near_duplicate or filters.near_duplicate_session)
