@@ -10,7 +10,7 @@ What a batch's run reads and decides:
 
 - **Its threads whole.** A task reads the batch's comments (and submissions) of its pieces of the
   thread hash space and, from every earlier batch, the rows of the threads those comments touch
-  (one column read first, the rest only of files that hold one of them: a file at a time, so the
+  (one column read first, the rest only of the row groups that hold one of them: a file at a time, so the
   memory follows the batch, not the corpus). Sessions are built over both; only those whose last
   turn is a comment of this batch are candidates (a comment id an earlier batch holds is that
   batch's). The stats, trigram counts and the accounting cover this batch's comments.
@@ -40,10 +40,11 @@ the range of the top 32 bits of the hash they hold, ``<lo>-<hi>.arrow`` in hex, 
     state/keys/<lo>-<hi>.arrow      _rkey, _skey, session_id, bucket, _order of every session alive
                                     after the session rules (``_rkey``: the response's hash; sorted by it)
     state/trigrams/<lo>-<hi>.arrow  h, n: the batch's word-trigram hashes (sorted) and counts
-    state/near_bands/<lo>-<hi>.arrow   the near-duplicate band keys (``near_sessions.ND_BANDS``; the
-                                    range: of the band key; sorted by it) of every text the rules compared
+    state/near_bands/<lo>-<hi>.arrow   the near-duplicate band keys (``near_sessions.ND_BANDS`` but
+                                    ``bucket``; the range: of the band key; sorted by it) of every text
+                                    the rules compared that no earlier batch's state holds
     state/near_texts/<lo>-<hi>.arrow   session_id, text, sketch, root (``NEAR_STATE``; the range: of
-                                    ``thread_places`` of the session_id, an order key): each compared
+                                    ``features.word_hash`` of the session_id, an order key): each compared
                                     text, normalised, its signature's sketch and its cluster's root
 """
 
@@ -55,7 +56,7 @@ import pyarrow.compute as pc
 
 from reddit_pretrain import layout, storage
 from extraction.sessions import ExtractError
-from extraction.sessions.features import as_array
+from extraction.sessions.features import as_array, distinct
 from extraction.sessions.thread_keys import _np
 from extraction.spark import exchange
 
@@ -134,21 +135,48 @@ def record_rules(corpus: str, rules: dict) -> None:
 
 
 def read_threads(files: list[str], columns: list[str], key: str, wanted: pa.Array) -> pa.Table | None:
-    """The rows of ``files`` whose ``key`` is in ``wanted``: ``key`` read first, the other columns
-    only of a file that holds one, a file at a time."""
+    """The rows of ``files`` whose ``key`` is in ``wanted``: ``key`` read first, of the row groups
+    whose smallest and largest ``key`` (the file's statistics) leave room for one of ``wanted``, the
+    other columns only of the row groups that hold one, a file at a time. (Reddit's ids grow with
+    time and most threads are short-lived: a new month's threads meet few row groups of an old one.)"""
+    import bisect
+
     import pyarrow.parquet as pq
 
+    ordered = pc.drop_null(wanted)
+    ordered = pc.take(ordered, pc.sort_indices(ordered)).to_pylist()
     tables = []
     for url in files:
         fs, path = storage.filesystem(url)
         with fs.open(path, "rb") as f:
             parquet = pq.ParquetFile(f)
-            hit = pc.is_in(parquet.read(columns=[key], use_threads=False).column(key), value_set=wanted)
-            if not pc.any(hit).as_py():
-                continue
             names = parquet.schema_arrow.names
-            tables.append(parquet.read(columns=[c for c in columns if c in names], use_threads=False).filter(hit))
+            groups = [g for g in range(parquet.num_row_groups) if _may_hold(parquet.metadata.row_group(g).column(names.index(key)),
+                                                                              ordered, wanted.null_count > 0, bisect)]
+            if not groups:
+                continue
+            sizes = [parquet.metadata.row_group(g).num_rows for g in groups]
+            hit = _np(pc.is_in(parquet.read_row_groups(groups, columns=[key], use_threads=False).column(key),
+                               value_set=wanted)).astype(bool)
+            bounds = np.cumsum([0] + sizes)
+            held = [i for i in range(len(groups)) if hit[bounds[i]:bounds[i + 1]].any()]
+            if not held:
+                continue
+            rows = parquet.read_row_groups([groups[i] for i in held], columns=[c for c in columns if c in names], use_threads=False)
+            tables.append(rows.filter(pa.array(np.concatenate([hit[bounds[i]:bounds[i + 1]] for i in held]))))
     return pa.concat_tables(tables, promote_options="permissive") if tables else None
+
+
+def _may_hold(column, ordered: list, nulls: bool, bisect) -> bool:
+    """Whether a row group's column (``ColumnChunkMetaData``) may hold one of ``ordered`` (sorted,
+    no null; ``nulls``: a null is wanted too), by its statistics (none: it may)."""
+    stats = column.statistics
+    if stats is None or not stats.has_min_max or not isinstance(stats.min, type(ordered[0]) if ordered else str):
+        return True
+    if nulls and stats.null_count:
+        return True
+    at = bisect.bisect_left(ordered, stats.min)
+    return at < len(ordered) and ordered[at] <= stats.max
 
 
 def with_earlier(comments: pa.Table, submissions: pa.Table | None, task: dict, comment_columns: list[str],
@@ -176,15 +204,18 @@ def hash_range(first: int, last: int, partitions: int) -> tuple[int, int]:
 
 def summed(grams: pa.Table) -> pa.Table:
     """Trigram counts (``h``, ``n``) with one row per hash, sorted."""
-    h, inverse = np.unique(grams.column("h").to_numpy(), return_inverse=True)
-    n = np.bincount(inverse, weights=grams.column("n").to_numpy(), minlength=len(h)).astype(np.int64)
-    return pa.table({"h": pa.array(h, pa.uint64()), "n": pa.array(n, pa.int64())})
+    h = _np(grams.column("h")).astype(np.uint64)
+    order = sorted_order(h)
+    h, n = h[order], _np(grams.column("n")).astype(np.int64)[order]
+    first = np.flatnonzero(np.r_[True, h[1:] != h[:-1]]) if len(h) else np.zeros(0, np.int64)
+    n = np.add.reduceat(n, first) if len(h) else n
+    return pa.table({"h": pa.array(h[first], pa.uint64()), "n": pa.array(n, pa.int64())})
 
 
 def write_state(staging: str, kind: str, lo: int, hi: int, table: pa.Table, key: str | None = None) -> None:
     """One state file of this batch's run (sorted by its ``key`` column: a lookup is a sorted merge)."""
     if key is not None:
-        table = table.take(pa.array(np.argsort(table.column(key).to_numpy(), kind="stable"), pa.int64()))
+        table = table.take(pa.array(sorted_order(_np(table.column(key))), pa.int64()))
     exchange.write_table(storage.join(staging, layout.EXTRACT_STATE, kind, f"{lo:09x}-{hi:09x}.arrow"), table)
 
 
@@ -204,11 +235,23 @@ def earlier_keys(folders: list[str], lo: int, hi: int, keys: pa.Table, schema: p
     """The earlier batches' session keys of the responses among ``keys`` (this batch's, of one hash
     range [lo, hi)): a duplicate group without one of this batch's sessions decides nothing here.
     And the files opened."""
-    tables, opened, wanted = [], 0, np.unique(keys.column("_rkey").to_numpy())
+    tables, opened, wanted = [], 0, distinct(keys.column("_rkey").to_numpy())
     for table in _state_files(folders, KEYS, lo, hi):
         opened += 1
         tables.append(table.filter(_among(table.column("_rkey").to_numpy(), wanted)).select(schema.names).cast(schema))
     return (pa.concat_tables(tables) if tables else schema.empty_table()), opened
+
+
+def sorted_order(keys: np.ndarray) -> np.ndarray:
+    """The permutation that sorts the uint64 ``keys``: one sort of their top bits with the row number
+    in the bits below (about twice as fast as an argsort), an argsort only when two keys that differ
+    share those top bits."""
+    bits = max(1, len(keys).bit_length())
+    packed = (keys >> np.uint64(bits) << np.uint64(bits)) | np.arange(len(keys), dtype=np.uint64)
+    packed.sort()
+    order = (packed & np.uint64((1 << bits) - 1)).astype(np.int64)
+    ordered = keys[order]
+    return order if (ordered[1:] >= ordered[:-1]).all() else np.argsort(keys, kind="stable")
 
 
 def _among(values: np.ndarray, wanted: np.ndarray) -> pa.Array:
@@ -290,41 +333,37 @@ def unmarked(ids) -> pa.Array:
 
 
 def id_partition(ids, partitions: int) -> np.ndarray:
-    """The hash partition of each session id (marked or not): where ``state/near_texts`` keeps it."""
-    from extraction.sessions.thread_keys import thread_places
+    """The hash partition of each session id (marked or not): where ``state/near_texts`` keeps it
+    (``features.word_hash``, vectorised: a BLAKE2b per id in Python was a tenth of a batch's near-duplicate time)."""
+    from extraction.sessions.features import word_hash
 
-    return exchange.hash_partition(thread_places(unmarked(ids)), partitions)
+    return exchange.hash_partition(word_hash(unmarked(ids)), partitions)
 
 
-def earlier_bands(folders: list[str], lo: int, hi: int, schema: pa.Schema, wanted: np.ndarray) -> tuple[pa.Table, int]:
-    """The earlier batches' near-duplicate band rows of one range of band keys [lo, hi) that share a
-    key with this batch's (``wanted``, sorted: no other can pair with one of its sessions), ids
-    ``marked``, ``bucket`` -1; and the files opened."""
+def earlier_bands(folders: list[str], lo: int, hi: int, wanted: np.ndarray) -> tuple[pa.Table, int]:
+    """The earlier batches' near-duplicate band rows (``ND_BANDS``) of one range of band keys [lo, hi)
+    that share a key with this batch's (``wanted``, sorted: no other can pair with one of its
+    sessions), ``bucket`` -1 (ordered before this batch's rows, ``near_sessions.near_duplicate_pairs``;
+    the ids not ``marked``: ``with_marks`` marks those of the pairs); and the files opened."""
+    from extraction.sessions.near_sessions import ND_BANDS
+
     tables, opened = [], 0
     for table in _state_files(folders, NEAR_BANDS, lo, hi):
         opened += 1
-        table = table.filter(_among(table.column("band").to_numpy(), wanted)).select(schema.names).cast(schema)
-        tables.append(table.set_column(1, "session_id", marked(table.column("session_id")))
-                      .set_column(2, "bucket", pa.array(np.full(table.num_rows, -1), pa.int64())))
-    return (pa.concat_tables(tables) if tables else schema.empty_table()), opened
+        table = table.filter(_among(table.column("band").to_numpy(), wanted))
+        tables.append(table.add_column(2, "bucket", pa.array(np.full(table.num_rows, -1), pa.int64())).select(ND_BANDS.names).cast(ND_BANDS))
+    return (pa.concat_tables(tables) if tables else ND_BANDS.empty_table()), opened
 
 
 def new_texts(bands: pa.Table, earlier: pa.Table) -> np.ndarray:
     """Which of this batch's band rows (``ND_BANDS``) hold a text that no earlier batch's state holds
-    under that band key (``earlier``: ``earlier_bands``' rows). Equal texts have equal band keys, so a
-    text an earlier batch keeps stands for this batch's copies: they are linked to it (Jaccard 1) and
-    a later batch finds it there; each text is kept once, not once a month."""
-    def mixed(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        band, text = table.column("band").to_numpy(), table.column("text_hash").to_numpy()
-        return band, text, band ^ (text * np.uint64(0x9E3779B97F4A7C15))
-
-    band, text, mine = mixed(bands)
+    (``earlier``: ``earlier_bands``' rows of the same range of band keys). Equal texts have equal band
+    keys, so an earlier row of a text is read wherever this batch has one of its rows; a text an
+    earlier batch keeps stands for this batch's copies: they are linked to it (Jaccard 1) and a later
+    batch finds it there; each text is kept once, not once a month."""
     if not earlier.num_rows:
-        return np.ones(len(mine), bool)
-    old_band, old_text, old = mixed(earlier)
-    order = np.argsort(old, kind="stable")
-    at = order[np.minimum(np.searchsorted(old[order], mine), len(old) - 1)]
-    return ~((old[at] == mine) & (old_band[at] == band) & (old_text[at] == text))
+        return np.ones(bands.num_rows, bool)
+    return ~np.asarray(_among(_np(bands.column("text_hash")), distinct(_np(earlier.column("text_hash")))))
 
 
 def split_earlier(links: pa.Table) -> tuple[pa.Table, pa.Table]:
@@ -339,6 +378,12 @@ def split_earlier(links: pa.Table) -> tuple[pa.Table, pa.Table]:
     swap = {n: other[n] if other.get(n) in names else n for n in names}  # (a pair in one direction only: none flipped)
     flipped = flipped.rename_columns([swap[n] for n in names]).select(names)
     return mine, pa.concat_tables([links.filter(pa.array(~a_old & b_old)), flipped])
+
+
+def with_marks(split: tuple[pa.Table, pa.Table]) -> tuple[pa.Table, pa.Table]:
+    """``split_earlier``'s two tables with the earlier sessions' ids (``b`` of the second) ``marked``."""
+    mine, theirs = split
+    return mine, theirs.set_column(theirs.column_names.index("b"), "b", marked(theirs.column("b")))
 
 
 def earlier_texts(folders: list[str], lo: int, hi: int, ids) -> tuple[pa.Table, int]:

@@ -49,6 +49,16 @@ def as_array(column) -> pa.Array:
     return column
 
 
+def distinct(values: np.ndarray, presorted: bool = False) -> np.ndarray:
+    """``np.unique(values)``, by one sort (``presorted``: none). numpy 2.4's ``np.unique`` without
+    ``return_*`` hashes instead, and for millions of distinct 64-bit values that is over ten times
+    slower than a sort (4.3 s against 0.3 s for 3 million)."""
+    ordered = values if presorted else np.sort(values)
+    keep = np.ones(len(ordered), dtype=bool)
+    keep[1:] = ordered[1:] != ordered[:-1]
+    return ordered[keep]
+
+
 def _bool(array) -> np.ndarray:
     return pc.fill_null(array, False).to_numpy(zero_copy_only=False).astype(bool)
 

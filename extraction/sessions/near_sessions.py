@@ -168,8 +168,7 @@ def near_duplicate_pairs(bands: pa.Table, max_group: int, threshold: float = 0.0
     bands = bands.take(pa.array(rows, pa.int64()))
     if not bands.num_rows:
         return empty
-    ids = as_array(bands.column("session_id"))
-    rank = neardup.id_order(ids)
+    rank, earlier = _ranks(bands)
     text = _np(bands.column("text_hash"))
     order = np.lexsort((rank, text))
     first = np.ones(len(order), dtype=bool)
@@ -186,14 +185,31 @@ def near_duplicate_pairs(bands: pa.Table, max_group: int, threshold: float = 0.0
                      "jaccard": pa.array(np.ones(len(same_rows))), "a_text": nulls, "b_text": nulls}, schema=ND_VERIFIED)
     keep = np.flatnonzero(rank == rank[rep_of])  # one row per text and band
     bands = bands.take(pa.array(keep, pa.int64()))
-    ids = as_array(bands.column("session_id"))
-    a, b = neardup.candidate_pairs(_np(bands.column("band")), ids, max_group)
+    a, b = neardup.candidate_pairs(_np(bands.column("band")), rank[keep], max_group, skip=earlier[keep] if earlier.any() else None)
     size = _np(bands.column("shingles")).astype(np.float64)
     possible = np.minimum(size[a], size[b]) >= threshold * np.maximum(size[a], size[b])
     a, b = a[possible], b[possible]  # (``take`` reads the reduced ``bands``: it looks the name up when called)
     pairs = pa.table({"a": take("session_id", a), "a_bucket": take("bucket", a), "b": take("session_id", b),
                       "b_bucket": take("bucket", b)}, schema=ND_PAIRS)
     return pairs, same
+
+
+def _ranks(bands: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Integers in the order of the rows' session ids (``neardup.id_order``), the rows of ``bucket``
+    -1 (an earlier batch's, ``extraction.sessions.batches``) before every other; and which rows those are."""
+    rank = neardup.id_order(as_array(bands.column("session_id")))
+    earlier = _np(bands.column("bucket")) < 0
+    if not earlier.any():
+        return rank, earlier
+    top = int(rank.max()) + 1
+    if top < 2**62:  # (the ids' ranks among the distinct ids: the others' moved above the earlier ones')
+        return rank.astype(np.int64) + (~earlier).astype(np.int64) * top, earlier
+    order = np.lexsort((rank, ~earlier))
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = (rank[order][1:] != rank[order][:-1]) | (earlier[order][1:] != earlier[order][:-1])
+    dense = np.empty(len(order), dtype=np.int64)
+    dense[order] = np.cumsum(new) - 1
+    return dense, earlier
 
 
 def unique_pairs(pairs: pa.Table) -> pa.Table:

@@ -13,6 +13,7 @@ from extraction.sessions import batches
 from extraction.sessions.near_sessions import (ND_BANDS, ND_PAIRS, ND_PAIRS_A, ND_VERIFIED, near_duplicate_clusters,
                                                near_duplicate_pairs, unique_pairs, verify_pairs, with_texts)
 from extraction.spark import exchange
+from extraction.sessions.features import distinct
 from extraction.sessions.work import _Settings, _all, _np, _work_file
 
 
@@ -26,16 +27,16 @@ def _near_pairs(settings: _Settings, read: exchange.Reader, k: int, first: int, 
     if settings.batch:
         lo, hi = batches.hash_range(first, last, settings.tasks)
         keys = _np(bands.column("band"))
-        order = np.argsort(keys, kind="stable")  # (the state sorted by band key: a lookup is a sorted merge)
-        earlier, stored = batches.earlier_bands(list(settings.earlier), lo, hi, bands.schema, keys[order])
+        order = batches.sorted_order(keys)  # (the state sorted by band key: a lookup is a sorted merge)
+        earlier, stored = batches.earlier_bands(list(settings.earlier), lo, hi, distinct(keys[order], presorted=True))
         new = order[batches.new_texts(bands, earlier)[order]]  # (a text an earlier batch keeps is kept once)
-        batches.write_state(settings.staging, batches.NEAR_BANDS, lo, hi, bands.take(pa.array(new, pa.int64())))
-        bands = pa.concat_tables([bands, earlier])
+        batches.write_state(settings.staging, batches.NEAR_BANDS, lo, hi, bands.take(pa.array(new, pa.int64())).drop_columns(["bucket"]))
+        bands = pa.concat_tables([bands, earlier])  # (bucket -1: ordered before this batch's, no pair of two made)
     pairs, same = near_duplicate_pairs(bands, settings.filters.near_duplicate_max_group, settings.filters.near_duplicate_threshold)
     same_earlier = ND_VERIFIED.empty_table()
     if settings.batch:
-        pairs = pa.concat_tables(batches.split_earlier(pairs))  # (``a`` is this batch's in each: looked up by its task)
-        same, same_earlier = batches.split_earlier(same)
+        pairs = pa.concat_tables(batches.with_marks(batches.split_earlier(pairs)))  # (``a`` is this batch's: looked up by its task)
+        same, same_earlier = batches.with_marks(batches.split_earlier(same))
         exchange.write_partitioned(_work_file(settings, "nd_same_e", k), same_earlier,
                                    batches.id_partition(same_earlier.column("b"), settings.tasks), settings.tasks)
     exchange.write_partitioned(_work_file(settings, "nd_pairs", k), pairs, _np(pairs.column("a_bucket")), settings.tasks)

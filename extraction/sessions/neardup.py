@@ -276,13 +276,14 @@ def s_curve(s: float, bands: int, rows_per_band: int) -> float:
     return 1.0 - (1.0 - s ** rows_per_band) ** bands
 
 
-def candidate_pairs(keys: np.ndarray, ids: pa.Array, max_group: int) -> tuple[np.ndarray, np.ndarray]:
+def candidate_pairs(keys: np.ndarray, ids, max_group: int, skip: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Candidate pairs (index a, index b), a's id above b's, from rows (band key, session id):
     every pair of a group of at most ``max_group`` rows sharing a key, else each row with the
-    group's smallest id. Each pair once."""
+    group's smallest id. Each pair once. ``ids``: the session ids, or integers in their order
+    (``id_order``'s); ``skip``: rows no pair of two of which is made (an earlier batch's, decided there)."""
     if not len(keys):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    rank = id_order(ids)
+    rank = ids if isinstance(ids, np.ndarray) else id_order(ids)
     order = np.lexsort((rank, keys))
     k = keys[order]
     start = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
@@ -306,6 +307,9 @@ def candidate_pairs(keys: np.ndarray, ids: pa.Array, max_group: int) -> tuple[np
     if not a_out:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     a, b = np.concatenate(a_out), np.concatenate(b_out)
+    if skip is not None:
+        made = ~(skip[a] & skip[b])
+        a, b = a[made], b[made]
     if not len(a):
         return a, b
     by = np.lexsort((rank[b], rank[a]))  # stable: the first row of each pair of ids stays

@@ -321,3 +321,36 @@ def test_three_batches_give_the_sessions_of_one_run_over_all_months_that_end_in_
     texts = {m: sum(pa.ipc.open_file(str(p)).read_all().num_rows for p in (corpus / "extract" / m / "state" / "near_texts").glob("*.arrow"))
              for m in months}
     assert rows["2015-03"] / texts["2015-03"] < rows["2015-01"] / texts["2015-01"]
+
+
+def test_earlier_rows_are_read_from_the_row_groups_that_hold_them_only(tmp_path):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from extraction.sessions import batches
+
+    links = [f"t{i % 37}" for i in range(1000)]
+    table = pa.table({"id": [f"c{i}" for i in range(1000)], "link_id": links, "body": [f"text {i}" for i in range(1000)]})
+    pq.write_table(table, tmp_path / "a.parquet", row_group_size=64)  # 16 row groups
+    pq.write_table(table.slice(0, 10), tmp_path / "b.parquet")
+    wanted = pa.array(["t3", "t30", "t99"])
+    got = batches.read_threads([str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")], ["id", "body", "absent"], "link_id", wanted)
+    expected = np.flatnonzero(np.isin(links, ["t3", "t30"]))
+    assert got.column_names == ["id", "body"]
+    assert got.column("id").to_pylist() == [f"c{i}" for i in expected] + ["c3"]
+    assert batches.read_threads([str(tmp_path / "b.parquet")], ["id"], "link_id", pa.array(["t99"])) is None
+
+
+def test_row_groups_whose_key_range_holds_no_wanted_thread_are_not_read(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from extraction.sessions import batches
+
+    table = pa.table({"id": [f"c{i:04d}" for i in range(1000)], "link_id": [f"t{i // 100:02d}" for i in range(1000)]})
+    pq.write_table(table, tmp_path / "a.parquet", row_group_size=100)  # one thread a row group, in order
+    read = []
+    original = pq.ParquetFile.read_row_groups
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", lambda self, groups, **kw: read.append(list(groups)) or original(self, groups, **kw))
+    got = batches.read_threads([str(tmp_path / "a.parquet")], ["id"], "link_id", pa.array(["t03", "t07", None, "t99"]))
+    assert got.column("id").to_pylist() == [f"c{i:04d}" for i in list(range(300, 400)) + list(range(700, 800))]
+    assert read == [[3, 7], [3, 7]]  # the key of the two row groups whose range holds a wanted thread, then their rows

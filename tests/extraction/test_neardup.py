@@ -215,32 +215,38 @@ def _pairs_by_definition(rows: list[dict], max_group: int, threshold: float) -> 
     """``near_duplicate_pairs`` written out row by row: copies of a text (equal text hash) are linked to
     their smallest id by the rows of their first band, and only that id takes part in the groups of a
     band key: every pair in a group of at most ``max_group`` texts, else each with the smallest;
-    pairs the shingle counts rule out are left out."""
+    pairs the shingle counts rule out are left out. Rows of bucket -1 (an earlier batch's) come
+    before every other, and no pair of two of them is made."""
     from collections import defaultdict
 
     ids_of, keys = defaultdict(set), defaultdict(set)
     for r in rows:
         ids_of[r["text_hash"]].add((r["session_id"], r["bucket"], r["shingles"]))
-    rep = {t: min(ids) for t, ids in ids_of.items()}
+    first = lambda member: (member[1] >= 0, member[0])  # noqa: E731
+    rep = {t: min(ids, key=first) for t, ids in ids_of.items()}
     same = {(r["session_id"], r["bucket"], rep[r["text_hash"]][0], rep[r["text_hash"]][1]) for r in rows
             if r["band_index"] == 0 and r["session_id"] != rep[r["text_hash"]][0]}
     for r in rows:
         keys[r["band"]].add(rep[r["text_hash"]])
     pairs = set()
     for members in keys.values():
-        members = sorted(members)
+        members = sorted(members, key=first)
         links = [(a, b) for i, b in enumerate(members) for a in members[i + 1:]] if len(members) <= max_group \
             else [(a, members[0]) for a in members[1:]]
-        pairs |= {(a[0], a[1], b[0], b[1]) for a, b in links if min(a[2], b[2]) >= threshold * max(a[2], b[2])}
+        pairs |= {(a[0], a[1], b[0], b[1]) for a, b in links
+                  if min(a[2], b[2]) >= threshold * max(a[2], b[2]) and (a[1] >= 0 or b[1] >= 0)}
     return pairs, same
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_band_rows_with_copies_in_many_buckets_give_the_pairs_of_the_definition(seed):
+@pytest.mark.parametrize("seed,earlier,keys", [(0, False, False), (1, False, True), (2, True, False), (3, True, True)])
+def test_band_rows_with_copies_in_many_buckets_give_the_pairs_of_the_definition(seed, earlier, keys):
     """Template replies with copies in many buckets (their band keys shared by copies alone, or by
     other texts too), keys colliding between texts in one band and across bands: the candidate pairs and the
-    links between copies are those of the definition, whatever rows the step leaves out early."""
+    links between copies are those of the definition, whatever rows the step leaves out early.
+    ``earlier``: some copies an earlier batch's (bucket -1: ordered first, no pair of two made);
+    ``keys``: the ids order keys (``thread_keys.earliest_keys``), as the extract job's are."""
     from extraction.sessions.near_sessions import ND_BANDS, near_duplicate_pairs
+    from extraction.sessions.thread_keys import earliest_keys
 
     rng = np.random.default_rng(seed)
     rows, next_id = [], 36 ** 5
@@ -251,8 +257,10 @@ def test_band_rows_with_copies_in_many_buckets_give_the_pairs_of_the_definition(
         shingles = int(rng.integers(5, 12))
         for copy in range(int(rng.integers(1, 7))):
             sid = np.base_repr(next_id + int(rng.integers(0, 10**6)), 36).lower()
+            if keys:
+                sid = earliest_keys(pa.array([sid]), pa.array([int(rng.integers(1.4e9, 1.4e9 + 50))])).to_pylist()[0]
             next_id += 10**6
-            bucket = int(rng.integers(0, 8))
+            bucket = -1 if earlier and rng.random() < 0.4 else int(rng.integers(0, 8))
             rows += [{"band": int(k), "session_id": sid, "bucket": bucket, "shingles": shingles, "text_hash": 1000 + text,
                       "band_index": i} for i, k in enumerate(bands)]
     # Two replies alike in one band alone (not the first), each written once: their only pair.
@@ -269,6 +277,8 @@ def test_band_rows_with_copies_in_many_buckets_give_the_pairs_of_the_definition(
         assert got == want and len(got) == pairs.num_rows
         assert got_same == want_same and len(got_same) == same.num_rows
         assert want and want_same and ("zz0002", 0, "zz0001", 0) in got
+        if earlier:  # (pairs with an earlier copy, and copies linked to an earlier one, are among them)
+            assert any(p[3] == -1 for p in got) and any(s[3] == -1 for s in got_same)
 
 
 @pytest.mark.parametrize("alphabet", ["0123456789abcdefghijklmnopqrstuvwxyz", "0123456789abcdefghijklmnopqrstuvwxyzAB_"])
