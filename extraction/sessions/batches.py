@@ -50,6 +50,8 @@ the range of the top 32 bits of the hash they hold, ``<lo>-<hi>.arrow`` in hex, 
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -139,8 +141,6 @@ def read_threads(files: list[str], columns: list[str], key: str, wanted: pa.Arra
     whose smallest and largest ``key`` (the file's statistics) leave room for one of ``wanted``, the
     other columns only of the row groups that hold one, a file at a time. (Reddit's ids grow with
     time and most threads are short-lived: a new month's threads meet few row groups of an old one.)"""
-    import bisect
-
     import pyarrow.parquet as pq
 
     ordered = pc.drop_null(wanted)
@@ -152,7 +152,7 @@ def read_threads(files: list[str], columns: list[str], key: str, wanted: pa.Arra
             parquet = pq.ParquetFile(f)
             names = parquet.schema_arrow.names
             groups = [g for g in range(parquet.num_row_groups) if _may_hold(parquet.metadata.row_group(g).column(names.index(key)),
-                                                                              ordered, wanted.null_count > 0, bisect)]
+                                                                              ordered, wanted.null_count > 0)]
             if not groups:
                 continue
             sizes = [parquet.metadata.row_group(g).num_rows for g in groups]
@@ -167,7 +167,7 @@ def read_threads(files: list[str], columns: list[str], key: str, wanted: pa.Arra
     return pa.concat_tables(tables, promote_options="permissive") if tables else None
 
 
-def _may_hold(column, ordered: list, nulls: bool, bisect) -> bool:
+def _may_hold(column, ordered: list, nulls: bool) -> bool:
     """Whether a row group's column (``ColumnChunkMetaData``) may hold one of ``ordered`` (sorted,
     no null; ``nulls``: a null is wanted too), by its statistics (none: it may)."""
     stats = column.statistics
