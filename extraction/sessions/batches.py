@@ -255,10 +255,22 @@ def sorted_order(keys: np.ndarray) -> np.ndarray:
 
 
 def _among(values: np.ndarray, wanted: np.ndarray) -> pa.Array:
-    """Which ``values`` are in ``wanted`` (sorted): a binary search each, a merge when
-    ``values`` are sorted too (the state files are), far faster than a hash set of ``wanted``."""
+    """Which ``values`` (64-bit hashes) are in ``wanted`` (sorted): a binary search each, a merge
+    when ``values`` are sorted too (the state files are), far faster than a hash set of ``wanted``.
+    Unsorted ``values`` first meet a table of ``wanted``'s low bits (16 slots a key): the binary
+    searches of random values miss the cache, and only the values whose slot is taken need one
+    (a third of the time for a batch's text hashes)."""
     if not len(wanted):
         return pa.array(np.zeros(len(values), bool))
+    if len(values) > 1 and not (values[1:] >= values[:-1]).all():
+        mask = np.uint64((1 << max(16, (16 * len(wanted)).bit_length())) - 1)
+        taken = np.zeros(int(mask) + 1, dtype=bool)
+        taken[wanted & mask] = True
+        found = taken[values & mask]
+        maybe = np.flatnonzero(found)
+        at = np.minimum(np.searchsorted(wanted, values[maybe]), len(wanted) - 1)
+        found[maybe] = wanted[at] == values[maybe]
+        return pa.array(found)
     at = np.minimum(np.searchsorted(wanted, values), len(wanted) - 1)
     return pa.array(wanted[at] == values)
 
@@ -292,13 +304,10 @@ def counted_so_far(staging: str, folders: list[str], lo: int, hi: int, grams: pa
 
 def earlier_first(stored: pa.Table, keys: pa.Table) -> pa.Table:
     """The earlier batches' session keys and this batch's as one table for ``resolve_duplicates``,
-    every earlier session ordered before this batch's (``bucket`` -1: not this batch's)."""
-    def ordered(table: pa.Table, mark: str) -> pa.Table:
-        order = pc.binary_join_element_wise(pa.array([mark] * table.num_rows, pa.string()), table.column("_order"), "")
-        return table.set_column(table.column_names.index("_order"), "_order", order)
-
+    every earlier session ordered before this batch's (``_first`` 0; ``bucket`` -1: not this batch's)."""
     stored = stored.set_column(stored.column_names.index("bucket"), "bucket", pa.array(np.full(stored.num_rows, -1), pa.int64()))
-    return pa.concat_tables([ordered(stored, "0"), ordered(keys, "1")])
+    first = pa.array(np.r_[np.zeros(stored.num_rows, np.int8), np.ones(keys.num_rows, np.int8)])
+    return pa.concat_tables([stored, keys.cast(stored.schema)]).append_column("_first", first)
 
 
 # -- near duplicates against the earlier batches --------------------------------------------------------
@@ -310,10 +319,8 @@ def earlier_first(stored: pa.Table, keys: pa.Table) -> pa.Table:
 def marked(ids) -> pa.Array:
     """Ids of an earlier batch's state (order keys, ``SESSION_KIND`` first for the session rule) as
     this batch's steps see them."""
-    from extraction.sessions.near_sessions import SESSION_KIND
+    from extraction.sessions.near_sessions import SESSION_KIND, without_kind
     from extraction.sessions.thread_keys import EARLIER_MARK
-
-    from extraction.sessions.near_sessions import without_kind
 
     ids = as_array(ids)
     kind = pc.if_else(pc.starts_with(ids, SESSION_KIND), pa.scalar(SESSION_KIND), pa.scalar(""))
@@ -364,6 +371,24 @@ def new_texts(bands: pa.Table, earlier: pa.Table) -> np.ndarray:
     if not earlier.num_rows:
         return np.ones(bands.num_rows, bool)
     return ~np.asarray(_among(_np(bands.column("text_hash")), distinct(_np(earlier.column("text_hash")))))
+
+
+def pairing_rows(bands: pa.Table, order: np.ndarray, earlier: pa.Table, new: np.ndarray) -> tuple[pa.Table, pa.Table]:
+    """This batch's band rows (``bands``, ``order`` sorting their keys) and the earlier batches'
+    (``earlier_bands``') that can give a pair or a link, as one table: the same pairs and links as of
+    all of them, from about half the rows. ``new``: this batch's rows of texts no earlier batch keeps
+    (``new_texts``). A text an earlier batch keeps stands for this batch's copies in every group (it
+    is ordered first), so of those copies only the first band's rows stay, to be linked to it; and
+    two earlier rows are never paired, so a group without a new text gives nothing: the earlier rows
+    stay in the groups of a new text's keys and of the first band's keys (the links' group).
+    And this batch's ``state/near_bands`` rows: those of its new texts, sorted by key."""
+    keys = _np(bands.column("band"))
+    first = _np(bands.column("band_index")) == 0
+    wanted = distinct(keys[order][(new | first)[order]], presorted=True)
+    mine = bands.take(pa.array(order[new[order]], pa.int64()))
+    copies = bands.filter(pa.array(first & ~new))  # (the first band's rows of the copies of earlier texts: their links)
+    kept = earlier.filter(_among(_np(earlier.column("band")), wanted))
+    return pa.concat_tables([mine, copies, kept]), mine.drop_columns(["bucket"])
 
 
 def split_earlier(links: pa.Table) -> tuple[pa.Table, pa.Table]:

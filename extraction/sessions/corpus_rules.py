@@ -24,39 +24,46 @@ def resolve_duplicates(keys: pa.Table, on_sessions: bool, on_responses: bool) ->
     Sessions with the same turns have the same response, so every duplicate group lies inside one
     response group and one range of response hashes holds everything both rules need. In each
     group of equal turns the earliest session stays (``_order``: ``earliest_keys``; the session id
-    when absent); among those, the earliest of each response."""
+    when absent; before it ``_first`` when present: a batch's, the earlier batches' sessions first);
+    among those, the earliest of each response."""
     empty = pa.table({"bucket": pa.array([], pa.int64()), "session_id": pa.array([], pa.string()),
                       "reason": pa.array([], pa.string()), "duplicate_of": pa.array([], pa.string())})
     if keys.num_rows == 0:
         return empty
     if "_order" not in keys.column_names:  # (no order keys: by session id)
         keys = keys.append_column("_order", keys.column("session_id"))
-    keys = keys.take(pc.sort_indices(keys, sort_keys=[("_rkey", "ascending"), ("_skey", "ascending"), ("_order", "ascending")]))
+    first_keys = [("_first", "ascending")] if "_first" in keys.column_names else []  # (a batch's: the earlier batches' first)
+    keys = keys.take(pc.sort_indices(keys, sort_keys=[("_rkey", "ascending"), ("_skey", "ascending")] + first_keys
+                                     + [("_order", "ascending")]))
     r, s = _np(keys.column("_rkey")), _np(keys.column("_skey"))
-    ids = np.array(keys.column("session_id").to_pylist(), dtype=object)
-    reason = np.full(keys.num_rows, None, dtype=object)
-    of = np.full(keys.num_rows, None, dtype=object)
-    new_session = np.ones(len(r), dtype=bool)
+    n = keys.num_rows
+    reason = np.zeros(n, dtype=np.int8)  # 1: duplicate_session, 2: duplicate_response (``_REASONS``)
+    of = np.zeros(n, dtype=np.int64)  # the row of the session each duplicates
+    new_session = np.ones(n, dtype=bool)
     new_session[1:] = (r[1:] != r[:-1]) | (s[1:] != s[:-1])
     if on_sessions:
-        reason[~new_session] = "duplicate_session"
-        of[~new_session] = ids[np.maximum.accumulate(np.where(new_session, np.arange(len(r)), 0))][~new_session]
+        reason[~new_session] = 1
+        of[~new_session] = np.maximum.accumulate(np.where(new_session, np.arange(n), 0))[~new_session]
     if on_responses:
-        keepers = np.flatnonzero(reason == None)  # noqa: E711
-        by_id = pc.sort_indices(keys.select(["_rkey", "_order"]).take(pa.array(keepers, pa.int64())),
-                                sort_keys=[("_rkey", "ascending"), ("_order", "ascending")])
+        keepers = np.flatnonzero(reason == 0)
+        order_by = [("_rkey", "ascending")] + first_keys + [("_order", "ascending")]
+        by_id = pc.sort_indices(keys.select([k for k, _ in order_by]).take(pa.array(keepers, pa.int64())), sort_keys=order_by)
         keepers = keepers[_np(by_id)]
         first = np.ones(len(keepers), dtype=bool)
         first[1:] = r[keepers][1:] != r[keepers][:-1]
-        reason[keepers[~first]] = "duplicate_response"
+        reason[keepers[~first]] = 2
         group_first = keepers[np.maximum.accumulate(np.where(first, np.arange(len(keepers)), 0))]
-        of[keepers[~first]] = ids[group_first[~first]]
-    dropped = np.flatnonzero(reason != None)  # noqa: E711
+        of[keepers[~first]] = group_first[~first]
+    dropped = np.flatnonzero(reason)
     if not len(dropped):
         return empty
     idx = pa.array(dropped, pa.int64())
     return pa.table({"bucket": pc.take(keys.column("bucket"), idx), "session_id": pc.take(keys.column("session_id"), idx),
-                     "reason": pa.array(reason[dropped], pa.string()), "duplicate_of": pa.array(of[dropped], pa.string())})
+                     "reason": pc.take(_REASONS, pa.array(reason[dropped], pa.int64())),
+                     "duplicate_of": pc.take(keys.column("session_id"), pa.array(of[dropped], pa.int64()))})
+
+
+_REASONS = pa.array([None, "duplicate_session", "duplicate_response"], pa.string())
 
 
 # -- near duplicates (extraction.sessions.neardup): the steps between the buckets ---------------------------

@@ -75,7 +75,7 @@ from extraction.sessions.near_sessions import ND_DROPPED, near_duplicate_inputs,
 from extraction.spark import SparkConfig, cores, exchange, session_for, where
 from extraction.spark.stage import Stage
 from extraction.ingest.corpus import ingest_roots, is_corpus
-from extraction.sessions.work import (_DROPPED, _GRAMS, _KEYS, _ROW_GROUP_ROWS, _Settings, _all, _np, _peak_rss,
+from extraction.sessions.work import (_DROPPED, _GRAMS, _KEYS, _ROW_GROUP_ROWS, MIN_PARTITIONS, _Settings, _all, _np, _peak_rss,
                                       _read_parquet, _work_file)
 from extraction.sessions.near_tasks import (_clusters_in_rounds, _near_clusters_task, _near_pairs, _near_state_task,
                                             _near_texts_task, _near_verify_task)
@@ -218,7 +218,8 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
             f"thread hash space, {len(tasks):,} tasks of about {_mib(plan.bytes / len(tasks))} "
             f"({'with' if plan.use_submissions else 'without'} submissions), {where(spark)}")
         settings = _Settings(cfg.chains, cfg.filters, cfg.split, storage.join(staging, "_work"), staging,
-                             len(tasks), cfg.sessions_per_file, Privacy.of(cfg.privacy), bool(cfg.batch), tuple(earlier_out))
+                             len(tasks), max(len(tasks), MIN_PARTITIONS), cfg.sessions_per_file, Privacy.of(cfg.privacy),
+                             bool(cfg.batch), tuple(earlier_out))
         wall: dict[str, float] = {}
         steps: dict[str, dict[str, int]] = {}
 
@@ -236,26 +237,27 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         say(f"1/3 chains, turn and session rules: {sum(r['stats']['comments'] for r, _ in built):,} comments -> "
             f"{sum(r['stats']['candidates'] for r, _ in built):,} candidate sessions ({wall['sessions']:.1f} s)")
         exchange_bytes = sum(r["exchanged"] for r, _ in built)
-        reducers = exchange.ranges(settings.tasks, reduce_tasks(exchange_bytes, MIN_TASKS if cfg.batch else cores(spark),
-                                                                cfg.reduce_bytes))  # (a batch's state: the same files anywhere)
-        reduced = job("corpus rules", [{"reducer": k, "first": lo, "last": hi} for k, (lo, hi) in enumerate(reducers)],
+        count = reduce_tasks(exchange_bytes, MIN_TASKS if cfg.batch else cores(spark), cfg.reduce_bytes)
+        corpus = exchange.ranges(settings.partitions, count)  # (a batch's state: the same files anywhere)
+        reducers = exchange.ranges(settings.tasks, count)  # (the near-duplicate lookups: ranges of first-set tasks)
+        reduced = job("corpus rules", [{"reducer": k, "first": lo, "last": hi} for k, (lo, hi) in enumerate(corpus)],
                       functools.partial(_corpus_task, settings))
         reduced.sort(key=lambda r: r[0]["reducer"])
         frequent = sum(r["frequent"] for r, _ in reduced)  # (each reduce task wrote its own: the driver holds none)
-        say(f"2/3 corpus counts in {len(reducers):,} reduce tasks: {frequent:,} frequent trigrams, "
+        say(f"2/3 corpus counts in {len(corpus):,} reduce tasks: {frequent:,} frequent trigrams, "
             f"{sum(r['duplicates'] for r, _ in reduced):,} duplicates ({wall['corpus rules']:.1f} s)")
         near, near_results, near_files = None, [], 0
         if near_duplicates_on(cfg.filters):
             candidates = sum(r.get("near_pairs", 0) for r, _ in reduced)
             checked = []
             if candidates:  # (no candidate pair in the whole corpus: nothing to look up or verify)
-                near_results += job("near duplicates: texts", [{"task": r["task"], "reducers": len(reducers)} for r, _ in built],
+                near_results += job("near duplicates: texts", [{"task": r["task"], "reducers": len(corpus)} for r, _ in built],
                                     functools.partial(_near_texts_task, settings))
-                checked = job("near duplicates: verify", [{"reducer": k, "first": lo, "last": hi, "reducers": len(reducers)}
+                checked = job("near duplicates: verify", [{"reducer": k, "first": lo, "last": hi, "reducers": len(corpus)}
                                                           for k, (lo, hi) in enumerate(reducers)],
                               functools.partial(_near_verify_task, settings))
             links = _all(settings, "nd_aliases") + (_all(settings, "nd_verified", len(reducers)) if candidates else []) \
-                + _all(settings, "nd_same", len(reducers))
+                + _all(settings, "nd_same", len(corpus))
             link_bytes = sum(r.get("link_bytes", 0) for r, _ in built + reduced + checked)  # (as the tasks wrote them)
             if link_bytes <= cfg.clusters_in_driver_bytes:
                 (near, _), = job("near duplicates: clusters", [{"links": links}], functools.partial(_near_clusters_task, settings),
@@ -269,7 +271,7 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
                 f"{near['verified']:,} verified, {near['near_duplicates']['clusters']:,} clusters of replies"
                 + (f", {near['near_duplicates']['sessions']['clusters']:,} of sessions" if "sessions" in near['near_duplicates'] else "")
                 + f", {near['dropped']:,} sessions to drop ({sum(wall[k] for k in wall if k.startswith('near')):.1f} s)")
-        finished = job("write", [{"task": r["task"], "reducers": len(reducers), "near_files": near_files, "comments": r["stats"]["comments"],
+        finished = job("write", [{"task": r["task"], "reducers": len(corpus), "near_files": near_files, "comments": r["stats"]["comments"],
                                   "valid": r["stats"]["valid"]} for r, _ in built], functools.partial(_write_task, settings))
         finished.sort(key=lambda r: r[0]["task"])
         if cfg.batch and near:  # (its state/near_texts: by session id, for the later batches' lookups)
@@ -287,7 +289,7 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         report["seconds"] = round(time.time() - started, 3)
         report["job_seconds"] = wall
         report["exchange_bytes"] = exchanged
-        report["exchange"] = {"pieces": len(plan.buckets), "tasks": len(tasks), "reduce_tasks": len(reducers),
+        report["exchange"] = {"pieces": len(plan.buckets), "tasks": len(tasks), "reduce_tasks": len(corpus),
                               "task_bytes": {"median": int(np.median([t["bytes"] for t in tasks])),
                                              "max": max(t["bytes"] for t in tasks)},
                               "worker_peak_rss": max(r["peak_rss"] for r, _ in built),
@@ -371,9 +373,11 @@ class BucketPlan:
 
 def reduce_tasks(exchange_bytes: int, cores: int, reduce_bytes: int) -> int:
     """Tasks of the steps that read every task's exchanged files: one per ``reduce_bytes`` of them,
-    at least one per core (they read a range of partitions each, so the files they open grow with
-    the tasks, not with their product)."""
-    return max(1, cores, -(-exchange_bytes // max(1, reduce_bytes)))
+    at least one per core, and a multiple of the cores (3 equal tasks on 2 cores take as long as 4;
+    they read a range of partitions each, so the files they open grow with the tasks, not with their
+    product)."""
+    cores = max(1, cores)
+    return -(-max(cores, -(-exchange_bytes // max(1, reduce_bytes))) // cores) * cores
 
 
 def _mib(n: float) -> str:
@@ -485,7 +489,7 @@ def _sessions_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]
     rules = LoadedRules.load(settings.filters)
     candidates, stats, grams, counts = build_candidates(comments, submissions, settings.chains, settings.filters,
                                                         settings.split, rules, timer, settings.privacy, earlier, rows)
-    t, parts = task["task"], settings.tasks
+    t, parts = task["task"], settings.partitions
     exchange.write_table(_work_file(settings, "candidates", t), candidates)
     exchanged = exchange.write_partitioned(_work_file(settings, "trigrams", t), pa.table({"h": grams, "n": counts}, schema=_GRAMS),
                                            exchange.hash_partition(grams, parts), parts)
@@ -517,7 +521,7 @@ def _corpus_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     read = exchange.Reader()
     k, first, last = task["reducer"], task["first"], task["last"]
     frequent = np.zeros(0, np.uint64)
-    lo, hi = batches.hash_range(first, last, settings.tasks)
+    lo, hi = batches.hash_range(first, last, settings.partitions)
     stored = newly = 0
     if settings.filters.bland:
         grams = read.partitions(_all(settings, "trigrams"), first, last, _GRAMS)

@@ -196,20 +196,12 @@ def near_duplicate_pairs(bands: pa.Table, max_group: int, threshold: float = 0.0
 
 def _ranks(bands: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """Integers in the order of the rows' session ids (``neardup.id_order``), the rows of ``bucket``
-    -1 (an earlier batch's, ``extraction.sessions.batches``) before every other; and which rows those are."""
-    rank = neardup.id_order(as_array(bands.column("session_id")))
+    -1 (an earlier batch's, ``extraction.sessions.batches``) before every other; and which rows those
+    are. ``id_order``'s integers are below 2**63 (ids packed in base 37, or ranks), so the top bit
+    set on the others' puts them after the earlier rows and keeps equality."""
+    rank = neardup.id_order(as_array(bands.column("session_id"))).astype(np.uint64)
     earlier = _np(bands.column("bucket")) < 0
-    if not earlier.any():
-        return rank, earlier
-    top = int(rank.max()) + 1
-    if top < 2**62:  # (the ids' ranks among the distinct ids: the others' moved above the earlier ones')
-        return rank.astype(np.int64) + (~earlier).astype(np.int64) * top, earlier
-    order = np.lexsort((rank, ~earlier))
-    new = np.ones(len(order), dtype=bool)
-    new[1:] = (rank[order][1:] != rank[order][:-1]) | (earlier[order][1:] != earlier[order][:-1])
-    dense = np.empty(len(order), dtype=np.int64)
-    dense[order] = np.cumsum(new) - 1
-    return dense, earlier
+    return rank | ((~earlier).astype(np.uint64) << np.uint64(63)), earlier
 
 
 def unique_pairs(pairs: pa.Table) -> pa.Table:

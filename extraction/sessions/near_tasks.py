@@ -25,13 +25,13 @@ def _near_pairs(settings: _Settings, read: exchange.Reader, k: int, first: int, 
     bands = read.partitions(_all(settings, "nd_bands"), first, last, ND_BANDS)
     stored = 0
     if settings.batch:
-        lo, hi = batches.hash_range(first, last, settings.tasks)
+        lo, hi = batches.hash_range(first, last, settings.partitions)
         keys = _np(bands.column("band"))
         order = batches.sorted_order(keys)  # (the state sorted by band key: a lookup is a sorted merge)
         earlier, stored = batches.earlier_bands(list(settings.earlier), lo, hi, distinct(keys[order], presorted=True))
-        new = order[batches.new_texts(bands, earlier)[order]]  # (a text an earlier batch keeps is kept once)
-        batches.write_state(settings.staging, batches.NEAR_BANDS, lo, hi, bands.take(pa.array(new, pa.int64())).drop_columns(["bucket"]))
-        bands = pa.concat_tables([bands, earlier])  # (bucket -1: ordered before this batch's, no pair of two made)
+        new = batches.new_texts(bands, earlier)  # (a text an earlier batch keeps is kept once)
+        bands, state = batches.pairing_rows(bands, order, earlier, new)  # (bucket -1: ordered first, no pair of two made)
+        batches.write_state(settings.staging, batches.NEAR_BANDS, lo, hi, state)
     pairs, same = near_duplicate_pairs(bands, settings.filters.near_duplicate_max_group, settings.filters.near_duplicate_threshold)
     same_earlier = ND_VERIFIED.empty_table()
     if settings.batch:

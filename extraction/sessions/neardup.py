@@ -320,7 +320,7 @@ def candidate_pairs(keys: np.ndarray, ids, max_group: int, skip: np.ndarray | No
 
 
 _ID_PLACES = 12
-"""Base-36 ids up to this long pack into 64 bits (37 ** 12 < 2 ** 64)."""
+"""Base-36 ids up to this long pack into 64 bits (37 ** 12 < 2 ** 63: ``near_sessions._ranks`` sets the top bit)."""
 _ID_SYMBOL = np.zeros(256, dtype=np.uint8)
 _ID_SYMBOL[np.frombuffer(b"0123456789abcdefghijklmnopqrstuvwxyz", np.uint8)] = np.arange(1, 37, dtype=np.uint8)
 _ID_PLACE = np.uint64(37) ** np.arange(_ID_PLACES - 1, -1, -1, dtype=np.uint64)

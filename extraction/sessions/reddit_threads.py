@@ -276,7 +276,8 @@ def read_comments(comments: pa.Table, filters: FiltersConfig, privacy: Privacy, 
     if earlier is not None:
         old = _np(pc.is_in(comments.column("id"), value_set=as_array(earlier)), False)
         new = int((~old).sum())
-        comments = comments.take(pa.array(np.argsort(old, kind="stable"), pa.int64()))
+        if old[:new].any():  # (as read, the earlier rows come last: moved only when a repeated id reordered them)
+            comments = comments.take(pa.array(np.argsort(old, kind="stable"), pa.int64()))
     if filters.unescape_html:
         comments = comments.set_column(comments.column_names.index("body"), "body", unescape_html(comments.column("body")))
     body = as_array(comments.column("body"))

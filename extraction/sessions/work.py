@@ -23,12 +23,22 @@ class _Settings:
     tasks: int
     """Tasks of the first set (contiguous ranges of the thread hash space): the exchanged files'
     partitions, and the names of the output files."""
+    partitions: int
+    """Partitions of the exchanges the corpus rules read a range of (trigrams, session keys, band
+    keys), and of their state's hash ranges: the first-set tasks, at least ``MIN_PARTITIONS``, so that
+    any count of reduce tasks gets near-equal ranges (4 reduce tasks over 5 partitions left one of them
+    twice the others' work)."""
     sessions_per_file: int
     privacy: Privacy
     batch: bool = False
     """A corpus's batch (``extraction.sessions.batches``): its state is written for later batches."""
     earlier: tuple[str, ...] = ()
     """A batch's run: the earlier batches' extract outputs, whose state the corpus rules read."""
+
+
+MIN_PARTITIONS = 64
+"""The fewest partitions of the corpus rules' exchanges (``_Settings.partitions``): record batches of
+a file, most of them small."""
 
 
 _KEYS = pa.schema([("_rkey", pa.uint64()), ("_skey", pa.uint64()), ("session_id", pa.string()), ("bucket", pa.int64()),

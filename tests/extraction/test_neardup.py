@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from extraction.sessions import neardup
@@ -279,6 +280,33 @@ def test_band_rows_with_copies_in_many_buckets_give_the_pairs_of_the_definition(
         assert want and want_same and ("zz0002", 0, "zz0001", 0) in got
         if earlier:  # (pairs with an earlier copy, and copies linked to an earlier one, are among them)
             assert any(p[3] == -1 for p in got) and any(s[3] == -1 for s in got_same)
+            # A batch's run pairs only the rows ``batches.pairing_rows`` keeps: about half, the same
+            # pairs and the same links of the batch's copies (earlier copies were linked there).
+            from extraction.sessions import batches
+
+            mine = pa.array(table.column("bucket").to_numpy() >= 0)
+            bands, old = table.filter(mine), table.filter(pc.invert(mine))
+            new = batches.new_texts(bands, old)
+            kept, state = batches.pairing_rows(bands, batches.sorted_order(bands.column("band").to_numpy()), old, new)
+            assert np.array_equal(state.column("band").to_numpy(), np.sort(bands.column("band").to_numpy()[new]))
+            pairs, same = near_duplicate_pairs(kept, max_group, 0.8)
+            assert {tuple(r.values()) for r in pairs.to_pylist()} == want and kept.num_rows < table.num_rows
+            assert {(r["a"], r["a_bucket"], r["b"], r["b_bucket"]) for r in same.to_pylist() if r["a_bucket"] >= 0} \
+                == {s for s in want_same if s[1] >= 0}
+
+
+def test_among_is_membership_for_sorted_and_unsorted_values():
+    """``batches._among``: sorted values by binary searches, others through a table of the wanted
+    keys' low bits first; values sharing a wanted key's low bits but not the key are not in it."""
+    from extraction.sessions.batches import _among
+
+    rng = np.random.default_rng(5)
+    wanted = np.unique(rng.integers(0, 2**64, 5000, dtype=np.uint64))
+    values = np.concatenate([rng.choice(wanted, 3000), wanted[:2000] ^ np.uint64(1 << 40),
+                             rng.integers(0, 2**64, 3000, dtype=np.uint64)])
+    for v in (values, np.sort(values)):
+        assert np.array_equal(np.asarray(_among(v, wanted)), np.isin(v, wanted))
+    assert not np.asarray(_among(values, wanted[:0])).any() and len(_among(values[:0], wanted)) == 0
 
 
 @pytest.mark.parametrize("alphabet", ["0123456789abcdefghijklmnopqrstuvwxyz", "0123456789abcdefghijklmnopqrstuvwxyzAB_"])

@@ -12,6 +12,7 @@ import pytest
 from extraction.ingest.job import IngestConfig, run_ingest
 from extraction.sessions.filters import FiltersConfig
 from extraction.sessions.job import MIN_TASKS, BucketPlan, ExtractConfig, reduce_tasks, run_extract
+from extraction.sessions.work import MIN_PARTITIONS
 from extraction.sessions.thread_keys import piece_of, thread_bucket, thread_places
 from extraction.spark import SparkConfig, exchange
 from reddit_pretrain_app.synth import SynthConfig, write_month
@@ -58,8 +59,9 @@ def test_tasks_are_contiguous_pieces_sized_by_their_bytes():
     # A small input still has a few tasks (a constant, so any cluster writes the same files).
     assert len(_plan({p: 10 for p in range(64)}).tasks(target)) == MIN_TASKS
     assert len(_plan({0: 10, 5: 10}).tasks(target)) == 2
-    # Reduce tasks follow the exchanged bytes and the cores.
-    assert reduce_tasks(0, 2, 64) == 2 and reduce_tasks(64 * 10 + 1, 2, 64) == 11
+    # Reduce tasks follow the exchanged bytes and the cores: a multiple of the cores.
+    assert reduce_tasks(0, 2, 64) == 2 and reduce_tasks(64 * 10 + 1, 2, 64) == 12 and reduce_tasks(64 * 10 + 1, 1, 64) == 11
+    assert reduce_tasks(64 * 5, 4, 64) == 8 and reduce_tasks(64 * 3, 4, 64) == 4
 
 
 def test_an_exchange_reads_a_range_of_partitions_with_one_open_per_file(tmp_path):
@@ -126,7 +128,10 @@ def test_the_cut_of_the_hash_space_changes_neither_the_sessions_nor_the_work(spa
     # Tasks and reduce tasks of another size (in this process): still the same rows.
     many = run_extract(ExtractConfig(input=str(tmp_path / "i256"), output=str(tmp_path / "many"), filters=filters,
                                      task_bytes=100_000, reduce_bytes=1))
-    assert many["exchange"]["tasks"] > 10 and many["exchange"]["reduce_tasks"] == many["exchange"]["tasks"]
+    # (a reduce task per partition of the corpus rules' exchanges, at least MIN_PARTITIONS of them; the
+    # near-duplicate lookups' reduce tasks take ranges of the first set's tasks: one each)
+    assert many["exchange"]["tasks"] > 10 and many["exchange"]["reduce_tasks"] == max(MIN_PARTITIONS, many["exchange"]["tasks"])
+    assert many["exchange"]["steps"]["near duplicates: verify"]["tasks"] == many["exchange"]["tasks"]
     assert _sorted_rows(tmp_path / "many").equals(rows[4])
 
 
