@@ -217,9 +217,8 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         say(f"{cfg.input} -> {cfg.output}: {plan.comments_files} comment files in {len(plan.buckets):,} pieces of the "
             f"thread hash space, {len(tasks):,} tasks of about {_mib(plan.bytes / len(tasks))} "
             f"({'with' if plan.use_submissions else 'without'} submissions), {where(spark)}")
-        settings = _Settings(cfg.chains, cfg.filters, cfg.split, storage.join(staging, "_work"), staging,
-                             len(tasks), max(len(tasks), MIN_PARTITIONS), cfg.sessions_per_file, Privacy.of(cfg.privacy),
-                             bool(cfg.batch), tuple(earlier_out))
+        settings = _Settings(cfg.chains, cfg.filters, cfg.split, storage.join(staging, "_work"), staging, len(tasks),
+                             max(len(tasks), MIN_PARTITIONS), cfg.sessions_per_file, Privacy.of(cfg.privacy), bool(cfg.batch), tuple(earlier_out))
         wall: dict[str, float] = {}
         steps: dict[str, dict[str, int]] = {}
 
@@ -236,8 +235,7 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         built.sort(key=lambda r: r[0]["task"])
         say(f"1/3 chains, turn and session rules: {sum(r['stats']['comments'] for r, _ in built):,} comments -> "
             f"{sum(r['stats']['candidates'] for r, _ in built):,} candidate sessions ({wall['sessions']:.1f} s)")
-        exchange_bytes = sum(r["exchanged"] for r, _ in built)
-        count = reduce_tasks(exchange_bytes, MIN_TASKS if cfg.batch else cores(spark), cfg.reduce_bytes)
+        count = reduce_tasks(sum(r["exchanged"] for r, _ in built), MIN_TASKS if cfg.batch else cores(spark), cfg.reduce_bytes)
         corpus = exchange.ranges(settings.partitions, count)  # (a batch's state: the same files anywhere)
         reducers = exchange.ranges(settings.tasks, count)  # (the near-duplicate lookups: ranges of first-set tasks)
         reduced = job("corpus rules", [{"reducer": k, "first": lo, "last": hi} for k, (lo, hi) in enumerate(corpus)],
@@ -372,10 +370,8 @@ class BucketPlan:
 
 
 def reduce_tasks(exchange_bytes: int, cores: int, reduce_bytes: int) -> int:
-    """Tasks of the steps that read every task's exchanged files: one per ``reduce_bytes`` of them,
-    at least one per core, and a multiple of the cores (3 equal tasks on 2 cores take as long as 4;
-    they read a range of partitions each, so the files they open grow with the tasks, not with their
-    product)."""
+    """Tasks of the steps that read every task's exchanged files: one per ``reduce_bytes`` of them, a
+    multiple of the cores (3 equal tasks on 2 cores take as long as 4); each reads a range of partitions."""
     cores = max(1, cores)
     return -(-max(cores, -(-exchange_bytes // max(1, reduce_bytes))) // cores) * cores
 

@@ -21,8 +21,9 @@ class _Settings:
     work: str
     staging: str
     tasks: int
-    """Tasks of the first set (contiguous ranges of the thread hash space): the exchanged files'
-    partitions, and the names of the output files."""
+    """Tasks of the first set (contiguous ranges of the thread hash space): the partitions of the
+    exchanges read by a session's task or by an id's hash (drops, candidate pairs, the near-duplicate
+    lookups and state), and the names of the output files."""
     partitions: int
     """Partitions of the exchanges the corpus rules read a range of (trigrams, session keys, band
     keys), and of their state's hash ranges: the first-set tasks, at least ``MIN_PARTITIONS``, so that
