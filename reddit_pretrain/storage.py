@@ -157,6 +157,19 @@ def exists(url: str) -> bool:
     return fs.exists(path)
 
 
+def arrow_input(url: str):
+    """A file for Arrow to read (IPC, Parquet): a local one memory-mapped, so Arrow reads it
+    itself, not through Python's buffered reads (about half the time for the exchange's files);
+    our files are replaced by a rename, never rewritten in place, so a map stays whole. Any other
+    through fsspec."""
+    if is_local(url):
+        import pyarrow as pa
+
+        return pa.memory_map(local_path(url))
+    fs, path = filesystem(url)
+    return fs.open(path, "rb")
+
+
 def remove(url: str) -> None:
     fs, path = filesystem(url)
     if fs.exists(path):

@@ -147,8 +147,7 @@ def read_threads(files: list[str], columns: list[str], key: str, wanted: pa.Arra
     ordered = pc.take(ordered, pc.sort_indices(ordered)).to_pylist()
     tables = []
     for url in files:
-        fs, path = storage.filesystem(url)
-        with fs.open(path, "rb") as f:
+        with storage.arrow_input(url) as f:
             parquet = pq.ParquetFile(f)
             names = parquet.schema_arrow.names
             groups = [g for g in range(parquet.num_row_groups) if _may_hold(parquet.metadata.row_group(g).column(names.index(key)),

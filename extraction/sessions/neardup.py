@@ -49,6 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from extraction.sessions.features import as_array, splitmix64, word_hash
+from extraction.sessions.thread_keys import order_key_integers
 
 _MASK32 = np.uint64(0xFFFFFFFF)
 
@@ -332,8 +333,9 @@ def id_order(ids: pa.Array) -> np.ndarray:
     Reddit's ids are base 36 (``0-9a-z``, digits below letters as in ASCII), seven characters
     today: up to ``_ID_PLACES`` of them pack into a uint64, a place per character holding 1-36, or
     0 past the id's end, so a shorter id sorts before the longer ones it starts (``a`` < ``a0`` <
-    ``b``), as strings do; no string sort. Any other id (a null, another character, a longer id):
-    each id's rank among the distinct ids, by a dictionary and a string sort."""
+    ``b``), as strings do; no string sort. Order keys (``thread_keys.order_key_integers``) by their
+    parts. Any other id (a null, another character, a longer id): each id's rank among the distinct
+    ids, by a dictionary and a string sort."""
     ids = as_array(ids)
     if ids.type == pa.string() and not ids.null_count and len(ids):
         offsets = np.frombuffer(ids.buffers()[1], np.int32, len(ids) + 1, ids.offset * 4)
@@ -355,6 +357,9 @@ def id_order(ids: pa.Array) -> np.ndarray:
             else:
                 out *= _ID_PLACE[width - 1]
                 return out
+    packed = order_key_integers(ids)  # (the extract job's ids are order keys)
+    if packed is not None:
+        return packed
     encoded = pc.dictionary_encode(ids)
     order = pc.sort_indices(encoded.dictionary).to_numpy(zero_copy_only=False)
     rank = np.empty(len(order), dtype=np.int64)

@@ -185,6 +185,8 @@ class Walk:
     link: pa.DictionaryArray
     """Each comment's ``link_id``, dictionary-encoded; ``link_code`` its indices (-1: null)."""
     link_code: np.ndarray
+    parent: np.ndarray
+    """Each comment's parent comment row (-1: none, in another thread, or a link on a cycle)."""
 
 
 @dataclass
@@ -240,7 +242,7 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
         replied_later = _replied_later(comments, walk, new, chains)
         keep = walk.ends < new
         walk = Walk(walk.ends[keep], walk.M[keep], walk.end_code[keep], walk.num_turns[keep], walk.valid, walk.on_cycle,
-                    walk.link, walk.link_code)
+                    walk.link, walk.link_code, walk.parent)
     titles = attach_titles(submissions, comments, walk, chains, filters, privacy, pii)
     timer.lap("chains")
     reason, view, ext = session_rules(comments, body, walk, titles, feats, common_words, chains, filters, rules)
@@ -295,11 +297,12 @@ def read_comments(comments: pa.Table, filters: FiltersConfig, privacy: Privacy, 
 
 def _replied_later(comments: pa.Table, walk: Walk, new: int, chains: ChainsConfig) -> int:
     """Comments of earlier batches (rows ``new`` on) that ended a session there, a leaf of them,
-    and have a reply in this batch: sessions a single run over all the months would not emit."""
+    and have a reply in this batch: sessions a single run over all the months would not emit (the
+    parent links of the walk: a reply it would have walked through)."""
     if chains.mode not in ("leaves", "longest"):
         return 0
     n = comments.num_rows
-    parent = _np(pc.index_in(comments.column("parent_id"), value_set=as_array(comments.column("id"))), -1).astype(np.int64)
+    parent = walk.parent
     child = walk.valid & (parent >= 0)
     rows = np.arange(n)
     had_child, gained = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
@@ -372,7 +375,7 @@ def walk_chains(comments: pa.Table, cut: np.ndarray, long_turn: np.ndarray, chai
         active[:] = False
         active[usable[is_comment_parent[pu]]] = True
     end_code[active] = _TRUNCATED
-    return Walk(ends, M, end_code, (M >= 0).sum(axis=1), valid, on_cycle, link, link_code)
+    return Walk(ends, M, end_code, (M >= 0).sum(axis=1), valid, on_cycle, link, link_code, pidx)
 
 
 def attach_titles(submissions: pa.Table | None, comments: pa.Table, walk: Walk, chains: ChainsConfig,

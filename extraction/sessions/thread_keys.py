@@ -77,6 +77,88 @@ EARLIER_MARK = " "
 """Before an order key: a session of an earlier batch of a corpus, in the near-duplicate steps of a
 later batch's run (``extraction.sessions.batches``): ordered before every session of that batch."""
 
+_BASE36 = np.full(256, 255, dtype=np.uint8)
+_BASE36[np.frombuffer(b"0123456789abcdefghijklmnopqrstuvwxyz", np.uint8)] = np.arange(36, dtype=np.uint8)
+_MARK = ord(ORDER_MARK)
+_MAX_PREFIXES = 8
+
+
+def order_key_integers(ids: pa.Array) -> np.ndarray | None:
+    """One integer below 2**63 per order key (``earliest_keys``, after a prefix of at most two
+    characters such as ``EARLIER_MARK``) whose order and equality are the keys' string order and
+    equality; None when a key is not one, or the integers would not fit (then sort the strings).
+
+    A key is (prefix, seconds, id length, id), compared in that order: the prefixes ranked among
+    the few there are, the seconds as they are (or ranked, when their span is too wide), the id as
+    a base-36 number offset by the numbers of all shorter ids. No string sort, no dictionary."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    n = len(ids)
+    if not n or ids.type != pa.string() or ids.null_count or ids.buffers()[2] is None:
+        return None
+    offsets = np.frombuffer(ids.buffers()[1], np.int32, n + 1, ids.offset * 4)
+    start, lengths = offsets[:-1].astype(np.int64), np.diff(offsets)
+    if lengths.min() < ORDER_CHARS + 1:
+        return None
+    window = 2 + ORDER_CHARS + int(lengths.max())
+    buffer, used = ids.buffers()[2], int(offsets[-1])
+    if buffer.size >= used + window:  # (Arrow pads its buffers: no copy)
+        data = np.frombuffer(buffer, np.uint8, used + window)
+    else:
+        data = np.zeros(used + window, np.uint8)
+        data[:used] = np.frombuffer(buffer, np.uint8, used)
+    rows = sliding_window_view(data, window)[start]  # each key's characters, then whatever follows it
+    h0, h1, h2 = rows[:, 0], rows[:, 1], rows[:, 2]
+    at0 = h0 == _MARK  # the mark is within the first three characters, a prefix before it
+    at1 = ~at0 & (h1 == _MARK) & (h0 >= 32)
+    at2 = ~at0 & ~at1 & (h2 == _MARK) & (h0 >= 32) & (h1 >= 32)
+    if not (at0 | at1 | at2).all():
+        return None
+    plen = at1.astype(np.int64) + 2 * at2
+    packed = np.where(at0, _MARK << 16, np.where(at1, (h0.astype(np.int32) << 16) | (_MARK << 8),
+                                                 (h0.astype(np.int32) << 16) | (h1.astype(np.int32) << 8) | _MARK))
+    prefixes, rest = [], packed  # (prefix and mark, zero-padded: in string order as integers)
+    while len(rest) and len(prefixes) <= _MAX_PREFIXES:
+        prefixes.append(int(rest[0]))
+        rest = rest[rest != rest[0]]
+    if len(rest):
+        return None
+    prefix = np.searchsorted(np.sort(prefixes), packed).astype(np.uint64)
+    width = lengths - plen - ORDER_CHARS  # the id's characters
+    low, high = int(width.min()), int(width.max())
+    if high > 12:
+        return None
+    key = rows[:, :ORDER_CHARS + high]
+    for p in (1, 2):  # (the keys after a prefix, moved to their mark)
+        if (plen == p).any():
+            key[plen == p] = rows[plen == p, p:p + ORDER_CHARS + high]
+    digits = key[:, 1:ORDER_CHARS - 1] - np.uint8(48)
+    if (digits > 9).any() or (_BASE36[key[:, ORDER_CHARS - 1]] != width).any():
+        return None
+    seconds = (digits @ (10.0 ** np.arange(ORDER_CHARS - 3, -1, -1))).astype(np.int64)  # (exact in a double: < 2**53)
+    chars = _BASE36[key[:, ORDER_CHARS:]]
+    if low < high:
+        chars[np.arange(high)[None, :] >= width[:, None]] = 0
+    if (chars == 255).any():
+        return None
+    if high <= 10:  # 36**10 < 2**53
+        value = (chars @ (36.0 ** np.arange(high - 1, -1, -1))).astype(np.uint64)
+    else:
+        value = chars.astype(np.uint64) @ (np.uint64(36) ** np.arange(high - 1, -1, -1, dtype=np.uint64))
+    if low < high:  # left-aligned: the number, then the numbers of every shorter id below it
+        value //= np.uint64(36) ** (high - width).astype(np.uint64)
+    below = np.cumsum(np.r_[0, 36 ** np.arange(high, dtype=np.uint64)]).astype(np.uint64)
+    value += below[width] - below[low]
+    room = int(below[high] - below[low]) + 36 ** high
+    seconds -= seconds.min()
+    if len(prefixes) * (int(seconds.max()) + 1) * room >= 2 ** 63:
+        ordered = np.sort(seconds)
+        seconds = np.searchsorted(ordered[np.r_[True, ordered[1:] != ordered[:-1]]], seconds)
+        if len(prefixes) * (int(seconds.max()) + 1) * room >= 2 ** 63:
+            return None
+    span = np.uint64(int(seconds.max()) + 1)
+    return (prefix * span + seconds.astype(np.uint64)) * np.uint64(room) + value
+
 
 def plain_ids(ids) -> pa.Array:
     """The session ids of ``earliest_keys`` (any other id as it is; an ``EARLIER_MARK`` taken off)."""

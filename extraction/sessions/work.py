@@ -60,8 +60,7 @@ def _read_parquet(files: list[str], columns: list[str] | None = None) -> pa.Tabl
 
     tables = []
     for url in files:
-        fs, path = storage.filesystem(url)
-        with fs.open(path, "rb") as f:
+        with storage.arrow_input(url) as f:
             parquet = pq.ParquetFile(f)
             names = parquet.schema_arrow.names
             tables.append(parquet.read(columns=[c for c in columns if c in names] if columns else None, use_threads=False))

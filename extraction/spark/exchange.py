@@ -35,13 +35,17 @@ def write_partitioned(url: str, table: pa.Table, partition: np.ndarray, partitio
     order = np.argsort(partition, kind="stable")
     ordered = table.take(pa.array(order, pa.int64())).combine_chunks()
     bounds = np.searchsorted(partition[order], np.arange(partitions + 1))
+    return _write(url, ordered, [ordered.slice(bounds[p], bounds[p + 1] - bounds[p]) for p in range(partitions)])
+
+
+def _write(url: str, table: pa.Table, pieces: list[pa.Table]) -> int:
+    """``pieces`` (of ``table``, one chunk each) as one record batch each, under a temporary name then renamed."""
     fs, path = storage.filesystem(url)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    with fs.open(path + ".tmp", "wb") as sink:
-        with pa.ipc.new_file(sink, ordered.schema, options=_OPTIONS) as writer:
-            for p in range(partitions):
-                piece = ordered.slice(bounds[p], bounds[p + 1] - bounds[p])
-                writer.write_batch(piece.to_batches()[0] if piece.num_rows else pa.RecordBatch.from_pylist([], schema=ordered.schema))
+    with (pa.OSFile(path + ".tmp", "wb") if storage.is_local(url) else fs.open(path + ".tmp", "wb")) as sink:  # (Arrow writes a local file itself)
+        with pa.ipc.new_file(sink, table.schema, options=_OPTIONS) as writer:
+            for piece in pieces:
+                writer.write_batch(piece.to_batches()[0] if piece.num_rows else pa.RecordBatch.from_pylist([], schema=table.schema))
         size = sink.tell()
     storage.rename(url + ".tmp", url)
     return size
@@ -64,11 +68,10 @@ class Reader:
         nothing), one open per file."""
         batches = []
         for url in urls:
-            fs, path = storage.filesystem(url)
-            if not fs.exists(path):
+            if not storage.exists(url):
                 continue
             self.opened += 1
-            with fs.open(path, "rb") as source:
+            with storage.arrow_input(url) as source:
                 reader = pa.ipc.open_file(source)
                 batches.extend(reader.get_batch(p) for p in range(first, min(last, reader.num_record_batches)))
         return pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
@@ -86,12 +89,13 @@ class Reader:
 
     def table(self, url: str) -> pa.Table:
         """A whole file written by ``write_table``."""
-        fs, path = storage.filesystem(url)
         self.opened += 1
-        with fs.open(path, "rb") as source:
+        with storage.arrow_input(url) as source:
             return pa.ipc.open_file(source).read_all()
 
 
 def write_table(url: str, table: pa.Table) -> int:
-    """A whole table as one Arrow IPC file (a task's candidate sessions between two task sets)."""
-    return write_partitioned(url, table, np.zeros(table.num_rows, dtype=np.int64), 1)
+    """A whole table as one Arrow IPC file of one record batch (a task's candidate sessions between
+    two task sets), its rows as they are: no copy but of columns in several chunks."""
+    table = table.combine_chunks()
+    return _write(url, table, [table])

@@ -265,7 +265,8 @@ def test_band_rows_with_copies_in_many_buckets_give_the_pairs_of_the_definition(
             rows += [{"band": int(k), "session_id": sid, "bucket": bucket, "shingles": shingles, "text_hash": 1000 + text,
                       "band_index": i} for i, k in enumerate(bands)]
     # Two replies alike in one band alone (not the first), each written once: their only pair.
-    for sid, text in (("zz0001", 98), ("zz0002", 99)):
+    alike = [earliest_keys(pa.array([i]), pa.array([1_400_000_100])).to_pylist()[0] if keys else i for i in ("zz0001", "zz0002")]
+    for sid, text in zip(alike, (98, 99)):
         rows += [{"band": 7 if i == 5 else int(rng.integers(0, 2**64, dtype=np.uint64)), "session_id": sid, "bucket": 0,
                   "shingles": 9, "text_hash": text, "band_index": i} for i in range(20)]
     rng.shuffle(rows)
@@ -277,7 +278,7 @@ def test_band_rows_with_copies_in_many_buckets_give_the_pairs_of_the_definition(
         want, want_same = _pairs_by_definition(rows, max_group, 0.8)
         assert got == want and len(got) == pairs.num_rows
         assert got_same == want_same and len(got_same) == same.num_rows
-        assert want and want_same and ("zz0002", 0, "zz0001", 0) in got
+        assert want and want_same and (alike[1], 0, alike[0], 0) in got
         if earlier:  # (pairs with an earlier copy, and copies linked to an earlier one, are among them)
             assert any(p[3] == -1 for p in got) and any(s[3] == -1 for s in got_same)
             # A batch's run pairs only the rows ``batches.pairing_rows`` keeps: about half, the same
@@ -293,6 +294,39 @@ def test_band_rows_with_copies_in_many_buckets_give_the_pairs_of_the_definition(
             assert {tuple(r.values()) for r in pairs.to_pylist()} == want and kept.num_rows < table.num_rows
             assert {(r["a"], r["a_bucket"], r["b"], r["b_bucket"]) for r in same.to_pylist() if r["a_bucket"] >= 0} \
                 == {s for s in want_same if s[1] >= 0}
+
+
+def test_order_keys_become_integers_in_their_string_order():
+    """``thread_keys.order_key_integers``: order keys after prefixes of up to two characters, ids of
+    mixed lengths (one with a leading zero), seconds of a month or of twenty years (ranked), in the
+    order and with the equality of the strings; anything that is not an order key is refused, and
+    ``id_order`` then ranks the strings."""
+    from extraction.sessions.thread_keys import earliest_keys, order_key_integers
+
+    def string_ranks(ids):
+        return np.unique(np.array(ids.to_pylist(), dtype=object), return_inverse=True)[1]
+
+    rng = np.random.default_rng(9)
+    for trial in range(24):
+        n = int(rng.integers(2, 400))
+        low, high = [(1, 36**3), (36**5, 36**7), (36**6, 36**7 + 40), (0, 50)][trial % 4]
+        ids = [np.base_repr(int(v), 36).lower() for v in rng.integers(low, high, n)]
+        ids[:3] = ["0" + i for i in ids[:3]] if trial % 4 == 2 else ids[:3]
+        seconds = rng.integers(1_400_000_000, 1_400_000_000 + [60, 2_600_000, 700_000_000][trial % 3], n)
+        prefixes = np.array(["", " ", "~", "~ "])[rng.integers(0, 1 + trial % 4, n)]
+        keys = pc.binary_join_element_wise(pa.array(prefixes), earliest_keys(pa.array(ids), pa.array(seconds)), "")
+        keys = pa.concat_arrays([keys, pc.take(keys, pa.array(rng.integers(0, n, n)))])  # (repeats)
+        got = order_key_integers(keys)
+        assert got is not None and got.dtype == np.uint64 and int(got.max()) < 2**63
+        want = string_ranks(keys)
+        assert np.array_equal(np.argsort(got, kind="stable"), np.argsort(want, kind="stable"))
+        assert np.array_equal(np.unique(got, return_inverse=True)[1], want)
+        assert np.array_equal(np.argsort(neardup.id_order(keys.slice(1)), kind="stable"), np.argsort(want[1:], kind="stable"))
+    for other in (["!00000000011a", "abc"], ["!000000000131a"], ["!00000000011A"], ["abc!00000000011a"],
+                  ["!000000000x1a"], ["zz0001", "a"], ["\x01!00000000011a"]):
+        assert order_key_integers(pa.array(other)) is None, other
+        assert np.array_equal(np.unique(neardup.id_order(pa.array(other)), return_inverse=True)[1], string_ranks(pa.array(other)))
+    assert order_key_integers(pa.array([], pa.string())) is None and order_key_integers(pa.array(["!00000000011a", None])) is None
 
 
 def test_among_is_membership_for_sorted_and_unsorted_values():
