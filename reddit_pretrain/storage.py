@@ -170,6 +170,17 @@ def arrow_input(url: str):
     return fs.open(path, "rb")
 
 
+def arrow_output(url: str):
+    """A new file for Arrow to write (``arrow_input``'s twin): a local one Arrow's own, any other
+    through fsspec. The caller writes it under a temporary name and renames it into place."""
+    if is_local(url):
+        import pyarrow as pa
+
+        return pa.OSFile(local_path(url), "wb")
+    fs, path = filesystem(url)
+    return fs.open(path, "wb")
+
+
 def remove(url: str) -> None:
     fs, path = filesystem(url)
     if fs.exists(path):

@@ -49,7 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from extraction.sessions.features import as_array, splitmix64, word_hash
-from extraction.sessions.thread_keys import order_key_integers
+from extraction.sessions.thread_keys import BASE36, order_key_integers
 
 _MASK32 = np.uint64(0xFFFFFFFF)
 
@@ -322,8 +322,7 @@ def candidate_pairs(keys: np.ndarray, ids, max_group: int, skip: np.ndarray | No
 
 _ID_PLACES = 12
 """Base-36 ids up to this long pack into 64 bits (37 ** 12 < 2 ** 63: ``near_sessions._ranks`` sets the top bit)."""
-_ID_SYMBOL = np.zeros(256, dtype=np.uint8)
-_ID_SYMBOL[np.frombuffer(b"0123456789abcdefghijklmnopqrstuvwxyz", np.uint8)] = np.arange(1, 37, dtype=np.uint8)
+_ID_SYMBOL = np.where(BASE36 < 36, BASE36 + 1, 0).astype(np.uint8)  # (1-36; 0: not a base-36 character)
 _ID_PLACE = np.uint64(37) ** np.arange(_ID_PLACES - 1, -1, -1, dtype=np.uint64)
 
 

@@ -239,7 +239,7 @@ def build_candidates(comments: pa.Table, submissions: pa.Table | None, chains: C
     walk = walk_chains(comments, cut, long_turn, chains)
     replied_later = 0
     if new < comments.num_rows:  # a batch: its sessions end at its own comments
-        replied_later = _replied_later(comments, walk, new, chains)
+        replied_later = _replied_later(walk, new, chains)
         keep = walk.ends < new
         walk = Walk(walk.ends[keep], walk.M[keep], walk.end_code[keep], walk.num_turns[keep], walk.valid, walk.on_cycle,
                     walk.link, walk.link_code, walk.parent)
@@ -295,14 +295,14 @@ def read_comments(comments: pa.Table, filters: FiltersConfig, privacy: Privacy, 
     return comments, body, repeats, new
 
 
-def _replied_later(comments: pa.Table, walk: Walk, new: int, chains: ChainsConfig) -> int:
+def _replied_later(walk: Walk, new: int, chains: ChainsConfig) -> int:
     """Comments of earlier batches (rows ``new`` on) that ended a session there, a leaf of them,
     and have a reply in this batch: sessions a single run over all the months would not emit (the
     parent links of the walk: a reply it would have walked through)."""
     if chains.mode not in ("leaves", "longest"):
         return 0
-    n = comments.num_rows
     parent = walk.parent
+    n = len(parent)
     child = walk.valid & (parent >= 0)
     rows = np.arange(n)
     had_child, gained = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)

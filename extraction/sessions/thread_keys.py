@@ -13,6 +13,9 @@ import pyarrow.compute as pc
 from extraction.sessions.features import as_array
 
 _DIGITS36 = np.array(list("0123456789abcdefghijklmnopqrstuvwxyz"), dtype=object)
+BASE36 = np.full(256, 255, dtype=np.uint8)
+BASE36[np.frombuffer("".join(_DIGITS36).encode(), np.uint8)] = np.arange(36, dtype=np.uint8)
+"""Each byte's value as a base-36 digit (Reddit's ids), 255 for a byte that is not one."""
 
 
 def _np(array, fill=None) -> np.ndarray:
@@ -77,8 +80,6 @@ EARLIER_MARK = " "
 """Before an order key: a session of an earlier batch of a corpus, in the near-duplicate steps of a
 later batch's run (``extraction.sessions.batches``): ordered before every session of that batch."""
 
-_BASE36 = np.full(256, 255, dtype=np.uint8)
-_BASE36[np.frombuffer(b"0123456789abcdefghijklmnopqrstuvwxyz", np.uint8)] = np.arange(36, dtype=np.uint8)
 _MARK = ord(ORDER_MARK)
 _MAX_PREFIXES = 8
 
@@ -100,7 +101,7 @@ def order_key_integers(ids: pa.Array) -> np.ndarray | None:
     start, lengths = offsets[:-1].astype(np.int64), np.diff(offsets)
     if lengths.min() < ORDER_CHARS + 1:
         return None
-    window = 2 + ORDER_CHARS + int(lengths.max())
+    window = 2 + int(lengths.max())  # (a key moved back by its prefix still ends within it)
     buffer, used = ids.buffers()[2], int(offsets[-1])
     if buffer.size >= used + window:  # (Arrow pads its buffers: no copy)
         data = np.frombuffer(buffer, np.uint8, used + window)
@@ -133,10 +134,10 @@ def order_key_integers(ids: pa.Array) -> np.ndarray | None:
         if (plen == p).any():
             key[plen == p] = rows[plen == p, p:p + ORDER_CHARS + high]
     digits = key[:, 1:ORDER_CHARS - 1] - np.uint8(48)
-    if (digits > 9).any() or (_BASE36[key[:, ORDER_CHARS - 1]] != width).any():
+    if (digits > 9).any() or (BASE36[key[:, ORDER_CHARS - 1]] != width).any():
         return None
     seconds = (digits @ (10.0 ** np.arange(ORDER_CHARS - 3, -1, -1))).astype(np.int64)  # (exact in a double: < 2**53)
-    chars = _BASE36[key[:, ORDER_CHARS:]]
+    chars = BASE36[key[:, ORDER_CHARS:]]
     if low < high:
         chars[np.arange(high)[None, :] >= width[:, None]] = 0
     if (chars == 255).any():

@@ -42,7 +42,7 @@ def _write(url: str, table: pa.Table, pieces: list[pa.Table]) -> int:
     """``pieces`` (of ``table``, one chunk each) as one record batch each, under a temporary name then renamed."""
     fs, path = storage.filesystem(url)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    with (pa.OSFile(path + ".tmp", "wb") if storage.is_local(url) else fs.open(path + ".tmp", "wb")) as sink:  # (Arrow writes a local file itself)
+    with storage.arrow_output(url + ".tmp") as sink:
         with pa.ipc.new_file(sink, table.schema, options=_OPTIONS) as writer:
             for piece in pieces:
                 writer.write_batch(piece.to_batches()[0] if piece.num_rows else pa.RecordBatch.from_pylist([], schema=table.schema))
