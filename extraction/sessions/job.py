@@ -115,10 +115,10 @@ class ExtractConfig:
     one step in the driver; more are clustered by Spark tasks in rounds (``extraction.sessions.clusters``),
     so the driver's memory does not grow with the corpus. Any value gives the same output."""
     reduce_bytes: int = 64 << 20
-    """Exchanged bytes per task of the steps that read every task's exchanged files (the corpus
-    rules, the near-duplicate verification), at least one such task per core. Any value gives the
-    same sessions (a corpus's batch: at least ``MIN_TASKS`` whatever the cores, and its ``state/``
-    cut into one file per such task)."""
+    """Exchanged bytes per task of the steps that read every task's exchanged files (the corpus rules, the
+    near-duplicate verification), at least one such task per core. Any value gives the same sessions (a corpus's
+    batch: at least ``MIN_TASKS`` whatever the cores, its ``state/`` cut into one file per such task, and its
+    ``state/near_texts`` written by the driver when no more than this: a Spark job would cost more)."""
     batch: str | None = None
     """A corpus's batch (``input`` a corpus folder): only the sessions whose last turn is in this
     batch, judged against every batch before it (``extraction.sessions.batches``), written to
@@ -272,9 +272,9 @@ def run_extract(cfg: ExtractConfig, spark=None) -> dict:
         finished = job("write", [{"task": r["task"], "reducers": len(corpus), "near_files": near_files, "comments": r["stats"]["comments"],
                                   "valid": r["stats"]["valid"]} for r, _ in built], functools.partial(_write_task, settings))
         finished.sort(key=lambda r: r[0]["task"])
-        if cfg.batch and near:  # (its state/near_texts: by session id, for the later batches' lookups)
-            near_results += job("near duplicates: state", [{"first": lo, "last": hi} for lo, hi in reducers],
-                                functools.partial(_near_state_task, settings))
+        if cfg.batch and near:  # (its state/near_texts: by session id, for the later batches' lookups; here when small)
+            near_results += job("near duplicates: state", [{"first": lo, "last": hi} for lo, hi in reducers], functools.partial(
+                _near_state_task, settings), here=sum(r.get("state_bytes", 0) for r, _ in finished) <= cfg.reduce_bytes)
         say(f"3/3 bland, duplicates, splits and writes ({wall['write']:.1f} s)")
         exchanged = storage.tree_bytes(settings.work)  # what the tasks handed each other (Spark's shuffle, in files)
         storage.remove_unfinished(staging)  # (_work and the task records go with staging at the commit)
@@ -554,12 +554,12 @@ def _write_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     t = task["task"]
     candidates = read.table(_work_file(settings, "candidates", t))
     dropped = read.partition(_all(settings, "dropped", task["reducers"]), t, _DROPPED)
-    near = None
+    near, state_bytes = None, 0
     if near_duplicates_on(settings.filters):
         near = read.partition(_all(settings, "nd_dropped", task["near_files"]), t, ND_DROPPED)
         if settings.batch:  # what later batches' near duplicates are judged against (_near_state_task)
             rows, where = batches.near_state(read.table(_work_file(settings, "nd_texts", t)), near, settings.tasks)
-            exchange.write_partitioned(_work_file(settings, "nd_state", t), rows, where, settings.tasks)
+            state_bytes = exchange.write_partitioned(_work_file(settings, "nd_state", t), rows, where, settings.tasks)
     frequent = None
     if settings.filters.bland:  # the reduce tasks' hash ranges in order: sorted as a whole
         frequent = np.concatenate([np.frombuffer(read.bytes(url), dtype=np.uint64)
@@ -586,7 +586,7 @@ def _write_task(settings: _Settings, task: dict) -> tuple[dict, bytes | None]:
     rejects = sessions.filter(pc.invert(kept_mask)).select(SESSION_COLUMNS + ["drop_reason", "split", "duplicate_of"])
     write(storage.join(settings.staging, layout.REJECTS, layout.reject_part(t)), rejects)
     timer.lap("writes")
-    return {"task": t, "report": stats, "opened": read.opened, "seconds": timer.seconds}, None
+    return {"task": t, "report": stats, "opened": read.opened, "state_bytes": state_bytes, "seconds": timer.seconds}, None
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ import pyarrow as pa
 from reddit_pretrain import storage
 
 _OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+_PLAIN = pa.ipc.IpcWriteOptions()
 
 
 def hash_partition(hashes: np.ndarray, partitions: int) -> np.ndarray:
@@ -38,12 +39,13 @@ def write_partitioned(url: str, table: pa.Table, partition: np.ndarray, partitio
     return _write(url, ordered, [ordered.slice(bounds[p], bounds[p + 1] - bounds[p]) for p in range(partitions)])
 
 
-def _write(url: str, table: pa.Table, pieces: list[pa.Table]) -> int:
-    """``pieces`` (of ``table``, one chunk each) as one record batch each, under a temporary name then renamed."""
+def _write(url: str, table: pa.Table, pieces: list[pa.Table], compressed: bool = True) -> int:
+    """``pieces`` (of ``table``, one chunk each) as one record batch each, under a temporary name then
+    renamed; LZ4-compressed unless not ``compressed``."""
     fs, path = storage.filesystem(url)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     with storage.arrow_output(url + ".tmp") as sink:
-        with pa.ipc.new_file(sink, table.schema, options=_OPTIONS) as writer:
+        with pa.ipc.new_file(sink, table.schema, options=_OPTIONS if compressed else _PLAIN) as writer:
             for piece in pieces:
                 writer.write_batch(piece.to_batches()[0] if piece.num_rows else pa.RecordBatch.from_pylist([], schema=table.schema))
         size = sink.tell()
@@ -94,8 +96,9 @@ class Reader:
             return pa.ipc.open_file(source).read_all()
 
 
-def write_table(url: str, table: pa.Table) -> int:
+def write_table(url: str, table: pa.Table, compressed: bool = True) -> int:
     """A whole table as one Arrow IPC file of one record batch (a task's candidate sessions between
-    two task sets), its rows as they are: no copy but of columns in several chunks."""
+    two task sets), its rows as they are: no copy but of columns in several chunks. Not ``compressed``:
+    a file read many times (a corpus's state), which a memory map then reads without a decode."""
     table = table.combine_chunks()
-    return _write(url, table, [table])
+    return _write(url, table, [table], compressed)

@@ -193,6 +193,20 @@ def test_a_batch_gives_the_sessions_of_one_run_over_all_months_that_end_in_it(ba
             earliest["drop_reason"] == "duplicate_session" and r["drop_reason"] == "duplicate_response"
 
 
+def test_a_batchs_state_is_read_in_place_through_a_memory_map(batches_extracted):
+    """Every later batch reads every earlier batch's state: its files are uncompressed, so a memory-mapped
+    read allocates nothing (the columns are the file's bytes) and gives what was written."""
+    out, corpus, first, second = batches_extracted
+    files = sorted((corpus / "extract" / "2015-01" / "state").rglob("*.arrow"))
+    assert {f.parent.name for f in files} == {"keys", "trigrams", "near_bands", "near_texts"}
+    for f in files:
+        with pa.memory_map(str(f)) as source:
+            before = pa.total_allocated_bytes()
+            table = pa.ipc.open_file(source).read_all()
+            assert pa.total_allocated_bytes() == before and table.num_rows > 0, f
+            assert table.equals(pa.ipc.open_file(pa.BufferReader(f.read_bytes())).read_all())
+
+
 def test_a_batch_is_refused_with_other_rules_or_out_of_order(batches_extracted, capsys):
     out, corpus, first, second = batches_extracted
     with pytest.raises(ExtractError, match=r"other settings \(filters.bland_min_count changed\)"):
@@ -224,6 +238,21 @@ def test_a_batch_on_spark_gives_the_same_bytes(batches_extracted, tmp_path, spar
                         if p.is_file())
         assert mine == theirs and all((copy / "extract" / "2015-02" / p).read_bytes() == (corpus / "extract" / "2015-02" / p).read_bytes()
                                       for p in mine), table
+    # Its state/near_texts was written by the driver (small); with reduce_bytes below it, by Spark tasks, and
+    # every kind of state in more files (one per reduce task; near_texts: per range of first-set tasks): the
+    # same sessions, rejects and state rows.
+    report = run_extract(ExtractConfig(input=str(copy), batch="2015-02", filters=BATCH_FILTERS, reduce_bytes=1, force=True,
+                                       spark=SparkConfig(in_process_below_bytes=0)), spark)
+    assert report["exchange"]["reduce_tasks"] > 4 and report["exchange"]["steps"]["near duplicates: state"]["tasks"] > 4
+    for table in ("sessions", "rejects"):
+        assert _rows(copy / "extract" / "2015-02" / table).equals(_rows(corpus / "extract" / "2015-02" / table))
+    for kind in ("keys", "trigrams", "near_bands", "near_texts"):
+        mine, theirs = (pa.concat_tables(pa.ipc.open_file(str(f)).read_all() for f in sorted((root / "extract" / "2015-02" / "state" / kind).glob("*.arrow")))
+                        for root in (copy, corpus))
+        files = report["exchange"]["steps"]["near duplicates: state"]["tasks"] if kind == "near_texts" else report["exchange"]["reduce_tasks"]
+        assert len(list((copy / "extract" / "2015-02" / "state" / kind).glob("*.arrow"))) == files
+        assert mine.sort_by([(c, "ascending") for c in mine.column_names if c != "sketch"]).equals(
+            theirs.sort_by([(c, "ascending") for c in theirs.column_names if c != "sketch"])), kind
 
 
 def test_each_batch_is_a_shard_set_of_the_corpus_tokenizer(batches_extracted, tmp_path):
