@@ -195,7 +195,7 @@ def test_a_batch_gives_the_sessions_of_one_run_over_all_months_that_end_in_it(ba
 
 def test_a_batchs_state_is_read_in_place_through_a_memory_map(batches_extracted):
     """Every later batch reads every earlier batch's state: its files are uncompressed, so a memory-mapped
-    read allocates nothing (the columns are the file's bytes) and gives what was written."""
+    read allocates nothing (the columns are the file's bytes) and gives the table a copying read gives."""
     out, corpus, first, second = batches_extracted
     files = sorted((corpus / "extract" / "2015-01" / "state").rglob("*.arrow"))
     assert {f.parent.name for f in files} == {"keys", "trigrams", "near_bands", "near_texts"}
